@@ -1,0 +1,2 @@
+"""vitl: visual inspection by transfer learning."""
+__version__ = "0.1.0"

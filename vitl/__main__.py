@@ -1,0 +1,5 @@
+import sys
+
+from vitl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,46 @@
+"""Where vitl keeps things: VITL_HOME (weights, bundles), the data folder and the feature cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The project checkout's ``data/`` folder when vitl runs from a clone, else None.
+_REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def vitl_home() -> Path:
+    """Return vitl's home folder: ``$VITL_HOME``, else ``~/.vitl``.
+
+    Weights (``weights/``) and downloaded data sets live below it unless a
+    project ``data/`` folder is used.
+
+    Example:
+        >>> import os
+        >>> os.environ["VITL_HOME"] = "/tmp/vitl-doc-home"
+        >>> str(vitl_home())
+        '/tmp/vitl-doc-home'
+        >>> del os.environ["VITL_HOME"]
+    """
+    return Path(os.environ.get("VITL_HOME") or Path.home() / ".vitl").expanduser()
+
+
+def weights_dir() -> Path:
+    """Return the folder vitl looks in for weights files: ``vitl_home()/weights``."""
+    return vitl_home() / "weights"
+
+
+def data_dir() -> Path:
+    """Return where data sets are unpacked: ``$VITL_DATA``, else the checkout's ``data/``, else ``vitl_home()/data``."""
+    if os.environ.get("VITL_DATA"):
+        return Path(os.environ["VITL_DATA"]).expanduser()
+    if _REPO_DATA.is_dir():
+        return _REPO_DATA
+    return vitl_home() / "data"
+
+
+def default_cache_dir() -> Path:
+    """Return the shared feature-cache folder: ``$VITL_CACHE``, else ``vitl_home()/cache``."""
+    if os.environ.get("VITL_CACHE"):
+        return Path(os.environ["VITL_CACHE"]).expanduser()
+    return vitl_home() / "cache"

@@ -1,0 +1,122 @@
+"""Build a frozen feature extractor: RGB pixels (0..255) in, pooled features out."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from .._errors import problem
+from .registry import BackboneSpec, get_backbone
+from .weights import WeightsSource, resolve_weights
+
+
+@dataclass
+class FeatureExtractor:
+    """A frozen backbone with its preprocessing and global average pooling.
+
+    Attributes:
+        spec: the registry entry.
+        model: Keras model, input ``(input_size, input_size, 3)`` float32 RGB
+            in 0..255, output ``(feature_dim,)``. The backbone is the nested
+            layer named ``"backbone"``.
+        input_size: side of the square input in pixels.
+        weights: where the weights came from (kind, path, sha256).
+        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+    """
+
+    spec: BackboneSpec
+    model: keras.Model
+    input_size: int
+    weights: WeightsSource
+    precision: str = "float32"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def feature_dim(self) -> int:
+        return self.spec.feature_dim
+
+    @property
+    def fingerprint(self) -> str:
+        """A short id of the exact weights, part of every feature-cache key."""
+        if self.weights.sha256:
+            return self.weights.sha256[:16]
+        digest = hashlib.sha256()
+        for w in self.model.get_layer("backbone").weights:
+            digest.update(np.asarray(w.numpy()).tobytes())
+        return "random-" + digest.hexdigest()[:16]
+
+    def __call__(self, images) -> np.ndarray:
+        """Featurize a batch of images already at ``input_size`` (float 0..255)."""
+        return np.asarray(self.model(images, training=False), dtype=np.float32)
+
+
+_PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def build_feature_extractor(
+    backbone: str | BackboneSpec = "resnet101v2",
+    weights: str | None = "imagenet",
+    input_size: int | None = None,
+    precision: str = "float32",
+) -> FeatureExtractor:
+    """Build a frozen, pooled feature extractor for a registered backbone.
+
+    Args:
+        backbone: a name from :func:`vitl.backbones.list_backbones`.
+        weights: ``"imagenet"`` (resolved offline-first, see
+            :func:`vitl.backbones.resolve_weights`), a path to a Keras weights
+            file, or ``None`` for random initialisation (plumbing tests only:
+            random features are useless for classification).
+        input_size: square input side; defaults to the backbone's own. Smaller
+            sizes make fast tests (``weights=None`` or any size >= 32).
+        precision: ``"float32"``, ``"bfloat16"`` (CPUs with AVX512-BF16/AMX) or
+            ``"float16"`` (GPUs) for the frozen backbone; features are float32.
+
+    Returns:
+        A :class:`FeatureExtractor`.
+
+    Raises:
+        ValueError: unknown backbone, bad input size or precision.
+
+    Example:
+        >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=64)
+        >>> fx.model.output_shape
+        (None, 1280)
+        >>> fx.weights.kind
+        'random'
+    """
+    spec = get_backbone(backbone)
+    size = spec.input_size if input_size is None else input_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
+        raise ValueError(
+            problem("input_size", "an integer >= 32 (pixels)", input_size,
+                    f"omit it to use {spec.name}'s own {spec.input_size}")
+        )
+    if precision not in _PRECISIONS:
+        raise ValueError(problem("precision", f"one of {_PRECISIONS}", precision,
+                                 "use 'float32' unless you benchmarked another"))
+    source = resolve_weights(spec, weights)
+    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        base = spec.constructor(
+            include_top=False, weights=source.path, input_shape=(size, size, 3), pooling=None
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+    base.name = "backbone"
+    base.trainable = False
+
+    inputs = keras.Input((size, size, 3), name="image")
+    x = spec.preprocessing_layer()(inputs)
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool", dtype="float32")(x)
+    model = keras.Model(inputs, x, name=f"{spec.name.replace('-', '_')}_features")
+    return FeatureExtractor(spec, model, size, source, precision)

@@ -1,0 +1,152 @@
+"""The backbone registry: frozen ImageNet feature extractors from ``keras.applications``.
+
+Each :class:`BackboneSpec` knows how to build its network, its input size, its
+input preprocessing (as a serialisable Keras layer, so saved models carry it)
+and the size of its pooled feature vector. Adding a backbone is one entry in
+:data:`BACKBONES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+
+from .._errors import problem
+
+#: Per-channel ImageNet statistics used by torchvision (RGB, 0..1 scale).
+TORCH_MEAN = (0.485, 0.456, 0.406)
+TORCH_STD = (0.229, 0.224, 0.225)
+
+#: Bump when the meaning of a backbone's preprocessing changes, so cached features miss.
+PREPROCESSING_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one frozen feature extractor.
+
+    Attributes:
+        name: registry key, e.g. ``"resnet101v2"``.
+        constructor: ``keras.applications`` style callable taking
+            ``include_top``, ``weights``, ``input_shape``, ``pooling``.
+        input_size: default square input side in pixels.
+        preprocess: ``"tf"`` (scale to [-1, 1]), ``"torch"`` (ImageNet mean/std)
+            or ``"none"`` (the network rescales its own 0..255 input).
+        feature_dim: length of the pooled feature vector.
+        last_conv_layer: name of the layer whose output Grad-CAM explains.
+        keras_weights: file name of Keras' "no top" ImageNet weights, or None
+            where weights come from elsewhere (``mobilenetv2-tv``).
+        block_prefixes: layer-name prefixes of the backbone's blocks in order,
+            used to unfreeze the top N blocks for fine-tuning.
+        description: one line for listings.
+    """
+
+    name: str
+    constructor: Callable[..., keras.Model]
+    input_size: int
+    preprocess: str
+    feature_dim: int
+    last_conv_layer: str
+    keras_weights: str | None
+    block_prefixes: tuple[str, ...] = field(default=())
+    description: str = ""
+
+    def preprocessing_layer(self) -> keras.layers.Layer:
+        """Return a Keras layer mapping RGB pixels in 0..255 to this network's input range."""
+        if self.preprocess == "tf":
+            return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")
+        if self.preprocess == "torch":
+            scale = [1.0 / (255.0 * s) for s in TORCH_STD]
+            offset = [-m / s for m, s in zip(TORCH_MEAN, TORCH_STD)]
+            return keras.layers.Rescaling(scale, offset=offset, name="preprocess")
+        return keras.layers.Identity(name="preprocess")
+
+
+def _mobilenetv2_tv(**kwargs) -> keras.Model:
+    from .torchvision_mobilenet import build_mobilenetv2_tv
+
+    return build_mobilenetv2_tv(**kwargs)
+
+
+_A = keras.applications
+_RESNET_V2_BLOCKS = ("conv2_", "conv3_", "conv4_", "conv5_", "post_")
+_MOBILENET_BLOCKS = tuple(f"block_{i}_" for i in range(1, 17)) + ("Conv_1",)
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in [
+        BackboneSpec(
+            "resnet101v2", _A.ResNet101V2, 224, "tf", 2048, "post_relu",
+            "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
+            "ResNet101 v2, the ML.NET tutorial's backbone (44.7M parameters)",
+        ),
+        BackboneSpec(
+            "resnet50v2", _A.ResNet50V2, 224, "tf", 2048, "post_relu",
+            "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
+            "ResNet50 v2, half the depth of the default (25.6M parameters)",
+        ),
+        BackboneSpec(
+            "mobilenetv2", _A.MobileNetV2, 224, "tf", 1280, "out_relu",
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5", _MOBILENET_BLOCKS,
+            "MobileNetV2 1.0, Keras' ImageNet weights (3.5M parameters)",
+        ),
+        BackboneSpec(
+            "inceptionv3", _A.InceptionV3, 299, "tf", 2048, "mixed10",
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            tuple(f"mixed{i}" for i in range(11)),
+            "Inception v3 at 299x299 (23.9M parameters)",
+        ),
+        BackboneSpec(
+            "efficientnetb0", _A.EfficientNetB0, 224, "none", 1280, "top_activation",
+            "efficientnetb0_notop.h5",
+            tuple(f"block{i}" for i in range(1, 8)) + ("top_",),
+            "EfficientNet-B0, rescales its own input (5.3M parameters)",
+        ),
+        BackboneSpec(
+            "mobilenetv2-tv", _mobilenetv2_tv, 224, "torch", 1280, "out_relu",
+            None, _MOBILENET_BLOCKS,
+            "MobileNetV2 with torchvision's ImageNet weights, available offline",
+        ),
+    ]
+}
+
+DEFAULT_BACKBONE = "resnet101v2"
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """Look up a registered backbone by name.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+
+    Example:
+        >>> get_backbone("resnet101v2").feature_dim
+        2048
+        >>> get_backbone("vgg16")
+        Traceback (most recent call last):
+        ...
+        ValueError: backbone: expected one of 'resnet101v2', 'resnet50v2', 'mobilenetv2', 'inceptionv3', 'efficientnetb0', 'mobilenetv2-tv', received 'vgg16'. Fix: pass one of those names, or register a BackboneSpec in vitl.backbones.BACKBONES
+    """
+    if isinstance(name, BackboneSpec):
+        return name
+    if name not in BACKBONES:
+        known = ", ".join(repr(n) for n in BACKBONES)
+        raise ValueError(
+            problem(
+                "backbone", f"one of {known}", name,
+                "pass one of those names, or register a BackboneSpec in vitl.backbones.BACKBONES",
+            )
+        )
+    return BACKBONES[name]
+
+
+def list_backbones() -> list[str]:
+    """Return the registered backbone names, default first.
+
+    Example:
+        >>> list_backbones()[:2]
+        ['resnet101v2', 'resnet50v2']
+    """
+    return list(BACKBONES)

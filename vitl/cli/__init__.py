@@ -1,0 +1,60 @@
+"""The ``vitl`` command line.
+
+Each sub-command lives in its own module here with ``register(subparsers)``,
+which adds a parser and ``set_defaults(run=...)``; ``run(args)`` returns the
+exit code. Unusable input raises :class:`CLIError` (or ValueError /
+FileNotFoundError), which ``main`` turns into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# Sub-command modules, in the order ``vitl --help`` lists them.
+_COMMAND_MODULES = ["demo", "data", "weights", "cache", "train", "evaluate", "predict", "export",
+                    "explain"]
+
+
+class CLIError(Exception):
+    """A usage problem reported as one line and exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vitl", description="Visual inspection by transfer learning."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"vitl.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"vitl.cli.{name}":
+                continue  # not written yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``vitl`` command line and return its exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except (CLIError, ValueError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"vitl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
