@@ -1,0 +1,42 @@
+"""``vitl data DIR``: check an image folder and show what a training run would see."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+from ..data import load_image_folder, split, tutorial_split
+
+
+def register(subparsers) -> None:
+    """Add the ``data`` sub-command."""
+    parser = subparsers.add_parser(
+        "data", help="check an image folder: images per class, sizes, bad files, split",
+        description="Check a folder with one sub-folder per class: count images per class, "
+                    "read image sizes, list bad files and show how they would be split.")
+    parser.add_argument("folder", metavar="DIR", help="folder holding one sub-folder per class")
+    parser.add_argument("--split", choices=["tutorial", "default", "none"], default="tutorial",
+                        help="show the split: 'tutorial' = ML.NET's 70/27/3 (default), "
+                             "'default' = 70/15/15, 'none' = no split")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="draw a different (still reproducible) split")
+    parser.add_argument("--no-validate", dest="validate", action="store_false",
+                        help="only list files, do not decode them (faster, misses bad files)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the summary, the bad-file report and the split table; return 0."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every skipped file is printed in the report below
+        images = load_image_folder(args.folder, validate=args.validate)
+    print(f"{images.root}\n")
+    print(images.summary(progress=True))
+    print()
+    print(images.report)
+    if args.split != "none":
+        parts = (tutorial_split(images, seed=args.seed) if args.split == "tutorial"
+                 else split(images, seed=args.seed))
+        print(f"\nsplit ({args.split}, seed={args.seed}):")
+        print(parts)
+    return 0

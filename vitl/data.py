@@ -1,0 +1,602 @@
+"""Image folders in, checked file lists and reproducible splits out.
+
+One sub-folder per class (``root/cracked/*.jpg``, ``root/intact/*.png``).
+:func:`read_image` is the single place where pixels are made; everything that
+needs pixels (features, prediction, plots) calls it, so they all see the same
+image. :func:`load_image_folder` lists and checks the files; :func:`split`
+assigns each file to train / validation / test by a hash of its name.
+
+Example:
+    >>> import tempfile, numpy as np
+    >>> from PIL import Image
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ["cracked", "intact"]:
+    ...     (root / name).mkdir()
+    ...     for i in range(3):
+    ...         Image.new("RGB", (8, 6), "gray").save(root / name / f"{i}.png")
+    >>> images = load_image_folder(root, progress=False)
+    >>> images
+    ImageCollection(6 images, classes cracked=3, intact=3, root='...')
+    >>> read_image(images.paths[0]).shape
+    (6, 8, 3)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm.auto import tqdm
+
+from ._errors import check_fraction, problem
+
+#: File name endings read as images (compared in lower case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+#: Largest image accepted, in pixels (~450 MB as RGB uint8). Pillow's own default
+#: (89.5 Mpx) would refuse a 10000x10000 photo; importing this module raises
+#: ``PIL.Image.MAX_IMAGE_PIXELS`` to this value, and that Pillow setting is the
+#: one knob: set it higher (or None) to accept bigger images.
+MAX_PIXELS = 150_000_000
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+#: ML.NET tutorial fractions (train, validation, test), see :func:`tutorial_split`.
+TUTORIAL_FRACTIONS = (0.70, 0.27, 0.03)
+
+_CHECK_SIZE = 32  # validation decodes at this size: JPEGs then decode at 1/8 scale
+_ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_WHITE = (255, 255, 255, 255)
+
+
+class BadImageError(ValueError):
+    """A file that cannot be read as an image; ``.path`` and ``.reason`` say why."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, FileNotFoundError):
+        return "file not found (or a broken symlink)"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory, not a file"
+    if isinstance(err, Image.UnidentifiedImageError):
+        return "not an image (Pillow cannot identify the format)"
+    if isinstance(err, Image.DecompressionBombError):
+        return f"too many pixels ({err})"
+    if "truncated" in str(err).lower():
+        return f"truncated image data ({err})"
+    if isinstance(err, OSError) and err.strerror:  # e.g. a symlink pointing at itself
+        return f"cannot read: {err.strerror}"
+    return f"cannot decode: {type(err).__name__}: {err}"
+
+
+def _hw(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    pair = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 and v >= 1 for v in pair):
+        raise ValueError(problem("size", "None, an int >= 1 or a pair (height, width)", size,
+                                 "pass e.g. size=224 or size=(224, 224)"))
+    return int(pair[0]), int(pair[1])
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block means "not rotated"
+        return 1
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grey: scale 0..65535 onto 0..255 (round, don't clip or keep the low byte).
+        wide = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
+        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8)).convert("RGB")
+    if img.mode == "F":
+        return Image.fromarray(np.clip(np.rint(np.asarray(img)), 0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        background = Image.new("RGBA", img.size, _WHITE)
+        background.alpha_composite(img.convert("RGBA"))
+        return background.convert("RGB")
+    return img.convert("RGB")
+
+
+def read_image(path, size=None) -> np.ndarray:
+    """Read one image file as upright RGB pixels.
+
+    EXIF orientation is applied (phone photos come out upright); grey, palette,
+    CMYK and 16-bit images become RGB; 16-bit values are scaled to 8 bit
+    (65535 -> 255, 32768 -> 128); transparent pixels are composited onto white;
+    animated GIFs give their first frame. The result is deterministic: the same
+    file and ``size`` always give the same array.
+
+    Args:
+        path: image file.
+        size: None to keep the size, an int for a square, or ``(height, width)``.
+            Resizing is Pillow bilinear (antialiased when shrinking). Large
+            JPEGs are decoded at a reduced DCT scale first (``Image.draft``) and
+            big downscales use ``reducing_gap=3``, for speed.
+
+    Returns:
+        ``uint8`` array of shape ``(height, width, 3)``.
+
+    Raises:
+        BadImageError: (a ValueError) the file is empty, missing, unreadable,
+            not an image, truncated or has more than
+            ``PIL.Image.MAX_IMAGE_PIXELS`` pixels; the message says which.
+        ValueError: ``size`` is not valid.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "grey.png"
+        >>> Image.new("L", (40, 30), 200).save(path)
+        >>> pixels = read_image(path, size=(15, 20))
+        >>> pixels.shape, pixels.dtype, pixels[0, 0].tolist()
+        ((15, 20, 3), dtype('uint8'), [200, 200, 200])
+    """
+    target = _hw(size)
+    path = Path(path)
+    try:
+        if os.stat(path).st_size == 0:
+            raise BadImageError(path, "empty file (0 bytes)")
+        with open(path, "rb") as file, Image.open(file) as img:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and img.width * img.height > limit:
+                raise BadImageError(path, f"too many pixels ({img.width}x{img.height} > "
+                                          f"PIL.Image.MAX_IMAGE_PIXELS={limit})")
+            if target is not None and img.format == "JPEG":
+                height, width = target
+                if _orientation(img) in _ROTATED:
+                    height, width = width, height
+                img.draft(None, (width, height))
+            img.load()  # first frame only for animations
+            ImageOps.exif_transpose(img, in_place=True)
+            rgb = _to_rgb(img)
+        if target is not None and rgb.size != (target[1], target[0]):
+            rgb = rgb.resize((target[1], target[0]), Image.BILINEAR, reducing_gap=3.0)
+        return np.asarray(rgb).copy()  # asarray alone is read-only
+    except (BadImageError, MemoryError):
+        raise
+    except Exception as err:  # Pillow raises many types for broken files
+        raise BadImageError(path, _reason(err)) from err
+
+
+def _check_image(path: Path) -> str | None:
+    """Return why ``path`` is not a usable image, or None when it decodes."""
+    try:
+        read_image(path, size=_CHECK_SIZE)  # a real decode: verify() alone misses truncation
+        with open(path, "rb") as file, Image.open(file) as img:
+            img.verify()  # checksums (PNG CRCs) that decoding skips
+    except BadImageError as err:
+        return err.reason
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - Pillow raises many types for broken files
+        return _reason(err)
+    return None
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) as displayed, from the header only; None if unreadable."""
+    try:
+        with open(path, "rb") as file, Image.open(file) as img:
+            w, h = img.size
+            return (h, w) if _orientation(img) in _ROTATED else (w, h)
+    except Exception:  # noqa: BLE001 - the summary counts unreadable headers instead
+        return None
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file or folder left out of a collection, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_image_folder` left out.
+
+    Attributes:
+        skipped: bad images, unreadable folders, symlink loops (each warned about).
+        ignored: files without an image extension (listed, not warned about).
+    """
+
+    skipped: list[SkippedFile] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.skipped)
+
+    def __str__(self) -> str:
+        lines = [f"skipped files and folders: {len(self.skipped) or 'none'}"]
+        lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+        if self.ignored:
+            names = ", ".join(p.name for p in self.ignored[:5])
+            more = ", ..." if len(self.ignored) > 5 else ""
+            lines.append(f"{len(self.ignored)} non-image files ignored "
+                         f"(not {'/'.join(IMAGE_EXTENSIONS)}): {names}{more}")
+        return "\n".join(lines)
+
+
+@dataclass
+class DataSummary:
+    """Images per class, image size range and warnings, printable as a table."""
+
+    counts: dict[str, int]
+    smallest: tuple[int, int] | None  # (width, height) of the image with fewest pixels
+    largest: tuple[int, int] | None
+    skipped: int
+    warnings: list[str]
+
+    def __str__(self) -> str:
+        width = max([len("total")] + [len(name) for name in self.counts])
+        rows = [f"{'class':<{width}}  images"]
+        rows += [f"{name:<{width}}  {n:>6}" for name, n in self.counts.items()]
+        rows.append(f"{'total':<{width}}  {sum(self.counts.values()):>6}")
+        if self.smallest:
+            rows.append("image size (WxH): {}x{} to {}x{}".format(*self.smallest, *self.largest))
+        rows += [f"warning: {w}" for w in self.warnings] or ["warnings: none"]
+        return "\n".join(rows)
+
+
+@dataclass(repr=False)
+class ImageCollection:
+    """Image files with integer labels; ``labels[i]`` indexes ``class_names``.
+
+    Attributes:
+        root: the folder paths are shown relative to.
+        paths: absolute file paths (symlinks are not resolved).
+        labels: ``int64`` array, one per path.
+        class_names: class (folder) names in label order.
+        report: what was skipped while loading.
+    """
+
+    root: Path
+    paths: list[Path]
+    labels: np.ndarray
+    class_names: list[str]
+    report: LoadReport = field(default_factory=LoadReport)
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        self.paths = [Path(p) for p in self.paths]
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        self.class_names = [str(c) for c in self.class_names]
+        if len(self.labels) != len(self.paths):
+            raise ValueError(problem("labels", f"one label per path ({len(self.paths)})",
+                                     f"{len(self.labels)} labels", "pass equally long lists"))
+        if len(self.labels) and not 0 <= self.labels.min() <= self.labels.max() < len(
+                self.class_names):
+            raise ValueError(problem("labels", f"integers in 0..{len(self.class_names) - 1}",
+                                     f"values {self.labels.min()}..{self.labels.max()}",
+                                     "pass one class name per label value"))
+
+    @classmethod
+    def from_paths(cls, paths, labels, class_names, root=None) -> ImageCollection:
+        """Build a collection from lists; ``labels`` are ints or class names.
+
+        Example:
+            >>> c = ImageCollection.from_paths(["/d/a/1.jpg", "/d/b/2.jpg"], ["a", "b"], ["a", "b"])
+            >>> c.relative_paths(), c.labels.tolist()
+            (['a/1.jpg', 'b/2.jpg'], [0, 1])
+        """
+        paths = [Path(p).absolute() for p in paths]
+        class_names = list(class_names)
+        labels = list(labels)
+        if labels and isinstance(labels[0], str):
+            unknown = sorted(set(labels) - set(class_names))
+            if unknown:
+                raise ValueError(problem("labels", f"names from {class_names}", unknown,
+                                         "add them to class_names"))
+            labels = [class_names.index(name) for name in labels]
+        if root is None:  # the common folder above the class folders (root/class/file)
+            root = os.path.commonpath([p.parent.parent for p in paths]) if paths else Path.cwd()
+        return cls(Path(root).absolute(), paths, np.asarray(labels, dtype=np.int64), class_names)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={v}" for k, v in self.counts().items())
+        return f"ImageCollection({len(self)} images, classes {counts}, root='{self.root}')"
+
+    def subset(self, indices) -> ImageCollection:
+        """A collection of the given positions (ints or a boolean mask), same classes."""
+        index = np.asarray(indices)
+        index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64)
+        return ImageCollection(self.root, [self.paths[i] for i in index], self.labels[index],
+                               self.class_names, self.report)
+
+    def relative_paths(self) -> list[str]:
+        """Paths relative to ``root`` with ``/`` separators (stable across OSes)."""
+        return [Path(os.path.relpath(p, self.root)).as_posix() for p in self.paths]
+
+    def counts(self) -> dict[str, int]:
+        """Images per class, in label order (classes without images give 0)."""
+        per_class = np.bincount(self.labels, minlength=len(self.class_names))
+        return {name: int(n) for name, n in zip(self.class_names, per_class)}
+
+    def summary(self, progress: bool = False) -> DataSummary:
+        """Count images per class, read image sizes from the file headers, flag problems."""
+        sizes = [s for s in (_header_size(p) for p in tqdm(
+            self.paths, desc="Reading image sizes", unit="img", disable=not progress)) if s]
+        counts = self.counts()
+        notes = [f"class '{k}' has no images" for k, n in counts.items() if n == 0]
+        notes += [f"class '{k}' has only {n} images; aim for 50+ per class"
+                  for k, n in counts.items() if 0 < n < 10]
+        present = {k: n for k, n in counts.items() if n}
+        if present and max(present.values()) > 3 * min(present.values()):
+            big, small = max(present, key=present.get), min(present, key=present.get)
+            notes.append(f"heavy class imbalance: '{big}' has {present[big]} images, '{small}' "
+                         f"{present[small]} ({present[big] / present[small]:.1f}:1); accuracy "
+                         "will mislead, read per-class recall or use class weights")
+        if len(sizes) < len(self.paths):
+            notes.append(f"{len(self.paths) - len(sizes)} image headers could not be read")
+        if self.report.skipped:
+            notes.append(f"{len(self.report.skipped)} bad files were skipped (see the report)")
+        by_area = sorted(sizes, key=lambda wh: (wh[0] * wh[1], wh))
+        return DataSummary(counts, by_area[0] if sizes else None, by_area[-1] if sizes else None,
+                           len(self.report.skipped), notes)
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _directory_problem(sub: Path, parent: Path, follow: bool, visited: set) -> str | None:
+    """Why not to descend into ``sub`` (and record it as visited otherwise)."""
+    if sub.is_symlink() and not follow:
+        return "symlinked folder not followed (follow_symlinks=False)"
+    try:
+        info = sub.stat()
+    except OSError as err:
+        return f"cannot open folder: {err.strerror}"
+    key = (info.st_dev, info.st_ino)
+    if key in visited:
+        real, here = os.path.realpath(sub), os.path.realpath(parent)
+        if os.path.commonpath([real, here]) == real:
+            return f"symlink loop: points back to {real}"
+        return f"folder already included via another path ({real})"
+    visited.add(key)
+    return None
+
+
+def _scan(class_dir: Path, follow: bool, visited: set, report: LoadReport) -> list[Path]:
+    """All image-named files below ``class_dir``, skipping hidden names and loops."""
+    found = []
+
+    def unlistable(err: OSError):
+        report.skipped.append(SkippedFile(Path(err.filename), f"cannot list folder: {err.strerror}"))
+
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=follow, onerror=unlistable):
+        here = Path(dirpath)
+        keep = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            why = _directory_problem(here / name, here, follow, visited)
+            if why:
+                report.skipped.append(SkippedFile(here / name, why))
+            else:
+                keep.append(name)
+        dirnames[:] = keep
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            (found if _is_image_name(name) else report.ignored).append(here / name)
+    return found
+
+
+def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=True
+                      ) -> ImageCollection:
+    """List the images of a folder with one sub-folder per class.
+
+    Class names are the sub-folder names, sorted; images in nested folders
+    below a class folder belong to that class. Extensions ``.jpg .jpeg .png
+    .bmp .gif`` count in any letter case; names starting with a dot are
+    ignored. Bad files are skipped with a warning and listed in
+    ``collection.report``; they never stop the load.
+
+    Args:
+        root: the folder holding the class folders.
+        validate: decode every image (JPEGs at reduced scale) to catch corrupt,
+            truncated and non-image files now rather than mid-training.
+        follow_symlinks: descend into symlinked folders (loops are detected and
+            reported). Symlinked files are always read.
+        progress: show a tqdm bar while checking images.
+
+    Returns:
+        An :class:`ImageCollection`, paths sorted by class then relative path.
+
+    Raises:
+        ValueError: ``root`` is missing or not a folder; there are fewer than
+            two class folders; a class folder holds no usable image.
+
+    Example:
+        >>> load_image_folder("/no/such/folder")
+        Traceback (most recent call last):
+        ...
+        ValueError: image folder: expected an existing folder with one sub-folder per class, ...
+    """
+    root = Path(root).expanduser().absolute()
+    layout = "an existing folder with one sub-folder per class"
+    if not root.exists():
+        raise ValueError(problem("image folder", layout, str(root), "check the path"))
+    if not root.is_dir():
+        fix = "unzip it and pass the folder" if root.suffix.lower() == ".zip" else \
+            "pass the folder that holds the class folders"
+        raise ValueError(problem("image folder", layout, f"the file {root}", fix))
+    report, class_dirs = LoadReport(), []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and (follow_symlinks or not entry.is_symlink()):
+            class_dirs.append(entry)
+        elif entry.is_dir():
+            report.skipped.append(SkippedFile(entry, "symlinked folder not followed"))
+        elif _is_image_name(entry.name):
+            report.skipped.append(SkippedFile(entry, "image directly in the root folder, "
+                                                     "not in a class folder"))
+        else:
+            report.ignored.append(entry)
+    example = f"put images in {root / 'cracked'} and {root / 'intact'}"
+    if not class_dirs:
+        raise ValueError(problem("image folder", "at least two class sub-folders",
+                                 f"no sub-folders in {root} ({len(report.skipped)} images, "
+                                 f"{len(report.ignored)} other files)", example))
+    if len(class_dirs) == 1:
+        only = class_dirs[0]
+        fix = (f"if '{only.name}' holds the class folders, pass {only}"
+               if any(p.is_dir() for p in only.iterdir()) else
+               "a classifier needs two or more classes: add a folder per class")
+        raise ValueError(problem("image folder", "at least two class sub-folders",
+                                 f"only one: '{only.name}'", fix))
+
+    visited = {(d.stat().st_dev, d.stat().st_ino) for d in class_dirs}
+    files = {d.name: _scan(d, follow_symlinks, visited, report) for d in class_dirs}
+    bad = {}
+    if validate:
+        with tqdm(total=sum(map(len, files.values())), desc="Checking images", unit="img",
+                  disable=not progress) as bar:
+            for name, paths in files.items():
+                for path in paths:
+                    reason = _check_image(path)
+                    if reason:
+                        report.skipped.append(SkippedFile(path, reason))
+                        bad[name] = bad.get(name, 0) + 1
+                    bar.update()
+        bad_paths = {s.path for s in report.skipped}
+        files = {k: [p for p in v if p not in bad_paths] for k, v in files.items()}
+    for item in report.skipped:
+        warnings.warn(f"vitl: skipped {item.path}: {item.reason}", stacklevel=2)
+
+    empty = [k for k, v in files.items() if not v]
+    if empty:
+        detail = ", ".join(f"'{k}'" + (f" (all {bad[k]} files bad)" if bad.get(k) else "")
+                           for k in empty)
+        raise ValueError(problem("class folders", f"images ({'/'.join(IMAGE_EXTENSIONS)}) in "
+                                 "every class folder", f"no usable image in {detail}",
+                                 "add images there or remove the folder"))
+    paths, labels = [], []
+    for label, name in enumerate(sorted(files)):
+        paths += sorted(files[name], key=lambda p: Path(os.path.relpath(p, root)).as_posix())
+        labels += [label] * len(files[name])
+    return ImageCollection(root, paths, labels, sorted(files), report)
+
+
+class Split(NamedTuple):
+    """Three disjoint collections; ``str(split)`` is a per-class table."""
+
+    train: ImageCollection
+    validation: ImageCollection
+    test: ImageCollection
+
+    def summary(self) -> str:
+        """Images per class in each part, as a text table."""
+        names = self.train.class_names
+        width = max([len("total")] + [len(n) for n in names])
+        parts = [part.counts() for part in self]
+        rows = [f"{'class':<{width}}  {'train':>6}  {'validation':>10}  {'test':>6}  {'total':>6}"]
+        for name in names + ["total"]:
+            n = [sum(c.values()) if name == "total" else c[name] for c in parts]
+            rows.append(f"{name:<{width}}  {n[0]:>6}  {n[1]:>10}  {n[2]:>6}  {sum(n):>6}")
+        return "\n".join(rows)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _score(key: str) -> float:
+    """A stable pseudo-random number in [0, 1) from a string (sha1, like TF's retrain.py)."""
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
+def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *, seed=None
+          ) -> Split:
+    """Split a collection into train / validation / test, stratified by class.
+
+    Each file's part comes from a sha1 hash of its class name, its path
+    relative to ``root`` (Unicode-normalised) and ``seed``, mapped to [0, 1):
+    ``[0, train)`` is train, the next ``validation`` is validation, the rest
+    test (the idea of TensorFlow's ``retrain.py`` ``which_set``). So the split
+    is the same on every machine, and adding files never moves existing ones.
+    Fractions hold on average, per class and overall, with binomial noise
+    (small parts of small classes vary most). Within each class, a non-zero
+    part left empty by chance receives the file whose score lies closest to
+    it (a class of n images fills the first n of train, validation, test);
+    only files moved this way may change part when files are added.
+
+    Args:
+        collection: the images to split.
+        train, validation, test: fractions summing to 1; ``train > 0``.
+        seed: None for the plain hash, or an int to draw another split.
+
+    Returns:
+        A :class:`Split` of three collections.
+
+    Example:
+        >>> paths = [f"/d/{c}/{i}.jpg" for c in "ab" for i in range(100)]
+        >>> c = ImageCollection.from_paths(paths, [p[3] for p in paths], ["a", "b"])
+        >>> parts = split(c, 0.8, 0.1, 0.1, seed=1)
+        >>> [len(p) for p in parts], sum(map(len, parts))
+        ([160, 22, 18], 200)
+    """
+    fractions = [check_fraction(n, v) for n, v in
+                 (("train", train), ("validation", validation), ("test", test))]
+    if fractions[0] == 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(problem("split fractions", "train > 0 and train + validation + test = 1",
+                                 f"{train} + {validation} + {test} = {sum(fractions):g}",
+                                 "pass e.g. train=0.7, validation=0.15, test=0.15"))
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(problem("seed", "None or an int", seed, "pass e.g. seed=0"))
+    edges = np.cumsum([0.0] + fractions)
+    edges[-1] = 1.0
+    prefix = "" if seed is None else f"{seed}\0"
+    relative = collection.relative_paths()
+    scores = np.array([_score(prefix + collection.class_names[label] + "\0"
+                              + unicodedata.normalize("NFC", rel))
+                       for label, rel in zip(collection.labels, relative)])
+    part = np.searchsorted(edges, scores, side="right") - 1
+    wanted = [p for p in range(3) if fractions[p] > 0]
+    for label in range(len(collection.class_names)):
+        members = np.flatnonzero(collection.labels == label)
+        targets = wanted[:len(members)]  # tiny classes: train first, then validation
+        for target in targets:
+            sizes = np.bincount(part[members], minlength=3)
+            if sizes[target]:
+                continue
+            donors = [i for i in members if sizes[part[i]] > 1 or part[i] not in targets]
+            gap = [max(edges[target] - scores[i], scores[i] - edges[target + 1]) for i in donors]
+            part[donors[int(np.argmin(gap))]] = target
+    return Split(*(collection.subset(part == p) for p in range(3)))
+
+
+def tutorial_split(collection: ImageCollection, seed=None) -> Split:
+    """The ML.NET tutorial's split: 70% train, 27% validation, 3% test.
+
+    The tutorial (learn.microsoft.com, "Automated visual inspection using
+    transfer learning with the ML.NET Image Classification API") calls
+    ``TrainTestSplit(data, testFraction: 0.3)`` and then
+    ``TrainTestSplit(trainSplit.TestSet)``, whose ``testFraction`` defaults
+    to 0.1: validation = 0.3 * 0.9 = 27%, test = 0.3 * 0.1 = 3%. ML.NET splits
+    at random, unstratified; here it is :func:`split` (hashed, stratified).
+
+    Example:
+        >>> paths = [f"/d/{c}/{i}.jpg" for c in "ab" for i in range(200)]
+        >>> c = ImageCollection.from_paths(paths, [p[3] for p in paths], ["a", "b"])
+        >>> [len(p) for p in tutorial_split(c)]
+        [297, 94, 9]
+    """
+    return split(collection, *TUTORIAL_FRACTIONS, seed=seed)

@@ -1,0 +1,846 @@
+"""Data sets: the ML.NET tutorial's SDNET2018 deck sample and a synthetic crack generator.
+
+Both functions return a plain image folder (one sub-folder per class) that
+``vitl.data.load_image_folder`` reads.
+
+- :func:`sdnet2018_decks` finds the tutorial's zip (a mirror folder, then the
+  public URL), checks its sha256 and unpacks it once, crash-safely.
+- :func:`make_synthetic_cracks` draws concrete-like tiles with and without
+  thin branching cracks, for offline demos, tests and teaching.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
+
+from . import _paths
+from ._errors import check_fraction, check_int, problem
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DatasetUnavailableError",
+    "DatasetChecksumError",
+    "SDNET2018_ATTRIBUTION",
+    "SDNET2018_CLASSES",
+    "SDNET2018_URL",
+    "sdnet2018_decks",
+    "tutorial_data",
+    "make_synthetic_cracks",
+    "synthetic_mask_path",
+    "SYNTHETIC_MASK_DIR",
+]
+
+
+class DatasetUnavailableError(RuntimeError):
+    """Raised when a data set can be found neither in a mirror nor by download."""
+
+
+class DatasetChecksumError(DatasetUnavailableError):
+    """Raised when a data set file has the wrong size or sha256; nothing is unpacked."""
+
+
+# --------------------------------------------------------------------------- SDNET2018 sample
+
+SDNET2018_URL = (
+    "https://github.com/dotnet/machinelearning-samples/raw/main/samples/csharp/getting-started/"
+    "DeepLearning_ImageClassification_Binary/DeepLearning_ImageClassification/assets.zip"
+)
+SDNET2018_SIZE = 2_840_003
+SDNET2018_SHA256 = "7ac86c72dbaf601b0526de08afa83f24f0331f8b08f8efbc4be75b97364b0efe"
+#: File names looked for in a mirror folder, in order.
+SDNET2018_ZIP_NAMES = ("sdnet2018-decks-sample.zip", "assets.zip")
+#: Folder (below the data folder) the sample is unpacked into.
+SDNET2018_FOLDER = "sdnet2018-decks"
+#: The class folders: CD = cracked deck, UD = uncracked deck.
+SDNET2018_CLASSES = {"CD": "cracked deck", "UD": "uncracked deck"}
+#: One line to put under any figure that shows SDNET2018 images (CC BY 4.0 asks for it).
+SDNET2018_ATTRIBUTION = (
+    "Images: SDNET2018, Maguire, Dorafshan & Thomas (2018), Utah State University, "
+    "CC BY 4.0, https://digitalcommons.usu.edu/all_datasets/48"
+)
+MIRROR_ENV = "VITL_DATA_MIRROR"
+_ZIP_PREFIX = "assets/"
+_MARKER = ".complete"
+
+
+def sdnet2018_decks(
+    *,
+    mirror=None,
+    data_dir=None,
+    force: bool = False,
+    timeout: float = 10,
+    verbose: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Return the folder of the ML.NET tutorial's 400-image SDNET2018 bridge-deck sample.
+
+    The folder holds the class folders ``CD`` (cracked deck, 200 JPEGs) and
+    ``UD`` (uncracked deck, 200 JPEGs), the zip's ``README.md`` and an
+    ``ATTRIBUTION.md``. The zip is looked for, in order, in ``mirror``, in the
+    folder named by ``$VITL_DATA_MIRROR``, as an earlier download in the data
+    folder, and last fetched from :data:`SDNET2018_URL`. Its size and sha256
+    are checked before anything is unpacked.
+
+    Unpacking goes into a temporary sibling folder that holds a ``.complete``
+    marker (the zip's sha256) before it is renamed into place, so an
+    interrupted run never leaves a folder that is taken as valid; a folder
+    without a valid marker is removed and unpacked again. A second call with a
+    valid folder returns at once without reading the zip.
+
+    Args:
+        mirror: a folder holding ``sdnet2018-decks-sample.zip`` (or
+            ``assets.zip``), or the zip file itself.
+        data_dir: where to unpack; default ``vitl._paths.data_dir()``. The
+            sample lands in ``data_dir/sdnet2018-decks``.
+        force: unpack again even when a valid folder exists.
+        timeout: seconds to wait for the download server.
+        verbose: print one line saying where the sample came from (mirror,
+            download or already unpacked); the same line goes to the
+            ``vitl.datasets`` logger either way.
+        progress: show a tqdm bar while downloading.
+
+    Returns:
+        The image folder ``data_dir/sdnet2018-decks``.
+
+    Raises:
+        DatasetUnavailableError: no mirror holds the zip and the download
+            failed; the message lists what was tried and the fixes.
+        DatasetChecksumError: the zip found or downloaded has the wrong size
+            or sha256 (a subclass of DatasetUnavailableError).
+
+    Example:
+        >>> folder = sdnet2018_decks()  # doctest: +SKIP
+        SDNET2018 deck sample: from mirror .../sdnet2018-decks-sample.zip (sha256 ok) -> ...
+        >>> sorted(p.name for p in folder.iterdir() if p.is_dir())  # doctest: +SKIP
+        ['CD', 'UD']
+        >>> SDNET2018_CLASSES["CD"]
+        'cracked deck'
+    """
+    target, message = _fetch_sdnet2018(mirror, data_dir, force, timeout, progress)
+    line = f"SDNET2018 deck sample: {message}"
+    logger.info(line)
+    if verbose:
+        print(line)
+    return target
+
+
+def _fetch_sdnet2018(mirror, data_dir, force, timeout, progress) -> tuple[Path, str]:
+    """Do :func:`sdnet2018_decks`' work; return (folder, where the data came from)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(problem("timeout", "a number of seconds > 0", timeout, "pass timeout=10"))
+    root = Path(data_dir).expanduser() if data_dir is not None else _paths.data_dir()
+    target = root / SDNET2018_FOLDER
+    if not force and _is_complete(target):
+        return target, f"already unpacked at {target}"
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(root, f".{SDNET2018_FOLDER}.tmp-")
+    _remove_stale_temps(root, f".{SDNET2018_ZIP_NAMES[0]}.")
+    zip_path, source = _find_or_download_zip(root, mirror, timeout, progress)
+    _unpack(zip_path, target)
+    return target, f"{source} (sha256 ok) -> {target}"
+
+
+def _is_complete(folder: Path) -> bool:
+    marker = folder / _MARKER
+    try:
+        recorded = marker.read_text().split()
+    except OSError:
+        return False
+    return (
+        recorded[:1] == [SDNET2018_SHA256]
+        and all((folder / name).is_dir() for name in SDNET2018_CLASSES)
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify_zip(path: Path, origin: str) -> None:
+    """Raise DatasetChecksumError unless ``path`` has the expected size and sha256."""
+    size = path.stat().st_size
+    received = _sha256(path)
+    if size != SDNET2018_SIZE or received != SDNET2018_SHA256:
+        raise DatasetChecksumError(
+            problem(
+                f"SDNET2018 zip from {origin}",
+                f"{SDNET2018_SIZE:,} bytes with sha256 {SDNET2018_SHA256}",
+                f"{size:,} bytes with sha256 {received}",
+                f"replace {path} with an intact copy of {SDNET2018_URL} "
+                "(the file is corrupt or a different one); nothing was unpacked",
+            )
+        )
+
+
+def _mirror_candidates(mirror, tried: list[str]):
+    """Yield (label, zip path) for the mirror argument and $VITL_DATA_MIRROR."""
+    for label, place in (("mirror", mirror), (MIRROR_ENV, os.environ.get(MIRROR_ENV))):
+        if not place:
+            continue
+        place = Path(place).expanduser()
+        if place.is_file():
+            yield f"{label} {place}", place
+            continue
+        found = [place / name for name in SDNET2018_ZIP_NAMES if (place / name).is_file()]
+        if found:
+            yield f"{label} {found[0]}", found[0]
+        else:
+            names = " or ".join(SDNET2018_ZIP_NAMES)
+            tried.append(f"{label}={place}: no {names} there")
+
+
+def _find_or_download_zip(root: Path, mirror, timeout: float, progress: bool):
+    tried: list[str] = []
+    if not mirror and not os.environ.get(MIRROR_ENV):
+        tried.append(f"no mirror (mirror=None and ${MIRROR_ENV} unset)")
+    for label, path in _mirror_candidates(mirror, tried):
+        _verify_zip(path, label)
+        return path, f"from {label}"
+    cached = root / SDNET2018_ZIP_NAMES[0]
+    if cached.is_file():
+        try:
+            _verify_zip(cached, f"earlier download {cached}")
+            return cached, f"from earlier download {cached}"
+        except DatasetChecksumError:
+            cached.unlink()  # our own cache went bad: fetch it again
+    _download(cached, timeout, progress, tried)
+    return cached, f"downloaded from {SDNET2018_URL}"
+
+
+def _download(dest: Path, timeout: float, progress: bool, tried: list[str]) -> None:
+    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    try:
+        with urllib.request.urlopen(SDNET2018_URL, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or SDNET2018_SIZE)
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc="SDNET2018 sample",
+                       disable=not progress)
+            with open(part, "wb") as out, bar:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        part.unlink(missing_ok=True)
+        tried.append(f"download {SDNET2018_URL}: {err}")
+        raise DatasetUnavailableError(_unavailable_message(tried)) from err
+    try:
+        _verify_zip(part, f"download {SDNET2018_URL}")
+    except DatasetChecksumError:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+
+
+def _unavailable_message(tried: list[str]) -> str:
+    names = " or ".join(SDNET2018_ZIP_NAMES)
+    return problem(
+        "SDNET2018 deck sample",
+        f"the zip ({names}, {SDNET2018_SIZE:,} bytes) in a mirror folder or a working download",
+        "; ".join(tried),
+        f"set {MIRROR_ENV}=/folder/with/the/zip, or pass mirror='/folder/with/the/zip', "
+        f"or download {SDNET2018_URL} by hand into such a folder",
+    )
+
+
+def _unpack(zip_path: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        with zipfile.ZipFile(zip_path) as archive:
+            for info in archive.infolist():
+                _extract_member(archive, info, tmp)
+        missing = [name for name in SDNET2018_CLASSES if not (tmp / name).is_dir()]
+        if missing:
+            raise DatasetUnavailableError(
+                problem("SDNET2018 zip layout", "folders assets/CD and assets/UD",
+                        f"no {', '.join(missing)} in {zip_path}", "use the tutorial's assets.zip")
+            )
+        (tmp / "ATTRIBUTION.md").write_text(SDNET2018_ATTRIBUTION + "\n")
+        (tmp / _MARKER).write_text(SDNET2018_SHA256 + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not _is_complete(target):  # another process did not win the race either
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, into: Path) -> None:
+    """Copy one ``assets/...`` member below ``into`` (dropping ``assets/``); skip all others."""
+    if not info.filename.startswith(_ZIP_PREFIX):
+        return
+    rel = PurePosixPath(info.filename[len(_ZIP_PREFIX):])
+    if not rel.parts or ".." in rel.parts or rel.is_absolute():
+        return
+    dest = into.joinpath(*rel.parts)
+    if info.is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with archive.open(info) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
+
+
+def _remove_stale_temps(root: Path, prefix: str, max_age_s: float = 6 * 3600) -> None:
+    """Remove leftovers named ``<prefix>...<pid>[.part]`` of dead processes (or very old ones)."""
+    for path in root.glob(f"{prefix}*"):
+        stem = path.name[len(prefix):].removesuffix(".part")
+        pid = stem.rsplit("-", 1)[-1].rsplit(".", 1)[-1]
+        try:
+            old = time.time() - path.stat().st_mtime > max_age_s
+        except OSError:
+            continue
+        if pid == str(os.getpid()) or old or not (pid.isdigit() and _pid_alive(int(pid))):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except PermissionError:
+        return True  # exists, owned by another user
+    except (ProcessLookupError, OverflowError, OSError):
+        return False
+    return True
+
+
+def tutorial_data(*, mirror=None, data_dir=None, timeout: float = 10,
+                  synthetic_n_per_class: int = 200, progress: bool = True) -> tuple[Path, str]:
+    """Return (image folder, source line) for the demo: SDNET2018 if available, else synthetic.
+
+    Tries :func:`sdnet2018_decks` (mirror, then download); when that data is
+    unavailable, makes (once) ``synthetic_n_per_class`` tiles per class with
+    :func:`make_synthetic_cracks` in ``data_dir/synthetic-cracks`` and says so
+    in the source line. A zip with the wrong sha256 is not papered over: that
+    error is raised.
+
+    Raises:
+        DatasetChecksumError: a mirror or download holds a corrupt zip.
+
+    Example:
+        >>> folder, source = tutorial_data()  # doctest: +SKIP
+        >>> print(source)  # doctest: +SKIP
+        SDNET2018 deck sample, from VITL_DATA_MIRROR .../sdnet2018-decks-sample.zip (sha256 ok) ...
+    """
+    root = Path(data_dir).expanduser() if data_dir is not None else _paths.data_dir()
+    try:
+        folder, message = _fetch_sdnet2018(mirror, root, False, timeout, progress)
+        return folder, f"SDNET2018 deck sample, {message}. {SDNET2018_ATTRIBUTION}"
+    except DatasetChecksumError:
+        raise
+    except DatasetUnavailableError as err:
+        logger.info("falling back to synthetic data: %s", err)
+        folder = make_synthetic_cracks(root / "synthetic-cracks", synthetic_n_per_class,
+                                       progress=progress)
+        return folder, (
+            f"synthetic cracks ({synthetic_n_per_class} tiles a class, seed 0) in {folder}, "
+            f"because the SDNET2018 sample is unavailable: set {MIRROR_ENV}=/folder/with/the/zip "
+            "to use the tutorial's real photos"
+        )
+
+
+# --------------------------------------------------------------------------- synthetic cracks
+
+#: Hidden folder (beside the class folders) holding the crack masks; image-folder
+#: loaders skip dot-folders, so it is never taken for a class.
+SYNTHETIC_MASK_DIR = ".masks"
+_SYNTH_MARKER = ".synthetic-cracks.json"
+#: Bump when the drawing changes, so earlier folders are regenerated.
+_SYNTH_VERSION = 1
+_BASE = 224.0  # sizes below are in pixels of a 224-px tile and scale with ``size``
+
+
+def make_synthetic_cracks(
+    out_dir,
+    n_per_class: int = 50,
+    *,
+    size: int = 224,
+    seed: int = 0,
+    masks: bool = False,
+    class_names=("cracked", "uncracked"),
+    distractor_fraction: float = 0.5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Draw a two-class image folder of synthetic concrete tiles with and without cracks.
+
+    Every tile is concrete-like texture (multi-scale grain, aggregate
+    speckle, pores, stains, uneven light, a grey-beige tint that varies a
+    little). Tiles of the first class get thin dark branching cracks; a share
+    ``distractor_fraction`` of the second class get crack-like distractors
+    (saw-cut joints, scratches, soft shadows, a hard edge), so "any dark line"
+    is not the answer. Cracks are thin (about 1-3% of the pixels) and every
+    tile keeps the mean brightness of its texture, so global brightness
+    statistics say next to nothing about the class.
+
+    Layout: ``out_dir/<class>/<class>_<i:04d>.png``; with ``masks=True`` also
+    ``out_dir/.masks/<class>_<i:04d>.png`` (255 = crack) for the cracked class
+    only (see :func:`synthetic_mask_path`; the dot keeps image-folder loaders
+    from taking it for a class). ``README.md`` says how the folder was made and
+    ``tiles.csv`` lists per tile its class, crack share and distractors. Image
+    ``i`` depends only on ``seed``, its class and ``i`` (not on
+    ``n_per_class``), and the same arguments give byte-identical files.
+
+    Calling again with the same arguments returns at once; other arguments or
+    ``overwrite=True`` regenerate into a temporary sibling folder that then
+    replaces ``out_dir``. A non-empty ``out_dir`` this function did not make is
+    never touched.
+
+    Args:
+        out_dir: the folder to write.
+        n_per_class: tiles per class.
+        size: tile width and height in pixels (>= 32).
+        seed: the random seed (integer >= 0).
+        masks: also write binary crack masks.
+        class_names: (cracked, uncracked) folder names.
+        distractor_fraction: share of uncracked tiles that get distractors.
+        overwrite: regenerate even when ``out_dir`` already matches.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        ValueError: an argument is out of range.
+        FileExistsError: ``out_dir`` is a file, or a non-empty folder not made by
+            this function.
+
+    Example:
+        >>> import tempfile
+        >>> out = make_synthetic_cracks(tempfile.mkdtemp() + "/syn", 2, size=64, progress=False)
+        >>> sorted(p.name for p in (out / "cracked").iterdir())
+        ['cracked_0000.png', 'cracked_0001.png']
+        >>> Image.open(out / "uncracked" / "uncracked_0001.png").size
+        (64, 64)
+    """
+    out_dir = Path(out_dir).expanduser()
+    params = _check_synthetic_args(n_per_class, size, seed, masks, class_names, distractor_fraction)
+    marker = out_dir / _SYNTH_MARKER
+    if not overwrite and _read_json(marker) == params:
+        return out_dir
+    if out_dir.exists() and not marker.is_file() and (
+        not out_dir.is_dir() or any(out_dir.iterdir())
+    ):
+        raise FileExistsError(
+            problem("out_dir", "a new or empty folder, or one made by make_synthetic_cracks",
+                    f"{out_dir} (not empty, no {_SYNTH_MARKER})",
+                    "pass another out_dir or empty that folder yourself")
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out_dir.parent, f".{out_dir.name}.tmp-")
+    _remove_stale_temps(out_dir.parent, f".{out_dir.name}.old-")
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_synthetic(tmp, params, progress)
+        _swap_into_place(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def synthetic_mask_path(image_path) -> Path:
+    """Return where :func:`make_synthetic_cracks` put the crack mask of ``image_path``.
+
+    ``out_dir/<class>/<name>.png`` -> ``out_dir/.masks/<name>.png``. The file
+    exists only for cracked tiles made with ``masks=True``; uncracked tiles have
+    no crack pixels and no mask file.
+
+    Example:
+        >>> synthetic_mask_path("syn/cracked/cracked_0003.png").as_posix()
+        'syn/.masks/cracked_0003.png'
+    """
+    image_path = Path(image_path)
+    return image_path.parent.parent / SYNTHETIC_MASK_DIR / image_path.name
+
+
+def _check_synthetic_args(n_per_class, size, seed, masks, class_names, distractor_fraction):
+    check_int("n_per_class", n_per_class, minimum=1)
+    check_int("size", size, minimum=32, fix="pass size=224 (or at least 32)")
+    check_int("seed", seed, minimum=0, fix="pass a seed such as 0")
+    names = tuple(class_names) if isinstance(class_names, (list, tuple)) else None
+    if (
+        names is None
+        or len(names) != 2
+        or len(set(names)) != 2
+        or not all(isinstance(n, str) and n and n[0] != "." and "/" not in n and "\\" not in n
+                   for n in names)
+    ):
+        raise ValueError(
+            problem("class_names", "two different folder names (cracked, uncracked), no dot first",
+                    class_names, "pass class_names=('cracked', 'uncracked')")
+        )
+    return {
+        "generator_version": _SYNTH_VERSION,
+        "n_per_class": n_per_class,
+        "size": size,
+        "seed": seed,
+        "masks": bool(masks),
+        "class_names": list(names),
+        "distractor_fraction": check_fraction("distractor_fraction", distractor_fraction),
+    }
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_synthetic(folder: Path, params: dict, progress: bool) -> None:
+    cracked, uncracked = params["class_names"]
+    n, size = params["n_per_class"], params["size"]
+    for name in (cracked, uncracked):
+        (folder / name).mkdir(parents=True)
+    if params["masks"]:
+        (folder / SYNTHETIC_MASK_DIR).mkdir()
+    coverage, rows = [], ["file,class,crack_share,distractors"]
+    with tqdm(total=2 * n, desc="synthetic cracks", disable=not progress) as bar:
+        for class_index, name in enumerate((cracked, uncracked)):
+            for i in range(n):
+                # Image i's seed depends on (seed, class, i) only, not on n_per_class.
+                rng = np.random.default_rng(
+                    np.random.SeedSequence(params["seed"], spawn_key=(class_index, i))
+                )
+                image, mask, distractors = _draw_tile(
+                    rng, size, crack=class_index == 0,
+                    distractor_fraction=params["distractor_fraction"],
+                )
+                stem = f"{name}_{i:04d}.png"
+                # compress_level=1: 5x faster than the default and still lossless.
+                Image.fromarray(image).save(folder / name / stem, compress_level=1)
+                share = 0.0 if mask is None else float(mask.mean())
+                if mask is not None:
+                    coverage.append(share)
+                    if params["masks"]:
+                        Image.fromarray(mask.astype(np.uint8) * 255).save(
+                            folder / SYNTHETIC_MASK_DIR / stem
+                        )
+                rows.append(f"{name}/{stem},{name},{share:.4f},{'+'.join(distractors)}")
+                bar.update()
+    (folder / "tiles.csv").write_text("\n".join(rows) + "\n")
+    (folder / "README.md").write_text(_synthetic_readme(params, float(np.mean(coverage))))
+    (folder / _SYNTH_MARKER).write_text(json.dumps(params, indent=1) + "\n")  # last: "complete"
+
+
+def _synthetic_readme(params: dict, mean_coverage: float) -> str:
+    cracked, uncracked = params["class_names"]
+    n = params["n_per_class"]
+    masks = (
+        f"- `{SYNTHETIC_MASK_DIR}/{cracked}_<i>.png`: binary crack masks (255 = crack) of the "
+        f"`{cracked}` tiles; the dot keeps image-folder loaders from taking it for a class.\n"
+        if params["masks"] else ""
+    )
+    return (
+        "# Synthetic concrete-crack tiles\n\n"
+        "Made by `vitl.datasets.make_synthetic_cracks` (numpy + Pillow) with "
+        f"seed={params['seed']}, size={params['size']}, n_per_class={n}, "
+        f"distractor_fraction={params['distractor_fraction']}, "
+        f"generator version {params['generator_version']}.\n\n"
+        f"- `{cracked}/`: {n} tiles with thin dark branching cracks "
+        f"(cracks cover {100 * mean_coverage:.1f}% of a tile on average).\n"
+        f"- `{uncracked}/`: {n} tiles without cracks; about "
+        f"{100 * params['distractor_fraction']:.0f}% carry distractors (saw-cut joints, "
+        "scratches, soft shadows, hard edges).\n"
+        f"{masks}"
+        "- `tiles.csv`: per tile its class, the share of crack pixels and the distractors "
+        "drawn (`saw_cut`, `scratches`, `shadow`, `edge`).\n\n"
+        "Texture: multi-scale grain noise, aggregate speckle, pores, stains, uneven light, "
+        "grey-beige tint. Not real data: use it for demos, tests and teaching, never to "
+        "claim how well a model inspects real concrete.\n"
+    )
+
+
+# ---- drawing (all lengths in 224-px units times ``s = size / 224``)
+
+
+def _draw_tile(rng: np.random.Generator, size: int, *, crack: bool,
+               distractor_fraction: float = 0.5):
+    """Draw one tile; return (uint8 RGB image, bool crack mask or None, distractor names)."""
+    s = size / _BASE
+    light = _concrete_luminance(rng, size, s)
+    texture_mean = light.mean()
+    mask, distractors = None, []
+    if crack:
+        soft = _crack_coverage(rng, size, s)
+        light = _darken_along(light, soft, rng, s)
+        mask = soft >= 0.35
+    elif rng.random() < distractor_fraction:
+        light, distractors = _add_distractors(light, rng, size, s)
+    # Cracks and distractors keep the tile's mean brightness (as a camera's auto-exposure
+    # would), so the class shows in the crack, not in the mean.
+    light = light * (texture_mean / light.mean())
+    return _colourise(light, rng), mask, distractors
+
+
+def _upsampled_noise(rng, grid: int, size: int) -> np.ndarray:
+    """Unit-variance noise on a ``grid`` x ``grid`` lattice, smoothly upsampled to ``size``."""
+    if grid >= size:
+        return rng.standard_normal((size, size)).astype(np.float32)
+    # A margin cell each side hides bicubic edge effects and shifts the lattice randomly.
+    small = rng.standard_normal((grid + 2, grid + 2)).astype(np.float32)
+    big = Image.fromarray(small, "F").resize((size, size), Image.BICUBIC,
+                                              box=(1, 1, grid + 1, grid + 1))
+    return np.asarray(big)
+
+
+def _blur(layer: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a float layer (Pillow's blur has no float mode)."""
+    r = max(1, int(3 * sigma + 0.5))
+    k = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma * sigma)).astype(np.float32)
+    k /= k.sum()
+    padded = np.pad(layer.astype(np.float32), r, mode="reflect")
+    h, w = layer.shape
+    rows = sum(k[i] * padded[i:i + h] for i in range(2 * r + 1))
+    return sum(k[i] * rows[:, i:i + w] for i in range(2 * r + 1))
+
+
+def _concrete_luminance(rng, size: int, s: float) -> np.ndarray:
+    rough = rng.uniform(0.7, 1.4)
+    light = np.ones((size, size), np.float32)
+    # grid cells per tile -> amplitude (relative brightness); coarse = mottling, fine = grain
+    for cells, amp in ((3, 0.05), (6, 0.04), (12, 0.03), (28, 0.03), (56, 0.03), (112, 0.035),
+                       (224, 0.05)):
+        grid = cells if cells <= 12 else max(2, round(cells * s))
+        light += amp * rough * rng.uniform(0.6, 1.4) * _upsampled_noise(rng, min(grid, size), size)
+    light += _speckle(rng, size, s)
+    light *= 1 + _stains(rng, size)
+    light *= _lighting(rng, size)
+    return light
+
+
+def _speckle(rng, size: int, s: float) -> np.ndarray:
+    """Aggregate grains (light and dark blobs) and pores (small dark round holes)."""
+    out = np.zeros((size, size), np.float32)
+    # (count per 224-px tile, blob sigma in px, relative brightness)
+    for count, sigma, amp in ((350, 0.8, 0.12), (350, 0.8, -0.12), (40, 1.8, 0.07),
+                              (40, 1.8, -0.07), (45, 0.7, -0.45)):
+        out += amp * _blobs(rng, size, rng.poisson(count * s * s * rng.uniform(0.5, 1.5)),
+                            sigma * s)
+    return out
+
+
+def _blobs(rng, size: int, n: int, sigma: float) -> np.ndarray:
+    """Soft round blobs of varied radius (about 0.4 to 1.6 sigma): blurred, clipped impulses."""
+    impulses = np.zeros((size, size), np.float32)
+    rows, cols = rng.integers(0, size, (2, n))
+    impulses[rows, cols] = rng.uniform(0.4, 1.0, n)
+    return np.clip(_blur(impulses, sigma) * (2 * np.pi * sigma * sigma * 3.5), 0, 1)
+
+
+def _stains(rng, size: int) -> np.ndarray:
+    """Large soft blotches (water marks, patches): a relative brightness change."""
+    out = np.zeros((size, size), np.float32)
+    for _ in range(rng.integers(0, 3)):
+        field = _upsampled_noise(rng, int(rng.integers(3, 7)), size)
+        blot = np.clip((field - rng.uniform(0.6, 1.3)) * rng.uniform(1.0, 3.0), 0, 1)
+        out += blot * rng.choice([-1.0, 0.6]) * rng.uniform(0.05, 0.15)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(size: int):
+    """Pixel coordinates scaled to [-1, 1] (y, x); cached, as every tile needs them."""
+    return np.mgrid[-1:1:size * 1j, -1:1:size * 1j].astype(np.float32)
+
+
+def _lighting(rng, size: int) -> np.ndarray:
+    y, x = _grid(size)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = rng.uniform(0, 0.12) * (x * np.cos(angle) + y * np.sin(angle))
+    cx, cy = rng.uniform(-0.5, 0.5, 2)
+    vignette = rng.uniform(0, 0.12) * ((x - cx) ** 2 + (y - cy) ** 2) / 2
+    return (1 + ramp - vignette).astype(np.float32)
+
+
+def _colourise(light: np.ndarray, rng) -> np.ndarray:
+    brightness = rng.uniform(0.52, 0.78)
+    tint = np.array([1.0, 0.975, 0.935]) + rng.normal(0, [0.006, 0.004, 0.012])
+    rgb = light[..., None] * (brightness * tint).astype(np.float32)
+    return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _crack_coverage(rng, size: int, s: float) -> np.ndarray:
+    """Soft [0, 1] coverage of one or two branching cracks, drawn at 3x and shrunk."""
+    scale = 3
+    for _attempt in range(20):  # redraw cracks that barely touch the tile
+        img = Image.new("L", (size * scale, size * scale), 0)
+        draw = ImageDraw.Draw(img)
+        for _ in range(1 if rng.random() < 0.75 else 2):
+            start, heading = _crack_start(rng, size)
+            width = rng.uniform(1.3, 3.4) * s
+            length = rng.uniform(0.7, 1.4) * size
+            _draw_crack(draw, rng, start, heading, width, length, size, scale, depth=0)
+        soft = np.asarray(img.resize((size, size), Image.BOX), np.float32) / 255
+        share = (soft >= 0.35).mean()
+        if 0.006 <= share <= 0.08:
+            break
+    return soft
+
+
+def _crack_start(rng, size: int):
+    """A start point on a random edge (or inside), heading roughly across the tile."""
+    if rng.random() < 0.2:
+        point = rng.uniform(0.2, 0.8, 2) * size
+        return point, rng.uniform(0, 2 * np.pi)
+    side = rng.integers(4)
+    t = rng.uniform(0.1, 0.9) * size
+    point, heading = {
+        0: ((t, 0.0), np.pi / 2), 1: ((t, size), -np.pi / 2),
+        2: ((0.0, t), 0.0), 3: ((size, t), np.pi),
+    }[int(side)]
+    return np.array(point, float), heading + rng.normal(0, 0.5)
+
+
+def _draw_crack(draw, rng, point, heading, width, length, size, scale, depth):
+    """Random walk with momentum: the heading turns smoothly, the path jitters, width varies."""
+    s = size / _BASE
+    step = 2.5 * s
+    n = max(2, int(length / step))
+    # The course drifts slowly, the deviation from it reverts to zero (no loops), and
+    # each step zig-zags a little: cracks run round aggregate grains.
+    course = heading + np.cumsum(rng.normal(0, 0.025, n))
+    kicks, turn = rng.normal(0, 0.1, n), np.empty(n)
+    acc = 0.0
+    for k in range(n):
+        acc = 0.9 * acc + kicks[k]
+        turn[k] = acc
+    angles = course + turn + rng.normal(0, 0.35, n)
+    path = point + np.cumsum(step * np.stack([np.cos(angles), np.sin(angles)], 1), 0)
+    path = np.vstack([point, path])
+    k = np.arange(n)
+    taper = np.minimum(1.0, np.minimum((k + 1) / 6, (n - k) / 10))
+    wobble = np.sin(np.cumsum(rng.normal(0.25, 0.15, n)) + rng.uniform(0, 2 * np.pi))
+    widths = np.maximum(max(1.0, s), width * taper * (0.75 + 0.25 * wobble))
+    inside = np.all((path > -0.1 * size) & (path < 1.1 * size), axis=1)
+    n = int(np.argmin(inside)) if not inside.all() else n  # stop where it leaves the tile
+    branch_p = 0.035 if depth == 0 else 0.015
+    if depth < 2:
+        for b in np.flatnonzero(rng.random(n) < branch_p):
+            side = rng.choice([-1, 1])
+            _draw_crack(draw, rng, path[b + 1].copy(), angles[b] + side * rng.uniform(0.35, 1.1),
+                        max(1.0, s, width * rng.uniform(0.4, 0.75)),
+                        length * rng.uniform(0.15, 0.45), size, scale, depth + 1)
+    pts = path * scale
+    for i in range(n):
+        w = widths[i] * scale
+        draw.line([tuple(pts[i]), tuple(pts[i + 1])], fill=255, width=max(1, round(w)))
+        x, y = pts[i + 1]
+        draw.ellipse((x - w / 2, y - w / 2, x + w / 2, y + w / 2), fill=255)
+
+
+def _darken_along(light, soft, rng, s) -> np.ndarray:
+    """Darken the crack (varying depth) and, faintly, a halo around it."""
+    depth = rng.uniform(0.45, 0.75) * (0.8 + 0.2 * _upsampled_noise(rng, 12, light.shape[0]))
+    halo = np.clip(_blur(soft, 2.5 * s) * 2.5, 0, 1)
+    return light * (1 - rng.uniform(0.06, 0.15) * halo) * (1 - np.clip(depth, 0, 0.9) * soft)
+
+
+def _add_distractors(light, rng, size: int, s: float):
+    """Add one or two crack-like things that are not cracks; return (light, their names)."""
+    drawers = {"saw_cut": _saw_cut, "scratches": _scratches, "shadow": _shadow,
+               "edge": _hard_edge}
+    kinds = [str(k) for k in rng.choice(list(drawers), size=1 if rng.random() < 0.7 else 2,
+                                        replace=False)]
+    for kind in kinds:
+        light = drawers[kind](light, rng, size, s)
+    return light, kinds
+
+
+def _line_layer(size, lines, scale=3) -> np.ndarray:
+    """Soft coverage of straight lines [(x0, y0, x1, y1, width), ...] drawn at ``scale`` x."""
+    img = Image.new("L", (size * scale, size * scale), 0)
+    draw = ImageDraw.Draw(img)
+    for x0, y0, x1, y1, w in lines:
+        draw.line([(x0 * scale, y0 * scale), (x1 * scale, y1 * scale)], fill=255,
+                  width=max(1, round(w * scale)))
+    return np.asarray(img.resize((size, size), Image.BOX), np.float32) / 255
+
+
+def _through_tile(rng, size, angle):
+    """End points of a straight line through a random point of the tile at ``angle``."""
+    cx, cy = rng.uniform(0.15, 0.85, 2) * size
+    dx, dy = np.cos(angle) * 2 * size, np.sin(angle) * 2 * size
+    return cx - dx, cy - dy, cx + dx, cy + dy
+
+
+def _saw_cut(light, rng, size, s):
+    """A straight joint of uniform width right across the tile, mostly near-axis-aligned."""
+    angle = rng.choice([0, np.pi / 2]) + rng.normal(0, 0.04) if rng.random() < 0.7 \
+        else rng.uniform(0, np.pi)
+    width = rng.uniform(2.0, 4.5) * s
+    line = _line_layer(size, [(*_through_tile(rng, size, angle), width)])
+    halo = np.clip(_blur(line, 1.5 * s) * 2, 0, 1)
+    return light * (1 - 0.08 * halo) * (1 - rng.uniform(0.35, 0.6) * line)
+
+
+def _scratches(light, rng, size, s):
+    """A few short thin straight marks, light or dark, roughly parallel (like broom texture)."""
+    angle = rng.uniform(0, np.pi)
+    lines = []
+    for _ in range(rng.integers(3, 10)):
+        a = angle + rng.normal(0, 0.12)
+        half = rng.uniform(0.04, 0.15) * size
+        cx, cy = rng.uniform(0, size, 2)
+        lines.append((cx - half * np.cos(a), cy - half * np.sin(a),
+                      cx + half * np.cos(a), cy + half * np.sin(a), rng.uniform(0.8, 1.6) * s))
+    sign = rng.choice([-1.0, 1.0])
+    return light * (1 + sign * rng.uniform(0.2, 0.4) * _line_layer(size, lines))
+
+
+def _signed_distance(rng, size):
+    """Distance in pixels from a random straight line through the tile (signed)."""
+    y, x = _grid(size)
+    angle = rng.uniform(0, 2 * np.pi)
+    cx, cy = rng.uniform(-0.6, 0.6, 2)
+    return ((x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)) * (size / 2)
+
+
+def _shadow(light, rng, size, s):
+    """A soft shadow: half the tile darker, with a blurred straight edge."""
+    soft = rng.uniform(3, 12) * s
+    inside = 1 / (1 + np.exp(-_signed_distance(rng, size) / soft))
+    return light * (1 - rng.uniform(0.2, 0.4) * inside)
+
+
+def _hard_edge(light, rng, size, s):
+    """A sharp straight border: a slab edge, kerb or paint line covering part of the tile."""
+    d = _signed_distance(rng, size)
+    d += (0.3 * size) * (rng.random() - 0.2)  # covers a smaller share more often
+    inside = np.clip(d / (0.7 * s) + 0.5, 0, 1)
+    factor = rng.choice([rng.uniform(0.45, 0.75), rng.uniform(1.15, 1.35)])
+    return light * (1 + (factor - 1) * inside)
