@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shutil
 import io
 import os
 import urllib.error
@@ -101,6 +102,17 @@ def test_env_var_mirror(fake_zip, tmp_path, monkeypatch, capsys):
     folder = sdnet2018_decks(data_dir=tmp_path / "data")
     assert len(_image_files(folder)) == 6
     assert f"from VITL_DATA_MIRROR {fake_zip}" in capsys.readouterr().out
+
+
+def test_imported_bundle_mirror_is_found(fake_zip, tmp_path, monkeypatch, capsys):
+    # `vitl weights import BUNDLE` copies data zips into VITL_HOME/data-mirror.
+    home = tmp_path / "home"
+    (home / "data-mirror").mkdir(parents=True)
+    shutil.copy(fake_zip, home / "data-mirror" / fake_zip.name)
+    monkeypatch.setenv("VITL_HOME", str(home))
+    folder = sdnet2018_decks(data_dir=tmp_path / "data")
+    assert len(_image_files(folder)) == 6
+    assert "from imported bundle" in capsys.readouterr().out
 
 
 def test_default_data_dir_follows_vitl_data(fake_zip, tmp_path, monkeypatch):

@@ -192,8 +192,11 @@ def _verify_zip(path: Path, origin: str) -> None:
 
 
 def _mirror_candidates(mirror, tried: list[str]):
-    """Yield (label, zip path) for the mirror argument and $VITL_DATA_MIRROR."""
-    for label, place in (("mirror", mirror), (MIRROR_ENV, os.environ.get(MIRROR_ENV))):
+    """Yield (label, zip path) for the mirror argument, $VITL_DATA_MIRROR and an imported bundle."""
+    bundle_mirror = _paths.vitl_home() / "data-mirror"  # filled by `vitl weights import`
+    places = (("mirror", mirror), (MIRROR_ENV, os.environ.get(MIRROR_ENV)),
+              ("imported bundle", bundle_mirror if bundle_mirror.is_dir() else None))
+    for label, place in places:
         if not place:
             continue
         place = Path(place).expanduser()

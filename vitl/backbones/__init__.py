@@ -2,9 +2,17 @@
 
 from .extractor import FeatureExtractor, build_feature_extractor
 from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneSpec, get_backbone, list_backbones
-from .weights import WeightsSource, resolve_weights, sha256_file
+from .weights import (
+    WeightsSource,
+    WeightsUnavailableError,
+    locate_weights,
+    resolve_weights,
+    sha256_file,
+    weights_file_name,
+)
 
 __all__ = [
     "BACKBONES", "DEFAULT_BACKBONE", "BackboneSpec", "FeatureExtractor", "WeightsSource",
-    "build_feature_extractor", "get_backbone", "list_backbones", "resolve_weights", "sha256_file",
+    "WeightsUnavailableError", "build_feature_extractor", "get_backbone", "list_backbones",
+    "locate_weights", "resolve_weights", "sha256_file", "weights_file_name",
 ]

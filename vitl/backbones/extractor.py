@@ -102,7 +102,8 @@ def build_feature_extractor(
         raise ValueError(problem("precision", f"one of {_PRECISIONS}", precision,
                                  "use 'float32' unless you benchmarked another"))
     source = resolve_weights(spec, weights)
-    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
+    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16",
+              "float16": "mixed_float16"}[precision]
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:

@@ -8,8 +8,8 @@ and the size of its pooled feature vector. Adding a backbone is one entry in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import keras
 

@@ -46,9 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    from ..backbones.weights import WeightsUnavailableError
+    from ..datasets import DatasetUnavailableError
+
+    usage_errors = (CLIError, ValueError, FileNotFoundError, NotADirectoryError,
+                    WeightsUnavailableError, DatasetUnavailableError)
     try:
         return int(args.run(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except usage_errors as err:
         print(f"vitl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,26 @@
+"""Root pytest configuration: applies to tests/, doctests in vitl/ and notebooks."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_vitl_home(tmp_path_factory):
+    """Keep tests away from the user's ~/.vitl: one fresh home (weights, cache) per session.
+
+    Shared by the whole session so the mobilenetv2-tv conversion happens once.
+    """
+    saved = {k: os.environ.get(k) for k in ("VITL_HOME", "VITL_CACHE", "VITL_DATA")}
+    home = tmp_path_factory.mktemp("vitl-home")
+    os.environ["VITL_HOME"] = str(home)
+    os.environ["VITL_CACHE"] = str(home / "cache")
+    os.environ["VITL_DATA"] = str(home / "data")
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -1,0 +1,65 @@
+"""``vitl weights list | fetch | bundle | import`` end to end, offline."""
+
+import pytest
+
+import vitl.cli
+from vitl.backbones import get_backbone
+from vitl.backbones import weights as weights_module
+from vitl.cli import main
+
+MOBILENET = get_backbone("mobilenetv2").keras_weights
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITL_HOME", str(tmp_path / "vitl"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def fake_download(file_name):
+        if file_name != MOBILENET:
+            raise OSError("simulated: no network")
+        path = tmp_path / "keras" / "models" / file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"pretend weights")
+        return path
+
+    monkeypatch.setattr(weights_module, "_download", fake_download)
+    # Only this sub-command: the others are tested (and may be mid-edit) elsewhere.
+    monkeypatch.setattr(vitl.cli, "_COMMAND_MODULES", ["weights"])
+    return tmp_path
+
+
+def test_list_shows_every_backbone_and_its_source(home, capsys):
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("resnet101v2", "inceptionv3", "mobilenetv2-tv"):
+        assert name in out
+    assert "299px" in out and "2048" in out
+    assert "not available offline" in out
+    assert "offline-package" in out
+
+
+def test_fetch_copies_into_vitl_home(home, capsys):
+    assert main(["weights", "fetch", "mobilenetv2"]) == 0
+    target = home / "vitl" / "weights" / MOBILENET
+    assert target.read_bytes() == b"pretend weights"
+    assert "from download" in capsys.readouterr().out
+    assert main(["weights", "fetch", "mobilenetv2"]) == 0
+    assert "from vitl-home" in capsys.readouterr().out
+
+
+def test_fetch_failure_explains_the_offline_route(home, capsys):
+    assert main(["weights", "fetch", "resnet50v2"]) == 2
+    err = capsys.readouterr().err
+    assert "simulated: no network" in err and "vitl weights import" in err
+
+
+def test_bundle_then_import(home, capsys, monkeypatch):
+    out = home / "b.zip"
+    assert main(["weights", "bundle", str(out), "--backbone", "mobilenetv2"]) == 0
+    assert f"weights/{MOBILENET}" in capsys.readouterr().out
+    monkeypatch.setenv("VITL_HOME", str(home / "offline"))
+    assert main(["weights", "import", str(out)]) == 0
+    assert (home / "offline" / "weights" / MOBILENET).read_bytes() == b"pretend weights"
+    assert main(["weights", "import", str(home / "missing.zip")]) == 2
+    assert "vitl weights bundle" in capsys.readouterr().err

@@ -1,0 +1,139 @@
+"""Weight resolution: explicit file, VITL_HOME, Keras cache, download, and the failure message."""
+
+import socket
+
+import pytest
+
+from vitl.backbones import WeightsUnavailableError, get_backbone, resolve_weights, sha256_file
+from vitl.backbones import weights as weights_module
+from vitl.backbones.weights import KERAS_WEIGHTS, WeightsSource, locate_weights
+
+MOBILENET = get_backbone("mobilenetv2").keras_weights
+
+
+@pytest.fixture(autouse=True)
+def homes(tmp_path, monkeypatch):
+    """Empty VITL_HOME and KERAS_HOME for every test."""
+    monkeypatch.setenv("VITL_HOME", str(tmp_path / "vitl"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    return tmp_path
+
+
+def no_download(monkeypatch, message="simulated network failure"):
+    calls = []
+
+    def fail(file_name):
+        calls.append(file_name)
+        raise OSError(message)
+
+    monkeypatch.setattr(weights_module, "_download", fail)
+    return calls
+
+
+def put(path, content=b"weights"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_keras_table_covers_every_keras_backbone():
+    for name in ("resnet101v2", "resnet50v2", "mobilenetv2", "inceptionv3", "efficientnetb0"):
+        file_name = get_backbone(name).keras_weights
+        origin, md5 = KERAS_WEIGHTS[file_name]
+        assert origin.startswith("https://storage.googleapis.com/") and origin.endswith(file_name)
+        assert md5 is None or len(md5) == 32
+
+
+def test_random_and_explicit_file(tmp_path):
+    assert resolve_weights("mobilenetv2", None) == WeightsSource("random", None, None)
+    path = put(tmp_path / "mine.h5", b"abc")
+    source = resolve_weights("mobilenetv2", str(path))
+    assert (source.kind, source.path) == ("file", str(path))
+    assert source.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    with pytest.raises(FileNotFoundError, match="check the path"):
+        resolve_weights("mobilenetv2", str(tmp_path / "missing.h5"))
+
+
+def test_vitl_home_before_keras_cache(homes, monkeypatch):
+    calls = no_download(monkeypatch)
+    cached = put(homes / "keras" / "models" / MOBILENET, b"from keras")
+    source = resolve_weights("mobilenetv2")
+    assert (source.kind, source.path, source.sha256) == ("keras-cache", str(cached),
+                                                          sha256_file(cached))
+    own = put(homes / "vitl" / "weights" / MOBILENET, b"from vitl")
+    source = resolve_weights("mobilenetv2")
+    assert (source.kind, source.path) == ("vitl-home", str(own))
+    assert locate_weights("mobilenetv2") == ("vitl-home", own)
+    assert calls == []
+
+
+def test_download_is_last_and_reported(homes, monkeypatch):
+    downloaded = put(homes / "keras" / "models" / "elsewhere.h5", b"downloaded")
+    monkeypatch.setattr(weights_module, "_download", lambda name: downloaded)
+    source = resolve_weights("resnet50v2")
+    assert (source.kind, source.path) == ("download", str(downloaded))
+    assert locate_weights("resnet50v2") is None  # nothing under the expected name
+
+
+def test_unavailable_message_lists_attempts_and_fixes(homes, monkeypatch):
+    calls = no_download(monkeypatch)
+    with pytest.raises(WeightsUnavailableError) as info:
+        resolve_weights("resnet101v2")
+    message = str(info.value)
+    file_name = get_backbone("resnet101v2").keras_weights
+    assert calls == [file_name]
+    assert str(homes / "vitl" / "weights" / file_name) in message
+    assert str(homes / "keras" / "models" / file_name) in message
+    assert "simulated network failure" in message
+    for fix in ("connect to the internet", "vitl weights bundle", "vitl weights import",
+                "weights=PATH", "'mobilenetv2-tv'"):
+        assert fix in message
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_download_false_never_downloads(monkeypatch):
+    calls = no_download(monkeypatch)
+    with pytest.raises(WeightsUnavailableError, match="skipped: download=False"):
+        resolve_weights("mobilenetv2", download=False)
+    assert calls == []
+
+
+def test_file_with_wrong_known_hash_is_skipped(homes, monkeypatch):
+    no_download(monkeypatch)
+    file_name = get_backbone("resnet50v2").keras_weights
+    put(homes / "vitl" / "weights" / file_name, b"not the real weights")
+    with pytest.warns(UserWarning, match="published"), \
+            pytest.raises(WeightsUnavailableError, match="md5 .* is not Keras' published"):
+        resolve_weights("resnet50v2")
+
+
+@pytest.fixture
+def unreachable_origin(monkeypatch):
+    """Point the download at a host that can never resolve (RFC 2606 .invalid)."""
+    name = get_backbone("mobilenetv2").keras_weights
+    monkeypatch.setitem(KERAS_WEIGHTS, name, ("https://weights.vitl-test.invalid/" + name, None))
+    return name
+
+
+def test_real_download_attempt_fails_with_a_clear_message(unreachable_origin):
+    # No monkeypatched download: the DNS probe runs for real and must fail, not hang.
+    with pytest.raises(WeightsUnavailableError) as info:
+        resolve_weights("mobilenetv2")
+    message = str(info.value)
+    assert "download: https://weights.vitl-test.invalid/" in message
+    assert "cannot reach weights.vitl-test.invalid" in message
+
+
+def test_keras_get_file_errors_become_the_same_message(unreachable_origin, monkeypatch):
+    # Skip the probe so keras.utils.get_file itself fails, under the socket timeout.
+    monkeypatch.setattr(weights_module, "_probe", lambda url: None)
+    before = socket.getdefaulttimeout()
+    with pytest.raises(WeightsUnavailableError, match="URL fetch failure"):
+        resolve_weights("mobilenetv2")
+    assert socket.getdefaulttimeout() == before  # the timeout is restored
+
+
+def test_describe():
+    assert "random" in WeightsSource("random", None, None).describe()
+    assert WeightsSource("vitl-home", "/w.h5", "ab" * 32).describe() == \
+        "vitl-home: /w.h5 (sha256 abababababab...)"

@@ -1,0 +1,229 @@
+"""Offline bundles: weights (and the data set) from a connected machine, in one zip.
+
+A bundle has the layout of a ``VITL_HOME`` folder, so an unpacked bundle can be
+used directly as ``VITL_HOME``::
+
+    manifest.json               file names, sha256, sizes, vitl version
+    weights/<keras file name>   e.g. resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5
+    data-mirror/<zip>           with --with-data: the SDNET2018 sample zip
+
+:func:`make_bundle` writes one; :func:`import_bundle` checks every sha256 and
+installs the files into ``weights_dir()`` and ``vitl_home()/data-mirror``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .._errors import problem
+from .._paths import data_dir, vitl_home, weights_dir
+from ._files import atomic_path
+from .registry import DEFAULT_BACKBONE, get_backbone
+from .weights import resolve_weights, sha256_file, weights_file_name
+
+MANIFEST = "manifest.json"
+FORMAT = "vitl-bundle/1"
+WEIGHTS_SUBDIR = "weights"
+DATA_MIRROR_SUBDIR = "data-mirror"
+
+#: The ML.NET tutorial's SDNET2018 bridge-deck sample (names it is known by, sha256);
+#: the same as vitl.datasets', which :func:`_sdnet_zip_facts` prefers when importable.
+SDNET_ZIP_NAMES = ("sdnet2018-decks-sample.zip", "assets.zip")
+SDNET_ZIP_SHA256 = "7ac86c72dbaf601b0526de08afa83f24f0331f8b08f8efbc4be75b97364b0efe"
+
+
+def _sdnet_zip_facts() -> tuple[tuple[str, ...], str]:
+    try:
+        from .. import datasets
+
+        return tuple(datasets.SDNET2018_ZIP_NAMES), datasets.SDNET2018_SHA256
+    except (ImportError, AttributeError):
+        return SDNET_ZIP_NAMES, SDNET_ZIP_SHA256
+
+
+def data_mirror_dir() -> Path:
+    """Return where imported data zips go: ``vitl_home()/data-mirror``."""
+    return vitl_home() / DATA_MIRROR_SUBDIR
+
+
+def _vitl_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vitl")
+    except PackageNotFoundError:  # running from a checkout that is not installed
+        from .. import __version__
+
+        return __version__
+
+
+def find_sdnet_zip() -> Path:
+    """Find the SDNET2018 sample zip: ``$VITL_DATA_MIRROR``, ``data_dir()``, ``data_mirror_dir()``.
+
+    Raises:
+        FileNotFoundError: not in any of those folders (lists them).
+    """
+    folders = [Path(os.environ["VITL_DATA_MIRROR"]).expanduser()] if os.environ.get(
+        "VITL_DATA_MIRROR") else []
+    folders += [data_dir(), data_mirror_dir()]
+    names, _ = _sdnet_zip_facts()
+    for folder in folders:
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    raise FileNotFoundError(
+        problem("SDNET2018 zip", f"one of {names} in {[str(f) for f in folders]}",
+                "none found", "set VITL_DATA_MIRROR to the folder holding the zip")
+    )
+
+
+def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
+                download: bool = True) -> Path:
+    """Write an offline bundle zip holding the backbones' weights (and the data set).
+
+    Args:
+        out: the zip file to write (replaced atomically).
+        backbones: registered backbone names whose ImageNet weights to include.
+        with_data: also include the SDNET2018 sample zip (see :func:`find_sdnet_zip`).
+        download: allow downloading weights missing on this machine.
+
+    Returns:
+        The path of the bundle.
+
+    Raises:
+        WeightsUnavailableError: a backbone's weights cannot be resolved here.
+        FileNotFoundError: ``with_data`` but no data zip found.
+    """
+    entries: list[tuple[str, Path, str, dict]] = []  # (arcname, source, sha256, extra)
+    for name in dict.fromkeys(backbones):
+        spec = get_backbone(name)
+        source = resolve_weights(spec, "imagenet", download=download)
+        arcname = f"{WEIGHTS_SUBDIR}/{weights_file_name(spec)}"
+        if arcname not in {e[0] for e in entries}:
+            entries.append((arcname, Path(source.path), source.sha256, {"backbone": spec.name}))
+    if with_data:
+        zip_path = find_sdnet_zip()
+        names, expected = _sdnet_zip_facts()
+        digest = sha256_file(zip_path)
+        if digest != expected:
+            raise ValueError(problem(f"sha256 of {zip_path}", expected, digest,
+                                     "replace the zip with the published SDNET2018 sample"))
+        entries.append((f"{DATA_MIRROR_SUBDIR}/{names[0]}", zip_path, digest,
+                        {"dataset": "sdnet2018-decks"}))
+
+    manifest = {
+        "format": FORMAT,
+        "vitl_version": _vitl_version(),
+        "files": [{"path": arc, "sha256": sha, "size": src.stat().st_size, **extra}
+                  for arc, src, sha, extra in entries],
+    }
+    out = Path(out)
+    # Stored, not deflated: h5 weights and jpeg zips barely compress.
+    with atomic_path(out, suffix=".zip") as tmp, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        zf.writestr(MANIFEST, json.dumps(manifest, indent=2))
+        for arcname, source, _, _ in tqdm(entries, desc="bundle", unit="file"):
+            zf.write(source, arcname)
+    return out
+
+
+def read_manifest(bundle) -> dict:
+    """Return a bundle's manifest (zip file or unpacked folder), validating its shape.
+
+    Raises:
+        ValueError: not a vitl bundle.
+    """
+    bundle = Path(bundle)
+    try:
+        if bundle.is_dir():
+            manifest = json.loads((bundle / MANIFEST).read_text())
+        else:
+            with zipfile.ZipFile(bundle) as zf:
+                manifest = json.loads(zf.read(MANIFEST))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(problem("bundle", f"a vitl bundle (zip or folder with {MANIFEST})",
+                                 str(bundle), f"create it with `vitl weights bundle` ({err})"))
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
+        raise ValueError(problem("bundle manifest format", FORMAT, manifest.get("format"),
+                                 "create the bundle with this vitl version"))
+    for entry in manifest["files"]:
+        parts = Path(entry.get("path", "")).parts
+        if len(parts) != 2 or parts[0] not in (WEIGHTS_SUBDIR, DATA_MIRROR_SUBDIR) or \
+                parts[1] in ("..", "."):
+            raise ValueError(problem("bundle file path", "weights/<file> or data-mirror/<file>",
+                                     entry.get("path"), "re-create the bundle"))
+    return manifest
+
+
+def _copy_hashing(source, sink) -> tuple[str, int]:
+    """Copy one open binary file to another; return the sha256 and byte count."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := source.read(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
+        sink.write(chunk)
+    return digest.hexdigest(), size
+
+
+def import_bundle(bundle) -> list[Path]:
+    """Verify a bundle and install its files into ``weights_dir()`` and ``data_mirror_dir()``.
+
+    Every file is extracted next to its destination, its sha256 and size are
+    checked against the manifest, and only when all match are they moved into
+    place (``os.replace``), so a tampered or truncated bundle installs nothing.
+
+    Args:
+        bundle: a bundle zip or an unpacked bundle folder.
+
+    Returns:
+        The installed file paths.
+
+    Raises:
+        ValueError: not a bundle, or a file's sha256/size differs from the manifest.
+    """
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    targets = {WEIGHTS_SUBDIR: weights_dir(), DATA_MIRROR_SUBDIR: data_mirror_dir()}
+    installed = []
+    # Every file is staged in a temp file; the stack replaces them all only if
+    # no check failed, else removes them all.
+    with contextlib.ExitStack() as stack:
+        zf = None if bundle.is_dir() else stack.enter_context(zipfile.ZipFile(bundle))
+        for entry in tqdm(manifest["files"], desc="import", unit="file"):
+            sub, name = Path(entry["path"]).parts
+            final = targets[sub] / name
+            tmp = stack.enter_context(atomic_path(final))
+            try:
+                with (zf.open(entry["path"]) if zf else open(bundle / entry["path"], "rb")) \
+                        as source, open(tmp, "wb") as sink:
+                    digest, size = _copy_hashing(source, sink)
+            except (KeyError, FileNotFoundError) as err:
+                raise ValueError(problem(f"bundle file {entry['path']}", "present in the bundle",
+                                         "missing", "re-create or re-copy the bundle")) from err
+            if digest != entry.get("sha256") or size != entry.get("size"):
+                raise ValueError(problem(
+                    f"bundle file {entry['path']}",
+                    f"sha256 {entry.get('sha256')} ({entry.get('size')} bytes)",
+                    f"sha256 {digest} ({size} bytes)",
+                    "the bundle is corrupted or was modified; re-copy or re-create it"))
+            installed.append(final)
+    return installed
+
+
+def copy_into_weights_dir(path) -> Path:
+    """Copy a weights file into ``weights_dir()`` (atomically) and return the new path."""
+    path = Path(path)
+    target = weights_dir() / path.name
+    if target.resolve() == path.resolve():
+        return target
+    with atomic_path(target) as tmp:
+        shutil.copyfile(path, tmp)
+    return target

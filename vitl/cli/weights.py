@@ -1,0 +1,93 @@
+"""``vitl weights list | fetch | bundle | import``: pretrained weights, online and offline."""
+
+from __future__ import annotations
+
+import argparse
+
+from vitl.cli import CLIError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "weights", help="list, fetch, bundle or import pretrained backbone weights",
+        description="Pretrained ImageNet weights for the backbones. On a machine without "
+                    "internet: run `vitl weights bundle` on a connected one, copy the zip, "
+                    "then `vitl weights import BUNDLE` here.",
+    )
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", help="backbones, input size, feature size, where weights come from")
+    p.set_defaults(run=run_list)
+
+    p = sub.add_parser("fetch", help="resolve (download if needed) weights into VITL_HOME/weights")
+    p.add_argument("names", nargs="+", metavar="NAME", help="backbone names (see `list`)")
+    p.set_defaults(run=run_fetch)
+
+    p = sub.add_parser("bundle", help="write weights (and data) into one zip for offline use")
+    p.add_argument("out", metavar="OUT.zip")
+    p.add_argument("--backbone", action="append", metavar="NAME",
+                   help="backbone to include (repeatable; default resnet101v2)")
+    p.add_argument("--with-data", action="store_true",
+                   help="also include the SDNET2018 sample zip "
+                        "(from VITL_DATA_MIRROR or the data folder)")
+    p.set_defaults(run=run_bundle)
+
+    p = sub.add_parser("import", help="verify a bundle and install it into VITL_HOME")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle zip or unpacked bundle folder")
+    p.set_defaults(run=run_import)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from vitl.backbones import BACKBONES, locate_weights
+
+    rows = [("backbone", "input", "features", "weights available here")]
+    for name, spec in BACKBONES.items():
+        found = locate_weights(spec)
+        where = f"{found[0]}: {found[1]}" if found else "not available offline (download on use)"
+        rows.append((name, f"{spec.input_size}px", str(spec.feature_dim), where))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from vitl.backbones import WeightsUnavailableError, get_backbone, resolve_weights
+    from vitl.backbones.bundle import copy_into_weights_dir
+
+    for name in args.names:
+        spec = get_backbone(name)
+        try:
+            source = resolve_weights(spec, "imagenet")
+        except WeightsUnavailableError as err:
+            raise CLIError(str(err)) from err
+        path = copy_into_weights_dir(source.path) if source.kind in (
+            "keras-cache", "download") else source.path
+        print(f"{spec.name}: {path} (from {source.kind}, sha256 {source.sha256})")
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    from vitl.backbones import DEFAULT_BACKBONE, WeightsUnavailableError
+    from vitl.backbones.bundle import make_bundle, read_manifest
+
+    try:
+        out = make_bundle(args.out, args.backbone or [DEFAULT_BACKBONE], with_data=args.with_data)
+    except WeightsUnavailableError as err:
+        raise CLIError(str(err)) from err
+    for entry in read_manifest(out)["files"]:
+        print(f"  {entry['path']}  {entry['size']:,} bytes  sha256 {entry['sha256'][:12]}...")
+    print(f"wrote {out}; on the offline machine run: vitl weights import {out.name}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from vitl.backbones.bundle import DATA_MIRROR_SUBDIR, data_mirror_dir, import_bundle
+
+    installed = import_bundle(args.bundle)
+    for path in installed:
+        print(f"installed {path}")
+    if any(path.parent.name == DATA_MIRROR_SUBDIR for path in installed):
+        print(f"data zips are in {data_mirror_dir()}; vitl's data loader reads them when "
+              f"VITL_DATA_MIRROR={data_mirror_dir()} is set")
+    return 0
