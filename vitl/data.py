@@ -399,6 +399,41 @@ def _scan(class_dir: Path, follow: bool, visited: set, report: LoadReport) -> li
     return found
 
 
+def list_images(folder, *, follow_symlinks=True) -> list[Path]:
+    """List every image file below ``folder`` (any depth), sorted, for prediction.
+
+    Unlike :func:`load_image_folder` the folder needs no class sub-folders and
+    nothing is decoded; hidden names are skipped and symlink loops are not followed.
+
+    Args:
+        folder: a folder of images, or one image file (returned alone).
+        follow_symlinks: descend into symlinked folders.
+
+    Returns:
+        Absolute paths of the image-named files.
+
+    Raises:
+        ValueError: ``folder`` does not exist.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> (folder / "sub").mkdir()
+        >>> for name in ["b.JPG", "sub/a.png", "notes.txt", ".hidden.png"]:
+        ...     _ = (folder / name).write_bytes(b"x")
+        >>> [p.relative_to(folder).as_posix() for p in list_images(folder)]
+        ['b.JPG', 'sub/a.png']
+    """
+    folder = Path(folder).expanduser().absolute()
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise ValueError(problem("image folder", "an existing folder or image file", str(folder),
+                                 "check the path"))
+    visited = {(folder.stat().st_dev, folder.stat().st_ino)}
+    return sorted(_scan(folder, follow_symlinks, visited, LoadReport()))
+
+
 def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=True
                       ) -> ImageCollection:
     """List the images of a folder with one sub-folder per class.

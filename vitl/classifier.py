@@ -1,0 +1,450 @@
+"""``ImageClassifier``: folders of photos in, a trained, evaluated, saved classifier out.
+
+The two phases of ML.NET's image classification trainer, in Keras:
+
+1. **Bottleneck phase**: every image goes once through the frozen backbone;
+   its pooled features land in the shared feature cache (:mod:`vitl.features`).
+2. **Training phase**: a small softmax head learns from the cached features
+   (:func:`vitl.training.train_head`), epoch by epoch.
+
+The fitted estimator joins backbone and head into one Keras model for
+prediction, saving and export.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import __version__
+from ._errors import NotFittedError, check_is_fitted, problem
+from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor, get_backbone
+from .backbones.registry import PREPROCESSING_VERSION
+from .data import ImageCollection, list_images, load_image_folder, split
+from .evaluation import EvaluationReport
+from .features import Featurizer
+from .features.pipeline import _to_model_image
+from .training import HeadConfig, TrainingHistory, predict_proba, train_head
+
+#: Format version of saved models; a model from another version is refused on load.
+SAVE_FORMAT = 1
+_METADATA = "vitl.json"  # extra member inside the .keras zip
+#: Share of train held out for validation when ``fit`` gets no validation set.
+HOLDOUT_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's prediction: the label, its score and every class's score."""
+
+    path: str | None
+    label: str
+    score: float
+    scores: dict
+
+    def __str__(self) -> str:
+        return f"{self.path or '<array>'}: {self.label} ({self.score:.3f})"
+
+
+class ImageClassifier:
+    """Transfer-learning image classifier: a frozen ImageNet backbone plus a trained head.
+
+    Defaults follow ML.NET's ``ImageClassificationTrainer`` (ResNet101 v2,
+    200 epochs, batch 10, learning rate 0.01 decayed by 0.94 every 2 epochs,
+    early stopping on validation accuracy with patience 20 and min delta 0.01),
+    except that the best epoch's weights are restored when stopping early.
+
+    Args:
+        backbone: a name from :func:`vitl.backbones.list_backbones`.
+        weights: ``"imagenet"``, a weights file, or None (random: plumbing tests only).
+        input_size: square input side; default the backbone's own.
+        precision: backbone precision: ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        epochs, batch_size, learning_rate, lr_schedule, lr_decay,
+        decay_every_epochs, optimizer, early_stopping, patience, min_delta,
+        class_weight, dropout, hidden_units, l2: the head's training, see
+            :class:`vitl.training.HeadConfig`.
+        seed: seeds the validation hold-out, initialisation and shuffling: the
+            same data and seed give the same split, weights and metrics.
+        cache: feature cache: ``"default"``, a folder, or None to disable.
+        featurize_batch_size: images per backbone call in the bottleneck phase.
+        verbose: print the per-epoch log (``True``), a progress bar (``"bar"``)
+            or nothing (``False``); featurizing shows a progress bar unless False.
+        callbacks: extra Keras callbacks for the training phase.
+        on_epoch: ``on_epoch(epoch, logs)``, called after every epoch.
+
+    Attributes (after ``fit``):
+        classes_: class names, in score-column order.
+        history_: :class:`vitl.training.TrainingHistory` of the training phase.
+        extractor_: the frozen :class:`vitl.backbones.FeatureExtractor`.
+        head_: the trained head (a Keras model on features).
+        model_: backbone and head as one Keras model, images (0..255) in,
+            probabilities out.
+        fit_info_: what ``fit`` saw: backbone, weights source, split counts.
+
+    Example:
+        >>> import tempfile
+        >>> from vitl.datasets import make_synthetic_cracks
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 6, size=64, progress=False)
+        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=64, epochs=3,
+        ...                       cache=None, verbose=False)
+        >>> clf.fit(folder).classes_.tolist()
+        ['cracked', 'uncracked']
+        >>> clf.predict_proba(folder).shape
+        (12, 2)
+    """
+
+    def __init__(self, backbone="resnet101v2", *, weights="imagenet", input_size=None,
+                 precision="float32", epochs=200, batch_size=10, learning_rate=0.01,
+                 lr_schedule="exponential", lr_decay=0.94, decay_every_epochs=2, optimizer="sgd",
+                 early_stopping=True, patience=20, min_delta=0.01, class_weight=None, dropout=0.0,
+                 hidden_units=None, l2=0.0, seed=0, cache="default", featurize_batch_size=32,
+                 verbose=True, callbacks=(), on_epoch=None):
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.precision = precision
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.lr_decay = lr_decay
+        self.decay_every_epochs = decay_every_epochs
+        self.optimizer = optimizer
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.min_delta = min_delta
+        self.class_weight = class_weight
+        self.dropout = dropout
+        self.hidden_units = hidden_units
+        self.l2 = l2
+        self.seed = seed
+        self.cache = cache
+        self.featurize_batch_size = featurize_batch_size
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.on_epoch = on_epoch
+
+    # ------------------------------------------------------------------ params
+    _HEAD_PARAMS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay",
+                    "decay_every_epochs", "optimizer", "early_stopping", "patience", "min_delta",
+                    "class_weight", "dropout", "hidden_units", "l2", "seed")
+
+    def get_params(self) -> dict:
+        """Return the constructor arguments (scikit-learn style)."""
+        names = list(inspect.signature(ImageClassifier.__init__).parameters)[1:]
+        return {name: getattr(self, name) for name in names}
+
+    def head_config(self) -> HeadConfig:
+        """The validated :class:`~vitl.training.HeadConfig` these arguments describe."""
+        return HeadConfig(**{name: getattr(self, name) for name in self._HEAD_PARAMS}).validate()
+
+    def __repr__(self) -> str:
+        defaults = ImageClassifier().get_params()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if k != "backbone" and v != defaults[k]]
+        return f"ImageClassifier({', '.join([repr(self.backbone)] + changed)})"
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train, validation=None) -> ImageClassifier:
+        """Featurize (cached) and train the head.
+
+        Args:
+            train: an :class:`vitl.data.ImageCollection` or a folder with one
+                sub-folder per class.
+            validation: the same, for early stopping and the validation log;
+                None holds out a stable 10% of ``train`` (by file-name hash,
+                seeded by ``seed``).
+
+        Returns:
+            ``self``, fitted.
+
+        Raises:
+            ValueError: bad arguments or data (the message says how to fix it).
+        """
+        config = self.head_config()
+        train = _as_collection(train, "train")
+        if validation is None:
+            parts = split(train, train=1 - HOLDOUT_FRACTION, validation=HOLDOUT_FRACTION,
+                          test=0.0, seed=self.seed)
+            train, validation = parts.train, parts.validation
+        else:
+            validation = _as_collection(validation, "validation")
+        classes = list(train.class_names)
+        y_val = _labels_in(validation, classes, "validation")
+
+        extractor = build_feature_extractor(self.backbone, weights=self.weights,
+                                            input_size=self.input_size, precision=self.precision)
+        featurizer = self._featurizer(extractor)
+        x_train = featurizer.featurize(train)
+        x_val = featurizer.featurize(validation) if len(validation) else None
+        head, history = train_head(
+            x_train, train.labels, x_val, y_val if x_val is not None else None,
+            n_classes=len(classes), config=config, callbacks=self.callbacks,
+            on_epoch=self.on_epoch, verbose=self.verbose,
+        )
+        self.classes_ = np.array(classes)
+        self.history_ = history
+        self.extractor_ = extractor
+        self.head_ = head
+        self.model_ = _join(extractor, head)
+        self.fit_info_ = {
+            "backbone": extractor.name,
+            "input_size": extractor.input_size,
+            "precision": extractor.precision,
+            "weights": {"kind": extractor.weights.kind, "path": extractor.weights.path,
+                        "sha256": extractor.weights.sha256},
+            "fingerprint": extractor.fingerprint,
+            "train_root": str(train.root) if train.root else None,
+            "counts": {"train": train.counts(), "validation": validation.counts()},
+            "head": config.to_dict(),
+            "calibration_paths": [str(p) for p in train.paths[:: max(1, len(train) // 100)]],
+        }
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def featurize(self, images) -> np.ndarray:
+        """Return the backbone features of ``images`` (cached when they are files)."""
+        check_is_fitted(self)
+        paths, arrays = _as_inputs(images)
+        if arrays is not None:
+            size = self.extractor_.input_size
+            batch = np.stack([_to_model_image(a, size) for a in arrays]).astype(np.float32)
+            return self.extractor_(batch)
+        return self._featurizer(self.extractor_).featurize(paths)
+
+    def predict_proba(self, images) -> np.ndarray:
+        """Return ``(N, n_classes)`` class probabilities, columns in ``classes_`` order.
+
+        Args:
+            images: an image path, a folder (every image below it), a list of
+                paths, an :class:`~vitl.data.ImageCollection`, or RGB arrays
+                (one ``(H, W, 3)`` image or an ``(N, H, W, 3)`` batch, 0..255).
+        """
+        return predict_proba(self.head_, self.featurize(images))
+
+    def predict(self, images) -> np.ndarray:
+        """Return the predicted class name of each image (see :meth:`predict_proba`)."""
+        return self.classes_[self.predict_proba(images).argmax(axis=1)]
+
+    def classify(self, images, csv_path=None) -> list[Prediction]:
+        """Predict and return one :class:`Prediction` per image; optionally write a CSV.
+
+        The CSV has columns ``path, label, score`` and one ``score_<class>`` per class.
+        """
+        paths, arrays = _as_inputs(images)
+        proba = self.predict_proba(images if arrays is not None else paths)
+        names = [str(p) for p in paths] if arrays is None else [None] * len(proba)
+        predictions = [
+            Prediction(name, str(self.classes_[row.argmax()]), float(row.max()),
+                       {str(c): float(s) for c, s in zip(self.classes_, row)})
+            for name, row in zip(names, proba)
+        ]
+        if csv_path is not None:
+            write_predictions_csv(predictions, csv_path, list(self.classes_))
+        return predictions
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(self, test, positive_class=None) -> EvaluationReport:
+        """Score a labelled collection and return an :class:`~vitl.evaluation.EvaluationReport`.
+
+        Args:
+            test: an :class:`~vitl.data.ImageCollection` or a class-folder root;
+                its class names must be among ``classes_`` (a subset is fine).
+            positive_class: the defect class for ROC/PR and thresholds (two
+                classes); default the first class (``CD`` in the tutorial).
+        """
+        check_is_fitted(self)
+        test = _as_collection(test, "test")
+        y_true = _labels_in(test, list(self.classes_), "test")
+        proba = self.predict_proba(test)
+        return EvaluationReport.from_predictions(y_true, proba, list(self.classes_),
+                                                 paths=[str(p) for p in test.paths],
+                                                 positive_class=positive_class)
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path) -> Path:
+        """Save backbone, head, labels and preprocessing in one ``.keras`` file.
+
+        The file is a normal Keras archive (``keras.saving.load_model`` opens
+        it) with vitl's metadata (labels, backbone, weights fingerprint,
+        history) as an extra ``vitl.json`` member. Written atomically.
+
+        Returns:
+            The path written.
+        """
+        check_is_fitted(self)
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise ValueError(problem("path", "a file name ending in .keras", str(path),
+                                     f"use {path.with_suffix('.keras').name}"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.keras")
+        self.model_.save(tmp)
+        metadata = {
+            "format": SAVE_FORMAT, "vitl_version": __version__,
+            "preprocessing_version": PREPROCESSING_VERSION,
+            "classes": [str(c) for c in self.classes_],
+            "params": {k: v for k, v in self.get_params().items()
+                       if k not in ("callbacks", "on_epoch")},
+            "fit_info": self.fit_info_,
+            "history": self.history_.to_dict(),
+        }
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(_METADATA, json.dumps(metadata, indent=1, default=str))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path, *, cache="default", verbose=True) -> ImageClassifier:
+        """Load a classifier saved with :meth:`save`; it predicts exactly as before.
+
+        Raises:
+            ValueError: the file is not a vitl model or comes from another format version.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.keras"
+        if not path.is_file():
+            raise FileNotFoundError(problem("model file", "a .keras file saved by vitl",
+                                            str(path), "train one with `vitl train` or "
+                                            "ImageClassifier.fit(...).save(path)"))
+        metadata = read_metadata(path)
+        model = keras.saving.load_model(path, compile=False)
+        params = dict(metadata["params"], cache=cache, verbose=verbose)
+        clf = cls(**params)
+        info = metadata["fit_info"]
+        spec = get_backbone(info["backbone"])
+        extractor_model = next(layer for layer in model.layers if layer.name.endswith("_features"))
+        weights = WeightsSource(kind="saved-model", path=str(path),
+                                sha256=info["weights"]["sha256"])
+        clf.extractor_ = FeatureExtractor(spec, extractor_model, info["input_size"], weights,
+                                          info["precision"])
+        clf.head_ = model.get_layer("head")
+        clf.model_ = model
+        clf.classes_ = np.array(metadata["classes"])
+        clf.history_ = TrainingHistory.from_dict(metadata["history"])
+        clf.fit_info_ = info
+        return clf
+
+    # ------------------------------------------------------------------ export
+    def export(self, directory, format="savedmodel", quantize=None, representative=None) -> Path:
+        """Export for serving or the edge: a SavedModel or a TFLite file, plus ``labels.txt``.
+
+        Args:
+            directory: output folder (created).
+            format: ``"savedmodel"`` (the counterpart of ML.NET's ``.pb``) or ``"tflite"``.
+            quantize: TFLite only: None (float32), ``"float16"`` or ``"int8"``.
+            representative: int8 only: images to calibrate with (paths, a folder
+                or a collection); default a sample of the training images.
+
+        Returns:
+            The exported SavedModel folder or ``.tflite`` file.
+        """
+        from .export import export_model
+
+        check_is_fitted(self)
+        if representative is None:
+            representative = [p for p in self.fit_info_.get("calibration_paths", [])
+                              if Path(p).is_file()]
+        else:
+            representative, _ = _as_inputs(representative)
+        return export_model(self.model_, list(self.classes_), directory, format=format,
+                            quantize=quantize, representative=representative)
+
+    # ------------------------------------------------------------------ helpers
+    def _featurizer(self, extractor) -> Featurizer:
+        return Featurizer(extractor, cache=self.cache, batch_size=self.featurize_batch_size,
+                          progress=self.verbose is not False)
+
+
+def read_metadata(path) -> dict:
+    """Return the ``vitl.json`` metadata of a saved ``.keras`` model.
+
+    Raises:
+        ValueError: not a vitl model, or saved by an incompatible format version.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            metadata = json.loads(archive.read(_METADATA))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
+        raise ValueError(problem("model file", "a .keras file saved by vitl (with vitl.json)",
+                                 f"{path} ({err})", "retrain with this vitl version")) from None
+    if metadata.get("format") != SAVE_FORMAT:
+        raise ValueError(problem("model format", f"version {SAVE_FORMAT}",
+                                 f"version {metadata.get('format')} "
+                                 f"(vitl {metadata.get('vitl_version')})",
+                                 "retrain the model with this vitl version, or install the "
+                                 "vitl version that saved it"))
+    return metadata
+
+
+def write_predictions_csv(predictions, csv_path, classes) -> Path:
+    """Write predictions as CSV: ``path, label, score, score_<class>...``."""
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "score"] + [f"score_{c}" for c in classes])
+        for p in predictions:
+            writer.writerow([p.path, p.label, f"{p.score:.6f}"]
+                            + [f"{p.scores[c]:.6f}" for c in classes])
+    return csv_path
+
+
+def _join(extractor: FeatureExtractor, head: keras.Model) -> keras.Model:
+    """One model: image (0..255) -> preprocessing -> backbone -> pool -> head -> probabilities."""
+    inputs = keras.Input((extractor.input_size, extractor.input_size, 3), name="image")
+    outputs = head(extractor.model(inputs))
+    return keras.Model(inputs, outputs, name="vitl_classifier")
+
+
+def _as_collection(images, name: str) -> ImageCollection:
+    if isinstance(images, ImageCollection):
+        if len(images) == 0:
+            raise ValueError(problem(name, "at least one image", "an empty collection",
+                                     "check the split fractions or the folder"))
+        return images
+    if isinstance(images, (str, Path)):
+        return load_image_folder(images, progress=False)
+    raise ValueError(problem(name, "an ImageCollection or a folder with one sub-folder per class",
+                             type(images).__name__, "use vitl.load_image_folder(path)"))
+
+
+def _labels_in(collection: ImageCollection, classes: list[str], name: str) -> np.ndarray:
+    """The collection's labels as indices into ``classes`` (matched by name)."""
+    unknown = sorted(set(collection.class_names) - set(classes))
+    if unknown:
+        raise ValueError(problem(f"{name} classes", f"names among {classes}", unknown,
+                                 "use folders named like the training classes"))
+    index = np.array([classes.index(c) for c in collection.class_names])
+    return index[collection.labels]
+
+
+def _as_inputs(images):
+    """Return ``(paths, None)`` for file inputs or ``(None, arrays)`` for pixel arrays."""
+    if isinstance(images, ImageCollection):
+        return list(images.paths), None
+    if isinstance(images, (str, Path)):
+        return list_images(images), None
+    if isinstance(images, np.ndarray):
+        if images.ndim == 3:
+            return None, [images]
+        if images.ndim == 4:
+            return None, list(images)
+        raise ValueError(problem("images", "an (H, W, 3) image or (N, H, W, 3) batch",
+                                 f"an array of shape {images.shape}", "pass RGB pixels"))
+    images = list(images)
+    if images and all(isinstance(i, np.ndarray) for i in images):
+        return None, images
+    return [Path(p) for p in images], None
+
+
+__all__ = ["ImageClassifier", "NotFittedError", "Prediction", "read_metadata",
+           "write_predictions_csv"]
