@@ -1,5 +1,6 @@
 """Frozen ImageNet feature extractors and where their weights come from."""
 
+from .choose import BACKBONE_ENV, OFFLINE_BACKBONE, BackboneChoice, choose_backbone
 from .extractor import FeatureExtractor, build_feature_extractor
 from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneSpec, get_backbone, list_backbones
 from .weights import (
@@ -12,7 +13,8 @@ from .weights import (
 )
 
 __all__ = [
-    "BACKBONES", "DEFAULT_BACKBONE", "BackboneSpec", "FeatureExtractor", "WeightsSource",
+    "BACKBONES", "BACKBONE_ENV", "DEFAULT_BACKBONE", "OFFLINE_BACKBONE", "BackboneChoice",
+    "choose_backbone", "BackboneSpec", "FeatureExtractor", "WeightsSource",
     "WeightsUnavailableError", "build_feature_extractor", "get_backbone", "list_backbones",
     "locate_weights", "resolve_weights", "sha256_file", "weights_file_name",
 ]
