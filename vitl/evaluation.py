@@ -1,0 +1,472 @@
+"""Evaluate predicted probabilities: ML.NET's metrics, per-class scores, a threshold for a recall.
+
+:class:`EvaluationReport` computes, from true labels and predicted class
+probabilities, the metrics ML.NET's multiclass evaluator reports (accuracy,
+macro accuracy, log-loss, log-loss reduction, confusion matrix) plus
+per-class precision / recall / F1 (``sklearn.metrics``), ROC-AUC and PR-AUC for
+two classes and top-k accuracy for many. It keeps the labels, probabilities and
+image paths, so plots (:mod:`vitl.plots`) and the "most confidently wrong"
+list can be drawn from it.
+
+In inspection a missed crack costs more than a false alarm, so for two classes
+:meth:`EvaluationReport.threshold_for_recall` picks the highest score
+threshold on the defect class that still catches a target share of defects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from sklearn import metrics as skm
+
+from ._errors import problem
+
+#: ML.NET clamps probabilities to this before taking the log.
+LOG_EPSILON = 1e-15
+#: Rows of ``proba`` must sum to 1 within this tolerance.
+_SUM_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """A decision threshold on the positive-class score and what it achieves.
+
+    An image is flagged as the positive (defect) class when its score is
+    ``>= threshold``.
+
+    Attributes:
+        threshold: the chosen score threshold.
+        target_recall: the recall asked for.
+        recall: recall achieved on the evaluated set (>= ``target_recall``).
+        precision: share of flagged images that are positives.
+        false_alarm_rate: share of negatives flagged (false-positive rate; NaN
+            when there are no negatives).
+        positive_class: the class name the score belongs to.
+        tp, fp, fn, tn: counts at the threshold.
+        flags_everything: True when reaching the target means flagging every
+            image (the scores do not separate the classes well enough).
+    """
+
+    threshold: float
+    target_recall: float
+    recall: float
+    precision: float
+    false_alarm_rate: float
+    positive_class: str
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    flags_everything: bool
+
+    def to_dict(self) -> dict:
+        return {k: _plain(v) for k, v in self.__dict__.items()}
+
+    def __repr__(self) -> str:
+        text = (f"ThresholdChoice(flag '{self.positive_class}' when score >= {self.threshold:.4f}: "
+                f"recall {self.recall:.3f} (target {self.target_recall:.3f}), precision "
+                f"{self.precision:.3f}, false-alarm rate {self.false_alarm_rate:.3f}; "
+                f"tp={self.tp} fp={self.fp} fn={self.fn} tn={self.tn}")
+        if self.flags_everything:
+            text += "; flags every image"
+        return text + ")"
+
+
+class Mistake(NamedTuple):
+    """One misclassified sample (see :meth:`EvaluationReport.most_confidently_wrong`)."""
+
+    index: int
+    path: str | None
+    true_label: str
+    predicted_label: str
+    confidence: float
+
+
+class EvaluationReport:
+    """Metrics of predicted class probabilities against true labels.
+
+    Build it with :meth:`from_predictions`. Attributes (all computed once):
+
+    Attributes:
+        class_names: class names, in the column order of ``proba``.
+        y_true: ``(N,)`` true class indices.
+        proba: ``(N, C)`` predicted probabilities.
+        y_pred: ``(N,)`` predicted class indices (argmax).
+        paths: image paths or None.
+        positive_class: for two classes, the class whose score ROC/PR and
+            thresholds use; None for more classes.
+        n: number of samples.
+        accuracy: share of correct predictions (ML.NET MicroAccuracy).
+        macro_accuracy: mean per-class recall over the classes present in
+            ``y_true`` (ML.NET MacroAccuracy).
+        log_loss: mean ``-ln p(true class)``, probabilities clamped at 1e-15
+            (ML.NET LogLoss).
+        log_loss_reduction: ``(LL_prior - LL) / LL_prior`` where ``LL_prior``
+            is the log-loss of always predicting the label distribution of
+            ``y_true``, i.e. its entropy (ML.NET LogLossReduction; 1 is
+            perfect, 0 no better than the prior, negative worse; NaN when only
+            one class is present).
+        confusion_matrix: ``(C, C)`` counts, rows true, columns predicted.
+        per_class: ``{name: {precision, recall, f1, support, log_loss}}``.
+        roc_auc, pr_auc: for two classes, area under the ROC curve and average
+            precision of the positive-class score (NaN when ``y_true`` holds a
+            single class); None for more classes.
+        top_k_accuracy: ``{k: accuracy}`` for k = 2..min(5, C - 1) when C >= 3,
+            else empty.
+    """
+
+    def __init__(self, y_true, proba, class_names, paths=None, positive_class=None):
+        self.class_names = [str(c) for c in class_names]
+        self.y_true, self.proba = _check_inputs(y_true, proba, self.class_names)
+        self.paths = _check_paths(paths, len(self.y_true))
+        self.positive_class = _check_positive_class(positive_class, self.class_names)
+        self._compute()
+
+    @classmethod
+    def from_predictions(cls, y_true, proba, class_names: Sequence[str], paths=None,
+                         positive_class: str | None = None) -> EvaluationReport:
+        """Compute all metrics from labels and probabilities.
+
+        Args:
+            y_true: ``(N,)`` true labels, as class indices or class names.
+            proba: ``(N, C)`` probabilities, columns in ``class_names`` order,
+                rows summing to 1.
+            class_names: the C class names.
+            paths: optional N image paths (for galleries of mistakes).
+            positive_class: two classes only: the defect class whose score
+                ROC-AUC, PR-AUC and :meth:`threshold_for_recall` use. Default:
+                the first class name (in the ML.NET tutorial ``CD``, cracked
+                deck, sorts first).
+
+        Raises:
+            ValueError: on inconsistent shapes, labels outside the classes,
+                probabilities that are negative or do not sum to 1, or
+                ``positive_class`` with more than two classes.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions(
+            ...     ["CD", "CD", "UD", "UD"],
+            ...     [[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]], ["CD", "UD"])
+            >>> report.accuracy, report.macro_accuracy, report.roc_auc
+            (0.75, 0.75, 1.0)
+            >>> report.confusion_matrix.tolist()
+            [[1, 1], [0, 2]]
+        """
+        return cls(y_true, proba, class_names, paths=paths, positive_class=positive_class)
+
+    # ------------------------------------------------------------------ metrics
+    def _compute(self) -> None:
+        y, proba, n_classes = self.y_true, self.proba, len(self.class_names)
+        labels = list(range(n_classes))
+        self.n = len(y)
+        self.y_pred = proba.argmax(axis=1)
+        self.accuracy = float(np.mean(self.y_pred == y))
+        self.confusion_matrix = skm.confusion_matrix(y, self.y_pred, labels=labels)
+        support = np.bincount(y, minlength=n_classes)
+        present = support > 0
+        recalls = np.diag(self.confusion_matrix)[present] / support[present]
+        self.macro_accuracy = float(recalls.mean())
+
+        per_sample = -np.log(np.maximum(proba[np.arange(self.n), y], LOG_EPSILON))
+        self.log_loss = float(per_sample.mean())
+        prior = support[present] / self.n
+        prior_log_loss = float(-(prior * np.log(prior)).sum())
+        self.log_loss_reduction = ((prior_log_loss - self.log_loss) / prior_log_loss
+                                   if prior_log_loss > 0 else math.nan)
+
+        precision, recall, f1, _ = skm.precision_recall_fscore_support(
+            y, self.y_pred, labels=labels, zero_division=0)
+        self.per_class = {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]),
+                   "f1": float(f1[i]), "support": int(support[i]),
+                   "log_loss": float(per_sample[y == i].mean()) if support[i] else math.nan}
+            for i, name in enumerate(self.class_names)
+        }
+
+        self.roc_auc = self.pr_auc = None
+        self.top_k_accuracy: dict[int, float] = {}
+        if n_classes == 2:
+            is_positive, score = self.binary_scores()
+            both = 0 < is_positive.sum() < self.n
+            self.roc_auc = float(skm.roc_auc_score(is_positive, score)) if both else math.nan
+            self.pr_auc = (float(skm.average_precision_score(is_positive, score))
+                           if is_positive.any() else math.nan)
+        else:
+            for k in range(2, min(5, n_classes - 1) + 1):
+                self.top_k_accuracy[k] = float(
+                    skm.top_k_accuracy_score(y, proba, k=k, labels=labels))
+
+    def binary_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(is_positive, score)`` arrays (two classes only).
+
+        ``is_positive`` marks the samples of :attr:`positive_class`; ``score``
+        is every sample's predicted probability of that class.
+        """
+        self._require_binary("binary_scores")
+        pos = self.class_names.index(self.positive_class)
+        return self.y_true == pos, self.proba[:, pos]
+
+    def _require_binary(self, what: str) -> None:
+        if len(self.class_names) != 2:
+            raise ValueError(problem(what, "a two-class report", f"{len(self.class_names)} classes",
+                                     "use it on a defect / no-defect evaluation"))
+
+    # ---------------------------------------------------------------- decisions
+    def threshold_for_recall(self, target_recall: float = 0.95) -> ThresholdChoice:
+        """Choose the highest positive-class threshold that reaches ``target_recall``.
+
+        A higher threshold flags fewer images, so the highest one that still
+        catches ``target_recall`` of the positives gives the fewest false
+        alarms for that recall. Computed on this report's data: pick it on a
+        validation set, not the test set you report.
+
+        Args:
+            target_recall: share of positives to catch, in (0, 1].
+
+        Returns:
+            A :class:`ThresholdChoice`.
+
+        Raises:
+            ValueError: more than two classes, ``target_recall`` outside (0, 1],
+                or no positive sample to compute recall on.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions(
+            ...     [0, 0, 0, 0, 1, 1, 1, 1],
+            ...     [[.9, .1], [.8, .2], [.6, .4], [.3, .7], [.7, .3], [.2, .8], [.1, .9], [0, 1]],
+            ...     ["CD", "UD"])  # positive class: CD (the first), score = column 0
+            >>> choice = report.threshold_for_recall(0.75)
+            >>> choice.threshold, choice.recall, choice.precision, choice.fp
+            (0.6, 0.75, 0.75, 1)
+        """
+        self._require_binary("threshold_for_recall")
+        if isinstance(target_recall, bool) \
+                or not isinstance(target_recall, (int, float, np.integer, np.floating)) \
+                or not 0 < target_recall <= 1:
+            raise ValueError(problem("target_recall", "a number in (0, 1]", target_recall,
+                                     "pass e.g. target_recall=0.95"))
+        is_positive, score = self.binary_scores()
+        n_positive = int(is_positive.sum())
+        if n_positive == 0:
+            raise ValueError(problem("y_true", f"at least one '{self.positive_class}' sample",
+                                     "none", "evaluate on a set that contains defects"))
+        # Flag at least ceil(target * P) positives; the k-th highest positive
+        # score is the highest threshold doing so (the tolerance keeps e.g.
+        # 0.95 * 20 = 19.000000000000004 from needing 20).
+        needed = max(1, math.ceil(target_recall * n_positive - 1e-9))
+        threshold = float(np.sort(score[is_positive])[::-1][needed - 1])
+        return self._threshold_choice(threshold, target_recall)
+
+    def at_threshold(self, threshold: float) -> ThresholdChoice:
+        """Return the counts and rates for flagging positives when score >= ``threshold``."""
+        self._require_binary("at_threshold")
+        return self._threshold_choice(float(threshold), math.nan)
+
+    def _threshold_choice(self, threshold, target_recall) -> ThresholdChoice:
+        is_positive, score = self.binary_scores()
+        flagged = score >= threshold
+        tp = int(np.sum(flagged & is_positive))
+        fp = int(np.sum(flagged & ~is_positive))
+        fn = int(np.sum(~flagged & is_positive))
+        tn = int(np.sum(~flagged & ~is_positive))
+        return ThresholdChoice(
+            threshold=threshold, target_recall=float(target_recall),
+            recall=tp / (tp + fn) if tp + fn else math.nan,
+            precision=tp / (tp + fp) if tp + fp else math.nan,
+            false_alarm_rate=fp / (fp + tn) if fp + tn else math.nan,
+            positive_class=self.positive_class, tp=tp, fp=fp, fn=fn, tn=tn,
+            flags_everything=bool(flagged.all()),
+        )
+
+    def most_confidently_wrong(self, k: int = 8) -> list[Mistake]:
+        """Return up to ``k`` misclassified samples, most confident first.
+
+        Confidence is the probability given to the (wrong) predicted class.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions(
+            ...     [0, 0, 1], [[0.2, 0.8], [0.4, 0.6], [0.1, 0.9]], ["CD", "UD"],
+            ...     paths=["a.jpg", "b.jpg", "c.jpg"])
+            >>> [(m.path, m.predicted_label, m.confidence)
+            ...  for m in report.most_confidently_wrong(5)]
+            [('a.jpg', 'UD', 0.8), ('b.jpg', 'UD', 0.6)]
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(problem("k", "an integer >= 1", k, "pass k=8"))
+        wrong = np.flatnonzero(self.y_pred != self.y_true)
+        confidence = self.proba[wrong, self.y_pred[wrong]]
+        order = wrong[np.argsort(-confidence, kind="stable")][:k]
+        return [
+            Mistake(index=int(i), path=None if self.paths is None else self.paths[i],
+                    true_label=self.class_names[self.y_true[i]],
+                    predicted_label=self.class_names[self.y_pred[i]],
+                    confidence=float(self.proba[i, self.y_pred[i]]))
+            for i in order
+        ]
+
+    # ------------------------------------------------------------------ output
+    def to_dict(self, include_predictions: bool = False) -> dict:
+        """Return the metrics as plain JSON-able types (NaN becomes None).
+
+        Args:
+            include_predictions: also include ``y_true``, ``proba`` and ``paths``,
+                so :meth:`from_dict` can rebuild the full report.
+        """
+        out = {
+            "n": self.n,
+            "labels": list(self.class_names),
+            "accuracy": self.accuracy,
+            "macro_accuracy": self.macro_accuracy,
+            "log_loss": self.log_loss,
+            "log_loss_reduction": self.log_loss_reduction,
+            "confusion_matrix": self.confusion_matrix.tolist(),
+            "per_class": {k: dict(v) for k, v in self.per_class.items()},
+        }
+        if len(self.class_names) == 2:
+            out.update(positive_class=self.positive_class, roc_auc=self.roc_auc,
+                       pr_auc=self.pr_auc)
+        else:
+            out["top_k_accuracy"] = {str(k): v for k, v in self.top_k_accuracy.items()}
+        if include_predictions:
+            out.update(y_true=self.y_true.tolist(), proba=self.proba.tolist(),
+                       paths=None if self.paths is None else list(self.paths))
+        return _plain(out)
+
+    def to_json(self, path=None, include_predictions: bool = False, indent: int = 2) -> str:
+        """Return :meth:`to_dict` as JSON text; also write it to ``path`` when given."""
+        text = json.dumps(self.to_dict(include_predictions), indent=indent)
+        if path is not None:
+            from pathlib import Path
+
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EvaluationReport:
+        """Rebuild a report from ``to_dict(include_predictions=True)`` output.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions(
+            ...     [0, 1], [[0.7, 0.3], [0.2, 0.8]], ["a", "b"])
+            >>> again = EvaluationReport.from_dict(report.to_dict(include_predictions=True))
+            >>> again.to_dict() == report.to_dict()
+            True
+        """
+        missing = [k for k in ("y_true", "proba", "labels") if k not in values]
+        if missing:
+            raise ValueError(problem("report dict", "keys y_true, proba and labels",
+                                     f"missing {missing}",
+                                     "save it with to_dict(include_predictions=True)"))
+        return cls(values["y_true"], values["proba"], values["labels"],
+                   paths=values.get("paths"), positive_class=values.get("positive_class"))
+
+    def __repr__(self) -> str:
+        head = f"EvaluationReport: {self.n} samples, {len(self.class_names)} classes"
+        if self.positive_class is not None:
+            head += f" (positive class: {self.positive_class})"
+        headline = [("accuracy", self.accuracy), ("macro accuracy", self.macro_accuracy),
+                    ("log-loss", self.log_loss), ("log-loss reduction", self.log_loss_reduction)]
+        if self.roc_auc is not None:
+            headline += [("ROC-AUC", self.roc_auc), ("PR-AUC (AP)", self.pr_auc)]
+        headline += [(f"top-{k} accuracy", v) for k, v in self.top_k_accuracy.items()]
+        lines = [head] + [f"  {name:<20}{value:.4f}" for name, value in headline] + [""]
+
+        width = max(12, *(len(c) for c in self.class_names))
+        lines.append(" " * width + "  precision     recall   f1-score    support")
+        for name, row in self.per_class.items():
+            lines.append(f"{name:>{width}}  {row['precision']:9.4f}  {row['recall']:9.4f}  "
+                         f"{row['f1']:9.4f}  {row['support']:9d}")
+        lines += ["", "Confusion matrix (rows: true, columns: predicted)"]
+        cell = max(6, len(str(self.confusion_matrix.max())) + 1,
+                   *(len(c) + 1 for c in self.class_names))
+        lines.append(" " * width + "".join(f"{c:>{cell}}" for c in self.class_names))
+        for name, counts in zip(self.class_names, self.confusion_matrix):
+            lines.append(f"{name:>{width}}" + "".join(f"{int(v):>{cell}d}" for v in counts))
+        return "\n".join(lines)
+
+
+def _check_inputs(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray]:
+    n_classes = len(class_names)
+    if n_classes < 2 or len(set(class_names)) != n_classes:
+        raise ValueError(problem("class_names", "two or more distinct names", class_names,
+                                 "pass the class names in the column order of proba"))
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] != n_classes or proba.shape[0] == 0:
+        raise ValueError(problem("proba", f"a 2-D array (samples, {n_classes}) with a row "
+                                 "per sample", f"shape {proba.shape}",
+                                 "pass the model's predicted probabilities"))
+    if not np.isfinite(proba).all() or (proba < 0).any() \
+            or np.abs(proba.sum(axis=1) - 1).max() > _SUM_TOLERANCE:
+        raise ValueError(problem("proba", "finite, non-negative rows summing to 1",
+                                 "other values", "pass softmax probabilities, not logits"))
+    raw = np.asarray(y_true)
+    if raw.shape != (proba.shape[0],):
+        raise ValueError(problem("y_true", f"shape ({proba.shape[0]},) matching proba",
+                                 f"shape {raw.shape}", "pass one label per row of proba"))
+    if raw.dtype.kind in "USO":
+        index = {name: i for i, name in enumerate(class_names)}
+        unknown = sorted({str(v) for v in raw} - set(index))
+        if unknown:
+            raise ValueError(problem("y_true", f"labels among {class_names}", unknown[:5],
+                                     "check class_names"))
+        y = np.array([index[str(v)] for v in raw], dtype=np.int64)
+    else:
+        if raw.dtype.kind not in "iu" and not np.all(np.mod(raw, 1) == 0):
+            raise ValueError(problem("y_true", "class indices or class names", raw.dtype,
+                                     "pass integers 0..C-1 or names"))
+        y = raw.astype(np.int64)
+        if y.min() < 0 or y.max() >= n_classes:
+            raise ValueError(problem("y_true", f"class indices in [0, {n_classes - 1}]",
+                                     f"values from {y.min()} to {y.max()}",
+                                     "check the label encoding"))
+    return y, proba
+
+
+def _check_paths(paths, n) -> list[str] | None:
+    if paths is None:
+        return None
+    paths = [str(p) for p in paths]
+    if len(paths) != n:
+        raise ValueError(problem("paths", f"{n} paths, one per sample", len(paths),
+                                 "pass the image paths in the order of y_true"))
+    return paths
+
+
+def _check_positive_class(positive_class, class_names) -> str | None:
+    if len(class_names) != 2:
+        if positive_class is not None:
+            raise ValueError(problem("positive_class", "None for more than two classes",
+                                     positive_class, "leave positive_class out"))
+        return None
+    if positive_class is None:
+        return class_names[0]
+    if str(positive_class) not in class_names:
+        raise ValueError(problem("positive_class", f"one of {class_names}", positive_class,
+                                 "pass the defect class name, e.g. 'CD'"))
+    return str(positive_class)
+
+
+def _plain(value):
+    """Convert numpy scalars/arrays and NaN to JSON-able Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+__all__ = ["LOG_EPSILON", "EvaluationReport", "Mistake", "ThresholdChoice"]

@@ -1,0 +1,301 @@
+"""Matplotlib figures for training histories, evaluation reports and image galleries.
+
+Every function returns a ``matplotlib.figure.Figure`` and never calls
+``plt.show()``. Figures are created without pyplot, so a notebook shows the
+returned figure exactly once and scripts can ``fig.savefig(...)`` without a
+display. Functions drawing a single panel accept ``ax=`` to draw into an
+existing axes instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ._errors import problem
+from .evaluation import EvaluationReport, ThresholdChoice
+
+TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "tab:blue", "tab:orange", "tab:green"
+
+
+def plot_history(history, axes=None) -> Figure:
+    """Plot loss and accuracy (train vs validation) and the learning rate per epoch.
+
+    The best epoch (``history.best_epoch``) is marked with a vertical line.
+
+    Args:
+        history: a :class:`~vitl.training.TrainingHistory` (from
+            :func:`vitl.training.train_head`) or its ``to_dict()``.
+        axes: optional three axes to draw into (loss, accuracy, learning rate).
+
+    Returns:
+        The figure with three panels.
+
+    Example:
+        >>> from vitl.training import TrainingHistory
+        >>> rows = [{"epoch": e, "loss": 1 / (e + 1), "accuracy": 0.5 + e / 10, "val_loss": None,
+        ...          "val_accuracy": None, "learning_rate": 0.01} for e in range(4)]
+        >>> fig = plot_history(TrainingHistory(rows, monitor="accuracy", best_epoch=3))
+        >>> [ax.get_title() for ax in fig.axes]
+        ['Cross-entropy loss', 'Accuracy', 'Learning rate']
+    """
+    from .training import TrainingHistory  # lazily: it imports TensorFlow
+
+    if isinstance(history, dict):
+        history = TrainingHistory.from_dict(history)
+    if not isinstance(history, TrainingHistory) or len(history) == 0:
+        raise ValueError(problem("history", "a TrainingHistory with at least one epoch",
+                                 type(history).__name__ if not isinstance(history, TrainingHistory)
+                                 else "an empty history", "pass the history train_head returned"))
+    fig, axes = _figure_and_axes(axes, 3, figsize=(13, 3.6))
+    epochs = history.column("epoch")
+    panels = [("loss", "Cross-entropy loss"), ("accuracy", "Accuracy")]
+    for ax, (name, title) in zip(axes, panels):
+        ax.plot(epochs, history.column(name), color=TRAIN_COLOR, label="train")
+        if history.has_validation:
+            ax.plot(epochs, history.column("val_" + name), color=VAL_COLOR, label="validation")
+        _mark_best(ax, history)
+        ax.set(title=title, xlabel="epoch", ylabel=name)
+        ax.legend(loc="best", fontsize=8)
+    lr_ax = axes[2]
+    rates = history.column("learning_rate")
+    lr_ax.plot(epochs, rates, color="tab:purple", label="learning rate")
+    if np.all(rates[np.isfinite(rates)] > 0):
+        lr_ax.set_yscale("log")
+    _mark_best(lr_ax, history)
+    lr_ax.set(title="Learning rate", xlabel="epoch", ylabel="learning rate")
+    return fig
+
+
+def _mark_best(ax, history) -> None:
+    if history.best_epoch is not None:
+        ax.axvline(history.best_epoch, color=BEST_COLOR, linestyle="--", linewidth=1,
+                   label=f"best epoch {history.best_epoch}")
+
+
+def plot_confusion_matrix(report: EvaluationReport, normalize: bool = False, ax=None,
+                          cmap: str = "Blues") -> Figure:
+    """Draw the confusion matrix (rows: true class, columns: predicted class).
+
+    Args:
+        report: an :class:`~vitl.evaluation.EvaluationReport`.
+        normalize: divide each row by its total, so the diagonal shows each
+            class's recall; cells also show the counts.
+        ax: optional axes to draw into.
+        cmap: matplotlib colour map.
+
+    Example:
+        >>> report = EvaluationReport.from_predictions(
+        ...     [0, 1, 1], [[.9, .1], [.6, .4], [.2, .8]], ["CD", "UD"])
+        >>> fig = plot_confusion_matrix(report)
+        >>> fig.axes[0].images[0].get_array().tolist()
+        [[1, 0], [1, 1]]
+    """
+    _check_report(report)
+    fig, (ax,) = _figure_and_axes(None if ax is None else [ax], 1,
+                                  figsize=(1.2 * len(report.class_names) + 2.5,) * 2)
+    counts = report.confusion_matrix
+    if normalize:
+        totals = counts.sum(axis=1, keepdims=True)
+        shown = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    else:
+        shown = counts
+    ax.imshow(shown, cmap=cmap, vmin=0, vmax=1 if normalize else max(1, counts.max()))
+    threshold = (1 if normalize else max(1, counts.max())) / 2
+    for (i, j), count in np.ndenumerate(counts):
+        text = f"{shown[i, j]:.0%}\n({count})" if normalize else str(count)
+        ax.text(j, i, text, ha="center", va="center", fontsize=9,
+                color="white" if shown[i, j] > threshold else "black")
+    ticks = range(len(report.class_names))
+    ax.set_xticks(ticks, report.class_names)
+    ax.set_yticks(ticks, report.class_names)
+    ax.set(xlabel="Predicted", ylabel="True",
+           title="Confusion matrix" + (" (row-normalized)" if normalize else ""))
+    return fig
+
+
+def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | None = None,
+                axes=None) -> Figure:
+    """Draw the ROC and precision-recall curves of the positive-class score (two classes).
+
+    Args:
+        report: a two-class :class:`~vitl.evaluation.EvaluationReport` with both
+            classes present.
+        threshold: optional :class:`~vitl.evaluation.ThresholdChoice` (e.g. from
+            ``report.threshold_for_recall(0.95)``) or score threshold to mark on
+            both curves.
+        axes: optional two axes to draw into (ROC, PR).
+
+    Example:
+        >>> report = EvaluationReport.from_predictions(
+        ...     [0, 0, 1, 1], [[.9, .1], [.4, .6], [.2, .8], [.3, .7]], ["CD", "UD"])
+        >>> fig = plot_roc_pr(report, threshold=report.threshold_for_recall(1.0))
+        >>> [ax.get_title() for ax in fig.axes]
+        ['ROC, positive class CD (AUC = 1.000)', 'Precision-recall, positive class CD (AP = 1.000)']
+    """
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    _check_report(report)
+    if len(report.class_names) != 2:
+        raise ValueError(problem("report", "a two-class report", f"{len(report.class_names)} "
+                                 "classes", "use plot_confusion_matrix for many classes"))
+    is_positive, score = report.binary_scores()
+    if is_positive.all() or not is_positive.any():
+        raise ValueError(problem("report", "samples of both classes", "a single class",
+                                 "evaluate on a set containing defects and non-defects"))
+    fig, (roc_ax, pr_ax) = _figure_and_axes(axes, 2, figsize=(10, 4.4))
+    positive = report.positive_class
+
+    fpr, tpr, _ = roc_curve(is_positive, score)
+    roc_ax.plot(fpr, tpr, color=TRAIN_COLOR, label="model")
+    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    roc_ax.set(title=f"ROC, positive class {positive} (AUC = {report.roc_auc:.3f})",
+               xlabel="False-alarm rate (FPR)", ylabel="Recall (TPR)",
+               xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+
+    precision, recall, _ = precision_recall_curve(is_positive, score)
+    pr_ax.step(recall, precision, where="post", color=TRAIN_COLOR, label="model")
+    prevalence = is_positive.mean()
+    pr_ax.axhline(prevalence, color="grey", linestyle=":", label=f"chance ({prevalence:.2f})")
+    pr_ax.set(title=f"Precision-recall, positive class {positive} (AP = {report.pr_auc:.3f})",
+              xlabel="Recall", ylabel="Precision", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+
+    if threshold is not None:
+        value = threshold.threshold if isinstance(threshold, ThresholdChoice) else threshold
+        point = report.at_threshold(float(value))
+        label = f"threshold {point.threshold:.3f}"
+        roc_ax.plot([point.false_alarm_rate], [point.recall], "o", color=BEST_COLOR, label=label)
+        pr_ax.plot([point.recall], [point.precision], "o", color=BEST_COLOR, label=label)
+    for ax in (roc_ax, pr_ax):
+        ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize=8)
+    return fig
+
+
+def plot_confidently_wrong(report: EvaluationReport, k: int = 8, caption: str | None = None,
+                           ncols: int = 4) -> Figure:
+    """Show the ``k`` misclassified images the model was most sure about.
+
+    Each title gives the true class, the predicted class and the probability
+    of the prediction. Images are read with :func:`vitl.data.read_image`.
+
+    Args:
+        report: a report built with ``paths``.
+        k: number of images at most.
+        caption: text under the gallery, e.g. the dataset's CC BY attribution
+            (SDNET2018: Maguire, Dorafshan & Thomas 2018, Utah State University, CC BY 4.0).
+        ncols: images per row.
+
+    Returns:
+        The figure: one axes per image, or one axes saying there is no mistake.
+    """
+    _check_report(report)
+    if report.paths is None:
+        raise ValueError(problem("report.paths", "image paths", None,
+                                 "build the report with paths=... to show images"))
+    mistakes = report.most_confidently_wrong(k)
+    if not mistakes:
+        fig = Figure(figsize=(4, 1.5), layout="constrained")
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "No misclassified images", ha="center", va="center")
+        ax.axis("off")
+        _add_caption(fig, caption)
+        return fig
+    from .data import read_image
+
+    images = [read_image(m.path) for m in mistakes]
+    titles = [f"true {m.true_label}, pred {m.predicted_label}\n{m.confidence:.1%} sure"
+              for m in mistakes]
+    fig = plot_images(images, titles, ncols=ncols, caption=caption)
+    fig.suptitle("Most confidently wrong")
+    return fig
+
+
+def plot_image_grid(paths: Sequence, labels: Sequence[str] | None = None, ncols: int = 6,
+                    caption: str | None = None) -> Figure:
+    """Read image files and show them in a grid, optionally titled with labels.
+
+    Args:
+        paths: image files (read with :func:`vitl.data.read_image`).
+        labels: optional title per image.
+        ncols: images per row.
+        caption: text under the grid (e.g. the images' licence attribution).
+    """
+    paths = list(paths)
+    if labels is not None and len(labels) != len(paths):
+        raise ValueError(problem("labels", f"{len(paths)} labels, one per path", len(labels),
+                                 "pass one label per image or labels=None"))
+    from .data import read_image
+
+    return plot_images([read_image(p) for p in paths], labels, ncols=ncols, caption=caption)
+
+
+def plot_images(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 6,
+                caption: str | None = None, cell_inches: float = 2.2) -> Figure:
+    """Show arrays as an image grid: one axes per image, axes hidden.
+
+    Args:
+        images: ``HxWx3`` (RGB, uint8 0..255 or float 0..1) or ``HxW`` (grey) arrays.
+        titles: optional title per image.
+        ncols: images per row (fewer when there are fewer images).
+        caption: text under the grid.
+        cell_inches: size of one cell.
+
+    Example:
+        >>> fig = plot_images([np.zeros((8, 8, 3), "uint8"), np.ones((8, 8))], ["black", "grey"])
+        >>> len(fig.axes), fig.axes[1].get_title()
+        (2, 'grey')
+    """
+    images = list(images)
+    if not images:
+        raise ValueError(problem("images", "at least one image", "none", "pass a list of arrays"))
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(problem("titles", f"{len(images)} titles, one per image", len(titles),
+                                 "pass one title per image or titles=None"))
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(problem("ncols", "an integer >= 1", ncols, "pass ncols=6"))
+    ncols = min(ncols, len(images))
+    nrows = math.ceil(len(images) / ncols)
+    fig = Figure(figsize=(ncols * cell_inches, nrows * (cell_inches + 0.35) + 0.3),
+                 layout="constrained")
+    for i, image in enumerate(images):
+        array = np.asarray(image)
+        if array.ndim not in (2, 3):
+            raise ValueError(problem(f"images[{i}]", "an HxW or HxWx3 array",
+                                     f"shape {array.shape}", "pass image pixel arrays"))
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.imshow(array, cmap="gray" if array.ndim == 2 else None)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=8)
+        ax.axis("off")
+    _add_caption(fig, caption)
+    return fig
+
+
+def _add_caption(fig: Figure, caption: str | None) -> None:
+    if caption:
+        fig.supxlabel(caption, fontsize=7, wrap=True)
+
+
+def _check_report(report) -> None:
+    if not isinstance(report, EvaluationReport):
+        message = problem("report", "an EvaluationReport", type(report).__name__,
+                          "build one with EvaluationReport.from_predictions(...)")
+        raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+
+
+def _figure_and_axes(axes, count: int, figsize) -> tuple[Figure, list]:
+    if axes is None:
+        fig = Figure(figsize=figsize, layout="constrained")
+        return fig, list(fig.subplots(1, count)) if count > 1 else [fig.subplots()]
+    axes = list(np.ravel(axes))
+    if len(axes) != count:
+        raise ValueError(problem("axes", f"{count} matplotlib axes", len(axes),
+                                 f"pass {count} axes or none"))
+    return axes[0].figure, axes
+
+
+__all__ = ["plot_confidently_wrong", "plot_confusion_matrix", "plot_history", "plot_image_grid",
+           "plot_images", "plot_roc_pr"]
