@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# Notebook kernels inherit this: fewer images and epochs, the same steps (see notebooks/).
+os.environ.setdefault("VITL_FAST", "1")
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_vitl_home(tmp_path_factory):
