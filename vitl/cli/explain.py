@@ -1,0 +1,71 @@
+"""``vitl explain MODEL IMAGE... --out DIR``: Grad-CAM overlays showing where the class was seen."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vitl.cli import CLIError
+
+
+def register(subparsers) -> None:
+    """Add the ``explain`` sub-command."""
+    parser = subparsers.add_parser(
+        "explain", help="write Grad-CAM overlays: where in each image the model saw its class",
+        description="Explain a trained model's decision on each image with a Grad-CAM heatmap "
+                    "(from the backbone's last convolutional block) blended over the image. "
+                    "Writes one PNG per image and prints: path, class, score, output file.")
+    parser.add_argument("model", metavar="MODEL",
+                        help="a model folder (holding model.keras) or a .keras file")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files or folders (every image below them)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder for the overlays (<image name>_gradcam.png)")
+    parser.add_argument("--class", dest="class_name", metavar="NAME",
+                        help="explain this class for every image (e.g. the defect class); "
+                             "default: each image's predicted class")
+    parser.add_argument("--alpha", type=float, default=0.4,
+                        help="heatmap opacity in the overlay, 0..1 (default 0.4)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain every image, write its overlay, print one line per image; return 0."""
+    from PIL import Image
+
+    from vitl.classifier import ImageClassifier
+    from vitl.data import list_images
+    from vitl.explain import explain
+
+    if not 0 <= args.alpha <= 1:
+        raise CLIError(f"--alpha: expected a number in [0, 1], received {args.alpha}. "
+                       "Fix: pass --alpha 0.4")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out: expected a folder, received the file {out}. "
+                       "Fix: pass a new or existing folder")
+    paths = [path for item in args.images for path in list_images(item)]
+    if not paths:
+        raise CLIError(f"IMAGE: expected image files, received none in {args.images}. "
+                       "Fix: pass image files or folders holding .jpg/.png images")
+    clf = ImageClassifier.load(args.model, cache=None, verbose=False)
+    explanations = explain(clf, paths, class_name=args.class_name)
+    out.mkdir(parents=True, exist_ok=True)
+    for explanation, target in zip(explanations, _output_names(paths, out)):
+        Image.fromarray(explanation.overlay(alpha=args.alpha)).save(target)
+        print(f"{explanation.path}\t{explanation.label}\t{explanation.score:.4f}\t{target}")
+    return 0
+
+
+def _output_names(paths: list[Path], out: Path) -> list[Path]:
+    """``<stem>_gradcam.png`` per image; a repeated stem gets ``_2``, ``_3``..."""
+    used: set[str] = set()
+    names = []
+    for path in paths:
+        name, n = f"{path.stem}_gradcam.png", 1
+        while name in used:
+            n += 1
+            name = f"{path.stem}_{n}_gradcam.png"
+        used.add(name)
+        names.append(out / name)
+    return names

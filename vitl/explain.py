@@ -1,0 +1,354 @@
+"""Grad-CAM: where in the image did the classifier see its class?
+
+Grad-CAM (Selvaraju et al., 2017) weighs the channels ``A_k`` of the
+backbone's last convolutional block (``BackboneSpec.last_conv_layer``) by the
+spatial mean ``alpha_k`` of the gradient of the class score with respect to
+them: ``heatmap = ReLU(sum_k alpha_k A_k)``, upsampled bilinearly to the image
+size and scaled to [0, 1]. The class score is the head's pre-softmax logit
+(the probability only when the head's last layer is not a softmax ``Dense``).
+
+The classifier's model nests backbone and head (image -> ``<name>_features``
+[preprocess -> backbone -> pool] -> head), so the forward pass is rebuilt
+here from those parts, inside one ``tf.GradientTape``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ._errors import check_int, check_is_fitted, problem
+from .classifier import _as_inputs
+from .data import read_image
+from .features.pipeline import _to_model_image
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One image's Grad-CAM explanation.
+
+    Attributes:
+        image: the image, ``(H, W, 3)`` uint8 RGB, at its own size.
+        heatmap: ``(H, W)`` float32 in [0, 1]; 1 = where the class score rose most.
+        label: the explained class.
+        score: the classifier's probability of ``label`` for this image.
+        predicted: the predicted class (equal to ``label`` unless a class was asked for).
+        path: the image file, or None for an array.
+    """
+
+    image: np.ndarray
+    heatmap: np.ndarray
+    label: str
+    score: float
+    predicted: str
+    path: str | None = None
+
+    def overlay(self, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+        """The heatmap blended over the image, see :func:`overlay`."""
+        return overlay(self.image, self.heatmap, alpha=alpha, cmap=cmap)
+
+    def __str__(self) -> str:
+        return f"{self.path or '<array>'}: {self.label} ({self.score:.3f})"
+
+
+def explain(classifier, images, class_name=None, *, batch_size: int = 16,
+            progress: bool = True) -> list[Explanation]:
+    """Explain each image's class score with a Grad-CAM heatmap at the image's own size.
+
+    Args:
+        classifier: a fitted or loaded :class:`~vitl.classifier.ImageClassifier`.
+        images: an image path, a folder, a list of paths, an
+            :class:`~vitl.data.ImageCollection`, or RGB arrays (one ``(H, W, 3)``
+            image or an ``(N, H, W, 3)`` batch, 0..255).
+        class_name: the class to explain (e.g. the defect class for every
+            image); None explains each image's predicted class.
+        batch_size: images per backbone call.
+        progress: show a progress bar when there is more than one batch.
+
+    Returns:
+        One :class:`Explanation` per image, in input order.
+
+    Raises:
+        ValueError: unknown class, unreadable image, or an unfitted classifier.
+
+    Example:
+        >>> import tempfile
+        >>> from vitl.classifier import ImageClassifier
+        >>> from vitl.datasets import make_synthetic_cracks
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 4, size=64, progress=False)
+        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=64, epochs=1,
+        ...                       cache=None, verbose=False).fit(folder)
+        >>> [e] = explain(clf, folder / "cracked" / "cracked_0000.png", class_name="cracked")
+        >>> e.label, e.heatmap.shape, e.image.shape
+        ('cracked', (64, 64), (64, 64, 3))
+    """
+    check_is_fitted(classifier)
+    check_int("batch_size", batch_size, minimum=1)
+    classes = [str(c) for c in classifier.classes_]
+    target = None if class_name is None else _class_index(classes, class_name)
+    pictures, names = _read_inputs(images)
+    gradcam = _GradCam(classifier)
+    size = classifier.extractor_.input_size
+    starts = range(0, len(pictures), batch_size)
+    explanations = []
+    for start in tqdm(starts, desc="grad-cam", unit="batch",
+                      disable=not progress or len(starts) <= 1):
+        chunk = pictures[start:start + batch_size]
+        batch = np.stack([_to_model_image(p, size) for p in chunk]).astype(np.float32)
+        maps, proba = gradcam(batch, target)
+        for picture, name, cam, row in zip(chunk, names[start:], maps, proba):
+            index = int(row.argmax()) if target is None else target
+            explanations.append(Explanation(
+                image=picture, heatmap=_upsample(cam, picture.shape[:2]), label=classes[index],
+                score=float(row[index]), predicted=classes[int(row.argmax())], path=name))
+    return explanations
+
+
+def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
+             progress: bool = True) -> np.ndarray:
+    """Return Grad-CAM heatmaps ``(N, H, W)`` float32 in [0, 1], one per image.
+
+    ``H, W`` is the images' size; all images must share it (use :func:`explain`
+    for images of different sizes). An image whose class score no channel
+    raises gets an all-zero map.
+
+    Args:
+        classifier, images, class_name, batch_size, progress: as for :func:`explain`.
+
+    Raises:
+        ValueError: as for :func:`explain`, or images of different sizes.
+
+    Example:
+        >>> from vitl.classifier import ImageClassifier
+        >>> from vitl.training import build_head
+        >>> from vitl.backbones import build_feature_extractor
+        >>> from vitl.classifier import _join
+        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32)
+        >>> clf.extractor_ = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+        >>> clf.head_ = build_head(1280, 2)
+        >>> clf.model_, clf.classes_ = _join(clf.extractor_, clf.head_), np.array(["a", "b"])
+        >>> maps = grad_cam(clf, np.zeros((3, 40, 50, 3), "uint8"), class_name="b")
+        >>> maps.shape, maps.dtype, bool(maps.min() >= 0 and maps.max() <= 1)
+        ((3, 40, 50), dtype('float32'), True)
+    """
+    explanations = explain(classifier, images, class_name, batch_size=batch_size,
+                           progress=progress)
+    shapes = sorted({e.heatmap.shape for e in explanations})
+    if len(shapes) > 1:
+        raise ValueError(problem("images", "images of one size (to stack the heatmaps)",
+                                 f"sizes {shapes[:4]}", "use explain(...), which keeps each "
+                                 "image at its own size, or resize the images first"))
+    return np.stack([e.heatmap for e in explanations]).astype(np.float32)
+
+
+def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """Blend a colour-mapped heatmap over an image: ``(1 - alpha) * image + alpha * colour``.
+
+    Args:
+        image: ``(H, W, 3)`` RGB, uint8 0..255 (or float 0..1), or ``(H, W)`` grey.
+        heatmap: 2-D, values in [0, 1]; resized (bilinear) to the image when needed.
+        alpha: weight of the heatmap colour, 0..1.
+        cmap: a matplotlib colormap name.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+
+    Example:
+        >>> out = overlay(np.full((4, 6, 3), 100, "uint8"), np.ones((2, 3)), alpha=0.5)
+        >>> out.shape, out.dtype, out[0, 0].tolist()  # jet(1.0) is dark red (127, 0, 0)
+        ((4, 6, 3), dtype('uint8'), [114, 50, 50])
+    """
+    picture = _as_rgb(image, "image")
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.ndim != 2:
+        raise ValueError(problem("heatmap", "a 2-D array (H, W)", f"shape {heat.shape}",
+                                 "pass one heatmap, e.g. grad_cam(...)[0]"))
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(problem("alpha", "a number in [0, 1]", alpha, "pass alpha=0.4"))
+    if cmap not in colormaps:
+        raise ValueError(problem("cmap", "a matplotlib colormap name", cmap, "pass cmap='jet'"))
+    heat = np.clip(np.nan_to_num(_upsample(heat, picture.shape[:2], normalise=False)), 0, 1)
+    colour = colormaps[cmap](heat)[..., :3] * 255.0
+    blended = (1 - alpha) * picture.astype(np.float32) + alpha * colour
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def plot_explanation(explanation: Explanation, alpha: float = 0.4, cmap: str = "jet") -> Figure:
+    """Show one explanation: the image, the heatmap and the overlay side by side.
+
+    Example:
+        >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.eye(8, dtype="float32"), "cracked",
+        ...                 0.9, "cracked")
+        >>> [ax.get_title() for ax in plot_explanation(e).axes[:3]]
+        ['image', 'Grad-CAM: cracked', 'overlay']
+    """
+    _check_explanation(explanation, "explanation")
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    axes = fig.subplots(1, 3)
+    axes[0].imshow(explanation.image)
+    axes[0].set_title("image")
+    shown = axes[1].imshow(explanation.heatmap, cmap=cmap, vmin=0, vmax=1)
+    axes[1].set_title(f"Grad-CAM: {explanation.label}")
+    fig.colorbar(shown, ax=axes[1], fraction=0.046)
+    axes[2].imshow(explanation.overlay(alpha=alpha, cmap=cmap))
+    axes[2].set_title("overlay")
+    for ax in axes:
+        ax.axis("off")
+    name = Path(explanation.path).name if explanation.path else "image"
+    fig.suptitle(f"{name}: predicted {explanation.predicted}; "
+                 f"p({explanation.label}) = {explanation.score:.3f}", fontsize=10)
+    return fig
+
+
+def plot_explanations(explanations, ncols: int = 4, caption: str | None = None,
+                      alpha: float = 0.4, cmap: str = "jet") -> Figure:
+    """Show a gallery of overlays, each titled with its file name, class and score.
+
+    Example:
+        >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.zeros((8, 8), "float32"), "ok",
+        ...                 0.75, "ok", "a/b.png")
+        >>> fig = plot_explanations([e, e, e], ncols=2)
+        >>> len(fig.axes), fig.axes[0].get_title()
+        (3, 'b.png\\nok 0.750')
+    """
+    from .plots import plot_images
+
+    explanations = list(explanations)
+    if not explanations:
+        raise ValueError(problem("explanations", "at least one Explanation", "none",
+                                 "pass explain(classifier, images)"))
+    for i, e in enumerate(explanations):
+        _check_explanation(e, f"explanations[{i}]")
+    titles = [(f"{Path(e.path).name}\n" if e.path else "") + f"{e.label} {e.score:.3f}"
+              for e in explanations]
+    overlays = [e.overlay(alpha=alpha, cmap=cmap) for e in explanations]
+    return plot_images(overlays, titles, ncols=ncols, caption=caption)
+
+
+# --------------------------------------------------------------------------- internals
+
+
+class _GradCam:
+    """The classifier's forward pass rebuilt so the last conv block's output is reachable."""
+
+    def __init__(self, classifier):
+        extractor = classifier.extractor_
+        features = extractor.model
+        backbone = features.get_layer("backbone")
+        name = extractor.spec.last_conv_layer
+        try:
+            conv = backbone.get_layer(name).output
+        except ValueError:
+            raise ValueError(problem("last_conv_layer", f"a layer of {extractor.name}'s backbone",
+                                     name, "fix BackboneSpec.last_conv_layer in the registry")) from None
+        self.preprocess = features.get_layer("preprocess")
+        self.pool = features.get_layer("pool")
+        # When the last conv block is the backbone's output (all registered backbones),
+        # one output serves both roles and the gradient path stays a single tensor.
+        self.conv_is_top = conv is backbone.output
+        outputs = conv if self.conv_is_top else [conv, backbone.output]
+        self.backbone = keras.Model(backbone.inputs, outputs)
+        self.head = classifier.head_
+
+    def __call__(self, batch: np.ndarray, target: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Return (coarse maps ``(N, h, w)``, probabilities ``(N, C)``) for a model-size batch."""
+        images = tf.constant(batch)
+        with tf.GradientTape() as tape:
+            outputs = self.backbone(self.preprocess(images), training=False)
+            conv, top = (outputs, outputs) if self.conv_is_top else outputs
+            scores, proba = self._scores(tf.cast(self.pool(top), tf.float32))
+            chosen = (tf.argmax(proba, axis=1) if target is None
+                      else tf.fill([tf.shape(proba)[0]], target))
+            picked = tf.gather(scores, chosen, axis=1, batch_dims=1)
+        # Summed over the batch: each image's score depends only on its own activations.
+        grads = tf.cast(tape.gradient(picked, conv), tf.float32)
+        conv = tf.cast(conv, tf.float32)
+        alpha = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        maps = tf.nn.relu(tf.reduce_sum(alpha * conv, axis=-1))
+        return maps.numpy(), proba.numpy()
+
+    def _scores(self, features):
+        """Return (class scores for the gradient, probabilities): pre-softmax logits if possible."""
+        layers = [layer for layer in self.head.layers
+                  if not isinstance(layer, keras.layers.InputLayer)]
+        last = layers[-1] if layers else None
+        if not (isinstance(last, keras.layers.Dense)
+                and getattr(last.activation, "__name__", "") == "softmax"):
+            proba = self.head(features, training=False)
+            return proba, proba
+        x = features
+        for layer in layers[:-1]:  # vitl's head is a plain chain: dropout, hidden, scores
+            x = layer(x, training=False)
+        logits = tf.matmul(x, tf.cast(last.kernel, x.dtype))
+        if last.use_bias:
+            logits = logits + tf.cast(last.bias, x.dtype)
+        return logits, tf.nn.softmax(logits, axis=-1)
+
+
+def _class_index(classes: list[str], class_name) -> int:
+    if str(class_name) not in classes:
+        raise ValueError(problem("class_name", f"one of {classes}", class_name,
+                                 "pass a class the model was trained on, or none to explain "
+                                 "each image's predicted class"))
+    return classes.index(str(class_name))
+
+
+def _read_inputs(images) -> tuple[list[np.ndarray], list[str | None]]:
+    paths, arrays = _as_inputs(images)
+    if arrays is None:
+        if not paths:
+            raise ValueError(problem("images", "at least one image", "none",
+                                     "pass image files or a folder holding images"))
+        return [read_image(p) for p in paths], [str(p) for p in paths]
+    if not arrays:
+        raise ValueError(problem("images", "at least one image", "none", "pass RGB arrays"))
+    return [_as_rgb(a, f"images[{i}]") for i, a in enumerate(arrays)], [None] * len(arrays)
+
+
+def _as_rgb(image, name: str) -> np.ndarray:
+    """``(H, W, 3)`` uint8 from uint8/float RGB or grey pixels."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(problem(name, "an RGB image (H, W, 3) or grey (H, W)",
+                                 f"shape {array.shape}", "pass image pixels"))
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float32)
+    if np.issubdtype(np.asarray(image).dtype, np.floating) and array.max(initial=0) <= 1.0:
+        array = array * 255.0
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def _upsample(cam: np.ndarray, shape, normalise: bool = True) -> np.ndarray:
+    """Bilinear resize of a 2-D map to ``shape`` (H, W); optionally scale to [0, 1]."""
+    height, width = int(shape[0]), int(shape[1])
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.shape != (height, width):
+        cam = np.asarray(Image.fromarray(cam, "F").resize((width, height), Image.BILINEAR))
+    cam = np.asarray(cam, dtype=np.float32)
+    if not normalise:
+        return cam
+    cam = np.maximum(np.nan_to_num(cam), 0)
+    peak = float(cam.max(initial=0))
+    return (cam / peak if peak > 0 else np.zeros_like(cam)).astype(np.float32)
+
+
+def _check_explanation(explanation, name: str) -> None:
+    if not isinstance(explanation, Explanation):
+        message = problem(name, "an Explanation", type(explanation).__name__,
+                          "make them with vitl.explain.explain(classifier, images)")
+        raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+
+
+__all__ = ["Explanation", "explain", "grad_cam", "overlay", "plot_explanation",
+           "plot_explanations"]
