@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._errors import check_fraction, problem
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._errors import check_int, check_is_fitted, problem
 from .classifier import _as_inputs

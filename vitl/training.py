@@ -728,7 +728,7 @@ class _EpochBar(keras.callbacks.Callback):
         self.bar = None
 
     def on_train_begin(self, logs=None):
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self.bar = tqdm(total=self.epochs, desc="Training head", unit="epoch")
 

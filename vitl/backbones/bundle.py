@@ -21,7 +21,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .._errors import problem
 from .._paths import data_dir, vitl_home, weights_dir
