@@ -22,19 +22,27 @@ class CLIError(Exception):
     """A usage problem reported as one line and exit code 2."""
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "unusable input": reported in one line with exit code 2.
+
+    vitl's own error types are looked up only in modules already imported, so a
+    command that never touched TensorFlow does not import it just to catch errors.
+    """
+    errors = [CLIError, ValueError, FileNotFoundError, NotADirectoryError]
+    for module, name in (("vitl.backbones.weights", "WeightsUnavailableError"),
+                         ("vitl.datasets", "DatasetUnavailableError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitl", description="Visual inspection by transfer learning."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"vitl.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"vitl.cli.{name}":
-                continue  # not written yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"vitl.cli.{name}").register(sub)
     return parser
 
 
@@ -46,14 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
-    from ..backbones.weights import WeightsUnavailableError
-    from ..datasets import DatasetUnavailableError
-
-    usage_errors = (CLIError, ValueError, FileNotFoundError, NotADirectoryError,
-                    WeightsUnavailableError, DatasetUnavailableError)
     try:
         return int(args.run(args) or 0)
-    except usage_errors as err:
+    except _usage_errors() as err:
         print(f"vitl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,242 @@
+"""``vitl train / evaluate / predict / export``: files written, stable outputs, clean errors.
+
+Runs the CLI in-process (``vitl.cli.main``) and, for the stdout contract and the
+error format, in a fresh process (``python -m vitl``). Uses the offline
+``mobilenetv2-tv`` weights at 64 px on a tiny synthetic crack set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from vitl.cli import main
+from vitl.datasets import make_synthetic_cracks
+
+pytestmark = pytest.mark.slow
+CLASSES = ["cracked", "uncracked"]
+# TensorFlow's C++ start-up lines (absl / oneDNN) that no Python setting silences.
+TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d|To enable the "
+                      r"following instructions|INFO: Created TensorFlow Lite)")
+
+
+def message_lines(stderr: str) -> list[str]:
+    """stderr lines without TensorFlow's start-up noise and tqdm progress bars."""
+    return [line for line in stderr.splitlines() if line.strip() and not TF_NOISE.match(line)
+            and not re.search(r"(it|img)/s\]$", line.strip())]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = make_synthetic_cracks(root / "data", 10, size=64, progress=False)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["train", str(data), "--backbone", "mobilenetv2-tv", "--input-size", "64",
+                     "--epochs", "12", "--log-every", "4", "--cache", str(root / "cache"),
+                     "--out", str(root / "model")])
+    assert code == 0
+    return root, data, root / "model", out.getvalue()
+
+
+def run_vitl(*args):
+    """``python -m vitl ARGS`` in a fresh process: (exit code, stdout, stderr without TF noise)."""
+    done = subprocess.run([sys.executable, "-m", "vitl", *map(str, args)], check=False,
+                          capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout, message_lines(done.stderr)
+
+
+def test_train_writes_model_labels_and_metrics(work):
+    _, data, model, printed = work
+    assert sorted(p.name for p in model.iterdir()) == ["labels.txt", "metrics.json", "model.keras"]
+    assert (model / "labels.txt").read_text().splitlines() == CLASSES
+    metrics = json.loads((model / "metrics.json").read_text())
+    for key in ("validation", "test", "backbone", "weights", "data_source", "split",
+                "epochs_run", "best_epoch", "vitl_version", "seconds"):
+        assert key in metrics, key
+    assert metrics["backbone"] == "mobilenetv2-tv" and metrics["input_size"] == 64
+    assert metrics["weights"]["kind"] == "offline-package"
+    assert metrics["data_source"] == str(data)
+    counts = metrics["split"]["counts"]
+    assert sum(sum(part.values()) for part in counts.values()) == 20
+    assert counts["test"] and metrics["test"]["n"] == sum(counts["test"].values())
+    assert metrics["validation"]["n"] == sum(counts["validation"].values())
+    assert 1 <= metrics["epochs_run"] <= 12 and 0 <= metrics["best_epoch"] < metrics["epochs_run"]
+    assert set(metrics["seconds"]) == {"fit", "bottleneck", "training"}
+    # ML.NET-style log every 4th epoch (plus the last), then the summary line.
+    epochs = [int(m) for m in re.findall(r"Dataset used:      Train.*Epoch:\s+(\d+)", printed)]
+    assert epochs[:3] == [0, 4, 8]
+    assert "Dataset used: Validation" in printed and "TrainingHistory:" in printed
+
+
+def test_evaluate_json_is_one_object_on_stdout(work, capsys):
+    _, data, model, _ = work
+    assert main(["evaluate", str(model), str(data), "--json"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out)  # fails on any extra text
+    assert out.count("\n") == 1
+    for key in ("accuracy", "macro_accuracy", "log_loss", "confusion_matrix", "labels",
+                "per_class"):
+        assert key in report, key
+    assert report["labels"] == CLASSES and report["n"] == 20
+    assert sum(map(sum, report["confusion_matrix"])) == 20
+    assert 0 <= report["accuracy"] <= 1
+
+
+def test_evaluate_prints_a_readable_report(work, capsys):
+    _, data, model, _ = work
+    assert main(["evaluate", str(model), str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "Confusion matrix" in out and "threshold for 95% recall" in out
+
+
+def test_predict_prints_one_csv_row_per_image(work, capsys, tmp_path):
+    _, data, model, _ = work
+    single = data / "cracked" / "cracked_0000.png"
+    assert main(["predict", str(model), str(single), str(data / "uncracked"),
+                 "--csv", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["path", "label", "score"]
+    assert len(rows) == 1 + 1 + 10
+    assert rows[1][0] == str(single)
+    assert all(r[1] in CLASSES and 0.5 <= float(r[2]) <= 1 for r in rows[1:])
+    with open(tmp_path / "p.csv", encoding="utf-8") as handle:
+        full = list(csv.DictReader(handle))
+    assert len(full) == 11 and set(full[0]) == {"path", "label", "score", "score_cracked",
+                                                "score_uncracked"}
+    assert abs(float(full[0]["score_cracked"]) + float(full[0]["score_uncracked"]) - 1) < 1e-5
+
+
+def test_evaluate_json_in_a_fresh_process_keeps_stdout_clean(work):
+    _, data, model, _ = work
+    code, out, err = run_vitl("evaluate", model, data, "--json", "--cache", "none")
+    assert code == 0 and json.loads(out)["labels"] == CLASSES
+    assert any(line.startswith("featurized 20 images") for line in err)  # progress: stderr
+
+
+def test_export_both_formats(work, capsys):
+    _, _, model, _ = work
+    assert main(["export", str(model), "--format", "savedmodel"]) == 0
+    assert main(["export", str(model), "--format", "tflite", "--quantize", "int8"]) == 0
+    out = capsys.readouterr().out
+    export = model / "export"
+    assert (export / "savedmodel" / "saved_model.pb").is_file()
+    assert (export / "model_int8.tflite").stat().st_size > 100_000
+    assert (export / "labels.txt").read_text().splitlines() == CLASSES
+    assert set(json.loads((export / "export.json").read_text())["artifacts"]) == {
+        "savedmodel", "model_int8.tflite"}
+    assert f"exported savedmodel: {export / 'savedmodel'}" in out
+    assert f"exported tflite (int8): {export / 'model_int8.tflite'}" in out
+
+
+def test_int8_export_without_calibration_images_asks_for_them(work, tmp_path, capsys):
+    root, data, model, _ = work
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy, ignore=shutil.ignore_patterns("export"))
+    shutil.move(str(data), str(root / "data-moved"))  # the training images recorded are gone
+    try:
+        assert main(["export", str(copy), "--format", "tflite", "--quantize", "int8"]) == 2
+        assert "--calibration DIR" in capsys.readouterr().err
+    finally:
+        shutil.move(str(root / "data-moved"), str(data))
+
+
+def _other_version(model, tmp_path):
+    folder = tmp_path / "old-model"
+    folder.mkdir()
+    with zipfile.ZipFile(model / "model.keras") as src, \
+            zipfile.ZipFile(folder / "model.keras", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "vitl.json":
+                meta = json.loads(data)
+                meta["format"] = 99
+                data = json.dumps(meta)
+            dst.writestr(item, data)
+    return folder
+
+
+ERRORS = {
+    "missing data folder": lambda r, d, m, t: ["train", t / "nope", "--out", t / "m",
+                                               "--backbone", "mobilenetv2-tv"],
+    "unknown backbone": lambda r, d, m, t: ["train", d, "--out", t / "m", "--backbone", "vgg99"],
+    "model from another version": lambda r, d, m, t: ["evaluate", _other_version(m, t), d],
+    "folder without model.keras": lambda r, d, m, t: ["predict", d, d / "cracked"],
+    "missing model folder": lambda r, d, m, t: ["evaluate", t / "nope", d],
+    "missing image": lambda r, d, m, t: ["predict", m, t / "nope.png"],
+    "unknown export format": lambda r, d, m, t: ["export", m, "--format", "onnx"],
+    "quantized savedmodel": lambda r, d, m, t: ["export", m, "--format", "savedmodel",
+                                                "--quantize", "int8"],
+    "unknown split": lambda r, d, m, t: ["train", d, "--out", t / "m", "--split", "random",
+                                         "--backbone", "mobilenetv2-tv"],
+    "zero epochs": lambda r, d, m, t: ["train", d, "--out", t / "m", "--epochs", "0"],
+    "classes the model does not know": lambda r, d, m, t: ["evaluate", m, _renamed(d, t)],
+}
+
+
+def _renamed(data, tmp_path):
+    folder = tmp_path / "renamed"
+    shutil.copytree(data / "cracked", folder / "broken")
+    return folder
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_unusable_input_is_one_line_and_exit_2(work, tmp_path, capsys, case):
+    root, data, model, _ = work
+    args = [str(a) for a in ERRORS[case](root, data, model, tmp_path)]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    lines = message_lines(captured.err)
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"vitl {args[0]}: error: ") and "Fix:" in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_errors_in_a_fresh_process_have_no_traceback(work, tmp_path):
+    _, data, model, _ = work
+    code, out, err = run_vitl("evaluate", _other_version(model, tmp_path), data, "--json")
+    assert code == 2 and out == ""
+    assert len(err) == 1 and err[0].startswith("vitl evaluate: error: model format: expected "
+                                               "version 1, received 'version 99")
+
+
+def test_demo_runs_end_to_end_and_says_what_it_used(work, tmp_path, capsys, monkeypatch):
+    root, data, _, _ = work
+    monkeypatch.setattr("vitl.cli.demo.tutorial_data",
+                        lambda: (data, f"synthetic cracks (test stand-in) in {data}"))
+    out = tmp_path / "demo-model"
+    assert main(["demo", "--backbone", "mobilenetv2-tv", "--input-size", "64", "--epochs", "5",
+                 "--cache", str(root / "cache"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"data: synthetic cracks (test stand-in) in {data}")
+    assert "backbone: mobilenetv2-tv (chosen with --backbone)" in printed
+    assert "Phase: Training, Dataset used:      Train" in printed
+    assert "== validation (" in printed and "== test (" in printed
+    assert "threshold for 95% recall of 'cracked', chosen on validation" in printed
+    assert f"saved the model to {out}" in printed
+    assert len(re.findall(r"predicted (cracked|uncracked) \(0\.\d{3}\), true", printed)) == 2
+    assert "with backbone mobilenetv2-tv on synthetic data" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["labels.txt", "metrics.json", "model.keras"]
+    assert json.loads((out / "metrics.json").read_text())["threshold"]["target_recall"] == 0.95
+
+
+def test_auto_backbone_falls_back_offline_and_says_why(monkeypatch):
+    from vitl.backbones import WeightsUnavailableError
+    from vitl.cli import train
+
+    def unavailable(spec, *args, **kwargs):
+        raise WeightsUnavailableError("no weights here")
+
+    monkeypatch.setattr("vitl.backbones.weights.resolve_weights", unavailable)
+    name, reason = train.choose_backbone("auto")
+    assert name == "mobilenetv2-tv"
+    assert reason.startswith("backbone: mobilenetv2-tv (auto: the tutorial's resnet101v2 weights")

@@ -1,0 +1,179 @@
+"""Exports (SavedModel, TFLite float32 / float16 / int8) and save/load, each read back in a
+fresh process and compared with the Keras model on the same images.
+
+Tolerances (max abs difference of probabilities) are ``vitl.export.TOLERANCES``:
+savedmodel 1e-5, tflite 1e-4, tflite-float16 2e-2, tflite-int8 0.15, a few times
+the measured differences (see the report printed with ``pytest -s``). int8 must
+also predict the Keras model's class on at least 80% of the images.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from vitl.classifier import ImageClassifier
+from vitl.data import list_images, read_image
+from vitl.datasets import make_synthetic_cracks
+from vitl.export import TOLERANCES, export_model, model_fingerprint, read_labels
+
+WORKER = Path(__file__).with_name("export_worker.py")
+SIZE = 64
+ARTIFACTS = {"savedmodel": ("savedmodel", None), "model.tflite": ("tflite", None),
+             "model_float16.tflite": ("tflite", "float16"),
+             "model_int8.tflite": ("tflite", "int8")}
+TOLERANCE_KEY = {"savedmodel": "savedmodel", "model.tflite": "tflite",
+                 "model_float16.tflite": "tflite-float16", "model_int8.tflite": "tflite-int8"}
+
+pytestmark = pytest.mark.slow
+
+
+def run_worker(*args):
+    done = subprocess.run([sys.executable, str(WORKER), *map(str, args)], check=False,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small classifier with real ImageNet weights (mobilenetv2-tv, offline) at 64 px."""
+    root = tmp_path_factory.mktemp("export")
+    train = make_synthetic_cracks(root / "train", 10, size=SIZE, progress=False)
+    unseen = make_synthetic_cracks(root / "unseen", 10, size=SIZE, seed=7, progress=False)
+    clf = ImageClassifier("mobilenetv2-tv", input_size=SIZE, epochs=30, learning_rate=0.05,
+                          cache=None, verbose=False).fit(train)
+    paths = list_images(train) + list_images(unseen)
+    images = np.stack([read_image(p, SIZE) for p in paths]).astype(np.float32)
+    return clf, root, paths, images
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    """Every export format, read back in one fresh process: {artifact name: probabilities}."""
+    clf, root, _, images = trained
+    out = root / "out"
+    written = {name: clf.export(out, format=fmt, quantize=q)
+               for name, (fmt, q) in ARTIFACTS.items()}
+    np.save(root / "images.npy", images)
+    run_worker(root / "images.npy", root / "proba.npz", *written.values())
+    with np.load(root / "proba.npz") as proba:
+        return out, written, {name: proba[name] for name in ARTIFACTS}
+
+
+@pytest.mark.parametrize("name", list(ARTIFACTS))
+def test_export_predicts_like_keras_in_fresh_process(trained, exported, name):
+    clf, _, _, images = trained
+    _, written, proba = exported
+    expected = clf.model_.predict(images, verbose=0)
+    got = proba[name]
+    diff = float(np.abs(got - expected).max())
+    agree = float((got.argmax(1) == expected.argmax(1)).mean())
+    size = (written[name].stat().st_size if written[name].is_file()
+            else sum(p.stat().st_size for p in written[name].rglob("*") if p.is_file()))
+    print(f"\n{name}: {size} bytes, max abs diff {diff:.2e}, argmax agreement {agree:.3f}")
+    assert got.shape == expected.shape == (len(images), 2)
+    assert np.allclose(got.sum(axis=1), 1, atol=1e-2)
+    assert diff <= TOLERANCES[TOLERANCE_KEY[name]]
+    assert agree >= (0.8 if name == "model_int8.tflite" else 1.0)
+    # The classifier learned something, so the comparison is not between constants.
+    assert expected[:, 0].std() > 0.01
+
+
+def test_export_folder_describes_its_artifacts(trained, exported):
+    clf, _, _, _ = trained
+    out, written, _ = exported
+    assert read_labels(out) == list(clf.classes_) == ["cracked", "uncracked"]
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["labels"] == ["cracked", "uncracked"]
+    assert meta["input"]["shape"] == [None, SIZE, SIZE, 3] and meta["input"]["range"] == [0, 255]
+    assert meta["signature"] == "serving_default" and meta["output"]["name"] == "probabilities"
+    assert set(meta["artifacts"]) == set(ARTIFACTS)
+    for name, info in meta["artifacts"].items():
+        assert info["bytes"] > 0 and info["model_fingerprint"] == model_fingerprint(clf.model_)
+        assert info["quantization"] == ARTIFACTS[name][1]
+    assert meta["artifacts"]["model_int8.tflite"]["calibration_images"] == 18  # 90% of 20
+    sizes = [written[n].stat().st_size for n in
+             ("model.tflite", "model_float16.tflite", "model_int8.tflite")]
+    assert sizes[0] > 1.8 * sizes[1] and sizes[1] > 1.4 * sizes[2]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_save_then_load_in_fresh_process_predicts_identically(trained, tmp_path):
+    clf, _, paths, images = trained
+    model_file = clf.save(tmp_path / "model.keras")
+    (tmp_path / "paths.txt").write_text("\n".join(map(str, paths)), encoding="utf-8")
+    run_worker("--vitl-load", model_file, tmp_path / "paths.txt", tmp_path / "proba.npy")
+    again = np.load(tmp_path / "proba.npy")
+    expected = clf.predict_proba(paths)
+    print(f"\nsave/load: max abs diff {np.abs(again - expected).max():.2e}")
+    np.testing.assert_allclose(again, expected, rtol=0, atol=1e-6)
+    # Plain Keras reads the same file (the vitl metadata is an extra zip member).
+    np.save(tmp_path / "images.npy", images)
+    run_worker(tmp_path / "images.npy", tmp_path / "keras.npz", model_file)
+    with np.load(tmp_path / "keras.npz") as plain:
+        np.testing.assert_allclose(plain["model.keras"], clf.model_.predict(images, verbose=0),
+                                   rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- arguments
+@pytest.fixture(scope="module")
+def tiny():
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, name="conv")(keras.layers.Rescaling(1 / 255)(inputs))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(x))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"format": "onnx"}, "format: expected one of 'savedmodel', 'tflite', received 'onnx'"),
+    ({"quantize": "int8"}, "quantize: expected None for format='savedmodel'"),
+    ({"format": "tflite", "quantize": "int4"}, "quantize: expected one of None, 'float16'"),
+    ({"format": "tflite", "quantize": "int8"}, "representative: expected existing image files"),
+    ({"format": "tflite", "quantize": "int8", "representative": ["/nope/a.png"]},
+     "received 'missing files, e.g. /nope/a.png'"),
+    ({"class_names": ["a"]}, "class_names: expected 2 distinct, non-empty names"),
+    ({"class_names": ["a", "a"]}, "class_names: expected 2 distinct"),
+])
+def test_bad_arguments_say_expected_received_fix(tiny, tmp_path, kwargs, message):
+    kwargs = {"class_names": ["a", "b"], **kwargs}
+    with pytest.raises(ValueError, match="Fix: ") as err:
+        export_model(tiny, directory=tmp_path / "out", **kwargs)
+    assert message in str(err.value)
+    assert not (tmp_path / "out").exists()  # validated before anything is written
+
+
+def test_model_must_take_square_rgb_images(tmp_path):
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    with pytest.raises(ValueError, match=r"model: expected a Keras model taking \(None, size"):
+        export_model(model, ["a", "b"], tmp_path)
+
+
+def test_exporting_another_model_replaces_the_stale_artifacts(tiny, tmp_path):
+    export_model(tiny, ["a", "b"], tmp_path, format="savedmodel")
+    export_model(tiny, ["a", "b"], tmp_path, format="savedmodel")  # same model: kept, replaced
+    assert json.loads((tmp_path / "export.json").read_text())["artifacts"].keys() == {"savedmodel"}
+    other = keras.models.clone_model(tiny)
+    other.get_layer("out").set_weights([np.ones((4, 2)), np.zeros(2)])
+    with pytest.warns(UserWarning, match="holds another model's export"):
+        export_model(other, ["c", "d"], tmp_path, format="savedmodel")
+    meta = json.loads((tmp_path / "export.json").read_text())
+    assert meta["labels"] == ["c", "d"] and read_labels(tmp_path) == ["c", "d"]
+    assert meta["artifacts"]["savedmodel"]["model_fingerprint"] == model_fingerprint(other)
+
+
+def test_tflite_reuses_the_folders_savedmodel_and_converts(tiny, tmp_path):
+    import tensorflow as tf
+
+    export_model(tiny, ["a", "b"], tmp_path, format="savedmodel")
+    path = export_model(tiny, ["a", "b"], tmp_path, format="tflite")
+    runner = tf.lite.Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+    x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(runner(image=x)["probabilities"], tiny.predict(x, verbose=0),
+                               atol=1e-5)

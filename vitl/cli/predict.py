@@ -1,0 +1,64 @@
+"""``vitl predict MODEL_DIR PATH... [--csv FILE]``: classify images with a saved model.
+
+Stdout is CSV: a header line ``path,label,score`` then one row per image
+(``score`` is the probability of ``label``), so scripts can read it as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from .._errors import problem
+from . import CLIError
+from .train import load_model_dir
+
+
+def register(subparsers) -> None:
+    """Add the ``predict`` sub-command."""
+    parser = subparsers.add_parser(
+        "predict", help="classify images (files or folders) with a trained model",
+        description="Classify every image PATH names (image files, or folders searched "
+                    "recursively). Stdout: a CSV header `path,label,score`, then one row per "
+                    "image. --csv FILE also writes every class's score.")
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `vitl train`")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    parser.add_argument("--csv", default=None, metavar="FILE",
+                        help="also write path, label, score and score_<class> per class")
+    parser.add_argument("--cache", default="default", metavar="DIR",
+                        help="feature cache folder, 'default' or 'none'")
+    parser.set_defaults(run=run)
+
+
+def image_paths(paths) -> list[Path]:
+    """Expand files and folders into image paths, keeping the given order."""
+    from ..data import list_images
+
+    found = []
+    for path in paths:
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise CLIError(problem("PATH", "an existing image file or folder", str(path),
+                                   "check the path"))
+        images = list_images(path)
+        if path.is_dir() and not images:
+            raise CLIError(problem("PATH", "a folder containing images", f"{path} (no images)",
+                                   "pass a folder with .jpg/.png files, or the files"))
+        found += images
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = image_paths(args.paths)
+    clf = load_model_dir(args.model_dir, cache=None if args.cache == "none" else args.cache)
+    predictions = clf.classify(paths, csv_path=args.csv)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["path", "label", "score"])
+    for p in predictions:
+        writer.writerow([p.path, p.label, f"{p.score:.6f}"])
+    if args.csv:
+        print(f"wrote {len(predictions)} rows with every class's score to {args.csv}",
+              file=sys.stderr)
+    return 0

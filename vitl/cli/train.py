@@ -1,0 +1,236 @@
+"""``vitl train DATA_DIR --out MODEL_DIR``: split, train, evaluate and save a classifier.
+
+``MODEL_DIR`` receives ``model.keras`` (backbone, head, labels and
+preprocessing in one file), ``labels.txt`` and ``metrics.json``. The helpers
+here (:func:`choose_backbone`, :func:`train_on_split`, :func:`save_model_dir`)
+are shared with ``vitl demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+from .. import __version__
+from .._errors import problem
+from . import CLIError
+
+AUTO = "auto"
+#: ``--backbone auto``: the tutorial's backbone when its weights can be had, else this one.
+AUTO_FALLBACK = "mobilenetv2-tv"
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.txt"
+METRICS_FILE = "metrics.json"
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` sub-command."""
+    parser = subparsers.add_parser(
+        "train", help="train a classifier on a folder with one sub-folder per class",
+        description="Split DATA_DIR (one sub-folder per class), featurize every image once "
+                    "with a frozen ImageNet backbone (cached), train the head with early "
+                    "stopping on the validation part, evaluate, and write MODEL_DIR/model.keras, "
+                    "labels.txt and metrics.json.")
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
+    parser.add_argument("--out", required=True, metavar="MODEL_DIR",
+                        help="folder to write the model into (created)")
+    parser.add_argument("--backbone", default="resnet101v2",
+                        help="backbone name (`vitl weights list`), or 'auto': resnet101v2 when "
+                             f"its weights can be had, else {AUTO_FALLBACK} (default resnet101v2, "
+                             "the ML.NET tutorial's)")
+    add_training_options(parser)
+    parser.add_argument("--split", default="tutorial", metavar="{tutorial,default}",
+                        help="'tutorial': ML.NET's 70%% train / 27%% validation / 3%% test "
+                             "(default); 'default': 70/15/15")
+    parser.set_defaults(run=run)
+
+
+def add_training_options(parser) -> None:
+    """Options shared by ``train`` and ``demo``."""
+    parser.add_argument("--epochs", type=int, default=200,
+                        help="maximum epochs; early stopping usually ends sooner (default 200)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="draw another (still reproducible) split and seed the head's "
+                             "initialisation and shuffling with it (default: the plain hashed "
+                             "split that `vitl data` shows, head seed 0)")
+    parser.add_argument("--batch-size", type=int, default=10, help="head batch size (default 10)")
+    parser.add_argument("--learning-rate", type=float, default=0.01,
+                        help="initial learning rate (default 0.01, decayed 0.94 every 2 epochs)")
+    parser.add_argument("--cache", default="default", metavar="DIR",
+                        help="feature cache folder, 'default' (VITL_CACHE or VITL_HOME/cache) "
+                             "or 'none'")
+    parser.add_argument("--log-every", type=int, default=10, metavar="N",
+                        help="print the ML.NET-style epoch log every N epochs (default 10)")
+    parser.add_argument("--input-size", type=int, default=None, metavar="PIXELS",
+                        help="advanced: square input side (default: the backbone's own); "
+                             "small sizes make fast experiments and tests")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import load_image_folder, split, tutorial_split
+
+    if args.split not in ("tutorial", "default"):
+        raise CLIError(problem("--split", "'tutorial' or 'default'", args.split,
+                               "pass --split tutorial (ML.NET's 70/27/3) or --split default"))
+    check_training_options(args)
+    data_dir = existing_folder(args.data_dir, "DATA_DIR")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(problem("--out", "a folder (created when missing)", str(out),
+                               "pass a folder path, not a file"))
+    backbone, reason = choose_backbone(args.backbone)
+    if reason:
+        print(reason)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped files are summarised on the next line
+        images = load_image_folder(data_dir)
+    if len(images.report):
+        print(f"skipped {len(images.report)} unreadable files (`vitl data {data_dir}` lists them)")
+    parts = (tutorial_split(images, seed=args.seed) if args.split == "tutorial"
+             else split(images, seed=args.seed))
+    print(f"split ({args.split}, seed={args.seed}):\n{parts}\n")
+    clf, metrics, _ = train_on_split(parts, backbone, args, data_source=str(data_dir))
+    save_model_dir(clf, out, metrics)
+    print(f"\nvalidation accuracy {metrics['validation']['accuracy']:.4f}"
+          + (f", test accuracy {metrics['test']['accuracy']:.4f}" if metrics.get("test") else ""))
+    print(f"saved {out / MODEL_FILE}, {out / LABELS_FILE}, {out / METRICS_FILE}")
+    return 0
+
+
+# ---------------------------------------------------------------- shared with demo
+def check_training_options(args) -> None:
+    """Reject bad numbers before any data is read (one-line errors)."""
+    for name, minimum in (("--epochs", 1), ("--batch-size", 1), ("--log-every", 1),
+                          ("--input-size", 32)):
+        value = getattr(args, name[2:].replace("-", "_"))
+        if value is not None and value < minimum:
+            raise CLIError(problem(name, f"an integer >= {minimum}", value,
+                                   f"pass {name} {minimum} or more"))
+    if not args.learning_rate > 0:
+        raise CLIError(problem("--learning-rate", "a number > 0", args.learning_rate,
+                               "pass --learning-rate 0.01"))
+
+
+def existing_folder(path, name: str) -> Path:
+    """Return ``path`` as a Path; raise :class:`CLIError` when it is not a folder."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        what = "a file" if folder.exists() else "a path that does not exist"
+        raise CLIError(problem(name, "a folder with one sub-folder per class",
+                               f"{folder} ({what})", "check the path"))
+    return folder
+
+
+def choose_backbone(name: str) -> tuple[str, str | None]:
+    """Resolve ``--backbone``; return ``(backbone name, one line saying why)`` for ``auto``.
+
+    Raises:
+        ValueError: unknown backbone name.
+        WeightsUnavailableError: a named backbone's weights cannot be had (its
+            message lists the fixes).
+    """
+    from ..backbones import DEFAULT_BACKBONE, WeightsUnavailableError, get_backbone
+    from ..backbones.weights import resolve_weights
+
+    if name != AUTO:
+        resolve_weights(get_backbone(name))  # fail here, before any data is read
+        return name, None
+    try:
+        source = resolve_weights(DEFAULT_BACKBONE)
+    except WeightsUnavailableError:
+        return AUTO_FALLBACK, (
+            f"backbone: {AUTO_FALLBACK} (auto: the tutorial's {DEFAULT_BACKBONE} weights are "
+            f"not available offline and cannot be downloaded here; {AUTO_FALLBACK} uses "
+            "torchvision's ImageNet weights, which are installed)")
+    return DEFAULT_BACKBONE, (f"backbone: {DEFAULT_BACKBONE} (auto: the tutorial's backbone; "
+                              f"weights from {source.kind} {source.path})")
+
+
+def train_on_split(parts, backbone: str, args, data_source: str):
+    """Fit on ``parts.train`` with early stopping on ``parts.validation``; evaluate it (and
+    ``parts.test`` when not empty). Return ``(classifier, metrics dict, {part: report})``."""
+    import keras
+
+    from ..classifier import ImageClassifier
+
+    check_training_options(args)
+    if not len(parts.validation):
+        raise CLIError(problem("validation part", "at least one image", "none",
+                               "add images (at least 3 per class) or use --split default"))
+    cache = None if str(args.cache).lower() == "none" else args.cache
+    n_train = len(parts.train)
+    header = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: print(
+        f"training phase: softmax head on {n_train} feature vectors, up to {args.epochs} "
+        f"epochs, batch {args.batch_size}, early stopping on validation accuracy "
+        f"(log every {args.log_every} epochs)", flush=True))
+    clf = ImageClassifier(backbone, input_size=args.input_size, epochs=args.epochs,
+                          batch_size=args.batch_size, learning_rate=args.learning_rate,
+                          seed=0 if args.seed is None else args.seed, cache=cache,
+                          verbose=args.log_every, callbacks=[header])
+    print(f"bottleneck phase: {n_train + len(parts.validation)} images through {backbone} "
+          f"(frozen; features {'cached' if cache else 'not cached'})", flush=True)
+    start = time.perf_counter()
+    clf.fit(parts.train, parts.validation)
+    fit_seconds = time.perf_counter() - start
+    history = clf.history_
+    print(repr(history).splitlines()[0])
+    reports = {"validation": clf.evaluate(parts.validation)}
+    if len(parts.test):
+        reports["test"] = clf.evaluate(parts.test)
+    train_seconds = history.seconds or 0.0
+    info = clf.fit_info_
+    metrics = {
+        "vitl_version": __version__,
+        "backbone": info["backbone"],
+        "input_size": info["input_size"],
+        "weights": info["weights"],
+        "data_source": data_source,
+        "split": {"kind": getattr(args, "split", "tutorial"), "seed": args.seed,
+                  "counts": {name: part.counts() for name, part in parts._asdict().items()}},
+        "epochs_requested": args.epochs,
+        "epochs_run": len(history),
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_epoch is not None,
+        "seconds": {"fit": round(fit_seconds, 3),
+                    "bottleneck": round(fit_seconds - train_seconds, 3),
+                    "training": round(train_seconds, 3)},
+        "validation": reports["validation"].to_dict(),
+        "test": reports["test"].to_dict() if "test" in reports else None,
+    }
+    return clf, metrics, reports
+
+
+def save_model_dir(clf, out: Path, metrics: dict) -> None:
+    """Write ``model.keras``, ``labels.txt`` and ``metrics.json`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    clf.save(out / MODEL_FILE)
+    _write_text(out / LABELS_FILE, "".join(f"{c}\n" for c in clf.classes_))
+    _write_text(out / METRICS_FILE, json.dumps(metrics, indent=1) + "\n")
+
+
+def load_model_dir(model_dir, cache="default"):
+    """Load ``MODEL_DIR/model.keras`` with a one-line error when it is not a model folder."""
+    folder = Path(model_dir).expanduser()
+    if not folder.is_dir():
+        raise CLIError(problem("MODEL_DIR", "a folder written by `vitl train`", str(folder),
+                               "check the path, or train one: vitl train DATA_DIR --out "
+                               f"{folder}"))
+    if not (folder / MODEL_FILE).is_file():
+        raise CLIError(problem("MODEL_DIR", f"a folder holding {MODEL_FILE}",
+                               f"{folder} without {MODEL_FILE}",
+                               "pass the folder given to `vitl train --out`, or train one there"))
+    from ..classifier import ImageClassifier  # imports TensorFlow: after the cheap checks
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ImageClassifier.load(folder / MODEL_FILE, cache=cache, verbose="bar")
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
