@@ -1,0 +1,232 @@
+"""featurize / Featurizer: cache hit and miss rules, alignment, views, errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from feature_helpers import (
+    assert_features_close,
+    build_extractor,
+    direct_features,
+    features_differ,
+    write_images,
+)
+from PIL import Image
+
+from vitl.data import BadImageError, ImageCollection
+from vitl.features import FeatureCache, Featurizer, featurize
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return build_extractor(seed=0, size=32)
+
+
+@pytest.fixture
+def images(tmp_path):
+    return write_images(tmp_path / "images", 12)
+
+
+def run(paths, extractor, cache, **kwargs):
+    kwargs.setdefault("batch_size", 4)
+    return featurize(paths, extractor, cache=cache, progress=False, return_stats=True, **kwargs)
+
+
+def test_cold_then_warm_equals_uncached_and_direct_computation(extractor, images, tmp_path):
+    cold, cold_stats = run(images, extractor, tmp_path / "cache")
+    warm, warm_stats = run(images, extractor, tmp_path / "cache")
+    uncached, uncached_stats = run(images, extractor, None)
+
+    assert (cold_stats.hits, cold_stats.computed) == (0, 12)
+    assert (warm_stats.hits, warm_stats.computed, warm_stats.misses) == (12, 0, 0)
+    assert (uncached_stats.hits, uncached_stats.computed) == (0, 12)
+    assert cold.dtype == np.float32 and cold.shape == (12, extractor.feature_dim)
+    assert np.array_equal(cold, warm)  # float32 bytes round-trip exactly
+    assert np.array_equal(cold, uncached)
+    assert_features_close(cold, direct_features(extractor, images))
+    assert features_differ(cold[0], cold[1])  # distinct images give distinct rows
+
+
+def test_renamed_and_moved_files_hit(extractor, images, tmp_path):
+    first, _ = run(images, extractor, tmp_path / "cache")
+    moved = []
+    for i, path in enumerate(images):
+        target = tmp_path / "elsewhere" / f"sub{i % 3}" / f"renamed_{i}.jpeg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        moved.append(shutil.move(path, target))
+    again, stats = run(moved, extractor, tmp_path / "cache")
+    assert (stats.hits, stats.computed) == (12, 0)
+    assert np.array_equal(first, again)
+
+
+def test_edited_file_misses_and_gets_new_features(extractor, images, tmp_path):
+    first, _ = run(images, extractor, tmp_path / "cache")
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(images[5])
+    again, stats = run(images, extractor, tmp_path / "cache")
+    assert (stats.hits, stats.computed) == (11, 1)
+    assert features_differ(first[5], again[5])
+    assert np.array_equal(np.delete(first, 5, axis=0), np.delete(again, 5, axis=0))
+    assert_features_close(again[5], direct_features(extractor, [images[5]])[0])
+
+
+@pytest.mark.parametrize("change", ["input_size", "weights", "backbone", "precision", "view"])
+def test_other_backbone_settings_or_view_miss(change, extractor, images, tmp_path):
+    cache = tmp_path / "cache"
+    run(images, extractor, cache)
+    other, kwargs = extractor, {}
+    if change == "input_size":
+        other = build_extractor(seed=0, size=48)
+    elif change == "weights":
+        other = build_extractor(seed=1, size=32)
+    elif change == "backbone":
+        other = build_extractor(seed=0, size=32, backbone="efficientnetb0")
+    elif change == "precision":
+        other = build_extractor(seed=0, size=32, precision="bfloat16")
+    else:
+        kwargs = {"view": 1, "transform": lambda image, view: image[:, ::-1],
+                  "transform_id": "flip"}
+    _, stats = run(images, other, cache, **kwargs)
+    assert (stats.hits, stats.computed) == (0, 12)
+    _, stats = run(images, other, cache, **kwargs)  # and is then cached under its own key
+    assert (stats.hits, stats.computed) == (12, 0)
+
+
+def test_same_seed_gives_same_fingerprint_and_shares_entries(extractor, images, tmp_path):
+    run(images, extractor, tmp_path / "cache")
+    twin = build_extractor(seed=0, size=32)
+    assert twin.fingerprint == extractor.fingerprint
+    assert build_extractor(seed=1, size=32).fingerprint != extractor.fingerprint
+    _, stats = run(images, twin, tmp_path / "cache")
+    assert stats.hits == 12
+
+
+def test_adding_ten_images_featurizes_only_ten(extractor, tmp_path):
+    first = write_images(tmp_path / "images", 20)
+    run(first, extractor, tmp_path / "cache")
+    more = first + write_images(tmp_path / "images", 10, start=20)
+    features, stats = run(more, extractor, tmp_path / "cache")
+    assert (stats.images, stats.hits, stats.computed) == (30, 20, 10)
+    assert_features_close(features, direct_features(extractor, more))
+
+
+def test_rows_follow_input_order_and_collections_work(extractor, images, tmp_path):
+    forward, _ = run(images, extractor, tmp_path / "cache")
+    backward, _ = run(images[::-1], extractor, None, batch_size=5)
+    assert np.array_equal(forward[::-1], backward)
+    collection = ImageCollection.from_paths(images, [i % 2 for i in range(12)], ["a", "b"])
+    from_collection, stats = run(collection, extractor, tmp_path / "cache")
+    assert stats.hits == 12 and np.array_equal(forward, from_collection)
+
+
+def test_identical_files_are_computed_once(extractor, images, tmp_path):
+    copy = tmp_path / "copy.jpg"
+    shutil.copy(images[3], copy)
+    features, stats = run([images[3], copy, images[4]], extractor, tmp_path / "cache")
+    assert (stats.images, stats.hits, stats.computed) == (3, 0, 2)
+    assert np.array_equal(features[0], features[1])
+
+
+def _flip(image, view):
+    return image[:, ::-1] if view == 1 else np.rot90(image, view)
+
+
+def test_views_are_cached_like_originals(extractor, images, tmp_path):
+    cache = tmp_path / "cache"
+    stacked, stats = run(images, extractor, cache, views=[0, 1, 2], transform=_flip,
+                         transform_id="flip-rot")
+    assert stacked.shape == (3, 12, extractor.feature_dim) and stats.computed == 36
+    original, stats = run(images, extractor, cache)
+    assert stats.hits == 12 and np.array_equal(stacked[0], original)
+    from vitl.data import read_image
+
+    batch = np.stack([read_image(p, 32)[:, ::-1] for p in images]).astype(np.float32)
+    flipped = np.asarray(extractor.model(batch, training=False))
+    assert_features_close(stacked[1], flipped)
+    assert features_differ(stacked[1], stacked[2])
+
+    view2, stats = run(images, extractor, cache, view=2, transform=_flip, transform_id="flip-rot")
+    assert stats.hits == 12 and np.array_equal(view2, stacked[2])
+    _, stats = run(images, extractor, cache, view=2, transform=_flip, transform_id="flip-rot-v2")
+    assert stats.hits == 0
+
+
+def test_transform_output_of_another_size_is_resized(extractor, images):
+    def crop(image, view):
+        return image[4:-4, 4:-4]  # 24x24 from 32x32
+
+    features, _ = run(images[:2], extractor, None, view=1, transform=crop)
+    assert features.shape == (2, extractor.feature_dim) and np.isfinite(features).all()
+
+
+def test_transform_id_from_transform_attribute(extractor, images, tmp_path):
+    class Flip:
+        transform_id = "flip-attr"
+
+        def __call__(self, image, view):
+            return image[:, ::-1]
+
+    _, stats = run(images[:3], extractor, tmp_path / "cache", view=1, transform=Flip())
+    assert stats.computed == 3
+    _, stats = run(images[:3], extractor, tmp_path / "cache", view=1,
+                   transform=lambda image, view: image[:, ::-1], transform_id="flip-attr")
+    assert stats.hits == 3
+
+
+def test_bad_image_names_the_file_and_keeps_earlier_batches(extractor, images, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    with pytest.raises(BadImageError, match="broken.jpg"):
+        run(images + [broken], extractor, tmp_path / "cache", batch_size=4)
+    assert len(FeatureCache(tmp_path / "cache")) == 12  # the 3 full batches before it were kept
+
+
+def test_missing_file_raises_file_not_found(extractor, images, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        run(images + [tmp_path / "nope.jpg"], extractor, tmp_path / "cache")
+
+
+def test_default_cache_follows_vitl_cache_and_none_writes_nothing(extractor, images, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("VITL_CACHE", str(tmp_path / "env-cache"))
+    run(images[:3], extractor, "default")
+    assert len(FeatureCache(tmp_path / "env-cache")) == 3
+    for off in (None, False):
+        _, stats = run(images[:3], extractor, off)
+        assert stats.computed == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env-cache", "images"]
+
+
+def test_progress_prints_a_summary_line(extractor, images, tmp_path, capsys):
+    featurize(images, extractor, cache=tmp_path / "cache", progress=True)
+    featurize(images, extractor, cache=tmp_path / "cache", progress=True)
+    err = capsys.readouterr().err
+    assert "featurized 12 images with mobilenetv2: 0 cached, 12 computed in" in err
+    assert "featurized 12 images with mobilenetv2: 12 cached, 0 computed in" in err
+    assert "img/s" in err
+
+
+def test_empty_input_gives_empty_array(extractor, tmp_path):
+    features, stats = run([], extractor, tmp_path / "cache")
+    assert features.shape == (0, extractor.feature_dim) and stats.images == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": 0}, "batch_size: expected an integer >= 1"),
+    ({"cache": 123}, "cache: expected 'default'"),
+    ({"view": -1}, "view: expected an integer >= 0"),
+    ({"view": 1}, "transform: expected a function"),
+    ({"view": 1, "transform": _flip}, "transform_id: expected a string"),
+    ({"views": "012"}, "views: expected a sequence"),
+])
+def test_bad_arguments_say_expected_received_fix(kwargs, match, extractor, images, tmp_path):
+    kwargs.setdefault("cache", tmp_path / "cache")
+    with pytest.raises(ValueError, match=match) as info:
+        featurize(images, extractor, progress=False, **kwargs)
+    assert "Fix:" in str(info.value)
+
+
+def test_not_an_extractor_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="build_feature_extractor"):
+        Featurizer(object(), cache=None)

@@ -1,0 +1,426 @@
+"""A persistent, content-addressed feature cache in one sqlite file.
+
+A feature vector is stored under a :class:`FeatureKey`: the sha256 of the image
+file's bytes (so a renamed or moved file still hits and an edited one misses)
+plus a :class:`FeatureSpace`, everything else that decides the vector: backbone,
+weights fingerprint, input size, preprocessing version, precision, view id and
+augmentation policy id.
+
+Why sqlite in WAL mode: every write is an atomic transaction, so a process
+killed mid-run leaves whole entries or none; WAL lets readers proceed while one
+process writes, and concurrent writers queue on ``busy_timeout`` instead of
+failing; it is one file and the standard library. Vectors are stored as
+little-endian float32 bytes with their length and a CRC32, so a damaged entry is
+detected on read and the caller recomputes and replaces it. WAL needs a local
+file system (not NFS).
+
+This module imports neither TensorFlow nor Keras, so ``vitl cache info`` is fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import problem
+
+#: File name of the sqlite database inside a cache folder.
+DB_NAME = "features.sqlite"
+
+#: Bumped when the table layout changes; an older vitl refuses a newer file.
+SCHEMA_VERSION = 1
+
+# Two writers each committing a batch every few milliseconds to seconds wait for
+# each other far less than this; it only bounds a pathological lock holder.
+BUSY_TIMEOUT_S = 120.0
+
+# sqlite's default limit on host parameters per statement is 32766; stay well below.
+_CHUNK = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spaces (
+    id            TEXT PRIMARY KEY,
+    backbone      TEXT NOT NULL,
+    fingerprint   TEXT NOT NULL,
+    input_size    INTEGER NOT NULL,
+    preprocessing INTEGER NOT NULL,
+    precision     TEXT NOT NULL,
+    view          INTEGER NOT NULL,
+    transform_id  TEXT
+);
+CREATE INDEX IF NOT EXISTS spaces_backbone ON spaces (backbone);
+CREATE TABLE IF NOT EXISTS features (
+    space    TEXT NOT NULL,
+    content  TEXT NOT NULL,
+    dim      INTEGER NOT NULL,
+    crc32    INTEGER NOT NULL,
+    vector   BLOB NOT NULL,
+    created  REAL NOT NULL,
+    PRIMARY KEY (space, content)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS last_run (
+    backbone  TEXT PRIMARY KEY,
+    finished  REAL NOT NULL,
+    images    INTEGER NOT NULL,
+    hits      INTEGER NOT NULL,
+    computed  INTEGER NOT NULL,
+    repaired  INTEGER NOT NULL,
+    seconds   REAL NOT NULL
+);
+"""
+_INSERT_SPACE = ("INSERT OR IGNORE INTO spaces (id, backbone, fingerprint, input_size, "
+                 "preprocessing, precision, view, transform_id) VALUES (?,?,?,?,?,?,?,?)")
+_INSERT_FEATURE = ("INSERT OR REPLACE INTO features (space, content, dim, crc32, vector, created) "
+                   "VALUES (?,?,?,?,?,?)")
+_INSERT_RUN = ("INSERT OR REPLACE INTO last_run (backbone, finished, images, hits, computed, "
+               "repaired, seconds) VALUES (?,?,?,?,?,?,?)")
+
+
+def content_hash(path) -> str:
+    """Return the hex sha256 of a file's bytes, the image part of a cache key.
+
+    Example:
+        >>> import tempfile, os
+        >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+        ...     _ = f.write(b"abc")
+        >>> content_hash(f.name)[:16]
+        'ba7816bf8f01cfea'
+        >>> os.remove(f.name)
+    """
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    """Everything besides the image that decides a feature vector.
+
+    Attributes:
+        backbone: registry name, e.g. ``"resnet101v2"``.
+        fingerprint: id of the exact weights (``FeatureExtractor.fingerprint``).
+        input_size: square input side in pixels.
+        preprocessing: ``vitl.backbones.registry.PREPROCESSING_VERSION``.
+        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        view: 0 for the original image, k > 0 for the k-th augmented view.
+        transform_id: names the augmentation policy for views > 0, else None.
+
+    Example:
+        >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+        >>> space.id == FeatureSpace("mobilenetv2", "abc", 224, 1, "float32").id
+        True
+        >>> space.id == FeatureSpace("mobilenetv2", "abc", 160, 1, "float32").id
+        False
+    """
+
+    backbone: str
+    fingerprint: str
+    input_size: int
+    preprocessing: int
+    precision: str
+    view: int = 0
+    transform_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        """A stable 32-hex-digit id of all the fields."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    """Cache key of one feature vector: image content hash + :class:`FeatureSpace`."""
+
+    content: str
+    space: FeatureSpace
+
+
+@dataclass
+class Lookup:
+    """Result of :meth:`FeatureCache.lookup`.
+
+    Attributes:
+        found: valid vectors by key.
+        damaged: keys whose stored bytes failed the length or CRC32 check; the
+            caller should recompute them and ``put_many`` the fresh vectors.
+    """
+
+    found: dict
+    damaged: list
+
+
+@dataclass
+class CacheInfo:
+    """What :meth:`FeatureCache.info` reports.
+
+    Attributes:
+        path: the sqlite file.
+        size_bytes: bytes on disk, including the WAL and shared-memory files.
+        entries: total number of stored vectors.
+        entries_per_backbone: vectors per backbone name.
+        last_runs: per backbone, the last featurize run's ``images``, ``hits``,
+            ``computed``, ``repaired``, ``seconds``, ``hit_rate`` and ``finished``
+            (unix time).
+    """
+
+    path: Path
+    size_bytes: int
+    entries: int
+    entries_per_backbone: dict = field(default_factory=dict)
+    last_runs: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [
+            f"feature cache: {self.path}",
+            f"size on disk:  {_human_bytes(self.size_bytes)}",
+            f"entries:       {self.entries}",
+        ]
+        if self.entries_per_backbone or self.last_runs:
+            lines.append("")
+            lines.append(f"{'backbone':<18}{'entries':>9}  last run")
+            for name in sorted(set(self.entries_per_backbone) | set(self.last_runs)):
+                run = self.last_runs.get(name)
+                last = "-"
+                if run:
+                    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run["finished"]))
+                    last = (f"{when}: {run['images']} images, hit rate {run['hit_rate']:.0%}, "
+                            f"{run['computed']} computed in {run['seconds']:.1f} s")
+                lines.append(f"{name:<18}{self.entries_per_backbone.get(name, 0):>9}  {last}")
+        return "\n".join(lines)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _encode(vector) -> tuple[int, int, bytes]:
+    blob = np.ascontiguousarray(vector, dtype="<f4").reshape(-1).tobytes()
+    return len(blob) // 4, zlib.crc32(blob), blob
+
+
+def _decode(dim: int, crc: int, blob: bytes) -> np.ndarray | None:
+    if len(blob) != 4 * dim or zlib.crc32(blob) != crc:
+        return None
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+class FeatureCache:
+    """A feature cache shared by every run, notebook and CLI call using ``directory``.
+
+    Safe for concurrent use by several processes (and threads): reads never
+    block, writes are serialized by sqlite. An interrupted run keeps every batch
+    it committed.
+
+    Args:
+        directory: the cache folder, created when missing; the vectors live in
+            ``directory/features.sqlite``.
+
+    Raises:
+        ValueError: ``directory`` is a file, or the database is unreadable.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> cache = FeatureCache(tempfile.mkdtemp())
+        >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+        >>> key = FeatureKey("0" * 64, space)
+        >>> cache.put_many([(key, np.ones(3))])
+        >>> cache.get_many([key])[key]
+        array([1., 1., 1.], dtype=float32)
+        >>> cache.info().entries_per_backbone
+        {'mobilenetv2': 1}
+        >>> cache.clear()
+        1
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory).expanduser()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(problem(
+                "cache", "a folder for the feature cache", str(self.directory),
+                "pass a folder path (the database file inside it is created for you)"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / DB_NAME
+        self._lock = threading.Lock()
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer
+        # takes the write lock up front and waits on busy_timeout instead of
+        # failing when it would have to upgrade a read transaction.
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL never corrupts; only a power cut may lose the last commits.
+            db.execute("PRAGMA synchronous = NORMAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ValueError(problem(
+                    "feature cache", f"schema version <= {SCHEMA_VERSION}", version,
+                    "upgrade vitl, or point cache= at another folder"))
+            if version < SCHEMA_VERSION:
+                db.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+        except sqlite3.DatabaseError as err:
+            db.close()
+            raise ValueError(problem(
+                "feature cache", "a vitl feature database", f"{self.path} ({err})",
+                f"delete {self.path} (it only holds recomputable features)")) from err
+        return db
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.directory)!r}, entries={len(self)})"
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the database connection (also done when the object is collected)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- reading ---------------------------------------------------------
+
+    def lookup(self, keys: Iterable[FeatureKey]) -> Lookup:
+        """Fetch stored vectors, verifying each one's length and CRC32.
+
+        Returns:
+            A :class:`Lookup`: ``found`` maps keys to float32 vectors; ``damaged``
+            lists keys whose stored bytes failed verification (treat as misses).
+        """
+        by_space = defaultdict(list)
+        for key in keys:
+            by_space[key.space].append(key)
+        found, damaged = {}, []
+        with self._lock:
+            for space, space_keys in by_space.items():
+                wanted = {k.content: k for k in space_keys}
+                contents = list(wanted)
+                for start in range(0, len(contents), _CHUNK):
+                    chunk = contents[start:start + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._db.execute(
+                        f"SELECT content, dim, crc32, vector FROM features "
+                        f"WHERE space = ? AND content IN ({marks})", [space.id, *chunk])
+                    for content, dim, crc, blob in rows:
+                        vector = _decode(dim, crc, blob)
+                        if vector is None:
+                            damaged.append(wanted[content])
+                        else:
+                            found[wanted[content]] = vector
+        return Lookup(found, damaged)
+
+    def get_many(self, keys: Iterable[FeatureKey]) -> dict:
+        """Return ``{key: float32 vector}`` for the keys stored intact (others are absent).
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> space = FeatureSpace("resnet101v2", "w", 224, 1, "float32")
+            >>> cache.get_many([FeatureKey("ab" * 32, space)])
+            {}
+        """
+        return self.lookup(keys).found
+
+    # -- writing ---------------------------------------------------------
+
+    def put_many(self, items: Iterable[tuple[FeatureKey, np.ndarray]]) -> None:
+        """Store ``(key, vector)`` pairs in one transaction, replacing existing entries."""
+        items = list(items)
+        if not items:
+            return
+        spaces = {key.space for key, _ in items}
+        now = time.time()
+        rows = [(key.space.id, key.content, *_encode(vector), now) for key, vector in items]
+        with self._lock:
+            self._write(
+                (_INSERT_SPACE, [(s.id, s.backbone, s.fingerprint, s.input_size, s.preprocessing,
+                                  s.precision, s.view, s.transform_id) for s in spaces]),
+                (_INSERT_FEATURE, rows),
+            )
+
+    def record_run(self, backbone: str, images: int, hits: int, computed: int, repaired: int,
+                   seconds: float) -> None:
+        """Remember a featurize run's numbers as ``backbone``'s last run (for :meth:`info`)."""
+        with self._lock:
+            self._write(
+                (_INSERT_RUN, [(backbone, time.time(), images, hits, computed, repaired, seconds)]))
+
+    def _write(self, *statements) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in statements:
+                self._db.executemany(sql, rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- maintenance -----------------------------------------------------
+
+    def info(self) -> CacheInfo:
+        """Return path, size on disk, entries per backbone and each backbone's last run.
+
+        Example:
+            >>> import tempfile
+            >>> FeatureCache(tempfile.mkdtemp()).info().entries
+            0
+        """
+        with self._lock:
+            per_backbone = dict(self._db.execute(
+                "SELECT s.backbone, COUNT(*) FROM features f JOIN spaces s ON s.id = f.space "
+                "GROUP BY s.backbone ORDER BY s.backbone").fetchall())
+            runs = {}
+            for name, finished, images, hits, computed, repaired, seconds in self._db.execute(
+                    "SELECT backbone, finished, images, hits, computed, repaired, seconds "
+                    "FROM last_run"):
+                runs[name] = {"finished": finished, "images": images, "hits": hits,
+                              "computed": computed, "repaired": repaired, "seconds": seconds,
+                              "hit_rate": hits / images if images else 0.0}
+        size = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*") if p.is_file())
+        return CacheInfo(self.path, size, sum(per_backbone.values()), per_backbone, runs)
+
+    def clear(self, backbone: str | None = None) -> int:
+        """Delete all vectors, or only ``backbone``'s, and return how many were deleted.
+
+        The file is compacted afterwards so the disk space is returned.
+        """
+        with self._lock:
+            where, args = ("", []) if backbone is None else (
+                " WHERE space IN (SELECT id FROM spaces WHERE backbone = ?)", [backbone])
+            removed = self._db.execute(f"SELECT COUNT(*) FROM features{where}", args).fetchone()[0]
+            runs_where = "" if backbone is None else " WHERE backbone = ?"
+            self._write(
+                (f"DELETE FROM features{where}", [args]),
+                (f"DELETE FROM spaces{'' if backbone is None else ' WHERE backbone = ?'}", [args]),
+                (f"DELETE FROM last_run{runs_where}", [args]),
+            )
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed

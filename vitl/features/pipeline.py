@@ -1,0 +1,373 @@
+"""Featurize images with a frozen backbone, computing only what the cache lacks.
+
+The flow: sha256 every file (a cheap read) -> look the keys up in the
+:class:`~vitl.features.cache.FeatureCache` -> stream only the misses through a
+``tf.data`` pipeline (parallel :func:`vitl.data.read_image` -> batch ->
+prefetch) into the backbone -> store each batch's vectors as soon as it is
+computed, so an interrupted run keeps its work. Memory stays bounded by a few
+batches whatever the number of images; only the (N, D) result is held.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .. import _paths
+from .._errors import check_int, problem
+from ..data import read_image
+from .cache import FeatureCache, FeatureKey, FeatureSpace, content_hash
+
+_HASH_THREADS = 8  # hashlib and file reads release the GIL
+
+
+@dataclass
+class FeatureStats:
+    """Numbers of one featurize call.
+
+    Attributes:
+        backbone: the backbone's name.
+        images: rows returned (images x views).
+        hits: rows served from the cache.
+        computed: vectors run through the backbone (identical files once).
+        repaired: damaged cache entries detected, recomputed and replaced.
+        seconds: wall time of the whole call.
+
+    Example:
+        >>> print(FeatureStats("resnet101v2", 400, 380, 20, 0, 3.1))
+        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s (6.5 img/s)
+    """
+
+    backbone: str
+    images: int
+    hits: int
+    computed: int
+    repaired: int
+    seconds: float
+
+    @property
+    def misses(self) -> int:
+        """Rows that were not in the cache (``images - hits``)."""
+        return self.images - self.hits
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.images if self.images else 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        """Computed vectors per second of the call (0 when all came from the cache)."""
+        return self.computed / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        text = (f"featurized {self.images} images with {self.backbone}: {self.hits} cached, "
+                f"{self.computed} computed in {self.seconds:.1f} s")
+        if self.computed:
+            text += f" ({self.images_per_second:.1f} img/s)"
+        if self.repaired:
+            text += f"; {self.repaired} damaged cache entries recomputed"
+        return text
+
+
+def _open_cache(cache) -> FeatureCache | None:
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, FeatureCache):
+        return cache
+    if isinstance(cache, str) and cache == "default":
+        return FeatureCache(_paths.default_cache_dir())
+    if isinstance(cache, (str, Path)):
+        return FeatureCache(cache)
+    raise ValueError(problem("cache", "'default', None/False, a folder path or a FeatureCache",
+                             cache, "pass cache='default' or cache=None to disable caching"))
+
+
+def _views(view, views) -> tuple[list[int], bool]:
+    """The list of view ids and whether the caller asked for a (V, N, D) result."""
+    if views is None:
+        return [check_int("view", view, minimum=0, fix="pass view=0 (the original image)")], False
+    if view != 0:
+        raise ValueError(problem("view / views", "one of them", f"view={view}, views={views}",
+                                 "pass views=[...] alone"))
+    if isinstance(views, (str, bytes)) or not hasattr(views, "__iter__"):
+        raise ValueError(problem("views", "a sequence of view ids such as [0, 1, 2]", views,
+                                 "pass views=[0, 1, 2]"))
+    views = [check_int("views[i]", v, minimum=0, fix="use ids >= 0") for v in views]
+    if not views:
+        raise ValueError(problem("views", "at least one view id", views, "pass views=[0]"))
+    return views, True
+
+
+def _to_model_image(image, size: int) -> np.ndarray:
+    """Bring a transform's output back to uint8 (size, size, 3)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(problem("transform output", "an RGB image array (H, W, 3)",
+                                 f"shape {image.shape}", "return the transformed image"))
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    if image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    return image
+
+
+class Featurizer:
+    """A frozen feature extractor bound to a feature cache.
+
+    Keeps the extractor's cache identity (its weights fingerprint) and the
+    last call's :class:`FeatureStats`. The extractor is treated as frozen:
+    build a new ``Featurizer`` if you change its weights.
+
+    Args:
+        extractor: a :class:`vitl.backbones.FeatureExtractor`.
+        cache: ``"default"`` (:func:`vitl._paths.default_cache_dir`), a folder,
+            a :class:`FeatureCache`, or None/False to compute everything.
+        batch_size: images per backbone call (and per cache transaction).
+        progress: show a tqdm bar and print a one-line summary to stderr.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from vitl.backbones import build_feature_extractor
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for i in range(3):
+        ...     Image.new("RGB", (40, 40), (80 * i, 0, 0)).save(folder / f"{i}.png")
+        >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+        >>> featurizer = Featurizer(fx, cache=folder / "cache", progress=False)
+        >>> featurizer.featurize(sorted(folder.glob("*.png"))).shape
+        (3, 1280)
+        >>> featurizer.featurize(sorted(folder.glob("*.png"))).shape
+        (3, 1280)
+        >>> featurizer.last_stats.hits, featurizer.last_stats.computed
+        (3, 0)
+    """
+
+    def __init__(self, extractor, cache="default", batch_size: int = 32, progress: bool = True):
+        for attribute in ("model", "name", "input_size", "feature_dim", "fingerprint",
+                          "precision"):
+            if not hasattr(extractor, attribute):
+                raise ValueError(problem(
+                    "extractor", "a FeatureExtractor (model, name, input_size, feature_dim, "
+                    "fingerprint, precision)", type(extractor).__name__,
+                    "build one with vitl.backbones.build_feature_extractor(...)"))
+        self.extractor = extractor
+        self.cache = _open_cache(cache)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1, fix="pass batch_size=32")
+        self.progress = progress
+        self.last_stats: FeatureStats | None = None
+        self._space = None  # the fingerprint hashes random weights: compute it once
+
+    def __repr__(self) -> str:
+        return (f"Featurizer({self.extractor.name}@{self.extractor.input_size}, "
+                f"cache={self.cache!r}, batch_size={self.batch_size})")
+
+    def space(self, view: int = 0, transform_id: str | None = None) -> FeatureSpace:
+        """The cache's :class:`FeatureSpace` for this extractor and view."""
+        if self._space is None:
+            from ..backbones.registry import PREPROCESSING_VERSION
+
+            fx = self.extractor
+            self._space = FeatureSpace(fx.name, fx.fingerprint, int(fx.input_size),
+                                       PREPROCESSING_VERSION, fx.precision)
+        return replace(self._space, view=view, transform_id=transform_id if view else None)
+
+    def featurize(self, images, *, view: int = 0, views=None, transform=None,
+                  transform_id: str | None = None, progress: bool | None = None) -> np.ndarray:
+        """Return the feature vectors of ``images``, in their order.
+
+        Args:
+            images: an :class:`vitl.data.ImageCollection` or a sequence of
+                image paths.
+            view: 0 for the original images; k > 0 for the k-th augmented view,
+                made by ``transform(image, k)``.
+            views: several view ids at once, e.g. ``[0, 1, 2]``; then the
+                result has shape ``(len(views), N, D)``. Do not also pass ``view``.
+            transform: ``transform(image, view) -> image`` applied to the
+                ``uint8 (S, S, 3)`` image from ``read_image(path, S)`` for views
+                > 0 (S is the input size; other output sizes are resized back).
+                It must be a deterministic function of (image, view): view k of
+                an image is cached like an original. Ignored for view 0.
+            transform_id: names the augmentation policy in cache keys (change it
+                when the policy changes); defaults to ``transform.transform_id``.
+                Required for views > 0 when caching.
+            progress: overrides the featurizer's ``progress`` for this call.
+
+        Returns:
+            float32 array ``(N, D)``, or ``(len(views), N, D)`` with ``views``.
+
+        Raises:
+            ValueError: bad arguments; :class:`vitl.data.BadImageError` (a
+                ValueError) naming the file that cannot be read (vectors of
+                the batches before it are cached).
+            FileNotFoundError: a listed file does not exist.
+        """
+        start = time.perf_counter()
+        view_ids, stacked = _views(view, views)
+        paths = [Path(p) for p in getattr(images, "paths", images)]
+        transform_id = transform_id if transform_id is not None else getattr(
+            transform, "transform_id", None)
+        if any(view_ids) and transform is None:
+            raise ValueError(problem("transform", "a function transform(image, view) for views > 0",
+                                     None, "pass transform=..., or use view=0"))
+        if any(view_ids) and self.cache is not None and not transform_id:
+            raise ValueError(problem(
+                "transform_id", "a string naming the augmentation policy (part of cache keys)",
+                transform_id, "pass transform_id='flip-v1' (or cache=None)"))
+        show = self.progress if progress is None else progress
+        n, dim = len(paths), int(self.extractor.feature_dim)
+        out = np.empty((len(view_ids) * n, dim), dtype=np.float32)
+
+        work, hits, repaired = self._fill_from_cache(paths, view_ids, transform_id, out)
+        computed = 0
+        if work:
+            with tqdm(total=len(out), initial=hits, unit="img", disable=not show,
+                      desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
+                for items, vectors in self._compute(paths, work, transform):
+                    for (_, _, _, rows), vector in zip(items, vectors):
+                        out[rows] = vector
+                    if self.cache is not None:
+                        self.cache.put_many((key, vec) for (_, _, key, _), vec in zip(items, vectors))
+                    computed += len(items)
+                    bar.update(sum(len(item[3]) for item in items))
+
+        self.last_stats = FeatureStats(self.extractor.name, len(out), hits, computed, repaired,
+                                       time.perf_counter() - start)
+        if self.cache is not None and n:
+            s = self.last_stats
+            self.cache.record_run(s.backbone, s.images, s.hits, s.computed, s.repaired, s.seconds)
+        if show:
+            print(self.last_stats, file=sys.stderr)
+        return out.reshape(len(view_ids), n, dim) if stacked else out
+
+    __call__ = featurize
+
+    def _fill_from_cache(self, paths, view_ids, transform_id, out):
+        """Copy cached rows into ``out``; return (work, hits, repaired).
+
+        Rows are one per (view, image): row = v * n + i. Each work item
+        ``(image index, view id, cache key, rows)`` is one vector to compute;
+        identical files share one item.
+        """
+        n, dim = len(paths), out.shape[1]
+        if self.cache is None or not n:
+            return [(row % n, view_ids[row // n], None, [row]) for row in range(len(out))], 0, 0
+        hashes = self._hash(paths)
+        row_keys = []
+        for view_id in view_ids:
+            space = self.space(view_id, transform_id)
+            row_keys += [FeatureKey(h, space) for h in hashes]
+        found = self.cache.lookup(set(row_keys))
+        hits, rows_of = 0, {}
+        for row, key in enumerate(row_keys):
+            vector = found.found.get(key)
+            if vector is None:
+                rows_of.setdefault(key, []).append(row)
+                continue
+            if len(vector) != dim:
+                raise ValueError(problem(
+                    "cached feature", f"{dim} values", len(vector),
+                    f"clear the cache of {self.extractor.name}: vitl cache clear "
+                    f"--backbone {self.extractor.name}"))
+            out[row] = vector
+            hits += 1
+        work = [(rows[0] % n, view_ids[rows[0] // n], key, rows) for key, rows in rows_of.items()]
+        return work, hits, len(found.damaged)
+
+    def _hash(self, paths) -> list[str]:
+        def one(path):
+            try:
+                return content_hash(path)
+            except FileNotFoundError:
+                raise FileNotFoundError(problem("image file", "an existing file", str(path),
+                                                "check the path or reload the folder")) from None
+
+        with ThreadPoolExecutor(_HASH_THREADS) as pool:
+            return list(pool.map(one, paths))
+
+    def _compute(self, paths, work, transform):
+        """Yield ``(work items, float32 vectors)`` batch by batch, in ``work`` order."""
+        import tensorflow as tf
+
+        size = int(self.extractor.input_size)
+        errors = {}
+
+        def load(index):
+            path_index, view_id = work[int(index)][:2]
+            try:
+                image = read_image(paths[path_index], size)
+                if view_id:
+                    image = _to_model_image(transform(image, view_id), size)
+                return image
+            except Exception as err:  # noqa: BLE001 - re-raised in the caller's thread after its batch
+                errors[int(index)] = err
+                return np.zeros((size, size, 3), np.uint8)
+
+        def load_tf(index):
+            image = tf.numpy_function(load, [index], tf.uint8, stateful=False)
+            image.set_shape((size, size, 3))
+            return index, image
+
+        dataset = (tf.data.Dataset.range(len(work))
+                   .map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
+                   .batch(self.batch_size)
+                   .map(lambda i, x: (i, tf.cast(x, tf.float32)))
+                   .prefetch(tf.data.AUTOTUNE))
+        model = self.extractor.model
+        for indices, batch in dataset:
+            indices = indices.numpy()
+            # predict_on_batch runs as fast as our own tf.function (benchmarks row 0) and
+            # Keras keeps its traced function on the model, so later calls skip the trace.
+            vectors = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+            bad = [i for i in indices if i in errors]
+            good = [k for k, i in enumerate(indices) if i not in errors]
+            yield [work[indices[k]] for k in good], vectors[good]
+            if bad:
+                raise errors[bad[0]]
+
+
+def featurize(images, extractor, *, cache="default", batch_size: int = 32, view: int = 0,
+              views=None, transform=None, transform_id: str | None = None,
+              progress: bool = True, return_stats: bool = False):
+    """Featurize images with a frozen backbone, through the shared feature cache.
+
+    A function form of :class:`Featurizer` (see there for the arguments). Only
+    images whose (content, backbone, weights, input size, preprocessing,
+    precision, view, augmentation) key is not cached are computed; renamed or
+    moved files still hit, edited files miss.
+
+    Args:
+        images: an :class:`vitl.data.ImageCollection` or a sequence of paths.
+        extractor: a :class:`vitl.backbones.FeatureExtractor`.
+        cache: ``"default"``, a folder, a :class:`FeatureCache`, or None/False.
+        batch_size: images per backbone call.
+        view, views, transform, transform_id: see :meth:`Featurizer.featurize`.
+        progress: tqdm bar and a one-line summary on stderr.
+        return_stats: also return the call's :class:`FeatureStats`.
+
+    Returns:
+        float32 ``(N, D)`` features aligned with ``images`` (``(V, N, D)``
+        with ``views``), or ``(features, stats)`` with ``return_stats=True``.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from vitl.backbones import build_feature_extractor
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> Image.new("RGB", (40, 40), "red").save(folder / "a.png")
+        >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+        >>> features, stats = featurize([folder / "a.png"], fx, cache=None, progress=False,
+        ...                             return_stats=True)
+        >>> features.shape, stats.computed
+        ((1, 1280), 1)
+    """
+    featurizer = Featurizer(extractor, cache=cache, batch_size=batch_size, progress=progress)
+    features = featurizer.featurize(images, view=view, views=views, transform=transform,
+                                    transform_id=transform_id)
+    return (features, featurizer.last_stats) if return_stats else features
