@@ -236,7 +236,28 @@ def test_auto_backbone_falls_back_offline_and_says_why(monkeypatch):
     def unavailable(spec, *args, **kwargs):
         raise WeightsUnavailableError("no weights here")
 
-    monkeypatch.setattr("vitl.backbones.weights.resolve_weights", unavailable)
+    monkeypatch.delenv("VITL_BACKBONE", raising=False)
+    monkeypatch.setattr("vitl.backbones.choose.resolve_weights", unavailable)
     name, reason = train.choose_backbone("auto")
     assert name == "mobilenetv2-tv"
-    assert reason.startswith("backbone: mobilenetv2-tv (auto: the tutorial's resnet101v2 weights")
+    assert "resnet101v2's ImageNet weights are not available" in reason
+
+
+def test_train_augment_and_fine_tune_are_recorded(work):
+    root, data, _, _ = work
+    out = root / "model-improved"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["train", str(data), "--backbone", "mobilenetv2-tv", "--input-size", "64",
+                     "--epochs", "3", "--augment", "2", "--fine-tune", "1",
+                     "--fine-tune-epochs", "1", "--cache", str(root / "cache"), "--out", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["augment"]["views"] == 2 and metrics["augment"]["transform_id"]
+    assert metrics["fine_tune"]["blocks"] == 1
+    assert metrics["fine_tune"]["unfrozen_layers"] > 0 and "kept" in metrics["fine_tune"]
+
+
+def test_negative_augment_is_refused(work, capsys):
+    _, data, _, _ = work
+    assert main(["train", str(data), "--augment", "-1", "--out", "x"]) == 2
+    assert "--augment: expected an integer >= 0" in capsys.readouterr().err

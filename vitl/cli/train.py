@@ -20,8 +20,6 @@ from .._errors import problem
 from . import CLIError
 
 AUTO = "auto"
-#: ``--backbone auto``: the tutorial's backbone when its weights can be had, else this one.
-AUTO_FALLBACK = "mobilenetv2-tv"
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"
 METRICS_FILE = "metrics.json"
@@ -40,7 +38,7 @@ def register(subparsers) -> None:
                         help="folder to write the model into (created)")
     parser.add_argument("--backbone", default="resnet101v2",
                         help="backbone name (`vitl weights list`), or 'auto': resnet101v2 when "
-                             f"its weights can be had, else {AUTO_FALLBACK} (default resnet101v2, "
+                             "its weights can be had, else mobilenetv2-tv (default resnet101v2, "
                              "the ML.NET tutorial's)")
     add_training_options(parser)
     parser.add_argument("--split", default="tutorial", metavar="{tutorial,default}",
@@ -65,6 +63,13 @@ def add_training_options(parser) -> None:
                              "or 'none'")
     parser.add_argument("--log-every", type=int, default=10, metavar="N",
                         help="print the ML.NET-style epoch log every N epochs (default 10)")
+    parser.add_argument("--augment", type=int, default=0, metavar="K",
+                        help="K cached augmented views per training image (default 0: none)")
+    parser.add_argument("--fine-tune", type=int, default=0, metavar="N",
+                        help="after the head, unfreeze the top N backbone blocks and train them "
+                             "on the images (default 0: frozen backbone)")
+    parser.add_argument("--fine-tune-epochs", type=int, default=10, metavar="E",
+                        help="epochs of fine-tuning (default 10; early stopping may end sooner)")
     parser.add_argument("--input-size", type=int, default=None, metavar="PIXELS",
                         help="advanced: square input side (default: the backbone's own); "
                              "small sizes make fast experiments and tests")
@@ -105,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
 def check_training_options(args) -> None:
     """Reject bad numbers before any data is read (one-line errors)."""
     for name, minimum in (("--epochs", 1), ("--batch-size", 1), ("--log-every", 1),
-                          ("--input-size", 32)):
+                          ("--input-size", 32), ("--augment", 0), ("--fine-tune", 0),
+                          ("--fine-tune-epochs", 1)):
         value = getattr(args, name[2:].replace("-", "_"))
         if value is not None and value < minimum:
             raise CLIError(problem(name, f"an integer >= {minimum}", value,
@@ -128,26 +134,23 @@ def existing_folder(path, name: str) -> Path:
 def choose_backbone(name: str) -> tuple[str, str | None]:
     """Resolve ``--backbone``; return ``(backbone name, one line saying why)`` for ``auto``.
 
+    ``auto`` is :func:`vitl.backbones.choose_backbone`: ``$VITL_BACKBONE`` when
+    set, else resnet101v2 when its weights can be had, else mobilenetv2-tv.
+
     Raises:
         ValueError: unknown backbone name.
         WeightsUnavailableError: a named backbone's weights cannot be had (its
             message lists the fixes).
     """
-    from ..backbones import DEFAULT_BACKBONE, WeightsUnavailableError, get_backbone
+    from ..backbones import choose_backbone as choose
+    from ..backbones import get_backbone
     from ..backbones.weights import resolve_weights
 
     if name != AUTO:
         resolve_weights(get_backbone(name))  # fail here, before any data is read
         return name, None
-    try:
-        source = resolve_weights(DEFAULT_BACKBONE)
-    except WeightsUnavailableError:
-        return AUTO_FALLBACK, (
-            f"backbone: {AUTO_FALLBACK} (auto: the tutorial's {DEFAULT_BACKBONE} weights are "
-            f"not available offline and cannot be downloaded here; {AUTO_FALLBACK} uses "
-            "torchvision's ImageNet weights, which are installed)")
-    return DEFAULT_BACKBONE, (f"backbone: {DEFAULT_BACKBONE} (auto: the tutorial's backbone; "
-                              f"weights from {source.kind} {source.path})")
+    choice = choose()
+    return choice.name, choice.reason
 
 
 def train_on_split(parts, backbone: str, args, data_source: str):
@@ -170,6 +173,8 @@ def train_on_split(parts, backbone: str, args, data_source: str):
     clf = ImageClassifier(backbone, input_size=args.input_size, epochs=args.epochs,
                           batch_size=args.batch_size, learning_rate=args.learning_rate,
                           seed=0 if args.seed is None else args.seed, cache=cache,
+                          augment=args.augment, fine_tune_blocks=args.fine_tune,
+                          fine_tune_epochs=args.fine_tune_epochs,
                           verbose=args.log_every, callbacks=[header])
     print(f"bottleneck phase: {n_train + len(parts.validation)} images through {backbone} "
           f"(frozen; features {'cached' if cache else 'not cached'})", flush=True)
@@ -192,6 +197,8 @@ def train_on_split(parts, backbone: str, args, data_source: str):
         "split": {"kind": getattr(args, "split", "tutorial"), "seed": args.seed,
                   "counts": {name: part.counts() for name, part in parts._asdict().items()}},
         "epochs_requested": args.epochs,
+        "augment": info["augment"],
+        "fine_tune": info["fine_tune"],
         "epochs_run": len(history),
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_epoch is not None,
