@@ -7,6 +7,12 @@ The two phases of ML.NET's image classification trainer, in Keras:
 2. **Training phase**: a small softmax head learns from the cached features
    (:func:`vitl.training.train_head`), epoch by epoch.
 
+Optional improvements (:mod:`vitl.augment`, :mod:`vitl.finetune`): ``augment=K``
+adds K cached, deterministic augmented views of every training image to the
+head's training set; ``fine_tune_blocks=N`` then trains the top N backbone
+blocks with the head, end to end on images. :meth:`ImageClassifier.continue_training`
+resumes the head's training when new images arrive.
+
 The fitted estimator joins backbone and head into one Keras model for
 prediction, saving and export.
 """
@@ -24,13 +30,15 @@ import keras
 import numpy as np
 
 from . import __version__
-from ._errors import NotFittedError, check_is_fitted, problem
+from ._errors import NotFittedError, check_int, check_is_fitted, problem
+from .augment import AugmentPolicy
 from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor, get_backbone
 from .backbones.registry import PREPROCESSING_VERSION
 from .data import ImageCollection, list_images, load_image_folder, split
 from .evaluation import EvaluationReport
 from .features import Featurizer
 from .features.pipeline import _to_model_image
+from .finetune import FineTuneConfig, fine_tune
 from .training import HeadConfig, TrainingHistory, predict_proba, train_head
 
 #: Format version of saved models; a model from another version is refused on load.
@@ -70,23 +78,39 @@ class ImageClassifier:
         decay_every_epochs, optimizer, early_stopping, patience, min_delta,
         class_weight, dropout, hidden_units, l2: the head's training, see
             :class:`vitl.training.HeadConfig`.
+        augment: K augmented views per training image added to the head's
+            training set (0 = off). Views are deterministic and cached like
+            originals; validation and test images are never augmented.
+        augment_policy: an :class:`vitl.augment.AugmentPolicy` (or its dict);
+            None means ``AugmentPolicy()``.
+        fine_tune_blocks: after the head, train the top N backbone blocks with
+            it end to end on images (0 = off); see :mod:`vitl.finetune`. Kept
+            only when it improves validation accuracy.
+        fine_tune_epochs: maximum fine-tuning epochs (early stopping, patience 3).
+        fine_tune_learning_rate: fine-tuning learning rate (Adam).
         seed: seeds the validation hold-out, initialisation and shuffling: the
             same data and seed give the same split, weights and metrics.
         cache: feature cache: ``"default"``, a folder, or None to disable.
         featurize_batch_size: images per backbone call in the bottleneck phase.
-        verbose: print the per-epoch log (``True``), a progress bar (``"bar"``)
-            or nothing (``False``); featurizing shows a progress bar unless False.
+        verbose: print the per-epoch log (``True``, or an int n: every n-th
+            epoch), a progress bar (``"bar"``) or nothing (``False``), for the
+            head and for fine-tuning; featurizing shows a progress bar unless False.
         callbacks: extra Keras callbacks for the training phase.
         on_epoch: ``on_epoch(epoch, logs)``, called after every epoch.
 
     Attributes (after ``fit``):
         classes_: class names, in score-column order.
         history_: :class:`vitl.training.TrainingHistory` of the training phase.
-        extractor_: the frozen :class:`vitl.backbones.FeatureExtractor`.
+        fine_tune_history_: :class:`~vitl.training.TrainingHistory` of
+            fine-tuning, or None.
+        extractor_: the frozen :class:`vitl.backbones.FeatureExtractor` (after
+            fine-tuning: the fine-tuned one, with its own cache identity).
         head_: the trained head (a Keras model on features).
         model_: backbone and head as one Keras model, images (0..255) in,
             probabilities out.
-        fit_info_: what ``fit`` saw: backbone, weights source, split counts.
+        fit_info_: what ``fit`` saw: backbone, weights source, split counts,
+            feature-cache statistics, augmentation and fine-tuning settings and
+            results, and any ``continue_training`` runs.
 
     Example:
         >>> import tempfile
@@ -104,8 +128,9 @@ class ImageClassifier:
                  precision="float32", epochs=200, batch_size=10, learning_rate=0.01,
                  lr_schedule="exponential", lr_decay=0.94, decay_every_epochs=2, optimizer="sgd",
                  early_stopping=True, patience=20, min_delta=0.01, class_weight=None, dropout=0.0,
-                 hidden_units=None, l2=0.0, seed=0, cache="default", featurize_batch_size=32,
-                 verbose=True, callbacks=(), on_epoch=None):
+                 hidden_units=None, l2=0.0, augment=0, augment_policy=None, fine_tune_blocks=0,
+                 fine_tune_epochs=10, fine_tune_learning_rate=1e-4, seed=0, cache="default",
+                 featurize_batch_size=32, verbose=True, callbacks=(), on_epoch=None):
         self.backbone = backbone
         self.weights = weights
         self.input_size = input_size
@@ -124,6 +149,11 @@ class ImageClassifier:
         self.dropout = dropout
         self.hidden_units = hidden_units
         self.l2 = l2
+        self.augment = augment
+        self.augment_policy = augment_policy
+        self.fine_tune_blocks = fine_tune_blocks
+        self.fine_tune_epochs = fine_tune_epochs
+        self.fine_tune_learning_rate = fine_tune_learning_rate
         self.seed = seed
         self.cache = cache
         self.featurize_batch_size = featurize_batch_size
@@ -145,6 +175,37 @@ class ImageClassifier:
         """The validated :class:`~vitl.training.HeadConfig` these arguments describe."""
         return HeadConfig(**{name: getattr(self, name) for name in self._HEAD_PARAMS}).validate()
 
+    def augmentation(self) -> AugmentPolicy | None:
+        """The :class:`~vitl.augment.AugmentPolicy` used when ``augment > 0``, else None."""
+        check_int("augment", self.augment, minimum=0,
+                  fix="pass augment=0 (off) or the number of views per image, e.g. 4")
+        if not self.augment:
+            return None
+        policy = self.augment_policy
+        if policy is None:
+            return AugmentPolicy()
+        if isinstance(policy, dict):
+            return AugmentPolicy.from_dict(policy)
+        if isinstance(policy, AugmentPolicy):
+            return policy
+        raise ValueError(problem("augment_policy", "None, an AugmentPolicy or its dict",
+                                 type(policy).__name__, "pass vitl.augment.AugmentPolicy(...)"))
+
+    def fine_tune_config(self) -> FineTuneConfig | None:
+        """The :class:`~vitl.finetune.FineTuneConfig` used when ``fine_tune_blocks > 0``."""
+        check_int("fine_tune_blocks", self.fine_tune_blocks, minimum=0,
+                  fix="pass fine_tune_blocks=0 (off) or e.g. 2")
+        if not self.fine_tune_blocks:
+            return None
+        blocks = len(get_backbone(self.backbone).block_prefixes)
+        if self.fine_tune_blocks > blocks:
+            raise ValueError(problem("fine_tune_blocks", f"at most {blocks} (the blocks of "
+                                     f"{self.backbone})", self.fine_tune_blocks,
+                                     f"pass a number from 1 to {blocks}"))
+        return FineTuneConfig(blocks=self.fine_tune_blocks, epochs=self.fine_tune_epochs,
+                              learning_rate=self.fine_tune_learning_rate,
+                              class_weight=self.class_weight, seed=self.seed).validate()
+
     def __repr__(self) -> str:
         defaults = ImageClassifier().get_params()
         changed = [f"{k}={v!r}" for k, v in self.get_params().items()
@@ -153,7 +214,11 @@ class ImageClassifier:
 
     # ------------------------------------------------------------------ fit
     def fit(self, train, validation=None) -> ImageClassifier:
-        """Featurize (cached) and train the head.
+        """Featurize (cached) and train the head; optionally augment and fine-tune.
+
+        With ``augment=K`` the head also learns from K augmented views of every
+        training image (cached like the originals); with ``fine_tune_blocks=N``
+        the top N backbone blocks are then trained with the head on images.
 
         Args:
             train: an :class:`vitl.data.ImageCollection` or a folder with one
@@ -168,29 +233,28 @@ class ImageClassifier:
         Raises:
             ValueError: bad arguments or data (the message says how to fix it).
         """
-        config = self.head_config()
-        train = _as_collection(train, "train")
-        if validation is None:
-            parts = split(train, train=1 - HOLDOUT_FRACTION, validation=HOLDOUT_FRACTION,
-                          test=0.0, seed=self.seed)
-            train, validation = parts.train, parts.validation
-        else:
-            validation = _as_collection(validation, "validation")
+        return self._fit(train, validation)
+
+    def _fit(self, train, validation=None, extractor=None) -> ImageClassifier:
+        """``fit``, optionally on a prebuilt frozen ``extractor`` (shared by experiments)."""
+        config, policy, tune = self.head_config(), self.augmentation(), self.fine_tune_config()
+        train, validation = self._train_and_validation(train, validation)
         classes = list(train.class_names)
         y_val = _labels_in(validation, classes, "validation")
-
-        extractor = build_feature_extractor(self.backbone, weights=self.weights,
-                                            input_size=self.input_size, precision=self.precision)
-        featurizer = self._featurizer(extractor)
-        x_train = featurizer.featurize(train)
-        x_val = featurizer.featurize(validation) if len(validation) else None
-        head, history = train_head(
-            x_train, train.labels, x_val, y_val if x_val is not None else None,
-            n_classes=len(classes), config=config, callbacks=self.callbacks,
-            on_epoch=self.on_epoch, verbose=self.verbose,
-        )
+        if extractor is None:
+            extractor = self._build_extractor()
+        base = extractor
+        head, history, features = self._train_head(extractor, train, train.labels, validation,
+                                                   y_val, classes, config, policy)
+        fine_tune_history = tune_info = None
+        if tune is not None:
+            result = fine_tune(extractor, head, train, train.labels, validation, y_val,
+                               config=tune, policy=policy, verbose=self.verbose)
+            extractor, head, fine_tune_history = result.extractor, result.head, result.history
+            tune_info = {**tune.to_dict(), **result.summary()}
         self.classes_ = np.array(classes)
         self.history_ = history
+        self.fine_tune_history_ = fine_tune_history
         self.extractor_ = extractor
         self.head_ = head
         self.model_ = _join(extractor, head)
@@ -201,12 +265,102 @@ class ImageClassifier:
             "weights": {"kind": extractor.weights.kind, "path": extractor.weights.path,
                         "sha256": extractor.weights.sha256},
             "fingerprint": extractor.fingerprint,
+            "base_fingerprint": base.fingerprint,
             "train_root": str(train.root) if train.root else None,
             "counts": {"train": train.counts(), "validation": validation.counts()},
             "head": config.to_dict(),
+            "features": features,
+            "augment": {"views": int(self.augment),
+                        "policy": policy.to_dict() if policy else None,
+                        "transform_id": policy.transform_id if policy else None},
+            "fine_tune": tune_info,
+            "continued": [],
             "calibration_paths": [str(p) for p in train.paths[:: max(1, len(train) // 100)]],
         }
         return self
+
+    def continue_training(self, train, validation=None, epochs=None) -> ImageClassifier:
+        """Train the head further, starting from its current weights (e.g. when new images arrive).
+
+        Pass the images to learn from, typically the old ones plus the new
+        ones; features of images seen before come from the cache. Works on a
+        loaded model. The backbone (fine-tuned or not) stays as it is; the
+        head is trained with the same settings (``augment`` included), the
+        learning-rate schedule starting over, early stopping as in ``fit``.
+
+        Args:
+            train: an :class:`~vitl.data.ImageCollection` or a class-folder root,
+                with exactly the classes of ``classes_``.
+            validation: the same, for early stopping; None holds out a stable
+                10% of ``train`` as ``fit`` does.
+            epochs: maximum epochs for this run; default ``epochs``.
+
+        Returns:
+            ``self``, with a new ``head_``, ``model_`` and ``history_``; the
+            run is appended to ``fit_info_["continued"]``.
+
+        Raises:
+            ValueError: the classes differ from ``classes_``, or bad arguments.
+            NotFittedError: the classifier was never fitted nor loaded.
+        """
+        check_is_fitted(self)
+        config, policy = self.head_config(), self.augmentation()
+        if epochs is not None:
+            config.epochs = check_int("epochs", epochs, minimum=1, fix="pass epochs=20 or None")
+        train, validation = self._train_and_validation(train, validation)
+        classes = [str(c) for c in self.classes_]
+        if set(train.class_names) != set(classes):
+            raise ValueError(problem(
+                "classes", f"the model's classes {classes}", list(train.class_names),
+                "continue training with images of exactly these classes (one folder each); "
+                "to add or drop a class train a new model with fit"))
+        y_train = _labels_in(train, classes, "train")
+        y_val = _labels_in(validation, classes, "validation")
+        head, history, features = self._train_head(self.extractor_, train, y_train, validation,
+                                                   y_val, classes, config, policy,
+                                                   start_from=self.head_.get_weights())
+        self.head_ = head
+        self.history_ = history
+        self.model_ = _join(self.extractor_, head)
+        info = dict(self.fit_info_)
+        info["continued"] = list(info.get("continued", [])) + [{
+            "counts": {"train": train.counts(), "validation": validation.counts()},
+            "epochs": config.epochs, "epochs_run": len(history), "features": features}]
+        info["calibration_paths"] = [str(p) for p in train.paths[:: max(1, len(train) // 100)]]
+        self.fit_info_ = info
+        return self
+
+    def _train_and_validation(self, train, validation):
+        train = _as_collection(train, "train")
+        if validation is None:
+            parts = split(train, train=1 - HOLDOUT_FRACTION, validation=HOLDOUT_FRACTION,
+                          test=0.0, seed=self.seed)
+            return parts.train, parts.validation
+        return train, _as_collection(validation, "validation")
+
+    def _train_head(self, extractor, train, y_train, validation, y_val, classes, config, policy,
+                    start_from=None):
+        """Featurize (train: originals + augmented views; validation: originals), train the head."""
+        featurizer = self._featurizer(extractor)
+        views = list(range(int(self.augment) + 1)) if policy is not None else [0]
+        x_train = featurizer.featurize(train, views=views, transform=policy)
+        stats = {"train": _stats(featurizer.last_stats)}
+        x_train = x_train.reshape(-1, x_train.shape[-1])
+        y_train = np.tile(np.asarray(y_train), len(views))
+        x_val = None
+        if len(validation):
+            x_val = featurizer.featurize(validation)  # view 0 only: never augmented
+            stats["validation"] = _stats(featurizer.last_stats)
+        callbacks = list(self.callbacks)
+        if start_from is not None:
+            callbacks.insert(0, _StartFrom(start_from))
+        head, history = train_head(
+            x_train, y_train, x_val, y_val if x_val is not None else None,
+            n_classes=len(classes), config=config, callbacks=callbacks,
+            on_epoch=self.on_epoch, verbose=self.verbose,
+        )
+        stats["train_rows"] = len(x_train)
+        return head, history, stats
 
     # ------------------------------------------------------------------ predict
     def featurize(self, images) -> np.ndarray:
@@ -291,10 +445,11 @@ class ImageClassifier:
             "format": SAVE_FORMAT, "vitl_version": __version__,
             "preprocessing_version": PREPROCESSING_VERSION,
             "classes": [str(c) for c in self.classes_],
-            "params": {k: v for k, v in self.get_params().items()
-                       if k not in ("callbacks", "on_epoch")},
+            "params": self._saved_params(),
             "fit_info": self.fit_info_,
             "history": self.history_.to_dict(),
+            "fine_tune_history": (self.fine_tune_history_.to_dict()
+                                  if getattr(self, "fine_tune_history_", None) else None),
         }
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(_METADATA, json.dumps(metadata, indent=1, default=str))
@@ -317,8 +472,11 @@ class ImageClassifier:
                                             "ImageClassifier.fit(...).save(path)"))
         metadata = read_metadata(path)
         model = keras.saving.load_model(path, compile=False)
-        params = dict(metadata["params"], cache=cache, verbose=verbose)
-        clf = cls(**params)
+        known = set(inspect.signature(cls.__init__).parameters)
+        params = {k: v for k, v in metadata["params"].items() if k in known}
+        if isinstance(params.get("augment_policy"), dict):
+            params["augment_policy"] = AugmentPolicy.from_dict(params["augment_policy"])
+        clf = cls(**dict(params, cache=cache, verbose=verbose))
         info = metadata["fit_info"]
         spec = get_backbone(info["backbone"])
         extractor_model = next(layer for layer in model.layers if layer.name.endswith("_features"))
@@ -330,6 +488,8 @@ class ImageClassifier:
         clf.model_ = model
         clf.classes_ = np.array(metadata["classes"])
         clf.history_ = TrainingHistory.from_dict(metadata["history"])
+        tuned = metadata.get("fine_tune_history")
+        clf.fine_tune_history_ = TrainingHistory.from_dict(tuned) if tuned else None
         clf.fit_info_ = info
         return clf
 
@@ -354,14 +514,44 @@ class ImageClassifier:
             representative = [p for p in self.fit_info_.get("calibration_paths", [])
                               if Path(p).is_file()]
         else:
-            representative, _ = _as_inputs(representative)
+            representative, arrays = _as_inputs(representative)
+            if arrays is not None:
+                raise ValueError(problem("representative", "image paths, a folder or a collection",
+                                         "pixel arrays", "save the images and pass their paths"))
         return export_model(self.model_, list(self.classes_), directory, format=format,
                             quantize=quantize, representative=representative)
 
     # ------------------------------------------------------------------ helpers
+    def _build_extractor(self) -> FeatureExtractor:
+        if self.weights is None:  # random weights: seeded, so runs repeat (and hit the cache)
+            keras.utils.set_random_seed(self.seed)
+        return build_feature_extractor(self.backbone, weights=self.weights,
+                                       input_size=self.input_size, precision=self.precision)
+
+    def _saved_params(self) -> dict:
+        params = {k: v for k, v in self.get_params().items() if k not in ("callbacks", "on_epoch")}
+        if isinstance(params.get("augment_policy"), AugmentPolicy):
+            params["augment_policy"] = params["augment_policy"].to_dict()
+        return params
+
     def _featurizer(self, extractor) -> Featurizer:
         return Featurizer(extractor, cache=self.cache, batch_size=self.featurize_batch_size,
-                          progress=self.verbose is not False)
+                          progress=bool(self.verbose))
+
+
+class _StartFrom(keras.callbacks.Callback):
+    """Set the freshly built head to given weights before its first epoch (warm start)."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self.weights = weights
+
+    def on_train_begin(self, logs=None):
+        self.model.set_weights(self.weights)
+
+
+def _stats(stats) -> dict:
+    return {"rows": stats.images, "hits": stats.hits, "computed": stats.computed}
 
 
 def read_metadata(path) -> dict:

@@ -1,0 +1,180 @@
+"""Grid experiments on cached features, and continuing the training of a saved model."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from vitl.classifier import ImageClassifier, NotFittedError
+from vitl.data import load_image_folder, split
+from vitl.datasets import make_synthetic_cracks
+from vitl.experiments import ExperimentResults, run_grid
+
+BASE = {"backbone": "mobilenetv2", "weights": None, "input_size": 64, "epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def cracks(tmp_path_factory):
+    root = make_synthetic_cracks(tmp_path_factory.mktemp("grid") / "s", 8, size=64,
+                                 progress=False)
+    return load_image_folder(root, progress=False)
+
+
+@pytest.fixture(scope="module")
+def grid_results(cracks, tmp_path_factory):
+    parts = split(cracks, 0.5, 0.25, 0.25, seed=0)
+    results = run_grid(parts.train, parts.validation, parts.test,
+                       grid={"learning_rate": [0.01, 0.1], "augment": [0, 1]}, seeds=(0, 1),
+                       base_params=BASE, cache=tmp_path_factory.mktemp("cache"), progress=False)
+    return results, parts
+
+
+def test_one_row_per_combination_and_seed(grid_results):
+    results, _ = grid_results
+    rows = results.to_rows()
+    assert len(results) == len(rows) == 8
+    assert [(r["learning_rate"], r["augment"], r["seed"]) for r in rows] == [
+        (lr, aug, seed) for lr in (0.01, 0.1) for aug in (0, 1) for seed in (0, 1)]
+    for row in rows:
+        assert 0.0 <= row["val_accuracy"] <= 1.0 and row["val_log_loss"] > 0
+        assert row["train_seconds"] > 0 and row["epochs_run"] >= 1
+    assert [r["run"] for r in rows] == list(range(8))
+
+
+def test_each_image_and_view_is_featurized_once(grid_results):
+    results, parts = grid_results
+    computed = [r["features_computed"] for r in results.to_rows()]
+    n_train, n_val = len(parts.train), len(parts.validation)
+    assert computed[0] == n_train + n_val  # the first run featurizes originals
+    assert computed[2] == n_train  # the first augment=1 run adds one view per training image
+    assert sum(computed) == 2 * n_train + n_val  # every other run reads the cache
+
+
+def test_best_is_chosen_by_mean_validation_metric():
+    rows, clfs = [], []
+    values = {0.1: [0.9, 0.7], 0.01: [0.85, 0.8], 1.0: [0.8, 0.8]}  # means 0.8, 0.825, 0.8
+    for lr, accs in values.items():
+        for seed, acc in enumerate(accs):
+            rows.append({"run": len(rows), "learning_rate": lr, "seed": seed,
+                         "val_accuracy": acc, "val_log_loss": 1.0 - acc / 2,
+                         "train_seconds": 1.0, "epochs_run": 3, "best_epoch": 1,
+                         "features_computed": 0})
+            clfs.append(f"model-{lr}-{seed}")
+    results = ExperimentResults({"learning_rate": list(values)}, (0, 1), rows, clfs)
+    best = results.best()
+    assert best.params == {"learning_rate": 0.01}
+    assert best.seed == 0 and best.classifier == "model-0.01-0"  # its better seed
+    assert best.summary["val_accuracy_mean"] == pytest.approx(0.825)
+    assert results.best("val_log_loss").params == {"learning_rate": 0.01}
+    summary = results.summary()
+    assert summary[0]["learning_rate"] == 0.01
+    assert summary[0]["val_accuracy_sd"] == pytest.approx(np.std([0.85, 0.8], ddof=1))
+    with pytest.raises(ValueError, match="metric"):
+        results.best("accuracy")
+
+
+def test_test_set_is_used_once_by_the_validation_choice(grid_results):
+    results, parts = grid_results
+    report = results.evaluate_best_on_test()
+    assert report.n == len(parts.test)
+    assert results.evaluate_best_on_test() is report  # not evaluated again
+    with pytest.raises(ValueError, match="already used"):
+        results.evaluate_best_on_test("val_log_loss")
+    assert "test accuracy" in repr(results)
+    no_test = ExperimentResults(results.grid, results.seeds, results.rows, results.classifiers)
+    with pytest.raises(ValueError, match="test set"):
+        no_test.evaluate_best_on_test()
+
+
+def test_tables_csv_and_plot(grid_results, tmp_path):
+    results, _ = grid_results
+    text = repr(results)
+    assert text.startswith("ExperimentResults: 8 runs (4 configurations x 2 seeds)")
+    assert "val_accuracy" in text and len(text.splitlines()) == 2 + 8
+    assert "<table>" in results._repr_html_() and results._repr_html_().count("<tr>") == 9
+    path = results.to_csv(tmp_path / "grid.csv")
+    with open(path, newline="") as handle:
+        read = list(csv.DictReader(handle))
+    assert len(read) == 8 and float(read[3]["val_accuracy"]) == results.rows[3]["val_accuracy"]
+    fig = results.plot()
+    bars = fig.axes[0].patches
+    assert len(bars) == 4
+    best = results.best()
+    assert bars[0].get_width() == pytest.approx(best.summary["val_accuracy_mean"])
+
+
+@pytest.mark.parametrize("grid, word", [
+    ({"seed": [0, 1]}, "seeds="), ({"learnin_rate": [0.1]}, "spelling"),
+    ({"epochs": []}, "at least one value"), ({"epochs": 5}, "a list of values"),
+])
+def test_bad_grids_are_refused_with_a_fix(cracks, grid, word):
+    with pytest.raises(ValueError, match=word):
+        run_grid(cracks, grid=grid, base_params=BASE, cache=None, progress=False)
+
+
+# ---------------------------------------------------------------------- continue_training
+def _subset(collection, n_per_class):
+    keep = np.concatenate([np.flatnonzero(collection.labels == c)[:n_per_class]
+                           for c in range(len(collection.class_names))])
+    return collection.subset(np.sort(keep))
+
+
+@pytest.fixture
+def first_model(cracks, tmp_path):
+    parts = split(cracks, 0.75, 0.25, 0.0, seed=0)
+    clf = ImageClassifier(**BASE, cache=tmp_path / "cache", verbose=False)
+    clf.fit(_subset(parts.train, 3), parts.validation)
+    return clf, parts
+
+
+def test_continue_training_starts_from_the_current_head(first_model):
+    clf, parts = first_model
+    before = [w.copy() for w in clf.head_.get_weights()]
+    clf.learning_rate = 1e-9  # so small that the weights must stay where they started
+    clf.continue_training(parts.train, parts.validation, epochs=1)
+    for old, new in zip(before, clf.head_.get_weights()):
+        np.testing.assert_allclose(new, old, atol=1e-6)
+    assert np.abs(before[0]).max() > 0  # the start was a trained head, not zeros
+
+
+def test_continue_training_with_more_images_changes_the_model(first_model):
+    clf, parts = first_model
+    before = clf.predict_proba(parts.validation)
+    weights = [w.copy() for w in clf.head_.get_weights()]
+    clf.learning_rate = 1.0
+    clf.continue_training(parts.train, parts.validation, epochs=3)
+    assert list(clf.classes_) == ["cracked", "uncracked"]
+    assert any(not np.allclose(a, b) for a, b in zip(weights, clf.head_.get_weights()))
+    assert not np.allclose(clf.predict_proba(parts.validation), before)
+    run = clf.fit_info_["continued"][-1]
+    assert run["counts"]["train"] == parts.train.counts()
+    assert run["features"]["train"]["hits"] >= 6  # images seen by fit come from the cache
+    assert len(clf.history_) == run["epochs_run"] <= 3
+
+
+def test_continue_training_works_on_a_loaded_model(first_model, tmp_path):
+    clf, parts = first_model
+    loaded = ImageClassifier.load(clf.save(tmp_path / "m.keras"),
+                                  cache=tmp_path / "cache", verbose=False)
+    np.testing.assert_allclose(loaded.predict_proba(parts.validation),
+                               clf.predict_proba(parts.validation), atol=1e-6)
+    weights = [w.copy() for w in loaded.head_.get_weights()]
+    loaded.learning_rate = 1.0
+    loaded.continue_training(parts.train, parts.validation, epochs=2)
+    assert any(not np.allclose(a, b) for a, b in zip(weights, loaded.head_.get_weights()))
+    again = ImageClassifier.load(loaded.save(tmp_path / "m2.keras"), cache=None, verbose=False)
+    assert len(again.fit_info_["continued"]) == 1
+    np.testing.assert_allclose(again.predict_proba(parts.validation),
+                               loaded.predict_proba(parts.validation), atol=1e-6)
+
+
+def test_continue_training_refuses_other_classes(first_model, tmp_path):
+    clf, _ = first_model
+    other = make_synthetic_cracks(tmp_path / "other", 3, size=64, progress=False,
+                                  class_names=("cracked", "spalling"))
+    with pytest.raises(ValueError, match=r"classes: expected the model's classes .* Fix:"):
+        clf.continue_training(other)
+    with pytest.raises(NotFittedError):
+        ImageClassifier(**BASE).continue_training(other)

@@ -1,0 +1,31 @@
+"""The one-screen public API in vitl/__init__.py: every name resolves, lazily."""
+
+import subprocess
+import sys
+
+import vitl
+
+
+def test_every_public_name_resolves():
+    for name in vitl.__all__:
+        assert getattr(vitl, name) is not None, name
+
+
+def test_unknown_name_is_an_attribute_error():
+    try:
+        vitl.fit_everything  # noqa: B018
+    except AttributeError as err:
+        assert "no attribute 'fit_everything'" in str(err)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def test_import_is_lazy_and_does_not_load_tensorflow():
+    code = "import sys, vitl; vitl.load_image_folder; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_api_fits_on_one_screen():
+    source = open(vitl.__file__).read()
+    assert len(source.splitlines()) <= 70

@@ -1,0 +1,326 @@
+"""Data augmentation that keeps the feature cache: deterministic views of each image.
+
+TensorFlow's ``retrain.py`` turns its bottleneck cache off whenever distortions
+are on, because a random distortion is a new picture every time. Here view
+``k`` of an image is always the *same* picture: its random parameters are
+seeded by a hash of the image's pixels and ``k``. So an augmented view can be
+cached like an original (:class:`vitl.features.Featurizer` with ``views`` and
+``transform``), and repeating an experiment with ``K`` views per image costs
+only cache look-ups.
+
+:class:`AugmentPolicy` holds the settings and applies Keras preprocessing
+layers (``RandomFlip``, ``RandomRotation``, ``RandomZoom``,
+``RandomTranslation``, ``RandomContrast``, ``RandomBrightness``) with
+stateless, explicitly seeded random draws, so the same image and view give
+byte-identical output in every process.
+
+Only training images are augmented; validation and test images are always
+the original view 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import check_int, problem
+
+#: Bump when the meaning of a policy's parameters changes, so cached views miss.
+AUGMENT_VERSION = 1
+FLIPS = ("horizontal_and_vertical", "horizontal", "vertical", None)
+_FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+
+
+@dataclass(frozen=True)
+class AugmentPolicy:
+    """Random flips, rotations, zooms, shifts, contrast and brightness changes.
+
+    Each view of an image is one draw of all the transforms below, applied in
+    this order; a zero (or None) switches a transform off. The default suits
+    close-up photos of surfaces such as concrete decks, which have no "up":
+    vertical flips and rotations make plausible new pictures. For photos with a
+    natural orientation use ``flip="horizontal"``.
+
+    Keras' ``RandomFlip("horizontal_and_vertical")`` flips both axes together
+    (identity or a 180-degree turn); here ``"horizontal_and_vertical"`` uses two
+    independent flips, so all four mirror images occur.
+
+    Args:
+        flip: ``"horizontal_and_vertical"``, ``"horizontal"``, ``"vertical"`` or None.
+        rotation: largest rotation as a fraction of a full turn (0.1 = 36 degrees).
+        zoom: largest zoom in or out as a fraction of the side (0.1 = 10%).
+        translation: largest shift as a fraction of the side, in both directions.
+        contrast: contrast factor drawn from ``[1 - contrast, 1 + contrast]``.
+        brightness: brightness offset up to ``brightness * 255``, up or down.
+        fill_mode: how pixels outside the image are filled after rotating,
+            zooming out or shifting: ``"reflect"`` (default), ``"wrap"``,
+            ``"constant"`` (black) or ``"nearest"``.
+
+    Attributes:
+        transform_id: ``"aug-v1-"`` plus a short hash of the parameters; names
+            the policy in feature-cache keys.
+
+    Example:
+        >>> policy = AugmentPolicy(rotation=0.05)
+        >>> policy.transform_id.startswith("aug-v1-")
+        True
+        >>> policy.transform_id == AugmentPolicy().transform_id
+        False
+        >>> image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        >>> view = policy(image, 1)
+        >>> view.shape, view.dtype, bool((view == policy(image, 1)).all())
+        ((32, 32, 3), dtype('uint8'), True)
+    """
+
+    flip: str | None = "horizontal_and_vertical"
+    rotation: float = 0.1
+    zoom: float = 0.1
+    translation: float = 0.1
+    contrast: float = 0.2
+    brightness: float = 0.2
+    fill_mode: str = "reflect"
+
+    def __post_init__(self):
+        if self.flip not in FLIPS:
+            raise ValueError(problem("flip", f"one of {FLIPS}", self.flip,
+                                     "pass flip='horizontal_and_vertical' or flip=None"))
+        for name, high in (("rotation", 0.5), ("zoom", 0.9), ("translation", 0.9),
+                           ("contrast", 0.99), ("brightness", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value <= high:
+                raise ValueError(problem(name, f"a number in [0, {high}] (0 = off)", value,
+                                         f"pass e.g. {name}=0.1"))
+        if self.fill_mode not in _FILL_MODES:
+            raise ValueError(problem("fill_mode", f"one of {_FILL_MODES}", self.fill_mode,
+                                     "pass fill_mode='reflect'"))
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict:
+        """The parameters as a plain (JSON-able) dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AugmentPolicy:
+        """Build a policy from :meth:`to_dict` output, rejecting unknown keys.
+
+        Example:
+            >>> AugmentPolicy.from_dict({"rotation": 0.0}).rotation
+            0.0
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(problem("augment policy keys", f"names among {sorted(known)}",
+                                     unknown, "remove or rename the unknown keys"))
+        return cls(**values)
+
+    @property
+    def transform_id(self) -> str:
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return f"aug-v{AUGMENT_VERSION}-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    @property
+    def is_identity(self) -> bool:
+        """True when every transform is switched off."""
+        return self.flip is None and not any(
+            (self.rotation, self.zoom, self.translation, self.contrast, self.brightness))
+
+    # ------------------------------------------------------------------ applying
+    def __call__(self, image, view: int) -> np.ndarray:
+        """Return view ``view`` of ``image``: the same pixels for the same (image, view).
+
+        Args:
+            image: ``uint8`` RGB array ``(H, W, 3)`` (as from :func:`vitl.data.read_image`).
+            view: view number; 0 returns the image unchanged, every k >= 1 a
+                different random draw of the policy.
+
+        Returns:
+            ``uint8`` array of the same shape.
+        """
+        view = check_int("view", view, minimum=0, fix="pass view=0 (original) or 1, 2, ...")
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(problem("image", "a uint8 RGB array (H, W, 3)",
+                                     f"{image.dtype} array of shape {image.shape}",
+                                     "pass vitl.data.read_image(path, size)"))
+        if view == 0 or self.is_identity:
+            return image.copy()
+        out = self._runner().run(image.astype(np.float32)[None], self.view_seeds(image, view))
+        return np.clip(np.rint(out[0]), 0, 255).astype(np.uint8)
+
+    def view_seeds(self, image: np.ndarray, view: int) -> np.ndarray:
+        """The ``(8, 2)`` int64 seeds of (image, view): from a sha512 of the pixels and ``view``."""
+        image = np.ascontiguousarray(image)
+        pixels = hashlib.sha256(image.tobytes() + str(image.shape).encode()).digest()
+        digest = hashlib.sha512(pixels + int(view).to_bytes(8, "big")).digest()
+        return np.frombuffer(digest, dtype=">u4").astype(np.int64).reshape(_SEED_PAIRS, 2)
+
+    def augment_batch(self, images, seed):
+        """Augment a float batch inside TensorFlow (e.g. in a ``tf.data`` map), statelessly.
+
+        Every image of the batch gets its own random draw; the same ``images``
+        and ``seed`` always give the same output.
+
+        Args:
+            images: float32 tensor ``(B, H, W, 3)`` in 0..255.
+            seed: int tensor ``(2,)``.
+
+        Returns:
+            float32 tensor ``(B, H, W, 3)`` clipped to 0..255 (not rounded).
+        """
+        import tensorflow as tf
+
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), _SEED_PAIRS)
+        return self._runner().apply(images, seeds)
+
+    def _runner(self) -> _Runner:
+        runner = self.__dict__.get("_runner_instance")
+        if runner is None:
+            runner = _Runner(self)
+            object.__setattr__(self, "_runner_instance", runner)
+        return runner
+
+    def __getstate__(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state):
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+
+_SEED_PAIRS = 8  # >= the number of layers a policy can have (7)
+
+
+def _fixed_seed(seed):
+    """A Keras ``SeedGenerator`` stand-in that yields ``seed``, ``seed + [0, 1]``, ...
+
+    Keras' random ops take a Python int or a ``SeedGenerator``; an int would
+    retrace compiled functions for every image, and a real generator keeps its
+    state in a variable shared by concurrent callers. This one holds a seed
+    tensor and advances a counter at trace time (layers that draw twice, such
+    as RandomTranslation, get two different seeds), so applying a layer is a
+    pure, stateless function of (image, seed).
+    """
+    import keras
+
+    class FixedSeed(keras.random.SeedGenerator):
+        def __init__(self, value):  # no super().__init__: no state variable wanted
+            self.value, self.calls = value, 0
+
+        def next(self, ordered=True):
+            import tensorflow as tf
+
+            self.calls += 1
+            return self.value + tf.constant([0, self.calls - 1], self.value.dtype)
+
+    return FixedSeed(seed)
+
+
+class _Runner:
+    """The Keras layers of a policy and a compiled function applying them with given seeds."""
+
+    def __init__(self, policy: AugmentPolicy):
+        import keras
+
+        layers = keras.layers
+        chosen = []
+        if policy.flip in ("horizontal", "horizontal_and_vertical"):
+            chosen.append(layers.RandomFlip("horizontal"))
+        if policy.flip in ("vertical", "horizontal_and_vertical"):
+            chosen.append(layers.RandomFlip("vertical"))
+        if policy.rotation:
+            chosen.append(layers.RandomRotation(policy.rotation, fill_mode=policy.fill_mode))
+        if policy.zoom:
+            chosen.append(layers.RandomZoom(policy.zoom, fill_mode=policy.fill_mode))
+        if policy.translation:
+            chosen.append(layers.RandomTranslation(policy.translation, policy.translation,
+                                                   fill_mode=policy.fill_mode))
+        if policy.contrast:
+            chosen.append(layers.RandomContrast(policy.contrast, value_range=(0, 255)))
+        if policy.brightness:
+            chosen.append(layers.RandomBrightness(policy.brightness, value_range=(0, 255)))
+        self.layers = chosen
+        self._compiled = None
+        self._lock = threading.Lock()
+
+    def apply(self, images, seeds):
+        """Apply layer i with seed ``seeds[i]`` to a float batch (works in graphs)."""
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(images, tf.float32)
+        for layer, seed in zip(self.layers, tf.unstack(tf.cast(seeds, tf.int64))):
+            transformation = layer.get_random_transformation(x, training=True,
+                                                             seed=_fixed_seed(seed))
+            x = layer.transform_images(x, transformation, training=True)
+        return tf.clip_by_value(x, 0.0, 255.0)
+
+    def run(self, images: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        with self._lock:  # trace once even when loader threads call at the same time
+            if self._compiled is None:
+                self._compiled = tf.function(self.apply, input_signature=[
+                    tf.TensorSpec((None, None, None, 3), tf.float32),
+                    tf.TensorSpec((_SEED_PAIRS, 2), tf.int64)])
+        return self._compiled(tf.constant(images), tf.constant(seeds)).numpy()
+
+
+def plot_views(image_or_path, policy: AugmentPolicy | None = None, k: int = 8, size: int = 224,
+               columns: int = 3, caption: str | None = None):
+    """Draw an image and its first ``k`` augmented views in a grid.
+
+    Args:
+        image_or_path: an image file or a ``uint8`` RGB array.
+        policy: the :class:`AugmentPolicy`; default ``AugmentPolicy()``.
+        k: number of views to show after the original.
+        size: side the file is read at (:func:`vitl.data.read_image`); ignored for arrays.
+        columns: pictures per row.
+        caption: text under the grid (e.g. the image's licence attribution).
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (view 0 is the original).
+
+    Example:
+        >>> image = np.full((32, 32, 3), 128, np.uint8)
+        >>> image[:, 10:14] = 30
+        >>> fig = plot_views(image, AugmentPolicy(), k=5)
+        >>> len([ax for ax in fig.axes if ax.images])
+        6
+        >>> plot_views(image, k=1, caption="CC BY 4.0").texts[-1].get_text()
+        'CC BY 4.0'
+    """
+    from matplotlib.figure import Figure
+
+    from .data import read_image
+
+    policy = policy or AugmentPolicy()
+    check_int("k", k, minimum=0, fix="pass k=8")
+    check_int("columns", columns, minimum=1, fix="pass columns=3")
+    if isinstance(image_or_path, (str, Path)):
+        image, title = read_image(image_or_path, size), Path(image_or_path).name
+    else:
+        image, title = np.asarray(image_or_path), None
+    total = k + 1
+    rows = -(-total // columns)
+    fig = Figure(figsize=(2.4 * columns, 2.4 * rows + (0.4 if title else 0)))
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for view, ax in enumerate(axes):
+        ax.set_axis_off()
+        if view < total:
+            ax.imshow(policy(image, view))
+            ax.set_title("original" if view == 0 else f"view {view}", fontsize=9)
+    if title:
+        fig.suptitle(f"{title}: {policy.transform_id}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 if caption else 0, 1, 1))
+    if caption:
+        fig.text(0.5, 0.01, caption, ha="center", fontsize=7)
+    return fig
+
+
+__all__ = ["AUGMENT_VERSION", "AugmentPolicy", "plot_views"]

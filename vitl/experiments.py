@@ -1,0 +1,376 @@
+"""Grid experiments: many classifiers on cached features, chosen by validation, tested once.
+
+:func:`run_grid` trains one :class:`~vitl.classifier.ImageClassifier` per
+combination of the grid's values and per seed. Runs that share a backbone
+share one frozen feature extractor, and every image (and augmented view) goes
+through the backbone once: later runs read it from the feature cache. The
+:class:`ExperimentResults` hold a tidy table (one row per run), pick the best
+configuration by a *validation* metric, and evaluate it on the test set once.
+
+Example:
+    >>> import tempfile
+    >>> from vitl.data import load_image_folder, split
+    >>> from vitl.datasets import make_synthetic_cracks
+    >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 8, size=64,
+    ...                            progress=False), progress=False)
+    >>> parts = split(images, 0.5, 0.25, 0.25, seed=0)
+    >>> results = run_grid(parts.train, parts.validation, parts.test,
+    ...                    grid={"learning_rate": [0.01, 0.1]}, seeds=(0, 1),
+    ...                    base_params={"backbone": "mobilenetv2", "weights": None,
+    ...                                 "input_size": 64, "epochs": 2},
+    ...                    cache=tempfile.mkdtemp(), progress=False)
+    >>> len(results), sorted(results.to_rows()[0])[:4]
+    (4, ['best_epoch', 'epochs_run', 'features_computed', 'learning_rate'])
+    >>> results.best().params["learning_rate"] in (0.01, 0.1)
+    True
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import inspect
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import problem
+from .classifier import ImageClassifier, _as_collection
+from .data import split
+from .evaluation import EvaluationReport
+
+#: Parameters a grid may not vary (seeds come from ``seeds``; the rest is plumbing).
+_NOT_IN_GRID = ("seed", "cache", "verbose", "callbacks", "on_epoch")
+#: Share of ``train`` held out for validation when ``run_grid`` gets none.
+HOLDOUT_FRACTION = 0.15
+
+
+@dataclass
+class BestRun:
+    """The configuration chosen by validation and its best seed's classifier.
+
+    Attributes:
+        params: the grid values of the configuration.
+        seed: the seed of the chosen run.
+        row: that run's row of the results table.
+        summary: the configuration's row of :meth:`ExperimentResults.summary`.
+        classifier: the fitted :class:`~vitl.classifier.ImageClassifier`.
+    """
+
+    params: dict
+    seed: int
+    row: dict
+    summary: dict
+    classifier: ImageClassifier
+
+
+class ExperimentResults:
+    """The runs of :func:`run_grid`: a table, the best configuration, plots.
+
+    Attributes:
+        grid: the grid that was run (name -> values).
+        seeds: the seeds of every configuration.
+        rows: one dict per run: ``run``, the grid parameters, ``seed``,
+            ``val_accuracy``, ``val_log_loss``, ``train_seconds`` (fit incl.
+            featurizing), ``epochs_run``, ``best_epoch``, ``features_computed``
+            (vectors the backbone computed for this run: 0 when all came from
+            the cache).
+        classifiers: the fitted classifiers, aligned with ``rows``.
+        test_report: the :class:`~vitl.evaluation.EvaluationReport` of
+            :meth:`evaluate_best_on_test`, once it ran.
+    """
+
+    def __init__(self, grid, seeds, rows, classifiers, test=None):
+        self.grid = dict(grid)
+        self.seeds = tuple(seeds)
+        self.rows = rows
+        self.classifiers = classifiers
+        self.test = test
+        self.test_report: EvaluationReport | None = None
+        self._tested = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    # ------------------------------------------------------------------ tables
+    def to_rows(self) -> list[dict]:
+        """The results table as a list of dicts (copies), one per run."""
+        return [dict(row) for row in self.rows]
+
+    def to_csv(self, path) -> Path:
+        """Write the results table as CSV; return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        columns = list(self.rows[0]) if self.rows else []
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: _plain(v) for k, v in row.items()})
+        return path
+
+    def summary(self, metric: str = "val_accuracy") -> list[dict]:
+        """One row per configuration: its grid values, ``runs``, and mean / sd over seeds.
+
+        Columns ``val_accuracy_mean``, ``val_accuracy_sd``, ``val_log_loss_mean``,
+        ``val_log_loss_sd`` (sd 0 for a single seed), best first by ``metric``.
+        """
+        _check_metric(metric, self.rows)
+        groups: dict[tuple, list[dict]] = {}
+        for row in self.rows:
+            groups.setdefault(self._key(row), []).append(row)
+        table = []
+        for runs in groups.values():
+            entry = dict(zip(self.grid, [runs[0][name] for name in self.grid]))
+            entry["runs"] = len(runs)
+            for column in ("val_accuracy", "val_log_loss", "train_seconds"):
+                values = np.array([r[column] for r in runs], dtype=float)
+                entry[f"{column}_mean"] = float(values.mean())
+                entry[f"{column}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            table.append(entry)
+        sign = 1 if _lower_is_better(metric) else -1
+        table.sort(key=lambda e: (sign * e[f"{metric}_mean"], e["val_log_loss_mean"]))
+        return table
+
+    # ------------------------------------------------------------------ choosing
+    def best(self, metric: str = "val_accuracy") -> BestRun:
+        """The configuration with the best mean validation ``metric`` over seeds.
+
+        Ties go to the lower mean validation log-loss. Within the configuration,
+        the run with the best ``metric`` (then log-loss) is returned.
+
+        Args:
+            metric: ``"val_accuracy"`` (higher is better) or ``"val_log_loss"``
+                (lower is better).
+        """
+        if not self.rows:
+            raise ValueError(problem("results", "at least one run", "none", "run a grid first"))
+        top = self.summary(metric)[0]
+        runs = [i for i, row in enumerate(self.rows)
+                if all(_same(row[name], top[name]) for name in self.grid)]
+        sign = 1 if _lower_is_better(metric) else -1
+        index = min(runs, key=lambda i: (sign * self.rows[i][metric], self.rows[i]["val_log_loss"]))
+        row = self.rows[index]
+        return BestRun({name: row[name] for name in self.grid}, row["seed"], dict(row), top,
+                       self.classifiers[index])
+
+    def evaluate_best_on_test(self, metric: str = "val_accuracy",
+                              positive_class=None) -> EvaluationReport:
+        """Evaluate the best run (by validation ``metric``) on the test set, once.
+
+        The test set plays no part in choosing; asking again returns the same
+        report rather than evaluating anew (asking with another metric is
+        refused: choosing among test results would make them optimistic).
+
+        Raises:
+            ValueError: ``run_grid`` got no test set, or another metric was asked.
+        """
+        if self.test is None:
+            raise ValueError(problem("test set", "run_grid(..., test=...)", None,
+                                     "pass a test collection to run_grid"))
+        if self._tested is not None:
+            if self._tested != metric:
+                raise ValueError(problem(
+                    "metric", f"{self._tested!r}, the one the test set was already used for",
+                    metric, "report the existing test_report; choose by validation only"))
+            return self.test_report
+        best = self.best(metric)
+        self.test_report = best.classifier.evaluate(self.test, positive_class=positive_class)
+        self._tested = metric
+        return self.test_report
+
+    # ------------------------------------------------------------------ display
+    def plot(self, metric: str = "val_accuracy"):
+        """Bar chart of every configuration's mean validation ``metric`` (± sd over seeds).
+
+        Returns:
+            A ``matplotlib.figure.Figure``; the best configuration is highlighted.
+        """
+        from matplotlib.figure import Figure
+
+        table = self.summary(metric)
+        labels = [self._label(entry) for entry in table]
+        means = [entry[f"{metric}_mean"] for entry in table]
+        sds = [entry[f"{metric}_sd"] for entry in table]
+        fig = Figure(figsize=(7, 0.9 + 0.38 * len(table)), layout="constrained")
+        ax = fig.add_subplot()
+        y = np.arange(len(table))[::-1]
+        colors = ["tab:orange"] + ["tab:blue"] * (len(table) - 1)
+        ax.barh(y, means, xerr=sds, color=colors, capsize=3)
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.set_xlabel(f"{metric} (mean ± sd over {len(self.seeds)} seed"
+                      f"{'s' if len(self.seeds) != 1 else ''})")
+        if metric.endswith("accuracy"):
+            low = min(m - s for m, s in zip(means, sds))
+            ax.set_xlim(max(0.0, math.floor(low * 20) / 20 - 0.05), 1.0)
+        ax.set_title("Grid results (best in orange)")
+        return fig
+
+    def __repr__(self) -> str:
+        columns = self._columns()
+        cells = [[_format(row[c]) for c in columns] for row in self.rows]
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+        lines = [self._headline(), "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        columns = self._columns()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_format(row[c]))}</td>"
+                                        for c in columns) + "</tr>" for row in self.rows)
+        return (f"<p>{html.escape(self._headline())}</p><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table>")
+
+    # ------------------------------------------------------------------ helpers
+    def _headline(self) -> str:
+        configs = math.prod(len(v) for v in self.grid.values()) if self.grid else 1
+        text = (f"ExperimentResults: {len(self.rows)} runs ({configs} configurations x "
+                f"{len(self.seeds)} seeds)")
+        if self.rows:
+            best = self.best()
+            text += (f"; best by val_accuracy: {self._label(best.summary)} "
+                     f"({best.summary['val_accuracy_mean']:.4f})")
+        if self.test_report is not None:
+            text += f"; test accuracy {self.test_report.accuracy:.4f}"
+        return text
+
+    def _columns(self) -> list[str]:
+        return ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
+                "epochs_run", "features_computed"]
+
+    def _key(self, row) -> tuple:
+        return tuple(repr(row[name]) for name in self.grid)
+
+    def _label(self, entry) -> str:
+        return ", ".join(f"{name}={entry[name]}" for name in self.grid) or "(base)"
+
+
+def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_params=None,
+             cache="default", progress: bool = True) -> ExperimentResults:
+    """Train one classifier per grid combination and seed; collect validation metrics.
+
+    Args:
+        train: training images (:class:`~vitl.data.ImageCollection` or class-folder root).
+        validation: validation images for choosing; None holds out a stable
+            15% of ``train`` (the same for every run).
+        test: optional test images for :meth:`ExperimentResults.evaluate_best_on_test`.
+        grid: ``{parameter: [values...]}`` over :class:`~vitl.classifier.ImageClassifier`
+            parameters, e.g. ``{"backbone": [...], "learning_rate": [...],
+            "epochs": [...], "augment": [0, 4]}``.
+        seeds: the seeds every combination runs with.
+        base_params: fixed ``ImageClassifier`` parameters for every run.
+        cache: the feature cache (``"default"``, a folder, or None: then every
+            run featurizes again).
+        progress: a progress bar over runs.
+
+    Returns:
+        :class:`ExperimentResults`.
+
+    Raises:
+        ValueError: unknown or fixed parameters in ``grid`` / ``base_params``,
+            empty value lists, no seeds.
+    """
+    from tqdm import tqdm
+
+    names = list(inspect.signature(ImageClassifier.__init__).parameters)[1:]
+    grid, base_params = _check_grid(grid, names), dict(base_params or {})
+    unknown = sorted(set(base_params) - set(names))
+    if unknown:
+        raise ValueError(problem("base_params", f"ImageClassifier parameters ({', '.join(names)})",
+                                 unknown, "remove or rename them"))
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(problem("seeds", "a non-empty list of integers >= 0", seeds,
+                                 "pass seeds=(0, 1, 2)"))
+    train = _as_collection(train, "train")
+    if validation is None:
+        parts = split(train, 1 - HOLDOUT_FRACTION, HOLDOUT_FRACTION, 0.0, seed=0)
+        train, validation = parts.train, parts.validation
+    validation = _as_collection(validation, "validation")
+    test = None if test is None else _as_collection(test, "test")
+
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    extractors = {}  # runs with the same backbone share one frozen extractor
+    rows, classifiers = [], []
+    jobs = [(combo, seed) for combo in combos for seed in seeds]
+    for combo, seed in tqdm(jobs, desc="grid", unit="run", disable=not progress):
+        params = {**base_params, **combo, "seed": seed, "cache": cache, "verbose": False}
+        clf = ImageClassifier(**params)
+        key = (clf.backbone, repr(clf.weights), clf.input_size, clf.precision)
+        if key not in extractors:
+            extractors[key] = clf._build_extractor()
+        started = time.perf_counter()
+        clf._fit(train, validation, extractor=extractors[key])
+        seconds = time.perf_counter() - started
+        report = clf.evaluate(validation)
+        features = clf.fit_info_["features"]
+        rows.append({
+            "run": len(rows), **combo, "seed": seed,
+            "val_accuracy": float(report.accuracy), "val_log_loss": float(report.log_loss),
+            "train_seconds": seconds, "epochs_run": len(clf.history_),
+            "best_epoch": clf.history_.best_epoch,
+            "features_computed": sum(part["computed"] for name, part in features.items()
+                                     if isinstance(part, dict)),
+        })
+        classifiers.append(clf)
+    return ExperimentResults(grid, seeds, rows, classifiers, test)
+
+
+def _check_grid(grid, names) -> dict:
+    if not isinstance(grid, dict):
+        message = problem("grid", "a dict {parameter: [values...]}", type(grid).__name__,
+                          "pass grid={'learning_rate': [0.01, 0.001]}")
+        raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+    checked = {}
+    for name, values in grid.items():
+        if name in _NOT_IN_GRID:
+            fix = ("pass seeds=(0, 1, 2) instead" if name == "seed"
+                   else "set it in run_grid's arguments")
+            raise ValueError(problem("grid parameter", f"an ImageClassifier parameter other than "
+                                     f"{', '.join(_NOT_IN_GRID)}", name, fix))
+        if name not in names:
+            raise ValueError(problem("grid parameter", f"an ImageClassifier parameter "
+                                     f"({', '.join(names)})", name, "check the spelling"))
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise ValueError(problem(f"grid[{name!r}]", "a list of values", values,
+                                     f"pass {name!r}: [{values!r}]"))
+        values = list(values)
+        if not values:
+            raise ValueError(problem(f"grid[{name!r}]", "at least one value", values,
+                                     "drop the parameter or list a value"))
+        checked[name] = values
+    return checked
+
+
+def _check_metric(metric, rows) -> None:
+    known = ("val_accuracy", "val_log_loss")
+    if metric not in known:
+        raise ValueError(problem("metric", f"one of {known}", metric, "pass metric='val_accuracy'"))
+
+
+def _lower_is_better(metric: str) -> bool:
+    return "loss" in metric
+
+
+def _same(a, b) -> bool:
+    return repr(a) == repr(b)
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+    return "-" if value is None else str(value)
+
+
+def _plain(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value
+
+
+__all__ = ["BestRun", "ExperimentResults", "run_grid"]

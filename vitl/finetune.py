@@ -1,0 +1,484 @@
+"""Fine-tuning: after the head is trained, train the top blocks of the backbone with it.
+
+The head phase (:mod:`vitl.training`) learns from frozen, cached features. Fine-
+tuning then unfreezes the last ``N`` blocks of the backbone (the registry's
+``BackboneSpec.block_prefixes``: a layer belongs to block ``b`` when its name
+starts with that prefix) and trains them together with the head, end to end on
+images, at a low learning rate:
+
+* BatchNormalization layers stay frozen, so they keep using their ImageNet
+  moving statistics (Keras runs a non-trainable BatchNormalization layer in
+  inference mode): small batches of similar-looking tiles would otherwise
+  wreck them.
+* Images stream through a ``tf.data`` pipeline (:func:`vitl.data.read_image`,
+  float 0..255), training batches optionally augmented on the fly by an
+  :class:`vitl.augment.AugmentPolicy`, seeded, so a run is reproducible.
+* Early stopping watches validation accuracy (ties broken by validation loss)
+  and restores the best weights. The starting point, head-only training,
+  counts as a candidate: fine-tuning that does not beat it on validation is
+  discarded and the original backbone and head are returned unchanged
+  (``FineTuneConfig(keep="best")`` keeps the best fine-tuned epoch instead).
+
+Fine-tuning works on a copy of the backbone: the extractor passed in (and its
+feature-cache identity) is never modified. The returned extractor carries a
+``WeightsSource(kind="fine-tuned", sha256=<digest of its weights>)``, so its
+features get their own cache keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import keras
+import numpy as np
+
+from ._errors import check_choice, check_int, problem
+from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor
+from .data import read_image
+from .training import HISTORY_COLUMNS, EpochLog, TrainingHistory, current_learning_rate
+
+FINE_TUNE_OPTIMIZERS = ("adam", "sgd")
+FINE_TUNE_KEEP = ("improved", "best")
+FINE_TUNE_SCHEDULES = ("constant", "warmup_cosine")
+
+
+@dataclass
+class FineTuneConfig:
+    """Hyper-parameters of fine-tuning.
+
+    Attributes:
+        blocks: number of top backbone blocks to unfreeze (>= 1).
+        epochs: maximum passes over the training images.
+        learning_rate: constant learning rate; keep it low (1e-4 for Adam).
+        optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``).
+        momentum: SGD momentum (ignored by Adam).
+        batch_size: images per gradient step.
+        patience: epochs without a better validation score before stopping.
+        class_weight: None, ``"balanced"`` or ``{class_index: weight}``.
+        seed: seeds shuffling and on-the-fly augmentation.
+        keep: ``"improved"`` (default): the starting point (head-only
+            training) competes with the fine-tuned epochs, so fine-tuning is
+            kept only when it beats it on validation; ``"best"``: keep the best
+            fine-tuned epoch even when it is worse than the start.
+        schedule: ``"constant"`` learning rate, or ``"warmup_cosine"``: a linear
+            ramp from 0 over the first epoch, then cosine decay to 0 at the end.
+
+    Example:
+        >>> FineTuneConfig(blocks=2).validate().learning_rate
+        0.0001
+        >>> FineTuneConfig(blocks=0).validate()
+        Traceback (most recent call last):
+        ...
+        ValueError: blocks: expected an integer >= 1, received 0. Fix: pass blocks=2 (the top 2)
+    """
+
+    blocks: int = 2
+    epochs: int = 10
+    learning_rate: float = 1e-4
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    batch_size: int = 16
+    patience: int = 3
+    class_weight: None | str | dict = None
+    seed: int = 0
+    keep: str = "improved"
+    schedule: str = "constant"
+
+    def validate(self) -> FineTuneConfig:
+        """Check every field; return ``self``."""
+        check_int("blocks", self.blocks, minimum=1, fix="pass blocks=2 (the top 2)")
+        check_int("epochs", self.epochs, minimum=1)
+        rate = self.learning_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
+            raise ValueError(problem("learning_rate", "a number in (0, 1)", self.learning_rate,
+                                     "pass learning_rate=1e-4"))
+        check_choice("optimizer", self.optimizer, FINE_TUNE_OPTIMIZERS)
+        if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) \
+                or not 0 <= self.momentum < 1:
+            raise ValueError(problem("momentum", "a number in [0, 1)", self.momentum,
+                                     "pass momentum=0.9"))
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("patience", self.patience, minimum=0)
+        check_int("seed", self.seed, minimum=0)
+        check_choice("keep", self.keep, FINE_TUNE_KEEP)
+        check_choice("schedule", self.schedule, FINE_TUNE_SCHEDULES)
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def learning_rate_schedule(self, steps_per_epoch: int):
+        """The learning rate: a float, or a Keras schedule of the step for ``"warmup_cosine"``."""
+        if self.schedule == "constant":
+            return float(self.learning_rate)
+        # Ramp up over the first epoch (the trained head's large gradients hit the
+        # unfrozen blocks hardest at the start), then cosine-decay to zero.
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, (self.epochs - 1) * steps_per_epoch),
+            warmup_target=self.learning_rate, warmup_steps=steps_per_epoch)
+
+    def make_optimizer(self, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+        """The optimizer, with the learning-rate schedule over ``steps_per_epoch``-step epochs."""
+        rate = self.learning_rate_schedule(steps_per_epoch)
+        if self.optimizer == "sgd":
+            return keras.optimizers.SGD(rate, momentum=self.momentum)
+        return keras.optimizers.Adam(rate)
+
+
+@dataclass
+class FineTuneResult:
+    """What :func:`fine_tune` returns.
+
+    Attributes:
+        extractor: the fine-tuned extractor (a copy), or the one passed in when
+            fine-tuning did not improve on validation.
+        head: the head trained together with it (or the one passed in).
+        history: per-epoch :class:`vitl.training.TrainingHistory` (epochs 0-based).
+        unfrozen: names of the backbone layers that were trained.
+        initial: validation ``{"val_loss", "val_accuracy"}`` before fine-tuning
+            (None without validation data).
+        improved: whether the fine-tuned weights were kept.
+    """
+
+    extractor: FeatureExtractor
+    head: keras.Model
+    history: TrainingHistory
+    unfrozen: list[str] = field(default_factory=list)
+    initial: dict | None = None
+    improved: bool = False
+
+    def summary(self) -> dict:
+        """JSON-able facts for ``fit_info_``."""
+        best = self.history.best
+        return {"unfrozen_layers": len(self.unfrozen), "epochs_run": len(self.history),
+                "best_epoch": self.history.best_epoch, "kept": self.improved,
+                "initial": self.initial,
+                "best": None if best is None else {k: best.get(k) for k in
+                                                   ("val_loss", "val_accuracy")},
+                "seconds": self.history.seconds}
+
+
+def top_block_layers(extractor: FeatureExtractor, blocks: int) -> list[keras.layers.Layer]:
+    """Return the backbone layers of the top ``blocks`` blocks (registry ``block_prefixes``).
+
+    Raises:
+        ValueError: ``blocks`` out of range, or a block prefix matches no layer.
+
+    Example:
+        >>> from vitl.backbones import build_feature_extractor
+        >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+        >>> sorted({layer.name.split("_")[0] for layer in top_block_layers(fx, 1)})
+        ['Conv']
+    """
+    prefixes = extractor.spec.block_prefixes
+    check_int("blocks", blocks, minimum=1, fix="pass blocks=2")
+    if blocks > len(prefixes):
+        raise ValueError(problem("blocks", f"at most {len(prefixes)} ({extractor.name} has "
+                                 f"{len(prefixes)} blocks)", blocks,
+                                 f"pass blocks between 1 and {len(prefixes)}"))
+    backbone = extractor.model.get_layer("backbone")
+    chosen = prefixes[-blocks:]
+    layers = [layer for layer in backbone.layers if layer.name.startswith(chosen)]
+    missing = [p for p in chosen if not any(layer.name.startswith(p) for layer in layers)]
+    if missing:
+        raise ValueError(problem("block prefixes", f"layer-name prefixes of {extractor.name}",
+                                 missing, "fix BackboneSpec.block_prefixes in the registry"))
+    return layers
+
+
+def set_trainable_blocks(extractor: FeatureExtractor, blocks: int) -> list[str]:
+    """Unfreeze the top ``blocks`` blocks (BatchNormalization stays frozen); 0 freezes all.
+
+    Returns:
+        Names of the layers now trainable.
+    """
+    backbone = extractor.model.get_layer("backbone")
+    if blocks == 0:
+        backbone.trainable = False
+        return []
+    top = {id(layer) for layer in top_block_layers(extractor, blocks)}
+    backbone.trainable = True  # sets every sub-layer; then re-freeze all but the top blocks
+    names = []
+    for layer in backbone.layers:
+        keep = id(layer) in top and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = keep
+        if keep and layer.weights:
+            names.append(layer.name)
+    return names
+
+
+def weights_digest(extractor: FeatureExtractor) -> str:
+    """sha256 (hex) of the backbone's weights, read as ``FeatureExtractor.fingerprint`` does."""
+    digest = hashlib.sha256()
+    for w in extractor.model.get_layer("backbone").weights:
+        digest.update(np.asarray(w.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def copy_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
+    """A frozen extractor with the same architecture and a copy of the weights."""
+    copy = build_feature_extractor(extractor.spec, weights=None, input_size=extractor.input_size,
+                                   precision=extractor.precision)
+    copy.model.set_weights(extractor.model.get_weights())
+    return FeatureExtractor(extractor.spec, copy.model, extractor.input_size, extractor.weights,
+                            extractor.precision)
+
+
+def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, validation=None,
+              y_val=None, *, config: FineTuneConfig, policy=None, verbose=True,
+              callbacks=()) -> FineTuneResult:
+    """Train the top backbone blocks and the head end to end on images.
+
+    Args:
+        extractor: the frozen extractor the head was trained on (not modified).
+        head: the trained head (not modified).
+        train: training images: an :class:`~vitl.data.ImageCollection` or paths.
+        y_train: their class indices (columns of the head's output).
+        validation, y_val: validation images and indices, for early stopping;
+            without them all epochs run and the last weights are kept.
+        config: a :class:`FineTuneConfig`.
+        policy: an :class:`~vitl.augment.AugmentPolicy` to augment training
+            batches on the fly, or None.
+        verbose: True (or 1) prints ML.NET-style epoch lines, an int n every
+            n-th epoch's, ``"bar"`` shows a progress bar, False (or 0) nothing.
+        callbacks: extra Keras callbacks.
+
+    Returns:
+        A :class:`FineTuneResult`.
+
+    Example:
+        >>> import tempfile
+        >>> from vitl.data import load_image_folder
+        >>> from vitl.datasets import make_synthetic_cracks
+        >>> from vitl.training import build_head
+        >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 4,
+        ...                            size=64, progress=False), progress=False)
+        >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=64)
+        >>> result = fine_tune(fx, build_head(1280, 2), images, images.labels, images,
+        ...                    images.labels, config=FineTuneConfig(blocks=1, epochs=2),
+        ...                    verbose=False)
+        >>> len(result.history), len(result.unfrozen) > 0
+        (2, True)
+    """
+    config = config.validate()
+    if not (verbose in (True, False, "bar")
+            or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose >= 0)):
+        raise ValueError(problem("verbose", "True, False, 'bar' or an epoch interval n >= 0",
+                                 verbose, "pass verbose=True"))
+    train_paths = [str(p) for p in getattr(train, "paths", train)]
+    y_train = np.asarray(y_train, dtype=np.int32)
+    if len(train_paths) == 0 or y_train.shape != (len(train_paths),):
+        raise ValueError(problem("train / y_train", "one label per image, at least one image",
+                                 f"{len(train_paths)} images, labels of shape {y_train.shape}",
+                                 "pass the training collection and its labels"))
+    has_val = validation is not None and len(getattr(validation, "paths", validation)) > 0
+    val_paths = [str(p) for p in getattr(validation, "paths", validation)] if has_val else []
+    n_classes = int(head.output_shape[-1])
+
+    keras.utils.set_random_seed(config.seed)
+    tuned = copy_extractor(extractor)
+    tuned_head = keras.models.clone_model(head)
+    tuned_head.set_weights(head.get_weights())
+    unfrozen = set_trainable_blocks(tuned, config.blocks)
+    inputs = keras.Input((tuned.input_size, tuned.input_size, 3), name="image")
+    model = keras.Model(inputs, tuned_head(tuned.model(inputs)), name="fine_tune")
+    steps = math.ceil(len(train_paths) / config.batch_size)
+    model.compile(optimizer=config.make_optimizer(steps), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+    size, batch = tuned.input_size, config.batch_size
+    train_ds = _training_dataset(train_paths, y_train, size, batch, config.epochs, config.seed,
+                                 policy)
+    val_ds = _dataset(val_paths, np.asarray(y_val, np.int32), size, batch) if has_val else None
+    initial = None
+    if has_val:
+        loss, accuracy = model.evaluate(val_ds, verbose=0)
+        initial = {"val_loss": float(loss), "val_accuracy": float(accuracy)}
+    if verbose and verbose != "bar":
+        start = (f", validation accuracy before: {initial['val_accuracy']:.4f}" if initial
+                 else "")
+        print(f"fine-tuning phase: top {_plural(config.blocks, 'block')} of {extractor.name} "
+              f"({_plural(len(unfrozen), 'layer')}) + head on {len(train_paths)} images, up to "
+              f"{config.epochs} epochs, {config.optimizer} {config.learning_rate:g}{start}",
+              flush=True)
+    keeper = _KeepBest(config.patience, initial if config.keep == "improved" else None)
+    rows = _Rows()
+    listed = [rows, keeper]
+    if verbose == "bar":
+        listed.append(_Bar(config.epochs))
+    elif verbose:
+        val_steps = math.ceil(len(val_paths) / batch) if has_val else None
+        every = verbose if isinstance(verbose, int) and not isinstance(verbose, bool) else 1
+        listed.append(EpochLog(every=every, val_steps=val_steps))
+    listed += list(callbacks)
+    started = time.perf_counter()
+    try:
+        model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=val_ds,
+                  class_weight=_class_weight_dict(config.class_weight, y_train, n_classes),
+                  callbacks=listed, shuffle=False, verbose=0)
+    finally:
+        set_trainable_blocks(tuned, 0)
+    seconds = time.perf_counter() - started
+
+    history = TrainingHistory(
+        rows=rows.rows, monitor="val_accuracy" if has_val else "accuracy",
+        best_epoch=keeper.best_epoch if has_val else rows.rows[-1]["epoch"],
+        stopped_epoch=keeper.stopped_epoch, restored_best=keeper.restored,
+        epochs_requested=config.epochs, seconds=seconds)
+    if has_val and keeper.best_epoch is None:  # nothing beat head-only training
+        if verbose and verbose != "bar":
+            print("fine-tuning discarded: no epoch beat the head-only model on validation",
+                  flush=True)
+        return FineTuneResult(extractor, head, history, unfrozen, initial, improved=False)
+    if verbose and verbose != "bar" and has_val:
+        best = history.best
+        print(f"fine-tuning kept: epoch {history.best_epoch}, validation accuracy "
+              f"{best['val_accuracy']:.4f}", flush=True)
+    source = WeightsSource(kind="fine-tuned", path=extractor.weights.path,
+                           sha256=weights_digest(tuned))
+    result_extractor = FeatureExtractor(tuned.spec, tuned.model, tuned.input_size, source,
+                                        tuned.precision)
+    return FineTuneResult(result_extractor, tuned_head, history, unfrozen, initial, improved=True)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+# ---------------------------------------------------------------------- data
+def _loader(paths, size):
+    import tensorflow as tf
+
+    def load(index):
+        return read_image(paths[int(index)], size)
+
+    @tf.autograph.experimental.do_not_convert
+    def load_tf(index, label):
+        image = tf.numpy_function(load, [index], tf.uint8, stateful=False)
+        image.set_shape((size, size, 3))
+        return image, label
+
+    return load_tf
+
+
+def _dataset(paths, labels, size, batch):
+    """Validation images in order, decoded once and kept (uint8) in memory."""
+    import tensorflow as tf
+
+    return (tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), labels))
+            .map(_loader(paths, size), num_parallel_calls=tf.data.AUTOTUNE)
+            .cache()
+            .batch(batch)
+            .map(tf.autograph.experimental.do_not_convert(lambda x, y: (tf.cast(x, tf.float32), y)))
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def _training_dataset(paths, labels, size, batch, epochs, seed, policy):
+    """``epochs`` seeded shuffles of the training images, batched per epoch, augmented if asked."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    order = np.stack([rng.permutation(len(paths)) for _ in range(epochs)])
+    labels = tf.constant(labels)
+    load = _loader(paths, size)
+
+    @tf.autograph.experimental.do_not_convert
+    def one_epoch(indices):
+        return (tf.data.Dataset.from_tensor_slices((indices, tf.gather(labels, indices)))
+                .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .batch(batch))
+
+    @tf.autograph.experimental.do_not_convert
+    def to_float(step, batch_xy):
+        images = tf.cast(batch_xy[0], tf.float32)
+        if policy is not None:  # a fresh, seeded draw for every batch of every epoch
+            images = policy.augment_batch(images, tf.stack([tf.constant(seed, tf.int64), step]))
+        return images, batch_xy[1]
+
+    dataset = tf.data.Dataset.from_tensor_slices(order).flat_map(one_epoch).enumerate()
+    return dataset.map(to_float).prefetch(tf.data.AUTOTUNE)
+
+
+def _class_weight_dict(class_weight, y, n_classes):
+    if class_weight is None:
+        return None
+    if class_weight == "balanced":
+        counts = np.bincount(y, minlength=n_classes).astype(float)
+        return {c: (len(y) / ((counts > 0).sum() * counts[c]) if counts[c] else 1.0)
+                for c in range(n_classes)}
+    return {int(k): float(v) for k, v in class_weight.items()}
+
+
+# ---------------------------------------------------------------------- callbacks
+class _KeepBest(keras.callbacks.Callback):
+    """Early stopping on (val_accuracy, -val_loss) with the starting weights as a candidate."""
+
+    def __init__(self, patience, initial):
+        super().__init__()
+        self.patience = patience
+        self.score = None if initial is None else (initial["val_accuracy"], -initial["val_loss"])
+        self.best_epoch = self.stopped_epoch = self.best_weights = None
+        self.wait = 0
+        self.restored = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if "val_accuracy" not in logs:
+            return
+        score = (float(logs["val_accuracy"]), -float(logs["val_loss"]))
+        if self.score is None or score > self.score:
+            self.score, self.best_epoch, self.wait = score, epoch, 0
+            self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+            self.stopped_epoch = epoch
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            self.restored = True
+
+
+class _Rows(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rows, self._lr = [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._lr = current_learning_rate(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        logs.setdefault("learning_rate", self._lr)
+        self.rows.append({"epoch": epoch, **{c: (None if logs.get(c) is None else float(logs[c]))
+                                             for c in HISTORY_COLUMNS[1:]}})
+
+
+class _Bar(keras.callbacks.Callback):
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs, self.bar = epochs, None
+
+    def on_train_begin(self, logs=None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc="Fine-tuning", unit="epoch", file=sys.stderr)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in (logs or {}).items()
+                              if k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                             refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+__all__ = ["FINE_TUNE_OPTIMIZERS", "FineTuneConfig", "FineTuneResult", "copy_extractor",
+           "fine_tune", "set_trainable_blocks", "top_block_layers", "weights_digest"]
