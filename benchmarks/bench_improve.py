@@ -8,19 +8,21 @@ would move accuracy by 8 points). Backbone ``mobilenetv2-tv`` at 224 px
 seeds (head initialisation, shuffling, fine-tuning order and on-the-fly
 augmentation); the split and the images stay fixed.
 
-Rows (``--configs`` picks some):
+Rows (``--configs`` picks some), all with backbone ``mobilenetv2-tv``:
 
 * ``head-mlnet``: the head alone with ML.NET's defaults (SGD 0.01, decay 0.94
-  every 2 epochs, batch 10, early stopping patience 20).
+  every 2 epochs, batch 10, early stopping patience 20), 224 px.
 * ``head-adam``: the head alone, Adam at 1e-3.
 * ``aug4`` / ``aug8``: ``head-adam`` + 4 / 8 cached augmented views per
   training image (``AugmentPolicy()`` defaults).
-* ``ft2-1e-4``: ``head-adam`` + fine-tuning the top 2 blocks, Adam 1e-4, 10 epochs.
-* ``ft8-1e-4`` / ``ft8-3e-5``: the top 8 blocks at 1e-4 / 3e-5.
-* ``aug4-ft8-3e-5``: ``aug4`` + fine-tuning the top 8 blocks at 3e-5 on
-  training images augmented on the fly.
-* ``grid``: ``run_grid`` over head optimizer x learning rate x augment views,
-  chosen by mean validation accuracy, the winner evaluated on test once.
+* ``ft2`` / ``ft8``: ``head-adam``, then fine-tuning the top 2 / 8 blocks
+  (the defaults: Adam, peak 1e-4, one-epoch warm-up, cosine decay, at most
+  10 epochs, patience 5, kept only if validation improves).
+* ``head-256`` / ``aug4-256`` / ``ft8-256``: the same at 256 px, the tiles'
+  own size (no resampling).
+* ``grid``: ``run_grid`` (Adam head) over input size x learning rate x
+  augment views, chosen by mean validation accuracy, the winner evaluated on
+  test once.
 
     .venv/bin/python benchmarks/bench_improve.py              # everything (~45 min, 2 cores)
     .venv/bin/python benchmarks/bench_improve.py --configs head-adam aug4 --seeds 0 1 2
@@ -52,22 +54,21 @@ from vitl.datasets import sdnet2018_decks
 from vitl.experiments import run_grid
 
 HEAD_ADAM = {"optimizer": "adam", "learning_rate": 1e-3}
+NATIVE = {**HEAD_ADAM, "input_size": 256}  # the tiles' own size: no resampling
+#: name -> (label, ImageClassifier parameters). Fine-tuning rows use the defaults:
+#: Adam, peak learning rate 1e-4 with a one-epoch warm-up and cosine decay, patience 5.
 CONFIGS = {
-    "head-mlnet": ("head only, ML.NET defaults (SGD 0.01)", {}),
-    "head-adam": ("head only, Adam 1e-3", HEAD_ADAM),
-    "aug4": ("head + augment K=4", {**HEAD_ADAM, "augment": 4}),
-    "aug8": ("head + augment K=8", {**HEAD_ADAM, "augment": 8}),
-    "ft2-1e-4": ("head + fine-tune top 2 blocks, Adam 1e-4",
-                 {**HEAD_ADAM, "fine_tune_blocks": 2, "fine_tune_learning_rate": 1e-4}),
-    "ft8-1e-4": ("head + fine-tune top 8 blocks, Adam 1e-4",
-                 {**HEAD_ADAM, "fine_tune_blocks": 8, "fine_tune_learning_rate": 1e-4}),
-    "ft8-3e-5": ("head + fine-tune top 8 blocks, Adam 3e-5",
-                 {**HEAD_ADAM, "fine_tune_blocks": 8, "fine_tune_learning_rate": 3e-5}),
-    "aug4-ft8-3e-5": ("head + augment K=4 + fine-tune top 8 (augmented), Adam 3e-5",
-                      {**HEAD_ADAM, "augment": 4, "fine_tune_blocks": 8,
-                       "fine_tune_learning_rate": 3e-5}),
+    "head-mlnet": ("head only, ML.NET defaults (SGD 0.01), 224 px", {}),
+    "head-adam": ("head only, Adam 1e-3, 224 px", HEAD_ADAM),
+    "aug4": ("head + augment K=4, 224 px", {**HEAD_ADAM, "augment": 4}),
+    "aug8": ("head + augment K=8, 224 px", {**HEAD_ADAM, "augment": 8}),
+    "ft2": ("head + fine-tune top 2 blocks, 224 px", {**HEAD_ADAM, "fine_tune_blocks": 2}),
+    "ft8": ("head + fine-tune top 8 blocks, 224 px", {**HEAD_ADAM, "fine_tune_blocks": 8}),
+    "head-256": ("head only, Adam 1e-3, 256 px", NATIVE),
+    "aug4-256": ("head + augment K=4, 256 px", {**NATIVE, "augment": 4}),
+    "ft8-256": ("head + fine-tune top 8 blocks, 256 px", {**NATIVE, "fine_tune_blocks": 8}),
 }
-GRID = {"optimizer": ["sgd", "adam"], "learning_rate": [0.01, 0.001], "augment": [0, 4, 8]}
+GRID = {"input_size": [224, 256], "learning_rate": [0.01, 0.001], "augment": [0, 4]}
 
 
 def mean_sd(values) -> str:
@@ -76,12 +77,14 @@ def mean_sd(values) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def run_config(name, parts, seeds, cache, backbone, input_size, fine_tune_epochs) -> dict:
+def run_config(name, parts, seeds, cache, backbone, quick_size, fine_tune_epochs) -> dict:
     label, params = CONFIGS[name]
     val, test, seconds, notes = [], [], [], []
+    params = {"fine_tune_epochs": fine_tune_epochs, **params}
+    if quick_size:
+        params["input_size"] = quick_size
     for seed in seeds:
-        clf = ImageClassifier(backbone, input_size=input_size, seed=seed, cache=cache,
-                              verbose=False, **{"fine_tune_epochs": fine_tune_epochs, **params})
+        clf = ImageClassifier(backbone, seed=seed, cache=cache, verbose=False, **params)
         started = time.perf_counter()
         clf.fit(parts.train, parts.validation)
         seconds.append(time.perf_counter() - started)
@@ -119,14 +122,14 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="plumbing check: 96 px, one seed, 2 fine-tuning epochs")
     args = parser.parse_args(argv)
-    input_size = 96 if args.quick else None
+    quick_size = 96 if args.quick else None
     seeds = args.seeds[:1] if args.quick else args.seeds
     epochs = 2 if args.quick else args.fine_tune_epochs
 
     root = sdnet2018_decks(mirror=args.mirror, verbose=False, progress=False)
     parts = split(load_image_folder(root, progress=False), 0.70, 0.15, 0.15, seed=0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"SDNET2018 deck sample, {args.backbone} @ {input_size or 224} px, seeds {seeds}, "
+    print(f"SDNET2018 deck sample, {args.backbone}, seeds {seeds}, "
           f"cache {args.cache}, load average {load:.1f}")
     print(parts.summary())
 
@@ -134,22 +137,23 @@ def main(argv=None) -> None:
     for name in args.configs:
         if name == "grid":
             continue
-        rows.append(run_config(name, parts, seeds, args.cache, args.backbone, input_size,
+        rows.append(run_config(name, parts, seeds, args.cache, args.backbone, quick_size,
                                epochs))
     print()
     print_table(rows)
 
     if "grid" in args.configs:
         started = time.perf_counter()
-        results = run_grid(parts.train, parts.validation, parts.test, grid=GRID, seeds=seeds,
-                           base_params={"backbone": args.backbone, "input_size": input_size},
+        grid = {**GRID, "input_size": [quick_size]} if quick_size else GRID
+        results = run_grid(parts.train, parts.validation, parts.test, grid=grid, seeds=seeds,
+                           base_params={"backbone": args.backbone, "optimizer": "adam"},
                            cache=args.cache, progress=False)
         best = results.best()
         report = results.evaluate_best_on_test()
         print(f"\nrun_grid: {len(results)} runs in {time.perf_counter() - started:.0f} s; "
               f"features computed: {sum(r['features_computed'] for r in results.rows)}")
         for entry in results.summary()[:5]:
-            params = ", ".join(f"{k}={entry[k]}" for k in GRID)
+            params = ", ".join(f"{k}={entry[k]}" for k in grid)
             print(f"  {params}: val {entry['val_accuracy_mean']:.3f} ± "
                   f"{entry['val_accuracy_sd']:.3f}")
         print(f"best by validation: {best.params} (seed {best.seed}): "

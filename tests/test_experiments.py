@@ -105,6 +105,18 @@ def test_tables_csv_and_plot(grid_results, tmp_path):
     assert bars[0].get_width() == pytest.approx(best.summary["val_accuracy_mean"])
 
 
+def test_fine_tuning_runs_leave_the_shared_extractor_alone(cracks, tmp_path):
+    parts = split(cracks, 0.5, 0.5, 0.0, seed=0)
+    results = run_grid(parts.train, parts.validation, grid={"fine_tune_blocks": [1, 0]},
+                       base_params={**BASE, "fine_tune_epochs": 1}, cache=tmp_path,
+                       progress=False)
+    first, second = results.to_rows()
+    assert first["features_computed"] == len(parts.train) + len(parts.validation)
+    assert second["features_computed"] == 0  # same frozen weights, same cache keys
+    plain = results.classifiers[1]
+    assert plain.fit_info_["fingerprint"] == results.classifiers[0].fit_info_["base_fingerprint"]
+
+
 @pytest.mark.parametrize("grid, word", [
     ({"seed": [0, 1]}, "seeds="), ({"learnin_rate": [0.1]}, "spelling"),
     ({"epochs": []}, "at least one value"), ({"epochs": 5}, "a list of values"),

@@ -93,7 +93,8 @@ def test_fine_tune_trains_only_the_top_blocks_of_a_copy(cracks):
 def test_fine_tune_with_augmentation_and_validation_records_history(cracks):
     fx = _extractor()
     result = fine_tune(fx, build_head(1280, 2), cracks, cracks.labels, cracks, cracks.labels,
-                       config=FineTuneConfig(blocks=1, epochs=2, patience=5, seed=3),
+                       config=FineTuneConfig(blocks=1, epochs=2, patience=5, seed=3,
+                                             schedule="constant"),
                        policy=AugmentPolicy(), verbose=False)
     assert result.initial is not None and set(result.initial) == {"val_loss", "val_accuracy"}
     rows = result.history.rows
@@ -122,7 +123,7 @@ def test_warmup_cosine_ramps_up_over_the_first_epoch_then_decays():
     assert rate[0] == 0.0 and rate[5] == pytest.approx(5e-5)
     assert rate[10] == pytest.approx(1e-4)
     assert 0 < rate[30] < 1e-4 and rate[50] == pytest.approx(0.0, abs=1e-9)
-    constant = FineTuneConfig(learning_rate=1e-4).make_optimizer(steps_per_epoch=10)
+    constant = FineTuneConfig(learning_rate=1e-4, schedule="constant").make_optimizer(10)
     assert float(constant.learning_rate) == pytest.approx(1e-4)
 
 

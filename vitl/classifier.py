@@ -86,8 +86,9 @@ class ImageClassifier:
         fine_tune_blocks: after the head, train the top N backbone blocks with
             it end to end on images (0 = off); see :mod:`vitl.finetune`. Kept
             only when it improves validation accuracy.
-        fine_tune_epochs: maximum fine-tuning epochs (early stopping, patience 3).
-        fine_tune_learning_rate: fine-tuning learning rate (Adam).
+        fine_tune_epochs: maximum fine-tuning epochs (early stopping, patience 5).
+        fine_tune_learning_rate: peak fine-tuning learning rate (Adam; warm-up
+            over the first epoch, cosine decay to 0).
         seed: seeds the validation hold-out, initialisation and shuffling: the
             same data and seed give the same split, weights and metrics.
         cache: feature cache: ``"default"``, a folder, or None to disable.

@@ -4,7 +4,8 @@ The head phase (:mod:`vitl.training`) learns from frozen, cached features. Fine-
 tuning then unfreezes the last ``N`` blocks of the backbone (the registry's
 ``BackboneSpec.block_prefixes``: a layer belongs to block ``b`` when its name
 starts with that prefix) and trains them together with the head, end to end on
-images, at a low learning rate:
+images, at a low learning rate (Adam, 1e-4 at its peak: ramped up over the first
+epoch, then cosine-decayed to zero):
 
 * BatchNormalization layers stay frozen, so they keep using their ImageNet
   moving statistics (Keras runs a non-trainable BatchNormalization layer in
@@ -53,7 +54,7 @@ class FineTuneConfig:
     Attributes:
         blocks: number of top backbone blocks to unfreeze (>= 1).
         epochs: maximum passes over the training images.
-        learning_rate: constant learning rate; keep it low (1e-4 for Adam).
+        learning_rate: peak learning rate; keep it low (1e-4 for Adam).
         optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``).
         momentum: SGD momentum (ignored by Adam).
         batch_size: images per gradient step.
@@ -64,8 +65,10 @@ class FineTuneConfig:
             training) competes with the fine-tuned epochs, so fine-tuning is
             kept only when it beats it on validation; ``"best"``: keep the best
             fine-tuned epoch even when it is worse than the start.
-        schedule: ``"constant"`` learning rate, or ``"warmup_cosine"``: a linear
-            ramp from 0 over the first epoch, then cosine decay to 0 at the end.
+        schedule: ``"warmup_cosine"`` (default): a linear ramp from 0 over the
+            first epoch, then cosine decay to 0 at the last; or ``"constant"``.
+            On the SDNET2018 sample the ramp and decay made fine-tuning
+            steadier than a constant rate (``benchmarks/README.md``).
 
     Example:
         >>> FineTuneConfig(blocks=2).validate().learning_rate
@@ -82,11 +85,11 @@ class FineTuneConfig:
     optimizer: str = "adam"
     momentum: float = 0.9
     batch_size: int = 16
-    patience: int = 3
+    patience: int = 5
     class_weight: None | str | dict = None
     seed: int = 0
     keep: str = "improved"
-    schedule: str = "constant"
+    schedule: str = "warmup_cosine"
 
     def validate(self) -> FineTuneConfig:
         """Check every field; return ``self``."""
@@ -480,5 +483,6 @@ class _Bar(keras.callbacks.Callback):
         self.bar.close()
 
 
-__all__ = ["FINE_TUNE_OPTIMIZERS", "FineTuneConfig", "FineTuneResult", "copy_extractor",
-           "fine_tune", "set_trainable_blocks", "top_block_layers", "weights_digest"]
+__all__ = ["FINE_TUNE_KEEP", "FINE_TUNE_OPTIMIZERS", "FINE_TUNE_SCHEDULES", "FineTuneConfig",
+           "FineTuneResult", "copy_extractor", "fine_tune", "set_trainable_blocks",
+           "top_block_layers", "weights_digest"]

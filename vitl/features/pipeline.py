@@ -10,6 +10,7 @@ batches whatever the number of images; only the (N, D) result is held.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from ..data import read_image
 from .cache import FeatureCache, FeatureKey, FeatureSpace, content_hash
 
 _HASH_THREADS = 8  # hashlib and file reads release the GIL
+_DECODE_THREADS = min(8, os.cpu_count() or 2)  # Pillow releases the GIL while decoding
 
 
 @dataclass
@@ -314,11 +316,17 @@ class Featurizer:
             image.set_shape((size, size, 3))
             return index, image
 
+        # Autotuning off: with it (TF 2.21), deleting the finished iterator often blocked
+        # for seconds, until the call had lasted a multiple of ~5.1 s. Decoding is a few
+        # percent of the backbone's time, so fixed parallelism is plenty.
+        options = tf.data.Options()
+        options.autotune.enabled = False
         dataset = (tf.data.Dataset.range(len(work))
-                   .map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
+                   .map(load_tf, num_parallel_calls=_DECODE_THREADS)
                    .batch(self.batch_size)
                    .map(lambda i, x: (i, tf.cast(x, tf.float32)))
-                   .prefetch(tf.data.AUTOTUNE))
+                   .prefetch(2)
+                   .with_options(options))
         model = self.extractor.model
         for indices, batch in dataset:
             indices = indices.numpy()
