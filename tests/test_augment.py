@@ -54,6 +54,7 @@ def test_views_depend_on_the_pixels_not_only_the_view_number():
     assert differing > 100
 
 
+@pytest.mark.slow
 def test_a_fresh_process_reproduces_the_view_byte_for_byte():
     image = _image(seed=5)
     code = ("import hashlib, numpy as np; from vitl.augment import AugmentPolicy; "
@@ -131,6 +132,7 @@ def test_cached_views_cost_nothing_the_second_time(tmp_path):
     assert featurizer.last_stats.computed == 4
 
 
+@pytest.mark.slow
 def test_classifier_augments_training_views_only_and_reuses_the_cache(cracks, tmp_path,
                                                                        monkeypatch):
     parts = split(cracks, 0.5, 0.5, 0.0, seed=0)
@@ -166,6 +168,7 @@ def test_classifier_augments_training_views_only_and_reuses_the_cache(cracks, tm
     assert again.fit_info_["features"]["validation"]["computed"] == 0
 
 
+@pytest.mark.slow
 def test_augment_parameters_are_checked_and_saved(cracks, tmp_path):
     with pytest.raises(ValueError, match="augment: expected an integer >= 0"):
         ImageClassifier(augment=-1).augmentation()

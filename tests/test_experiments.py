@@ -31,6 +31,7 @@ def grid_results(cracks, tmp_path_factory):
     return results, parts
 
 
+@pytest.mark.slow
 def test_one_row_per_combination_and_seed(grid_results):
     results, _ = grid_results
     rows = results.to_rows()
@@ -43,6 +44,7 @@ def test_one_row_per_combination_and_seed(grid_results):
     assert [r["run"] for r in rows] == list(range(8))
 
 
+@pytest.mark.slow
 def test_each_image_and_view_is_featurized_once(grid_results):
     results, parts = grid_results
     computed = [r["features_computed"] for r in results.to_rows()]
@@ -75,6 +77,7 @@ def test_best_is_chosen_by_mean_validation_metric():
         results.best("accuracy")
 
 
+@pytest.mark.slow
 def test_test_set_is_used_once_by_the_validation_choice(grid_results):
     results, parts = grid_results
     report = results.evaluate_best_on_test()
@@ -88,6 +91,7 @@ def test_test_set_is_used_once_by_the_validation_choice(grid_results):
         no_test.evaluate_best_on_test()
 
 
+@pytest.mark.slow
 def test_tables_csv_and_plot(grid_results, tmp_path):
     results, _ = grid_results
     text = repr(results)
@@ -105,6 +109,7 @@ def test_tables_csv_and_plot(grid_results, tmp_path):
     assert bars[0].get_width() == pytest.approx(best.summary["val_accuracy_mean"])
 
 
+@pytest.mark.slow
 def test_fine_tuning_runs_leave_the_shared_extractor_alone(cracks, tmp_path):
     parts = split(cracks, 0.5, 0.5, 0.0, seed=0)
     results = run_grid(parts.train, parts.validation, grid={"fine_tune_blocks": [1, 0]},
@@ -166,6 +171,7 @@ def test_continue_training_with_more_images_changes_the_model(first_model):
     assert len(clf.history_) == run["epochs_run"] <= 3
 
 
+@pytest.mark.slow
 def test_continue_training_works_on_a_loaded_model(first_model, tmp_path):
     clf, parts = first_model
     loaded = ImageClassifier.load(clf.save(tmp_path / "m.keras"),

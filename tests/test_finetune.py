@@ -62,6 +62,7 @@ def test_unfreezing_keeps_batch_norm_and_lower_blocks_frozen():
     assert not backbone.trainable_weights
 
 
+@pytest.mark.slow
 def test_fine_tune_trains_only_the_top_blocks_of_a_copy(cracks):
     fx = _extractor()
     before = _weights_by_layer(fx)
@@ -90,6 +91,7 @@ def test_fine_tune_trains_only_the_top_blocks_of_a_copy(cracks):
     assert not result.extractor.model.get_layer("backbone").trainable_weights  # frozen again
 
 
+@pytest.mark.slow
 def test_fine_tune_with_augmentation_and_validation_records_history(cracks):
     fx = _extractor()
     result = fine_tune(fx, build_head(1280, 2), cracks, cracks.labels, cracks, cracks.labels,
@@ -127,6 +129,19 @@ def test_warmup_cosine_ramps_up_over_the_first_epoch_then_decays():
     assert float(constant.learning_rate) == pytest.approx(1e-4)
 
 
+def test_fine_tune_refuses_mismatched_labels(cracks):
+    fx = _extractor()
+    with pytest.raises(ValueError, match="train / y_train: expected one label per image"):
+        fine_tune(fx, build_head(1280, 2), cracks, cracks.labels[:3],
+                  config=FineTuneConfig(blocks=1), verbose=False)
+    with pytest.raises(ValueError, match="y_val: expected one label per validation image"):
+        fine_tune(fx, build_head(1280, 2), cracks, cracks.labels, cracks, None,
+                  config=FineTuneConfig(blocks=1), verbose=False)
+    with pytest.raises(ValueError, match="verbose"):
+        fine_tune(fx, build_head(1280, 2), cracks, cracks.labels,
+                  config=FineTuneConfig(blocks=1), verbose="loud")
+
+
 @pytest.mark.parametrize("kwargs, word", [
     ({"blocks": 0}, "blocks"), ({"schedule": "step"}, "schedule"), ({"learning_rate": 0}, "learning_rate"),
     ({"optimizer": "rmsprop"}, "optimizer"), ({"momentum": 1.5}, "momentum"),
@@ -159,6 +174,7 @@ def tuned(cracks, tmp_path_factory):
     return clf, cache
 
 
+@pytest.mark.slow
 def test_classifier_fine_tunes_and_records_it(tuned):
     clf, _ = tuned
     info = clf.fit_info_
@@ -169,6 +185,7 @@ def test_classifier_fine_tunes_and_records_it(tuned):
     assert len(clf.history_) == 3  # the head phase keeps its own history
 
 
+@pytest.mark.slow
 def test_fine_tuned_features_never_come_from_the_stale_cache(tuned, cracks, tmp_path):
     clf, _ = tuned
     keras.utils.set_random_seed(0)
@@ -187,6 +204,7 @@ def test_fine_tuned_features_never_come_from_the_stale_cache(tuned, cracks, tmp_
     assert tuned_featurizer.last_stats.hits == 4  # and its own entries are reused
 
 
+@pytest.mark.slow
 def test_fine_tuned_model_saves_loads_and_exports_like_any(tuned, cracks, tmp_path):
     clf, cache = tuned
     path = clf.save(tmp_path / "tuned.keras")
