@@ -280,6 +280,10 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
                                  "pass the training collection and its labels"))
     has_val = validation is not None and len(getattr(validation, "paths", validation)) > 0
     val_paths = [str(p) for p in getattr(validation, "paths", validation)] if has_val else []
+    if has_val and (y_val is None or np.shape(y_val) != (len(val_paths),)):
+        raise ValueError(problem("y_val", f"one label per validation image ({len(val_paths)})",
+                                 None if y_val is None else f"shape {np.shape(y_val)}",
+                                 "pass the validation labels, or no validation images"))
     n_classes = int(head.output_shape[-1])
 
     keras.utils.set_random_seed(config.seed)
