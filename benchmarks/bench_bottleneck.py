@@ -3,7 +3,7 @@
 Prints one table. Everything is measured side by side in one run, so the
 ratios hold even when other processes share the CPU (the load is printed).
 
-    .venv/bin/python benchmarks/bench_bottleneck.py            # real numbers (~15 min, 2 cores)
+    .venv/bin/python benchmarks/bench_bottleneck.py            # real numbers (8-15 min, 2 cores)
     .venv/bin/python benchmarks/bench_bottleneck.py --quick    # plumbing check (~2 min)
 
 Rows (ResNet101V2 at 224x224 with random weights: same speed as ImageNet weights):
