@@ -12,7 +12,6 @@ Both functions return a plain image folder (one sub-folder per class) that
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -29,20 +28,21 @@ from tqdm import tqdm
 
 from . import _paths
 from ._errors import check_fraction, check_int, problem
+from ._hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DatasetUnavailableError",
-    "DatasetChecksumError",
     "SDNET2018_ATTRIBUTION",
     "SDNET2018_CLASSES",
     "SDNET2018_URL",
-    "sdnet2018_decks",
-    "tutorial_data",
-    "make_synthetic_cracks",
-    "synthetic_mask_path",
     "SYNTHETIC_MASK_DIR",
+    "DatasetChecksumError",
+    "DatasetUnavailableError",
+    "make_synthetic_cracks",
+    "sdnet2018_decks",
+    "synthetic_mask_path",
+    "tutorial_data",
 ]
 
 
@@ -167,18 +167,10 @@ def _is_complete(folder: Path) -> bool:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _verify_zip(path: Path, origin: str) -> None:
     """Raise DatasetChecksumError unless ``path`` has the expected size and sha256."""
     size = path.stat().st_size
-    received = _sha256(path)
+    received = sha256_file(path)
     if size != SDNET2018_SIZE or received != SDNET2018_SHA256:
         raise DatasetChecksumError(
             problem(

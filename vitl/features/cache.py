@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import problem
+from .._hashing import sha256_file
 
 #: File name of the sqlite database inside a cache folder.
 DB_NAME = "features.sqlite"
@@ -97,8 +98,7 @@ def content_hash(path) -> str:
         'ba7816bf8f01cfea'
         >>> os.remove(f.name)
     """
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    return sha256_file(path)
 
 
 @dataclass(frozen=True)
