@@ -199,7 +199,7 @@ def rss_child(args) -> None:
 
     paths = json.loads(Path(args.paths_file).read_text())[:args.rss_child]
     extractor = build(args.rss_backbone, size=None)
-    featurizer = Featurizer(extractor, cache=args.cache_dir, batch_size=32, progress=False)
+    featurizer = Featurizer(extractor, cache=args.cache_dir, progress=False)
     warm_up(extractor.model, extractor.input_size)
     before = _status_kib("VmRSS")
     featurizer.featurize(paths)
@@ -295,7 +295,7 @@ def main() -> None:
         # 1 + 5: end to end vs bare calls vs a matmul, in interleaved chunks of 80 images;
         # every chunk is new to the cache, so the featurize calls are cold.
         cache_dir = workdir / "cache"
-        featurizer = Featurizer(extractor, cache=cache_dir, batch_size=32, progress=False)
+        featurizer = Featurizer(extractor, cache=cache_dir, progress=False)
         product = matmul()
         chunk = 80
         rounds = [{"predict": partial(model.predict, pixels[i:i + chunk], batch_size=32,

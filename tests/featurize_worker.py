@@ -1,6 +1,6 @@
 """Featurize a list of images into a feature cache in a child process (used by tests/test_cache.py).
 
-Usage: python tests/featurize_worker.py LIST.json CACHE_DIR [--size 32] [--batch-size 2]
+Usage: python tests/featurize_worker.py LIST.json CACHE_DIR [--size 32]
        [--seed 0] [--delay SECONDS] [--go-file PATH]
 
 Prints one JSON line: the extractor's fingerprint, the run's stats and its start/end times.
@@ -23,7 +23,6 @@ def main() -> None:
     parser.add_argument("image_list")
     parser.add_argument("cache")
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--go-file", default=None)
@@ -54,7 +53,7 @@ def main() -> None:
         while not os.path.exists(args.go_file):
             time.sleep(0.01)
     start = time.time()
-    _, stats = featurize(paths, extractor, cache=args.cache, batch_size=args.batch_size,
+    _, stats = featurize(paths, extractor, cache=args.cache,
                          progress=False, return_stats=True)
     print(json.dumps({"fingerprint": fingerprint, "start": start, "end": time.time(),
                       "hits": stats.hits, "computed": stats.computed}))

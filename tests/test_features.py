@@ -30,7 +30,6 @@ def images(tmp_path):
 
 
 def run(paths, extractor, cache, **kwargs):
-    kwargs.setdefault("batch_size", 4)
     return featurize(paths, extractor, cache=cache, progress=False, return_stats=True, **kwargs)
 
 
@@ -111,9 +110,25 @@ def test_adding_ten_images_featurizes_only_ten(extractor, tmp_path):
     assert_features_close(features, direct_features(extractor, more))
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_a_vector_does_not_depend_on_its_batch_mates(precision, tmp_path):
+    """The same image alone, among 40, and as the one cache miss among hits: the same bits."""
+    fx = build_extractor(seed=0, size=32, precision=precision)
+    paths = write_images(tmp_path / "images", 40)
+    alone = run([paths[7]], fx, None)[0][0]
+    among_many = run(paths, fx, None)[0]
+    cache = tmp_path / "cache"
+    run(paths[:7] + paths[8:], fx, cache)
+    as_only_miss, stats = run(paths, fx, cache)
+    assert stats.computed == 1
+    np.testing.assert_array_equal(alone, among_many[7])
+    np.testing.assert_array_equal(as_only_miss, among_many)
+    assert np.abs(alone).max() > 0
+
+
 def test_rows_follow_input_order_and_collections_work(extractor, images, tmp_path):
     forward, _ = run(images, extractor, tmp_path / "cache")
-    backward, _ = run(images[::-1], extractor, None, batch_size=5)
+    backward, _ = run(images[::-1], extractor, None)
     assert np.array_equal(forward[::-1], backward)
     collection = ImageCollection.from_paths(images, [i % 2 for i in range(12)], ["a", "b"])
     from_collection, stats = run(collection, extractor, tmp_path / "cache")
@@ -178,7 +193,7 @@ def test_bad_image_names_the_file_and_keeps_earlier_batches(extractor, images, t
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg at all")
     with pytest.raises(BadImageError, match="broken.jpg"):
-        run(images + [broken], extractor, tmp_path / "cache", batch_size=4)
+        run(images + [broken], extractor, tmp_path / "cache")
     assert len(FeatureCache(tmp_path / "cache")) == 12  # the 3 full batches before it were kept
 
 
@@ -213,7 +228,6 @@ def test_empty_input_gives_empty_array(extractor, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"batch_size": 0}, "batch_size: expected an integer >= 1"),
     ({"cache": 123}, "cache: expected 'default'"),
     ({"view": -1}, "view: expected an integer >= 0"),
     ({"view": 1}, "transform: expected a function"),

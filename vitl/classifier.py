@@ -92,7 +92,6 @@ class ImageClassifier:
         seed: seeds the validation hold-out, initialisation and shuffling: the
             same data and seed give the same split, weights and metrics.
         cache: feature cache: ``"default"``, a folder, or None to disable.
-        featurize_batch_size: images per backbone call in the bottleneck phase.
         verbose: print the per-epoch log (``True``, or an int n: every n-th
             epoch), a progress bar (``"bar"``) or nothing (``False``), for the
             head and for fine-tuning; featurizing shows a progress bar unless False.
@@ -131,7 +130,7 @@ class ImageClassifier:
                  early_stopping=True, patience=20, min_delta=0.01, class_weight=None, dropout=0.0,
                  hidden_units=None, l2=0.0, augment=0, augment_policy=None, fine_tune_blocks=0,
                  fine_tune_epochs=10, fine_tune_learning_rate=1e-4, seed=0, cache="default",
-                 featurize_batch_size=32, verbose=True, callbacks=(), on_epoch=None):
+                 verbose=True, callbacks=(), on_epoch=None):
         self.backbone = backbone
         self.weights = weights
         self.input_size = input_size
@@ -157,7 +156,6 @@ class ImageClassifier:
         self.fine_tune_learning_rate = fine_tune_learning_rate
         self.seed = seed
         self.cache = cache
-        self.featurize_batch_size = featurize_batch_size
         self.verbose = verbose
         self.callbacks = callbacks
         self.on_epoch = on_epoch
@@ -536,7 +534,7 @@ class ImageClassifier:
         return params
 
     def _featurizer(self, extractor) -> Featurizer:
-        return Featurizer(extractor, cache=self.cache, batch_size=self.featurize_batch_size,
+        return Featurizer(extractor, cache=self.cache,
                           progress=bool(self.verbose))
 
 

@@ -131,7 +131,6 @@ class Featurizer:
         extractor: a :class:`vitl.backbones.FeatureExtractor`.
         cache: ``"default"`` (:func:`vitl._paths.default_cache_dir`), a folder,
             a :class:`FeatureCache`, or None/False to compute everything.
-        batch_size: images per backbone call (and per cache transaction).
         progress: show a tqdm bar and print a one-line summary to stderr.
 
     Example:
@@ -151,7 +150,7 @@ class Featurizer:
         (3, 0)
     """
 
-    def __init__(self, extractor, cache="default", batch_size: int = 32, progress: bool = True):
+    def __init__(self, extractor, cache="default", progress: bool = True):
         for attribute in ("model", "name", "input_size", "feature_dim", "fingerprint",
                           "precision"):
             if not hasattr(extractor, attribute):
@@ -161,14 +160,13 @@ class Featurizer:
                     "build one with vitl.backbones.build_feature_extractor(...)"))
         self.extractor = extractor
         self.cache = _open_cache(cache)
-        self.batch_size = check_int("batch_size", batch_size, minimum=1, fix="pass batch_size=32")
         self.progress = progress
         self.last_stats: FeatureStats | None = None
         self._space = None  # the fingerprint hashes random weights: compute it once
 
     def __repr__(self) -> str:
         return (f"Featurizer({self.extractor.name}@{self.extractor.input_size}, "
-                f"cache={self.cache!r}, batch_size={self.batch_size})")
+                f"cache={self.cache!r})")
 
     def space(self, view: int = 0, transform_id: str | None = None) -> FeatureSpace:
         """The cache's :class:`FeatureSpace` for this extractor and view."""
@@ -297,6 +295,8 @@ class Featurizer:
         """Yield ``(work items, float32 vectors)`` batch by batch, in ``work`` order."""
         import tensorflow as tf
 
+        from ..backbones.extractor import BACKBONE_BATCH
+
         size = int(self.extractor.input_size)
         errors = {}
 
@@ -323,16 +323,12 @@ class Featurizer:
         options.autotune.enabled = False
         dataset = (tf.data.Dataset.range(len(work))
                    .map(load_tf, num_parallel_calls=_DECODE_THREADS)
-                   .batch(self.batch_size)
-                   .map(lambda i, x: (i, tf.cast(x, tf.float32)))
+                   .batch(BACKBONE_BATCH)
                    .prefetch(2)
                    .with_options(options))
-        model = self.extractor.model
         for indices, batch in dataset:
             indices = indices.numpy()
-            # predict_on_batch runs as fast as our own tf.function (benchmarks row 0) and
-            # Keras keeps its traced function on the model, so later calls skip the trace.
-            vectors = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+            vectors = self.extractor(batch.numpy())
             bad = [i for i in indices if i in errors]
             good = [k for k, i in enumerate(indices) if i not in errors]
             yield [work[indices[k]] for k in good], vectors[good]
@@ -340,9 +336,8 @@ class Featurizer:
                 raise errors[bad[0]]
 
 
-def featurize(images, extractor, *, cache="default", batch_size: int = 32, view: int = 0,
-              views=None, transform=None, transform_id: str | None = None,
-              progress: bool = True, return_stats: bool = False):
+def featurize(images, extractor, *, cache="default", view: int = 0, views=None, transform=None,
+              transform_id: str | None = None, progress: bool = True, return_stats: bool = False):
     """Featurize images with a frozen backbone, through the shared feature cache.
 
     A function form of :class:`Featurizer` (see there for the arguments). Only
@@ -354,7 +349,6 @@ def featurize(images, extractor, *, cache="default", batch_size: int = 32, view:
         images: an :class:`vitl.data.ImageCollection` or a sequence of paths.
         extractor: a :class:`vitl.backbones.FeatureExtractor`.
         cache: ``"default"``, a folder, a :class:`FeatureCache`, or None/False.
-        batch_size: images per backbone call.
         view, views, transform, transform_id: see :meth:`Featurizer.featurize`.
         progress: tqdm bar and a one-line summary on stderr.
         return_stats: also return the call's :class:`FeatureStats`.
@@ -375,7 +369,7 @@ def featurize(images, extractor, *, cache="default", batch_size: int = 32, view:
         >>> features.shape, stats.computed
         ((1, 1280), 1)
     """
-    featurizer = Featurizer(extractor, cache=cache, batch_size=batch_size, progress=progress)
+    featurizer = Featurizer(extractor, cache=cache, progress=progress)
     features = featurizer.featurize(images, view=view, views=views, transform=transform,
                                     transform_id=transform_id)
     return (features, featurizer.last_stats) if return_stats else features
