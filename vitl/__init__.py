@@ -13,10 +13,11 @@ Example:
 from __future__ import annotations
 
 import importlib
-import os
+
+from ._tensorflow import quiet_tensorflow_import
 
 # TensorFlow's C++ start-up notices (oneDNN, CPU features) mean nothing to a tutorial reader.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_tensorflow_import()
 
 __version__ = "0.1.0"
 

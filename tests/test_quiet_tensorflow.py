@@ -1,0 +1,41 @@
+"""TensorFlow's native start-up lines never reach a vitl user's stderr; real errors do."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _stderr_of(code: str) -> str:
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300, check=True)
+    return done.stderr
+
+
+def test_importing_tensorflow_after_vitl_prints_no_startup_lines():
+    err = _stderr_of("import vitl, keras, tensorflow as tf; print(float(tf.constant(2.0) + 1))")
+    assert "absl::InitializeLog" not in err and "oneDNN" not in err, err
+    assert "cpu_feature_guard" not in err, err
+
+
+def test_without_vitl_tensorflow_is_noisy_here():
+    """The control: this TensorFlow does print start-up lines, so the test above can fail."""
+    err = _stderr_of("import tensorflow")
+    if "absl::InitializeLog" not in err and "oneDNN" not in err:
+        pytest.skip("this TensorFlow build prints no start-up lines on this CPU")
+
+
+def test_lines_that_are_not_startup_noise_are_replayed():
+    code = ("import os\n"
+            "from vitl._tensorflow import filtered_native_stderr\n"
+            "with filtered_native_stderr():\n"
+            "    os.write(2, b'oneDNN custom operations are on\\n')\n"
+            "    os.write(2, b'E0000 real failure: libfoo.so missing\\n')\n")
+    err = _stderr_of(code)
+    assert "real failure: libfoo.so missing" in err and "oneDNN" not in err

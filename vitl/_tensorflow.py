@@ -1,0 +1,98 @@
+"""Import TensorFlow without its native start-up lines, whoever imports it first.
+
+TensorFlow 2.21 writes absl/oneDNN notices ("All log messages before
+absl::InitializeLog() ...", "oneDNN custom operations are on ...") straight to
+file descriptor 2 while it loads, which ``TF_CPP_MIN_LOG_LEVEL`` does not stop.
+:func:`quiet_tensorflow_import` installs an import hook: when ``tensorflow`` is
+first imported (by vitl, Keras or the user), fd 2 goes to a temporary file during
+the import and a first op, then every line that is not a known start-up notice
+is written back to stderr, so real errors stay visible.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
+
+#: Native start-up notices dropped from stderr (everything else is replayed).
+STARTUP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on"
+    r"|cpu_feature_guard|This TensorFlow binary is optimized|rebuild TensorFlow with"
+    r"|Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|computation_placer"
+    r"|Could not find cuda drivers|cuda_(dnn|fft|blas)\.cc|cudart_stub|cuda_executor"
+    r"|absl::InitializeLog")
+
+
+@contextmanager
+def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE):
+    """Send fd 2 to a temporary file meanwhile; replay its lines that are not ``noise``.
+
+    Example:
+        >>> with filtered_native_stderr():
+        ...     _ = os.write(2, b"oneDNN custom operations are on\\n")
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (some embedded interpreters)
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(True)
+                    if line.strip() and not noise.search(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        with filtered_native_stderr():
+            self.loader.exec_module(module)
+            module.constant(0.0) + 1.0  # some CPUs print their notices at the first op
+
+
+class _QuietFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def quiet_tensorflow_import() -> None:
+    """Silence TensorFlow's native start-up lines for this process (idempotent, instant).
+
+    Does nothing once TensorFlow is imported, or under ``VITL_TF_STARTUP_LOG=1``.
+
+    Example:
+        >>> quiet_tensorflow_import()
+        >>> sum(isinstance(f, _QuietFinder) for f in sys.meta_path) <= 1
+        True
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or os.environ.get("VITL_TF_STARTUP_LOG") == "1":
+        return
+    if not any(isinstance(finder, _QuietFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietFinder())
