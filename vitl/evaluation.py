@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from scipy.stats import entropy
 from sklearn import metrics as skm
 
 from ._errors import problem
@@ -165,29 +168,30 @@ class EvaluationReport:
         labels = list(range(n_classes))
         self.n = len(y)
         self.y_pred = proba.argmax(axis=1)
-        self.accuracy = float(np.mean(self.y_pred == y))
+        self.accuracy = float(skm.accuracy_score(y, self.y_pred))
+        with warnings.catch_warnings():  # a class predicted but absent from y_true is fine here
+            warnings.simplefilter("ignore", UserWarning)
+            self.macro_accuracy = float(skm.balanced_accuracy_score(y, self.y_pred))
         self.confusion_matrix = skm.confusion_matrix(y, self.y_pred, labels=labels)
+        # ML.NET clamps at 1e-15 (sklearn at float eps); rows renormalized so sklearn accepts them.
+        clamped = np.maximum(proba, LOG_EPSILON)
+        clamped /= clamped.sum(axis=1, keepdims=True)
+        self.log_loss = float(skm.log_loss(y, clamped, labels=labels))
         support = np.bincount(y, minlength=n_classes)
-        present = support > 0
-        recalls = np.diag(self.confusion_matrix)[present] / support[present]
-        self.macro_accuracy = float(recalls.mean())
-
-        per_sample = -np.log(np.maximum(proba[np.arange(self.n), y], LOG_EPSILON))
-        self.log_loss = float(per_sample.mean())
-        prior = support[present] / self.n
-        prior_log_loss = float(-(prior * np.log(prior)).sum())
-        self.log_loss_reduction = ((prior_log_loss - self.log_loss) / prior_log_loss
-                                   if prior_log_loss > 0 else math.nan)
-
+        # ML.NET's LogLossReduction: relative to always predicting the label distribution,
+        # whose log-loss is that distribution's entropy (0 for one class: reduction undefined).
+        prior_log_loss = float(entropy(support))
+        self.log_loss_reduction = (1 - self.log_loss / prior_log_loss if prior_log_loss > 0
+                                   else math.nan)
         precision, recall, f1, _ = skm.precision_recall_fscore_support(
             y, self.y_pred, labels=labels, zero_division=0)
         self.per_class = {
             name: {"precision": float(precision[i]), "recall": float(recall[i]),
                    "f1": float(f1[i]), "support": int(support[i]),
-                   "log_loss": float(per_sample[y == i].mean()) if support[i] else math.nan}
+                   "log_loss": float(skm.log_loss(y[y == i], clamped[y == i], labels=labels))
+                   if support[i] else math.nan}
             for i, name in enumerate(self.class_names)
         }
-
         self.roc_auc = self.pr_auc = None
         self.top_k_accuracy: dict[int, float] = {}
         if n_classes == 2:
@@ -197,9 +201,8 @@ class EvaluationReport:
             self.pr_auc = (float(skm.average_precision_score(is_positive, score))
                            if is_positive.any() else math.nan)
         else:
-            for k in range(2, min(5, n_classes - 1) + 1):
-                self.top_k_accuracy[k] = float(
-                    skm.top_k_accuracy_score(y, proba, k=k, labels=labels))
+            self.top_k_accuracy = {k: float(skm.top_k_accuracy_score(y, proba, k=k, labels=labels))
+                                   for k in range(2, min(5, n_classes - 1) + 1)}
 
     def binary_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(is_positive, score)`` arrays (two classes only).
@@ -270,10 +273,8 @@ class EvaluationReport:
     def _threshold_choice(self, threshold, target_recall) -> ThresholdChoice:
         is_positive, score = self.binary_scores()
         flagged = score >= threshold
-        tp = int(np.sum(flagged & is_positive))
-        fp = int(np.sum(flagged & ~is_positive))
-        fn = int(np.sum(~flagged & is_positive))
-        tn = int(np.sum(~flagged & ~is_positive))
+        tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(is_positive, flagged,
+                                                                labels=[False, True]).ravel())
         return ThresholdChoice(
             threshold=threshold, target_recall=float(target_recall),
             recall=tp / (tp + fn) if tp + fn else math.nan,
@@ -341,8 +342,6 @@ class EvaluationReport:
         """Return :meth:`to_dict` as JSON text; also write it to ``path`` when given."""
         text = json.dumps(self.to_dict(include_predictions), indent=indent)
         if path is not None:
-            from pathlib import Path
-
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
 
@@ -376,12 +375,11 @@ class EvaluationReport:
         headline += [(f"top-{k} accuracy", v) for k, v in self.top_k_accuracy.items()]
         lines = [head] + [f"  {name:<20}{value:.4f}" for name, value in headline] + [""]
 
+        lines.append(skm.classification_report(
+            self.y_true, self.y_pred, labels=list(range(len(self.class_names))),
+            target_names=self.class_names, digits=4, zero_division=0))
         width = max(12, *(len(c) for c in self.class_names))
-        lines.append(" " * width + "  precision     recall   f1-score    support")
-        for name, row in self.per_class.items():
-            lines.append(f"{name:>{width}}  {row['precision']:9.4f}  {row['recall']:9.4f}  "
-                         f"{row['f1']:9.4f}  {row['support']:9d}")
-        lines += ["", "Confusion matrix (rows: true, columns: predicted)"]
+        lines += ["Confusion matrix (rows: true, columns: predicted)"]
         cell = max(6, len(str(self.confusion_matrix.max())) + 1,
                    *(len(c) + 1 for c in self.class_names))
         lines.append(" " * width + "".join(f"{c:>{cell}}" for c in self.class_names))
@@ -452,21 +450,12 @@ def _check_positive_class(positive_class, class_names) -> str | None:
 
 
 def _plain(value):
-    """Convert numpy scalars/arrays and NaN to JSON-able Python values."""
+    """Return a JSON-able copy of ``value``: NaN and infinities become None (JSON has neither)."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 __all__ = ["LOG_EPSILON", "EvaluationReport", "Mistake", "ThresholdChoice"]
