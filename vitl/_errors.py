@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a model is used before ``fit``."""
+from sklearn.exceptions import NotFittedError
 
 
 def problem(what: str, expected: str, received: object, fix: str) -> str:
@@ -83,17 +81,35 @@ def check_choice(name: str, value: object, choices) -> object:
 
 
 def check_is_fitted(estimator, attribute: str = "classes_") -> None:
-    """Raise :class:`NotFittedError` unless ``estimator`` has ``attribute``.
+    """Raise scikit-learn's ``NotFittedError`` unless ``estimator`` has a non-None ``attribute``.
+
+    The test and message of ``sklearn.utils.validation.check_is_fitted``, which
+    refuses objects that are not scikit-learn estimators (no ``__sklearn_tags__``);
+    this one accepts any object.
+
+    Args:
+        estimator: the object to check.
+        attribute: the fitted attribute that must be set.
+
+    Returns:
+        None.
+
+    Raises:
+        NotFittedError: ``attribute`` is missing or None.
 
     Example:
         >>> class Model: pass
         >>> check_is_fitted(Model())
         Traceback (most recent call last):
         ...
-        vitl._errors.NotFittedError: This Model instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator.
+        sklearn.exceptions.NotFittedError: This Model instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator.
     """
     if getattr(estimator, attribute, None) is None:
         raise NotFittedError(
             f"This {type(estimator).__name__} instance is not fitted yet. "
             "Call 'fit' with appropriate arguments before using this estimator."
         )
+
+
+__all__ = ["NotFittedError", "check_choice", "check_fraction", "check_int", "check_is_fitted",
+           "problem"]
