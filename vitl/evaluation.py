@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from scipy.stats import entropy
 from sklearn import metrics as skm
 
 from ._errors import problem
@@ -178,11 +177,11 @@ class EvaluationReport:
         clamped /= clamped.sum(axis=1, keepdims=True)
         self.log_loss = float(skm.log_loss(y, clamped, labels=labels))
         support = np.bincount(y, minlength=n_classes)
-        # ML.NET's LogLossReduction: relative to always predicting the label distribution,
-        # whose log-loss is that distribution's entropy (0 for one class: reduction undefined).
-        prior_log_loss = float(entropy(support))
-        self.log_loss_reduction = (1 - self.log_loss / prior_log_loss if prior_log_loss > 0
-                                   else math.nan)
+        # ML.NET's LogLossReduction: relative to always predicting the label distribution
+        # (undefined when y_true holds one class: that prior is perfect).
+        prior = np.tile(support / self.n, (self.n, 1))
+        self.log_loss_reduction = (1 - self.log_loss / skm.log_loss(y, prior, labels=labels)
+                                   if np.count_nonzero(support) > 1 else math.nan)
         precision, recall, f1, _ = skm.precision_recall_fscore_support(
             y, self.y_pred, labels=labels, zero_division=0)
         self.per_class = {
