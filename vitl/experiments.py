@@ -29,24 +29,21 @@ from __future__ import annotations
 
 import csv
 import html
-import inspect
-import itertools
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import ParameterGrid
 
 from ._errors import problem
-from .classifier import ImageClassifier, _as_collection
-from .data import split
+from .classifier import HOLDOUT_FRACTION, ImageClassifier
+from .data import load_image_folder, split
 from .evaluation import EvaluationReport
 
 #: Parameters a grid may not vary (seeds come from ``seeds``; the rest is plumbing).
 _NOT_IN_GRID = ("seed", "cache", "verbose", "callbacks", "on_epoch")
-#: Share of ``train`` held out for validation when ``run_grid`` gets none.
-HOLDOUT_FRACTION = 0.15
 
 
 @dataclass
@@ -110,7 +107,7 @@ class ExperimentResults:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             for row in self.rows:
-                writer.writerow({k: _plain(v) for k, v in row.items()})
+                writer.writerow(row)
         return path
 
     def summary(self, metric: str = "val_accuracy") -> list[dict]:
@@ -228,8 +225,8 @@ class ExperimentResults:
 
     # ------------------------------------------------------------------ helpers
     def _headline(self) -> str:
-        configs = math.prod(len(v) for v in self.grid.values()) if self.grid else 1
-        text = (f"ExperimentResults: {len(self.rows)} runs ({configs} configurations x "
+        text = (f"ExperimentResults: {len(self.rows)} runs ({len(ParameterGrid(self.grid))} "
+                f"configurations x "
                 f"{len(self.seeds)} seeds)")
         if self.rows:
             best = self.best()
@@ -256,12 +253,13 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
 
     Args:
         train: training images (:class:`~vitl.data.ImageCollection` or class-folder root).
-        validation: validation images for choosing; None holds out a stable
-            15% of ``train`` (the same for every run).
+        validation: validation images for choosing; None holds out
+            :data:`vitl.classifier.HOLDOUT_FRACTION` of ``train`` once (the same for every run).
         test: optional test images for :meth:`ExperimentResults.evaluate_best_on_test`.
         grid: ``{parameter: [values...]}`` over :class:`~vitl.classifier.ImageClassifier`
             parameters, e.g. ``{"backbone": [...], "learning_rate": [...],
-            "epochs": [...], "augment": [0, 4]}``.
+            "epochs": [...], "augment": [0, 4]}``. Runs go in ``ParameterGrid``
+            order (names sorted, the last name varying fastest), each seed in turn.
         seeds: the seeds every combination runs with.
         base_params: fixed ``ImageClassifier`` parameters for every run.
         cache: the feature cache (``"default"``, a folder, or None: then every
@@ -277,7 +275,7 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
     """
     from tqdm import tqdm
 
-    names = list(inspect.signature(ImageClassifier.__init__).parameters)[1:]
+    names = list(ImageClassifier().get_params())
     grid, base_params = _check_grid(grid, names), dict(base_params or {})
     unknown = sorted(set(base_params) - set(names))
     if unknown:
@@ -287,14 +285,13 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ValueError(problem("seeds", "a non-empty list of integers >= 0", seeds,
                                  "pass seeds=(0, 1, 2)"))
-    train = _as_collection(train, "train")
+    train, validation, test = (load_image_folder(images, progress=False)
+                               if isinstance(images, (str, Path)) else images
+                               for images in (train, validation, test))
     if validation is None:
         parts = split(train, 1 - HOLDOUT_FRACTION, HOLDOUT_FRACTION, 0.0, seed=0)
         train, validation = parts.train, parts.validation
-    validation = _as_collection(validation, "validation")
-    test = None if test is None else _as_collection(test, "test")
-
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    combos = list(ParameterGrid(grid))
     extractors = {}  # runs with the same backbone share one frozen extractor
     rows, classifiers = [], []
     jobs = [(combo, seed) for combo in combos for seed in seeds]
@@ -365,12 +362,6 @@ def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
     return "-" if value is None else str(value)
-
-
-def _plain(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    return value
 
 
 __all__ = ["BestRun", "ExperimentResults", "run_grid"]
