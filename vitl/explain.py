@@ -127,15 +127,13 @@ def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
         ValueError: as for :func:`explain`, or images of different sizes.
 
     Example:
+        >>> import tempfile
         >>> from vitl.classifier import ImageClassifier
-        >>> from vitl.training import build_head
-        >>> from vitl.backbones import build_feature_extractor
-        >>> from vitl.classifier import _join
-        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32)
-        >>> clf.extractor_ = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
-        >>> clf.head_ = build_head(1280, 2)
-        >>> clf.model_, clf.classes_ = _join(clf.extractor_, clf.head_), np.array(["a", "b"])
-        >>> maps = grad_cam(clf, np.zeros((3, 40, 50, 3), "uint8"), class_name="b")
+        >>> from vitl.datasets import make_synthetic_cracks
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 2, size=32, progress=False)
+        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, epochs=1,
+        ...                       cache=None, verbose=False).fit(folder, folder)
+        >>> maps = grad_cam(clf, np.zeros((3, 40, 50, 3), "uint8"), class_name="cracked")
         >>> maps.shape, maps.dtype, bool(maps.min() >= 0 and maps.max() <= 1)
         ((3, 40, 50), dtype('float32'), True)
     """
