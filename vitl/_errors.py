@@ -27,6 +27,15 @@ def problem(what: str, expected: str, received: object, fix: str) -> str:
 def check_int(name: str, value: object, minimum: int = 0, fix: str | None = None) -> int:
     """Validate an integer parameter and return it.
 
+    Args:
+        name: the parameter's name, for the message.
+        value: the value given.
+        minimum: the smallest value allowed.
+        fix: the message's fix; default ``"pass <name>=<minimum> or more"``.
+
+    Returns:
+        ``value``.
+
     Raises:
         ValueError: when ``value`` is not an integer >= ``minimum``.
 
@@ -48,6 +57,17 @@ def check_int(name: str, value: object, minimum: int = 0, fix: str | None = None
 def check_fraction(name: str, value: object, low: float = 0.0, high: float = 1.0) -> float:
     """Validate a number in ``[low, high]`` and return it as float.
 
+    Args:
+        name: the parameter's name, for the message.
+        value: the value given.
+        low, high: the closed range allowed.
+
+    Returns:
+        ``value`` as a float.
+
+    Raises:
+        ValueError: ``value`` is not a number in ``[low, high]``.
+
     Example:
         >>> check_fraction("dropout", 0.2)
         0.2
@@ -65,6 +85,17 @@ def check_fraction(name: str, value: object, low: float = 0.0, high: float = 1.0
 
 def check_choice(name: str, value: object, choices) -> object:
     """Validate that ``value`` is one of ``choices``.
+
+    Args:
+        name: the parameter's name, for the message.
+        value: the value given.
+        choices: the allowed values.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ValueError: ``value`` is not among ``choices``.
 
     Example:
         >>> check_choice("format", "tflite", ["savedmodel", "tflite"])

@@ -67,6 +67,16 @@ class ThresholdChoice:
     flags_everything: bool
 
     def to_dict(self) -> dict:
+        """Return the fields as JSON-able values (NaN becomes None).
+
+        Returns:
+            ``{field: value}``.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> report.at_threshold(0.5).to_dict()["tp"]
+            1
+        """
         return {k: _plain(v) for k, v in self.__dict__.items()}
 
     def __repr__(self) -> str:
@@ -145,6 +155,9 @@ class EvaluationReport:
                 the first class name (in the ML.NET tutorial ``CD``, cracked
                 deck, sorts first).
 
+        Returns:
+            The :class:`EvaluationReport`.
+
         Raises:
             ValueError: on inconsistent shapes, labels outside the classes,
                 probabilities that are negative or do not sum to 1, or
@@ -206,8 +219,18 @@ class EvaluationReport:
     def binary_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(is_positive, score)`` arrays (two classes only).
 
-        ``is_positive`` marks the samples of :attr:`positive_class`; ``score``
-        is every sample's predicted probability of that class.
+        Returns:
+            ``(is_positive, score)``: ``is_positive`` marks the samples of
+            :attr:`positive_class`; ``score`` is every sample's predicted
+            probability of that class.
+
+        Raises:
+            ValueError: the report has more than two classes.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> [array.tolist() for array in report.binary_scores()]
+            [[True, False], [0.8, 0.3]]
         """
         self._require_binary("binary_scores")
         pos = self.class_names.index(self.positive_class)
@@ -265,7 +288,20 @@ class EvaluationReport:
         return self._threshold_choice(threshold, target_recall)
 
     def at_threshold(self, threshold: float) -> ThresholdChoice:
-        """Return the counts and rates for flagging positives when score >= ``threshold``."""
+        """Return the counts and rates for flagging positives when score >= ``threshold``.
+
+        Args:
+            threshold: the score threshold on the positive class.
+
+        Returns:
+            A :class:`ThresholdChoice` (its ``target_recall`` is NaN).
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> choice = report.at_threshold(0.25)
+            >>> choice.tp, choice.fp, choice.recall
+            (1, 1, 1.0)
+        """
         self._require_binary("at_threshold")
         return self._threshold_choice(float(threshold), math.nan)
 
@@ -287,6 +323,12 @@ class EvaluationReport:
         """Return up to ``k`` misclassified samples, most confident first.
 
         Confidence is the probability given to the (wrong) predicted class.
+
+        Args:
+            k: the most to return (an integer >= 1).
+
+        Returns:
+            A list of :class:`Mistake`.
 
         Example:
             >>> report = EvaluationReport.from_predictions(
@@ -316,6 +358,14 @@ class EvaluationReport:
         Args:
             include_predictions: also include ``y_true``, ``proba`` and ``paths``,
                 so :meth:`from_dict` can rebuild the full report.
+
+        Returns:
+            A dict of lists, numbers and strings.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> report.to_dict()["confusion_matrix"]
+            [[1, 0], [0, 1]]
         """
         out = {
             "n": self.n,
@@ -338,7 +388,21 @@ class EvaluationReport:
         return _plain(out)
 
     def to_json(self, path=None, include_predictions: bool = False, indent: int = 2) -> str:
-        """Return :meth:`to_dict` as JSON text; also write it to ``path`` when given."""
+        """Return :meth:`to_dict` as JSON text; also write it to ``path`` when given.
+
+        Args:
+            path: optional file to write.
+            include_predictions: as for :meth:`to_dict`.
+            indent: JSON indentation.
+
+        Returns:
+            The JSON text.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> report.to_json(indent=None)[:25]
+            '{"n": 2, "labels": ["a", '
+        """
         text = json.dumps(self.to_dict(include_predictions), indent=indent)
         if path is not None:
             Path(path).write_text(text + "\n", encoding="utf-8")
@@ -347,6 +411,15 @@ class EvaluationReport:
     @classmethod
     def from_dict(cls, values: dict) -> EvaluationReport:
         """Rebuild a report from ``to_dict(include_predictions=True)`` output.
+
+        Args:
+            values: the dict (or its JSON, parsed).
+
+        Returns:
+            A new :class:`EvaluationReport`.
+
+        Raises:
+            ValueError: ``values`` lacks the predictions.
 
         Example:
             >>> report = EvaluationReport.from_predictions(

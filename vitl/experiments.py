@@ -6,23 +6,6 @@ share one frozen feature extractor, and every image (and augmented view) goes
 through the backbone once: later runs read it from the feature cache. The
 :class:`ExperimentResults` hold a tidy table (one row per run), pick the best
 configuration by a *validation* metric, and evaluate it on the test set once.
-
-Example:
-    >>> import tempfile
-    >>> from vitl.data import load_image_folder, split
-    >>> from vitl.datasets import make_synthetic_cracks
-    >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 8, size=64,
-    ...                            progress=False), progress=False)
-    >>> parts = split(images, 0.5, 0.25, 0.25, seed=0)
-    >>> results = run_grid(parts.train, parts.validation, parts.test,
-    ...                    grid={"learning_rate": [0.01, 0.1]}, seeds=(0, 1),
-    ...                    base_params={"backbone": "mobilenetv2", "weights": None,
-    ...                                 "input_size": 64, "epochs": 2},
-    ...                    cache=tempfile.mkdtemp(), progress=False)
-    >>> len(results), sorted(results.to_rows()[0])[:4]
-    (4, ['best_epoch', 'epochs_run', 'features_computed', 'learning_rate'])
-    >>> results.best().params["learning_rate"] in (0.01, 0.1)
-    True
 """
 
 from __future__ import annotations
@@ -95,11 +78,40 @@ class ExperimentResults:
 
     # ------------------------------------------------------------------ tables
     def to_rows(self) -> list[dict]:
-        """The results table as a list of dicts (copies), one per run."""
+        """The results table as a list of dicts (copies), one per run.
+
+        Returns:
+            One dict per run.
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> [row["val_accuracy"] for row in results.to_rows()]
+            [0.8, 0.9]
+        """
         return [dict(row) for row in self.rows]
 
     def to_csv(self, path) -> Path:
-        """Write the results table as CSV; return the path."""
+        """Write the results table as CSV; return the path.
+
+        Args:
+            path: the CSV file to write (its folder is created).
+
+        Returns:
+            ``path`` as a Path.
+
+        Example:
+            >>> import tempfile
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> path = results.to_csv(tempfile.mkdtemp() + "/grid.csv")
+            >>> path.read_text().splitlines()[0]
+            'run,learning_rate,seed,val_accuracy,val_log_loss,train_seconds'
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = list(self.rows[0]) if self.rows else []
@@ -113,8 +125,21 @@ class ExperimentResults:
     def summary(self, metric: str = "val_accuracy") -> list[dict]:
         """One row per configuration: its grid values, ``runs``, and mean / sd over seeds.
 
-        Columns ``val_accuracy_mean``, ``val_accuracy_sd``, ``val_log_loss_mean``,
-        ``val_log_loss_sd`` (sd 0 for a single seed), best first by ``metric``.
+        Args:
+            metric: ``"val_accuracy"`` or ``"val_log_loss"``: the order, best first.
+
+        Returns:
+            One dict per configuration with columns ``val_accuracy_mean``,
+            ``val_accuracy_sd``, ``val_log_loss_mean``, ``val_log_loss_sd``,
+            ``train_seconds_mean``, ``train_seconds_sd`` (sd 0 for a single seed).
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> [(e["learning_rate"], e["val_accuracy_mean"]) for e in results.summary()]
+            [(0.01, 0.9), (0.1, 0.8)]
         """
         _check_metric(metric, self.rows)
         groups: dict[tuple, list[dict]] = {}
@@ -143,6 +168,18 @@ class ExperimentResults:
         Args:
             metric: ``"val_accuracy"`` (higher is better) or ``"val_log_loss"``
                 (lower is better).
+
+        Returns:
+            A :class:`BestRun`.
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> best = results.best()
+            >>> best.params, best.classifier
+            ({'learning_rate': 0.01}, 'b')
         """
         if not self.rows:
             raise ValueError(problem("results", "at least one run", "none", "run a grid first"))
@@ -163,8 +200,25 @@ class ExperimentResults:
         report rather than evaluating anew (asking with another metric is
         refused: choosing among test results would make them optimistic).
 
+        Args:
+            metric: the validation metric choosing the run, as for :meth:`best`.
+            positive_class: passed to ``ImageClassifier.evaluate``.
+
+        Returns:
+            The :class:`~vitl.evaluation.EvaluationReport` (also kept as ``test_report``).
+
         Raises:
             ValueError: ``run_grid`` got no test set, or another metric was asked.
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> results.evaluate_best_on_test()
+            Traceback (most recent call last):
+            ...
+            ValueError: test set: expected run_grid(..., test=...), received None. Fix: pass a test collection to run_grid
         """
         if self.test is None:
             raise ValueError(problem("test set", "run_grid(..., test=...)", None,
@@ -184,8 +238,19 @@ class ExperimentResults:
     def plot(self, metric: str = "val_accuracy"):
         """Bar chart of every configuration's mean validation ``metric`` (± sd over seeds).
 
+        Args:
+            metric: ``"val_accuracy"`` or ``"val_log_loss"``.
+
         Returns:
             A ``matplotlib.figure.Figure``; the best configuration is highlighted.
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> [float(bar.get_width()) for bar in results.plot().axes[0].patches]
+            [0.9, 0.8]
         """
         from matplotlib.figure import Figure
 
@@ -272,6 +337,23 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
     Raises:
         ValueError: unknown or fixed parameters in ``grid`` / ``base_params``,
             empty value lists, no seeds.
+
+    Example:
+        >>> import tempfile
+        >>> from vitl.data import load_image_folder, split
+        >>> from vitl.datasets import make_synthetic_cracks
+        >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 8, size=64,
+        ...                            progress=False), progress=False)
+        >>> parts = split(images, 0.5, 0.25, 0.25, seed=0)
+        >>> results = run_grid(parts.train, parts.validation, parts.test,
+        ...                    grid={"learning_rate": [0.01, 0.1]}, seeds=(0, 1),
+        ...                    base_params={"backbone": "mobilenetv2", "weights": None,
+        ...                                 "input_size": 64, "epochs": 2},
+        ...                    cache=tempfile.mkdtemp(), progress=False)
+        >>> len(results), sorted(results.to_rows()[0])[:4]
+        (4, ['best_epoch', 'epochs_run', 'features_computed', 'learning_rate'])
+        >>> results.best().params["learning_rate"] in (0.01, 0.1)
+        True
     """
     from tqdm import tqdm
 

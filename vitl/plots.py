@@ -186,6 +186,17 @@ def plot_confidently_wrong(report: EvaluationReport, k: int = 8, caption: str | 
 
     Returns:
         The figure: one axes per image, or one axes saying there is no mistake.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> paths = [tempfile.mkdtemp() + f"/{i}.png" for i in range(2)]
+        >>> for path in paths:
+        ...     Image.new("RGB", (8, 8)).save(path)
+        >>> report = EvaluationReport.from_predictions(
+        ...     [0, 1], [[.3, .7], [.2, .8]], ["CD", "UD"], paths=paths)
+        >>> [ax.get_title() for ax in plot_confidently_wrong(report).axes]
+        ['true CD, pred UD\\n70.0% sure']
     """
     _check_report(report)
     if report.paths is None:
@@ -218,6 +229,17 @@ def plot_image_grid(paths: Sequence, labels: Sequence[str] | None = None, ncols:
         labels: optional title per image.
         ncols: images per row.
         caption: text under the grid (e.g. the images' licence attribution).
+
+    Returns:
+        The figure, one axes per image.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> path = tempfile.mkdtemp() + "/a.png"
+        >>> Image.new("RGB", (8, 8)).save(path)
+        >>> [ax.get_title() for ax in plot_image_grid([path, path], ["one", "two"]).axes]
+        ['one', 'two']
     """
     paths = list(paths)
     if labels is not None and len(labels) != len(paths):
@@ -238,6 +260,9 @@ def plot_images(images: Sequence, titles: Sequence[str] | None = None, ncols: in
         ncols: images per row (fewer when there are fewer images).
         caption: text under the grid.
         cell_inches: size of one cell.
+
+    Returns:
+        The figure, one axes per image.
 
     Example:
         >>> fig = plot_images([np.zeros((8, 8, 3), "uint8"), np.ones((8, 8))], ["black", "grey"])
