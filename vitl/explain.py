@@ -52,7 +52,21 @@ class Explanation:
     path: str | None = None
 
     def overlay(self, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
-        """The heatmap blended over the image, see :func:`overlay`."""
+        """The heatmap blended over the image, see :func:`overlay`.
+
+        Args:
+            alpha: weight of the heatmap colour, 0..1.
+            cmap: a matplotlib colormap name.
+
+        Returns:
+            ``(H, W, 3)`` uint8 RGB.
+
+        Example:
+            >>> e = Explanation(np.zeros((4, 4, 3), "uint8"), np.ones((4, 4), "float32"), "a",
+            ...                 0.9, "a")
+            >>> e.overlay(alpha=1.0)[0, 0].tolist()  # jet(1.0) is dark red
+            [128, 0, 0]
+        """
         return overlay(self.image, self.heatmap, alpha=alpha, cmap=cmap)
 
     def __str__(self) -> str:
@@ -123,6 +137,9 @@ def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
     Args:
         classifier, images, class_name, batch_size, progress: as for :func:`explain`.
 
+    Returns:
+        ``(N, H, W)`` float32 heatmaps in [0, 1].
+
     Raises:
         ValueError: as for :func:`explain`, or images of different sizes.
 
@@ -182,6 +199,14 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray
 def plot_explanation(explanation: Explanation, alpha: float = 0.4, cmap: str = "jet") -> Figure:
     """Show one explanation: the image, the heatmap and the overlay side by side.
 
+    Args:
+        explanation: an :class:`Explanation`.
+        alpha: weight of the heatmap colour in the overlay, 0..1.
+        cmap: a matplotlib colormap name.
+
+    Returns:
+        The figure: image, heatmap (with a colour bar) and overlay.
+
     Example:
         >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.eye(8, dtype="float32"), "cracked",
         ...                 0.9, "cracked")
@@ -209,6 +234,16 @@ def plot_explanation(explanation: Explanation, alpha: float = 0.4, cmap: str = "
 def plot_explanations(explanations, ncols: int = 4, caption: str | None = None,
                       alpha: float = 0.4, cmap: str = "jet") -> Figure:
     """Show a gallery of overlays, each titled with its file name, class and score.
+
+    Args:
+        explanations: :class:`Explanation` objects, e.g. from :func:`explain`.
+        ncols: images per row.
+        caption: text under the gallery (e.g. the images' licence attribution).
+        alpha: weight of the heatmap colour, 0..1.
+        cmap: a matplotlib colormap name.
+
+    Returns:
+        The figure, one overlay per axes.
 
     Example:
         >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.zeros((8, 8), "float32"), "ok",

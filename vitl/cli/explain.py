@@ -49,7 +49,25 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Explain every image, write its overlay, print one line per image; return 0."""
+    """Explain every image, write its overlay, print one line per image; return 0.
+
+    Args:
+        args: the parsed ``vitl explain`` arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Raises:
+        CLIError: a bad ``--alpha``, ``--out`` or IMAGE (reported in one line).
+
+    Example:
+        Needs a trained model (tested in ``tests/test_explain.py``):
+
+        >>> from vitl.cli import main
+        >>> main(["explain", "model", "crack.jpg", "--out", "overlays"])  # doctest: +SKIP
+        crack.jpg	CD	0.9731	overlays/crack_gradcam.png
+        0
+    """
     from PIL import Image
 
     from ..data import list_images

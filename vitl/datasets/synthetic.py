@@ -116,6 +116,12 @@ def synthetic_mask_path(image_path) -> Path:
     exists only for cracked tiles made with ``masks=True``; uncracked tiles have
     no crack pixels and no mask file.
 
+    Args:
+        image_path: a tile written by :func:`make_synthetic_cracks`.
+
+    Returns:
+        The mask's path (it may not exist).
+
     Example:
         >>> synthetic_mask_path("syn/cracked/cracked_0003.png").as_posix()
         'syn/.masks/cracked_0003.png'
