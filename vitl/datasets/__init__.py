@@ -28,20 +28,8 @@ from .sdnet import (
 from .synthetic import SYNTHETIC_MASK_DIR, make_synthetic_cracks, synthetic_mask_path
 
 __all__ = [
-    "MIRROR_ENV",
-    "SDNET2018_ATTRIBUTION",
-    "SDNET2018_CLASSES",
-    "SDNET2018_SHA256",
-    "SDNET2018_SIZE",
-    "SDNET2018_URL",
-    "SDNET2018_ZIP_NAMES",
-    "SYNTHETIC_MASK_DIR",
-    "DatasetChecksumError",
-    "DatasetUnavailableError",
-    "data_mirror_dir",
-    "find_sdnet_zip",
-    "make_synthetic_cracks",
-    "sdnet2018_decks",
-    "synthetic_mask_path",
-    "tutorial_data",
+    "MIRROR_ENV", "SDNET2018_ATTRIBUTION", "SDNET2018_CLASSES", "SDNET2018_SHA256",
+    "SDNET2018_SIZE", "SDNET2018_URL", "SDNET2018_ZIP_NAMES", "SYNTHETIC_MASK_DIR",
+    "DatasetChecksumError", "DatasetUnavailableError", "data_mirror_dir", "find_sdnet_zip",
+    "make_synthetic_cracks", "sdnet2018_decks", "synthetic_mask_path", "tutorial_data",
 ]

@@ -280,12 +280,9 @@ def _download(dest: Path, timeout: float, progress: bool, tried: list[str]) -> t
     try:
         get_file(part.name, SDNET2018_URL, file_hash=SDNET2018_SHA256, cache_dir=str(part.parent),
                  cache_subdir="")
-        _verify_zip(part, f"downloaded from {SDNET2018_URL}")  # the size, and get_file's hash
         os.replace(part, dest)
-    except ValueError:  # get_file: wrong sha256; _verify_zip says what was received
+    except ValueError:  # get_file's sha256 check failed; _verify_zip says what was received
         _verify_zip(part, f"downloaded from {SDNET2018_URL}")
-        raise
-    except DatasetChecksumError:
         raise
     except Exception as err:  # get_file reports network failures as plain Exception
         tried.append(f"download {SDNET2018_URL}: {err}")
