@@ -10,14 +10,10 @@ import pytest
 
 from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights, sha256_file
 from vitl.backbones import weights as weights_module
-from vitl.backbones.bundle import (
-    SDNET_ZIP_NAMES,
-    SDNET_ZIP_SHA256,
-    data_mirror_dir,
-    import_bundle,
-    make_bundle,
-    read_manifest,
-)
+from vitl.backbones.bundle import import_bundle, make_bundle, read_manifest
+from vitl.datasets import SDNET2018_SHA256 as SDNET_ZIP_SHA256
+from vitl.datasets import SDNET2018_ZIP_NAMES as SDNET_ZIP_NAMES
+from vitl.datasets import data_mirror_dir
 
 MOBILENET = get_backbone("mobilenetv2").keras_weights
 SHARED_DATA = Path("/work/shared/data")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import shutil
+import http.client
 import io
 import os
+import shutil
+import socket
 import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -20,7 +23,9 @@ from vitl.datasets import (
     DatasetChecksumError,
     DatasetUnavailableError,
     make_synthetic_cracks,
+    sdnet,
     sdnet2018_decks,
+    synthetic,
     synthetic_mask_path,
 )
 
@@ -42,7 +47,7 @@ def _offline(monkeypatch):
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution (test)")
 
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
 
 
 def _jpeg_bytes(value: int) -> bytes:
@@ -65,8 +70,8 @@ def fake_zip(tmp_path, monkeypatch):
         archive.writestr("assets/README.md", "Labeled directories go here.")
         archive.writestr("../evil.txt", "zip-slip attempt")
     data = path.read_bytes()
-    monkeypatch.setattr(datasets, "SDNET2018_SIZE", len(data))
-    monkeypatch.setattr(datasets, "SDNET2018_SHA256", hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(sdnet, "SDNET2018_SIZE", len(data))
+    monkeypatch.setattr(sdnet, "SDNET2018_SHA256", hashlib.sha256(data).hexdigest())
     return path
 
 
@@ -81,7 +86,7 @@ def test_mirror_argument_unpacks_class_folders(fake_zip, tmp_path, capsys):
     assert _image_files(folder) == [f"{c}/7001-{i}.jpg" for c in ("CD", "UD") for i in range(3)]
     assert (folder / "README.md").read_text() == "Labeled directories go here."
     assert "CC BY 4.0" in (folder / "ATTRIBUTION.md").read_text()
-    assert (folder / ".complete").read_text().strip() == datasets.SDNET2018_SHA256
+    assert (folder / ".complete").read_text().strip() == sdnet.SDNET2018_SHA256
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "data" / "evil.txt").exists()
     assert not list((tmp_path / "data").glob(".sdnet2018-decks.tmp-*"))
     out = capsys.readouterr().out
@@ -122,7 +127,7 @@ def test_default_data_dir_follows_vitl_data(fake_zip, tmp_path, monkeypatch):
 
 
 def test_sha_mismatch_is_refused_and_nothing_unpacked(fake_zip, tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "SDNET2018_SHA256", "0" * 64)
+    monkeypatch.setattr(sdnet, "SDNET2018_SHA256", "0" * 64)
     received = hashlib.sha256(fake_zip.read_bytes()).hexdigest()
     with pytest.raises(DatasetChecksumError) as info:
         sdnet2018_decks(mirror=fake_zip.parent, data_dir=tmp_path / "data", verbose=False)
@@ -152,18 +157,22 @@ def test_mirror_folder_without_the_zip_is_reported(tmp_path):
 class _FakeResponse(io.BytesIO):
     def __init__(self, data: bytes):
         super().__init__(data)
-        self.headers = {"Content-Length": str(len(data))}
+        self.headers = http.client.HTTPMessage()
+        self.headers["Content-Length"] = str(len(data))
+
+    def info(self):
+        return self.headers
 
 
 def test_download_is_verified_kept_and_reused(fake_zip, tmp_path, monkeypatch, capsys):
     payload = fake_zip.read_bytes()
     calls = []
 
-    def fake_urlopen(url, timeout):
-        calls.append((url, timeout))
+    def fake_urlopen(url, data=None):  # keras.utils.get_file -> urllib.request.urlretrieve
+        calls.append((url, socket.getdefaulttimeout()))
         return _FakeResponse(payload)
 
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     data = tmp_path / "data"
     folder = sdnet2018_decks(data_dir=data, timeout=3, progress=False)
     assert calls == [(datasets.SDNET2018_URL, 3)]
@@ -180,8 +189,8 @@ def test_download_is_verified_kept_and_reused(fake_zip, tmp_path, monkeypatch, c
 def test_corrupt_download_is_refused_and_discarded(fake_zip, tmp_path, monkeypatch):
     payload = bytearray(fake_zip.read_bytes())
     payload[100] ^= 0xFF
-    monkeypatch.setattr(datasets.urllib.request, "urlopen",
-                        lambda url, timeout: _FakeResponse(bytes(payload)))
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda url, data=None: _FakeResponse(bytes(payload)))
     data = tmp_path / "data"
     with pytest.raises(DatasetChecksumError, match="sha256"):
         sdnet2018_decks(data_dir=data, verbose=False, progress=False)
@@ -195,8 +204,8 @@ def test_second_call_returns_without_reading_the_zip(fake_zip, tmp_path, monkeyp
     def must_not_run(*args, **kwargs):
         raise AssertionError("the zip was read again")
 
-    monkeypatch.setattr(datasets, "_verify_zip", must_not_run)
-    monkeypatch.setattr(datasets.zipfile, "ZipFile", must_not_run)
+    monkeypatch.setattr(sdnet, "_verify_zip", must_not_run)
+    monkeypatch.setattr(sdnet.zipfile, "ZipFile", must_not_run)
     assert sdnet2018_decks(mirror=fake_zip.parent, data_dir=data) == first
     assert "already unpacked" in capsys.readouterr().out
 
@@ -236,7 +245,7 @@ def test_wrong_marker_is_not_taken_as_valid(fake_zip, tmp_path):
 def test_crash_mid_extract_leaves_nothing_valid_and_next_call_recovers(fake_zip, tmp_path,
                                                                        monkeypatch):
     data = tmp_path / "data"
-    real_extract = datasets._extract_member
+    real_extract = sdnet._extract_member
     calls = {"n": 0}
 
     def crash_on_fourth(archive, info, into):
@@ -245,12 +254,12 @@ def test_crash_mid_extract_leaves_nothing_valid_and_next_call_recovers(fake_zip,
             raise KeyboardInterrupt("simulated kill mid-extract")
         real_extract(archive, info, into)
 
-    monkeypatch.setattr(datasets, "_extract_member", crash_on_fourth)
+    monkeypatch.setattr(sdnet, "_extract_member", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
         sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
     assert not (data / "sdnet2018-decks").exists()
     assert not list(data.glob(".sdnet2018-decks.tmp-*"))
-    monkeypatch.setattr(datasets, "_extract_member", real_extract)
+    monkeypatch.setattr(sdnet, "_extract_member", real_extract)
     folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
     assert len(_image_files(folder)) == 6
 
@@ -278,7 +287,7 @@ def test_tutorial_data_falls_back_to_synthetic_offline(tmp_path):
 
 
 def test_tutorial_data_does_not_hide_a_corrupt_zip(fake_zip, tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "SDNET2018_SHA256", "0" * 64)
+    monkeypatch.setattr(sdnet, "SDNET2018_SHA256", "0" * 64)
     with pytest.raises(DatasetChecksumError):
         datasets.tutorial_data(mirror=fake_zip, data_dir=tmp_path, progress=False)
     assert not (tmp_path / "synthetic-cracks").exists()
@@ -410,7 +419,7 @@ def test_same_arguments_return_at_once(tmp_path, monkeypatch):
     def must_not_draw(*args, **kwargs):
         raise AssertionError("regenerated")
 
-    monkeypatch.setattr(datasets, "_draw_tile", must_not_draw)
+    monkeypatch.setattr(synthetic, "_draw_tile", must_not_draw)
     assert make_synthetic_cracks(tmp_path / "syn", 2, size=48, progress=False) == out
     assert _pngs(out) == before
 
@@ -421,8 +430,8 @@ def test_other_arguments_or_overwrite_regenerate(tmp_path, monkeypatch):
     assert len(list((out / "cracked").glob("*.png"))) == 3
     assert not (out / ".masks").exists()  # the old folder was replaced, not merged into
     drawn = []
-    real = datasets._draw_tile
-    monkeypatch.setattr(datasets, "_draw_tile", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    real = synthetic._draw_tile
+    monkeypatch.setattr(synthetic, "_draw_tile", lambda *a, **k: drawn.append(1) or real(*a, **k))
     make_synthetic_cracks(out, 3, size=48, progress=False, overwrite=True)
     assert len(drawn) == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]  # no temp folders left
@@ -431,7 +440,7 @@ def test_other_arguments_or_overwrite_regenerate(tmp_path, monkeypatch):
 def test_interrupted_generation_keeps_the_old_folder(tmp_path, monkeypatch):
     out = make_synthetic_cracks(tmp_path / "syn", 2, size=48, progress=False)
     before = _pngs(out)
-    real = datasets._draw_tile
+    real = synthetic._draw_tile
     count = {"n": 0}
 
     def crash_on_third(*args, **kwargs):
@@ -440,7 +449,7 @@ def test_interrupted_generation_keeps_the_old_folder(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated kill")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(datasets, "_draw_tile", crash_on_third)
+    monkeypatch.setattr(synthetic, "_draw_tile", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         make_synthetic_cracks(out, 4, size=48, progress=False)
     assert _pngs(out) == before

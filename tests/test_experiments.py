@@ -36,8 +36,8 @@ def test_one_row_per_combination_and_seed(grid_results):
     results, _ = grid_results
     rows = results.to_rows()
     assert len(results) == len(rows) == 8
-    assert [(r["learning_rate"], r["augment"], r["seed"]) for r in rows] == [
-        (lr, aug, seed) for lr in (0.01, 0.1) for aug in (0, 1) for seed in (0, 1)]
+    assert [(r["learning_rate"], r["augment"], r["seed"]) for r in rows] == [  # ParameterGrid
+        (lr, aug, seed) for aug in (0, 1) for lr in (0.01, 0.1) for seed in (0, 1)]
     for row in rows:
         assert 0.0 <= row["val_accuracy"] <= 1.0 and row["val_log_loss"] > 0
         assert row["train_seconds"] > 0 and row["epochs_run"] >= 1
@@ -50,7 +50,7 @@ def test_each_image_and_view_is_featurized_once(grid_results):
     computed = [r["features_computed"] for r in results.to_rows()]
     n_train, n_val = len(parts.train), len(parts.validation)
     assert computed[0] == n_train + n_val  # the first run featurizes originals
-    assert computed[2] == n_train  # the first augment=1 run adds one view per training image
+    assert computed[4] == n_train  # the first augment=1 run adds one view per training image
     assert sum(computed) == 2 * n_train + n_val  # every other run reads the cache
 
 

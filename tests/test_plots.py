@@ -121,11 +121,11 @@ def test_plot_roc_pr_curves_and_threshold_marker():
     assert roc_ax.get_title() == "ROC, positive class CD (AUC = 0.800)"
     assert pr_ax.get_title().startswith("Precision-recall, positive class CD (AP = ")
     fpr, tpr, _ = roc_curve(Y == 0, P_CD)
-    model = lines_by_label(roc_ax)["model"]
+    model = lines_by_label(roc_ax)["model (AUC = 0.80)"]
     np.testing.assert_allclose(model.get_xdata(), fpr)
     np.testing.assert_allclose(model.get_ydata(), tpr)
     precision, recall, _ = precision_recall_curve(Y == 0, P_CD)
-    pr_model = lines_by_label(pr_ax)["model"]
+    pr_model = lines_by_label(pr_ax)[f"model (AP = {report.pr_auc:.2f})"]
     np.testing.assert_allclose(pr_model.get_xdata(), recall)
     np.testing.assert_allclose(pr_model.get_ydata(), precision)
     marker = lines_by_label(roc_ax)["threshold 0.600"]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a model is used before ``fit``."""
+from sklearn.exceptions import NotFittedError
 
 
 def problem(what: str, expected: str, received: object, fix: str) -> str:
@@ -29,6 +27,15 @@ def problem(what: str, expected: str, received: object, fix: str) -> str:
 def check_int(name: str, value: object, minimum: int = 0, fix: str | None = None) -> int:
     """Validate an integer parameter and return it.
 
+    Args:
+        name: the parameter's name, for the message.
+        value: the value given.
+        minimum: the smallest value allowed.
+        fix: the message's fix; default ``"pass <name>=<minimum> or more"``.
+
+    Returns:
+        ``value``.
+
     Raises:
         ValueError: when ``value`` is not an integer >= ``minimum``.
 
@@ -50,6 +57,17 @@ def check_int(name: str, value: object, minimum: int = 0, fix: str | None = None
 def check_fraction(name: str, value: object, low: float = 0.0, high: float = 1.0) -> float:
     """Validate a number in ``[low, high]`` and return it as float.
 
+    Args:
+        name: the parameter's name, for the message.
+        value: the value given.
+        low, high: the closed range allowed.
+
+    Returns:
+        ``value`` as a float.
+
+    Raises:
+        ValueError: ``value`` is not a number in ``[low, high]``.
+
     Example:
         >>> check_fraction("dropout", 0.2)
         0.2
@@ -68,6 +86,17 @@ def check_fraction(name: str, value: object, low: float = 0.0, high: float = 1.0
 def check_choice(name: str, value: object, choices) -> object:
     """Validate that ``value`` is one of ``choices``.
 
+    Args:
+        name: the parameter's name, for the message.
+        value: the value given.
+        choices: the allowed values.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ValueError: ``value`` is not among ``choices``.
+
     Example:
         >>> check_choice("format", "tflite", ["savedmodel", "tflite"])
         'tflite'
@@ -83,17 +112,35 @@ def check_choice(name: str, value: object, choices) -> object:
 
 
 def check_is_fitted(estimator, attribute: str = "classes_") -> None:
-    """Raise :class:`NotFittedError` unless ``estimator`` has ``attribute``.
+    """Raise scikit-learn's ``NotFittedError`` unless ``estimator`` has a non-None ``attribute``.
+
+    The test and message of ``sklearn.utils.validation.check_is_fitted``, which
+    refuses objects that are not scikit-learn estimators (no ``__sklearn_tags__``);
+    this one accepts any object.
+
+    Args:
+        estimator: the object to check.
+        attribute: the fitted attribute that must be set.
+
+    Returns:
+        None.
+
+    Raises:
+        NotFittedError: ``attribute`` is missing or None.
 
     Example:
         >>> class Model: pass
         >>> check_is_fitted(Model())
         Traceback (most recent call last):
         ...
-        vitl._errors.NotFittedError: This Model instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator.
+        sklearn.exceptions.NotFittedError: This Model instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator.
     """
     if getattr(estimator, attribute, None) is None:
         raise NotFittedError(
             f"This {type(estimator).__name__} instance is not fitted yet. "
             "Call 'fit' with appropriate arguments before using this estimator."
         )
+
+
+__all__ = ["NotFittedError", "check_choice", "check_fraction", "check_int", "check_is_fitted",
+           "problem"]

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -65,6 +67,16 @@ class ThresholdChoice:
     flags_everything: bool
 
     def to_dict(self) -> dict:
+        """Return the fields as JSON-able values (NaN becomes None).
+
+        Returns:
+            ``{field: value}``.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> report.at_threshold(0.5).to_dict()["tp"]
+            1
+        """
         return {k: _plain(v) for k, v in self.__dict__.items()}
 
     def __repr__(self) -> str:
@@ -143,6 +155,9 @@ class EvaluationReport:
                 the first class name (in the ML.NET tutorial ``CD``, cracked
                 deck, sorts first).
 
+        Returns:
+            The :class:`EvaluationReport`.
+
         Raises:
             ValueError: on inconsistent shapes, labels outside the classes,
                 probabilities that are negative or do not sum to 1, or
@@ -165,29 +180,30 @@ class EvaluationReport:
         labels = list(range(n_classes))
         self.n = len(y)
         self.y_pred = proba.argmax(axis=1)
-        self.accuracy = float(np.mean(self.y_pred == y))
+        self.accuracy = float(skm.accuracy_score(y, self.y_pred))
+        with warnings.catch_warnings():  # a class predicted but absent from y_true is fine here
+            warnings.simplefilter("ignore", UserWarning)
+            self.macro_accuracy = float(skm.balanced_accuracy_score(y, self.y_pred))
         self.confusion_matrix = skm.confusion_matrix(y, self.y_pred, labels=labels)
+        # ML.NET clamps at 1e-15 (sklearn at float eps); rows renormalized so sklearn accepts them.
+        clamped = np.maximum(proba, LOG_EPSILON)
+        clamped /= clamped.sum(axis=1, keepdims=True)
+        self.log_loss = float(skm.log_loss(y, clamped, labels=labels))
         support = np.bincount(y, minlength=n_classes)
-        present = support > 0
-        recalls = np.diag(self.confusion_matrix)[present] / support[present]
-        self.macro_accuracy = float(recalls.mean())
-
-        per_sample = -np.log(np.maximum(proba[np.arange(self.n), y], LOG_EPSILON))
-        self.log_loss = float(per_sample.mean())
-        prior = support[present] / self.n
-        prior_log_loss = float(-(prior * np.log(prior)).sum())
-        self.log_loss_reduction = ((prior_log_loss - self.log_loss) / prior_log_loss
-                                   if prior_log_loss > 0 else math.nan)
-
+        # ML.NET's LogLossReduction: relative to always predicting the label distribution
+        # (undefined when y_true holds one class: that prior is perfect).
+        prior = np.tile(support / self.n, (self.n, 1))
+        self.log_loss_reduction = (1 - self.log_loss / skm.log_loss(y, prior, labels=labels)
+                                   if np.count_nonzero(support) > 1 else math.nan)
         precision, recall, f1, _ = skm.precision_recall_fscore_support(
             y, self.y_pred, labels=labels, zero_division=0)
         self.per_class = {
             name: {"precision": float(precision[i]), "recall": float(recall[i]),
                    "f1": float(f1[i]), "support": int(support[i]),
-                   "log_loss": float(per_sample[y == i].mean()) if support[i] else math.nan}
+                   "log_loss": float(skm.log_loss(y[y == i], clamped[y == i], labels=labels))
+                   if support[i] else math.nan}
             for i, name in enumerate(self.class_names)
         }
-
         self.roc_auc = self.pr_auc = None
         self.top_k_accuracy: dict[int, float] = {}
         if n_classes == 2:
@@ -197,15 +213,24 @@ class EvaluationReport:
             self.pr_auc = (float(skm.average_precision_score(is_positive, score))
                            if is_positive.any() else math.nan)
         else:
-            for k in range(2, min(5, n_classes - 1) + 1):
-                self.top_k_accuracy[k] = float(
-                    skm.top_k_accuracy_score(y, proba, k=k, labels=labels))
+            self.top_k_accuracy = {k: float(skm.top_k_accuracy_score(y, proba, k=k, labels=labels))
+                                   for k in range(2, min(5, n_classes - 1) + 1)}
 
     def binary_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(is_positive, score)`` arrays (two classes only).
 
-        ``is_positive`` marks the samples of :attr:`positive_class`; ``score``
-        is every sample's predicted probability of that class.
+        Returns:
+            ``(is_positive, score)``: ``is_positive`` marks the samples of
+            :attr:`positive_class`; ``score`` is every sample's predicted
+            probability of that class.
+
+        Raises:
+            ValueError: the report has more than two classes.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> [array.tolist() for array in report.binary_scores()]
+            [[True, False], [0.8, 0.3]]
         """
         self._require_binary("binary_scores")
         pos = self.class_names.index(self.positive_class)
@@ -263,17 +288,28 @@ class EvaluationReport:
         return self._threshold_choice(threshold, target_recall)
 
     def at_threshold(self, threshold: float) -> ThresholdChoice:
-        """Return the counts and rates for flagging positives when score >= ``threshold``."""
+        """Return the counts and rates for flagging positives when score >= ``threshold``.
+
+        Args:
+            threshold: the score threshold on the positive class.
+
+        Returns:
+            A :class:`ThresholdChoice` (its ``target_recall`` is NaN).
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> choice = report.at_threshold(0.25)
+            >>> choice.tp, choice.fp, choice.recall
+            (1, 1, 1.0)
+        """
         self._require_binary("at_threshold")
         return self._threshold_choice(float(threshold), math.nan)
 
     def _threshold_choice(self, threshold, target_recall) -> ThresholdChoice:
         is_positive, score = self.binary_scores()
         flagged = score >= threshold
-        tp = int(np.sum(flagged & is_positive))
-        fp = int(np.sum(flagged & ~is_positive))
-        fn = int(np.sum(~flagged & is_positive))
-        tn = int(np.sum(~flagged & ~is_positive))
+        tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(is_positive, flagged,
+                                                                labels=[False, True]).ravel())
         return ThresholdChoice(
             threshold=threshold, target_recall=float(target_recall),
             recall=tp / (tp + fn) if tp + fn else math.nan,
@@ -287,6 +323,12 @@ class EvaluationReport:
         """Return up to ``k`` misclassified samples, most confident first.
 
         Confidence is the probability given to the (wrong) predicted class.
+
+        Args:
+            k: the most to return (an integer >= 1).
+
+        Returns:
+            A list of :class:`Mistake`.
 
         Example:
             >>> report = EvaluationReport.from_predictions(
@@ -316,6 +358,14 @@ class EvaluationReport:
         Args:
             include_predictions: also include ``y_true``, ``proba`` and ``paths``,
                 so :meth:`from_dict` can rebuild the full report.
+
+        Returns:
+            A dict of lists, numbers and strings.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> report.to_dict()["confusion_matrix"]
+            [[1, 0], [0, 1]]
         """
         out = {
             "n": self.n,
@@ -338,17 +388,38 @@ class EvaluationReport:
         return _plain(out)
 
     def to_json(self, path=None, include_predictions: bool = False, indent: int = 2) -> str:
-        """Return :meth:`to_dict` as JSON text; also write it to ``path`` when given."""
+        """Return :meth:`to_dict` as JSON text; also write it to ``path`` when given.
+
+        Args:
+            path: optional file to write.
+            include_predictions: as for :meth:`to_dict`.
+            indent: JSON indentation.
+
+        Returns:
+            The JSON text.
+
+        Example:
+            >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+            >>> report.to_json(indent=None)[:25]
+            '{"n": 2, "labels": ["a", '
+        """
         text = json.dumps(self.to_dict(include_predictions), indent=indent)
         if path is not None:
-            from pathlib import Path
-
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
 
     @classmethod
     def from_dict(cls, values: dict) -> EvaluationReport:
         """Rebuild a report from ``to_dict(include_predictions=True)`` output.
+
+        Args:
+            values: the dict (or its JSON, parsed).
+
+        Returns:
+            A new :class:`EvaluationReport`.
+
+        Raises:
+            ValueError: ``values`` lacks the predictions.
 
         Example:
             >>> report = EvaluationReport.from_predictions(
@@ -376,12 +447,11 @@ class EvaluationReport:
         headline += [(f"top-{k} accuracy", v) for k, v in self.top_k_accuracy.items()]
         lines = [head] + [f"  {name:<20}{value:.4f}" for name, value in headline] + [""]
 
+        lines.append(skm.classification_report(
+            self.y_true, self.y_pred, labels=list(range(len(self.class_names))),
+            target_names=self.class_names, digits=4, zero_division=0))
         width = max(12, *(len(c) for c in self.class_names))
-        lines.append(" " * width + "  precision     recall   f1-score    support")
-        for name, row in self.per_class.items():
-            lines.append(f"{name:>{width}}  {row['precision']:9.4f}  {row['recall']:9.4f}  "
-                         f"{row['f1']:9.4f}  {row['support']:9d}")
-        lines += ["", "Confusion matrix (rows: true, columns: predicted)"]
+        lines += ["Confusion matrix (rows: true, columns: predicted)"]
         cell = max(6, len(str(self.confusion_matrix.max())) + 1,
                    *(len(c) + 1 for c in self.class_names))
         lines.append(" " * width + "".join(f"{c:>{cell}}" for c in self.class_names))
@@ -452,21 +522,12 @@ def _check_positive_class(positive_class, class_names) -> str | None:
 
 
 def _plain(value):
-    """Convert numpy scalars/arrays and NaN to JSON-able Python values."""
+    """Return a JSON-able copy of ``value``: NaN and infinities become None (JSON has neither)."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 __all__ = ["LOG_EPSILON", "EvaluationReport", "Mistake", "ThresholdChoice"]

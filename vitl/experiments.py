@@ -6,47 +6,27 @@ share one frozen feature extractor, and every image (and augmented view) goes
 through the backbone once: later runs read it from the feature cache. The
 :class:`ExperimentResults` hold a tidy table (one row per run), pick the best
 configuration by a *validation* metric, and evaluate it on the test set once.
-
-Example:
-    >>> import tempfile
-    >>> from vitl.data import load_image_folder, split
-    >>> from vitl.datasets import make_synthetic_cracks
-    >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 8, size=64,
-    ...                            progress=False), progress=False)
-    >>> parts = split(images, 0.5, 0.25, 0.25, seed=0)
-    >>> results = run_grid(parts.train, parts.validation, parts.test,
-    ...                    grid={"learning_rate": [0.01, 0.1]}, seeds=(0, 1),
-    ...                    base_params={"backbone": "mobilenetv2", "weights": None,
-    ...                                 "input_size": 64, "epochs": 2},
-    ...                    cache=tempfile.mkdtemp(), progress=False)
-    >>> len(results), sorted(results.to_rows()[0])[:4]
-    (4, ['best_epoch', 'epochs_run', 'features_computed', 'learning_rate'])
-    >>> results.best().params["learning_rate"] in (0.01, 0.1)
-    True
 """
 
 from __future__ import annotations
 
 import csv
 import html
-import inspect
-import itertools
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import ParameterGrid
 
 from ._errors import problem
-from .classifier import ImageClassifier, _as_collection
-from .data import split
+from .classifier import HOLDOUT_FRACTION, ImageClassifier
+from .data import load_image_folder, split
 from .evaluation import EvaluationReport
 
 #: Parameters a grid may not vary (seeds come from ``seeds``; the rest is plumbing).
 _NOT_IN_GRID = ("seed", "cache", "verbose", "callbacks", "on_epoch")
-#: Share of ``train`` held out for validation when ``run_grid`` gets none.
-HOLDOUT_FRACTION = 0.15
 
 
 @dataclass
@@ -98,11 +78,40 @@ class ExperimentResults:
 
     # ------------------------------------------------------------------ tables
     def to_rows(self) -> list[dict]:
-        """The results table as a list of dicts (copies), one per run."""
+        """The results table as a list of dicts (copies), one per run.
+
+        Returns:
+            One dict per run.
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> [row["val_accuracy"] for row in results.to_rows()]
+            [0.8, 0.9]
+        """
         return [dict(row) for row in self.rows]
 
     def to_csv(self, path) -> Path:
-        """Write the results table as CSV; return the path."""
+        """Write the results table as CSV; return the path.
+
+        Args:
+            path: the CSV file to write (its folder is created).
+
+        Returns:
+            ``path`` as a Path.
+
+        Example:
+            >>> import tempfile
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> path = results.to_csv(tempfile.mkdtemp() + "/grid.csv")
+            >>> path.read_text().splitlines()[0]
+            'run,learning_rate,seed,val_accuracy,val_log_loss,train_seconds'
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = list(self.rows[0]) if self.rows else []
@@ -110,14 +119,27 @@ class ExperimentResults:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             for row in self.rows:
-                writer.writerow({k: _plain(v) for k, v in row.items()})
+                writer.writerow(row)
         return path
 
     def summary(self, metric: str = "val_accuracy") -> list[dict]:
         """One row per configuration: its grid values, ``runs``, and mean / sd over seeds.
 
-        Columns ``val_accuracy_mean``, ``val_accuracy_sd``, ``val_log_loss_mean``,
-        ``val_log_loss_sd`` (sd 0 for a single seed), best first by ``metric``.
+        Args:
+            metric: ``"val_accuracy"`` or ``"val_log_loss"``: the order, best first.
+
+        Returns:
+            One dict per configuration with columns ``val_accuracy_mean``,
+            ``val_accuracy_sd``, ``val_log_loss_mean``, ``val_log_loss_sd``,
+            ``train_seconds_mean``, ``train_seconds_sd`` (sd 0 for a single seed).
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> [(e["learning_rate"], e["val_accuracy_mean"]) for e in results.summary()]
+            [(0.01, 0.9), (0.1, 0.8)]
         """
         _check_metric(metric, self.rows)
         groups: dict[tuple, list[dict]] = {}
@@ -146,6 +168,18 @@ class ExperimentResults:
         Args:
             metric: ``"val_accuracy"`` (higher is better) or ``"val_log_loss"``
                 (lower is better).
+
+        Returns:
+            A :class:`BestRun`.
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> best = results.best()
+            >>> best.params, best.classifier
+            ({'learning_rate': 0.01}, 'b')
         """
         if not self.rows:
             raise ValueError(problem("results", "at least one run", "none", "run a grid first"))
@@ -166,8 +200,25 @@ class ExperimentResults:
         report rather than evaluating anew (asking with another metric is
         refused: choosing among test results would make them optimistic).
 
+        Args:
+            metric: the validation metric choosing the run, as for :meth:`best`.
+            positive_class: passed to ``ImageClassifier.evaluate``.
+
+        Returns:
+            The :class:`~vitl.evaluation.EvaluationReport` (also kept as ``test_report``).
+
         Raises:
             ValueError: ``run_grid`` got no test set, or another metric was asked.
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> results.evaluate_best_on_test()
+            Traceback (most recent call last):
+            ...
+            ValueError: test set: expected run_grid(..., test=...), received None. Fix: pass a test collection to run_grid
         """
         if self.test is None:
             raise ValueError(problem("test set", "run_grid(..., test=...)", None,
@@ -187,8 +238,19 @@ class ExperimentResults:
     def plot(self, metric: str = "val_accuracy"):
         """Bar chart of every configuration's mean validation ``metric`` (± sd over seeds).
 
+        Args:
+            metric: ``"val_accuracy"`` or ``"val_log_loss"``.
+
         Returns:
             A ``matplotlib.figure.Figure``; the best configuration is highlighted.
+
+        Example:
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> [float(bar.get_width()) for bar in results.plot().axes[0].patches]
+            [0.9, 0.8]
         """
         from matplotlib.figure import Figure
 
@@ -228,8 +290,8 @@ class ExperimentResults:
 
     # ------------------------------------------------------------------ helpers
     def _headline(self) -> str:
-        configs = math.prod(len(v) for v in self.grid.values()) if self.grid else 1
-        text = (f"ExperimentResults: {len(self.rows)} runs ({configs} configurations x "
+        text = (f"ExperimentResults: {len(self.rows)} runs ({len(ParameterGrid(self.grid))} "
+                f"configurations x "
                 f"{len(self.seeds)} seeds)")
         if self.rows:
             best = self.best()
@@ -256,12 +318,13 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
 
     Args:
         train: training images (:class:`~vitl.data.ImageCollection` or class-folder root).
-        validation: validation images for choosing; None holds out a stable
-            15% of ``train`` (the same for every run).
+        validation: validation images for choosing; None holds out
+            :data:`vitl.classifier.HOLDOUT_FRACTION` of ``train`` once (the same for every run).
         test: optional test images for :meth:`ExperimentResults.evaluate_best_on_test`.
         grid: ``{parameter: [values...]}`` over :class:`~vitl.classifier.ImageClassifier`
             parameters, e.g. ``{"backbone": [...], "learning_rate": [...],
-            "epochs": [...], "augment": [0, 4]}``.
+            "epochs": [...], "augment": [0, 4]}``. Runs go in ``ParameterGrid``
+            order (names sorted, the last name varying fastest), each seed in turn.
         seeds: the seeds every combination runs with.
         base_params: fixed ``ImageClassifier`` parameters for every run.
         cache: the feature cache (``"default"``, a folder, or None: then every
@@ -274,10 +337,27 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
     Raises:
         ValueError: unknown or fixed parameters in ``grid`` / ``base_params``,
             empty value lists, no seeds.
+
+    Example:
+        >>> import tempfile
+        >>> from vitl.data import load_image_folder, split
+        >>> from vitl.datasets import make_synthetic_cracks
+        >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 8, size=64,
+        ...                            progress=False), progress=False)
+        >>> parts = split(images, 0.5, 0.25, 0.25, seed=0)
+        >>> results = run_grid(parts.train, parts.validation, parts.test,
+        ...                    grid={"learning_rate": [0.01, 0.1]}, seeds=(0, 1),
+        ...                    base_params={"backbone": "mobilenetv2", "weights": None,
+        ...                                 "input_size": 64, "epochs": 2},
+        ...                    cache=tempfile.mkdtemp(), progress=False)
+        >>> len(results), sorted(results.to_rows()[0])[:4]
+        (4, ['best_epoch', 'epochs_run', 'features_computed', 'learning_rate'])
+        >>> results.best().params["learning_rate"] in (0.01, 0.1)
+        True
     """
     from tqdm import tqdm
 
-    names = list(inspect.signature(ImageClassifier.__init__).parameters)[1:]
+    names = list(ImageClassifier().get_params())
     grid, base_params = _check_grid(grid, names), dict(base_params or {})
     unknown = sorted(set(base_params) - set(names))
     if unknown:
@@ -287,14 +367,13 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ValueError(problem("seeds", "a non-empty list of integers >= 0", seeds,
                                  "pass seeds=(0, 1, 2)"))
-    train = _as_collection(train, "train")
+    train, validation, test = (load_image_folder(images, progress=False)
+                               if isinstance(images, (str, Path)) else images
+                               for images in (train, validation, test))
     if validation is None:
         parts = split(train, 1 - HOLDOUT_FRACTION, HOLDOUT_FRACTION, 0.0, seed=0)
         train, validation = parts.train, parts.validation
-    validation = _as_collection(validation, "validation")
-    test = None if test is None else _as_collection(test, "test")
-
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    combos = list(ParameterGrid(grid))
     extractors = {}  # runs with the same backbone share one frozen extractor
     rows, classifiers = [], []
     jobs = [(combo, seed) for combo in combos for seed in seeds]
@@ -365,12 +444,6 @@ def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
     return "-" if value is None else str(value)
-
-
-def _plain(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    return value
 
 
 __all__ = ["BestRun", "ExperimentResults", "run_grid"]

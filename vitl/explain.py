@@ -52,7 +52,21 @@ class Explanation:
     path: str | None = None
 
     def overlay(self, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
-        """The heatmap blended over the image, see :func:`overlay`."""
+        """The heatmap blended over the image, see :func:`overlay`.
+
+        Args:
+            alpha: weight of the heatmap colour, 0..1.
+            cmap: a matplotlib colormap name.
+
+        Returns:
+            ``(H, W, 3)`` uint8 RGB.
+
+        Example:
+            >>> e = Explanation(np.zeros((4, 4, 3), "uint8"), np.ones((4, 4), "float32"), "a",
+            ...                 0.9, "a")
+            >>> e.overlay(alpha=1.0)[0, 0].tolist()  # jet(1.0) is dark red
+            [128, 0, 0]
+        """
         return overlay(self.image, self.heatmap, alpha=alpha, cmap=cmap)
 
     def __str__(self) -> str:
@@ -123,19 +137,20 @@ def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
     Args:
         classifier, images, class_name, batch_size, progress: as for :func:`explain`.
 
+    Returns:
+        ``(N, H, W)`` float32 heatmaps in [0, 1].
+
     Raises:
         ValueError: as for :func:`explain`, or images of different sizes.
 
     Example:
+        >>> import tempfile
         >>> from vitl.classifier import ImageClassifier
-        >>> from vitl.training import build_head
-        >>> from vitl.backbones import build_feature_extractor
-        >>> from vitl.classifier import _join
-        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32)
-        >>> clf.extractor_ = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
-        >>> clf.head_ = build_head(1280, 2)
-        >>> clf.model_, clf.classes_ = _join(clf.extractor_, clf.head_), np.array(["a", "b"])
-        >>> maps = grad_cam(clf, np.zeros((3, 40, 50, 3), "uint8"), class_name="b")
+        >>> from vitl.datasets import make_synthetic_cracks
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 2, size=32, progress=False)
+        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, epochs=1,
+        ...                       cache=None, verbose=False).fit(folder, folder)
+        >>> maps = grad_cam(clf, np.zeros((3, 40, 50, 3), "uint8"), class_name="cracked")
         >>> maps.shape, maps.dtype, bool(maps.min() >= 0 and maps.max() <= 1)
         ((3, 40, 50), dtype('float32'), True)
     """
@@ -184,6 +199,14 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray
 def plot_explanation(explanation: Explanation, alpha: float = 0.4, cmap: str = "jet") -> Figure:
     """Show one explanation: the image, the heatmap and the overlay side by side.
 
+    Args:
+        explanation: an :class:`Explanation`.
+        alpha: weight of the heatmap colour in the overlay, 0..1.
+        cmap: a matplotlib colormap name.
+
+    Returns:
+        The figure: image, heatmap (with a colour bar) and overlay.
+
     Example:
         >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.eye(8, dtype="float32"), "cracked",
         ...                 0.9, "cracked")
@@ -211,6 +234,16 @@ def plot_explanation(explanation: Explanation, alpha: float = 0.4, cmap: str = "
 def plot_explanations(explanations, ncols: int = 4, caption: str | None = None,
                       alpha: float = 0.4, cmap: str = "jet") -> Figure:
     """Show a gallery of overlays, each titled with its file name, class and score.
+
+    Args:
+        explanations: :class:`Explanation` objects, e.g. from :func:`explain`.
+        ncols: images per row.
+        caption: text under the gallery (e.g. the images' licence attribution).
+        alpha: weight of the heatmap colour, 0..1.
+        cmap: a matplotlib colormap name.
+
+    Returns:
+        The figure, one overlay per axes.
 
     Example:
         >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.zeros((8, 8), "float32"), "ok",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
 from ._errors import problem
 from .evaluation import EvaluationReport, ThresholdChoice
@@ -80,12 +81,17 @@ def plot_confusion_matrix(report: EvaluationReport, normalize: bool = False, ax=
                           cmap: str = "Blues") -> Figure:
     """Draw the confusion matrix (rows: true class, columns: predicted class).
 
+    Drawn by scikit-learn's ``ConfusionMatrixDisplay``.
+
     Args:
         report: an :class:`~vitl.evaluation.EvaluationReport`.
         normalize: divide each row by its total, so the diagonal shows each
             class's recall; cells also show the counts.
         ax: optional axes to draw into.
         cmap: matplotlib colour map.
+
+    Returns:
+        The figure holding the matrix.
 
     Example:
         >>> report = EvaluationReport.from_predictions(
@@ -98,20 +104,15 @@ def plot_confusion_matrix(report: EvaluationReport, normalize: bool = False, ax=
     fig, (ax,) = _figure_and_axes(None if ax is None else [ax], 1,
                                   figsize=(1.2 * len(report.class_names) + 2.5,) * 2)
     counts = report.confusion_matrix
+    totals = counts.sum(axis=1, keepdims=True)
+    shown = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0) \
+        if normalize else counts
+    display = ConfusionMatrixDisplay(shown, display_labels=report.class_names)
+    display.plot(ax=ax, cmap=cmap, colorbar=False, values_format=".0%" if normalize else "d",
+                 im_kw={"vmin": 0, "vmax": 1 if normalize else max(1, counts.max())})
     if normalize:
-        totals = counts.sum(axis=1, keepdims=True)
-        shown = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    else:
-        shown = counts
-    ax.imshow(shown, cmap=cmap, vmin=0, vmax=1 if normalize else max(1, counts.max()))
-    threshold = (1 if normalize else max(1, counts.max())) / 2
-    for (i, j), count in np.ndenumerate(counts):
-        text = f"{shown[i, j]:.0%}\n({count})" if normalize else str(count)
-        ax.text(j, i, text, ha="center", va="center", fontsize=9,
-                color="white" if shown[i, j] > threshold else "black")
-    ticks = range(len(report.class_names))
-    ax.set_xticks(ticks, report.class_names)
-    ax.set_yticks(ticks, report.class_names)
+        for text, count in zip(display.text_.ravel(), counts.ravel()):
+            text.set_text(f"{text.get_text()}\n({count})")
     ax.set(xlabel="Predicted", ylabel="True",
            title="Confusion matrix" + (" (row-normalized)" if normalize else ""))
     return fig
@@ -121,6 +122,8 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
                 axes=None) -> Figure:
     """Draw the ROC and precision-recall curves of the positive-class score (two classes).
 
+    Drawn by scikit-learn's ``RocCurveDisplay`` and ``PrecisionRecallDisplay``.
+
     Args:
         report: a two-class :class:`~vitl.evaluation.EvaluationReport` with both
             classes present.
@@ -129,6 +132,9 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
             both curves.
         axes: optional two axes to draw into (ROC, PR).
 
+    Returns:
+        The figure with the two panels.
+
     Example:
         >>> report = EvaluationReport.from_predictions(
         ...     [0, 0, 1, 1], [[.9, .1], [.4, .6], [.2, .8], [.3, .7]], ["CD", "UD"])
@@ -136,8 +142,6 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
         >>> [ax.get_title() for ax in fig.axes]
         ['ROC, positive class CD (AUC = 1.000)', 'Precision-recall, positive class CD (AP = 1.000)']
     """
-    from sklearn.metrics import precision_recall_curve, roc_curve
-
     _check_report(report)
     if len(report.class_names) != 2:
         raise ValueError(problem("report", "a two-class report", f"{len(report.class_names)} "
@@ -148,29 +152,21 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
                                  "evaluate on a set containing defects and non-defects"))
     fig, (roc_ax, pr_ax) = _figure_and_axes(axes, 2, figsize=(10, 4.4))
     positive = report.positive_class
-
-    fpr, tpr, _ = roc_curve(is_positive, score)
-    roc_ax.plot(fpr, tpr, color=TRAIN_COLOR, label="model")
-    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    curve = {"pos_label": True, "name": "model", "plot_chance_level": True}
+    RocCurveDisplay.from_predictions(is_positive, score, ax=roc_ax, **curve)
     roc_ax.set(title=f"ROC, positive class {positive} (AUC = {report.roc_auc:.3f})",
-               xlabel="False-alarm rate (FPR)", ylabel="Recall (TPR)",
-               xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-
-    precision, recall, _ = precision_recall_curve(is_positive, score)
-    pr_ax.step(recall, precision, where="post", color=TRAIN_COLOR, label="model")
-    prevalence = is_positive.mean()
-    pr_ax.axhline(prevalence, color="grey", linestyle=":", label=f"chance ({prevalence:.2f})")
+               xlabel="False-alarm rate (FPR)", ylabel="Recall (TPR)")
+    PrecisionRecallDisplay.from_predictions(is_positive, score, ax=pr_ax, **curve)
     pr_ax.set(title=f"Precision-recall, positive class {positive} (AP = {report.pr_auc:.3f})",
-              xlabel="Recall", ylabel="Precision", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-
+              xlabel="Recall", ylabel="Precision")
     if threshold is not None:
         value = threshold.threshold if isinstance(threshold, ThresholdChoice) else threshold
         point = report.at_threshold(float(value))
         label = f"threshold {point.threshold:.3f}"
         roc_ax.plot([point.false_alarm_rate], [point.recall], "o", color=BEST_COLOR, label=label)
         pr_ax.plot([point.recall], [point.precision], "o", color=BEST_COLOR, label=label)
-    for ax in (roc_ax, pr_ax):
-        ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize=8)
+    roc_ax.legend(loc="lower right", fontsize=8)
+    pr_ax.legend(loc="lower left", fontsize=8)
     return fig
 
 
@@ -190,6 +186,17 @@ def plot_confidently_wrong(report: EvaluationReport, k: int = 8, caption: str | 
 
     Returns:
         The figure: one axes per image, or one axes saying there is no mistake.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> paths = [tempfile.mkdtemp() + f"/{i}.png" for i in range(2)]
+        >>> for path in paths:
+        ...     Image.new("RGB", (8, 8)).save(path)
+        >>> report = EvaluationReport.from_predictions(
+        ...     [0, 1], [[.3, .7], [.2, .8]], ["CD", "UD"], paths=paths)
+        >>> [ax.get_title() for ax in plot_confidently_wrong(report).axes]
+        ['true CD, pred UD\\n70.0% sure']
     """
     _check_report(report)
     if report.paths is None:
@@ -222,6 +229,17 @@ def plot_image_grid(paths: Sequence, labels: Sequence[str] | None = None, ncols:
         labels: optional title per image.
         ncols: images per row.
         caption: text under the grid (e.g. the images' licence attribution).
+
+    Returns:
+        The figure, one axes per image.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> path = tempfile.mkdtemp() + "/a.png"
+        >>> Image.new("RGB", (8, 8)).save(path)
+        >>> [ax.get_title() for ax in plot_image_grid([path, path], ["one", "two"]).axes]
+        ['one', 'two']
     """
     paths = list(paths)
     if labels is not None and len(labels) != len(paths):
@@ -242,6 +260,9 @@ def plot_images(images: Sequence, titles: Sequence[str] | None = None, ncols: in
         ncols: images per row (fewer when there are fewer images).
         caption: text under the grid.
         cell_inches: size of one cell.
+
+    Returns:
+        The figure, one axes per image.
 
     Example:
         >>> fig = plot_images([np.zeros((8, 8, 3), "uint8"), np.ones((8, 8))], ["black", "grey"])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .._errors import problem
-from .._paths import data_dir, vitl_home, weights_dir
+from .._paths import weights_dir
+from ..datasets import SDNET2018_SHA256, SDNET2018_ZIP_NAMES, data_mirror_dir, find_sdnet_zip
 from ._files import atomic_path
 from .registry import DEFAULT_BACKBONE, get_backbone
 from .weights import resolve_weights, sha256_file, weights_file_name
@@ -33,26 +33,6 @@ MANIFEST = "manifest.json"
 FORMAT = "vitl-bundle/1"
 WEIGHTS_SUBDIR = "weights"
 DATA_MIRROR_SUBDIR = "data-mirror"
-
-#: The ML.NET tutorial's SDNET2018 bridge-deck sample (names it is known by, sha256);
-#: the same as vitl.datasets', which :func:`_sdnet_zip_facts` prefers when importable.
-SDNET_ZIP_NAMES = ("sdnet2018-decks-sample.zip", "assets.zip")
-SDNET_ZIP_SHA256 = "7ac86c72dbaf601b0526de08afa83f24f0331f8b08f8efbc4be75b97364b0efe"
-
-
-def _sdnet_zip_facts() -> tuple[tuple[str, ...], str]:
-    try:
-        from .. import datasets
-
-        return tuple(datasets.SDNET2018_ZIP_NAMES), datasets.SDNET2018_SHA256
-    except (ImportError, AttributeError):
-        return SDNET_ZIP_NAMES, SDNET_ZIP_SHA256
-
-
-def data_mirror_dir() -> Path:
-    """Return where imported data zips go: ``vitl_home()/data-mirror``."""
-    return vitl_home() / DATA_MIRROR_SUBDIR
-
 
 def _vitl_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -63,26 +43,6 @@ def _vitl_version() -> str:
         from .. import __version__
 
         return __version__
-
-
-def find_sdnet_zip() -> Path:
-    """Find the SDNET2018 sample zip: ``$VITL_DATA_MIRROR``, ``data_dir()``, ``data_mirror_dir()``.
-
-    Raises:
-        FileNotFoundError: not in any of those folders (lists them).
-    """
-    folders = [Path(os.environ["VITL_DATA_MIRROR"]).expanduser()] if os.environ.get(
-        "VITL_DATA_MIRROR") else []
-    folders += [data_dir(), data_mirror_dir()]
-    names, _ = _sdnet_zip_facts()
-    for folder in folders:
-        for name in names:
-            if (folder / name).is_file():
-                return folder / name
-    raise FileNotFoundError(
-        problem("SDNET2018 zip", f"one of {names} in {[str(f) for f in folders]}",
-                "none found", "set VITL_DATA_MIRROR to the folder holding the zip")
-    )
 
 
 def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
@@ -111,12 +71,11 @@ def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
             entries.append((arcname, Path(source.path), source.sha256, {"backbone": spec.name}))
     if with_data:
         zip_path = find_sdnet_zip()
-        names, expected = _sdnet_zip_facts()
         digest = sha256_file(zip_path)
-        if digest != expected:
-            raise ValueError(problem(f"sha256 of {zip_path}", expected, digest,
+        if digest != SDNET2018_SHA256:
+            raise ValueError(problem(f"sha256 of {zip_path}", SDNET2018_SHA256, digest,
                                      "replace the zip with the published SDNET2018 sample"))
-        entries.append((f"{DATA_MIRROR_SUBDIR}/{names[0]}", zip_path, digest,
+        entries.append((f"{DATA_MIRROR_SUBDIR}/{SDNET2018_ZIP_NAMES[0]}", zip_path, digest,
                         {"dataset": "sdnet2018-decks"}))
 
     manifest = {

@@ -9,7 +9,20 @@ from ..data import load_image_folder, split, tutorial_split
 
 
 def register(subparsers) -> None:
-    """Add the ``data`` sub-command."""
+    """Add the ``data`` sub-command.
+
+    Args:
+        subparsers: the ``vitl`` parser's sub-parsers.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> register(parser.add_subparsers())
+        >>> parser.parse_args(["data", "photos"]).split
+        'tutorial'
+    """
     parser = subparsers.add_parser(
         "data", help="check an image folder: images per class, sizes, bad files, split",
         description="Check a folder with one sub-folder per class: count images per class, "
@@ -26,7 +39,24 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the summary, the bad-file report and the split table; return 0."""
+    """Print the summary, the bad-file report and the split table; return 0.
+
+    Args:
+        args: the parsed ``vitl data`` arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        >>> import tempfile
+        >>> from vitl.datasets import make_synthetic_cracks
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+        >>> args = argparse.Namespace(folder=folder, validate=False, split="none", seed=None)
+        >>> run(args)  # doctest: +ELLIPSIS
+        /.../s
+        ...
+        0
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # every skipped file is printed in the report below
         images = load_image_folder(args.folder, validate=args.validate)

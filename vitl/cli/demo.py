@@ -29,12 +29,33 @@ TARGET_RECALL = 0.95
 
 
 def default_out() -> Path:
-    """Where the demo saves its model: ``VITL_HOME/demo-model``."""
+    """Where the demo saves its model: ``VITL_HOME/demo-model``.
+
+    Returns:
+        The folder (it may not exist).
+
+    Example:
+        >>> default_out().name
+        'demo-model'
+    """
     return _paths.vitl_home() / "demo-model"
 
 
 def register(subparsers) -> None:
-    """Add the ``demo`` sub-command."""
+    """Add the ``demo`` sub-command.
+
+    Args:
+        subparsers: the ``vitl`` parser's sub-parsers.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> register(parser.add_subparsers())
+        >>> parser.parse_args(["demo"]).backbone
+        'auto'
+    """
     parser = subparsers.add_parser(
         "demo", help="the main job: get the tutorial's data, split it, train, evaluate, save",
         description="Get the ML.NET tutorial's SDNET2018 deck sample (mirror, then download, "
@@ -51,6 +72,22 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Get the data, split, train, evaluate, choose a threshold, save, classify; return 0.
+
+    Args:
+        args: the parsed ``vitl demo`` arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        Trains a model (minutes; tested end to end in ``tests/test_cli_models.py``):
+
+        >>> from vitl.cli import main
+        >>> main(["demo", "--backbone", "mobilenetv2-tv"])  # doctest: +SKIP
+        data: SDNET2018 deck sample, ...
+        0
+    """
     start = time.perf_counter()
     check_training_options(args)
     folder, source = tutorial_data()

@@ -5,11 +5,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitl.cli import CLIError
+from .._errors import problem
+from . import CLIError
+from .train import load_model_dir
 
 
 def register(subparsers) -> None:
-    """Add the ``explain`` sub-command."""
+    """Add the ``explain`` sub-command.
+
+    Args:
+        subparsers: the ``vitl`` parser's sub-parsers.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> register(parser.add_subparsers())
+        >>> args = parser.parse_args(["explain", "model", "a.jpg", "--out", "o"])
+        >>> args.cache, args.alpha, args.class_name
+        ('default', 0.4, None)
+    """
     parser = subparsers.add_parser(
         "explain", help="write Grad-CAM overlays: where in each image the model saw its class",
         description="Explain a trained model's decision on each image with a Grad-CAM heatmap "
@@ -26,29 +42,55 @@ def register(subparsers) -> None:
                              "default: each image's predicted class")
     parser.add_argument("--alpha", type=float, default=0.4,
                         help="heatmap opacity in the overlay, 0..1 (default 0.4)")
+    parser.add_argument("--cache", default="default", metavar="DIR",
+                        help="the loaded model's feature cache folder, 'default' or 'none' "
+                             "(Grad-CAM itself always runs the backbone)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Explain every image, write its overlay, print one line per image; return 0."""
+    """Explain every image, write its overlay, print one line per image; return 0.
+
+    Args:
+        args: the parsed ``vitl explain`` arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Raises:
+        CLIError: a bad ``--alpha``, ``--out`` or IMAGE (reported in one line).
+
+    Example:
+        Needs a trained model (tested in ``tests/test_explain.py``):
+
+        >>> from vitl.cli import main
+        >>> main(["explain", "model", "crack.jpg", "--out", "overlays"])  # doctest: +SKIP
+        crack.jpg	CD	0.9731	overlays/crack_gradcam.png
+        0
+    """
     from PIL import Image
 
-    from vitl.classifier import ImageClassifier
-    from vitl.data import list_images
-    from vitl.explain import explain
+    from ..data import list_images
+    from ..explain import explain
 
     if not 0 <= args.alpha <= 1:
-        raise CLIError(f"--alpha: expected a number in [0, 1], received {args.alpha}. "
-                       "Fix: pass --alpha 0.4")
+        raise CLIError(problem("--alpha", "a number in [0, 1]", args.alpha, "pass --alpha 0.4"))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise CLIError(f"--out: expected a folder, received the file {out}. "
-                       "Fix: pass a new or existing folder")
+        raise CLIError(problem("--out", "a folder", f"the file {out}",
+                               "pass a new or existing folder"))
     paths = [path for item in args.images for path in list_images(item)]
     if not paths:
-        raise CLIError(f"IMAGE: expected image files, received none in {args.images}. "
-                       "Fix: pass image files or folders holding .jpg/.png images")
-    clf = ImageClassifier.load(args.model, cache=None, verbose=False)
+        raise CLIError(problem("IMAGE", "image files", f"none in {args.images}",
+                               "pass image files or folders holding .jpg/.png images"))
+    cache = None if str(args.cache).lower() == "none" else args.cache
+    model = Path(args.model)
+    if model.is_file():  # a bare .keras file; folders go through the shared loader
+        from ..classifier import ImageClassifier
+
+        clf = ImageClassifier.load(model, cache=cache, verbose=False)
+    else:
+        clf = load_model_dir(model, cache=cache)
     explanations = explain(clf, paths, class_name=args.class_name)
     out.mkdir(parents=True, exist_ok=True)
     for explanation, target in zip(explanations, _output_names(paths, out)):

@@ -1,365 +1,23 @@
-"""Data sets: the ML.NET tutorial's SDNET2018 deck sample and a synthetic crack generator.
+"""Synthetic concrete tiles with and without thin branching cracks, for offline demos and tests.
 
-Both functions return a plain image folder (one sub-folder per class) that
-``vitl.data.load_image_folder`` reads.
-
-- :func:`sdnet2018_decks` finds the tutorial's zip (a mirror folder, then the
-  public URL), checks its sha256 and unpacks it once, crash-safely.
-- :func:`make_synthetic_cracks` draws concrete-like tiles with and without
-  thin branching cracks, for offline demos, tests and teaching.
+:func:`make_synthetic_cracks` writes a two-class image folder that
+``vitl.data.load_image_folder`` reads; :func:`synthetic_mask_path` finds a
+tile's crack mask.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
-import os
-import shutil
-import time
-import urllib.error
-import urllib.request
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
-from . import _paths
-from ._errors import check_fraction, check_int, problem
-from ._hashing import sha256_file
-
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "SDNET2018_ATTRIBUTION",
-    "SDNET2018_CLASSES",
-    "SDNET2018_URL",
-    "SYNTHETIC_MASK_DIR",
-    "DatasetChecksumError",
-    "DatasetUnavailableError",
-    "make_synthetic_cracks",
-    "sdnet2018_decks",
-    "synthetic_mask_path",
-    "tutorial_data",
-]
-
-
-class DatasetUnavailableError(RuntimeError):
-    """Raised when a data set can be found neither in a mirror nor by download."""
-
-
-class DatasetChecksumError(DatasetUnavailableError):
-    """Raised when a data set file has the wrong size or sha256; nothing is unpacked."""
-
-
-# --------------------------------------------------------------------------- SDNET2018 sample
-
-SDNET2018_URL = (
-    "https://github.com/dotnet/machinelearning-samples/raw/main/samples/csharp/getting-started/"
-    "DeepLearning_ImageClassification_Binary/DeepLearning_ImageClassification/assets.zip"
-)
-SDNET2018_SIZE = 2_840_003
-SDNET2018_SHA256 = "7ac86c72dbaf601b0526de08afa83f24f0331f8b08f8efbc4be75b97364b0efe"
-#: File names looked for in a mirror folder, in order.
-SDNET2018_ZIP_NAMES = ("sdnet2018-decks-sample.zip", "assets.zip")
-#: Folder (below the data folder) the sample is unpacked into.
-SDNET2018_FOLDER = "sdnet2018-decks"
-#: The class folders: CD = cracked deck, UD = uncracked deck.
-SDNET2018_CLASSES = {"CD": "cracked deck", "UD": "uncracked deck"}
-#: One line to put under any figure that shows SDNET2018 images (CC BY 4.0 asks for it).
-SDNET2018_ATTRIBUTION = (
-    "Images: SDNET2018, Maguire, Dorafshan & Thomas (2018), Utah State University, "
-    "CC BY 4.0, https://digitalcommons.usu.edu/all_datasets/48"
-)
-MIRROR_ENV = "VITL_DATA_MIRROR"
-_ZIP_PREFIX = "assets/"
-_MARKER = ".complete"
-
-
-def sdnet2018_decks(
-    *,
-    mirror=None,
-    data_dir=None,
-    force: bool = False,
-    timeout: float = 10,
-    verbose: bool = True,
-    progress: bool = True,
-) -> Path:
-    """Return the folder of the ML.NET tutorial's 400-image SDNET2018 bridge-deck sample.
-
-    The folder holds the class folders ``CD`` (cracked deck, 200 JPEGs) and
-    ``UD`` (uncracked deck, 200 JPEGs), the zip's ``README.md`` and an
-    ``ATTRIBUTION.md``. The zip is looked for, in order, in ``mirror``, in the
-    folder named by ``$VITL_DATA_MIRROR``, as an earlier download in the data
-    folder, and last fetched from :data:`SDNET2018_URL`. Its size and sha256
-    are checked before anything is unpacked.
-
-    Unpacking goes into a temporary sibling folder that holds a ``.complete``
-    marker (the zip's sha256) before it is renamed into place, so an
-    interrupted run never leaves a folder that is taken as valid; a folder
-    without a valid marker is removed and unpacked again. A second call with a
-    valid folder returns at once without reading the zip.
-
-    Args:
-        mirror: a folder holding ``sdnet2018-decks-sample.zip`` (or
-            ``assets.zip``), or the zip file itself.
-        data_dir: where to unpack; default ``vitl._paths.data_dir()``. The
-            sample lands in ``data_dir/sdnet2018-decks``.
-        force: unpack again even when a valid folder exists.
-        timeout: seconds to wait for the download server.
-        verbose: print one line saying where the sample came from (mirror,
-            download or already unpacked); the same line goes to the
-            ``vitl.datasets`` logger either way.
-        progress: show a tqdm bar while downloading.
-
-    Returns:
-        The image folder ``data_dir/sdnet2018-decks``.
-
-    Raises:
-        DatasetUnavailableError: no mirror holds the zip and the download
-            failed; the message lists what was tried and the fixes.
-        DatasetChecksumError: the zip found or downloaded has the wrong size
-            or sha256 (a subclass of DatasetUnavailableError).
-
-    Example:
-        >>> folder = sdnet2018_decks()  # doctest: +SKIP
-        SDNET2018 deck sample: from mirror .../sdnet2018-decks-sample.zip (sha256 ok) -> ...
-        >>> sorted(p.name for p in folder.iterdir() if p.is_dir())  # doctest: +SKIP
-        ['CD', 'UD']
-        >>> SDNET2018_CLASSES["CD"]
-        'cracked deck'
-    """
-    target, message = _fetch_sdnet2018(mirror, data_dir, force, timeout, progress)
-    line = f"SDNET2018 deck sample: {message}"
-    logger.info(line)
-    if verbose:
-        print(line)
-    return target
-
-
-def _fetch_sdnet2018(mirror, data_dir, force, timeout, progress) -> tuple[Path, str]:
-    """Do :func:`sdnet2018_decks`' work; return (folder, where the data came from)."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(problem("timeout", "a number of seconds > 0", timeout, "pass timeout=10"))
-    root = Path(data_dir).expanduser() if data_dir is not None else _paths.data_dir()
-    target = root / SDNET2018_FOLDER
-    if not force and _is_complete(target):
-        return target, f"already unpacked at {target}"
-    root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(root, f".{SDNET2018_FOLDER}.tmp-")
-    _remove_stale_temps(root, f".{SDNET2018_ZIP_NAMES[0]}.")
-    zip_path, source = _find_or_download_zip(root, mirror, timeout, progress)
-    _unpack(zip_path, target)
-    return target, f"{source} (sha256 ok) -> {target}"
-
-
-def _is_complete(folder: Path) -> bool:
-    marker = folder / _MARKER
-    try:
-        recorded = marker.read_text().split()
-    except OSError:
-        return False
-    return (
-        recorded[:1] == [SDNET2018_SHA256]
-        and all((folder / name).is_dir() for name in SDNET2018_CLASSES)
-    )
-
-
-def _verify_zip(path: Path, origin: str) -> None:
-    """Raise DatasetChecksumError unless ``path`` has the expected size and sha256."""
-    size = path.stat().st_size
-    received = sha256_file(path)
-    if size != SDNET2018_SIZE or received != SDNET2018_SHA256:
-        raise DatasetChecksumError(
-            problem(
-                f"SDNET2018 zip from {origin}",
-                f"{SDNET2018_SIZE:,} bytes with sha256 {SDNET2018_SHA256}",
-                f"{size:,} bytes with sha256 {received}",
-                f"replace {path} with an intact copy of {SDNET2018_URL} "
-                "(the file is corrupt or a different one); nothing was unpacked",
-            )
-        )
-
-
-def _mirror_candidates(mirror, tried: list[str]):
-    """Yield (label, zip path) for the mirror argument, $VITL_DATA_MIRROR and an imported bundle."""
-    bundle_mirror = _paths.vitl_home() / "data-mirror"  # filled by `vitl weights import`
-    places = (("mirror", mirror), (MIRROR_ENV, os.environ.get(MIRROR_ENV)),
-              ("imported bundle", bundle_mirror if bundle_mirror.is_dir() else None))
-    for label, place in places:
-        if not place:
-            continue
-        place = Path(place).expanduser()
-        if place.is_file():
-            yield f"{label} {place}", place
-            continue
-        found = [place / name for name in SDNET2018_ZIP_NAMES if (place / name).is_file()]
-        if found:
-            yield f"{label} {found[0]}", found[0]
-        else:
-            names = " or ".join(SDNET2018_ZIP_NAMES)
-            tried.append(f"{label}={place}: no {names} there")
-
-
-def _find_or_download_zip(root: Path, mirror, timeout: float, progress: bool):
-    tried: list[str] = []
-    if not mirror and not os.environ.get(MIRROR_ENV):
-        tried.append(f"no mirror (mirror=None and ${MIRROR_ENV} unset)")
-    for label, path in _mirror_candidates(mirror, tried):
-        _verify_zip(path, label)
-        return path, f"from {label}"
-    cached = root / SDNET2018_ZIP_NAMES[0]
-    if cached.is_file():
-        try:
-            _verify_zip(cached, f"earlier download {cached}")
-            return cached, f"from earlier download {cached}"
-        except DatasetChecksumError:
-            cached.unlink()  # our own cache went bad: fetch it again
-    _download(cached, timeout, progress, tried)
-    return cached, f"downloaded from {SDNET2018_URL}"
-
-
-def _download(dest: Path, timeout: float, progress: bool, tried: list[str]) -> None:
-    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
-        with urllib.request.urlopen(SDNET2018_URL, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or SDNET2018_SIZE)
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc="SDNET2018 sample",
-                       disable=not progress)
-            with open(part, "wb") as out, bar:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        part.unlink(missing_ok=True)
-        tried.append(f"download {SDNET2018_URL}: {err}")
-        raise DatasetUnavailableError(_unavailable_message(tried)) from err
-    try:
-        _verify_zip(part, f"download {SDNET2018_URL}")
-    except DatasetChecksumError:
-        part.unlink(missing_ok=True)
-        raise
-    os.replace(part, dest)
-
-
-def _unavailable_message(tried: list[str]) -> str:
-    names = " or ".join(SDNET2018_ZIP_NAMES)
-    return problem(
-        "SDNET2018 deck sample",
-        f"the zip ({names}, {SDNET2018_SIZE:,} bytes) in a mirror folder or a working download",
-        "; ".join(tried),
-        f"set {MIRROR_ENV}=/folder/with/the/zip, or pass mirror='/folder/with/the/zip', "
-        f"or download {SDNET2018_URL} by hand into such a folder",
-    )
-
-
-def _unpack(zip_path: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        with zipfile.ZipFile(zip_path) as archive:
-            for info in archive.infolist():
-                _extract_member(archive, info, tmp)
-        missing = [name for name in SDNET2018_CLASSES if not (tmp / name).is_dir()]
-        if missing:
-            raise DatasetUnavailableError(
-                problem("SDNET2018 zip layout", "folders assets/CD and assets/UD",
-                        f"no {', '.join(missing)} in {zip_path}", "use the tutorial's assets.zip")
-            )
-        (tmp / "ATTRIBUTION.md").write_text(SDNET2018_ATTRIBUTION + "\n")
-        (tmp / _MARKER).write_text(SDNET2018_SHA256 + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not _is_complete(target):  # another process did not win the race either
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, into: Path) -> None:
-    """Copy one ``assets/...`` member below ``into`` (dropping ``assets/``); skip all others."""
-    if not info.filename.startswith(_ZIP_PREFIX):
-        return
-    rel = PurePosixPath(info.filename[len(_ZIP_PREFIX):])
-    if not rel.parts or ".." in rel.parts or rel.is_absolute():
-        return
-    dest = into.joinpath(*rel.parts)
-    if info.is_dir():
-        dest.mkdir(parents=True, exist_ok=True)
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with archive.open(info) as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out)
-
-
-def _remove_stale_temps(root: Path, prefix: str, max_age_s: float = 6 * 3600) -> None:
-    """Remove leftovers named ``<prefix>...<pid>[.part]`` of dead processes (or very old ones)."""
-    for path in root.glob(f"{prefix}*"):
-        stem = path.name[len(prefix):].removesuffix(".part")
-        pid = stem.rsplit("-", 1)[-1].rsplit(".", 1)[-1]
-        try:
-            old = time.time() - path.stat().st_mtime > max_age_s
-        except OSError:
-            continue
-        if pid == str(os.getpid()) or old or not (pid.isdigit() and _pid_alive(int(pid))):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except PermissionError:
-        return True  # exists, owned by another user
-    except (ProcessLookupError, OverflowError, OSError):
-        return False
-    return True
-
-
-def tutorial_data(*, mirror=None, data_dir=None, timeout: float = 10,
-                  synthetic_n_per_class: int = 200, progress: bool = True) -> tuple[Path, str]:
-    """Return (image folder, source line) for the demo: SDNET2018 if available, else synthetic.
-
-    Tries :func:`sdnet2018_decks` (mirror, then download); when that data is
-    unavailable, makes (once) ``synthetic_n_per_class`` tiles per class with
-    :func:`make_synthetic_cracks` in ``data_dir/synthetic-cracks`` and says so
-    in the source line. A zip with the wrong sha256 is not papered over: that
-    error is raised.
-
-    Raises:
-        DatasetChecksumError: a mirror or download holds a corrupt zip.
-
-    Example:
-        >>> folder, source = tutorial_data()  # doctest: +SKIP
-        >>> print(source)  # doctest: +SKIP
-        SDNET2018 deck sample, from VITL_DATA_MIRROR .../sdnet2018-decks-sample.zip (sha256 ok) ...
-    """
-    root = Path(data_dir).expanduser() if data_dir is not None else _paths.data_dir()
-    try:
-        folder, message = _fetch_sdnet2018(mirror, root, False, timeout, progress)
-        return folder, f"SDNET2018 deck sample, {message}. {SDNET2018_ATTRIBUTION}"
-    except DatasetChecksumError:
-        raise
-    except DatasetUnavailableError as err:
-        logger.info("falling back to synthetic data: %s", err)
-        folder = make_synthetic_cracks(root / "synthetic-cracks", synthetic_n_per_class,
-                                       progress=progress)
-        return folder, (
-            f"synthetic cracks ({synthetic_n_per_class} tiles a class, seed 0) in {folder}, "
-            f"because the SDNET2018 sample is unavailable: set {MIRROR_ENV}=/folder/with/the/zip "
-            "to use the tutorial's real photos"
-        )
-
-
-# --------------------------------------------------------------------------- synthetic cracks
+from .._errors import check_fraction, check_int, problem
+from .folders import replacing_folder
 
 #: Hidden folder (beside the class folders) holding the crack masks; image-folder
 #: loaders skip dot-folders, so it is never taken for a class.
@@ -446,16 +104,8 @@ def make_synthetic_cracks(
                     f"{out_dir} (not empty, no {_SYNTH_MARKER})",
                     "pass another out_dir or empty that folder yourself")
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(out_dir.parent, f".{out_dir.name}.tmp-")
-    _remove_stale_temps(out_dir.parent, f".{out_dir.name}.old-")
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with replacing_folder(out_dir) as tmp:
         _write_synthetic(tmp, params, progress)
-        _swap_into_place(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
@@ -465,6 +115,12 @@ def synthetic_mask_path(image_path) -> Path:
     ``out_dir/<class>/<name>.png`` -> ``out_dir/.masks/<name>.png``. The file
     exists only for cracked tiles made with ``masks=True``; uncracked tiles have
     no crack pixels and no mask file.
+
+    Args:
+        image_path: a tile written by :func:`make_synthetic_cracks`.
+
+    Returns:
+        The mask's path (it may not exist).
 
     Example:
         >>> synthetic_mask_path("syn/cracked/cracked_0003.png").as_posix()
@@ -508,19 +164,11 @@ def _read_json(path: Path):
         return None
 
 
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _write_synthetic(folder: Path, params: dict, progress: bool) -> None:
     cracked, uncracked = params["class_names"]
     n, size = params["n_per_class"], params["size"]
     for name in (cracked, uncracked):
-        (folder / name).mkdir(parents=True)
+        (folder / name).mkdir()
     if params["masks"]:
         (folder / SYNTHETIC_MASK_DIR).mkdir()
     coverage, rows = [], ["file,class,crack_share,distractors"]
@@ -614,14 +262,8 @@ def _upsampled_noise(rng, grid: int, size: int) -> np.ndarray:
 
 
 def _blur(layer: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of a float layer (Pillow's blur has no float mode)."""
-    r = max(1, int(3 * sigma + 0.5))
-    k = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma * sigma)).astype(np.float32)
-    k /= k.sum()
-    padded = np.pad(layer.astype(np.float32), r, mode="reflect")
-    h, w = layer.shape
-    rows = sum(k[i] * padded[i:i + h] for i in range(2 * r + 1))
-    return sum(k[i] * rows[:, i:i + w] for i in range(2 * r + 1))
+    """Gaussian blur of a float layer (Pillow's blur has no float mode); radius 3 sigma."""
+    return gaussian_filter(layer.astype(np.float32), sigma, mode="mirror", truncate=3.0)
 
 
 def _concrete_luminance(rng, size: int, s: float) -> np.ndarray:
@@ -839,3 +481,6 @@ def _hard_edge(light, rng, size, s):
     inside = np.clip(d / (0.7 * s) + 0.5, 0, 1)
     factor = rng.choice([rng.uniform(0.45, 0.75), rng.uniform(1.15, 1.35)])
     return light * (1 + (factor - 1) * inside)
+
+
+__all__ = ["SYNTHETIC_MASK_DIR", "make_synthetic_cracks", "synthetic_mask_path"]
