@@ -44,6 +44,8 @@ _API = {
     "grad_cam": "explain", "explain": "explain", "plot_explanations": "explain",
     # improving the model
     "AugmentPolicy": "augment", "plot_views": "augment", "run_grid": "experiments",
+    # the teaching notebooks: seed, fast mode for tests, caption credit
+    "workshop_settings": "workshop", "image_credit": "workshop",
 }
 
 __all__ = sorted(_API)
