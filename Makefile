@@ -48,9 +48,10 @@ lint: $(STAMP)
 # committed first-run times are real, then keep only what a reader needs in the outputs.
 notebooks: $(STAMP)
 	$(PIP) -e ".[notebooks]"
-	tmp=$$(mktemp -d) && VITL_CACHE=$$tmp $(BIN)/python -m nbconvert --to notebook --execute \
-	  --inplace --ExecutePreprocessor.timeout=3600 $(NOTEBOOKS); status=$$?; rm -rf $$tmp; \
-	  test $$status = 0
+	tmp=$$(mktemp -d); status=0; for nb in $(NOTEBOOKS); do start=$$(date +%s); \
+	  VITL_CACHE=$$tmp $(BIN)/python -m nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=3600 "$$nb" || { status=1; break; }; \
+	  echo "$$nb: $$(( $$(date +%s) - start )) s"; done; rm -rf $$tmp; test $$status = 0
 	$(BIN)/python notebooks/tidy_outputs.py $(NOTEBOOKS)
 
 # JupyterLab on notebooks/, with this venv registered as the kernel "Python (vitl)" for
