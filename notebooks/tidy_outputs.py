@@ -24,14 +24,14 @@ NOISE = [
     # TensorFlow's SavedModel writer and TFLite converter / interpreter
     r"[^\n]*INFO:tensorflow:Assets written[^\n]*\n",
     r"[^\n]*fully_quantize: [^\n]*\n",
-    r"[^\n]*UserWarning:\s+Warning: tf\.lite\.Interpreter is deprecated.*?"
-    r"warnings\.warn\(_INTERPRETER_DELETION_WARNING\)\n",
+    (r"[^\n]*UserWarning:\s+Warning: tf\.lite\.Interpreter is deprecated.*?"
+     r"warnings\.warn\(_INTERPRETER_DELETION_WARNING\)\n"),
     r"[^\n]*XNNPACK delegate[^\n]*\n",
     # TensorFlow's native start-up notices (vitl normally filters them at import)
     r"[^\n]*All log messages before absl::InitializeLog\(\)[^\n]*\n",
     r"[^\n]*oneDNN custom operations are on[^\n]*\n",
-    r"[^\n]*(cpu_feature_guard|This TensorFlow binary is optimized|rebuild TensorFlow with)"
-    r"[^\n]*\n",
+    (r"[^\n]*(cpu_feature_guard|This TensorFlow binary is optimized|rebuild TensorFlow with)"
+     r"[^\n]*\n"),
 ]
 _NOISE = re.compile("|".join(f"(?:{pattern})" for pattern in NOISE), re.DOTALL)
 
