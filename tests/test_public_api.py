@@ -29,3 +29,11 @@ def test_import_is_lazy_and_does_not_load_tensorflow():
 def test_api_fits_on_one_screen():
     source = open(vitl.__file__).read()
     assert len(source.splitlines()) <= 70
+
+
+def test_a_function_named_like_its_module_stays_the_function():
+    # Importing vitl.explain (for plot_explanations) used to leave vitl.explain the module.
+    code = ("import vitl; vitl.plot_explanations; print(callable(vitl.explain), "
+            "vitl.explain.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "explain"]

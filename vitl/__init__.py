@@ -44,6 +44,8 @@ _API = {
     "grad_cam": "explain", "explain": "explain", "plot_explanations": "explain",
     # improving the model
     "AugmentPolicy": "augment", "plot_views": "augment", "run_grid": "experiments",
+    # the teaching notebooks: seed, fast mode for tests, caption credit
+    "workshop_settings": "workshop", "image_credit": "workshop",
 }
 
 __all__ = sorted(_API)
@@ -51,7 +53,11 @@ __all__ = sorted(_API)
 
 def __getattr__(name: str):
     if name in _API:
-        value = getattr(importlib.import_module(f"vitl.{_API[name]}"), name)
+        module_name = _API[name]
+        module = importlib.import_module(f"vitl.{module_name}")
+        if _API.get(module_name) == module_name:  # the import set vitl.explain to the module:
+            globals()[module_name] = getattr(module, module_name)  # make it the function again
+        value = getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'vitl' has no attribute {name!r}")

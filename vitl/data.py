@@ -560,7 +560,12 @@ def _score(key: str) -> float:
 
 def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *, seed=None
           ) -> Split:
-    """Split a collection into train / validation / test, stratified by class.
+    """Split a collection into train / validation / test by a hash drawn within each class.
+
+    Not exactly stratified: each class gets its fractions on average, and
+    every class with enough files appears in every non-empty part, but the
+    counts carry binomial noise (the tutorial split of SDNET2018's 200 + 200 photos
+    gives its two classes 3 and 9 test photos).
 
     Each file's part comes from a sha1 hash of its class name, its path
     relative to ``root`` (Unicode-normalised) and ``seed``, mapped to [0, 1):
@@ -626,7 +631,7 @@ def tutorial_split(collection: ImageCollection, seed=None) -> Split:
     ``TrainTestSplit(data, testFraction: 0.3)`` and then
     ``TrainTestSplit(trainSplit.TestSet)``, whose ``testFraction`` defaults
     to 0.1: validation = 0.3 * 0.9 = 27%, test = 0.3 * 0.1 = 3%. ML.NET splits
-    at random, unstratified; here it is :func:`split` (hashed, stratified).
+    at random, unstratified; here it is :func:`split` (hashed within each class).
 
     Example:
         >>> paths = [f"/d/{c}/{i}.jpg" for c in "ab" for i in range(200)]

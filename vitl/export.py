@@ -54,16 +54,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from ._errors import check_choice, problem
+from ._tensorflow import STARTUP_NOISE, filtered_native_stderr
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = (None, "float16", "int8")
@@ -243,7 +246,8 @@ def _write_savedmodel(model, size: int, path: Path) -> None:
     # The first endpoint is also exported as "serving_default" (TF Serving's default).
     archive.add_endpoint("serve", serve, input_signature=[
         tf.TensorSpec((None, size, size, 3), tf.float32, name=INPUT_NAME)])
-    archive.write_out(str(path), verbose=False)
+    with _quiet_tensorflow():
+        archive.write_out(str(path), verbose=False)
 
 
 def _convert_tflite(savedmodel: Path, quantize, calibration, size: int, progress) -> bytes:
@@ -257,19 +261,51 @@ def _convert_tflite(savedmodel: Path, quantize, calibration, size: int, progress
     elif quantize == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.representative_dataset = _representative_dataset(calibration, size, progress)
-    with warnings.catch_warnings():
+    with _quiet_tensorflow() as stderr, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converter warns about its own internals
+        if quantize == "int8":
+            converter.representative_dataset = _representative_dataset(calibration, size,
+                                                                        progress, stderr)
         return converter.convert()
 
 
-def _representative_dataset(paths, size: int, progress):
+#: Lines TensorFlow's SavedModel writer and TFLite converter print for TF developers.
+EXPORT_NOISE = re.compile(STARTUP_NOISE.pattern
+                          + r"|fully_quantize: |XNNPACK delegate|Assets written to")
+
+
+@contextmanager
+def _quiet_tensorflow():
+    """Hide TF's INFO lines (its logger and fd 2) meanwhile; yield a stream for progress bars.
+
+    While fd 2 goes to a file, a bar written to ``sys.stderr`` would only appear at the end;
+    the yielded stream writes to the real stderr (or is ``sys.stderr`` in a notebook).
+    """
+    import tensorflow as tf
+
+    try:
+        real = os.fdopen(os.dup(2), "w") if sys.stderr.fileno() == 2 else None
+    except (OSError, ValueError, AttributeError):  # notebooks: sys.stderr has no fd 2
+        real = None
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        with filtered_native_stderr(EXPORT_NOISE):
+            yield real or sys.stderr
+    finally:
+        logger.setLevel(level)
+        if real is not None:
+            real.close()
+
+
+def _representative_dataset(paths, size: int, progress, stderr):
     from tqdm import tqdm
 
     from .data import read_image
 
     def generate():
-        for path in tqdm(paths, desc="calibrating int8", unit="img", file=sys.stderr,
+        for path in tqdm(paths, desc="calibrating int8", unit="img", file=stderr,
                          disable=not progress):
             yield [read_image(path, size).astype(np.float32)[None]]
 
