@@ -45,8 +45,8 @@ class FeatureStats:
         bad: ``(path, reason)`` of files that could not be read, with ``errors="skip"``.
 
     Example:
-        >>> print(FeatureStats("resnet101v2", 400, 380, 20, 0, 3.1))
-        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s (6.5 img/s)
+        >>> print(FeatureStats("resnet101v2", 400, 380, 20, 0, 3.1, "bfloat16"))
+        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s (6.5 img/s); precision bfloat16
     """
 
     backbone: str
@@ -81,6 +81,8 @@ class FeatureStats:
             text += f"; {self.repaired} damaged cache entries recomputed"
         if self.bad:
             text += f"; {len(self.bad)} unreadable files skipped"
+        if self.precision:
+            text += f"; precision {self.precision}"
         return text
 
 
