@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +31,12 @@ TINY = {"backbone": "mobilenetv2", "weights": None, "input_size": 32, "seed": 0}
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One local Ray instance for the module: 4 logical CPUs (2 actors + Ray Data's tasks)."""
+    """One local Ray instance for the module: 4 logical CPUs (2 actors + Ray Data's tasks).
+
+    Ray's out-of-memory killer is off: it watches the whole machine, whose memory other
+    jobs may fill, and would kill these small actors for it.
+    """
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR)
     yield
@@ -156,6 +166,40 @@ def test_ray_workers_with_other_weights_are_refused(cluster, data, tmp_path):
     recipe = ExtractorRecipe("mobilenetv2", None, 32, seed=0)
     space = FeatureSpace("mobilenetv2", "not-the-fingerprint", 32, 1, "float32")
     tasks = [{"name": "x.parquet", "items": [("0" * 64, str(next(data.rglob("*.jpg"))))]}]
-    with pytest.raises(Exception, match="fingerprint"):
+    with pytest.raises(ValueError, match="worker weights: expected fingerprint not-the-fi"):
         list(ray_engine.run(tasks, recipe, space, "not-the-fingerprint", tmp_path, workers=1))
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_a_really_killed_driver_resumes_with_the_missing_shards_only(cluster, data, tmp_path):
+    """SIGKILL a `vitl featurize --engine ray` driver once some shards are written; rerun."""
+    shard_dir, cache = tmp_path / "shards", tmp_path / "cache"
+    options = ["--backbone", "mobilenetv2-tv", "--input-size", "32", "--engine", "ray",
+               "--address", "auto", "--workers", "2", "--shard-size", "1",
+               "--shards", str(shard_dir), "--cache", str(cache)]
+    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
+    driver = subprocess.Popen([sys.executable, "-m", "vitl", "featurize", str(data), *options],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(shards.shard_files(shard_dir) if shard_dir.is_dir() else []) < 2:
+        assert driver.poll() is None and time.time() < deadline, "driver ended before the kill"
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    time.sleep(3)  # let an actor caught mid-shard finish its rename or die
+    written = shards.shard_files(shard_dir)
+    assert 2 <= len(written) < 18
+    before = {p.name: p.stat().st_mtime_ns for p in written}
+    again = featurize_folder(data, "mobilenetv2-tv", input_size=32, cache=cache, engine="ray",
+                             workers=2, shard_size=1, shard_dir=shard_dir, progress=False)
+    assert again.shards["run"] == again.computed == 18 - len(written)
+    assert again.shards["skipped"] + again.shards["imported"] == len(written)
+    after = shards.shard_files(shard_dir)
+    assert len(after) == 18  # one per distinct image
+    assert {p.name: p.stat().st_mtime_ns for p in after if p.name in before} == before
+    reference = featurize_folder(data, "mobilenetv2-tv", input_size=32, cache=tmp_path / "local",
+                                 progress=False)
+    assert reference.computed == 18
+    resumed, expected = vectors_of(cache), vectors_of(tmp_path / "local")
+    assert set(resumed) == set(expected)
+    assert all(np.array_equal(resumed[k], expected[k]) for k in expected)

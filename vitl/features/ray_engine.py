@@ -95,11 +95,9 @@ def _connect(ray, address, workers, cpus_per_worker) -> bool:
     """Join or start Ray; return True when this call started it (and should stop it)."""
     if ray.is_initialized():
         return False
-    for name in ("ray", "ray.data"):  # start-up and execution-plan notices
-        logging.getLogger(name).setLevel(logging.ERROR)
     options = {"logging_level": logging.WARNING, "log_to_driver": False,
                "include_dashboard": False}
-    if address is None:
+    if address is None and not os.environ.get("RAY_ADDRESS"):  # Ray's own variable wins
         actors = workers or (os.cpu_count() or 1)
         ray.init(num_cpus=max(os.cpu_count() or 1, actors * cpus_per_worker + 2), **options)
         return True
@@ -111,6 +109,23 @@ def _connect(ray, address, workers, cpus_per_worker) -> bool:
                                  f"start one (ray start --head) or check the address "
                                  f"({str(err).splitlines()[0][:120]})")) from None
     return True
+
+
+def _one_line(err: BaseException) -> str:
+    """vitl's own one-line message from inside Ray's wrappers, else a summary of the failure."""
+    seen, current = set(), err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for line in reversed(str(current).splitlines()):
+            if "Fix:" in line:  # a vitl problem(...) line, e.g. "ValueError: worker weights: ..."
+                head, _, rest = line.strip().partition(": ")
+                return rest if head.endswith(("Error", "Exception")) else line.strip()
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return problem("ray engine", "every shard computed", f"{type(err).__name__}: {first}",
+                   "rerun the same command: finished shards are kept, only missing ones run "
+                   "(Ray's logs: /tmp/ray/session_latest/logs)")
 
 
 def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, workers=None,
@@ -128,6 +143,9 @@ def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, work
             :func:`vitl.features.folder.featurize_folder`.
     """
     ray = _ray()
+    # Start-up notices and Ray Data's stack dumps: failures are reported in one line below.
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     started = _connect(ray, address, workers, cpus_per_worker)
     try:
         if workers is None:
@@ -146,8 +164,11 @@ def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, work
             fn_constructor_kwargs={"recipe": recipe, "fingerprint": fingerprint,
                                    "space": space, "shard_dir": str(Path(shard_dir).absolute()),
                                    "threads": int(cpus_per_worker)})
-        for row in dataset.iter_rows():
-            yield {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        try:
+            for row in dataset.iter_rows():
+                yield {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        except ray.exceptions.RayError as err:
+            raise ValueError(_one_line(err)) from None
     finally:
         if started:
             ray.shutdown()
