@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Ray kills workers when the *machine* is short of memory; other jobs share this one.
+os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("VITL_DATA_MIRROR", str(REPO.parent / "shared" / "data"))

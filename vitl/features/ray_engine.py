@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 
 from .._errors import problem
@@ -102,7 +103,9 @@ def _connect(ray, address, workers, cpus_per_worker) -> bool:
         ray.init(num_cpus=max(os.cpu_count() or 1, actors * cpus_per_worker + 2), **options)
         return True
     try:
-        ray.init(address=address, **options)
+        with warnings.catch_warnings():  # the one-line error below says it all
+            warnings.simplefilter("ignore")
+            ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise ValueError(problem("--address", "a reachable Ray cluster ('auto' or "
                                  "ray://HOST:PORT)", address,
