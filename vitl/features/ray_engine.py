@@ -96,7 +96,7 @@ def _connect(ray, address, workers, cpus_per_worker) -> bool:
     """Join or start Ray; return True when this call started it (and should stop it)."""
     if ray.is_initialized():
         return False
-    options = {"logging_level": logging.WARNING, "log_to_driver": False,
+    options = {"logging_level": logging.ERROR, "log_to_driver": False,
                "include_dashboard": False}
     if address is None and not os.environ.get("RAY_ADDRESS"):  # Ray's own variable wins
         actors = workers or (os.cpu_count() or 1)
@@ -160,13 +160,15 @@ def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, work
         context.enable_progress_bars = False  # the driver shows one bar in images
         Path(shard_dir).mkdir(parents=True, exist_ok=True)
         items = [{"name": t["name"], "items": json.dumps(t["items"])} for t in tasks]
-        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            ShardWorker, batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
-            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, max_restarts=0,
-            fn_constructor_kwargs={"recipe": recipe, "fingerprint": fingerprint,
-                                   "space": space, "shard_dir": str(Path(shard_dir).absolute()),
-                                   "threads": int(cpus_per_worker)})
+        with warnings.catch_warnings():  # max_restarts=0 (a dead actor fails the run in one
+            warnings.simplefilter("ignore")  # line; a rerun resumes) is a "deprecated" kwarg
+            dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                ShardWorker, batch_size=1, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+                num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, max_restarts=0,
+                fn_constructor_kwargs={"recipe": recipe, "fingerprint": fingerprint,
+                                       "space": space, "shard_dir": str(Path(shard_dir).absolute()),
+                                       "threads": int(cpus_per_worker)})
         try:
             for row in dataset.iter_rows():
                 yield {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
