@@ -54,7 +54,6 @@ def test_featurize_default_precision_is_what_training_uses():
 
     default = inspect.signature(ImageClassifier.__init__).parameters["precision"].default
     assert default == DEFAULT_PRECISION
-    assert FeatureCache  # the cache `vitl train` reads is the one featurize fills (same keys)
 
 
 def test_auto_probes_once_per_machine_and_backbone(tmp_path, monkeypatch):

@@ -136,6 +136,18 @@ def compute_vectors(extractor, items, threads: int = 2, chunk: int = 64):
 
     Returns:
         ``(contents, float32 (n, dim) vectors, [(content, path, reason)])``.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> Image.new("RGB", (40, 40), "red").save(folder / "a.png")
+        >>> _ = (folder / "b.png").write_bytes(b"oops")
+        >>> items = [(content_hash(folder / n), folder / n) for n in ("a.png", "b.png")]
+        >>> fx = ExtractorRecipe("mobilenetv2", None, 32).build()
+        >>> contents, vectors, errors = compute_vectors(fx, items)
+        >>> vectors.shape, Path(errors[0][1]).name
+        ((1, 1280), 'b.png')
     """
     items = [(str(c), str(p)) for c, p in items]
     size, dim = int(extractor.input_size), int(extractor.feature_dim)

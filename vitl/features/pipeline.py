@@ -249,6 +249,16 @@ class Featurizer:
 
         Raises:
             FileNotFoundError: a file does not exist.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.backbones import build_feature_extractor
+            >>> path = Path(tempfile.mkdtemp()) / "a.png"
+            >>> Image.new("RGB", (40, 40), "red").save(path)
+            >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+            >>> key = Featurizer(fx, cache=None).keys([path])[0]
+            >>> key.content == content_hash(path), key.space.input_size
+            (True, 32)
         """
         space = self.space(view, transform_id)
         return [FeatureKey(h, space) for h in self._hash([Path(p) for p in paths])]
