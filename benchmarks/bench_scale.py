@@ -45,11 +45,16 @@ def machine() -> str:
     return f"{cpu_description()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
 
 
-def part_ray(tmp: Path, backbone: str, rounds: int) -> None:
-    """One process vs a local 2-worker Ray instance on the same 400 JPEGs, fresh caches."""
+def part_ray(tmp: Path, backbone: str, rounds: int, count: int) -> None:
+    """One process vs a local 2-worker Ray instance on the same ``count`` JPEGs, fresh caches."""
+    import shutil
+
     from vitl.features.folder import featurize_folder
 
-    data = sdnet(tmp)
+    data = tmp / "subset"
+    for i, path in enumerate(sorted(sdnet(tmp).rglob("*.jpg"))[:count]):
+        (data / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, data / path.parent.name / f"{i:04d}.jpg")
     rows = {"local": [], "ray": []}
     worker_seconds = []
     for r in range(rounds):
@@ -61,7 +66,7 @@ def part_ray(tmp: Path, backbone: str, rounds: int) -> None:
             stats = featurize_folder(data, backbone, weights=None, cache=cache, engine=engine,
                                      progress=False, **extra)
             rows[engine].append(time.perf_counter() - start)
-            assert stats.computed == 400, stats
+            assert stats.computed == count, stats
             if engine == "ray":
                 from vitl.features.shards import read_meta, shard_files
 
@@ -69,11 +74,11 @@ def part_ray(tmp: Path, backbone: str, rounds: int) -> None:
                                           for p in shard_files(cache / "shards")))
             print(f"  round {r} {engine}: {rows[engine][-1]:.1f} s  {stats}", flush=True)
     local, ray = min(rows["local"]), min(rows["ray"])
-    print(f"\n{machine()}; {backbone}@224 random weights, 400 SDNET JPEGs, best of {rounds}")
+    print(f"\n{machine()}; {backbone}@224 random weights, {count} SDNET JPEGs, best of {rounds}")
     print("| engine | wall s | img/s | ratio to local |")
     print("|---|---:|---:|---:|")
-    print(f"| local, 1 process (2 TF threads) | {local:.1f} | {400 / local:.1f} | 1.00 |")
-    print(f"| ray, local instance, 2 actors x 1 CPU, shards of 50 | {ray:.1f} | {400 / ray:.1f} "
+    print(f"| local, 1 process (2 TF threads) | {local:.1f} | {count / local:.1f} | 1.00 |")
+    print(f"| ray, local instance, 2 actors x 1 CPU, shards of 50 | {ray:.1f} | {count / ray:.1f} "
           f"| {ray / local:.2f} |")
     busy = min(worker_seconds)
     print(f"actor busy time (sum over shards) {busy:.1f} s = {busy / 2:.1f} s per actor; the rest of "
@@ -182,6 +187,7 @@ def main() -> None:
     parser.add_argument("part", choices=["ray", "import", "precision", "decode"])
     parser.add_argument("--backbone", default="resnet101v2")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--images", type=int, default=400, help="ray part: SDNET JPEGs used")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -190,7 +196,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.part == "ray":
-            part_ray(tmp, args.backbone, args.rounds)
+            part_ray(tmp, args.backbone, args.rounds, args.images)
         elif args.part == "import":
             part_import(tmp, args.rows, args.dim)
         elif args.part == "precision":
