@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -27,3 +28,8 @@ def _isolated_vitl_home(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+# Feature shards are Parquet files: their doctests need pyarrow (the `ray` extra, which the
+# `test` extra includes, so `make test` runs them).
+collect_ignore = [] if importlib.util.find_spec("pyarrow") else ["vitl/features/shards.py"]

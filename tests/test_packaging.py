@@ -56,7 +56,7 @@ def test_environment_yml_versions_match_pyproject():
             pins[_name(r)] = match.group(1)
     text = (ROOT / "environment.yml").read_text()
     for name, version in pins.items():
-        assert re.search(rf"- {re.escape(name)}>={re.escape(version)}\b", text), (
+        assert re.search(rf"- {re.escape(name)}(\[[\w,]+\])?>={re.escape(version)}\b", text), (
             f"environment.yml should pin {name}>={version} like pyproject.toml"
         )
 

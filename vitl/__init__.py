@@ -34,6 +34,7 @@ _API = {
     "choose_backbone": "backbones", "build_feature_extractor": "backbones",
     # bottleneck phase: cached features
     "featurize": "features", "Featurizer": "features", "FeatureCache": "features",
+    "featurize_folder": "features",
     # training phase, the estimator, evaluation
     "HeadConfig": "training", "ImageClassifier": "classifier",
     "EvaluationReport": "evaluation",

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from .._errors import problem
+from .precision import resolve_precision
 from .registry import BackboneSpec, get_backbone
 from .weights import WeightsSource, resolve_weights
 
@@ -109,8 +110,10 @@ def build_feature_extractor(
             random features are useless for classification).
         input_size: square input side; defaults to the backbone's own. Smaller
             sizes make fast tests (``weights=None`` or any size >= 32).
-        precision: ``"float32"``, ``"bfloat16"`` (CPUs with AVX512-BF16/AMX) or
-            ``"float16"`` (GPUs) for the frozen backbone; features are float32.
+        precision: ``"float32"``, ``"bfloat16"`` (CPUs with AVX512-BF16/AMX),
+            ``"float16"`` (GPUs) for the frozen backbone, or ``"auto"``: the fastest
+            on this machine (:func:`vitl.backbones.precision.resolve_precision`,
+            measured once); features are float32.
 
     Returns:
         A :class:`FeatureExtractor`.
@@ -126,6 +129,7 @@ def build_feature_extractor(
         'random'
     """
     spec = get_backbone(backbone)
+    precision = resolve_precision(precision, spec.name)  # "auto": measured once per machine
     size = spec.input_size if input_size is None else input_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 32:
         raise ValueError(

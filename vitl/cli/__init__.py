@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Sub-command modules, in the order ``vitl --help`` lists them.
-_COMMAND_MODULES = ["demo", "data", "weights", "cache", "train", "evaluate", "predict", "export",
+_COMMAND_MODULES = ["demo", "data", "weights", "cache", "featurize", "train", "evaluate", "predict", "export",
                     "explain"]
 
 

@@ -1,4 +1,4 @@
-"""``vitl cache info|clear``: inspect or empty the shared feature cache."""
+"""``vitl cache info|clear|export|import``: inspect, empty or exchange the feature cache."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def register(subparsers) -> None:
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     info.set_defaults(run=run_info)
     clear.set_defaults(run=run_clear)
+    register_shards(actions)
 
 
 def _existing_cache(args) -> FeatureCache | None:
@@ -78,4 +79,59 @@ def run_clear(args: argparse.Namespace) -> int:
         removed = cache.clear(args.backbone)
         print(f"deleted {removed} cached feature vectors"
               + (f" of {args.backbone}" if args.backbone else ""))
+    return 0
+
+
+# ---------------------------------------------------------------- shards (docs/SCALE.md)
+def register_shards(actions) -> None:
+    """Add ``cache export SHARDS`` and ``cache import SHARDS`` (Parquet feature shards)."""
+    export = actions.add_parser("export", help="write the cached features as Parquet shards")
+    load = actions.add_parser("import", help="merge Parquet feature shards into the cache")
+    for sub in (export, load):
+        sub.add_argument("shards", metavar="SHARDS", help="folder of .parquet shard files")
+        sub.add_argument("--cache", metavar="DIR", type=Path, default=None,
+                         help=f"cache folder (default: {default_cache_dir()})")
+    export.add_argument("--rows-per-file", type=int, default=50_000, metavar="N",
+                        help="vectors per shard file (default 50000)")
+    export.set_defaults(run=run_export)
+    load.set_defaults(run=run_import)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write every intact cached vector as shard files into SHARDS."""
+    from ..features.shards import export_shards
+
+    if args.rows_per_file < 1:
+        raise CLIError(f"--rows-per-file: expected an integer >= 1, received {args.rows_per_file}"
+                       ". Fix: pass --rows-per-file 50000")
+    target = Path(args.shards).expanduser()
+    if target.exists() and not target.is_dir():
+        raise CLIError(f"SHARDS: expected a folder, received the file {target}. "
+                       "Fix: pass a folder path (created when missing)")
+    cache = _existing_cache(args)
+    if cache is None:
+        return 0
+    with cache:
+        files = export_shards(cache, target, rows_per_file=args.rows_per_file)
+    print(f"exported {len(files)} shard files to {target}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Validate and merge the shard files of SHARDS into the cache (re-import adds nothing)."""
+    from ..features.shards import import_shards, shard_files
+
+    folder = (args.cache or default_cache_dir()).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise CLIError(f"--cache: expected a folder, received the file {folder}. "
+                       "Fix: pass the folder that holds features.sqlite")
+    if not shard_files(args.shards):
+        raise CLIError(f"SHARDS: expected .parquet shard files, received none in {args.shards}. "
+                       "Fix: pass the folder `vitl featurize --engine ray` or "
+                       "`vitl cache export` wrote")
+    with FeatureCache(folder) as cache:
+        stats = import_shards(args.shards, cache)
+    for content, path, reason in stats.errors:
+        print(f"error row: {path or content}: {reason}")
+    print(stats)
     return 0

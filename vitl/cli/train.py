@@ -192,6 +192,7 @@ def train_on_split(parts, backbone: str, args, data_source: str):
         "vitl_version": __version__,
         "backbone": info["backbone"],
         "input_size": info["input_size"],
+        "precision": info["precision"],
         "weights": info["weights"],
         "data_source": data_source,
         "split": {"kind": getattr(args, "split", "tutorial"), "seed": args.seed,

@@ -349,6 +349,34 @@ class FeatureCache:
         """
         return self.lookup(keys).found
 
+    def spaces(self) -> list[FeatureSpace]:
+        """Return the feature spaces that hold vectors, sorted by id (for export)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT backbone, fingerprint, input_size, preprocessing, precision, view, "
+                "transform_id FROM spaces WHERE id IN (SELECT DISTINCT space FROM features)"
+            ).fetchall()
+        return sorted((FeatureSpace(*row) for row in rows), key=lambda s: s.id)
+
+    def iter_vectors(self, space: FeatureSpace, chunk: int = 10_000):
+        """Yield ``(contents, float32 (n, dim) vectors)`` of one space's intact entries, by chunk.
+
+        Entries are in content order; damaged ones are left out.
+        """
+        last = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT content, dim, crc32, vector FROM features WHERE space = ? AND "
+                    "content > ? ORDER BY content LIMIT ?", (space.id, last, chunk)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            pairs = [(c, v) for c, v in ((c, _decode(d, k, b)) for c, d, k, b in rows)
+                     if v is not None]
+            if pairs:
+                yield [c for c, _ in pairs], np.stack([v for _, v in pairs])
+
     # -- writing ---------------------------------------------------------
 
     def put_many(self, items: Iterable[tuple[FeatureKey, np.ndarray]]) -> None:

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +41,12 @@ class FeatureStats:
         computed: vectors run through the backbone (identical files once).
         repaired: damaged cache entries detected, recomputed and replaced.
         seconds: wall time of the whole call.
+        precision: the backbone precision that ran (``""`` when unknown).
+        bad: ``(path, reason)`` of files that could not be read, with ``errors="skip"``.
 
     Example:
-        >>> print(FeatureStats("resnet101v2", 400, 380, 20, 0, 3.1))
-        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s (6.5 img/s)
+        >>> print(FeatureStats("resnet101v2", 400, 380, 20, 0, 3.1, "bfloat16"))
+        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s (6.5 img/s); precision bfloat16
     """
 
     backbone: str
@@ -53,6 +55,8 @@ class FeatureStats:
     computed: int
     repaired: int
     seconds: float
+    precision: str = ""
+    bad: list = field(default_factory=list)
 
     @property
     def misses(self) -> int:
@@ -75,6 +79,10 @@ class FeatureStats:
             text += f" ({self.images_per_second:.1f} img/s)"
         if self.repaired:
             text += f"; {self.repaired} damaged cache entries recomputed"
+        if self.bad:
+            text += f"; {len(self.bad)} unreadable files skipped"
+        if self.precision:
+            text += f"; precision {self.precision}"
         return text
 
 
@@ -107,8 +115,20 @@ def _views(view, views) -> tuple[list[int], bool]:
     return views, True
 
 
-def _to_model_image(image, size: int) -> np.ndarray:
-    """Bring a transform's output back to uint8 (size, size, 3)."""
+def to_model_image(image, size: int) -> np.ndarray:
+    """Bring a transform's output back to a uint8 ``(size, size, 3)`` model image.
+
+    Args:
+        image: an RGB array ``(H, W, 3)``, any real dtype (rounded and clipped to 0..255).
+        size: the extractor's input size.
+
+    Returns:
+        uint8 array ``(size, size, 3)``.
+
+    Example:
+        >>> to_model_image(np.full((8, 8, 3), 300.0), 4)[0, 0].tolist()
+        [255, 255, 255]
+    """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(problem("transform output", "an RGB image array (H, W, 3)",
@@ -117,6 +137,41 @@ def _to_model_image(image, size: int) -> np.ndarray:
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     if image.shape[:2] != (size, size):
         image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    return image
+
+
+_to_model_image = to_model_image  # the name vitl.explain imports
+
+
+def load_model_image(path, size: int, view: int = 0, transform=None) -> np.ndarray:
+    """Decode one file into the backbone's input: the single path -> pixels step of every engine.
+
+    Local featurizing and the Ray engine's workers both call this, so the same
+    bytes give the same pixels (and, through the fixed-batch extractor call,
+    the same feature bits) wherever they are computed.
+
+    Args:
+        path: image file.
+        size: the extractor's input size (square side).
+        view: 0 for the image itself; k > 0 for ``transform(image, k)``.
+        transform: ``transform(image, view) -> image`` for views > 0.
+
+    Returns:
+        uint8 array ``(size, size, 3)``.
+
+    Raises:
+        vitl.data.BadImageError: the file is not a readable image.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "a.png"
+        >>> Image.new("RGB", (40, 20), "red").save(path)
+        >>> load_model_image(path, 32).shape
+        (32, 32, 3)
+    """
+    image = read_image(path, size)
+    if view:
+        image = to_model_image(transform(image, view), size)
     return image
 
 
@@ -178,8 +233,39 @@ class Featurizer:
                                        PREPROCESSING_VERSION, fx.precision)
         return replace(self._space, view=view, transform_id=transform_id if view else None)
 
+    def keys(self, paths, view: int = 0, transform_id: str | None = None) -> list[FeatureKey]:
+        """The cache key of every file: its content hash in this featurizer's space.
+
+        The one place a path becomes a key; the Ray engine uses it too, so both
+        engines read and write the same entries.
+
+        Args:
+            paths: image files.
+            view: the view id (0: the image itself).
+            transform_id: the augmentation policy's id, for views > 0.
+
+        Returns:
+            One :class:`FeatureKey` per path, in order.
+
+        Raises:
+            FileNotFoundError: a file does not exist.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.backbones import build_feature_extractor
+            >>> path = Path(tempfile.mkdtemp()) / "a.png"
+            >>> Image.new("RGB", (40, 40), "red").save(path)
+            >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+            >>> key = Featurizer(fx, cache=None).keys([path])[0]
+            >>> key.content == content_hash(path), key.space.input_size
+            (True, 32)
+        """
+        space = self.space(view, transform_id)
+        return [FeatureKey(h, space) for h in self._hash([Path(p) for p in paths])]
+
     def featurize(self, images, *, view: int = 0, views=None, transform=None,
-                  transform_id: str | None = None, progress: bool | None = None) -> np.ndarray:
+                  transform_id: str | None = None, progress: bool | None = None,
+                  errors: str = "raise") -> np.ndarray:
         """Return the feature vectors of ``images``, in their order.
 
         Args:
@@ -198,6 +284,9 @@ class Featurizer:
                 when the policy changes); defaults to ``transform.transform_id``.
                 Required for views > 0 when caching.
             progress: overrides the featurizer's ``progress`` for this call.
+            errors: ``"raise"`` stops at the first unreadable file (after caching
+                the batches before it); ``"skip"`` leaves its rows NaN, caches
+                nothing for it and lists it in ``last_stats.bad``.
 
         Returns:
             float32 array ``(N, D)``, or ``(len(views), N, D)`` with ``views``.
@@ -209,6 +298,9 @@ class Featurizer:
             FileNotFoundError: a listed file does not exist.
         """
         start = time.perf_counter()
+        if errors not in ("raise", "skip"):
+            raise ValueError(problem("errors", "'raise' or 'skip'", errors,
+                                     "pass errors='skip' to go on past unreadable files"))
         view_ids, stacked = _views(view, views)
         paths = [Path(p) for p in getattr(images, "paths", images)]
         transform_id = transform_id if transform_id is not None else getattr(
@@ -225,20 +317,26 @@ class Featurizer:
         out = np.empty((len(view_ids) * n, dim), dtype=np.float32)
 
         work, hits, repaired = self._fill_from_cache(paths, view_ids, transform_id, out)
-        computed = 0
+        computed, bad = 0, []
         if work:
             with tqdm(total=len(out), initial=hits, unit="img", disable=not show,
                       desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
-                for items, vectors in self._compute(paths, work, transform):
+                for items, vectors, failed in self._compute(paths, work, transform):
                     for (_, _, _, rows), vector in zip(items, vectors):
                         out[rows] = vector
                     if self.cache is not None:
                         self.cache.put_many((key, vec) for (_, _, key, _), vec in zip(items, vectors))
                     computed += len(items)
-                    bar.update(sum(len(item[3]) for item in items))
+                    bar.update(sum(len(item[3]) for item in items + [f[0] for f in failed]))
+                    if failed and errors == "raise":
+                        raise failed[0][1]
+                    for (path_index, _, _, rows), err in failed:
+                        out[rows] = np.nan
+                        bad.append((paths[path_index], getattr(err, "reason", str(err))))
 
         self.last_stats = FeatureStats(self.extractor.name, len(out), hits, computed, repaired,
-                                       time.perf_counter() - start)
+                                       time.perf_counter() - start,
+                                       str(self.extractor.precision), bad)
         if self.cache is not None and n:
             s = self.last_stats
             self.cache.record_run(s.backbone, s.images, s.hits, s.computed, s.repaired, s.seconds)
@@ -260,7 +358,7 @@ class Featurizer:
             return [(row % n, view_ids[row // n], None, [row]) for row in range(len(out))], 0, 0
         hashes = self._hash(paths)
         row_keys = []
-        for view_id in view_ids:
+        for view_id in view_ids:  # hash once, key every view
             space = self.space(view_id, transform_id)
             row_keys += [FeatureKey(h, space) for h in hashes]
         found = self.cache.lookup(set(row_keys))
@@ -292,7 +390,7 @@ class Featurizer:
             return list(pool.map(one, paths))
 
     def _compute(self, paths, work, transform):
-        """Yield ``(work items, float32 vectors)`` batch by batch, in ``work`` order."""
+        """Yield ``(work items, float32 vectors, [(failed item, error)])`` batch by batch."""
         import tensorflow as tf
 
         from ..backbones.extractor import BACKBONE_BATCH
@@ -303,11 +401,8 @@ class Featurizer:
         def load(index):
             path_index, view_id = work[int(index)][:2]
             try:
-                image = read_image(paths[path_index], size)
-                if view_id:
-                    image = _to_model_image(transform(image, view_id), size)
-                return image
-            except Exception as err:  # noqa: BLE001 - re-raised in the caller's thread after its batch
+                return load_model_image(paths[path_index], size, view_id, transform)
+            except Exception as err:  # noqa: BLE001 - handed to the caller's thread with its batch
                 errors[int(index)] = err
                 return np.zeros((size, size, 3), np.uint8)
 
@@ -329,15 +424,14 @@ class Featurizer:
         for indices, batch in dataset:
             indices = indices.numpy()
             vectors = self.extractor(batch.numpy())
-            bad = [i for i in indices if i in errors]
             good = [k for k, i in enumerate(indices) if i not in errors]
-            yield [work[indices[k]] for k in good], vectors[good]
-            if bad:
-                raise errors[bad[0]]
+            failed = [(work[i], errors.pop(i)) for i in indices if i in errors]
+            yield [work[indices[k]] for k in good], vectors[good], failed
 
 
 def featurize(images, extractor, *, cache="default", view: int = 0, views=None, transform=None,
-              transform_id: str | None = None, progress: bool = True, return_stats: bool = False):
+              transform_id: str | None = None, progress: bool = True, return_stats: bool = False,
+              errors: str = "raise"):
     """Featurize images with a frozen backbone, through the shared feature cache.
 
     A function form of :class:`Featurizer` (see there for the arguments). Only
@@ -351,6 +445,7 @@ def featurize(images, extractor, *, cache="default", view: int = 0, views=None, 
         cache: ``"default"``, a folder, a :class:`FeatureCache`, or None/False.
         view, views, transform, transform_id: see :meth:`Featurizer.featurize`.
         progress: tqdm bar and a one-line summary on stderr.
+        errors: ``"raise"`` or ``"skip"`` unreadable files (see :meth:`Featurizer.featurize`).
         return_stats: also return the call's :class:`FeatureStats`.
 
     Returns:
@@ -371,5 +466,5 @@ def featurize(images, extractor, *, cache="default", view: int = 0, views=None, 
     """
     featurizer = Featurizer(extractor, cache=cache, progress=progress)
     features = featurizer.featurize(images, view=view, views=views, transform=transform,
-                                    transform_id=transform_id)
+                                    transform_id=transform_id, errors=errors)
     return (features, featurizer.last_stats) if return_stats else features

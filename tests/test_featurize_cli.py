@@ -1,0 +1,100 @@
+"""`vitl featurize` (local engine), its option checks, and precision="auto"."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import pytest
+from feature_helpers import write_images
+
+from vitl.backbones import precision as prec
+from vitl.cli import main as vitl_main
+from vitl.features import FeatureCache, featurize_folder
+from vitl.features.folder import DEFAULT_PRECISION, ExtractorRecipe
+from vitl.features.pipeline import Featurizer
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "spark"], "--engine: expected 'local' or 'ray'"),
+    (["--workers", "2"], "only with --engine ray"),
+    (["--engine", "ray", "--workers", "0"], "--workers: expected an integer >= 1"),
+    (["--engine", "ray", "--gpus-per-worker", "-1"], "--gpus-per-worker"),
+    (["--engine", "ray", "--address", "localhost:6379"], "ray://HOST:PORT"),
+    (["--precision", "int8"], "--precision"),
+    (["--input-size", "8"], "--input-size: expected an integer >= 32"),
+    (["--cache", "none"], "--cache"),
+])
+def test_bad_options_fail_in_one_line_before_any_work(args, message, tmp_path, capsys):
+    assert vitl_main(["featurize", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Fix:" in err, err
+
+
+def test_missing_data_folder_is_one_line(tmp_path, capsys):
+    assert vitl_main(["featurize", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_local_featurize_fills_what_the_training_featurizer_reads(tmp_path):
+    paths = write_images(tmp_path / "data" / "a", 5)
+    (tmp_path / "data" / "a" / "bad.jpg").write_bytes(b"x")
+    stats = featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
+                             cache=tmp_path / "c", progress=False)
+    assert (stats.images, stats.computed, stats.precision) == (6, 5, "float32")
+    assert [p.name for p, _ in stats.bad] == ["bad.jpg"]
+    featurizer = Featurizer(ExtractorRecipe("mobilenetv2", None, 32).build(),
+                            cache=tmp_path / "c", progress=False)
+    featurizer.featurize(paths)
+    assert featurizer.last_stats.computed == 0
+
+
+def test_featurize_default_precision_is_what_training_uses():
+    from vitl import ImageClassifier
+
+    default = inspect.signature(ImageClassifier.__init__).parameters["precision"].default
+    assert default == DEFAULT_PRECISION
+
+
+def test_auto_probes_once_per_machine_and_backbone(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITL_HOME", str(tmp_path))
+    monkeypatch.setattr(prec, "_has_gpu", lambda: False)
+    calls = []
+
+    def fake_probe(backbone):
+        calls.append(backbone)
+        return {"precision": "bfloat16", "images_per_second": {"float32": 10, "bfloat16": 16}}
+
+    monkeypatch.setattr(prec, "probe", fake_probe)
+    assert prec.resolve_precision("auto", "mobilenetv2") == "bfloat16"
+    assert prec.resolve_precision("auto", "mobilenetv2") == "bfloat16"
+    assert prec.resolve_precision("auto", "resnet101v2") == "bfloat16"
+    assert calls == ["mobilenetv2", "resnet101v2"]
+    stored = json.loads((tmp_path / prec.PROBE_FILE).read_text())
+    assert set(stored[prec.machine_id()]) == {"mobilenetv2", "resnet101v2"}
+    monkeypatch.setattr(prec, "machine_id", lambda: "another-cpu")
+    assert prec.resolve_precision("auto", "mobilenetv2") == "bfloat16"
+    assert len(calls) == 3  # another machine: measured again
+    assert prec.resolve_precision("auto", "mobilenetv2", gpus=True) == "float16"
+    assert prec.resolve_precision("float32", "mobilenetv2") == "float32"
+    with pytest.raises(ValueError, match="precision: expected 'auto' or one of"):
+        prec.resolve_precision("int8", "mobilenetv2")
+
+
+def test_auto_resolves_before_keys_are_made(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITL_HOME", str(tmp_path))
+    monkeypatch.setattr(prec, "_has_gpu", lambda: False)
+    monkeypatch.setattr(prec, "probe", lambda backbone: {"precision": "bfloat16"})
+    write_images(tmp_path / "data", 3)
+    stats = featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
+                             precision="auto", cache=tmp_path / "c", progress=False)
+    assert stats.precision == "bfloat16"
+    with FeatureCache(tmp_path / "c") as cache:
+        assert [s.precision for s in cache.spaces()] == ["bfloat16"]
+
+
+def test_probe_without_bfloat16_instructions_picks_float32_without_measuring(monkeypatch):
+    monkeypatch.setattr(prec, "cpu_description", lambda: ("Some Xeon", {"avx2", "avx512f"}))
+    monkeypatch.setattr(prec.platform, "machine", lambda: "x86_64")
+    result = prec.probe("resnet101v2")
+    assert result["precision"] == "float32" and "no bfloat16" in result["reason"]

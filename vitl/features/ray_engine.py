@@ -1,0 +1,179 @@
+"""Every Ray call vitl makes: shards featurized by a Ray Data actor pool.
+
+Imported only for ``engine="ray"``. :func:`run` takes the shards the driver
+planned (:func:`vitl.features.folder.featurize_folder`) and yields one summary
+per finished shard while the others compute; the driver imports each into the
+sqlite cache. Ray does the distribution; vitl adds only this module.
+
+Pitfalls handled here:
+
+- one backbone per actor, built once in ``__init__``; TensorFlow intra/inter-op
+  threads set to the actor's CPUs before TensorFlow starts (otherwise every
+  actor starts one thread per core and they thrash); GPU memory growth per actor
+  (otherwise the first actor on a GPU reserves all its memory);
+- the backbone runs through ``FeatureExtractor.__call__`` (fixed batches on a
+  traced function), not ``model.predict`` per batch, which rebuilds its data
+  pipeline on every call;
+- a local instance declares more logical CPUs than cores (actors + 2) so Ray
+  Data's own tasks are not starved by the actors on a small machine;
+- ``max_tasks_in_flight_per_actor=1``: a shard is queued only on an idle actor,
+  so shards spread over all actors instead of piling up on the first one ready.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+
+from .._errors import problem
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # the "data" extra
+    except ImportError:
+        raise ValueError(problem("engine 'ray'", "ray[data] installed", "not installed",
+                                 "pip install 'vitl[ray]', or use --engine local")) from None
+    return ray
+
+
+class ShardWorker:
+    """A Ray Data actor: builds the backbone once, then featurizes one shard per call.
+
+    Args:
+        recipe: the driver's :class:`~vitl.features.folder.ExtractorRecipe`.
+        fingerprint: the driver's weights fingerprint; another one here is an error.
+        space: the shards' :class:`~vitl.features.cache.FeatureSpace`.
+        shard_dir: where shard files are written.
+        threads: TensorFlow threads and decoding threads.
+    """
+
+    def __init__(self, recipe, fingerprint: str, space, shard_dir: str, threads: int):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+        self.extractor = recipe.build()
+        if self.extractor.fingerprint != fingerprint:
+            raise ValueError(problem(
+                "worker weights", f"fingerprint {fingerprint} (the driver's)",
+                self.extractor.fingerprint,
+                "install the same weights file on every node (vitl weights ...)"))
+        self.space, self.shard_dir, self.threads = space, Path(shard_dir), threads
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, batch: dict) -> dict:
+        from .folder import compute_vectors
+        from .shards import write_shard
+
+        out = {"name": [], "rows": [], "errors": [], "worker": [], "seconds": []}
+        for name, items in zip(batch["name"], batch["items"]):
+            start = time.perf_counter()
+            contents, vectors, errors = compute_vectors(self.extractor, json.loads(items),
+                                                        threads=self.threads)
+            seconds = time.perf_counter() - start
+            write_shard(self.shard_dir / str(name), self.space, self.extractor.feature_dim,
+                        contents, vectors, errors,
+                        writer={"worker": self.worker, "seconds": round(seconds, 3),
+                                "engine": "ray"})
+            for key, value in (("name", str(name)), ("rows", len(contents) + len(errors)),
+                               ("errors", len(errors)), ("worker", self.worker),
+                               ("seconds", seconds)):
+                out[key].append(value)
+        return out
+
+
+def _connect(ray, address, workers, cpus_per_worker) -> bool:
+    """Join or start Ray; return True when this call started it (and should stop it)."""
+    if ray.is_initialized():
+        return False
+    options = {"logging_level": logging.ERROR, "log_to_driver": False,
+               "include_dashboard": False}
+    if address is None and not os.environ.get("RAY_ADDRESS"):  # Ray's own variable wins
+        actors = workers or (os.cpu_count() or 1)
+        ray.init(num_cpus=max(os.cpu_count() or 1, actors * cpus_per_worker + 2), **options)
+        return True
+    try:
+        with warnings.catch_warnings():  # the one-line error below says it all
+            warnings.simplefilter("ignore")
+            ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ValueError(problem("--address", "a reachable Ray cluster ('auto' or "
+                                 "ray://HOST:PORT)", address,
+                                 f"start one (ray start --head) or check the address "
+                                 f"({str(err).splitlines()[0][:120]})")) from None
+    return True
+
+
+def _one_line(err: BaseException) -> str:
+    """vitl's own one-line message from inside Ray's wrappers, else a summary of the failure."""
+    seen, current = set(), err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for line in reversed(str(current).splitlines()):
+            if "Fix:" in line:  # a vitl problem(...) line, e.g. "ValueError: worker weights: ..."
+                head, _, rest = line.strip().partition(": ")
+                return rest if head.endswith(("Error", "Exception")) else line.strip()
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return problem("ray engine", "every shard computed", f"{type(err).__name__}: {first}",
+                   "rerun the same command: finished shards are kept, only missing ones run "
+                   "(Ray's logs: /tmp/ray/session_latest/logs)")
+
+
+def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, workers=None,
+        cpus_per_worker: int = 1, gpus_per_worker: float = 0):
+    """Featurize shards on a Ray actor pool; yield ``{"name", "rows", "errors", "worker",
+    "seconds"}`` as each shard file is written.
+
+    Args:
+        tasks: ``[{"name": file name, "items": [(content, path), ...]}]``.
+        recipe: an :class:`~vitl.features.folder.ExtractorRecipe` with a concrete precision.
+        space: the :class:`~vitl.features.cache.FeatureSpace` written into the shards.
+        fingerprint: the driver's weights fingerprint (workers must match it).
+        shard_dir: the shard folder (shared storage on a real cluster).
+        address, workers, cpus_per_worker, gpus_per_worker: see
+            :func:`vitl.features.folder.featurize_folder`.
+    """
+    ray = _ray()
+    # Start-up notices and Ray Data's stack dumps: failures are reported in one line below.
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+    started = _connect(ray, address, workers, cpus_per_worker)
+    try:
+        if workers is None:
+            resources = ray.cluster_resources()
+            workers = (int(resources.get("GPU", 0) // gpus_per_worker) if gpus_per_worker else
+                       int(resources.get("CPU", 1) // cpus_per_worker) - (2 if started else 0))
+        workers = max(1, min(int(workers), len(tasks)))
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the driver shows one bar in images
+        Path(shard_dir).mkdir(parents=True, exist_ok=True)
+        items = [{"name": t["name"], "items": json.dumps(t["items"])} for t in tasks]
+        with warnings.catch_warnings():  # max_restarts=0 (a dead actor fails the run in one
+            warnings.simplefilter("ignore")  # line; a rerun resumes) is a "deprecated" kwarg
+            dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                ShardWorker, batch_size=1, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+                num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, max_restarts=0,
+                fn_constructor_kwargs={"recipe": recipe, "fingerprint": fingerprint,
+                                       "space": space, "shard_dir": str(Path(shard_dir).absolute()),
+                                       "threads": int(cpus_per_worker)})
+        try:
+            for row in dataset.iter_rows():
+                yield {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        except ray.exceptions.RayError as err:
+            raise ValueError(_one_line(err)) from None
+    finally:
+        if started:
+            ray.shutdown()
