@@ -20,8 +20,8 @@ def _name(requirement: str) -> str:
 def _pyproject_packages() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = list(project["dependencies"])
-    for extra in ("test", "dev"):
-        requirements += project["optional-dependencies"][extra]
+    for extra in project["optional-dependencies"].values():  # conda users get every extra
+        requirements += extra
     return {_name(r) for r in requirements}
 
 
