@@ -195,7 +195,7 @@ def open_regular(path, mode: str = "rb"):
     Raises:
         OSError: (``errno.EINVAL``) ``path`` is not a regular file.
     """
-    return open(path, mode, opener=regular_opener)  # noqa: SIM115 - the caller closes it
+    return open(path, mode, opener=regular_opener)
 
 
 def stamp() -> str:

