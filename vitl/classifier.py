@@ -394,6 +394,7 @@ class ImageClassifier:
 
     def predict(self, images) -> np.ndarray:
         """Return the predicted class name of each image (see :meth:`predict_proba`)."""
+        check_is_fitted(self)
         return self.classes_[self.predict_proba(images).argmax(axis=1)]
 
     def classify(self, images, csv_path=None) -> list[Prediction]:

@@ -460,7 +460,7 @@ def _scan(class_dir: Path, follow: bool, visited: set, report: LoadReport) -> li
     return found
 
 
-def list_images(folder, *, follow_symlinks=True) -> list[Path]:
+def list_images(folder, *, follow_symlinks=True, report: LoadReport | None = None) -> list[Path]:
     """List every image file below ``folder`` (any depth), sorted, for prediction.
 
     Unlike :func:`load_image_folder` the folder needs no class sub-folders and
@@ -469,6 +469,8 @@ def list_images(folder, *, follow_symlinks=True) -> list[Path]:
     Args:
         folder: a folder of images, or one image file (returned alone).
         follow_symlinks: descend into symlinked folders.
+        report: a :class:`LoadReport` to record what was left out (FIFOs,
+            devices, unlistable folders, symlink loops), to name it to the user.
 
     Returns:
         Absolute paths of the image-named files.
@@ -486,13 +488,14 @@ def list_images(folder, *, follow_symlinks=True) -> list[Path]:
         ['b.JPG', 'sub/a.png']
     """
     folder = Path(folder).expanduser().absolute()
-    if folder.is_file():
-        return [folder]
+    if folder.exists() and not folder.is_dir():
+        return [folder]  # a file given by name: the caller decides whether it is readable
     if not folder.is_dir():
         raise ValueError(problem("image folder", "an existing folder or image file", str(folder),
                                  "check the path"))
     visited = {(folder.stat().st_dev, folder.stat().st_ino)}
-    return sorted(_scan(folder, follow_symlinks, visited, LoadReport()))
+    return sorted(_scan(folder, follow_symlinks, visited,
+                        LoadReport() if report is None else report))
 
 
 def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=True

@@ -257,14 +257,19 @@ def _check_arguments(model, class_names, format, quantize) -> list[str]:
 
 
 def _calibration_paths(representative) -> list[Path]:
+    """The calibration images: at most :data:`MAX_CALIBRATION_IMAGES`, evenly spaced, and
+    readable (each unreadable one is named in a warning and left out)."""
     from .data import check_images, list_images
 
     if isinstance(representative, (str, Path)):
         representative = list_images(representative)
     paths = [Path(p) for p in (representative or [])]
     missing = [str(p) for p in paths if not p.exists()]
+    if len(paths) > MAX_CALIBRATION_IMAGES:
+        step = len(paths) / MAX_CALIBRATION_IMAGES
+        paths = [paths[int(i * step)] for i in range(MAX_CALIBRATION_IMAGES)]
     if paths and not missing:
-        paths, skipped = check_images(paths)  # bad images are named and left out
+        paths, skipped = check_images(paths)
         for item in skipped:
             warnings.warn(f"int8 calibration: skipped {item.path}: {item.reason}", stacklevel=3)
     if not paths or missing:
@@ -274,9 +279,6 @@ def _calibration_paths(representative) -> list[Path]:
             "(a few hundred training images)", received,
             "pass representative=FOLDER or a list of paths (CLI: --calibration DIR), "
             "or export float16 instead"))
-    if len(paths) > MAX_CALIBRATION_IMAGES:
-        step = len(paths) / MAX_CALIBRATION_IMAGES
-        paths = [paths[int(i * step)] for i in range(MAX_CALIBRATION_IMAGES)]
     return paths
 
 

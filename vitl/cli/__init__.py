@@ -50,8 +50,8 @@ def _os_error_line(err: OSError) -> str:
                    "space and is writable by you, or choose another path")
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"vitl: warning: {' '.join(str(message).split())}\n"
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"vitl: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,14 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     # File names that are not UTF-8 reach stdout (CSV rows) as their own bytes.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")
-    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # the CLI's own format, also when embedded
+            return int(args.run(args) or 0)
     except _usage_errors() as err:
         print(f"vitl {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from vitl.cli import CLIError
-from vitl.cli.predict import usable_images
+from vitl.cli.predict import image_paths, usable_images
 from vitl.cli.train import check_writable
 
 
@@ -39,14 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from vitl.classifier import ImageClassifier
-    from vitl.data import list_images
     from vitl.explain import explain
 
     if not 0 <= args.alpha <= 1:
         raise CLIError(f"--alpha: expected a number in [0, 1], received {args.alpha}. "
                        "Fix: pass --alpha 0.4")
     out = check_writable(args.out, "--out")
-    paths = [path for item in args.images for path in list_images(item)]
+    paths = image_paths(args.images)
     if not paths:
         raise CLIError(f"IMAGE: expected image files, received none in {args.images}. "
                        "Fix: pass image files or folders holding .jpg/.png images")

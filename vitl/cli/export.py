@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
+from .predict import image_paths
 from .train import check_writable, existing_folder, load_model_dir
 
 
@@ -55,9 +56,8 @@ def run(args: argparse.Namespace) -> int:
     representative = None
     if args.quantize == "int8":
         if args.calibration:
-            from ..data import list_images
-
-            representative = list_images(existing_folder(args.calibration, "--calibration"))
+            # Unreadable images among them are named and skipped by export_model.
+            representative = image_paths([existing_folder(args.calibration, "--calibration")])
         else:
             recorded = clf.fit_info_.get("calibration_paths", [])
             representative = [p for p in recorded if Path(p).is_file()]

@@ -35,16 +35,22 @@ def register(subparsers) -> None:
 
 
 def image_paths(paths) -> list[Path]:
-    """Expand files and folders into image paths, keeping the given order."""
-    from ..data import list_images
+    """Expand files and folders into image paths, keeping the given order.
 
-    found = []
+    What is left out on the way (FIFOs, devices, unlistable folders) is named on stderr.
+    """
+    from ..data import LoadReport, list_images
+
+    found, report = [], LoadReport()
     for path in paths:
         path = Path(path).expanduser()
         if not path.exists():
             raise CLIError(problem("PATH", "an existing image file or folder", str(path),
                                    "check the path"))
-        images = list_images(path)
+        images = list_images(path, report=report)
+        for item in report.skipped:
+            print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+        report.skipped.clear()
         if path.is_dir() and not images:
             raise CLIError(problem("PATH", "a folder containing images", f"{path} (no images)",
                                    "pass a folder with .jpg/.png files, or the files"))

@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -151,8 +152,20 @@ def _writable_parent(path: Path) -> Path:
     return parent
 
 
+def _cannot_write(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder`` (tried for real: permissions, read-only
+    mounts and full disks all show), or None."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".vitl-write-check-", dir=folder)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
 def check_writable(path, name: str, kind: str = "folder") -> Path:
-    """Refuse before any work an output ``path`` that could not be written.
+    """Refuse before any work an output ``path`` that could not be written; return it.
 
     ``kind`` is ``"folder"`` (created when missing) or ``"file"`` (replaced).
     """
@@ -167,10 +180,12 @@ def check_writable(path, name: str, kind: str = "folder") -> Path:
     if not parent.is_dir():
         raise CLIError(problem(name, "a path below a folder", f"{path} ({parent} is a file)",
                                "check the path"))
-    target = path if path.exists() and kind == "folder" else parent
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise CLIError(problem(name, "a place you can write to", f"{path} ({target} is "
-                               "read-only for you)", "choose another path"))
+    target = path if path.is_dir() else parent
+    why = _cannot_write(target)
+    if why:
+        raise CLIError(problem(name, "a place you can write to",
+                               f"{path} (cannot write in {target}: {why})",
+                               "choose another path, or fix the folder's permissions"))
     return path
 
 
@@ -179,9 +194,10 @@ def check_model_out(out) -> Path:
     out = check_writable(out, "--out")
     if out.exists():
         # The folder is replaced as a whole, so its parent must be writable too.
-        if not os.access(out.absolute().parent, os.W_OK | os.X_OK):
+        why = _cannot_write(out.absolute().parent)
+        if why:
             raise CLIError(problem("--out", "a folder whose parent you can write to",
-                                   f"{out} (in read-only {out.absolute().parent})",
+                                   f"{out} (cannot write in {out.absolute().parent}: {why})",
                                    "choose another path"))
         model = out / MODEL_FILE
         if model.exists() and not model.is_file():
