@@ -359,6 +359,8 @@ def test_file_names_that_are_not_utf8_work(work, tmp_path):
     assert code == 0, err
     assert len(out.splitlines()) == 1 + 7
     assert b"caf\xe9.png" in (tmp_path / "p.csv").read_bytes()
+    code, out, err = run_vitl(*_train_args(folder, tmp_path / "m"), env=env, timeout=300)
+    assert code == 0 and "saved" in out, err
 
 
 def test_webp_tiff_and_os_litter(tmp_path, capsys):

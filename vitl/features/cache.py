@@ -271,8 +271,15 @@ class FeatureCache:
         directory: the cache folder, created when missing; the vectors live in
             ``directory/features.sqlite``.
 
+    A damaged database (sqlite reports it corrupt or not a database, on opening
+    or on any later read or write) is moved aside to
+    ``features.sqlite.damaged-<time>-<pid>`` with a warning, and a new empty one
+    takes its place; the call then proceeds on it.
+
     Raises:
-        ValueError: ``directory`` is a file, or the database is unreadable.
+        ValueError: ``directory`` is a file, cannot be created or written (one
+            line naming ``--cache DIR`` / ``--cache none``), or holds a database of
+            a newer schema.
 
     Example:
         >>> import tempfile, numpy as np
