@@ -125,13 +125,37 @@ def _train_args(data, out, *extra):
             "--epochs", "2", "--cache", "none", *extra]
 
 
+# `vitl train` whose model save waits until every run has reached it, so the saves overlap.
+SAVE_TOGETHER = """
+import pathlib, sys, time
+from vitl import classifier
+from vitl.cli import main
+
+arrived, runs = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+real_save = classifier.ImageClassifier.save
+
+def save(self, path):
+    (arrived / str(id(self))).touch()
+    deadline = time.monotonic() + 120
+    while len(list(arrived.iterdir())) < runs and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return real_save(self, path)
+
+classifier.ImageClassifier.save = save
+sys.exit(main(sys.argv[3:]))
+"""
+
+
 def test_two_trains_with_the_same_out_leave_one_whole_model(work, tmp_path):
     from vitl.classifier import ImageClassifier
 
     _, data, _ = work
     out = tmp_path / "model"
+    arrived = tmp_path.parent / f"{tmp_path.name}-arrived"
+    arrived.mkdir()
     environment = dict(os.environ, PYTHONPATH=str(ROOT))
-    runs = [subprocess.Popen([sys.executable, "-m", "vitl", *map(str, _train_args(data, out))],
+    runs = [subprocess.Popen([sys.executable, "-c", SAVE_TOGETHER, str(arrived), "2",
+                              *map(str, _train_args(data, out))],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=environment) for _ in range(2)]
     results = [(run.wait(timeout=600), *run.communicate()) for run in runs]
