@@ -104,10 +104,13 @@ def test_info_and_clear_per_backbone(tmp_path):
     assert cache.clear() == 3 and cache.info().entries == 0 and cache.info().last_runs == {}
 
 
-def test_unreadable_database_says_how_to_fix(tmp_path):
+def test_unreadable_database_is_set_aside_and_rebuilt(tmp_path):
     (tmp_path / "features.sqlite").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ValueError, match="Fix: delete .*features.sqlite"):
-        FeatureCache(tmp_path)
+    with pytest.warns(UserWarning, match="is damaged .*set it aside as .*damaged-"):
+        cache = FeatureCache(tmp_path)
+    assert len(cache) == 0
+    [aside] = cache.damaged_copies()
+    assert aside.read_bytes() == b"this is not sqlite" * 100
     with pytest.raises(ValueError, match="expected a folder"):
         FeatureCache(tmp_path / "features.sqlite")
 

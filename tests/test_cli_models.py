@@ -260,4 +260,4 @@ def test_train_augment_and_fine_tune_are_recorded(work):
 def test_negative_augment_is_refused(work, capsys):
     _, data, _, _ = work
     assert main(["train", str(data), "--augment", "-1", "--out", "x"]) == 2
-    assert "--augment: expected an integer >= 0" in capsys.readouterr().err
+    assert "--augment: expected an integer from 0 to 100" in capsys.readouterr().err

@@ -23,6 +23,7 @@ import csv
 import inspect
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from . import __version__
 from ._errors import NotFittedError, check_int, check_is_fitted, problem
+from ._files import atomic_path
 from .augment import AugmentPolicy
 from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor, get_backbone
 from .backbones.registry import PREPROCESSING_VERSION
@@ -239,6 +241,11 @@ class ImageClassifier:
         config, policy, tune = self.head_config(), self.augmentation(), self.fine_tune_config()
         train, validation = self._train_and_validation(train, validation)
         classes = list(train.class_names)
+        empty = [name for name, n in train.counts().items() if n == 0]
+        if empty:
+            raise ValueError(problem("training classes", "at least one training image per class",
+                                     f"none for {empty} (counts {train.counts()})",
+                                     "add images of that class, or drop it from class_names"))
         y_val = _labels_in(validation, classes, "validation")
         if extractor is None:
             extractor = self._build_extractor()
@@ -380,10 +387,12 @@ class ImageClassifier:
                 paths, an :class:`~vitl.data.ImageCollection`, or RGB arrays
                 (one ``(H, W, 3)`` image or an ``(N, H, W, 3)`` batch, 0..255).
         """
+        check_is_fitted(self)
         return predict_proba(self.head_, self.featurize(images))
 
     def predict(self, images) -> np.ndarray:
         """Return the predicted class name of each image (see :meth:`predict_proba`)."""
+        check_is_fitted(self)
         return self.classes_[self.predict_proba(images).argmax(axis=1)]
 
     def classify(self, images, csv_path=None) -> list[Prediction]:
@@ -391,6 +400,7 @@ class ImageClassifier:
 
         The CSV has columns ``path, label, score`` and one ``score_<class>`` per class.
         """
+        check_is_fitted(self)
         paths, arrays = _as_inputs(images)
         proba = self.predict_proba(images if arrays is not None else paths)
         names = [str(p) for p in paths] if arrays is None else [None] * len(proba)
@@ -437,9 +447,6 @@ class ImageClassifier:
         if path.suffix != ".keras":
             raise ValueError(problem("path", "a file name ending in .keras", str(path),
                                      f"use {path.with_suffix('.keras').name}"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.keras")
-        self.model_.save(tmp)
         metadata = {
             "format": SAVE_FORMAT, "vitl_version": __version__,
             "preprocessing_version": PREPROCESSING_VERSION,
@@ -450,9 +457,10 @@ class ImageClassifier:
             "fine_tune_history": (self.fine_tune_history_.to_dict()
                                   if getattr(self, "fine_tune_history_", None) else None),
         }
-        with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(_METADATA, json.dumps(metadata, indent=1, default=str))
-        tmp.replace(path)
+        with atomic_path(path, suffix=".keras") as tmp:  # Keras wants the .keras suffix
+            self.model_.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(_METADATA, json.dumps(metadata, indent=1, default=str))
         return path
 
     @classmethod
@@ -470,7 +478,19 @@ class ImageClassifier:
                                             str(path), "train one with `vitl train` or "
                                             "ImageClassifier.fit(...).save(path)"))
         metadata = read_metadata(path)
-        model = keras.saving.load_model(path, compile=False)
+        _check_archive(path)
+        try:
+            model = keras.saving.load_model(path, compile=False)
+        except (zipfile.BadZipFile, KeyError, EOFError, OSError) as err:
+            raise ValueError(problem("model file", "a .keras file saved by vitl",
+                                     f"{path} (unreadable: {type(err).__name__}: {err})",
+                                     "retrain, or restore the file from a backup")) from None
+        outputs = model.output_shape[-1] if hasattr(model, "output_shape") else None
+        if outputs != len(metadata["classes"]):
+            raise ValueError(problem("model file", f"vitl.json classes matching the model's "
+                                     f"{outputs} outputs", f"{len(metadata['classes'])} classes "
+                                     f"{metadata['classes']} in {path}",
+                                     "retrain; the file was edited or mixed from two models"))
         known = set(inspect.signature(cls.__init__).parameters)
         params = {k: v for k, v in metadata["params"].items() if k in known}
         if isinstance(params.get("augment_policy"), dict):
@@ -562,23 +582,64 @@ def read_metadata(path) -> dict:
     try:
         with zipfile.ZipFile(path) as archive:
             metadata = json.loads(archive.read(_METADATA))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, zlib.error) as err:
         raise ValueError(problem("model file", "a .keras file saved by vitl (with vitl.json)",
                                  f"{path} ({err})", "retrain with this vitl version")) from None
+    if not isinstance(metadata, dict):
+        raise ValueError(problem("model file's vitl.json", "a JSON object",  # noqa: TRY004
+                                 f"a JSON {type(metadata).__name__} in {path}",
+                                 "retrain; the file was edited or damaged"))
     if metadata.get("format") != SAVE_FORMAT:
         raise ValueError(problem("model format", f"version {SAVE_FORMAT}",
                                  f"version {metadata.get('format')} "
                                  f"(vitl {metadata.get('vitl_version')})",
                                  "retrain the model with this vitl version, or install the "
                                  "vitl version that saved it"))
+    _check_metadata(metadata, path)
     return metadata
+
+
+#: vitl.json keys ``load`` needs, with their JSON types.
+_REQUIRED = {"classes": list, "params": dict, "fit_info": dict, "history": dict}
+_REQUIRED_FIT_INFO = {"backbone": str, "input_size": int, "precision": str, "weights": dict}
+
+
+def _check_metadata(metadata: dict, path) -> None:
+    """Raise a one-line ValueError unless ``metadata`` has what :meth:`ImageClassifier.load` reads."""
+    wrong = [k for k, kind in _REQUIRED.items() if not isinstance(metadata.get(k), kind)]
+    info = metadata.get("fit_info")
+    if isinstance(info, dict):
+        wrong += [f"fit_info.{k}" for k, kind in _REQUIRED_FIT_INFO.items()
+                  if not isinstance(info.get(k), kind)]
+    classes = metadata.get("classes")
+    if isinstance(classes, list) and (len(classes) < 2 or len(set(map(str, classes))) != len(classes)
+                                      or not all(isinstance(c, str) and c for c in classes)):
+        wrong.append("classes (two or more distinct names)")
+    if wrong:
+        raise ValueError(problem("model file's vitl.json", "the keys a vitl model is saved with",
+                                 f"missing or wrong: {', '.join(wrong)} in {path}",
+                                 "retrain; the file was edited or damaged"))
+
+
+def _check_archive(path) -> None:
+    """Raise a one-line ValueError when a member of the ``.keras`` zip fails its CRC."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
+        bad = f"({type(err).__name__}: {err})"
+    if bad:
+        raise ValueError(problem("model file", "an intact .keras zip",
+                                 f"{path} with a damaged member {bad}",
+                                 "restore the file from a backup, or retrain"))
 
 
 def write_predictions_csv(predictions, csv_path, classes) -> Path:
     """Write predictions as CSV: ``path, label, score, score_<class>...``."""
     csv_path = Path(csv_path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+    # surrogateescape: a file name that is not UTF-8 is written as its own bytes.
+    with atomic_path(csv_path, suffix=".csv") as tmp, \
+            open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "score"] + [f"score_{c}" for c in classes])
         for p in predictions:

@@ -23,8 +23,10 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
@@ -36,9 +38,15 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from ._errors import check_fraction, problem
+from ._files import file_kind, regular_opener
 
 #: File name endings read as images (compared in lower case).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+#: Names never read as images or class folders: what macOS and Windows leave in folders
+#: and zips (names starting with a dot, e.g. ``.DS_Store`` and AppleDouble ``._x.jpg``,
+#: are skipped too).
+JUNK_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
 
 #: Largest image accepted, in pixels (~450 MB as RGB uint8). Pillow's own default
 #: (89.5 Mpx) would refuse a 10000x10000 photo; importing this module raises
@@ -78,6 +86,8 @@ def _reason(err: Exception) -> str:
         return f"too many pixels ({err})"
     if "truncated" in str(err).lower():
         return f"truncated image data ({err})"
+    if isinstance(err, OSError) and err.strerror and err.errno == errno.EINVAL:
+        return err.strerror  # "not a regular file (a FIFO)" from open_regular
     if isinstance(err, OSError) and err.strerror:  # e.g. a symlink pointing at itself
         return f"cannot read: {err.strerror}"
     return f"cannot decode: {type(err).__name__}: {err}"
@@ -151,21 +161,22 @@ def read_image(path, size=None) -> np.ndarray:
     target = _hw(size)
     path = Path(path)
     try:
-        if os.stat(path).st_size == 0:
-            raise BadImageError(path, "empty file (0 bytes)")
-        with open(path, "rb") as file, Image.open(file) as img:
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit is not None and img.width * img.height > limit:
-                raise BadImageError(path, f"too many pixels ({img.width}x{img.height} > "
-                                          f"PIL.Image.MAX_IMAGE_PIXELS={limit})")
-            if target is not None and img.format == "JPEG":
-                height, width = target
-                if _orientation(img) in _ROTATED:
-                    height, width = width, height
-                img.draft(None, (width, height))
-            img.load()  # first frame only for animations
-            ImageOps.exif_transpose(img, in_place=True)
-            rgb = _to_rgb(img)
+        with open(path, "rb", opener=regular_opener) as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                raise BadImageError(path, "empty file (0 bytes)")
+            with Image.open(file) as img:
+                limit = Image.MAX_IMAGE_PIXELS
+                if limit is not None and img.width * img.height > limit:
+                    raise BadImageError(path, f"too many pixels ({img.width}x{img.height} > "
+                                              f"PIL.Image.MAX_IMAGE_PIXELS={limit})")
+                if target is not None and img.format == "JPEG":
+                    height, width = target
+                    if _orientation(img) in _ROTATED:
+                        height, width = width, height
+                    img.draft(None, (width, height))
+                img.load()  # first frame only for animations
+                ImageOps.exif_transpose(img, in_place=True)
+                rgb = _to_rgb(img)
         if target is not None and rgb.size != (target[1], target[0]):
             rgb = rgb.resize((target[1], target[0]), Image.BILINEAR, reducing_gap=3.0)
         return np.asarray(rgb).copy()  # asarray alone is read-only
@@ -179,7 +190,7 @@ def _check_image(path: Path) -> str | None:
     """Return why ``path`` is not a usable image, or None when it decodes."""
     try:
         read_image(path, size=_CHECK_SIZE)  # a real decode: verify() alone misses truncation
-        with open(path, "rb") as file, Image.open(file) as img:
+        with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
             img.verify()  # checksums (PNG CRCs) that decoding skips
     except BadImageError as err:
         return err.reason
@@ -193,7 +204,7 @@ def _check_image(path: Path) -> str | None:
 def _header_size(path: Path) -> tuple[int, int] | None:
     """(width, height) as displayed, from the header only; None if unreadable."""
     try:
-        with open(path, "rb") as file, Image.open(file) as img:
+        with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
             w, h = img.size
             return (h, w) if _orientation(img) in _ROTATED else (w, h)
     except Exception:  # noqa: BLE001 - the summary counts unreadable headers instead
@@ -359,6 +370,50 @@ def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _regular_or_unknown(path: Path) -> bool:
+    """False only for what certainly is not a regular file (a FIFO, a device...)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # missing, a broken link, a loop: decoding names the reason
+
+
+def _is_junk(name: str) -> bool:
+    """Hidden names (``.DS_Store``, AppleDouble ``._x.jpg``) and OS litter (``__MACOSX``)."""
+    return name.startswith(".") or name in JUNK_NAMES
+
+
+def _bad_class_name(name: str) -> bool:
+    """Control characters (newline, tab...) or bytes that are not UTF-8 (surrogates)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in name)
+
+
+def check_images(paths) -> tuple[list[Path], list[SkippedFile]]:
+    """Split ``paths`` into usable images and :class:`SkippedFile` records saying why not.
+
+    Each file is decoded at a small size (JPEGs at 1/8 scale), as
+    :func:`load_image_folder` validates; FIFOs, devices and folders are skipped
+    without being opened for a blocking read.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> Image.new("RGB", (8, 8)).save(folder / "ok.png")
+        >>> _ = (folder / "bad.png").write_bytes(b"not a png")
+        >>> good, skipped = check_images([folder / "ok.png", folder / "bad.png"])
+        >>> [p.name for p in good], [(s.path.name, s.reason) for s in skipped]
+        (['ok.png'], [('bad.png', 'not an image (Pillow cannot identify the format)')])
+    """
+    good, skipped = [], []
+    for path in map(Path, paths):
+        reason = _check_image(path)
+        if reason:
+            skipped.append(SkippedFile(path, reason))
+        else:
+            good.append(path)
+    return good, skipped
+
+
 def _directory_problem(sub: Path, parent: Path, follow: bool, visited: set) -> str | None:
     """Why not to descend into ``sub`` (and record it as visited otherwise)."""
     if sub.is_symlink() and not follow:
@@ -387,19 +442,25 @@ def _scan(class_dir: Path, follow: bool, visited: set, report: LoadReport) -> li
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=follow, onerror=unlistable):
         here = Path(dirpath)
         keep = []
-        for name in sorted(d for d in dirnames if not d.startswith(".")):
+        for name in sorted(d for d in dirnames if not _is_junk(d)):
             why = _directory_problem(here / name, here, follow, visited)
             if why:
                 report.skipped.append(SkippedFile(here / name, why))
             else:
                 keep.append(name)
         dirnames[:] = keep
-        for name in sorted(f for f in filenames if not f.startswith(".")):
-            (found if _is_image_name(name) else report.ignored).append(here / name)
+        for name in sorted(f for f in filenames if not _is_junk(f)):
+            if not _is_image_name(name):
+                report.ignored.append(here / name)
+            elif _regular_or_unknown(here / name):
+                found.append(here / name)
+            else:  # a FIFO or a link to /dev/zero would block or never end when read
+                report.skipped.append(SkippedFile(here / name, "not a regular file ("
+                                                  f"{file_kind(here / name)}); not read"))
     return found
 
 
-def list_images(folder, *, follow_symlinks=True) -> list[Path]:
+def list_images(folder, *, follow_symlinks=True, report: LoadReport | None = None) -> list[Path]:
     """List every image file below ``folder`` (any depth), sorted, for prediction.
 
     Unlike :func:`load_image_folder` the folder needs no class sub-folders and
@@ -408,6 +469,8 @@ def list_images(folder, *, follow_symlinks=True) -> list[Path]:
     Args:
         folder: a folder of images, or one image file (returned alone).
         follow_symlinks: descend into symlinked folders.
+        report: a :class:`LoadReport` to record what was left out (FIFOs,
+            devices, unlistable folders, symlink loops), to name it to the user.
 
     Returns:
         Absolute paths of the image-named files.
@@ -425,13 +488,14 @@ def list_images(folder, *, follow_symlinks=True) -> list[Path]:
         ['b.JPG', 'sub/a.png']
     """
     folder = Path(folder).expanduser().absolute()
-    if folder.is_file():
-        return [folder]
+    if folder.exists() and not folder.is_dir():
+        return [folder]  # a file given by name: the caller decides whether it is readable
     if not folder.is_dir():
         raise ValueError(problem("image folder", "an existing folder or image file", str(folder),
                                  "check the path"))
     visited = {(folder.stat().st_dev, folder.stat().st_ino)}
-    return sorted(_scan(folder, follow_symlinks, visited, LoadReport()))
+    return sorted(_scan(folder, follow_symlinks, visited,
+                        LoadReport() if report is None else report))
 
 
 def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=True
@@ -440,9 +504,10 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=Tru
 
     Class names are the sub-folder names, sorted; images in nested folders
     below a class folder belong to that class. Extensions ``.jpg .jpeg .png
-    .bmp .gif`` count in any letter case; names starting with a dot are
-    ignored. Bad files are skipped with a warning and listed in
-    ``collection.report``; they never stop the load.
+    .bmp .gif .webp .tif .tiff`` count in any letter case; names starting with
+    a dot (``.DS_Store``, ``._x.jpg``) and ``__MACOSX``, ``Thumbs.db``,
+    ``desktop.ini`` are ignored. Bad files (and FIFOs, devices) are skipped
+    with a warning and listed in ``collection.report``; they never stop the load.
 
     Args:
         root: the folder holding the class folders.
@@ -457,7 +522,8 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=Tru
 
     Raises:
         ValueError: ``root`` is missing or not a folder; there are fewer than
-            two class folders; a class folder holds no usable image.
+            two class folders; a class folder holds no usable image; a class
+            folder name holds a control character (newline...) or non-UTF-8 bytes.
 
     Example:
         >>> load_image_folder("/no/such/folder")
@@ -475,7 +541,7 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=Tru
         raise ValueError(problem("image folder", layout, f"the file {root}", fix))
     report, class_dirs = LoadReport(), []
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
+        if _is_junk(entry.name):
             continue
         if entry.is_dir() and (follow_symlinks or not entry.is_symlink()):
             class_dirs.append(entry)
@@ -486,6 +552,11 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=Tru
                                                      "not in a class folder"))
         else:
             report.ignored.append(entry)
+    bad_names = [d.name for d in class_dirs if _bad_class_name(d.name)]
+    if bad_names:
+        raise ValueError(problem("class folder name", "a name without control characters "
+                                 "(newline, tab...) and in UTF-8, as it becomes a label",
+                                 bad_names[0], f"rename that folder in {root}"))
     example = f"put images in {root / 'cracked'} and {root / 'intact'}"
     if not class_dirs:
         raise ValueError(problem("image folder", "at least two class sub-folders",
@@ -555,7 +626,9 @@ class Split(NamedTuple):
 
 def _score(key: str) -> float:
     """A stable pseudo-random number in [0, 1) from a string (sha1, like TF's retrain.py)."""
-    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+    # surrogateescape: a file name that is not UTF-8 hashes as its own bytes.
+    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *, seed=None

@@ -66,6 +66,7 @@ import numpy as np
 
 from . import __version__
 from ._errors import check_choice, problem
+from ._files import atomic_folder, write_bytes_atomic
 from ._tensorflow import STARTUP_NOISE, filtered_native_stderr
 
 FORMATS = ("savedmodel", "tflite")
@@ -86,7 +87,7 @@ TOLERANCES = {"savedmodel": 1e-5, "tflite": 1e-4, "tflite-float16": 2e-2, "tflit
 
 
 def export_model(model, class_names, directory, format="savedmodel", quantize=None,
-                 representative=None, progress=True) -> Path:
+                 representative=None, progress=True, overwrite=False) -> Path:
     """Export a Keras classifier (images 0..255 in, probabilities out) with its labels.
 
     Args:
@@ -96,7 +97,8 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
         directory: export folder (created); see the module docstring for its layout.
             Exporting a different model into a folder that holds another
             model's artifacts removes those artifacts (they would disagree
-            with the new ``labels.txt``).
+            with the new ``labels.txt``). Files vitl did not write (not listed in
+            the folder's ``export.json``) are never replaced unless ``overwrite``.
         format: ``"savedmodel"`` (the counterpart of ML.NET's ``.pb``) or ``"tflite"``.
         quantize: TFLite only: None (float32), ``"float16"`` (float16 weights)
             or ``"int8"`` (full-integer, float32 input and output).
@@ -105,6 +107,8 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
             :data:`MAX_CALIBRATION_IMAGES`, evenly spaced, are used).
             Ignored for the other formats.
         progress: show a progress bar while calibrating.
+        overwrite: replace a ``savedmodel/``, ``.tflite``, ``labels.txt`` or
+            ``export.json`` in ``directory`` that vitl did not write.
 
     Returns:
         The path of the SavedModel folder or ``.tflite`` file written.
@@ -128,6 +132,7 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
         ValueError: quantize: expected None for format='savedmodel' (quantization is a TFLite option), received 'int8'. Fix: pass format='tflite' with quantize='int8', or leave quantize out
     """
     class_names = _check_arguments(model, class_names, format, quantize)
+    check_export_dir(directory, format, quantize, overwrite)
     calibration = _calibration_paths(representative) if quantize == "int8" else None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -137,9 +142,9 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
 
     if format == "savedmodel":
         target = directory / SAVEDMODEL_DIR
-        with tempfile.TemporaryDirectory(prefix=".savedmodel-", dir=directory) as tmp:
-            _write_savedmodel(model, size, Path(tmp) / "model")
-            _replace_dir(Path(tmp) / "model", target)
+        with atomic_folder(target) as tmp:
+            shutil.rmtree(tmp)  # the SavedModel writer creates its folder itself
+            _write_savedmodel(model, size, tmp)
     else:
         target = directory / TFLITE_FILES[quantize]
         with tempfile.TemporaryDirectory(prefix=".tflite-", dir=directory) as tmp:
@@ -147,7 +152,7 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
             if not _is_current(metadata["artifacts"].get(SAVEDMODEL_DIR)) or not source.is_dir():
                 source = Path(tmp) / "savedmodel"
                 _write_savedmodel(model, size, source)
-            _write_bytes(target, _convert_tflite(source, quantize, calibration, size, progress))
+            write_bytes_atomic(target, _convert_tflite(source, quantize, calibration, size, progress))
 
     metadata["artifacts"][target.name] = {
         "format": format, "quantization": quantize,
@@ -155,10 +160,54 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
         "calibration_images": len(calibration) if calibration else None,
         "model_fingerprint": fingerprint, "vitl_version": __version__,
     }
-    _write_bytes(directory / LABELS_FILE, "".join(f"{c}\n" for c in class_names).encode())
-    _write_bytes(directory / METADATA_FILE,
+    write_bytes_atomic(directory / LABELS_FILE, "".join(f"{c}\n" for c in class_names).encode())
+    write_bytes_atomic(directory / METADATA_FILE,
                  (json.dumps(metadata, indent=1) + "\n").encode())
     return target
+
+
+def artifact_name(format: str, quantize=None) -> str:
+    """The file or folder name an export of ``format``/``quantize`` gets in its folder.
+
+    Example:
+        >>> artifact_name("tflite", "int8")
+        'model_int8.tflite'
+    """
+    return SAVEDMODEL_DIR if format == "savedmodel" else TFLITE_FILES[quantize]
+
+
+def check_export_dir(directory, format: str, quantize=None, overwrite: bool = False) -> Path:
+    """Refuse, before any work, an export folder vitl must not write into.
+
+    Refused: ``directory`` is a file; or it holds the artifact to write (or
+    ``labels.txt`` / ``export.json``) that vitl did not write, i.e. that its
+    ``export.json`` does not list, unless ``overwrite``.
+
+    Raises:
+        ValueError: one line saying what was found and how to go on.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(problem("export folder", "a folder (created when missing)",
+                                 f"the file {directory}", "pass a folder path, not a file"))
+    if overwrite or not directory.is_dir():
+        return directory
+    try:
+        listed = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+        listed = set(listed.get("artifacts", {})) if isinstance(listed, dict) else set()
+        ours = True
+    except (OSError, ValueError):
+        listed, ours = set(), False
+    name = artifact_name(format, quantize)
+    foreign = [n for n in (name,) if (directory / n).exists() and n not in listed]
+    if not ours:
+        foreign += [n for n in (LABELS_FILE, METADATA_FILE) if (directory / n).exists()]
+    if foreign:
+        raise ValueError(problem("export folder", "a new folder, or one vitl exported to",
+                                 f"{directory} holding {', '.join(foreign)} that vitl did not "
+                                 "write", "pass another --out folder, or --overwrite "
+                                 "(overwrite=True) to replace them"))
+    return directory
 
 
 def model_fingerprint(model) -> str:
@@ -212,22 +261,28 @@ def _check_arguments(model, class_names, format, quantize) -> list[str]:
 
 
 def _calibration_paths(representative) -> list[Path]:
-    if isinstance(representative, (str, Path)):
-        from .data import list_images
+    """The calibration images: at most :data:`MAX_CALIBRATION_IMAGES`, evenly spaced, and
+    readable (each unreadable one is named in a warning and left out)."""
+    from .data import check_images, list_images
 
+    if isinstance(representative, (str, Path)):
         representative = list_images(representative)
     paths = [Path(p) for p in (representative or [])]
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing = [str(p) for p in paths if not p.exists()]
+    if len(paths) > MAX_CALIBRATION_IMAGES:
+        step = len(paths) / MAX_CALIBRATION_IMAGES
+        paths = [paths[int(i * step)] for i in range(MAX_CALIBRATION_IMAGES)]
+    if paths and not missing:
+        paths, skipped = check_images(paths)
+        for item in skipped:
+            warnings.warn(f"int8 calibration: skipped {item.path}: {item.reason}", stacklevel=3)
     if not paths or missing:
-        received = f"missing files, e.g. {missing[0]}" if missing else "no images"
+        received = f"missing files, e.g. {missing[0]}" if missing else "no readable images"
         raise ValueError(problem(
             "representative", "existing image files to calibrate int8 quantization with "
             "(a few hundred training images)", received,
             "pass representative=FOLDER or a list of paths (CLI: --calibration DIR), "
             "or export float16 instead"))
-    if len(paths) > MAX_CALIBRATION_IMAGES:
-        step = len(paths) / MAX_CALIBRATION_IMAGES
-        paths = [paths[int(i * step)] for i in range(MAX_CALIBRATION_IMAGES)]
     return paths
 
 
@@ -345,23 +400,6 @@ def _start_metadata(directory: Path, fingerprint: str, class_names, size: int) -
 def _is_current(artifact) -> bool:
     """Whether an artifact kept by :func:`_start_metadata` was written by this vitl version."""
     return isinstance(artifact, dict) and artifact.get("vitl_version") == __version__
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing ``target`` is swapped out, then removed."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        _remove(old)
 
 
 def _remove(path: Path) -> None:

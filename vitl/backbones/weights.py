@@ -16,7 +16,6 @@ how to fix it. An explicit ``weights=PATH`` skips the search.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import threading
@@ -28,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .._errors import problem
+from .._hashing import file_digests
 from .._paths import weights_dir
 from .registry import BackboneSpec, get_backbone
 
@@ -88,12 +88,8 @@ class WeightsSource:
 
 @lru_cache(maxsize=64)
 def _digests(path: str, size: int, mtime_ns: int) -> tuple[str, str]:
-    sha, md5 = hashlib.sha256(), hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(chunk)
-            md5.update(chunk)
-    return sha.hexdigest(), md5.hexdigest()
+    digests = file_digests(path, ("sha256", "md5"))
+    return digests["sha256"], digests["md5"]
 
 
 def _file_digests(path) -> tuple[str, str]:
@@ -103,7 +99,7 @@ def _file_digests(path) -> tuple[str, str]:
 
 
 def sha256_file(path) -> str:
-    """Return the hex sha256 of a file, read in 1 MiB chunks.
+    """Return the hex sha256 of a file, remembered per (path, size, mtime) in this process.
 
     Example:
         >>> import tempfile

@@ -3,14 +3,18 @@
 Each sub-command lives in its own module here with ``register(subparsers)``,
 which adds a parser and ``set_defaults(run=...)``; ``run(args)`` returns the
 exit code. Unusable input raises :class:`CLIError` (or ValueError /
-FileNotFoundError), which ``main`` turns into one line on stderr and exit code 2.
+FileNotFoundError), which ``main`` turns into one line on stderr and exit code 2;
+so does every other ``OSError`` (a full disk, a permission) and sqlite error the
+command meets. Warnings print as one ``vitl: warning: ...`` line each.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 # Sub-command modules, in the order ``vitl --help`` lists them.
 _COMMAND_MODULES = ["demo", "data", "weights", "cache", "featurize", "train", "evaluate", "predict", "export",
@@ -35,6 +39,21 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _os_error_line(err: OSError) -> str:
+    """One line for an OSError: what failed on which path, and what to check."""
+    from .._errors import problem
+
+    where = " -> ".join(os.fsdecode(f) for f in (err.filename, err.filename2) if f) or "a file"
+    reason = err.strerror or str(err) or type(err).__name__
+    return problem("file system", f"to read or write {where}", f"{type(err).__name__}: {reason}",
+                   "check that the path exists, is the right kind (file or folder), has free "
+                   "space and is writable by you, or choose another path")
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"vitl: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitl", description="Visual inspection by transfer learning."
@@ -47,15 +66,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``vitl`` command line and return its exit code."""
+    # File names that are not UTF-8 reach stdout (CSV rows) as their own bytes.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # the CLI's own format, also when embedded
+            return int(args.run(args) or 0)
     except _usage_errors() as err:
         print(f"vitl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"vitl {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"vitl {args.command}: error: out of memory. Fix: use smaller --batch-size or "
+              "--input-size, or fewer images at once", file=sys.stderr)
+        return 2
+    except Exception as err:
+        import sqlite3
+
+        if not isinstance(err, sqlite3.Error):
+            raise
+        print(f"vitl {args.command}: error: feature cache: {type(err).__name__}: {err}. Fix: "
+              "retry, or pass --cache none (or another --cache DIR)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

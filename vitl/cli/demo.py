@@ -19,6 +19,9 @@ from ..datasets import tutorial_data
 from .train import (
     AUTO,
     add_training_options,
+    check_cache_option,
+    check_fine_tune,
+    check_model_out,
     check_training_options,
     choose_backbone,
     save_model_dir,
@@ -90,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     """
     start = time.perf_counter()
     check_training_options(args)
+    out = check_model_out(args.out or default_out())
+    check_cache_option(args.cache)
     folder, source = tutorial_data()
     print(f"data: {source}")
     with warnings.catch_warnings():
@@ -102,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     print(parts)
 
     backbone, reason = choose_backbone(args.backbone)
+    check_fine_tune(args.fine_tune, backbone)
     print(f"\n{reason or f'backbone: {backbone} (chosen with --backbone)'}")
     args.split = "tutorial"
     clf, metrics, reports = train_on_split(parts, backbone, args, data_source=str(folder))
@@ -123,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  on test: recall {on_test.recall:.3f}, precision {on_test.precision:.3f}, "
                   f"tp={on_test.tp} fp={on_test.fp} fn={on_test.fn} tn={on_test.tn}")
 
-    out = Path(args.out) if args.out else default_out()
     metrics["data_source_line"] = source
     save_model_dir(clf, out, metrics)
     print(f"\nsaved the model to {out} (model.keras, labels.txt, metrics.json)")

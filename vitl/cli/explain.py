@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
-from .train import load_model_dir
+from .predict import image_paths, usable_images
+from .train import check_writable, load_model_dir
 
 
 def register(subparsers) -> None:
@@ -49,7 +50,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Explain every image, write its overlay, print one line per image; return 0.
+    """Explain every readable image, write its overlay, print one line per image; return 0.
+
+    Unreadable files are named on stderr and skipped.
 
     Args:
         args: the parsed ``vitl explain`` arguments.
@@ -70,16 +73,12 @@ def run(args: argparse.Namespace) -> int:
     """
     from PIL import Image
 
-    from ..data import list_images
     from ..explain import explain
 
     if not 0 <= args.alpha <= 1:
         raise CLIError(problem("--alpha", "a number in [0, 1]", args.alpha, "pass --alpha 0.4"))
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CLIError(problem("--out", "a folder", f"the file {out}",
-                               "pass a new or existing folder"))
-    paths = [path for item in args.images for path in list_images(item)]
+    out = check_writable(args.out, "--out")
+    paths = image_paths(args.images)
     if not paths:
         raise CLIError(problem("IMAGE", "image files", f"none in {args.images}",
                                "pass image files or folders holding .jpg/.png images"))
@@ -91,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         clf = ImageClassifier.load(model, cache=cache, verbose=False)
     else:
         clf = load_model_dir(model, cache=cache)
+    paths = usable_images(paths)  # bad files are named on stderr and skipped
     explanations = explain(clf, paths, class_name=args.class_name)
     out.mkdir(parents=True, exist_ok=True)
     for explanation, target in zip(explanations, _output_names(paths, out)):

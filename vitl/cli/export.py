@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
-from .train import existing_folder, load_model_dir
+from .predict import image_paths
+from .train import check_writable, existing_folder, load_model_dir
 
 
 def register(subparsers) -> None:
@@ -30,11 +31,14 @@ def register(subparsers) -> None:
     parser.add_argument("--calibration", default=None, metavar="DIR",
                         help="int8: images to calibrate with (default: the training images "
                              "recorded in the model, when they still exist)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a savedmodel/, .tflite, labels.txt or export.json in --out "
+                             "that vitl did not write (refused otherwise)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import FORMATS, QUANTIZATIONS, export_model, read_labels
+    from ..export import FORMATS, QUANTIZATIONS, check_export_dir, export_model, read_labels
 
     if args.format not in FORMATS:
         raise CLIError(problem("--format", "'savedmodel' or 'tflite'", args.format,
@@ -45,13 +49,15 @@ def run(args: argparse.Namespace) -> int:
     if args.quantize and args.format != "tflite":
         raise CLIError(problem("--quantize", "--format tflite (quantization is a TFLite option)",
                                f"--format {args.format}", "add --format tflite"))
+    out = Path(args.out) if args.out else Path(args.model_dir) / "export"
+    check_writable(out, "--out")
+    check_export_dir(out, args.format, args.quantize, args.overwrite)
     clf = load_model_dir(args.model_dir)
     representative = None
     if args.quantize == "int8":
         if args.calibration:
-            from ..data import list_images
-
-            representative = list_images(existing_folder(args.calibration, "--calibration"))
+            # Unreadable images among them are named and skipped by export_model.
+            representative = image_paths([existing_folder(args.calibration, "--calibration")])
         else:
             recorded = clf.fit_info_.get("calibration_paths", [])
             representative = [p for p in recorded if Path(p).is_file()]
@@ -60,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
                     "calibration images", "the training images recorded in the model",
                     f"none of {len(recorded)} still exist" if recorded else "none recorded",
                     "pass --calibration DIR with a few hundred images like the training ones"))
-    out = Path(args.out) if args.out else Path(args.model_dir) / "export"
     path = export_model(clf.model_, list(clf.classes_), out, format=args.format,
-                        quantize=args.quantize, representative=representative)
+                        quantize=args.quantize, representative=representative,
+                        overwrite=args.overwrite)
     size = (path.stat().st_size if path.is_file()
             else sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
     kind = args.format + (f" ({args.quantize})" if args.quantize else "")

@@ -2,6 +2,8 @@
 
 Stdout is CSV: a header line ``path,label,score`` then one row per image
 (``score`` is the probability of ``label``), so scripts can read it as is.
+Files that cannot be read as images (corrupt, empty, FIFOs, devices) get no
+row; each is named on stderr, and the others are still classified (exit 0).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
-from .train import load_model_dir
+from .train import check_cache_option, check_writable, load_model_dir
 
 
 def register(subparsers) -> None:
@@ -33,16 +35,22 @@ def register(subparsers) -> None:
 
 
 def image_paths(paths) -> list[Path]:
-    """Expand files and folders into image paths, keeping the given order."""
-    from ..data import list_images
+    """Expand files and folders into image paths, keeping the given order.
 
-    found = []
+    What is left out on the way (FIFOs, devices, unlistable folders) is named on stderr.
+    """
+    from ..data import LoadReport, list_images
+
+    found, report = [], LoadReport()
     for path in paths:
         path = Path(path).expanduser()
         if not path.exists():
             raise CLIError(problem("PATH", "an existing image file or folder", str(path),
                                    "check the path"))
-        images = list_images(path)
+        images = list_images(path, report=report)
+        for item in report.skipped:
+            print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+        report.skipped.clear()
         if path.is_dir() and not images:
             raise CLIError(problem("PATH", "a folder containing images", f"{path} (no images)",
                                    "pass a folder with .jpg/.png files, or the files"))
@@ -50,9 +58,31 @@ def image_paths(paths) -> list[Path]:
     return found
 
 
+def usable_images(paths) -> list[Path]:
+    """The readable images among ``paths``; name each skipped one on stderr (one line each).
+
+    Raises:
+        CLIError: none of them is readable.
+    """
+    from ..data import check_images
+
+    good, skipped = check_images(paths)
+    for item in skipped:
+        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+    if not good:
+        raise CLIError(problem("PATH", "at least one readable image", f"{len(skipped)} files, "
+                               "none readable (see the lines above)",
+                               "pass image files (.jpg, .png...)"))
+    return good
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.csv:
+        check_writable(args.csv, "--csv", kind="file")
+    check_cache_option(args.cache)
     paths = image_paths(args.paths)
     clf = load_model_dir(args.model_dir, cache=None if args.cache == "none" else args.cache)
+    paths = usable_images(paths)
     predictions = clf.classify(paths, csv_path=args.csv)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["path", "label", "score"])

@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 from .. import __version__
 from .._errors import problem
+from .._files import atomic_folder, atomic_path
 from . import CLIError
 
 AUTO = "auto"
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"
 METRICS_FILE = "metrics.json"
+#: What a model folder may hold besides junk names: vitl writes all of these
+#: (``export/`` is ``vitl export``'s default). A folder holding anything else is
+#: not replaced by a model: it is someone's folder, not a model folder.
+MODEL_DIR_NAMES = frozenset({MODEL_FILE, LABELS_FILE, METRICS_FILE, "export"})
+
+#: Bounds of the numeric options (inclusive), checked before any work starts.
+#: The upper ones keep a typo from allocating for minutes and then failing:
+#: a 1024 px input is 21x the pixels of 224 px; a head batch of 4096 feature
+#: vectors already covers most data sets in one step.
+BOUNDS = {"--epochs": (1, 100_000), "--batch-size": (1, 4096), "--log-every": (1, 100_000),
+          "--input-size": (32, 1024), "--augment": (0, 100), "--fine-tune": (0, 1000),
+          "--fine-tune-epochs": (1, 100_000), "--seed": (0, 2**32 - 1)}
 
 
 def register(subparsers) -> None:
@@ -51,11 +66,12 @@ def add_training_options(parser) -> None:
     """Options shared by ``train`` and ``demo``."""
     parser.add_argument("--epochs", type=int, default=200,
                         help="maximum epochs; early stopping usually ends sooner (default 200)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
                         help="draw another (still reproducible) split and seed the head's "
                              "initialisation and shuffling with it (default: the plain hashed "
-                             "split that `vitl data` shows, head seed 0)")
-    parser.add_argument("--batch-size", type=int, default=10, help="head batch size (default 10)")
+                             "split that `vitl data` shows, head seed 0); 0..2**32-1")
+    parser.add_argument("--batch-size", type=int, default=10,
+                        help="head batch size, 1..4096 (default 10)")
     parser.add_argument("--learning-rate", type=float, default=0.01,
                         help="initial learning rate (default 0.01, decayed 0.94 every 2 epochs)")
     parser.add_argument("--cache", default="default", metavar="DIR",
@@ -71,8 +87,8 @@ def add_training_options(parser) -> None:
     parser.add_argument("--fine-tune-epochs", type=int, default=10, metavar="E",
                         help="epochs of fine-tuning (default 10; early stopping may end sooner)")
     parser.add_argument("--input-size", type=int, default=None, metavar="PIXELS",
-                        help="advanced: square input side (default: the backbone's own); "
-                             "small sizes make fast experiments and tests")
+                        help="advanced: square input side, 32..1024 (default: the backbone's "
+                             "own); small sizes make fast experiments and tests")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,11 +99,10 @@ def run(args: argparse.Namespace) -> int:
                                "pass --split tutorial (ML.NET's 70/27/3) or --split default"))
     check_training_options(args)
     data_dir = existing_folder(args.data_dir, "DATA_DIR")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CLIError(problem("--out", "a folder (created when missing)", str(out),
-                               "pass a folder path, not a file"))
+    out = check_model_out(args.out)
+    check_cache_option(args.cache)
     backbone, reason = choose_backbone(args.backbone)
+    check_fine_tune(args.fine_tune, backbone)
     if reason:
         print(reason)
     with warnings.catch_warnings():
@@ -108,17 +123,106 @@ def run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- shared with demo
 def check_training_options(args) -> None:
-    """Reject bad numbers before any data is read (one-line errors)."""
-    for name, minimum in (("--epochs", 1), ("--batch-size", 1), ("--log-every", 1),
-                          ("--input-size", 32), ("--augment", 0), ("--fine-tune", 0),
-                          ("--fine-tune-epochs", 1)):
+    """Reject bad numbers before any data is read (one-line errors); see :data:`BOUNDS`."""
+    for name, (low, high) in BOUNDS.items():
         value = getattr(args, name[2:].replace("-", "_"))
-        if value is not None and value < minimum:
-            raise CLIError(problem(name, f"an integer >= {minimum}", value,
-                                   f"pass {name} {minimum} or more"))
-    if not args.learning_rate > 0:
-        raise CLIError(problem("--learning-rate", "a number > 0", args.learning_rate,
+        if value is not None and not low <= value <= high:
+            raise CLIError(problem(name, f"an integer from {low} to {high}", value,
+                                   f"pass {name} between {low} and {high}"))
+    if not (math.isfinite(args.learning_rate) and 0 < args.learning_rate <= 10):
+        raise CLIError(problem("--learning-rate", "a number > 0 and <= 10", args.learning_rate,
                                "pass --learning-rate 0.01"))
+
+
+def check_fine_tune(blocks: int, backbone: str) -> None:
+    """Refuse ``--fine-tune N`` beyond the backbone's blocks before any data is read."""
+    from ..backbones import get_backbone
+
+    available = len(get_backbone(backbone).block_prefixes)
+    if blocks and blocks > available:
+        raise CLIError(problem("--fine-tune", f"at most {available} (the blocks of {backbone})",
+                               blocks, f"pass --fine-tune between 1 and {available}, or 0"))
+
+
+def _writable_parent(path: Path) -> Path:
+    """The nearest existing folder above ``path`` (where it would be created)."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
+
+
+def _cannot_write(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder`` (tried for real: permissions, read-only
+    mounts and full disks all show), or None."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".vitl-write-check-", dir=folder)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def check_writable(path, name: str, kind: str = "folder") -> Path:
+    """Refuse before any work an output ``path`` that could not be written; return it.
+
+    ``kind`` is ``"folder"`` (created when missing) or ``"file"`` (replaced).
+    """
+    path = Path(path).expanduser()
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise CLIError(problem(name, "a folder (created when missing)", f"the file {path}",
+                               "pass a folder path, not a file"))
+    if kind == "file" and path.is_dir():
+        raise CLIError(problem(name, "a file path", f"the folder {path}",
+                               f"pass a file name, e.g. {path / 'predictions.csv'}"))
+    parent = _writable_parent(path)
+    if not parent.is_dir():
+        raise CLIError(problem(name, "a path below a folder", f"{path} ({parent} is a file)",
+                               "check the path"))
+    target = path if path.is_dir() else parent
+    why = _cannot_write(target)
+    if why:
+        raise CLIError(problem(name, "a place you can write to",
+                               f"{path} (cannot write in {target}: {why})",
+                               "choose another path, or fix the folder's permissions"))
+    return path
+
+
+def check_model_out(out) -> Path:
+    """Check ``--out MODEL_DIR`` before any work: writable, and new, empty or a model folder."""
+    out = check_writable(out, "--out")
+    if out.exists():
+        # The folder is replaced as a whole, so its parent must be writable too.
+        why = _cannot_write(out.absolute().parent)
+        if why:
+            raise CLIError(problem("--out", "a folder whose parent you can write to",
+                                   f"{out} (cannot write in {out.absolute().parent}: {why})",
+                                   "choose another path"))
+        model = out / MODEL_FILE
+        if model.exists() and not model.is_file():
+            raise CLIError(problem("--out", f"{MODEL_FILE} to be a file", f"{model} is a folder",
+                                   "remove or rename that folder, or pass another --out"))
+        others = sorted(p.name for p in out.iterdir()
+                        if p.name not in MODEL_DIR_NAMES and not p.name.startswith("."))
+        if others:
+            raise CLIError(problem("--out", "a new or empty folder, or one written by vitl "
+                                   "train (it is replaced as a whole)",
+                                   f"{out} holding {', '.join(others[:3])}"
+                                   + (", ..." if len(others) > 3 else ""),
+                                   "pass a new folder, e.g. --out " + str(out / "model")))
+    return out
+
+
+def check_cache_option(cache) -> None:
+    """Open (creating) the ``--cache`` folder's database now: read-only folders fail up front."""
+    if str(cache).lower() == "none":
+        return
+    from .. import _paths
+    from ..features.cache import FeatureCache
+
+    folder = _paths.default_cache_dir() if cache == "default" else Path(cache).expanduser()
+    FeatureCache(folder).close()
 
 
 def existing_folder(path, name: str) -> Path:
@@ -213,11 +317,16 @@ def train_on_split(parts, backbone: str, args, data_source: str):
 
 
 def save_model_dir(clf, out: Path, metrics: dict) -> None:
-    """Write ``model.keras``, ``labels.txt`` and ``metrics.json`` into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    clf.save(out / MODEL_FILE)
-    _write_text(out / LABELS_FILE, "".join(f"{c}\n" for c in clf.classes_))
-    _write_text(out / METRICS_FILE, json.dumps(metrics, indent=1) + "\n")
+    """Write ``model.keras``, ``labels.txt`` and ``metrics.json`` as a new ``out`` folder.
+
+    They are written into a sibling temp folder that then replaces ``out`` as a
+    whole (:func:`vitl._files.atomic_folder`): a crash leaves the old model
+    folder, and of two runs saving at once the last one wins, whole.
+    """
+    with atomic_folder(out) as tmp:
+        clf.save(tmp / MODEL_FILE)
+        _write_text(tmp / LABELS_FILE, "".join(f"{c}\n" for c in clf.classes_))
+        _write_text(tmp / METRICS_FILE, json.dumps(metrics, indent=1) + "\n")
 
 
 def load_model_dir(model_dir, cache="default"):
@@ -239,6 +348,5 @@ def load_model_dir(model_dir, cache="default"):
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

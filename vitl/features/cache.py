@@ -19,11 +19,15 @@ This module imports neither TensorFlow nor Keras, so ``vitl cache info`` is fast
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
+import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
@@ -33,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import problem
+from .._files import stamp
 from .._hashing import sha256_file
 
 #: File name of the sqlite database inside a cache folder.
@@ -199,6 +204,42 @@ class CacheInfo:
         return "\n".join(lines)
 
 
+def _unwritable(directory, why) -> str:
+    return problem("feature cache", "a folder you can write to", f"{directory} ({why})",
+                   "choose another cache folder (--cache DIR, or cache=DIR in Python) or none "
+                   "(--cache none / cache=None)")
+
+
+def _is_read_only(err: sqlite3.Error) -> bool:
+    text = str(err).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _is_damage(err: sqlite3.Error) -> bool:
+    """Whether sqlite says the file is corrupt or not a database (not: locked, busy, full)."""
+    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    text = str(err).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def _recovering(method):
+    """Run a FeatureCache method; on a damaged database set it aside, start anew, retry once."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as err:
+            if not _is_damage(err):
+                raise
+            self._recover(err)
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def _human_bytes(n: float) -> str:
     if n < 1024:
         return f"{n:.0f} B"
@@ -230,8 +271,15 @@ class FeatureCache:
         directory: the cache folder, created when missing; the vectors live in
             ``directory/features.sqlite``.
 
+    A damaged database (sqlite reports it corrupt or not a database, on opening
+    or on any later read or write) is moved aside to
+    ``features.sqlite.damaged-<time>-<pid>`` with a warning, and a new empty one
+    takes its place; the call then proceeds on it.
+
     Raises:
-        ValueError: ``directory`` is a file, or the database is unreadable.
+        ValueError: ``directory`` is a file, cannot be created or written (one
+            line naming ``--cache DIR`` / ``--cache none``), or holds a database of
+            a newer schema.
 
     Example:
         >>> import tempfile, numpy as np
@@ -253,9 +301,15 @@ class FeatureCache:
             raise ValueError(problem(
                 "cache", "a folder for the feature cache", str(self.directory),
                 "pass a folder path (the database file inside it is created for you)"))
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(_unwritable(self.directory, err.strerror)) from None
         self.path = self.directory / DB_NAME
-        self._lock = threading.Lock()
+        if not os.access(self.directory, os.W_OK | os.X_OK) or (
+                self.path.exists() and not os.access(self.path, os.W_OK)):
+            raise ValueError(_unwritable(self.directory, "read-only"))
+        self._lock = threading.RLock()
         self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -283,14 +337,40 @@ class FeatureCache:
                 db.execute("COMMIT")
         except sqlite3.DatabaseError as err:
             db.close()
-            raise ValueError(problem(
-                "feature cache", "a vitl feature database", f"{self.path} ({err})",
-                f"delete {self.path} (it only holds recomputable features)")) from err
+            if _is_read_only(err):
+                raise ValueError(_unwritable(self.directory, str(err))) from None
+            if not _is_damage(err):
+                raise
+            self._set_aside(err)
+            return self._connect()
         return db
+
+    def _set_aside(self, err) -> None:
+        """Move a damaged database (and its WAL) to ``features.sqlite.damaged-<time>``; warn."""
+        aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                os.replace(source, Path(f"{aside}{suffix}"))
+        warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as {aside} "
+                      "and started a new one: its features are recomputed as needed "
+                      "(`vitl cache clear` deletes the damaged copy)", stacklevel=4)
+
+    def _recover(self, err) -> None:
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._set_aside(err)
+            self._db = self._connect()
+
+    def damaged_copies(self) -> list[Path]:
+        """Damaged databases set aside in this folder (``features.sqlite.damaged-*``)."""
+        return sorted(self.directory.glob(f"{DB_NAME}.damaged-*"))
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.directory)!r}, entries={len(self)})"
 
+    @_recovering
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
@@ -308,6 +388,7 @@ class FeatureCache:
 
     # -- reading ---------------------------------------------------------
 
+    @_recovering
     def lookup(self, keys: Iterable[FeatureKey]) -> Lookup:
         """Fetch stored vectors, verifying each one's length and CRC32.
 
@@ -379,6 +460,7 @@ class FeatureCache:
 
     # -- writing ---------------------------------------------------------
 
+    @_recovering
     def put_many(self, items: Iterable[tuple[FeatureKey, np.ndarray]]) -> None:
         """Store ``(key, vector)`` pairs in one transaction, replacing existing entries."""
         items = list(items)
@@ -394,6 +476,7 @@ class FeatureCache:
                 (_INSERT_FEATURE, rows),
             )
 
+    @_recovering
     def record_run(self, backbone: str, images: int, hits: int, computed: int, repaired: int,
                    seconds: float) -> None:
         """Remember a featurize run's numbers as ``backbone``'s last run (for :meth:`info`)."""
@@ -407,12 +490,14 @@ class FeatureCache:
             for sql, rows in statements:
                 self._db.executemany(sql, rows)
         except BaseException:
-            self._db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
     # -- maintenance -----------------------------------------------------
 
+    @_recovering
     def info(self) -> CacheInfo:
         """Return path, size on disk, entries per backbone and each backbone's last run.
 
@@ -432,13 +517,16 @@ class FeatureCache:
                 runs[name] = {"finished": finished, "images": images, "hits": hits,
                               "computed": computed, "repaired": repaired, "seconds": seconds,
                               "hit_rate": hits / images if images else 0.0}
-        size = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*") if p.is_file())
+        files = (Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm"))
+        size = sum(p.stat().st_size for p in files if p.is_file())
         return CacheInfo(self.path, size, sum(per_backbone.values()), per_backbone, runs)
 
+    @_recovering
     def clear(self, backbone: str | None = None) -> int:
         """Delete all vectors, or only ``backbone``'s, and return how many were deleted.
 
-        The file is compacted afterwards so the disk space is returned.
+        The file is compacted afterwards so the disk space is returned. Clearing
+        everything also deletes damaged databases set aside earlier.
         """
         with self._lock:
             where, args = ("", []) if backbone is None else (
@@ -452,4 +540,7 @@ class FeatureCache:
             )
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if backbone is None:
+            for copy in self.damaged_copies():
+                copy.unlink(missing_ok=True)
         return removed
