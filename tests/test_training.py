@@ -244,7 +244,7 @@ def test_without_validation_monitor_falls_back_to_training_metric():
 
 def test_multiclass_with_adam_and_hidden_layer_learns():
     x, y = blobs(90, dim=6, n_classes=3, gap=3.0)
-    config = HeadConfig(epochs=30, learning_rate=0.01, hidden_units=8, early_stopping=False)
+    config = HeadConfig(epochs=30, learning_rate=0.05, hidden_units=8, early_stopping=False)
     model, history = train_head(x, y, x, y, n_classes=3, config=config, verbose=False)
     assert model.output_shape == (None, 3)
     assert history.rows[-1]["val_accuracy"] >= 0.95
@@ -351,8 +351,8 @@ def test_class_weights_are_sklearns_balanced_weights():
 
 
 def test_keras_history_view_records_early_stopping():
-    x, y = blobs(60, dim=8, gap=4.0)
-    xv, yv = blobs(20, dim=8, gap=4.0, seed=1)
+    x, y = blobs(30, dim=40, gap=0.4)  # few samples, many features: validation loss turns up
+    xv, yv = blobs(30, dim=40, gap=0.4, seed=1)
     model, history = train_head(x, y, xv, yv, n_classes=2, verbose=False,
                                 config=HeadConfig(epochs=300, patience=5, learning_rate=0.05))
     losses = history.column("val_loss")
@@ -423,3 +423,35 @@ def test_history_html_dict_and_pandas():
 def test_history_column_rejects_unknown_name():
     with pytest.raises(ValueError, match="column: expected one of"):
         make_history(2).column("f1")
+
+
+# ------------------------------------------------------- defaults vs a baseline
+def crack_like_features(n, dim=64, seed=0):
+    """Non-negative, correlated features (like pooled ReLU activations), two overlapping classes."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    signal = np.zeros(dim)
+    signal[:8] = 0.9
+    latent = rng.normal(size=(n, dim)) + np.outer(y, signal)
+    return np.maximum(latent @ mixing + 0.5, 0).astype(np.float32), y
+
+
+def test_default_head_matches_logistic_regression_on_the_same_features():
+    from sklearn.linear_model import LogisticRegression
+
+    def accuracies(seed):
+        x, y = crack_like_features(400, seed=seed)
+        train, val, test = slice(0, 252), slice(252, 280), slice(280, 400)  # 70% (10% val) / 30%
+        lr = LogisticRegression(max_iter=5000).fit(x[:280], y[:280]).score(x[test], y[test])
+        heads = []
+        for config in (HeadConfig(seed=seed), HeadConfig(epochs=1, seed=seed)):
+            model, _ = train_head(x[train], y[train], x[val], y[val], n_classes=2,
+                                  config=config, verbose=False)
+            heads.append(float(np.mean(predict_proba(model, x[test]).argmax(1) == y[test])))
+        return lr, *heads
+
+    lr, default, one_epoch = np.mean([accuracies(seed) for seed in (0, 1, 2)], axis=0)
+    one_image = 1 / 120
+    assert default >= lr - one_image
+    assert one_epoch < lr - 3 * one_image  # the comparison can fail: an under-fit head loses
