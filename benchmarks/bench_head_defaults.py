@@ -44,14 +44,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+import numpy as np
+from sklearn.linear_model import LogisticRegression
 
-from vitl.backbones import build_feature_extractor  # noqa: E402
-from vitl.data import load_image_folder, split  # noqa: E402
-from vitl.datasets import make_synthetic_cracks, sdnet2018_decks  # noqa: E402
-from vitl.features import Featurizer  # noqa: E402
-from vitl.training import HeadConfig, predict_proba, train_head  # noqa: E402
+from vitl.backbones import build_feature_extractor
+from vitl.data import load_image_folder, split
+from vitl.datasets import make_synthetic_cracks, sdnet2018_decks
+from vitl.features import Featurizer
+from vitl.training import HeadConfig, predict_proba, train_head
 
 BACKBONE = "mobilenetv2-tv"
 SETS = {  # name -> (source, input size)

@@ -110,10 +110,10 @@ def test_noise_line_for_small_parts(tmp_path):
     parts, _ = run_split(data, split="tutorial")  # 56 / 22 / 2
     lines = noise_lines(parts)
     assert lines == [
-        "note: the validation part has 22 images, so one image moves its accuracy by 4.5 "
-        "points; read its accuracy as a rough guide",
-        "note: the test part has 2 images, so one image moves its accuracy by 50.0 points; "
-        "read its accuracy as a rough guide"]
+        ("note: the validation part has 22 images, so one image moves its accuracy by 4.5 "
+         "points; read its accuracy as a rough guide"),
+        ("note: the test part has 2 images, so one image moves its accuracy by 50.0 points; "
+         "read its accuracy as a rough guide")]
     parts, _ = run_split(data, split="50/50/0")
     assert noise_lines(parts) == []
 

@@ -629,7 +629,7 @@ def part_sizes(n: int, fractions) -> list[int]:
         [1, 1, 0]
     """
     exact = [n * f for f in fractions]
-    sizes = [int(math.floor(e + 1e-9)) for e in exact]
+    sizes = [math.floor(e + 1e-9) for e in exact]
     by_remainder = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - sizes[i]), i))
     for i in by_remainder[: n - sum(sizes)]:
         sizes[i] += 1
