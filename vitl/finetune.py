@@ -264,6 +264,7 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
         >>> result = fine_tune(fx, build_head(1280, 2), images, images.labels, images,
         ...                    images.labels, config=FineTuneConfig(blocks=1, epochs=2),
         ...                    verbose=False)
+        fine-tuning ...
         >>> len(result.history), len(result.unfrozen) > 0
         (2, True)
     """
