@@ -10,12 +10,12 @@ augmentation); the split and the images stay fixed.
 
 Rows (``--configs`` picks some), all with backbone ``mobilenetv2-tv``:
 
-* ``head-mlnet``: the head alone with ML.NET's defaults (SGD 0.01, decay 0.94
-  every 2 epochs, batch 10, early stopping patience 20), 224 px.
-* ``head-adam``: the head alone, Adam at 1e-3.
-* ``aug4`` / ``aug8``: ``head-adam`` + 4 / 8 cached augmented views per
+* ``head-mlnet``: the head alone with ML.NET's settings (``HeadConfig.mlnet()``:
+  SGD 0.01, decay 0.94 every 2 epochs, batch 10, early stopping patience 20), 224 px.
+* ``head``: the head alone with vitl's defaults (``HeadConfig()``).
+* ``aug4`` / ``aug8``: ``head`` + 4 / 8 cached augmented views per
   training image (``AugmentPolicy()`` defaults).
-* ``ft2`` / ``ft8``: ``head-adam``, then fine-tuning the top 2 / 8 blocks
+* ``ft2`` / ``ft8``: ``head``, then fine-tuning the top 2 / 8 blocks
   (the defaults: Adam, peak 1e-4, one-epoch warm-up, cosine decay, at most
   10 epochs, patience 5, kept only if validation improves).
 * ``head-256`` / ``aug4-256`` / ``ft8-256``: the same at 256 px, the tiles'
@@ -25,7 +25,7 @@ Rows (``--configs`` picks some), all with backbone ``mobilenetv2-tv``:
   test once.
 
     .venv/bin/python benchmarks/bench_improve.py              # everything (~45 min, 2 cores)
-    .venv/bin/python benchmarks/bench_improve.py --configs head-adam aug4 --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_improve.py --configs head aug4 ft8 --seeds 0 1 2
     .venv/bin/python benchmarks/bench_improve.py --quick               # plumbing check
 
 Features (originals and augmented views) come from the feature cache
@@ -52,19 +52,22 @@ from vitl.classifier import ImageClassifier
 from vitl.data import load_image_folder, split
 from vitl.datasets import sdnet2018_decks
 from vitl.experiments import run_grid
+from vitl.training import HeadConfig
 
-HEAD_ADAM = {"optimizer": "adam", "learning_rate": 1e-3}
-NATIVE = {**HEAD_ADAM, "input_size": 256}  # the tiles' own size: no resampling
-#: name -> (label, ImageClassifier parameters). Fine-tuning rows use the defaults:
-#: Adam, peak learning rate 1e-4 with a one-epoch warm-up and cosine decay, patience 5.
+MLNET = {k: v for k, v in HeadConfig.mlnet().to_dict().items()
+         if k in ImageClassifier().get_params() and k != "seed"}
+NATIVE = {"input_size": 256}  # the tiles' own size: no resampling
+#: name -> (label, ImageClassifier parameters). Rows other than head-mlnet use the
+#: head defaults (HeadConfig()); fine-tuning rows the fine-tuning defaults: Adam,
+#: peak learning rate 1e-4 with a one-epoch warm-up and cosine decay, patience 5.
 CONFIGS = {
-    "head-mlnet": ("head only, ML.NET defaults (SGD 0.01), 224 px", {}),
-    "head-adam": ("head only, Adam 1e-3, 224 px", HEAD_ADAM),
-    "aug4": ("head + augment K=4, 224 px", {**HEAD_ADAM, "augment": 4}),
-    "aug8": ("head + augment K=8, 224 px", {**HEAD_ADAM, "augment": 8}),
-    "ft2": ("head + fine-tune top 2 blocks, 224 px", {**HEAD_ADAM, "fine_tune_blocks": 2}),
-    "ft8": ("head + fine-tune top 8 blocks, 224 px", {**HEAD_ADAM, "fine_tune_blocks": 8}),
-    "head-256": ("head only, Adam 1e-3, 256 px", NATIVE),
+    "head-mlnet": ("head only, ML.NET preset (SGD 0.01), 224 px", MLNET),
+    "head": ("head only, defaults, 224 px", {}),
+    "aug4": ("head + augment K=4, 224 px", {"augment": 4}),
+    "aug8": ("head + augment K=8, 224 px", {"augment": 8}),
+    "ft2": ("head + fine-tune top 2 blocks, 224 px", {"fine_tune_blocks": 2}),
+    "ft8": ("head + fine-tune top 8 blocks, 224 px", {"fine_tune_blocks": 8}),
+    "head-256": ("head only, defaults, 256 px", NATIVE),
     "aug4-256": ("head + augment K=4, 256 px", {**NATIVE, "augment": 4}),
     "ft8-256": ("head + fine-tune top 8 blocks, 256 px", {**NATIVE, "fine_tune_blocks": 8}),
 }
@@ -146,7 +149,7 @@ def main(argv=None) -> None:
         started = time.perf_counter()
         grid = {**GRID, "input_size": [quick_size]} if quick_size else GRID
         results = run_grid(parts.train, parts.validation, parts.test, grid=grid, seeds=seeds,
-                           base_params={"backbone": args.backbone, "optimizer": "adam"},
+                           base_params={"backbone": args.backbone},
                            cache=args.cache, progress=False)
         best = results.best()
         report = results.evaluate_best_on_test()

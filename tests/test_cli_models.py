@@ -66,10 +66,15 @@ def test_train_writes_model_labels_and_metrics(work):
     assert metrics["backbone"] == "mobilenetv2-tv" and metrics["input_size"] == 64
     assert metrics["weights"]["kind"] == "offline-package"
     assert metrics["data_source"] == str(data)
-    counts = metrics["split"]["counts"]
-    assert sum(sum(part.values()) for part in counts.values()) == 20
-    assert counts["test"] and metrics["test"]["n"] == sum(counts["test"].values())
-    assert metrics["validation"]["n"] == sum(counts["validation"].values())
+    split = metrics["split"]  # no split option: all trains but a 10% validation hold-out
+    assert split["kind"] == "all for training, validation 0.1 held out"
+    assert split["counts"] == {"train": {"cracked": 9, "uncracked": 9},
+                               "validation": {"cracked": 1, "uncracked": 1},
+                               "test": {"cracked": 0, "uncracked": 0}}
+    assert metrics["test"] is None and metrics["validation"]["n"] == 2
+    assert metrics["preset"] == "default" and metrics["head"]["optimizer"] == "adam"
+    assert "note: the validation part has 2 images, so one image moves its accuracy by 50.0" \
+        in printed
     assert 1 <= metrics["epochs_run"] <= 12 and 0 <= metrics["best_epoch"] < metrics["epochs_run"]
     assert set(metrics["seconds"]) == {"fit", "bottleneck", "training"}
     # ML.NET-style log every 4th epoch (plus the last), then the summary line.
@@ -249,12 +254,17 @@ def test_train_augment_and_fine_tune_are_recorded(work):
     with contextlib.redirect_stdout(io.StringIO()):
         code = main(["train", str(data), "--backbone", "mobilenetv2-tv", "--input-size", "64",
                      "--epochs", "3", "--augment", "2", "--fine-tune", "1",
+                     "--split", "60/20/20", "--preset", "mlnet",
                      "--fine-tune-epochs", "1", "--cache", str(root / "cache"), "--out", str(out)])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["augment"]["views"] == 2 and metrics["augment"]["transform_id"]
     assert metrics["fine_tune"]["blocks"] == 1
     assert metrics["fine_tune"]["unfrozen_layers"] > 0 and "kept" in metrics["fine_tune"]
+    assert metrics["split"]["kind"] == "60/20/20" and metrics["test"]["n"] == 4
+    assert metrics["split"]["counts"]["validation"] == {"cracked": 2, "uncracked": 2}
+    assert metrics["preset"] == "mlnet" and metrics["head"]["batch_size"] == 10
+    assert metrics["head"]["optimizer"] == "sgd" and metrics["epochs_requested"] == 3
 
 
 def test_negative_augment_is_refused(work, capsys):

@@ -61,6 +61,10 @@ def noise(n, h, w, seed=0):
 
 
 # ------------------------------------------------------------------ trained on synthetic cracks
+#: ML.NET's head settings (the ones this test was calibrated with).
+MLNET = {"optimizer": "sgd", "learning_rate": 0.01, "batch_size": 10, "lr_schedule": "exponential"}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """mobilenetv2-tv (ImageNet weights, offline) trained on synthetic tiles; 8 masked test tiles."""
@@ -68,7 +72,7 @@ def trained(tmp_path_factory):
     train = make_synthetic_cracks(root / "train", 60, seed=1, progress=False)
     test = make_synthetic_cracks(root / "test", 8, seed=2, masks=True, progress=False)
     clf = ImageClassifier("mobilenetv2-tv", epochs=10, early_stopping=False, cache=None,
-                          verbose=False).fit(train)
+                          verbose=False, **MLNET).fit(train)
     paths = sorted((test / "cracked").glob("*.png"))
     return clf, paths, root
 

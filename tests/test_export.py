@@ -47,7 +47,9 @@ def trained(tmp_path_factory):
     train = make_synthetic_cracks(root / "train", 10, size=SIZE, progress=False)
     unseen = make_synthetic_cracks(root / "unseen", 10, size=SIZE, seed=7, progress=False)
     clf = ImageClassifier("mobilenetv2-tv", input_size=SIZE, epochs=30, learning_rate=0.05,
-                          cache=None, verbose=False).fit(train)
+                          optimizer="sgd", batch_size=10, lr_schedule="exponential",
+                          monitor="val_accuracy", min_delta=0.01, cache=None,
+                          verbose=False).fit(train)
     paths = list_images(train) + list_images(unseen)
     images = np.stack([read_image(p, SIZE) for p in paths]).astype(np.float32)
     return clf, root, paths, images

@@ -50,7 +50,8 @@ def test_environment_yml_matches_pyproject():
 def test_environment_yml_versions_match_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = {}
-    for r in project["dependencies"] + sum(project["optional-dependencies"].values(), []):
+    extras = [r for extra in project["optional-dependencies"].values() for r in extra]
+    for r in project["dependencies"] + extras:
         match = re.search(r">=\s*([\d.]+)", r)
         if match and _name(r) not in TENSORFLOW_DISTS:
             pins[_name(r)] = match.group(1)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import vitl
 
@@ -27,7 +28,7 @@ def test_import_is_lazy_and_does_not_load_tensorflow():
 
 
 def test_api_fits_on_one_screen():
-    source = open(vitl.__file__).read()
+    source = Path(vitl.__file__).read_text()
     assert len(source.splitlines()) <= 70
 
 

@@ -1,4 +1,4 @@
-"""Tests for vitl.training: config, head model, the fused SGD loop, logging and history."""
+"""Tests for vitl.training: config, head model, model.fit training, logging and history."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from vitl.training import (
     HeadConfig,
     TrainingHistory,
     build_head,
+    class_weights,
+    feature_dataset,
     predict_proba,
     train_head,
 )
@@ -29,18 +31,27 @@ def blobs(n, dim=8, n_classes=2, gap=3.0, seed=0):
     return x, y
 
 
+def epoch_orders(n, config, epochs):
+    """The sample order of every epoch of train_head's input pipeline (same seeds)."""
+    keras.utils.set_random_seed(config.seed)
+    steps = math.ceil(n / config.batch_size)
+    batches = feature_dataset(np.zeros((n, 1)), np.arange(n), config.batch_size,
+                              seed=config.seed).repeat().take(steps * epochs)
+    index = [yb.numpy() for _, yb in batches]
+    return [np.concatenate(index[e * steps:(e + 1) * steps]) for e in range(epochs)]
+
+
 def reference_sgd(x, y, config, epochs, n_classes=2, sample_weight=None):
     """Plain numpy softmax regression with the same init, shuffles and LR schedule."""
     head = build_head(x.shape[1], n_classes, config)
     kernel, bias = [w.astype(np.float64) for w in head.get_layer("scores").get_weights()]
-    rng = np.random.default_rng(config.seed)
     n, b = len(x), config.batch_size
     steps = math.ceil(n / b)
     decay_steps = max(1, round(config.decay_every_epochs * steps))
     weights = np.ones(n) if sample_weight is None else sample_weight
     step = 0
-    for _ in range(epochs):
-        order = rng.permutation(n)
+    for order in epoch_orders(n, config, epochs):
+        assert sorted(order) == list(range(n))  # every sample once per epoch
         for start in range(0, n, b):
             batch = order[start:start + b]
             lr = config.learning_rate * config.lr_decay ** (step // decay_steps)
@@ -56,8 +67,8 @@ def reference_sgd(x, y, config, epochs, n_classes=2, sample_weight=None):
 
 
 # ------------------------------------------------------------------ HeadConfig
-def test_config_defaults_are_mlnet_defaults():
-    c = HeadConfig()
+def test_mlnet_preset_is_mlnet_defaults():
+    c = HeadConfig.mlnet()
     assert (c.epochs, c.batch_size, c.learning_rate, c.lr_decay, c.decay_every_epochs) == (
         200, 10, 0.01, 0.94, 2)
     assert (c.optimizer, c.lr_schedule, c.early_stopping, c.monitor) == (
@@ -89,7 +100,7 @@ def test_config_dict_round_trip_and_unknown_key():
 
 @pytest.mark.parametrize("schedule", ["exponential", "constant", "cosine"])
 def test_make_optimizer_schedules(schedule):
-    config = HeadConfig(lr_schedule=schedule, epochs=10)
+    config = HeadConfig(lr_schedule=schedule, epochs=10, learning_rate=0.01)
     rate = config.make_optimizer(steps_per_epoch=5).learning_rate
     assert float(rate) == pytest.approx(0.01)
 
@@ -128,8 +139,8 @@ def test_build_head_rejects_one_class():
 # ------------------------------------------------------------------ train_head
 def test_train_head_matches_reference_numpy_sgd_including_partial_batch():
     x, y = blobs(23, dim=6, gap=1.0)  # 23 = 2 full batches + a batch of 3
-    config = HeadConfig(epochs=5, learning_rate=0.05, decay_every_epochs=1, lr_decay=0.5,
-                        early_stopping=False)
+    config = HeadConfig.mlnet(epochs=5, learning_rate=0.05, decay_every_epochs=1, lr_decay=0.5,
+                              early_stopping=False)
     model, history = train_head(x, y, n_classes=2, config=config, verbose=False)
     kernel, bias = reference_sgd(x, y, config, epochs=5)
     got_kernel, got_bias = model.get_layer("scores").get_weights()
@@ -141,8 +152,8 @@ def test_train_head_matches_reference_numpy_sgd_including_partial_batch():
 def test_balanced_class_weight_matches_reference():
     x, y = blobs(30, dim=5, gap=1.0)
     y = (np.arange(30) < 6).astype(int)  # 6 of class 1, 24 of class 0
-    config = HeadConfig(epochs=3, learning_rate=0.05, early_stopping=False,
-                        class_weight="balanced")
+    config = HeadConfig.mlnet(epochs=3, learning_rate=0.05, early_stopping=False,
+                              class_weight="balanced")
     model, _ = train_head(x, y, n_classes=2, config=config, verbose=False)
     weights = np.where(y == 1, 30 / (2 * 6), 30 / (2 * 24))
     kernel, bias = reference_sgd(x, y, config, epochs=3, sample_weight=weights)
@@ -168,7 +179,7 @@ def test_train_head_is_deterministic_and_seed_matters():
 def test_xla_and_plain_graph_agree():
     x, y = blobs(40, dim=8, gap=1.0)
     fast, h_fast = train_head(x, y, n_classes=2, verbose=False,
-                              config=HeadConfig(epochs=4, early_stopping=False))
+                              config=HeadConfig(epochs=4, early_stopping=False, jit_compile=True))
     slow, h_slow = train_head(x, y, n_classes=2, verbose=False,
                               config=HeadConfig(epochs=4, early_stopping=False, jit_compile=False))
     np.testing.assert_allclose(fast.get_weights()[0], slow.get_weights()[0], atol=1e-6)
@@ -179,7 +190,7 @@ def test_learns_and_logs_staircase_learning_rate():
     x, y = blobs(100, dim=8)
     xv, yv = blobs(40, dim=8, seed=1)
     model, history = train_head(x, y, xv, yv, n_classes=2, verbose=False,
-                                config=HeadConfig(epochs=9, early_stopping=False))
+                                config=HeadConfig.mlnet(epochs=9, early_stopping=False))
     expected = [0.01 * 0.94 ** (e // 2) for e in range(9)]
     np.testing.assert_allclose(history.column("learning_rate"), expected, rtol=1e-6)
     assert history.rows[-1]["val_accuracy"] >= 0.95
@@ -193,20 +204,21 @@ def test_learns_and_logs_staircase_learning_rate():
 def test_cosine_and_constant_schedules_logged():
     x, y = blobs(20, dim=4)
     _, cosine = train_head(x, y, n_classes=2, verbose=False,
-                           config=HeadConfig(epochs=4, lr_schedule="cosine", early_stopping=False))
+                           config=HeadConfig(epochs=4, lr_schedule="cosine", early_stopping=False,
+                                             learning_rate=0.01, batch_size=10))
     steps = 2
     expected = [0.01 * 0.5 * (1 + math.cos(math.pi * e * steps / (4 * steps))) for e in range(4)]
     np.testing.assert_allclose(cosine.column("learning_rate"), expected, rtol=1e-5)
     _, constant = train_head(x, y, n_classes=2, verbose=False,
                              config=HeadConfig(epochs=3, lr_schedule="constant", optimizer="adam",
-                                               early_stopping=False))
+                                               early_stopping=False, learning_rate=0.01))
     np.testing.assert_allclose(constant.column("learning_rate"), [0.01] * 3)
 
 
 def test_early_stopping_stops_and_restores_best_weights():
     x, y = blobs(60, dim=8, gap=4.0)
     xv, yv = blobs(20, dim=8, gap=4.0, seed=1)
-    config = HeadConfig(epochs=50, patience=3, learning_rate=0.1)
+    config = HeadConfig.mlnet(epochs=50, patience=3, learning_rate=0.1)
     model, history = train_head(x, y, xv, yv, n_classes=2, config=config, verbose=False)
     # validation accuracy saturates, so training stops `patience` epochs after the best one
     assert len(history) < 50
@@ -222,6 +234,9 @@ def test_without_validation_monitor_falls_back_to_training_metric():
     x, y = blobs(30, dim=4)
     _, history = train_head(x, y, n_classes=2, verbose=False,
                             config=HeadConfig(epochs=5, patience=2))
+    assert history.monitor == "loss"
+    _, history = train_head(x, y, n_classes=2, verbose=False,
+                            config=HeadConfig.mlnet(epochs=5, patience=2))
     assert history.monitor == "accuracy"
     assert all(row["val_accuracy"] is None for row in history.rows)
     assert not history.has_validation
@@ -229,7 +244,7 @@ def test_without_validation_monitor_falls_back_to_training_metric():
 
 def test_multiclass_with_adam_and_hidden_layer_learns():
     x, y = blobs(90, dim=6, n_classes=3, gap=3.0)
-    config = HeadConfig(epochs=30, optimizer="adam", hidden_units=8, early_stopping=False)
+    config = HeadConfig(epochs=30, learning_rate=0.05, hidden_units=8, early_stopping=False)
     model, history = train_head(x, y, x, y, n_classes=3, config=config, verbose=False)
     assert model.output_shape == (None, 3)
     assert history.rows[-1]["val_accuracy"] >= 0.95
@@ -238,7 +253,7 @@ def test_multiclass_with_adam_and_hidden_layer_learns():
 def test_epoch_log_lines_mirror_mlnet(capsys):
     x, y = blobs(25, dim=4)
     train_head(x, y, x[:7], y[:7], n_classes=2, verbose=True,
-               config=HeadConfig(epochs=3, early_stopping=False))
+               config=HeadConfig.mlnet(epochs=3, early_stopping=False))
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 6
     train = re.compile(r"Phase: Training, Dataset used:      Train, Batch Processed Count:   3, "
@@ -264,7 +279,7 @@ def test_epoch_log_works_with_model_fit():
 
     x, y = blobs(20, dim=4)
     model = build_head(4, 2)
-    model.compile(optimizer=HeadConfig().make_optimizer(steps_per_epoch=2),
+    model.compile(optimizer=HeadConfig.mlnet().make_optimizer(steps_per_epoch=2),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     out = io.StringIO()
     model.fit(x, y, batch_size=10, epochs=5, verbose=0, callbacks=[EpochLog(every=2, stream=out)])
@@ -324,6 +339,28 @@ def test_train_head_input_errors(kwargs, message):
     with pytest.raises(ValueError) as err:
         train_head(args.pop("x_train"), args.pop("y_train"), **args)
     assert str(err.value).startswith(message) and "Fix:" in str(err.value)
+
+
+def test_class_weights_are_sklearns_balanced_weights():
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2])
+    weights = class_weights(y, 4, "balanced")
+    assert weights == pytest.approx({0: 9 / 18, 1: 9 / 6, 2: 9 / 3, 3: 1.0})
+    assert class_weights(y, 3, None) is None
+    with pytest.raises(ValueError, match="class_weight keys"):
+        class_weights(y, 3, {5: 2.0})
+
+
+def test_keras_history_view_records_early_stopping():
+    x, y = blobs(30, dim=40, gap=0.4)  # few samples, many features: validation loss turns up
+    xv, yv = blobs(30, dim=40, gap=0.4, seed=1)
+    model, history = train_head(x, y, xv, yv, n_classes=2, verbose=False,
+                                config=HeadConfig(epochs=300, patience=5, learning_rate=0.05))
+    losses = history.column("val_loss")
+    assert history.monitor == "val_loss" and history.stopped_epoch == len(history) - 1
+    assert history.best_epoch == int(np.argmin(losses)) < len(history) - 5
+    proba = predict_proba(model, xv)  # the restored best epoch's weights
+    assert float(np.mean(keras.losses.sparse_categorical_crossentropy(yv, proba))) == \
+        pytest.approx(losses[history.best_epoch], rel=1e-5)
 
 
 # ------------------------------------------------------------- TrainingHistory
@@ -386,3 +423,35 @@ def test_history_html_dict_and_pandas():
 def test_history_column_rejects_unknown_name():
     with pytest.raises(ValueError, match="column: expected one of"):
         make_history(2).column("f1")
+
+
+# ------------------------------------------------------- defaults vs a baseline
+def crack_like_features(n, dim=64, seed=0):
+    """Non-negative, correlated features (like pooled ReLU activations), two overlapping classes."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    signal = np.zeros(dim)
+    signal[:8] = 0.9
+    latent = rng.normal(size=(n, dim)) + np.outer(y, signal)
+    return np.maximum(latent @ mixing + 0.5, 0).astype(np.float32), y
+
+
+def test_default_head_matches_logistic_regression_on_the_same_features():
+    from sklearn.linear_model import LogisticRegression
+
+    def accuracies(seed):
+        x, y = crack_like_features(400, seed=seed)
+        train, val, test = slice(0, 252), slice(252, 280), slice(280, 400)  # 70% (10% val) / 30%
+        lr = LogisticRegression(max_iter=5000).fit(x[:280], y[:280]).score(x[test], y[test])
+        heads = []
+        for config in (HeadConfig(seed=seed), HeadConfig(epochs=1, seed=seed)):
+            model, _ = train_head(x[train], y[train], x[val], y[val], n_classes=2,
+                                  config=config, verbose=False)
+            heads.append(float(np.mean(predict_proba(model, x[test]).argmax(1) == y[test])))
+        return lr, *heads
+
+    lr, default, one_epoch = np.mean([accuracies(seed) for seed in (0, 1, 2)], axis=0)
+    one_image = 1 / 120
+    assert default >= lr - one_image
+    assert one_epoch < lr - 3 * one_image  # the comparison can fail: an under-fit head loses

@@ -49,7 +49,7 @@ _API = {
     "workshop_settings": "workshop", "image_credit": "workshop",
 }
 
-__all__ = sorted(_API)
+__all__ = sorted(_API)  # noqa: PLE0605 - the lazy API table is the one list of names
 
 
 def __getattr__(name: str):

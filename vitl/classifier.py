@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from . import __version__
-from ._errors import NotFittedError, check_int, check_is_fitted, problem
+from ._errors import NotFittedError, check_fraction, check_int, check_is_fitted, problem
 from ._files import atomic_path
 from .augment import AugmentPolicy
 from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor, get_backbone
@@ -46,8 +46,6 @@ from .training import HeadConfig, TrainingHistory, predict_proba, train_head
 #: Format version of saved models; a model from another version is refused on load.
 SAVE_FORMAT = 1
 _METADATA = "vitl.json"  # extra member inside the .keras zip
-#: Share of train held out for validation when ``fit`` gets no validation set.
-HOLDOUT_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -66,10 +64,12 @@ class Prediction:
 class ImageClassifier:
     """Transfer-learning image classifier: a frozen ImageNet backbone plus a trained head.
 
-    Defaults follow ML.NET's ``ImageClassificationTrainer`` (ResNet101 v2,
-    200 epochs, batch 10, learning rate 0.01 decayed by 0.94 every 2 epochs,
-    early stopping on validation accuracy with patience 20 and min delta 0.01),
-    except that the best epoch's weights are restored when stopping early.
+    The backbone defaults to ML.NET's (ResNet101 v2); the head's training
+    defaults are :class:`vitl.training.HeadConfig`'s, chosen by measurement
+    (Adam 1e-3, batch 32, up to 200 epochs, early stopping on validation loss
+    with patience 20, best weights restored). ML.NET's settings are one call
+    away: ``ImageClassifier(**HeadConfig.mlnet().to_dict())`` minus the fields
+    this class does not take, or ``vitl train --preset mlnet``.
 
     Args:
         backbone: a name from :func:`vitl.backbones.list_backbones`.
@@ -77,9 +77,13 @@ class ImageClassifier:
         input_size: square input side; default the backbone's own.
         precision: backbone precision: ``"float32"``, ``"bfloat16"``, ``"float16"``.
         epochs, batch_size, learning_rate, lr_schedule, lr_decay,
-        decay_every_epochs, optimizer, early_stopping, patience, min_delta,
-        class_weight, dropout, hidden_units, l2: the head's training, see
-            :class:`vitl.training.HeadConfig`.
+        decay_every_epochs, optimizer, early_stopping, monitor, patience,
+        min_delta, class_weight, dropout, hidden_units, l2: the head's
+            training, see :class:`vitl.training.HeadConfig` (same defaults).
+        validation_fraction: when ``fit`` gets no validation set, this share
+            of ``train`` is held out for validation (stratified, exact
+            per-class counts, seeded by ``seed``); 0 trains on everything and
+            early stopping watches the training metric.
         augment: K augmented views per training image added to the head's
             training set (0 = off). Views are deterministic and cached like
             originals; validation and test images are never augmented.
@@ -127,10 +131,11 @@ class ImageClassifier:
     """
 
     def __init__(self, backbone="resnet101v2", *, weights="imagenet", input_size=None,
-                 precision="float32", epochs=200, batch_size=10, learning_rate=0.01,
-                 lr_schedule="exponential", lr_decay=0.94, decay_every_epochs=2, optimizer="sgd",
-                 early_stopping=True, patience=20, min_delta=0.01, class_weight=None, dropout=0.0,
-                 hidden_units=None, l2=0.0, augment=0, augment_policy=None, fine_tune_blocks=0,
+                 precision="float32", epochs=200, batch_size=32, learning_rate=1e-3,
+                 lr_schedule="constant", lr_decay=0.94, decay_every_epochs=2, optimizer="adam",
+                 early_stopping=True, monitor="val_loss", patience=20, min_delta=0.0,
+                 class_weight=None, dropout=0.0, hidden_units=None, l2=0.0,
+                 validation_fraction=0.1, augment=0, augment_policy=None, fine_tune_blocks=0,
                  fine_tune_epochs=10, fine_tune_learning_rate=1e-4, seed=0, cache="default",
                  verbose=True, callbacks=(), on_epoch=None):
         self.backbone = backbone
@@ -145,12 +150,14 @@ class ImageClassifier:
         self.decay_every_epochs = decay_every_epochs
         self.optimizer = optimizer
         self.early_stopping = early_stopping
+        self.monitor = monitor
         self.patience = patience
         self.min_delta = min_delta
         self.class_weight = class_weight
         self.dropout = dropout
         self.hidden_units = hidden_units
         self.l2 = l2
+        self.validation_fraction = validation_fraction
         self.augment = augment
         self.augment_policy = augment_policy
         self.fine_tune_blocks = fine_tune_blocks
@@ -164,8 +171,8 @@ class ImageClassifier:
 
     # ------------------------------------------------------------------ params
     _HEAD_PARAMS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay",
-                    "decay_every_epochs", "optimizer", "early_stopping", "patience", "min_delta",
-                    "class_weight", "dropout", "hidden_units", "l2", "seed")
+                    "decay_every_epochs", "optimizer", "early_stopping", "monitor", "patience",
+                    "min_delta", "class_weight", "dropout", "hidden_units", "l2", "seed")
 
     def get_params(self) -> dict:
         """Return the constructor arguments (scikit-learn style)."""
@@ -225,8 +232,8 @@ class ImageClassifier:
             train: an :class:`vitl.data.ImageCollection` or a folder with one
                 sub-folder per class.
             validation: the same, for early stopping and the validation log;
-                None holds out a stable 10% of ``train`` (by file-name hash,
-                seeded by ``seed``).
+                None holds out ``validation_fraction`` of ``train``
+                (stratified, by file-name hash seeded by ``seed``).
 
         Returns:
             ``self``, fitted.
@@ -239,6 +246,7 @@ class ImageClassifier:
     def _fit(self, train, validation=None, extractor=None) -> ImageClassifier:
         """``fit``, optionally on a prebuilt frozen ``extractor`` (shared by experiments)."""
         config, policy, tune = self.head_config(), self.augmentation(), self.fine_tune_config()
+        validation_given = validation is not None
         train, validation = self._train_and_validation(train, validation)
         classes = list(train.class_names)
         empty = [name for name, n in train.counts().items() if n == 0]
@@ -274,6 +282,8 @@ class ImageClassifier:
             "base_fingerprint": base.fingerprint,
             "train_root": str(train.root) if train.root else None,
             "counts": {"train": train.counts(), "validation": validation.counts()},
+            "validation_fraction": (None if validation_given
+                                    else float(self.validation_fraction)),
             "head": config.to_dict(),
             "features": features,
             "augment": {"views": int(self.augment),
@@ -297,8 +307,8 @@ class ImageClassifier:
         Args:
             train: an :class:`~vitl.data.ImageCollection` or a class-folder root,
                 with exactly the classes of ``classes_``.
-            validation: the same, for early stopping; None holds out a stable
-                10% of ``train`` as ``fit`` does.
+            validation: the same, for early stopping; None holds out
+                ``validation_fraction`` of ``train`` as ``fit`` does.
             epochs: maximum epochs for this run; default ``epochs``.
 
         Returns:
@@ -339,8 +349,9 @@ class ImageClassifier:
     def _train_and_validation(self, train, validation):
         train = _as_collection(train, "train")
         if validation is None:
-            parts = split(train, train=1 - HOLDOUT_FRACTION, validation=HOLDOUT_FRACTION,
-                          test=0.0, seed=self.seed)
+            fraction = check_fraction("validation_fraction", self.validation_fraction, 0.0, 0.9)
+            parts = split(train, train=1 - fraction, validation=fraction, test=0.0,
+                          seed=self.seed)
             return parts.train, parts.validation
         return train, _as_collection(validation, "validation")
 

@@ -4,7 +4,8 @@ One sub-folder per class (``root/cracked/*.jpg``, ``root/intact/*.png``).
 :func:`read_image` is the single place where pixels are made; everything that
 needs pixels (features, prediction, plots) calls it, so they all see the same
 image. :func:`load_image_folder` lists and checks the files; :func:`split`
-assigns each file to train / validation / test by a hash of its name.
+assigns each file to train / validation / test (stratified, exact per-class
+counts, files ordered by a hash of their names).
 
 Example:
     >>> import tempfile, numpy as np
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import os
 import stat
 import unicodedata
@@ -633,23 +635,18 @@ def _score(key: str) -> float:
 
 def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *, seed=None
           ) -> Split:
-    """Split a collection into train / validation / test by a hash drawn within each class.
+    """Split a collection into train / validation / test, stratified by class with exact counts.
 
-    Not exactly stratified: each class gets its fractions on average, and
-    every class with enough files appears in every non-empty part, but the
-    counts carry binomial noise (the tutorial split of SDNET2018's 200 + 200 photos
-    gives its two classes 3 and 9 test photos).
-
-    Each file's part comes from a sha1 hash of its class name, its path
-    relative to ``root`` (Unicode-normalised) and ``seed``, mapped to [0, 1):
-    ``[0, train)`` is train, the next ``validation`` is validation, the rest
-    test (the idea of TensorFlow's ``retrain.py`` ``which_set``). So the split
-    is the same on every machine, and adding files never moves existing ones.
-    Fractions hold on average, per class and overall, with binomial noise
-    (small parts of small classes vary most). Within each class, a non-zero
-    part left empty by chance receives the file whose score lies closest to
-    it (a class of n images fills the first n of train, validation, test);
-    only files moved this way may change part when files are added.
+    Every class is split on its own, in the given proportions: a class of
+    ``n`` images gets ``round(n * validation)`` validation and ``round(n *
+    test)`` test images (largest remainders, so the three counts add up to
+    ``n``), and each non-zero part gets at least one image of every class
+    that has enough (train first, then validation, then test). Which files go
+    where comes from a sha1 hash of the class name, the path relative to
+    ``root`` (Unicode-normalised) and ``seed``: files are ordered by it, the
+    first go to train, the next to validation, the rest to test (the idea of
+    TensorFlow's ``retrain.py`` ``which_set``). So the split is the same on
+    every machine and does not depend on the order of the files.
 
     Args:
         collection: the images to split.
@@ -659,12 +656,15 @@ def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *,
     Returns:
         A :class:`Split` of three collections.
 
+    Raises:
+        ValueError: fractions out of range or not summing to 1; a bad seed.
+
     Example:
         >>> paths = [f"/d/{c}/{i}.jpg" for c in "ab" for i in range(100)]
         >>> c = ImageCollection.from_paths(paths, [p[3] for p in paths], ["a", "b"])
         >>> parts = split(c, 0.8, 0.1, 0.1, seed=1)
-        >>> [len(p) for p in parts], sum(map(len, parts))
-        ([160, 22, 18], 200)
+        >>> [len(p) for p in parts], parts.validation.counts()
+        ([160, 20, 20], {'a': 10, 'b': 10})
     """
     fractions = [check_fraction(n, v) for n, v in
                  (("train", train), ("validation", validation), ("test", test))]
@@ -674,26 +674,45 @@ def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *,
                                  "pass e.g. train=0.7, validation=0.15, test=0.15"))
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(problem("seed", "None or an int", seed, "pass e.g. seed=0"))
-    edges = np.cumsum([0.0] + fractions)
-    edges[-1] = 1.0
     prefix = "" if seed is None else f"{seed}\0"
     relative = collection.relative_paths()
     scores = np.array([_score(prefix + collection.class_names[label] + "\0"
                               + unicodedata.normalize("NFC", rel))
                        for label, rel in zip(collection.labels, relative)])
-    part = np.searchsorted(edges, scores, side="right") - 1
-    wanted = [p for p in range(3) if fractions[p] > 0]
+    part = np.zeros(len(collection), dtype=np.int64)
     for label in range(len(collection.class_names)):
         members = np.flatnonzero(collection.labels == label)
-        targets = wanted[:len(members)]  # tiny classes: train first, then validation
-        for target in targets:
-            sizes = np.bincount(part[members], minlength=3)
-            if sizes[target]:
-                continue
-            donors = [i for i in members if sizes[part[i]] > 1 or part[i] not in targets]
-            gap = [max(edges[target] - scores[i], scores[i] - edges[target + 1]) for i in donors]
-            part[donors[int(np.argmin(gap))]] = target
+        members = members[np.argsort(scores[members], kind="stable")]
+        sizes = part_sizes(len(members), fractions)
+        part[members] = np.repeat(np.arange(3), sizes)
     return Split(*(collection.subset(part == p) for p in range(3)))
+
+
+def part_sizes(n: int, fractions) -> list[int]:
+    """Split ``n`` items into parts of the given fractions: exact integers that add up to ``n``.
+
+    Largest remainders; then every part with a non-zero fraction gets at least
+    one item while ``n`` allows (the first parts first), taken from the part most
+    over its share.
+
+    Example:
+        >>> part_sizes(200, (0.70, 0.27, 0.03)), part_sizes(10, (0.7, 0.27, 0.03))
+        ([140, 54, 6], [7, 2, 1])
+        >>> part_sizes(2, (0.7, 0.15, 0.15))
+        [1, 1, 0]
+    """
+    exact = [n * f for f in fractions]
+    sizes = [math.floor(e + 1e-9) for e in exact]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - sizes[i]), i))
+    for i in by_remainder[: n - sum(sizes)]:
+        sizes[i] += 1
+    for i, f in enumerate(fractions):
+        donors = [j for j in range(len(sizes)) if sizes[j] > 1]
+        if f > 0 and sizes[i] == 0 and donors:
+            donor = max(donors, key=lambda j: sizes[j] - exact[j])  # the most over its share
+            sizes[donor] -= 1
+            sizes[i] += 1
+    return sizes
 
 
 def tutorial_split(collection: ImageCollection, seed=None) -> Split:
@@ -704,12 +723,13 @@ def tutorial_split(collection: ImageCollection, seed=None) -> Split:
     ``TrainTestSplit(data, testFraction: 0.3)`` and then
     ``TrainTestSplit(trainSplit.TestSet)``, whose ``testFraction`` defaults
     to 0.1: validation = 0.3 * 0.9 = 27%, test = 0.3 * 0.1 = 3%. ML.NET splits
-    at random, unstratified; here it is :func:`split` (hashed within each class).
+    at random, unstratified; here it is :func:`split` (hashed, stratified,
+    exact per-class counts).
 
     Example:
         >>> paths = [f"/d/{c}/{i}.jpg" for c in "ab" for i in range(200)]
         >>> c = ImageCollection.from_paths(paths, [p[3] for p in paths], ["a", "b"])
         >>> [len(p) for p in tutorial_split(c)]
-        [297, 94, 9]
+        [280, 108, 12]
     """
     return split(collection, *TUTORIAL_FRACTIONS, seed=seed)

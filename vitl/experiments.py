@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.model_selection import ParameterGrid
 
 from ._errors import problem
-from .classifier import HOLDOUT_FRACTION, ImageClassifier
+from .classifier import ImageClassifier
 from .data import load_image_folder, split
 from .evaluation import EvaluationReport
 
@@ -318,8 +318,8 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
 
     Args:
         train: training images (:class:`~vitl.data.ImageCollection` or class-folder root).
-        validation: validation images for choosing; None holds out
-            :data:`vitl.classifier.HOLDOUT_FRACTION` of ``train`` once (the same for every run).
+        validation: validation images for choosing; None holds out ``validation_fraction``
+            (of ``base_params``, default 0.1) of ``train`` once (the same for every run).
         test: optional test images for :meth:`ExperimentResults.evaluate_best_on_test`.
         grid: ``{parameter: [values...]}`` over :class:`~vitl.classifier.ImageClassifier`
             parameters, e.g. ``{"backbone": [...], "learning_rate": [...],
@@ -371,7 +371,8 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
                                if isinstance(images, (str, Path)) else images
                                for images in (train, validation, test))
     if validation is None:
-        parts = split(train, 1 - HOLDOUT_FRACTION, HOLDOUT_FRACTION, 0.0, seed=0)
+        fraction = ImageClassifier(**base_params).validation_fraction
+        parts = split(train, 1 - fraction, fraction, 0.0, seed=0)
         train, validation = parts.train, parts.validation
     combos = list(ParameterGrid(grid))
     extractors = {}  # runs with the same backbone share one frozen extractor

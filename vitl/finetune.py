@@ -264,6 +264,7 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
         >>> result = fine_tune(fx, build_head(1280, 2), images, images.labels, images,
         ...                    images.labels, config=FineTuneConfig(blocks=1, epochs=2),
         ...                    verbose=False)
+        fine-tuning ...
         >>> len(result.history), len(result.unfrozen) > 0
         (2, True)
     """
@@ -336,15 +337,16 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
         best_epoch=keeper.best_epoch if has_val else rows.rows[-1]["epoch"],
         stopped_epoch=keeper.stopped_epoch, restored_best=keeper.restored,
         epochs_requested=config.epochs, seconds=seconds)
+    # The outcome prints even when silent: "improving" that did not improve must be visible.
     if has_val and keeper.best_epoch is None:  # nothing beat head-only training
-        if verbose and verbose != "bar":
-            print("fine-tuning discarded: no epoch beat the head-only model on validation",
-                  flush=True)
+        print(f"fine-tuning discarded: no epoch beat the head-only model on validation "
+              f"(accuracy {initial['val_accuracy']:.4f}); the head-only model is kept",
+              flush=True)
         return FineTuneResult(extractor, head, history, unfrozen, initial, improved=False)
-    if verbose and verbose != "bar" and has_val:
+    if has_val:
         best = history.best
         print(f"fine-tuning kept: epoch {history.best_epoch}, validation accuracy "
-              f"{best['val_accuracy']:.4f}", flush=True)
+              f"{initial['val_accuracy']:.4f} -> {best['val_accuracy']:.4f}", flush=True)
     source = WeightsSource(kind="fine-tuned", path=extractor.weights.path,
                            sha256=weights_digest(tuned))
     result_extractor = FeatureExtractor(tuned.spec, tuned.model, tuned.input_size, source,

@@ -1,23 +1,18 @@
-"""Train the classification head on cached bottleneck features, the way ML.NET does.
+"""Train the classification head on cached bottleneck features with Keras ``model.fit``.
 
 ML.NET's ``ImageClassificationTrainer`` runs every image once through the frozen
 backbone ("bottleneck phase"), then trains one softmax layer on the cached
-features with plain mini-batch gradient descent, a staircase exponential
-learning-rate decay and early stopping on accuracy. This module is that second
-phase, on ``(N, D)`` float32 feature arrays:
+features. This module is that second phase, on ``(N, D)`` float32 feature
+arrays, in plain Keras: a ``tf.data`` pipeline over the feature tensors,
+``model.fit``, and Keras callbacks (``EarlyStopping(restore_best_weights=True)``,
+``tqdm.keras.TqdmCallback`` for the bar, :class:`EpochLog` for ML.NET's log).
 
-* :class:`HeadConfig` - the hyper-parameters, with ML.NET's defaults.
+* :class:`HeadConfig` - the hyper-parameters. The defaults were chosen by
+  measurement (``benchmarks/bench_head_defaults.py``); ``HeadConfig.mlnet()``
+  gives ML.NET's settings.
 * :func:`build_head` - the Keras head model (softmax output).
-* :func:`train_head` - the training loop; returns the model and a
-  :class:`TrainingHistory`.
+* :func:`train_head` - ``model.fit``; returns the model and a :class:`TrainingHistory`.
 * :class:`EpochLog` - a Keras callback printing ML.NET-style epoch lines.
-
-Speed: with ``batch_size=10`` an epoch over 10,000 samples is 1,000 tiny
-gradient steps, where Keras' per-step overhead dominates. :func:`train_head`
-therefore runs a whole epoch inside one compiled ``tf.function`` (a
-``tf.while_loop`` over mini-batches of features already in a tensor), still
-exact mini-batch SGD with a fresh shuffle each epoch, and calls Keras callbacks
-once per epoch (``benchmarks/bench_training.py`` compares it with ``model.fit``).
 """
 
 from __future__ import annotations
@@ -27,11 +22,12 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
 
 from ._errors import check_choice, check_fraction, check_int, problem
 
@@ -40,8 +36,6 @@ OPTIMIZERS = ("sgd", "adam")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 #: Columns of :class:`TrainingHistory`, in display order.
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
-# Keras clips probabilities the same way in its cross-entropy.
-_PROBA_EPSILON = 1e-7
 _PREDICT_CHUNK = 4096
 
 
@@ -49,42 +43,48 @@ _PREDICT_CHUNK = 4096
 class HeadConfig:
     """Hyper-parameters of the classification head and its training.
 
-    The defaults are ML.NET ``ImageClassificationTrainer``'s: 200 epochs, batch
-    10, plain gradient descent at 0.01 decayed by 0.94 every 2 epochs
-    (staircase), early stopping when validation accuracy has not improved by
-    0.01 for 20 epochs. One deliberate difference: we restore the weights of
-    the best epoch at the end (ML.NET keeps the last ones).
+    The defaults were chosen by measurement on three crack data sets
+    (``benchmarks/README.md``, "Head defaults"): Adam at a constant 1e-3,
+    batch 32, up to 200 epochs, early stopping when the validation loss has
+    not improved for 20 epochs, the best epoch's weights restored. On the same
+    features they match or beat ``sklearn.linear_model.LogisticRegression``.
+    :meth:`mlnet` gives ML.NET ``ImageClassificationTrainer``'s settings (what
+    the ML.NET tutorial shows).
 
     Attributes:
         epochs: maximum number of passes over the training features.
-        batch_size: samples per gradient step. The last, smaller batch of an
-            epoch is used too (ML.NET skips it).
+        batch_size: samples per gradient step (the last, smaller batch of an
+            epoch is used too; ML.NET skips it).
         learning_rate: initial learning rate.
-        lr_schedule: ``"exponential"`` (staircase, ML.NET's ExponentialLRDecay),
-            ``"constant"`` or ``"cosine"`` (to zero over all epochs).
+        lr_schedule: ``"constant"``, ``"exponential"`` (staircase, ML.NET's
+            ExponentialLRDecay) or ``"cosine"`` (to zero over all epochs).
         lr_decay: factor applied every ``decay_every_epochs`` (exponential only).
         decay_every_epochs: epochs between decays (exponential only).
-        optimizer: ``"sgd"`` (plain gradient descent, as ML.NET) or ``"adam"``.
+        optimizer: ``"adam"`` or ``"sgd"`` (plain gradient descent, as ML.NET).
         early_stopping: stop when ``monitor`` stops improving.
-        monitor: ``"val_accuracy"``, ``"val_loss"``, ``"accuracy"`` or
-            ``"loss"``. Without validation data a ``val_`` monitor falls back
-            to the training metric, as in ML.NET.
+        monitor: ``"val_loss"``, ``"val_accuracy"``, ``"loss"`` or
+            ``"accuracy"``. Without validation data a ``val_`` monitor falls
+            back to the training metric, as in ML.NET.
         patience: epochs without improvement before stopping.
         min_delta: smallest change that counts as an improvement.
         restore_best_weights: end with the weights of the best epoch.
-        dropout: dropout rate on the features (0 = none, as ML.NET).
-        hidden_units: size of an optional hidden ReLU layer (None = none, as ML.NET).
-        class_weight: None, ``"balanced"`` (weight n / (classes * count)) or a
-            dict ``{class_index: weight}`` (missing classes weigh 1).
+        dropout: dropout rate on the features (0 = none).
+        hidden_units: size of an optional hidden ReLU layer (None = none).
+        class_weight: None, ``"balanced"`` (sklearn's ``compute_class_weight``)
+            or a dict ``{class_index: weight}`` (missing classes weigh 1).
         l2: L2 penalty on the kernels (0 = none).
         seed: seeds initialisation, shuffling and dropout; same data and seed
             give identical weights and metrics.
-        jit_compile: compile each epoch with XLA (faster; off for debugging).
+        jit_compile: compile the training step with XLA. Off by default: at
+            the tutorial's size compiling costs more than it saves
+            (``benchmarks/README.md``, "Training").
 
     Example:
-        >>> config = HeadConfig(epochs=50, lr_schedule="constant")
+        >>> config = HeadConfig(epochs=50)
         >>> config.validate().batch_size
-        10
+        32
+        >>> HeadConfig.mlnet().batch_size, HeadConfig.mlnet(epochs=5).epochs
+        (10, 5)
         >>> HeadConfig(batch_size=0).validate()
         Traceback (most recent call last):
         ...
@@ -92,23 +92,48 @@ class HeadConfig:
     """
 
     epochs: int = 200
-    batch_size: int = 10
-    learning_rate: float = 0.01
-    lr_schedule: str = "exponential"
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
     lr_decay: float = 0.94
     decay_every_epochs: float = 2
-    optimizer: str = "sgd"
+    optimizer: str = "adam"
     early_stopping: bool = True
-    monitor: str = "val_accuracy"
+    monitor: str = "val_loss"
     patience: int = 20
-    min_delta: float = 0.01
+    min_delta: float = 0.0
     restore_best_weights: bool = True
     dropout: float = 0.0
     hidden_units: int | None = None
     class_weight: None | str | dict = None
     l2: float = 0.0
     seed: int = 0
-    jit_compile: bool = True
+    jit_compile: bool = False
+
+    @classmethod
+    def mlnet(cls, **overrides) -> HeadConfig:
+        """ML.NET ``ImageClassificationTrainer``'s settings, the ones the ML.NET tutorial shows.
+
+        200 epochs, batch 10, plain gradient descent at 0.01 decayed by 0.94
+        every 2 epochs (staircase), early stopping when validation accuracy
+        has not improved by 0.01 for 20 epochs. One difference: the best
+        epoch's weights are restored (ML.NET keeps the last ones).
+
+        Args:
+            **overrides: fields to change, e.g. ``epochs=50``.
+
+        Returns:
+            A :class:`HeadConfig`.
+
+        Example:
+            >>> c = HeadConfig.mlnet()
+            >>> c.optimizer, c.learning_rate, c.monitor, c.min_delta
+            ('sgd', 0.01, 'val_accuracy', 0.01)
+        """
+        mlnet = cls(epochs=200, batch_size=10, learning_rate=0.01, lr_schedule="exponential",
+                    lr_decay=0.94, decay_every_epochs=2, optimizer="sgd", monitor="val_accuracy",
+                    patience=20, min_delta=0.01)
+        return replace(mlnet, **overrides)
 
     def validate(self) -> HeadConfig:
         """Check every field; return ``self`` so calls can be chained.
@@ -119,7 +144,7 @@ class HeadConfig:
         """
         check_int("epochs", self.epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
-        _check_positive("learning_rate", self.learning_rate, "pass learning_rate=0.01")
+        _check_positive("learning_rate", self.learning_rate, "pass learning_rate=0.001")
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if not _is_number(self.lr_decay) or not 0 < self.lr_decay <= 1:
             raise ValueError(problem("lr_decay", "a number in (0, 1]", self.lr_decay,
@@ -132,7 +157,7 @@ class HeadConfig:
         check_int("patience", self.patience, minimum=0)
         if not _is_number(self.min_delta) or self.min_delta < 0:
             raise ValueError(problem("min_delta", "a number >= 0", self.min_delta,
-                                     "pass min_delta=0.01"))
+                                     "pass min_delta=0.0"))
         _check_bool("restore_best_weights", self.restore_best_weights)
         check_fraction("dropout", self.dropout, 0.0, 0.95)
         if self.hidden_units is not None:
@@ -146,7 +171,12 @@ class HeadConfig:
         return self
 
     def to_dict(self) -> dict:
-        """Return the fields as a plain dict (JSON-able when ``class_weight`` is)."""
+        """Return the fields as a plain dict (JSON-able when ``class_weight`` is).
+
+        Example:
+            >>> HeadConfig().to_dict()["optimizer"]
+            'adam'
+        """
         return asdict(self)
 
     @classmethod
@@ -170,8 +200,11 @@ class HeadConfig:
         Args:
             steps_per_epoch: gradient steps per epoch; the schedules count steps.
 
+        Returns:
+            A ``keras.optimizers.Adam`` or ``SGD``.
+
         Example:
-            >>> opt = HeadConfig().make_optimizer(steps_per_epoch=32)
+            >>> opt = HeadConfig.mlnet().make_optimizer(steps_per_epoch=32)
             >>> type(opt).__name__, type(opt.learning_rate).__name__ != "float"
             ('SGD', True)
         """
@@ -248,7 +281,7 @@ class EpochLog(keras.callbacks.Callback):
         Phase: Training, Dataset used:      Train, Batch Processed Count:  32, Epoch:   0, Accuracy: 0.8214, Cross-Entropy: 0.4113, Learning Rate: 0.010000
         Phase: Training, Dataset used: Validation, Batch Processed Count:   8, Epoch:   0, Accuracy: 0.7500, Cross-Entropy: 0.5021
 
-    Works with :func:`train_head` and with ``model.fit``. The learning rate is
+    A plain Keras callback: pass it to ``model.fit``. The learning rate is
     ``logs["learning_rate"]`` when present, else read from the optimizer's
     schedule at the iteration where the epoch began.
 
@@ -314,7 +347,7 @@ def current_learning_rate(model) -> float | None:
 
     Example:
         >>> model = build_head(4, 2)
-        >>> model.compile(optimizer=HeadConfig().make_optimizer(steps_per_epoch=5))
+        >>> model.compile(optimizer=HeadConfig.mlnet().make_optimizer(steps_per_epoch=5))
         >>> round(current_learning_rate(model), 6)
         0.01
     """
@@ -324,16 +357,45 @@ def current_learning_rate(model) -> float | None:
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
+class LearningRateLog(keras.callbacks.Callback):
+    """Put the learning rate each epoch started with into the epoch's logs (and so the History).
+
+    Keras' schedules change the rate per step; this records the rate in force
+    at the start of every epoch as ``logs["learning_rate"]``. Pass it first in
+    the callbacks list so that later callbacks see the value.
+
+    Example:
+        >>> model = build_head(4, 2)
+        >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        >>> x, y = np.zeros((4, 4), "float32"), np.array([0, 1, 0, 1])
+        >>> h = model.fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateLog()])
+        >>> h.history["learning_rate"]
+        [0.009999999776482582]
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._rate = current_learning_rate(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self._rate
+
+
 @dataclass
 class TrainingHistory:
-    """Per-epoch metrics of one :func:`train_head` run.
+    """Per-epoch metrics of one :func:`train_head` run: a view of Keras' ``History``.
+
+    Keras' ``History`` holds the per-epoch logs; this adds what early stopping
+    decided, JSON round trips (saved inside the model file), a pandas
+    ``DataFrame`` and a compact text / HTML table for notebooks.
 
     Attributes:
         rows: one dict per epoch with :data:`HISTORY_COLUMNS` keys; ``loss`` and
             ``accuracy`` are averaged over the epoch's mini-batches (as Keras
             and ML.NET report them; ``loss`` is the class-weighted
-            cross-entropy, without the L2 penalty), ``val_*`` are computed on
-            the whole validation set after the epoch (None without one),
+            cross-entropy plus any L2 penalty, as Keras reports it), ``val_*``
+            are computed on the whole validation set after the epoch (None
+            without one),
             ``learning_rate`` is the rate used during the epoch.
         monitor: the metric early stopping watched (after any fallback).
         best_epoch: epoch with the best ``monitor`` value (by the early-stopping
@@ -398,6 +460,47 @@ class TrainingHistory:
             "epochs_requested": self.epochs_requested,
             "seconds": self.seconds,
         }
+
+    @classmethod
+    def from_keras(cls, history: keras.callbacks.History, *, monitor: str, early=None,
+                   epochs_requested: int | None = None, seconds: float | None = None
+                   ) -> TrainingHistory:
+        """A view of the ``keras.callbacks.History`` that ``model.fit`` returned.
+
+        Args:
+            history: ``model.fit``'s return value.
+            monitor: the metric early stopping watched (or that picks the best epoch).
+            early: the ``keras.callbacks.EarlyStopping`` used, if any (its
+                ``best_epoch``, ``stopped_epoch`` and restored weights are recorded).
+            epochs_requested: the ``epochs`` passed to ``fit``.
+            seconds: wall time of ``fit``.
+
+        Returns:
+            A :class:`TrainingHistory`.
+
+        Example:
+            >>> h = keras.callbacks.History()
+            >>> h.epoch, h.history = [0, 1], {"loss": [0.7, 0.5], "accuracy": [0.5, 0.75]}
+            >>> TrainingHistory.from_keras(h, monitor="loss").best_epoch
+            1
+        """
+        values = history.history
+        rows = [{"epoch": int(epoch), **{c: _float_or_none(values.get(c), i)
+                                         for c in HISTORY_COLUMNS[1:]}}
+                for i, epoch in enumerate(history.epoch)]
+        if early is not None and early.best is not None:
+            best_epoch = int(early.best_epoch)
+        else:
+            scores = [row[monitor] for row in rows]
+            pick = np.argmax if monitor.endswith("accuracy") else np.argmin
+            best_epoch = (int(rows[int(pick(scores))]["epoch"])
+                          if scores and None not in scores else None)
+        stopped = bool(history.model is not None and history.model.stop_training)
+        return cls(rows=rows, monitor=monitor, best_epoch=best_epoch,
+                   stopped_epoch=rows[-1]["epoch"] if stopped and rows else None,
+                   restored_best=bool(early is not None and early.restore_best_weights
+                                      and early.best_weights is not None),
+                   epochs_requested=epochs_requested, seconds=seconds)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingHistory:
@@ -472,6 +575,10 @@ class TrainingHistory:
                 f"<tbody>{''.join(body)}</tbody></table>")
 
 
+def _float_or_none(values, index):
+    return None if values is None or index >= len(values) else float(values[index])
+
+
 def _format_cell(column: str, value) -> str:
     if value is None:
         return "-"
@@ -492,17 +599,16 @@ def train_head(
     config: HeadConfig | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     on_epoch: Callable[[int, dict], None] | None = None,
-    verbose: bool | str = True,
+    verbose: bool | int | str = True,
 ) -> tuple[keras.Model, TrainingHistory]:
-    """Train a fresh head on cached features with mini-batch SGD.
+    """Train a fresh head on cached features with ``model.fit``.
 
-    Each epoch shuffles the training set (seeded), takes gradient steps of
-    ``config.batch_size`` samples, then scores the validation set. Early
-    stopping, the epoch log and your callbacks run once per epoch through
-    Keras' callback API, so ``keras.callbacks.EarlyStopping``, ``CSVLogger``,
-    ``TerminateOnNaN`` or your own ``on_epoch_end`` work as with ``model.fit``
-    (batch-level hooks are not called: the batches run inside one compiled
-    function).
+    The features go into a ``tf.data`` pipeline (shuffled every epoch, seeded,
+    batched: :func:`feature_dataset`); ``model.fit`` runs one epoch's steps per
+    call (``steps_per_execution``). Callbacks, in order: :class:`LearningRateLog`,
+    :class:`ValidationScores` (with validation data), the epoch log or
+    ``tqdm.keras.TqdmCallback``, yours, ``on_epoch``, then
+    ``keras.callbacks.EarlyStopping(restore_best_weights=True)``.
 
     Same data and ``config.seed`` give identical weights and metrics: the
     function calls ``keras.utils.set_random_seed(config.seed)``, which also
@@ -514,7 +620,7 @@ def train_head(
         x_val: optional ``(M, D)`` validation features.
         y_val: optional ``(M,)`` validation class indices.
         n_classes: number of classes (>= 2); classes may be absent from ``y_train``.
-        config: hyper-parameters; default ``HeadConfig()`` (ML.NET's).
+        config: hyper-parameters; default ``HeadConfig()``.
         callbacks: extra Keras callbacks, called after the epoch log.
         on_epoch: plain function ``on_epoch(epoch, logs)`` called after each
             epoch with a copy of the logs (``loss``, ``accuracy``,
@@ -522,11 +628,11 @@ def train_head(
             ``val_accuracy``).
         verbose: True (or 1) prints :class:`EpochLog` lines every epoch, an
             integer n > 1 every n-th epoch (plus the first and last), ``"bar"``
-            shows a tqdm progress bar over epochs, False (or 0) is silent.
+            shows ``tqdm.keras.TqdmCallback``'s bar over epochs, False (or 0)
+            is silent.
 
     Returns:
-        ``(model, history)``: the trained head (compiled with its optimizer,
-        sparse categorical cross-entropy and accuracy, so ``model.evaluate``
+        ``(model, history)``: the trained head (compiled, so ``model.evaluate``
         works) and a :class:`TrainingHistory`.
 
     Raises:
@@ -538,7 +644,7 @@ def train_head(
         >>> y = np.arange(40) % 2
         >>> x = rng.normal(size=(40, 8)).astype("float32") + 2.0 * y[:, None]
         >>> model, history = train_head(x, y, x, y, n_classes=2, verbose=False,
-        ...                             config=HeadConfig(epochs=30, learning_rate=0.1))
+        ...                             config=HeadConfig(epochs=30, learning_rate=0.01))
         >>> history.rows[-1]["val_accuracy"] >= 0.9
         True
         >>> model.predict(x[:2], verbose=0).shape
@@ -562,137 +668,153 @@ def train_head(
             or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose >= 0)):
         raise ValueError(problem("verbose", "True, False, 'bar' or an epoch interval n >= 0",
                                  verbose, "pass verbose=True"))
-
     monitor = config.monitor
     if x_val is None and monitor.startswith("val_"):
         monitor = monitor[len("val_"):]  # ML.NET also falls back to the training metric
 
     keras.utils.set_random_seed(config.seed)
-    n, steps = len(x_train), math.ceil(len(x_train) / config.batch_size)
+    steps = math.ceil(len(x_train) / config.batch_size)
     model = build_head(x_train.shape[1], n_classes, config)
-    optimizer = config.make_optimizer(steps)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    runner = _EpochRunner(model, optimizer, x_train, y_train,
-                          _sample_weights(y_train, n_classes, config.class_weight),
-                          config.batch_size, config.jit_compile)
-    shuffler = np.random.default_rng(config.seed)
-
-    callback_list, early = _make_callbacks(config, monitor, callbacks, on_epoch, verbose,
-                                           val_steps=None if x_val is None
-                                           else math.ceil(len(x_val) / config.batch_size))
-    callback_list = keras.callbacks.CallbackList(
-        callback_list, model=model, epochs=config.epochs, steps=steps, verbose=0
-    )
-    rows: list[dict] = []
-    model.stop_training = False
+    model.compile(optimizer=config.make_optimizer(steps), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=config.jit_compile,
+                  steps_per_execution=steps)
+    listed, early = _make_callbacks(config, monitor, callbacks, on_epoch, verbose, x_val, y_val)
     started = time.perf_counter()
-    callback_list.on_train_begin()
-    for epoch in range(config.epochs):
-        callback_list.on_epoch_begin(epoch)
-        learning_rate = current_learning_rate(model)
-        loss, accuracy = runner.run_epoch(shuffler.permutation(n))
-        logs = {"loss": loss, "accuracy": accuracy}
-        if x_val is not None:
-            proba = predict_proba(model, x_val, _jit=runner.predict)
-            logs["val_loss"], logs["val_accuracy"] = _ce_and_accuracy(y_val, proba)
-        logs["learning_rate"] = learning_rate
-        rows.append({"epoch": epoch, **{c: logs.get(c) for c in HISTORY_COLUMNS[1:]}})
-        callback_list.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    callback_list.on_train_end()
-    seconds = time.perf_counter() - started
-
-    history = TrainingHistory(
-        rows=rows, monitor=monitor, epochs_requested=config.epochs, seconds=seconds,
-        best_epoch=_best_epoch(rows, monitor, early),
-        stopped_epoch=rows[-1]["epoch"] if model.stop_training else None,
-        restored_best=bool(early is not None and config.restore_best_weights
-                           and early.best_weights is not None),
+    # repeat() + steps_per_epoch: one input iterator for the whole run (each pass is
+    # reshuffled); re-creating it every epoch cost more than the epoch's steps here.
+    keras_history = model.fit(
+        feature_dataset(x_train, y_train, config.batch_size, seed=config.seed).repeat(),
+        steps_per_epoch=steps, epochs=config.epochs, callbacks=listed, shuffle=False, verbose=0,
+        class_weight=class_weights(y_train, n_classes, config.class_weight),
     )
-    return model, history
+    return model, TrainingHistory.from_keras(
+        keras_history, monitor=monitor, early=early, epochs_requested=config.epochs,
+        seconds=time.perf_counter() - started)
 
 
-def predict_proba(model: keras.Model, features, batch_size: int = _PREDICT_CHUNK,
-                  _jit=None) -> np.ndarray:
-    """Return class probabilities for ``(N, D)`` features, in chunks, skipping ``model.predict``.
+def feature_dataset(x, y, batch_size: int, seed: int = 0) -> tf.data.Dataset:
+    """The keras.io input pipeline over feature rows: reshuffled every epoch (seeded), batched.
+
+    Args:
+        x: ``(N, D)`` float32 features.
+        y: ``(N,)`` integer labels.
+        batch_size: rows per batch (the last batch may be smaller).
+        seed: shuffle seed; with ``keras.utils.set_random_seed(seed)`` before,
+            every run gives the same sequence of epochs.
+
+    Returns:
+        A dataset of ``(features, labels)`` batches.
+
+    Example:
+        >>> ds = feature_dataset(np.zeros((5, 3), "float32"), np.arange(5), batch_size=2)
+        >>> [tuple(xb.shape) for xb, _ in ds]
+        [(2, 3), (2, 3), (1, 3)]
+    """
+    return (tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), np.asarray(y, np.int32)))
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size))
+
+
+def class_weights(y, n_classes: int, spec) -> dict | None:
+    """Keras' ``class_weight`` dict for a :class:`HeadConfig` ``class_weight`` spec.
+
+    ``"balanced"`` is sklearn's ``compute_class_weight`` (n / (classes x
+    count)) over the classes present; absent classes and classes missing from
+    a dict weigh 1.
+
+    Example:
+        >>> class_weights(np.array([0, 0, 0, 1]), 2, "balanced")
+        {0: 0.6666666666666666, 1: 2.0}
+        >>> class_weights(np.array([0, 1]), 3, {2: 5.0})
+        {0: 1.0, 1: 1.0, 2: 5.0}
+    """
+    if spec is None:
+        return None
+    weights = dict.fromkeys(range(n_classes), 1.0)
+    if spec == "balanced":
+        present = np.unique(y)
+        computed = compute_class_weight("balanced", classes=present, y=y)
+        weights.update({int(c): float(w) for c, w in zip(present, computed)})
+        return weights
+    for key, value in spec.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) \
+                or not 0 <= key < n_classes:
+            raise ValueError(problem("class_weight keys", f"class indices 0..{n_classes - 1}",
+                                     key, "key the dict by class index, e.g. {0: 3.0}"))
+        weights[int(key)] = float(value)
+    return weights
+
+
+class ValidationScores(keras.callbacks.Callback):
+    """Score validation features after every epoch: ``val_loss`` and ``val_accuracy`` in the logs.
+
+    Does what ``model.fit(validation_data=...)`` does for a head on cached
+    features, in one model call: ``fit``'s own evaluation loop (a callback list,
+    a data iterator and metric resets per epoch) cost 10-30 ms an epoch against
+    ~1 ms here, several times the training steps at the tutorial's size
+    (``benchmarks/README.md``, "Training"). ``val_loss`` is Keras' sparse
+    categorical cross-entropy (the training loss, without any L2 penalty).
+    Pass it before callbacks that read ``val_*`` (early stopping, logs).
+
+    Args:
+        x_val: ``(M, D)`` validation features.
+        y_val: ``(M,)`` class indices.
+
+    Example:
+        >>> model = build_head(4, 2)
+        >>> scores = ValidationScores(np.zeros((2, 4), "float32"), np.array([0, 1]))
+        >>> scores.set_model(model)
+        >>> logs = {}
+        >>> scores.on_epoch_end(0, logs)
+        >>> round(logs["val_loss"], 4), logs["val_accuracy"]
+        (0.6931, 0.5)
+    """
+
+    def __init__(self, x_val, y_val):
+        super().__init__()
+        self.x_val = tf.constant(x_val, dtype=tf.float32)
+        self.y_val = np.asarray(y_val, dtype=np.int32)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        proba = predict_proba(self.model, self.x_val)
+        loss = keras.losses.sparse_categorical_crossentropy(self.y_val, proba)
+        logs["val_loss"] = float(np.mean(keras.ops.convert_to_numpy(loss)))
+        logs["val_accuracy"] = float(np.mean(proba.argmax(axis=1) == self.y_val))
+
+
+def predict_proba(model: keras.Model, features, batch_size: int = _PREDICT_CHUNK) -> np.ndarray:
+    """Return class probabilities for ``(N, D)`` features, in chunks.
+
+    Calls the model directly (no ``model.predict`` set-up per call: this runs
+    once per prediction request).
 
     Example:
         >>> head = build_head(4, 2)
         >>> predict_proba(head, np.zeros((3, 4), "float32")).round(3).tolist()
         [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]
     """
-    features = np.asarray(features, dtype=np.float32)
-    call = _jit or (lambda chunk: model(chunk, training=False))
+    if not tf.is_tensor(features):
+        features = np.asarray(features, dtype=np.float32)
     if len(features) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-    chunks = [np.asarray(call(tf.constant(features[i:i + batch_size])))
+    chunks = [np.asarray(model(tf.constant(features[i:i + batch_size]), training=False))
               for i in range(0, len(features), batch_size)]
     return np.concatenate(chunks).astype(np.float32)
 
 
-class _EpochRunner:
-    """Runs one epoch of mini-batch gradient steps inside a single tf.function."""
-
-    def __init__(self, model, optimizer, x, y, weights, batch_size, jit_compile):
-        self.model, self.optimizer, self.batch_size = model, optimizer, batch_size
-        self.n = len(x)
-        self.x = tf.constant(x, dtype=tf.float32)
-        self.y = tf.constant(y, dtype=tf.int32)
-        self.w = tf.constant(weights, dtype=tf.float32)
-        optimizer.build(model.trainable_variables)
-        self._epoch = tf.function(self._run, jit_compile=jit_compile)
-        self.predict = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile,
-                                   reduce_retracing=True)
-
-    def run_epoch(self, order: np.ndarray) -> tuple[float, float]:
-        """Train on ``order`` (a permutation of sample indices); return mean loss and accuracy."""
-        steps = math.ceil(self.n / self.batch_size)
-        padded = steps * self.batch_size
-        # The last batch is padded with masked-out samples so every batch has one
-        # static shape (XLA needs it); masked samples contribute nothing.
-        index = np.zeros(padded, dtype=np.int32)
-        index[: self.n] = order
-        mask = np.zeros(padded, dtype=np.float32)
-        mask[: self.n] = 1.0
-        loss_sum, correct = self._epoch(
-            tf.constant(index.reshape(steps, self.batch_size)),
-            tf.constant(mask.reshape(steps, self.batch_size)),
-        )
-        return float(loss_sum) / self.n, float(correct) / self.n
-
-    def _run(self, index, mask):
-        variables = self.model.trainable_variables
-
-        def step(i, loss_sum, correct):
-            batch, keep = index[i], mask[i]
-            x, y = tf.gather(self.x, batch), tf.gather(self.y, batch)
-            weight = tf.gather(self.w, batch) * keep
-            with tf.GradientTape() as tape:
-                proba = self.model(x, training=True)
-                cross_entropy = keras.losses.sparse_categorical_crossentropy(y, proba)
-                data_loss = tf.reduce_sum(cross_entropy * weight)
-                loss = data_loss / tf.reduce_sum(keep)
-                if self.model.losses:
-                    loss += tf.add_n(self.model.losses)
-            grads = tape.gradient(loss, variables)
-            self.optimizer.apply_gradients(zip(grads, variables))
-            hits = tf.cast(tf.equal(tf.argmax(proba, axis=-1, output_type=tf.int32), y),
-                           tf.float32)
-            return i + 1, loss_sum + data_loss, correct + tf.reduce_sum(hits * keep)
-
-        _, loss_sum, correct = tf.while_loop(
-            lambda i, *_: i < tf.shape(index)[0], step,
-            (tf.constant(0), tf.constant(0.0), tf.constant(0.0)),
-        )
-        return loss_sum, correct
-
-
-def _make_callbacks(config, monitor, callbacks, on_epoch, verbose, val_steps):
-    listed: list[keras.callbacks.Callback] = []
+def _make_callbacks(config, monitor, callbacks, on_epoch, verbose, x_val, y_val):
+    listed: list[keras.callbacks.Callback] = [LearningRateLog()]
+    val_steps = None
+    if x_val is not None:
+        listed.append(ValidationScores(x_val, y_val))
+        val_steps = math.ceil(len(x_val) / config.batch_size)
     if verbose == "bar":
-        listed.append(_EpochBar(config.epochs))
+        from tqdm.keras import TqdmCallback
+
+        listed.append(TqdmCallback(epochs=config.epochs, verbose=0, desc="Training head",
+                                   file=sys.stderr))
     elif verbose:
         every = verbose if isinstance(verbose, int) and not isinstance(verbose, bool) else 1
         listed.append(EpochLog(every=every, val_steps=val_steps))
@@ -717,63 +839,6 @@ def _make_callbacks(config, monitor, callbacks, on_epoch, verbose, val_steps):
         )
         listed.append(early)
     return listed, early
-
-
-class _EpochBar(keras.callbacks.Callback):
-    """A tqdm bar over epochs showing the latest metrics."""
-
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = epochs
-        self.bar = None
-
-    def on_train_begin(self, logs=None):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=self.epochs, desc="Training head", unit="epoch")
-
-    def on_epoch_end(self, epoch, logs=None):
-        shown = {k: f"{v:.4f}" for k, v in (logs or {}).items()
-                 if k in ("loss", "accuracy", "val_loss", "val_accuracy") and v is not None}
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
-
-
-def _best_epoch(rows, monitor, early) -> int | None:
-    if early is not None and early.best is not None:
-        return int(early.best_epoch)
-    values = [r.get(monitor) for r in rows]
-    if not values or any(v is None for v in values):
-        return None
-    pick = np.argmax if monitor.endswith("accuracy") else np.argmin
-    return int(rows[int(pick(values))]["epoch"])
-
-
-def _ce_and_accuracy(y, proba) -> tuple[float, float]:
-    picked = np.clip(proba[np.arange(len(y)), y], _PROBA_EPSILON, 1.0)
-    return float(-np.mean(np.log(picked))), float(np.mean(proba.argmax(axis=1) == y))
-
-
-def _sample_weights(y, n_classes, class_weight) -> np.ndarray:
-    if class_weight is None:
-        return np.ones(len(y), dtype=np.float32)
-    if class_weight == "balanced":
-        counts = np.bincount(y, minlength=n_classes).astype(float)
-        present = counts > 0
-        per_class = np.ones(n_classes)
-        per_class[present] = len(y) / (present.sum() * counts[present])
-    else:
-        per_class = np.ones(n_classes)
-        for key, value in class_weight.items():
-            if isinstance(key, bool) or not isinstance(key, (int, np.integer)) \
-                    or not 0 <= key < n_classes:
-                raise ValueError(problem("class_weight keys", f"class indices 0..{n_classes - 1}",
-                                         key, "key the dict by class index, e.g. {0: 3.0}"))
-            per_class[key] = value
-    return per_class[y].astype(np.float32)
 
 
 def _check_xy(x, y, n_classes, x_name, y_name):
@@ -834,9 +899,13 @@ __all__ = [
     "HISTORY_COLUMNS",
     "EpochLog",
     "HeadConfig",
+    "LearningRateLog",
     "TrainingHistory",
+    "ValidationScores",
     "build_head",
+    "class_weights",
     "current_learning_rate",
+    "feature_dataset",
     "predict_proba",
     "train_head",
 ]

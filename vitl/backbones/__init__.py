@@ -13,8 +13,21 @@ from .weights import (
 )
 
 __all__ = [
-    "BACKBONES", "BACKBONE_ENV", "DEFAULT_BACKBONE", "OFFLINE_BACKBONE", "BackboneChoice",
-    "choose_backbone", "BackboneSpec", "FeatureExtractor", "WeightsSource",
-    "WeightsUnavailableError", "build_feature_extractor", "get_backbone", "list_backbones",
-    "locate_weights", "resolve_weights", "sha256_file", "weights_file_name",
+    "BACKBONES",
+    "BACKBONE_ENV",
+    "DEFAULT_BACKBONE",
+    "OFFLINE_BACKBONE",
+    "BackboneChoice",
+    "BackboneSpec",
+    "FeatureExtractor",
+    "WeightsSource",
+    "WeightsUnavailableError",
+    "build_feature_extractor",
+    "choose_backbone",
+    "get_backbone",
+    "list_backbones",
+    "locate_weights",
+    "resolve_weights",
+    "sha256_file",
+    "weights_file_name",
 ]

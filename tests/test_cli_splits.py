@@ -1,0 +1,125 @@
+"""``vitl train`` splits: hold-out by default, the user's folders, --split; presets (no TensorFlow)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from PIL import Image
+
+from vitl.cli import CLIError
+from vitl.cli.train import (
+    head_settings,
+    make_split,
+    noise_lines,
+    split_fractions,
+    split_layout,
+)
+from vitl.training import HeadConfig
+
+
+def folder(root, counts):
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(root / name / f"{i:03d}.png")
+    return root
+
+
+def options(**given):
+    values = {"split": None, "validation": None, "test": None, "validation_fraction": 0.1,
+              "seed": None, "preset": "default", "epochs": None, "batch_size": None,
+              "learning_rate": None}
+    return argparse.Namespace(**{**values, **given})
+
+
+def counts(parts):
+    return [part.counts() for part in parts]
+
+
+def run_split(data, **given):
+    args = options(**given)
+    return make_split(data, split_layout(data, args), args)
+
+
+def test_default_trains_on_everything_but_a_stratified_validation_hold_out(tmp_path):
+    data = folder(tmp_path / "d", {"cracked": 50, "intact": 30})
+    parts, record = run_split(data)
+    assert counts(parts) == [{"cracked": 45, "intact": 27}, {"cracked": 5, "intact": 3},
+                             {"cracked": 0, "intact": 0}]
+    assert record["kind"] == "all for training, validation 0.1 held out"
+    assert record["validation_fraction"] == 0.1
+    assert record["counts"]["train"] == {"cracked": 45, "intact": 27}
+    parts, record = run_split(data, validation_fraction=0.2)
+    assert len(parts.validation) == 16 and len(parts.train) == 64
+
+
+def test_own_validation_and_test_folders(tmp_path):
+    data = folder(tmp_path / "d", {"cracked": 20, "intact": 20})
+    val = folder(tmp_path / "v", {"cracked": 4, "intact": 3})
+    test = folder(tmp_path / "t", {"cracked": 2, "intact": 5})
+    parts, record = run_split(data, validation=str(val), test=str(test))
+    assert [len(p) for p in parts] == [40, 7, 7]
+    assert record["kind"] == "given folders" and record["validation_fraction"] is None
+    assert record["sources"] == {"train": str(data), "validation": str(val), "test": str(test)}
+    parts, _ = run_split(data, test=str(test))  # validation still held out from DATA_DIR
+    assert [len(p) for p in parts] == [36, 4, 7]
+
+
+@pytest.mark.parametrize("val_name", ["validation", "val"])
+def test_presplit_folder_is_used_as_given(tmp_path, val_name):
+    root = tmp_path / "d"
+    folder(root / "train", {"cracked": 12, "intact": 10})
+    folder(root / val_name, {"cracked": 3, "intact": 3})
+    folder(root / "test", {"cracked": 4, "intact": 1})
+    parts, record = run_split(root)
+    assert counts(parts) == [{"cracked": 12, "intact": 10}, {"cracked": 3, "intact": 3},
+                             {"cracked": 4, "intact": 1}]
+    assert record["kind"] == "folders"
+    with pytest.raises(CLIError, match="--split: expected no split option"):
+        run_split(root, split="tutorial")
+
+
+def test_presplit_without_validation_holds_it_out_of_train(tmp_path):
+    root = tmp_path / "d"
+    folder(root / "train", {"cracked": 20, "intact": 20})
+    folder(root / "test", {"cracked": 2, "intact": 2})
+    parts, record = run_split(root)
+    assert [len(p) for p in parts] == [36, 4, 4]
+    assert record["kind"] == "folders, validation 0.1 held out"
+
+
+def test_split_option_tutorial_and_percentages(tmp_path):
+    data = folder(tmp_path / "d", {"cracked": 100, "intact": 100})
+    parts, record = run_split(data, split="tutorial")
+    assert [len(p) for p in parts] == [140, 54, 6] and record["kind"] == "tutorial"
+    parts, record = run_split(data, split="60/20/20", seed=3)
+    assert counts(parts) == [{"cracked": 60, "intact": 60}, {"cracked": 20, "intact": 20},
+                             {"cracked": 20, "intact": 20}]
+    assert record["kind"] == "60/20/20" and record["seed"] == 3
+
+
+@pytest.mark.parametrize("text", ["random", "70/30", "70/20/20", "0/50/50", "a/b/c", "default"])
+def test_bad_split_values_are_one_line_errors(text):
+    with pytest.raises(CLIError, match="--split: expected 'tutorial' or TRAIN/VALIDATION/TEST"):
+        split_fractions(text)
+
+
+def test_noise_line_for_small_parts(tmp_path):
+    data = folder(tmp_path / "d", {"cracked": 40, "intact": 40})
+    parts, _ = run_split(data, split="tutorial")  # 56 / 22 / 2
+    lines = noise_lines(parts)
+    assert lines == [
+        ("note: the validation part has 22 images, so one image moves its accuracy by 4.5 "
+         "points; read its accuracy as a rough guide"),
+        ("note: the test part has 2 images, so one image moves its accuracy by 50.0 points; "
+         "read its accuracy as a rough guide")]
+    parts, _ = run_split(data, split="50/50/0")
+    assert noise_lines(parts) == []
+
+
+def test_presets_and_overrides():
+    assert head_settings(options()) == HeadConfig()
+    assert head_settings(options(preset="mlnet")) == HeadConfig.mlnet()
+    assert head_settings(options(preset="mlnet", epochs=7, batch_size=4)) == \
+        HeadConfig.mlnet(epochs=7, batch_size=4)
