@@ -455,3 +455,14 @@ def test_default_head_matches_logistic_regression_on_the_same_features():
     one_image = 1 / 120
     assert default >= lr - one_image
     assert one_epoch < lr - 3 * one_image  # the comparison can fail: an under-fit head loses
+
+
+def test_image_classifier_mlnet_carries_every_mlnet_head_setting():
+    from vitl import HeadConfig, ImageClassifier
+
+    clf = ImageClassifier.mlnet("mobilenetv2", learning_rate=0.05)
+    preset = HeadConfig.mlnet().to_dict()
+    params = clf.get_params()
+    differing = {k for k in ImageClassifier._HEAD_PARAMS if k != "seed" and params[k] != preset[k]}
+    assert differing == {"learning_rate"} and params["learning_rate"] == 0.05
+    assert params["backbone"] == "mobilenetv2" and ImageClassifier().optimizer == "adam"
