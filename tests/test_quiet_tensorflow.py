@@ -39,3 +39,11 @@ def test_lines_that_are_not_startup_noise_are_replayed():
             "    os.write(2, b'E0000 real failure: libfoo.so missing\\n')\n")
     err = _stderr_of(code)
     assert "real failure: libfoo.so missing" in err and "oneDNN" not in err
+
+
+def test_threads_and_devices_can_still_be_configured_after_the_quiet_import():
+    """The hook runs no op: TensorFlow's context stays unset (Ray actors set threads)."""
+    _stderr_of("import vitl, tensorflow as tf\n"
+               "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
+               "tf.config.threading.set_inter_op_parallelism_threads(1)\n"
+               "tf.config.set_visible_devices([], 'GPU')\n")

@@ -66,9 +66,11 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
+        # No op here: a first op would initialise TensorFlow's context, after which thread
+        # counts and GPU memory growth can no longer be set (Ray actors and users set them).
+        # Notices some CPUs print at the first op are filtered where vitl builds its models.
         with filtered_native_stderr():
             self.loader.exec_module(module)
-            module.constant(0.0) + 1.0  # some CPUs print their notices at the first op
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from .._errors import problem
+from .._tensorflow import filtered_native_stderr
 from .precision import resolve_precision
 from .registry import BackboneSpec, get_backbone
 from .weights import WeightsSource, resolve_weights
@@ -145,9 +146,10 @@ def build_feature_extractor(
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        base = spec.constructor(
-            include_top=False, weights=source.path, input_shape=(size, size, 3), pooling=None
-        )
+        with filtered_native_stderr():  # the first ops: CPU-feature notices on some machines
+            base = spec.constructor(
+                include_top=False, weights=source.path, input_shape=(size, size, 3), pooling=None
+            )
     finally:
         keras.config.set_dtype_policy(previous)
     base.name = "backbone"
