@@ -36,10 +36,10 @@ from ._files import atomic_path
 from .augment import AugmentPolicy
 from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor, get_backbone
 from .backbones.registry import PREPROCESSING_VERSION
-from .data import ImageCollection, list_images, load_image_folder, split
+from .data import ImageCollection, load_image_folder, paths_or_arrays, split
 from .evaluation import EvaluationReport
 from .features import Featurizer
-from .features.pipeline import _to_model_image
+from .features.pipeline import to_model_image
 from .finetune import FineTuneConfig, fine_tune
 from .training import HeadConfig, TrainingHistory, predict_proba, train_head
 
@@ -408,10 +408,10 @@ class ImageClassifier:
     def featurize(self, images) -> np.ndarray:
         """Return the backbone features of ``images`` (cached when they are files)."""
         check_is_fitted(self)
-        paths, arrays = _as_inputs(images)
+        paths, arrays = paths_or_arrays(images)
         if arrays is not None:
             size = self.extractor_.input_size
-            batch = np.stack([_to_model_image(a, size) for a in arrays]).astype(np.float32)
+            batch = np.stack([to_model_image(a, size) for a in arrays]).astype(np.float32)
             return self.extractor_(batch)
         return self._featurizer(self.extractor_).featurize(paths)
 
@@ -437,7 +437,7 @@ class ImageClassifier:
         The CSV has columns ``path, label, score`` and one ``score_<class>`` per class.
         """
         check_is_fitted(self)
-        paths, arrays = _as_inputs(images)
+        paths, arrays = paths_or_arrays(images)
         proba = self.predict_proba(images if arrays is not None else paths)
         names = [str(p) for p in paths] if arrays is None else [None] * len(proba)
         predictions = [
@@ -569,7 +569,7 @@ class ImageClassifier:
             representative = [p for p in self.fit_info_.get("calibration_paths", [])
                               if Path(p).is_file()]
         else:
-            representative, arrays = _as_inputs(representative)
+            representative, arrays = paths_or_arrays(representative)
             if arrays is not None:
                 raise ValueError(problem("representative", "image paths, a folder or a collection",
                                          "pixel arrays", "save the images and pass their paths"))
@@ -711,25 +711,6 @@ def _labels_in(collection: ImageCollection, classes: list[str], name: str) -> np
                                  "use folders named like the training classes"))
     index = np.array([classes.index(c) for c in collection.class_names])
     return index[collection.labels]
-
-
-def _as_inputs(images):
-    """Return ``(paths, None)`` for file inputs or ``(None, arrays)`` for pixel arrays."""
-    if isinstance(images, ImageCollection):
-        return list(images.paths), None
-    if isinstance(images, (str, Path)):
-        return list_images(images), None
-    if isinstance(images, np.ndarray):
-        if images.ndim == 3:
-            return None, [images]
-        if images.ndim == 4:
-            return None, list(images)
-        raise ValueError(problem("images", "an (H, W, 3) image or (N, H, W, 3) batch",
-                                 f"an array of shape {images.shape}", "pass RGB pixels"))
-    images = list(images)
-    if images and all(isinstance(i, np.ndarray) for i in images):
-        return None, images
-    return [Path(p) for p in images], None
 
 
 __all__ = ["ImageClassifier", "NotFittedError", "Prediction", "read_metadata",

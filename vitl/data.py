@@ -604,6 +604,43 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=Tru
     return ImageCollection(root, paths, labels, sorted(files), report)
 
 
+
+def paths_or_arrays(images) -> tuple[list[Path] | None, list[np.ndarray] | None]:
+    """Sort what a model is asked about into image files or pixel arrays.
+
+    Args:
+        images: an :class:`ImageCollection`, a folder or file path, a sequence of
+            paths, an RGB array ``(H, W, 3)``, a batch ``(N, H, W, 3)`` or a list of arrays.
+
+    Returns:
+        ``(paths, None)`` for file inputs or ``(None, arrays)`` for pixel arrays.
+
+    Raises:
+        ValueError: an array that is neither one image nor a batch.
+
+    Example:
+        >>> paths_or_arrays(np.zeros((2, 8, 8, 3)))[1][0].shape
+        (8, 8, 3)
+        >>> paths_or_arrays(["a.jpg"])
+        ([PosixPath('a.jpg')], None)
+    """
+    if isinstance(images, ImageCollection):
+        return list(images.paths), None
+    if isinstance(images, (str, Path)):
+        return list_images(images), None
+    if isinstance(images, np.ndarray):
+        if images.ndim == 3:
+            return None, [images]
+        if images.ndim == 4:
+            return None, list(images)
+        raise ValueError(problem("images", "an (H, W, 3) image or (N, H, W, 3) batch",
+                                 f"an array of shape {images.shape}", "pass RGB pixels"))
+    images = list(images)
+    if images and all(isinstance(i, np.ndarray) for i in images):
+        return None, images
+    return [Path(p) for p in images], None
+
+
 class Split(NamedTuple):
     """Three disjoint collections; ``str(split)`` is a per-class table."""
 

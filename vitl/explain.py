@@ -26,9 +26,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from ._errors import check_int, check_is_fitted, problem
-from .classifier import _as_inputs
-from .data import read_image
-from .features.pipeline import _to_model_image
+from .data import paths_or_arrays, read_image
+from .features.pipeline import to_model_image
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ def explain(classifier, images, class_name=None, *, batch_size: int = 16,
     for start in tqdm(starts, desc="grad-cam", unit="batch",
                       disable=not progress or len(starts) <= 1):
         chunk = pictures[start:start + batch_size]
-        batch = np.stack([_to_model_image(p, size) for p in chunk]).astype(np.float32)
+        batch = np.stack([to_model_image(p, size) for p in chunk]).astype(np.float32)
         maps, proba = gradcam(batch, target)
         for picture, name, cam, row in zip(chunk, names[start:], maps, proba):
             index = int(row.argmax()) if target is None else target
@@ -335,7 +334,7 @@ def _class_index(classes: list[str], class_name) -> int:
 
 
 def _read_inputs(images) -> tuple[list[np.ndarray], list[str | None]]:
-    paths, arrays = _as_inputs(images)
+    paths, arrays = paths_or_arrays(images)
     if arrays is None:
         if not paths:
             raise ValueError(problem("images", "at least one image", "none",
