@@ -5,8 +5,10 @@ absl::InitializeLog() ...", "oneDNN custom operations are on ...") straight to
 file descriptor 2 while it loads, which ``TF_CPP_MIN_LOG_LEVEL`` does not stop.
 :func:`quiet_tensorflow_import` installs an import hook: when ``tensorflow`` is
 first imported (by vitl, Keras or the user), fd 2 goes to a temporary file during
-the import and a first op, then every line that is not a known start-up notice
-is written back to stderr, so real errors stay visible.
+the import, then every line that is not a known start-up notice is written back to
+stderr, so real errors stay visible. The import runs no op (that would fix TensorFlow's
+threads and devices); :func:`vitl.backbones.build_feature_extractor` filters the
+notices some CPUs print at the first ops the same way.
 """
 
 from __future__ import annotations

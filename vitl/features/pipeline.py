@@ -140,7 +140,6 @@ def to_model_image(image, size: int) -> np.ndarray:
     return image
 
 
-
 def load_model_image(path, size: int, view: int = 0, transform=None) -> np.ndarray:
     """Decode one file into the backbone's input: the single path -> pixels step of every engine.
 
