@@ -6,7 +6,6 @@ import csv
 
 import numpy as np
 import pytest
-
 from sklearn.exceptions import NotFittedError
 
 from vitl.classifier import ImageClassifier
