@@ -140,6 +140,13 @@ class HeadConfig:
     def validate(self) -> HeadConfig:
         """Check every field; return ``self`` so calls can be chained.
 
+        Returns:
+            ``self``.
+
+        Example:
+            >>> HeadConfig(epochs=5).validate().epochs
+            5
+
         Raises:
             ValueError: naming the field, what was expected, what was received
                 and how to fix it.
