@@ -13,6 +13,7 @@ import pytest
 from vitl.training import (
     EpochLog,
     HeadConfig,
+    LearningRateLog,
     TrainingHistory,
     build_head,
     class_weights,
@@ -275,7 +276,8 @@ def test_epoch_log_works_with_model_fit():
     model.compile(optimizer=HeadConfig.mlnet().make_optimizer(steps_per_epoch=2),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     out = io.StringIO()
-    model.fit(x, y, batch_size=10, epochs=5, verbose=0, callbacks=[EpochLog(stream=out)])
+    model.fit(x, y, batch_size=10, epochs=5, verbose=0,
+              callbacks=[LearningRateLog(), EpochLog(stream=out)])
     lines = out.getvalue().splitlines()
     assert [re.search(r"Epoch: +(\d+)", line).group(1) for line in lines] == list("01234")
     # 2 steps per epoch, decay every 2 epochs = 4 steps: epoch 2 starts at step 4, epoch 4 at 8
