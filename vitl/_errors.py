@@ -150,5 +150,12 @@ def check_verbose(verbose) -> int:
                              verbose, "pass verbose=1"))
 
 
-__all__ = ["check_verbose", "NotFittedError", "check_choice", "check_fraction", "check_int", "check_is_fitted",
-           "problem"]
+__all__ = [
+    "NotFittedError",
+    "check_choice",
+    "check_fraction",
+    "check_int",
+    "check_is_fitted",
+    "check_verbose",
+    "problem",
+]
