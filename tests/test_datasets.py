@@ -96,9 +96,9 @@ def test_mirror_argument_unpacks_class_folders(fake_zip, tmp_path, capsys):
 def test_mirror_may_name_the_zip_file_itself_and_accepts_assets_zip(fake_zip, tmp_path):
     renamed = fake_zip.with_name("assets.zip")
     fake_zip.rename(renamed)
-    folder = sdnet2018_decks(mirror=renamed.parent, data_dir=tmp_path / "a", verbose=False)
+    folder = sdnet2018_decks(mirror=renamed.parent, data_dir=tmp_path / "a", verbose=0)
     assert len(_image_files(folder)) == 6
-    folder = sdnet2018_decks(mirror=renamed, data_dir=tmp_path / "b", verbose=False)
+    folder = sdnet2018_decks(mirror=renamed, data_dir=tmp_path / "b", verbose=0)
     assert len(_image_files(folder)) == 6
 
 
@@ -122,7 +122,7 @@ def test_imported_bundle_mirror_is_found(fake_zip, tmp_path, monkeypatch, capsys
 
 def test_default_data_dir_follows_vitl_data(fake_zip, tmp_path, monkeypatch):
     monkeypatch.setenv("VITL_DATA", str(tmp_path / "elsewhere"))
-    folder = sdnet2018_decks(mirror=fake_zip, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, verbose=0)
     assert folder == tmp_path / "elsewhere" / "sdnet2018-decks"
 
 
@@ -130,7 +130,7 @@ def test_sha_mismatch_is_refused_and_nothing_unpacked(fake_zip, tmp_path, monkey
     monkeypatch.setattr(sdnet, "SDNET2018_SHA256", "0" * 64)
     received = hashlib.sha256(fake_zip.read_bytes()).hexdigest()
     with pytest.raises(DatasetChecksumError) as info:
-        sdnet2018_decks(mirror=fake_zip.parent, data_dir=tmp_path / "data", verbose=False)
+        sdnet2018_decks(mirror=fake_zip.parent, data_dir=tmp_path / "data", verbose=0)
     message = str(info.value)
     assert "0" * 64 in message and received in message
     assert not (tmp_path / "data" / "sdnet2018-decks").exists()
@@ -139,7 +139,7 @@ def test_sha_mismatch_is_refused_and_nothing_unpacked(fake_zip, tmp_path, monkey
 
 def test_offline_without_mirror_names_what_was_tried_and_the_fixes(tmp_path):
     with pytest.raises(DatasetUnavailableError) as info:
-        sdnet2018_decks(data_dir=tmp_path / "data", timeout=1, verbose=False)
+        sdnet2018_decks(data_dir=tmp_path / "data", timeout=1, verbose=0)
     message = str(info.value)
     assert "VITL_DATA_MIRROR" in message and "mirror=" in message
     assert datasets.SDNET2018_URL in message and "name resolution" in message
@@ -151,7 +151,7 @@ def test_mirror_folder_without_the_zip_is_reported(tmp_path):
     empty = tmp_path / "empty-mirror"
     empty.mkdir()
     with pytest.raises(DatasetUnavailableError, match="no sdnet2018-decks-sample.zip or assets"):
-        sdnet2018_decks(mirror=empty, data_dir=tmp_path / "data", verbose=False)
+        sdnet2018_decks(mirror=empty, data_dir=tmp_path / "data", verbose=0)
 
 
 class _FakeResponse(io.BytesIO):
@@ -199,7 +199,7 @@ def test_corrupt_download_is_refused_and_discarded(fake_zip, tmp_path, monkeypat
 
 def test_second_call_returns_without_reading_the_zip(fake_zip, tmp_path, monkeypatch, capsys):
     data = tmp_path / "data"
-    first = sdnet2018_decks(mirror=fake_zip.parent, data_dir=data, verbose=False)
+    first = sdnet2018_decks(mirror=fake_zip.parent, data_dir=data, verbose=0)
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the zip was read again")
@@ -212,11 +212,11 @@ def test_second_call_returns_without_reading_the_zip(fake_zip, tmp_path, monkeyp
 
 def test_force_unpacks_again(fake_zip, tmp_path):
     data = tmp_path / "data"
-    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     (folder / "CD" / "7001-0.jpg").unlink()
-    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert len(_image_files(folder)) == 5  # valid marker: left alone
-    sdnet2018_decks(mirror=fake_zip, data_dir=data, force=True, verbose=False)
+    sdnet2018_decks(mirror=fake_zip, data_dir=data, force=True, verbose=0)
     assert len(_image_files(folder)) == 6
 
 
@@ -227,7 +227,7 @@ def test_half_unpacked_folder_without_marker_is_redone(fake_zip, tmp_path):
     (half / "UD").mkdir()
     (half / "CD" / "7001-0.jpg").write_bytes(b"truncated")
     (half / "stray.txt").write_text("left by an interrupted run")
-    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert not (folder / "stray.txt").exists()
     assert (folder / "CD" / "7001-0.jpg").read_bytes() == _jpeg_bytes(40)
     assert len(_image_files(folder)) == 6
@@ -235,10 +235,10 @@ def test_half_unpacked_folder_without_marker_is_redone(fake_zip, tmp_path):
 
 def test_wrong_marker_is_not_taken_as_valid(fake_zip, tmp_path):
     data = tmp_path / "data"
-    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     (folder / ".complete").write_text("f" * 64 + "\n")
     (folder / "UD" / "7001-1.jpg").unlink()
-    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert len(_image_files(folder)) == 6
 
 
@@ -256,11 +256,11 @@ def test_crash_mid_extract_leaves_nothing_valid_and_next_call_recovers(fake_zip,
 
     monkeypatch.setattr(sdnet, "_extract_member", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
-        sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+        sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert not (data / "sdnet2018-decks").exists()
     assert not list(data.glob(".sdnet2018-decks.tmp-*"))
     monkeypatch.setattr(sdnet, "_extract_member", real_extract)
-    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert len(_image_files(folder)) == 6
 
 
@@ -268,7 +268,7 @@ def test_leftovers_of_dead_processes_are_removed(fake_zip, tmp_path):
     data = tmp_path / "data"
     (data / ".sdnet2018-decks.tmp-999999999-ab" / "CD").mkdir(parents=True)
     (data / ".sdnet2018-decks-sample.zip.tmp-999999999-ab").write_bytes(b"partial")
-    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert sorted(p.name for p in data.iterdir()) == ["sdnet2018-decks"]
 
 
@@ -303,7 +303,7 @@ def test_real_sample_from_the_shared_mirror(tmp_path, monkeypatch):
     if not names:
         pytest.skip(f"no SDNET2018 zip in {_REAL_MIRROR} (set VITL_DATA_MIRROR)")
     monkeypatch.setenv("VITL_DATA_MIRROR", str(_REAL_MIRROR))
-    folder = sdnet2018_decks(data_dir=tmp_path, verbose=False)
+    folder = sdnet2018_decks(data_dir=tmp_path, verbose=0)
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["CD", "UD"]
     assert len(list((folder / "CD").glob("*.jpg"))) == 200
     assert len(list((folder / "UD").glob("*.jpg"))) == 200
