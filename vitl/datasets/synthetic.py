@@ -10,6 +10,7 @@ scratches, shadows).
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -28,6 +29,11 @@ _MARKER = ".synthetic-cracks.json"
 #: Bump when the drawing changes, so earlier folders are regenerated.
 _VERSION = 2
 _SUPERSAMPLE = 3  # lines are drawn at 3x and shrunk, for soft antialiased edges
+_README = """# Synthetic concrete-crack tiles (not real data)
+
+Made by `vitl.datasets.make_synthetic_cracks` with {settings}. `tiles.csv` lists per tile its
+class, crack share and distractors; `.masks/` (if there) holds crack masks, 255 = crack.
+"""
 
 
 def make_synthetic_cracks(out_dir, n_per_class: int = 50, *, size: int = 224, seed: int = 0,
@@ -132,37 +138,24 @@ def _write_tiles(folder: Path, params: dict, verbose: int) -> None:
     names, n = params["class_names"], params["n_per_class"]
     for name in names + ([SYNTHETIC_MASK_DIR] if params["masks"] else []):
         (folder / name).mkdir()
-    shares, rows = [], ["file,class,crack_share,distractors"]
-    with tqdm(total=2 * n, desc="synthetic cracks", disable=not verbose) as bar:
-        for class_index, name in enumerate(names):
-            for i in range(n):
-                # Tile i's seed depends on (seed, class, i) only, not on n_per_class.
-                rng = np.random.default_rng(np.random.SeedSequence(params["seed"],
-                                                                   spawn_key=(class_index, i)))
-                image, mask, distractors = _draw_tile(
-                    rng, params["size"], crack=class_index == 0,
-                    distractor_fraction=params["distractor_fraction"])
-                stem = f"{name}_{i:04d}.png"
-                Image.fromarray(image).save(folder / name / stem, compress_level=1)  # fast
-                share = 0.0 if mask is None else float(mask.mean())
-                if mask is not None and params["masks"]:
-                    Image.fromarray(mask.astype(np.uint8) * 255).save(
-                        folder / SYNTHETIC_MASK_DIR / stem)
-                shares += [share] if mask is not None else []
-                rows.append(f"{name}/{stem},{name},{share:.4f},{'+'.join(distractors)}")
-                bar.update()
+    rows = ["file,class,crack_share,distractors"]
+    for class_index, i in tqdm(itertools.product((0, 1), range(n)), total=2 * n,
+                               desc="synthetic cracks", disable=not verbose):
+        # Tile i's seed depends on (seed, class, i) only, not on n_per_class.
+        rng = np.random.default_rng(np.random.SeedSequence(params["seed"],
+                                                           spawn_key=(class_index, i)))
+        image, mask, distractors = _draw_tile(rng, params["size"], crack=class_index == 0,
+                                              distractor_fraction=params["distractor_fraction"])
+        name = names[class_index]
+        stem = f"{name}_{i:04d}.png"
+        Image.fromarray(image).save(folder / name / stem, compress_level=1)  # 5x faster, lossless
+        if mask is not None and params["masks"]:
+            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / SYNTHETIC_MASK_DIR / stem)
+        share = 0.0 if mask is None else mask.mean()
+        rows.append(f"{name}/{stem},{name},{share:.4f},{'+'.join(distractors)}")
     (folder / "tiles.csv").write_text("\n".join(rows) + "\n")
-    settings = ", ".join(f"{k}={params[k]}" for k in ("seed", "size", "n_per_class",
-                                                     "distractor_fraction", "generator_version"))
-    (folder / "README.md").write_text(
-        f"# Synthetic concrete-crack tiles\n\nMade by `vitl.datasets.make_synthetic_cracks` with "
-        f"{settings}.\n\n- `{names[0]}/`: {n} tiles with thin dark branching cracks (covering "
-        f"{100 * np.mean(shares):.1f}% of a tile on average).\n- `{names[1]}/`: {n} tiles "
-        f"without cracks, {100 * params['distractor_fraction']:.0f}% of them with distractors "
-        "(saw cuts, scratches, shadows).\n- `tiles.csv`: per tile its class, crack share and "
-        f"distractors; `{SYNTHETIC_MASK_DIR}/` (if present): crack masks, 255 = crack.\n\n"
-        "Not real data: for demos, tests and teaching, never to claim how well a model "
-        "inspects real concrete.\n")
+    settings = ", ".join(f"{k}={v}" for k, v in params.items())
+    (folder / "README.md").write_text(_README.format(settings=settings))
     (folder / _MARKER).write_text(json.dumps(params) + "\n")  # last: it marks "complete"
 
 
@@ -216,10 +209,18 @@ def _texture(rng, size: int, s: float) -> np.ndarray:
                     - rng.uniform(0, 0.06) * (x * x + y * y))
 
 
-def _soft_lines(size: int, draw_on) -> np.ndarray:
-    """Soft [0, 1] coverage of what ``draw_on(draw, scale)`` draws at 3x, box-shrunk."""
-    canvas = Image.new("L", (size * _SUPERSAMPLE,) * 2, 0)
-    draw_on(ImageDraw.Draw(canvas), _SUPERSAMPLE)
+def _soft_lines(size: int, segments) -> np.ndarray:
+    """Soft [0, 1] coverage of line segments ``[((x0, y0), (x1, y1), width), ...]``.
+
+    Drawn at 3x with round joints and box-shrunk, for antialiased edges.
+    """
+    k = _SUPERSAMPLE
+    canvas = Image.new("L", (size * k, size * k), 0)
+    draw = ImageDraw.Draw(canvas)
+    for start, end, width in segments:
+        (x0, y0), (x1, y1), w = np.multiply(start, k), np.multiply(end, k), width * k
+        draw.line([(x0, y0), (x1, y1)], fill=255, width=max(1, round(w)))
+        draw.ellipse([x1 - w / 2, y1 - w / 2, x1 + w / 2, y1 + w / 2], fill=255)
     return np.asarray(canvas.resize((size, size), Image.BOX), np.float32) / 255
 
 
@@ -233,12 +234,7 @@ def _crack_coverage(rng, size: int, s: float) -> np.ndarray:
                               ((0, side), 0.0), ((size, side), np.pi)][rng.integers(4)]
             walks += _walk(rng, np.array(start, float), heading + rng.normal(0, 0.5),
                            rng.uniform(1.3, 3.4) * s, rng.uniform(0.7, 1.4) * size, s, depth=0)
-
-        def draw_on(draw, k, walks=walks):
-            for a, b, w in walks:
-                draw.line([tuple(a * k), tuple(b * k)], fill=255, width=max(1, round(w * k)))
-                draw.ellipse([*(b * k - w * k / 2), *(b * k + w * k / 2)], fill=255)
-        coverage = _soft_lines(size, draw_on)
+        coverage = _soft_lines(size, walks)
         if 0.006 <= (coverage >= 0.35).mean() <= 0.08:
             break
     return coverage
@@ -266,21 +262,13 @@ def _walk(rng, point, heading, width, length, s, depth) -> list:
     return segments
 
 
-def _straight_lines(size, lines) -> np.ndarray:
-    """Soft coverage of straight lines ``[(x0, y0, x1, y1, width), ...]``."""
-    def draw_on(draw, k):
-        for x0, y0, x1, y1, w in lines:
-            draw.line([(x0 * k, y0 * k), (x1 * k, y1 * k)], fill=255, width=max(1, round(w * k)))
-    return _soft_lines(size, draw_on)
-
-
 def _saw_cut(rng, size, s):
     """A straight joint of uniform width right across the tile, mostly near-axis-aligned."""
     angle = rng.choice([0, np.pi / 2]) + rng.normal(0, 0.04) if rng.random() < 0.7 \
         else rng.uniform(0, np.pi)
     cx, cy = rng.uniform(0.15, 0.85, 2) * size
     dx, dy = np.cos(angle) * 2 * size, np.sin(angle) * 2 * size
-    line = _straight_lines(size, [(cx - dx, cy - dy, cx + dx, cy + dy, rng.uniform(2, 4.5) * s)])
+    line = _soft_lines(size, [((cx - dx, cy - dy), (cx + dx, cy + dy), rng.uniform(2, 4.5) * s)])
     return 1 - rng.uniform(0.35, 0.6) * line
 
 
@@ -291,8 +279,8 @@ def _scratches(rng, size, s):
     for _ in range(rng.integers(3, 10)):
         a, half = angle + rng.normal(0, 0.12), rng.uniform(0.04, 0.15) * size
         (cx, cy), dx, dy = rng.uniform(0, size, 2), half * np.cos(a), half * np.sin(a)
-        lines.append((cx - dx, cy - dy, cx + dx, cy + dy, rng.uniform(0.8, 1.6) * s))
-    return 1 + rng.choice([-1, 1]) * rng.uniform(0.2, 0.4) * _straight_lines(size, lines)
+        lines.append(((cx - dx, cy - dy), (cx + dx, cy + dy), rng.uniform(0.8, 1.6) * s))
+    return 1 + rng.choice([-1, 1]) * rng.uniform(0.2, 0.4) * _soft_lines(size, lines)
 
 
 def _shadow(rng, size, s):
