@@ -271,9 +271,9 @@ def _download(dest: Path, timeout: float, verbose: int, tried: list[str]) -> tup
         config.disable_interactive_logging()
     default_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # get_file has no timeout; urlopen uses this default
+    # get_file writes straight to its target: a temp name keeps a killed download from
+    # looking like a finished one.
     try:
-        # get_file writes straight to its target: a temp name keeps a killed download from
-        # looking like a finished one.
         with atomic_path(dest) as part:
             try:
                 utils.get_file(part.name, SDNET2018_URL, file_hash=SDNET2018_SHA256,
@@ -281,16 +281,14 @@ def _download(dest: Path, timeout: float, verbose: int, tried: list[str]) -> tup
             except ValueError:  # get_file's hash check; _verify_zip says what was received
                 _verify_zip(part, f"downloaded from {SDNET2018_URL}")
                 raise
-    except DatasetChecksumError:
-        raise
-    except Exception as err:  # get_file reports network failures as plain Exception
-        tried.append(f"download {SDNET2018_URL}: {err}")
-        raise DatasetUnavailableError(problem(
-            "SDNET2018 deck sample", f"the zip ({' or '.join(SDNET2018_ZIP_NAMES)}, "
-            f"{SDNET2018_SIZE:,} bytes) in a mirror folder or a working download",
-            "; ".join(tried), f"set {MIRROR_ENV}=/folder/with/the/zip, or pass "
-            f"mirror='/folder/with/the/zip', or download {SDNET2018_URL} by hand into such "
-            "a folder")) from err
+            except Exception as err:  # get_file reports network failures as plain Exception
+                tried.append(f"download {SDNET2018_URL}: {err}")
+                raise DatasetUnavailableError(problem(
+                    "SDNET2018 deck sample", f"the zip ({' or '.join(SDNET2018_ZIP_NAMES)}, "
+                    f"{SDNET2018_SIZE:,} bytes) in a mirror folder or a working download",
+                    "; ".join(tried), f"set {MIRROR_ENV}=/folder/with/the/zip, or pass "
+                    f"mirror='/folder/with/the/zip', or download {SDNET2018_URL} by hand into "
+                    "such a folder")) from err
     finally:
         socket.setdefaulttimeout(default_timeout)
         if quiet:
