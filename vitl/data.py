@@ -173,21 +173,6 @@ def read_image(path, size=None) -> np.ndarray:
         raise BadImageError(path, _reason(err)) from err
 
 
-def _image_problem(path: Path) -> str | None:
-    """Return why ``path`` is not a usable image, or None when it decodes."""
-    try:
-        read_image(path, size=_CHECK_SIZE)  # a real decode: verify() alone misses truncation
-        with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
-            img.verify()  # checksums (PNG CRCs) that decoding skips
-    except BadImageError as err:
-        return err.reason
-    except MemoryError:
-        raise
-    except Exception as err:  # noqa: BLE001 - Pillow raises many types for broken files
-        return _reason(err)
-    return None
-
-
 def check_images(paths) -> tuple[list[Path], list[SkippedFile]]:
     """Split ``paths`` into usable images and :class:`SkippedFile` records saying why not.
 
@@ -211,11 +196,17 @@ def check_images(paths) -> tuple[list[Path], list[SkippedFile]]:
     """
     good, skipped = [], []
     for path in map(Path, paths):
-        reason = _image_problem(path)
-        if reason:
-            skipped.append(SkippedFile(path, reason))
-        else:
+        try:
+            read_image(path, size=_CHECK_SIZE)  # a real decode: verify() alone misses truncation
+            with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
+                img.verify()  # checksums (PNG CRCs) that decoding skips
             good.append(path)
+        except BadImageError as err:
+            skipped.append(SkippedFile(path, err.reason))
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - Pillow raises many types for broken files
+            skipped.append(SkippedFile(path, _reason(err)))
     return good, skipped
 
 
