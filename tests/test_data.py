@@ -581,3 +581,9 @@ def test_cli_data_without_split(image_folder, capsys):
 def test_cli_data_bad_folder_exits_2(tmp_path, capsys):
     assert cli_main(["data", str(tmp_path / "missing")]) == 2
     assert "expected an existing folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verbose", ["bar", 3, -1, None])
+def test_verbose_is_0_1_or_2(tmp_path, verbose):
+    with pytest.raises(ValueError, match="verbose: expected 0"):
+        load_image_folder(tmp_path, verbose=verbose)

@@ -116,6 +116,10 @@ def check_verbose(verbose) -> int:
     Example:
         >>> check_verbose(True), check_verbose(2)
         (1, 2)
+        >>> check_verbose("bar")
+        Traceback (most recent call last):
+        ...
+        ValueError: verbose: expected 0 (silent), 1 (progress bars) or 2 (also a line per epoch), received 'bar'. Fix: pass verbose=1
     """
     if verbose in (0, 1, 2):
         return int(verbose)
