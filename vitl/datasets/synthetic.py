@@ -202,7 +202,8 @@ def _texture(rng, size: int, s: float) -> np.ndarray:
         n = rng.poisson(count * s * s)
         dots[tuple(rng.integers(0, size, (2, n)))] = rng.uniform(0.4, 1.0, n) * (
             rng.choice([-1, 1], n) if amp > 0 else 1)
-        light += amp * np.clip(gaussian_filter(dots, sigma * s) * 22 * sigma * sigma * s * s, -1, 1)
+        peak = 2 * np.pi * 3.5 * (sigma * s) ** 2  # a blurred impulse peaks near 1 / peak
+        light += amp * np.clip(gaussian_filter(dots, sigma * s) * peak, -1, 1)
     y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
     angle = rng.uniform(0, 2 * np.pi)
     return light * (1 + rng.uniform(0, 0.12) * (x * np.cos(angle) + y * np.sin(angle))
