@@ -30,7 +30,7 @@ def images(tmp_path):
 
 
 def run(paths, extractor, cache, **kwargs):
-    return featurize(paths, extractor, cache=cache, progress=False, return_stats=True, **kwargs)
+    return featurize(paths, extractor, cache=cache, verbose=0, return_stats=True, **kwargs)
 
 
 def test_cold_then_warm_equals_uncached_and_direct_computation(extractor, images, tmp_path):
@@ -214,8 +214,8 @@ def test_default_cache_follows_vitl_cache_and_none_writes_nothing(extractor, ima
 
 
 def test_progress_prints_a_summary_line(extractor, images, tmp_path, capsys):
-    featurize(images, extractor, cache=tmp_path / "cache", progress=True)
-    featurize(images, extractor, cache=tmp_path / "cache", progress=True)
+    featurize(images, extractor, cache=tmp_path / "cache", verbose=1)
+    featurize(images, extractor, cache=tmp_path / "cache", verbose=1)
     err = capsys.readouterr().err
     assert "featurized 12 images with mobilenetv2: 0 cached, 12 computed in" in err
     assert "featurized 12 images with mobilenetv2: 12 cached, 0 computed in" in err
@@ -237,7 +237,7 @@ def test_empty_input_gives_empty_array(extractor, tmp_path):
 def test_bad_arguments_say_expected_received_fix(kwargs, match, extractor, images, tmp_path):
     kwargs.setdefault("cache", tmp_path / "cache")
     with pytest.raises(ValueError, match=match) as info:
-        featurize(images, extractor, progress=False, **kwargs)
+        featurize(images, extractor, verbose=0, **kwargs)
     assert "Fix:" in str(info.value)
 
 

@@ -38,7 +38,6 @@ import numpy as np
 
 from .._errors import problem
 from .._files import stamp
-from .._hashing import sha256_file
 
 #: File name of the sqlite database inside a cache folder.
 DB_NAME = "features.sqlite"
@@ -90,20 +89,6 @@ _INSERT_FEATURE = ("INSERT OR REPLACE INTO features (space, content, dim, crc32,
                    "VALUES (?,?,?,?,?,?)")
 _INSERT_RUN = ("INSERT OR REPLACE INTO last_run (backbone, finished, images, hits, computed, "
                "repaired, seconds) VALUES (?,?,?,?,?,?,?)")
-
-
-def content_hash(path) -> str:
-    """Return the hex sha256 of a file's bytes, the image part of a cache key.
-
-    Example:
-        >>> import tempfile, os
-        >>> with tempfile.NamedTemporaryFile(delete=False) as f:
-        ...     _ = f.write(b"abc")
-        >>> content_hash(f.name)[:16]
-        'ba7816bf8f01cfea'
-        >>> os.remove(f.name)
-    """
-    return sha256_file(path)
 
 
 @dataclass(frozen=True)

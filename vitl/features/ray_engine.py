@@ -51,7 +51,7 @@ class ShardWorker:
         fingerprint: the driver's weights fingerprint; another one here is an error.
         space: the shards' :class:`~vitl.features.cache.FeatureSpace`.
         shard_dir: where shard files are written.
-        threads: TensorFlow threads and decoding threads.
+        threads: TensorFlow intra-op threads (the actor's CPUs).
     """
 
     def __init__(self, recipe, fingerprint: str, space, shard_dir: str, threads: int):
@@ -62,26 +62,27 @@ class ShardWorker:
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
-        self.extractor = recipe.build()
-        if self.extractor.fingerprint != fingerprint:
+        from .pipeline import Featurizer
+
+        self.featurizer = Featurizer(recipe.build(), cache=None, verbose=0)
+        if self.featurizer.extractor.fingerprint != fingerprint:
             raise ValueError(problem(
                 "worker weights", f"fingerprint {fingerprint} (the driver's)",
-                self.extractor.fingerprint,
+                self.featurizer.extractor.fingerprint,
                 "install the same weights file on every node (vitl weights ...)"))
-        self.space, self.shard_dir, self.threads = space, Path(shard_dir), threads
+        self.space, self.shard_dir = space, Path(shard_dir)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict) -> dict:
-        from .folder import compute_vectors
+        from .folder import featurize_shard
         from .shards import write_shard
 
         out = {"name": [], "rows": [], "errors": [], "worker": [], "seconds": []}
         for name, items in zip(batch["name"], batch["items"]):
             start = time.perf_counter()
-            contents, vectors, errors = compute_vectors(self.extractor, json.loads(items),
-                                                        threads=self.threads)
+            contents, vectors, errors = featurize_shard(self.featurizer, json.loads(items))
             seconds = time.perf_counter() - start
-            write_shard(self.shard_dir / str(name), self.space, self.extractor.feature_dim,
+            write_shard(self.shard_dir / str(name), self.space, vectors.shape[1],
                         contents, vectors, errors,
                         writer={"worker": self.worker, "seconds": round(seconds, 3),
                                 "engine": "ray"})
