@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from feature_helpers import assert_features_close, build_extractor, direct_features, write_images
 
-from vitl.cli import main as vitl_main
 from vitl._hashing import sha256_file
+from vitl.cli import main as vitl_main
 from vitl.features import FeatureCache, FeatureKey, FeatureSpace, Featurizer
 
 WORKER = Path(__file__).with_name("featurize_worker.py")

@@ -31,7 +31,7 @@ import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,46 +49,22 @@ SCHEMA_VERSION = 1
 # each other far less than this; it only bounds a pathological lock holder.
 BUSY_TIMEOUT_S = 120.0
 
-# sqlite's default limit on host parameters per statement is 32766; stay well below.
-_CHUNK = 500
-
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS spaces (
-    id            TEXT PRIMARY KEY,
-    backbone      TEXT NOT NULL,
-    fingerprint   TEXT NOT NULL,
-    input_size    INTEGER NOT NULL,
-    preprocessing INTEGER NOT NULL,
-    precision     TEXT NOT NULL,
-    view          INTEGER NOT NULL,
-    transform_id  TEXT
-);
+CREATE TABLE IF NOT EXISTS spaces (id TEXT PRIMARY KEY, backbone TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, input_size INTEGER NOT NULL, preprocessing INTEGER NOT NULL,
+    precision TEXT NOT NULL, view INTEGER NOT NULL, transform_id TEXT);
 CREATE INDEX IF NOT EXISTS spaces_backbone ON spaces (backbone);
-CREATE TABLE IF NOT EXISTS features (
-    space    TEXT NOT NULL,
-    content  TEXT NOT NULL,
-    dim      INTEGER NOT NULL,
-    crc32    INTEGER NOT NULL,
-    vector   BLOB NOT NULL,
-    created  REAL NOT NULL,
-    PRIMARY KEY (space, content)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS last_run (
-    backbone  TEXT PRIMARY KEY,
-    finished  REAL NOT NULL,
-    images    INTEGER NOT NULL,
-    hits      INTEGER NOT NULL,
-    computed  INTEGER NOT NULL,
-    repaired  INTEGER NOT NULL,
-    seconds   REAL NOT NULL
-);
+CREATE TABLE IF NOT EXISTS features (space TEXT NOT NULL, content TEXT NOT NULL,
+    dim INTEGER NOT NULL, crc32 INTEGER NOT NULL, vector BLOB NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (space, content)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS last_run (backbone TEXT PRIMARY KEY, finished REAL NOT NULL,
+    images INTEGER NOT NULL, hits INTEGER NOT NULL, computed INTEGER NOT NULL,
+    repaired INTEGER NOT NULL, seconds REAL NOT NULL);
 """
-_INSERT_SPACE = ("INSERT OR IGNORE INTO spaces (id, backbone, fingerprint, input_size, "
-                 "preprocessing, precision, view, transform_id) VALUES (?,?,?,?,?,?,?,?)")
-_INSERT_FEATURE = ("INSERT OR REPLACE INTO features (space, content, dim, crc32, vector, created) "
-                   "VALUES (?,?,?,?,?,?)")
-_INSERT_RUN = ("INSERT OR REPLACE INTO last_run (backbone, finished, images, hits, computed, "
-               "repaired, seconds) VALUES (?,?,?,?,?,?,?)")
+_RUN_COLUMNS = ("finished", "images", "hits", "computed", "repaired", "seconds")
+_INSERT_SPACE = "INSERT OR IGNORE INTO spaces VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_FEATURE = "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?)"
+_INSERT_RUN = "INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)"
 
 
 @dataclass(frozen=True)
@@ -381,26 +357,21 @@ class FeatureCache:
             A :class:`Lookup`: ``found`` maps keys to float32 vectors; ``damaged``
             lists keys whose stored bytes failed verification (treat as misses).
         """
-        by_space = defaultdict(list)
+        by_space = defaultdict(dict)
         for key in keys:
-            by_space[key.space].append(key)
+            by_space[key.space][key.content] = key
         found, damaged = {}, []
         with self._lock:
-            for space, space_keys in by_space.items():
-                wanted = {k.content: k for k in space_keys}
-                contents = list(wanted)
-                for start in range(0, len(contents), _CHUNK):
-                    chunk = contents[start:start + _CHUNK]
-                    marks = ",".join("?" * len(chunk))
-                    rows = self._db.execute(
-                        f"SELECT content, dim, crc32, vector FROM features "
-                        f"WHERE space = ? AND content IN ({marks})", [space.id, *chunk])
-                    for content, dim, crc, blob in rows:
-                        vector = _decode(dim, crc, blob)
-                        if vector is None:
-                            damaged.append(wanted[content])
-                        else:
-                            found[wanted[content]] = vector
+            for space, wanted in by_space.items():
+                rows = self._db.execute(
+                    "SELECT content, dim, crc32, vector FROM features WHERE space = ? AND "
+                    "content IN (SELECT value FROM json_each(?))", (space.id, json.dumps(list(wanted))))
+                for content, dim, crc, blob in rows:
+                    vector = _decode(dim, crc, blob)
+                    if vector is None:
+                        damaged.append(wanted[content])
+                    else:
+                        found[wanted[content]] = vector
         return Lookup(found, damaged)
 
     def get_many(self, keys: Iterable[FeatureKey]) -> dict:
@@ -456,8 +427,7 @@ class FeatureCache:
         rows = [(key.space.id, key.content, *_encode(vector), now) for key, vector in items]
         with self._lock:
             self._write(
-                (_INSERT_SPACE, [(s.id, s.backbone, s.fingerprint, s.input_size, s.preprocessing,
-                                  s.precision, s.view, s.transform_id) for s in spaces]),
+                (_INSERT_SPACE, [(space.id, *astuple(space)) for space in spaces]),
                 (_INSERT_FEATURE, rows),
             )
 
@@ -471,14 +441,9 @@ class FeatureCache:
 
     def _write(self, *statements) -> None:
         self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db:  # commits, or rolls back on any exception (also KeyboardInterrupt)
             for sql, rows in statements:
                 self._db.executemany(sql, rows)
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # -- maintenance -----------------------------------------------------
 
@@ -496,12 +461,9 @@ class FeatureCache:
                 "SELECT s.backbone, COUNT(*) FROM features f JOIN spaces s ON s.id = f.space "
                 "GROUP BY s.backbone ORDER BY s.backbone").fetchall())
             runs = {}
-            for name, finished, images, hits, computed, repaired, seconds in self._db.execute(
-                    "SELECT backbone, finished, images, hits, computed, repaired, seconds "
-                    "FROM last_run"):
-                runs[name] = {"finished": finished, "images": images, "hits": hits,
-                              "computed": computed, "repaired": repaired, "seconds": seconds,
-                              "hit_rate": hits / images if images else 0.0}
+            for name, *values in self._db.execute("SELECT * FROM last_run"):
+                run = dict(zip(_RUN_COLUMNS, values))
+                runs[name] = {**run, "hit_rate": run["hits"] / run["images"] if run["images"] else 0.0}
         files = (Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm"))
         size = sum(p.stat().st_size for p in files if p.is_file())
         return CacheInfo(self.path, size, sum(per_backbone.values()), per_backbone, runs)
@@ -514,15 +476,12 @@ class FeatureCache:
         everything also deletes damaged databases set aside earlier.
         """
         with self._lock:
-            where, args = ("", []) if backbone is None else (
-                " WHERE space IN (SELECT id FROM spaces WHERE backbone = ?)", [backbone])
-            removed = self._db.execute(f"SELECT COUNT(*) FROM features{where}", args).fetchone()[0]
-            runs_where = "" if backbone is None else " WHERE backbone = ?"
-            self._write(
-                (f"DELETE FROM features{where}", [args]),
-                (f"DELETE FROM spaces{'' if backbone is None else ' WHERE backbone = ?'}", [args]),
-                (f"DELETE FROM last_run{runs_where}", [args]),
-            )
+            where, args = ("", []) if backbone is None else (" WHERE backbone = ?", [backbone])
+            of_spaces = where and f" WHERE space IN (SELECT id FROM spaces{where})"
+            removed = self._db.execute(f"SELECT COUNT(*) FROM features{of_spaces}",
+                                       args).fetchone()[0]
+            self._write((f"DELETE FROM features{of_spaces}", [args]),
+                        (f"DELETE FROM spaces{where}", [args]), (f"DELETE FROM last_run{where}", [args]))
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         if backbone is None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from .._errors import check_int, check_verbose, problem
 from .._hashing import sha256_file
 from .cache import FeatureCache
-from .pipeline import Featurizer
+from .pipeline import FeatureStats, Featurizer
 
 ENGINES = ("local", "ray")
 #: vitl train / ImageClassifier's default backbone precision, so a default featurize matches.
@@ -70,51 +70,35 @@ class ExtractorRecipe:
 
 
 @dataclass
-class FolderStats:
-    """What :func:`featurize_folder` did.
+class FolderStats(FeatureStats):
+    """What :func:`featurize_folder` did: a :class:`FeatureStats` plus the engine's numbers.
 
     Attributes:
         engine: ``"local"`` or ``"ray"``.
-        backbone: the backbone's name.
-        precision: the concrete precision that ran.
-        images: image files listed.
-        cached: of those, files whose vectors were already cached.
-        computed: vectors run through the backbone now (identical files once).
         imported: vectors added to the cache from shard files (ray engine).
-        bad: ``(path, reason)`` of files that could not be featurized.
         shards: ``{"total", "skipped", "imported", "run"}`` shard counts (ray engine).
         workers: shards computed per worker (``host:pid``) in this run.
-        seconds: wall time.
 
     Example:
-        >>> print(FolderStats("local", "mobilenetv2", "float32", 4, 1, 3, seconds=2.0))
+        >>> print(FolderStats("mobilenetv2", 4, 1, 3, 0, 2.0, "float32", engine="local"))
         featurized 4 images with mobilenetv2 (float32, local engine): 1 cached, 3 computed in 2.0 s (1.5 img/s)
     """
 
-    engine: str
-    backbone: str
-    precision: str
-    images: int
-    cached: int
-    computed: int
     imported: int = 0
-    bad: list = field(default_factory=list)
     shards: dict = field(default_factory=dict)
     workers: dict = field(default_factory=dict)
-    seconds: float = 0.0
+
+    @property
+    def cached(self) -> int:
+        """Files whose vectors were already cached (``hits``)."""
+        return self.hits
 
     def __str__(self) -> str:
-        text = (f"featurized {self.images} images with {self.backbone} ({self.precision}, "
-                f"{self.engine} engine): {self.cached} cached, {self.computed} computed in "
-                f"{self.seconds:.1f} s")
-        if self.computed and self.seconds > 0:
-            text += f" ({self.computed / self.seconds:.1f} img/s)"
+        text = super().__str__()
         if self.shards:
             s = self.shards
             text += (f"; shards: {s['run']} run on {len(self.workers)} workers, "
                      f"{s['imported']} imported from earlier runs, {s['skipped']} already cached")
-        if self.bad:
-            text += f"; {len(self.bad)} unreadable files skipped"
         return text
 
 
@@ -261,9 +245,8 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
     featurizer = Featurizer(recipe.build(), cache=cache, verbose=verbose)
     if engine == "local":
         featurizer.featurize(paths, errors="skip")
-        s = featurizer.last_stats
-        return FolderStats("local", s.backbone, concrete, s.images, s.hits, s.computed,
-                           bad=s.bad, seconds=time.perf_counter() - start)
+        stats = vars(featurizer.last_stats)
+        return FolderStats(**{**stats, "seconds": time.perf_counter() - start, "engine": "local"})
     return _featurize_ray(paths, featurizer, recipe, start, address, workers, cpus_per_worker,
                           gpus_per_worker, shard_dir, shard_size, featurizer.verbose)
 
@@ -319,10 +302,9 @@ def _featurize_ray(paths, featurizer, recipe, start, address, workers, cpus_per_
     bad_contents.update(known_bad)
     bad = sorted({bad_contents[k.content] for k in keys if k.content in bad_contents})
     computed = result.added - imported_before
-    stats = FolderStats("ray", recipe.backbone, recipe.precision, len(paths),
-                        sum(1 for k in keys if k.content in cached_contents), computed,
-                        imported=result.added, bad=bad,
-                        shards={"total": skipped + len(earlier) + len(tasks), "skipped": skipped,
-                                "imported": len(earlier), "run": len(tasks)},
-                        workers=dict(workers_done), seconds=time.perf_counter() - start)
-    return stats
+    hits = sum(1 for k in keys if k.content in cached_contents)
+    return FolderStats(recipe.backbone, len(paths), hits, computed, 0, time.perf_counter() - start,
+                       recipe.precision, bad, engine="ray", imported=result.added,
+                       shards={"total": skipped + len(earlier) + len(tasks), "skipped": skipped,
+                               "imported": len(earlier), "run": len(tasks)},
+                       workers=dict(workers_done))

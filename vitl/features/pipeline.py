@@ -44,6 +44,7 @@ class FeatureStats:
         seconds: wall time of the whole call.
         precision: the backbone precision that ran (``""`` when unknown).
         bad: ``(path, reason)`` of files that could not be read, with ``errors="skip"``.
+        engine: ``"local"`` or ``"ray"`` when made by :func:`~vitl.features.featurize_folder`.
 
     Example:
         >>> print(FeatureStats("resnet101v2", 400, 380, 20, 0, 3.1, "bfloat16"))
@@ -58,6 +59,7 @@ class FeatureStats:
     seconds: float
     precision: str = ""
     bad: list = field(default_factory=list)
+    engine: str = ""
 
     @property
     def misses(self) -> int:
@@ -75,15 +77,16 @@ class FeatureStats:
         return self.computed / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        text = (f"featurized {self.images} images with {self.backbone}: {self.hits} cached, "
-                f"{self.computed} computed in {self.seconds:.1f} s")
+        where = f" ({self.precision}, {self.engine} engine)" if self.engine else ""
+        text = (f"featurized {self.images} images with {self.backbone}{where}: {self.hits} "
+                f"cached, {self.computed} computed in {self.seconds:.1f} s")
         if self.computed:
             text += f" ({self.images_per_second:.1f} img/s)"
         if self.repaired:
             text += f"; {self.repaired} damaged cache entries recomputed"
         if self.bad:
             text += f"; {len(self.bad)} unreadable files skipped"
-        if self.precision:
+        if self.precision and not self.engine:
             text += f"; precision {self.precision}"
         return text
 
@@ -218,7 +221,7 @@ def model_image_loader(paths, size: int, views=None, transform=None, errors: dic
         index = int(index)
         try:
             return load_model_image(paths[index], size, views[index] if views else 0, transform)
-        except Exception as err:  # noqa: BLE001 - handed to the caller with its index
+        except Exception as err:  # handed to the caller with its index
             if errors is None:
                 raise
             errors[index] = err
