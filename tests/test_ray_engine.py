@@ -167,7 +167,7 @@ def test_ray_workers_with_other_weights_are_refused(cluster, data, tmp_path):
     space = FeatureSpace("mobilenetv2", "not-the-fingerprint", 32, 1, "float32")
     tasks = [{"name": "x.parquet", "items": [("0" * 64, str(next(data.rglob("*.jpg"))))]}]
     with pytest.raises(ValueError, match="worker weights: expected fingerprint not-the-fi"):
-        list(ray_engine.run(tasks, recipe, space, "not-the-fingerprint", tmp_path, workers=1))
+        list(ray_engine.run(tasks, recipe, space, tmp_path, workers=1))
     assert not list(tmp_path.glob("*.parquet"))
 
 

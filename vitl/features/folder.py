@@ -247,12 +247,13 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
         featurizer.featurize(paths, errors="skip")
         stats = vars(featurizer.last_stats)
         return FolderStats(**{**stats, "seconds": time.perf_counter() - start, "engine": "local"})
-    return _featurize_ray(paths, featurizer, recipe, start, address, workers, cpus_per_worker,
-                          gpus_per_worker, shard_dir, shard_size, featurizer.verbose)
+    return _featurize_ray(paths, featurizer, recipe, start, shard_dir, shard_size, address=address,
+                          workers=workers, cpus_per_worker=cpus_per_worker,
+                          gpus_per_worker=gpus_per_worker)
 
 
-def _featurize_ray(paths, featurizer, recipe, start, address, workers, cpus_per_worker,
-                   gpus_per_worker, shard_dir, shard_size, verbose) -> FolderStats:
+def _featurize_ray(paths, featurizer, recipe, start, shard_dir, shard_size, **ray_options
+                   ) -> FolderStats:
     from tqdm import tqdm
 
     from . import ray_engine, shards
@@ -288,12 +289,10 @@ def _featurize_ray(paths, featurizer, recipe, start, address, workers, cpus_per_
     imported_before = result.added
     workers_done = Counter()
     if tasks:
-        with tqdm(total=sum(len(t["items"]) for t in tasks), unit="img", disable=not verbose,
+        with tqdm(total=sum(len(t["items"]) for t in tasks), unit="img",
+                  disable=not featurizer.verbose,
                   desc=f"featurizing on ray ({recipe.backbone})", file=sys.stderr) as bar:
-            for done in ray_engine.run(tasks, recipe, space, featurizer.extractor.fingerprint,
-                                       shard_dir, address=address, workers=workers,
-                                       cpus_per_worker=cpus_per_worker,
-                                       gpus_per_worker=gpus_per_worker):
+            for done in ray_engine.run(tasks, recipe, space, shard_dir, **ray_options):
                 shards.import_shard(shards.read_shard(shard_dir / done["name"], expect=space),
                                     cache, result)
                 workers_done[done["worker"]] += 1

@@ -48,13 +48,13 @@ class ShardWorker:
 
     Args:
         recipe: the driver's :class:`~vitl.features.folder.ExtractorRecipe`.
-        fingerprint: the driver's weights fingerprint; another one here is an error.
-        space: the shards' :class:`~vitl.features.cache.FeatureSpace`.
+        space: the shards' :class:`~vitl.features.cache.FeatureSpace`; its weights
+            fingerprint is the driver's, and a worker with other weights is an error.
         shard_dir: where shard files are written.
         threads: TensorFlow intra-op threads (the actor's CPUs).
     """
 
-    def __init__(self, recipe, fingerprint: str, space, shard_dir: str, threads: int):
+    def __init__(self, recipe, space, shard_dir: str, threads: int):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
@@ -65,32 +65,27 @@ class ShardWorker:
         from .pipeline import Featurizer
 
         self.featurizer = Featurizer(recipe.build(), cache=None, verbose=0)
-        if self.featurizer.extractor.fingerprint != fingerprint:
+        if self.featurizer.extractor.fingerprint != space.fingerprint:
             raise ValueError(problem(
-                "worker weights", f"fingerprint {fingerprint} (the driver's)",
+                "worker weights", f"fingerprint {space.fingerprint} (the driver's)",
                 self.featurizer.extractor.fingerprint,
                 "install the same weights file on every node (vitl weights ...)"))
         self.space, self.shard_dir = space, Path(shard_dir)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict) -> dict:
+        """Featurize the batch's one shard (``batch_size=1``), write it; return its summary row."""
         from .folder import featurize_shard
         from .shards import write_shard
 
-        out = {"name": [], "rows": [], "errors": [], "worker": [], "seconds": []}
-        for name, items in zip(batch["name"], batch["items"]):
-            start = time.perf_counter()
-            contents, vectors, errors = featurize_shard(self.featurizer, json.loads(items))
-            seconds = time.perf_counter() - start
-            write_shard(self.shard_dir / str(name), self.space, vectors.shape[1],
-                        contents, vectors, errors,
-                        writer={"worker": self.worker, "seconds": round(seconds, 3),
-                                "engine": "ray"})
-            for key, value in (("name", str(name)), ("rows", len(contents) + len(errors)),
-                               ("errors", len(errors)), ("worker", self.worker),
-                               ("seconds", seconds)):
-                out[key].append(value)
-        return out
+        start = time.perf_counter()
+        name = str(batch["name"][0])
+        contents, vectors, errors = featurize_shard(self.featurizer, json.loads(batch["items"][0]))
+        seconds = time.perf_counter() - start
+        write_shard(self.shard_dir / name, self.space, vectors.shape[1], contents, vectors, errors,
+                    writer={"worker": self.worker, "seconds": round(seconds, 3), "engine": "ray"})
+        return {"name": [name], "rows": [len(contents) + len(errors)], "errors": [len(errors)],
+                "worker": [self.worker], "seconds": [seconds]}
 
 
 def _connect(ray, address, workers, cpus_per_worker) -> bool:
@@ -132,7 +127,7 @@ def _one_line(err: BaseException) -> str:
                    "(Ray's logs: /tmp/ray/session_latest/logs)")
 
 
-def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, workers=None,
+def run(tasks, recipe, space, shard_dir, *, address=None, workers=None,
         cpus_per_worker: int = 1, gpus_per_worker: float = 0):
     """Featurize shards on a Ray actor pool; yield ``{"name", "rows", "errors", "worker",
     "seconds"}`` as each shard file is written.
@@ -141,7 +136,6 @@ def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, work
         tasks: ``[{"name": file name, "items": [(content, path), ...]}]``.
         recipe: an :class:`~vitl.features.folder.ExtractorRecipe` with a concrete precision.
         space: the :class:`~vitl.features.cache.FeatureSpace` written into the shards.
-        fingerprint: the driver's weights fingerprint (workers must match it).
         shard_dir: the shard folder (shared storage on a real cluster).
         address, workers, cpus_per_worker, gpus_per_worker: see
             :func:`vitl.features.folder.featurize_folder`.
@@ -167,8 +161,8 @@ def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, work
                 ShardWorker, batch_size=1, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
                 num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, max_restarts=0,
-                fn_constructor_kwargs={"recipe": recipe, "fingerprint": fingerprint,
-                                       "space": space, "shard_dir": str(Path(shard_dir).absolute()),
+                fn_constructor_kwargs={"recipe": recipe, "space": space,
+                                       "shard_dir": str(Path(shard_dir).absolute()),
                                        "threads": int(cpus_per_worker)})
         try:
             for row in dataset.iter_rows():
