@@ -98,7 +98,7 @@ class FeatureSpace:
 
     @property
     def id(self) -> str:
-        """A stable 32-hex-digit id of all the fields."""
+        """A stable 32-hex-digit id of all the fields (the sha256 of their JSON)."""
         text = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -325,7 +325,16 @@ class FeatureCache:
             self._db = self._connect()
 
     def damaged_copies(self) -> list[Path]:
-        """Damaged databases set aside in this folder (``features.sqlite.damaged-*``)."""
+        """Return the damaged databases set aside in this folder (``features.sqlite.damaged-*``).
+
+        Returns:
+            Their paths, sorted (empty when none was ever damaged).
+
+        Example:
+            >>> import tempfile
+            >>> FeatureCache(tempfile.mkdtemp()).damaged_copies()
+            []
+        """
         return sorted(self.directory.glob(f"{DB_NAME}.damaged-*"))
 
     def __repr__(self) -> str:
@@ -337,7 +346,14 @@ class FeatureCache:
             return self._db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
 
     def close(self) -> None:
-        """Close the database connection (also done when the object is collected)."""
+        """Close the database connection (also done when the object is collected).
+
+        Example:
+            >>> import tempfile
+            >>> with FeatureCache(tempfile.mkdtemp()) as cache:  # closed on leaving the block
+            ...     len(cache)
+            0
+        """
         with self._lock:
             self._db.close()
 
@@ -353,9 +369,21 @@ class FeatureCache:
     def lookup(self, keys: Iterable[FeatureKey]) -> Lookup:
         """Fetch stored vectors, verifying each one's length and CRC32.
 
+        Args:
+            keys: the :class:`FeatureKey` s wanted.
+
         Returns:
             A :class:`Lookup`: ``found`` maps keys to float32 vectors; ``damaged``
             lists keys whose stored bytes failed verification (treat as misses).
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> key = FeatureKey("0" * 64, FeatureSpace("mobilenetv2", "abc", 224, 1, "float32"))
+            >>> cache.put_many([(key, np.ones(2))])
+            >>> found = cache.lookup([key])
+            >>> found.found[key].tolist(), found.damaged
+            ([1.0, 1.0], [])
         """
         by_space = defaultdict(dict)
         for key in keys:
@@ -363,9 +391,10 @@ class FeatureCache:
         found, damaged = {}, []
         with self._lock:
             for space, wanted in by_space.items():
-                rows = self._db.execute(
+                rows = self._db.execute(  # json_each: any number of keys in one statement
                     "SELECT content, dim, crc32, vector FROM features WHERE space = ? AND "
-                    "content IN (SELECT value FROM json_each(?))", (space.id, json.dumps(list(wanted))))
+                    "content IN (SELECT value FROM json_each(?))",
+                    (space.id, json.dumps(list(wanted))))
                 for content, dim, crc, blob in rows:
                     vector = _decode(dim, crc, blob)
                     if vector is None:
@@ -377,6 +406,12 @@ class FeatureCache:
     def get_many(self, keys: Iterable[FeatureKey]) -> dict:
         """Return ``{key: float32 vector}`` for the keys stored intact (others are absent).
 
+        Args:
+            keys: the :class:`FeatureKey` s wanted.
+
+        Returns:
+            A dict of the keys found intact (``lookup(keys).found``).
+
         Example:
             >>> import tempfile
             >>> cache = FeatureCache(tempfile.mkdtemp())
@@ -387,7 +422,19 @@ class FeatureCache:
         return self.lookup(keys).found
 
     def spaces(self) -> list[FeatureSpace]:
-        """Return the feature spaces that hold vectors, sorted by id (for export)."""
+        """Return the feature spaces that hold vectors, sorted by id (for export).
+
+        Returns:
+            A list of :class:`FeatureSpace`.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+            >>> cache.put_many([(FeatureKey("0" * 64, space), np.ones(2))])
+            >>> cache.spaces() == [space]
+            True
+        """
         with self._lock:
             rows = self._db.execute(
                 "SELECT backbone, fingerprint, input_size, preprocessing, precision, view, "
@@ -399,6 +446,21 @@ class FeatureCache:
         """Yield ``(contents, float32 (n, dim) vectors)`` of one space's intact entries, by chunk.
 
         Entries are in content order; damaged ones are left out.
+
+        Args:
+            space: the :class:`FeatureSpace` to read.
+            chunk: entries per yielded chunk.
+
+        Returns:
+            A generator of ``(list of content hashes, (n, dim) array)`` pairs.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+            >>> cache.put_many([(FeatureKey(c * 64, space), np.ones(2)) for c in "ab"])
+            >>> [(len(contents), vectors.shape) for contents, vectors in cache.iter_vectors(space)]
+            [(2, (2, 2))]
         """
         last = ""
         while True:
@@ -418,7 +480,19 @@ class FeatureCache:
 
     @_recovering
     def put_many(self, items: Iterable[tuple[FeatureKey, np.ndarray]]) -> None:
-        """Store ``(key, vector)`` pairs in one transaction, replacing existing entries."""
+        """Store ``(key, vector)`` pairs in one transaction, replacing existing entries.
+
+        Args:
+            items: ``(FeatureKey, vector)`` pairs; vectors are stored as float32.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+            >>> cache.put_many([(FeatureKey("0" * 64, space), np.ones(2))])
+            >>> len(cache)
+            1
+        """
         items = list(items)
         if not items:
             return
@@ -434,7 +508,19 @@ class FeatureCache:
     @_recovering
     def record_run(self, backbone: str, images: int, hits: int, computed: int, repaired: int,
                    seconds: float) -> None:
-        """Remember a featurize run's numbers as ``backbone``'s last run (for :meth:`info`)."""
+        """Remember a featurize run's numbers as ``backbone``'s last run (for :meth:`info`).
+
+        Args:
+            backbone: the backbone's name.
+            images, hits, computed, repaired, seconds: the run's :class:`FeatureStats` numbers.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> cache.record_run("mobilenetv2", 10, 8, 2, 0, 1.5)
+            >>> cache.info().last_runs["mobilenetv2"]["hit_rate"]
+            0.8
+        """
         with self._lock:
             self._write(
                 (_INSERT_RUN, [(backbone, time.time(), images, hits, computed, repaired, seconds)]))
@@ -451,6 +537,9 @@ class FeatureCache:
     def info(self) -> CacheInfo:
         """Return path, size on disk, entries per backbone and each backbone's last run.
 
+        Returns:
+            A :class:`CacheInfo` (``str()`` of it is ``vitl cache info``'s table).
+
         Example:
             >>> import tempfile
             >>> FeatureCache(tempfile.mkdtemp()).info().entries
@@ -463,7 +552,8 @@ class FeatureCache:
             runs = {}
             for name, *values in self._db.execute("SELECT * FROM last_run"):
                 run = dict(zip(_RUN_COLUMNS, values))
-                runs[name] = {**run, "hit_rate": run["hits"] / run["images"] if run["images"] else 0.0}
+                run["hit_rate"] = run["hits"] / run["images"] if run["images"] else 0.0
+                runs[name] = run
         files = (Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm"))
         size = sum(p.stat().st_size for p in files if p.is_file())
         return CacheInfo(self.path, size, sum(per_backbone.values()), per_backbone, runs)
@@ -474,6 +564,20 @@ class FeatureCache:
 
         The file is compacted afterwards so the disk space is returned. Clearing
         everything also deletes damaged databases set aside earlier.
+
+        Args:
+            backbone: a backbone name, or None for everything.
+
+        Returns:
+            The number of vectors deleted.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+            >>> cache.put_many([(FeatureKey("0" * 64, space), np.ones(2))])
+            >>> cache.clear("resnet101v2"), cache.clear("mobilenetv2")
+            (0, 1)
         """
         with self._lock:
             where, args = ("", []) if backbone is None else (" WHERE backbone = ?", [backbone])
@@ -481,7 +585,8 @@ class FeatureCache:
             removed = self._db.execute(f"SELECT COUNT(*) FROM features{of_spaces}",
                                        args).fetchone()[0]
             self._write((f"DELETE FROM features{of_spaces}", [args]),
-                        (f"DELETE FROM spaces{where}", [args]), (f"DELETE FROM last_run{where}", [args]))
+                        (f"DELETE FROM spaces{where}", [args]),
+                        (f"DELETE FROM last_run{where}", [args]))
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         if backbone is None:

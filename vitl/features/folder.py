@@ -58,7 +58,15 @@ class ExtractorRecipe:
     seed: int = 0
 
     def build(self):
-        """Return the :class:`~vitl.backbones.FeatureExtractor`."""
+        """Build the frozen extractor (random weights seeded with ``seed``).
+
+        Returns:
+            A :class:`~vitl.backbones.FeatureExtractor`.
+
+        Example:
+            >>> ExtractorRecipe("mobilenetv2", None, 32).build().input_size
+            32
+        """
         import keras
 
         from ..backbones import build_feature_extractor
@@ -81,7 +89,9 @@ class FolderStats(FeatureStats):
 
     Example:
         >>> print(FolderStats("mobilenetv2", 4, 1, 3, 0, 2.0, "float32", engine="local"))
-        featurized 4 images with mobilenetv2 (float32, local engine): 1 cached, 3 computed in 2.0 s (1.5 img/s)
+        ... # doctest: +NORMALIZE_WHITESPACE
+        featurized 4 images with mobilenetv2 (float32, local engine): 1 cached, 3 computed
+        in 2.0 s (1.5 img/s)
     """
 
     imported: int = 0
@@ -149,7 +159,17 @@ def _changed(content: str, path) -> str | None:
 
 
 def shard_name(space_id: str, contents) -> str:
-    """A shard's file name: the space id's prefix and a digest of the contents it covers.
+    """Return a shard's file name: the space id's prefix and a digest of the contents it covers.
+
+    The same missing contents always give the same name, so a rerun finds the
+    shard files an interrupted run wrote.
+
+    Args:
+        space_id: the :class:`~vitl.features.FeatureSpace` id.
+        contents: the content hashes the shard covers.
+
+    Returns:
+        ``"<space id[:12]>-<16 hex digits>.parquet"``.
 
     Example:
         >>> shard_name("0123456789abcdef" * 2, ["ab" * 32])

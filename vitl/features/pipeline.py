@@ -48,7 +48,9 @@ class FeatureStats:
 
     Example:
         >>> print(FeatureStats("resnet101v2", 400, 380, 20, 0, 3.1, "bfloat16"))
-        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s (6.5 img/s); precision bfloat16
+        ... # doctest: +NORMALIZE_WHITESPACE
+        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s
+        (6.5 img/s); precision bfloat16
     """
 
     backbone: str
@@ -190,7 +192,7 @@ def load_model_image(path, size: int, view: int = 0, transform=None) -> np.ndarr
 
 
 def model_image_loader(paths, size: int, views=None, transform=None, errors: dict | None = None):
-    """Return a ``tf.data`` map function that decodes ``paths[index]`` with :func:`load_model_image`.
+    """Return a ``tf.data`` map function decoding ``paths[index]`` with :func:`load_model_image`.
 
     The one tf.data image loader: featurizing and fine-tuning both map it over
     a dataset of indices (plus whatever travels with them, such as labels).
@@ -276,8 +278,8 @@ class Featurizer:
         needed = ("model", "name", "input_size", "feature_dim", "fingerprint", "precision")
         if not all(hasattr(extractor, attribute) for attribute in needed):
             raise ValueError(problem(
-                "extractor", f"a FeatureExtractor ({', '.join(needed)})",
-                type(extractor).__name__, "build one with vitl.backbones.build_feature_extractor(...)"))
+                "extractor", f"a FeatureExtractor ({', '.join(needed)})", type(extractor).__name__,
+                "build one with vitl.backbones.build_feature_extractor(...)"))
         self.extractor = extractor
         self.cache = _open_cache(cache)
         self.verbose = check_verbose(verbose)

@@ -139,6 +139,20 @@ def run(tasks, recipe, space, shard_dir, *, address=None, workers=None,
         shard_dir: the shard folder (shared storage on a real cluster).
         address, workers, cpus_per_worker, gpus_per_worker: see
             :func:`vitl.features.folder.featurize_folder`.
+
+    Returns:
+        A generator of one summary dict per finished shard.
+
+    Raises:
+        ValueError: Ray missing or unreachable, or a shard failed (one line; a rerun resumes).
+
+    Example:
+        >>> from vitl.features.folder import ExtractorRecipe  # doctest: +SKIP
+        >>> recipe = ExtractorRecipe("mobilenetv2", None, 32)  # doctest: +SKIP
+        >>> space = Featurizer(recipe.build(), cache=None).space()  # doctest: +SKIP
+        >>> tasks = [{"name": "x.parquet", "items": [(sha256_file(p), str(p))]}]  # doctest: +SKIP
+        >>> [d["rows"] for d in run(tasks, recipe, space, "shards", workers=1)]  # doctest: +SKIP
+        [1]
     """
     ray = _ray()
     # Start-up notices and Ray Data's stack dumps: failures are reported in one line below.
