@@ -70,6 +70,38 @@ def test_edited_file_misses_and_gets_new_features(extractor, images, tmp_path):
     assert_features_close(again[5], direct_features(extractor, [images[5]])[0])
 
 
+def test_file_written_while_featurized_is_never_cached_under_old_bytes(extractor, images,
+                                                                    tmp_path, monkeypatch):
+    """A file still being copied when hashed (an old key) and complete when decoded: no vector
+    under the old key (later runs would see a miss: "194 cached, 6 computed"); named, redone."""
+    from vitl.features import pipeline
+
+    read = pipeline.read_image
+    final_bytes = [150, 200]  # one write per run below, the last one stays
+
+    def finish_writing(path, size=None):
+        if path == images[5] and len(final_bytes) > finish_writing.runs:
+            Image.fromarray(np.full((40, 40, 3), final_bytes[finish_writing.runs], np.uint8)
+                            ).save(path)
+            finish_writing.runs = len(final_bytes)
+        return read(path, size)
+
+    monkeypatch.setattr(pipeline, "read_image", finish_writing)
+    finish_writing.runs = 0
+    features, stats = run(images, extractor, tmp_path / "cache", errors="skip")
+    assert [(path, "file changed" in why) for path, why in stats.bad] == [(images[5], True)]
+    assert np.isnan(features[5]).all() and stats.computed == 11
+    assert len(FeatureCache(tmp_path / "cache")) == 11
+    finish_writing.runs = 1
+    with pytest.raises(BadImageError, match="file changed while it was featurized"):
+        run(images, extractor, tmp_path / "cache")
+    again, stats = run(images, extractor, tmp_path / "cache")  # the final bytes: computed once
+    assert (stats.hits, stats.computed, stats.bad) == (11, 1, [])
+    _, stats = run(images, extractor, tmp_path / "cache")
+    assert (stats.hits, stats.computed) == (12, 0)
+    assert_features_close(again[5], direct_features(extractor, [images[5]])[0])
+
+
 @pytest.mark.parametrize("change", ["input_size", "weights", "backbone", "precision", "view"])
 def test_other_backbone_settings_or_view_miss(change, extractor, images, tmp_path):
     cache = tmp_path / "cache"

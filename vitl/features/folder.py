@@ -29,7 +29,7 @@ from pathlib import Path
 from .._errors import check_int, check_verbose, problem
 from .._hashing import sha256_file
 from .cache import FeatureCache
-from .pipeline import FeatureStats, Featurizer
+from .pipeline import CHANGED, FeatureStats, Featurizer
 
 ENGINES = ("local", "ray")
 #: vitl train / ImageClassifier's default backbone precision, so a default featurize matches.
@@ -153,7 +153,7 @@ def _changed(content: str, path) -> str | None:
     try:
         if sha256_file(path) == content:
             return None
-        return "file changed since it was listed (content hash differs)"
+        return CHANGED
     except OSError as err:
         return f"{type(err).__name__}: {err}"
 

@@ -24,11 +24,13 @@ from tqdm import tqdm
 from .. import _paths
 from .._errors import check_int, check_verbose, problem
 from .._hashing import sha256_file
-from ..data import read_image
+from ..data import BadImageError, read_image
 from .cache import FeatureCache, FeatureKey, FeatureSpace
 
 _HASH_THREADS = 8  # hashlib and file reads release the GIL
 _DECODE_THREADS = min(8, os.cpu_count() or 2)  # Pillow releases the GIL while decoding
+#: Why a file whose bytes are no longer those its cache key was made from gets no vector.
+CHANGED = "file changed while it was featurized (content hash differs): featurize it again"
 
 
 @dataclass
@@ -191,7 +193,8 @@ def load_model_image(path, size: int, view: int = 0, transform=None) -> np.ndarr
     return image
 
 
-def model_image_loader(paths, size: int, views=None, transform=None, errors: dict | None = None):
+def model_image_loader(paths, size: int, views=None, transform=None, errors: dict | None = None,
+                       contents=None):
     """Return a ``tf.data`` map function decoding ``paths[index]`` with :func:`load_model_image`.
 
     The one tf.data image loader: featurizing and fine-tuning both map it over
@@ -204,6 +207,9 @@ def model_image_loader(paths, size: int, views=None, transform=None, errors: dic
         transform: ``transform(image, view) -> image`` for views > 0.
         errors: when given, a file that cannot be read gives a black image and
             its exception is stored as ``errors[index]``; else the error stops the dataset.
+        contents: per-index sha256 the file must still have after decoding (None: any);
+            a file being written while it is featurized is then an error, never a
+            vector stored under the key of other bytes.
 
     Returns:
         ``load(index, *rest) -> (uint8 (size, size, 3) image, *rest)``.
@@ -222,7 +228,10 @@ def model_image_loader(paths, size: int, views=None, transform=None, errors: dic
     def load(index):
         index = int(index)
         try:
-            return load_model_image(paths[index], size, views[index] if views else 0, transform)
+            image = load_model_image(paths[index], size, views[index] if views else 0, transform)
+            if contents and contents[index] and sha256_file(paths[index]) != contents[index]:
+                raise BadImageError(paths[index], CHANGED)
+            return image
         except Exception as err:  # handed to the caller with its index
             if errors is None:
                 raise
@@ -469,7 +478,8 @@ class Featurizer:
 
         errors = {}
         load = model_image_loader([paths[job[0]] for job in jobs], int(self.extractor.input_size),
-                                  [job[1] for job in jobs], transform, errors)
+                                  [job[1] for job in jobs], transform, errors,
+                                  [job[2] and job[2].content for job in jobs])
         # Autotuning off: with it (TF 2.21), deleting the finished iterator often blocked
         # for seconds, until the call had lasted a multiple of ~5.1 s. Decoding is a few
         # percent of the backbone's time, so fixed parallelism is plenty.
