@@ -275,12 +275,11 @@ class FeatureCache:
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer
-        # takes the write lock up front and waits on busy_timeout instead of
-        # failing when it would have to upgrade a read transaction.
+        # takes the write lock up front and waits (timeout= is sqlite's busy timeout)
+        # instead of failing when it would have to upgrade a read transaction.
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                              check_same_thread=False)
         try:
-            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             db.execute("PRAGMA journal_mode = WAL")
             # In WAL mode NORMAL never corrupts; only a power cut may lose the last commits.
             db.execute("PRAGMA synchronous = NORMAL")
@@ -290,12 +289,8 @@ class FeatureCache:
                     "feature cache", f"schema version <= {SCHEMA_VERSION}", version,
                     "upgrade vitl, or point cache= at another folder"))
             if version < SCHEMA_VERSION:
-                db.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
+                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; "
+                                 f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except sqlite3.DatabaseError as err:
             db.close()
             if _is_read_only(err):
