@@ -113,13 +113,11 @@ def _views(view, views) -> tuple[list[int], bool]:
     if view != 0:
         raise ValueError(problem("view / views", "one of them", f"view={view}, views={views}",
                                  "pass views=[...] alone"))
-    if isinstance(views, (str, bytes)) or not hasattr(views, "__iter__"):
-        raise ValueError(problem("views", "a sequence of view ids such as [0, 1, 2]", views,
-                                 "pass views=[0, 1, 2]"))
-    views = [check_int("views[i]", v, minimum=0, fix="use ids >= 0") for v in views]
-    if not views:
-        raise ValueError(problem("views", "at least one view id", views, "pass views=[0]"))
-    return views, True
+    ids = [] if isinstance(views, (str, bytes)) or not hasattr(views, "__iter__") else list(views)
+    if not ids:
+        raise ValueError(problem("views", "a sequence of view ids such as [0, 1, 2], not empty",
+                                 views, "pass views=[0, 1, 2]"))
+    return [check_int("views[i]", v, minimum=0, fix="use ids >= 0") for v in ids], True
 
 
 def _transform_id(view_ids, transform, transform_id, cache) -> str | None:
