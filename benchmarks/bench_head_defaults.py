@@ -78,7 +78,7 @@ def features(name: str, concrete_zip: Path, cache):
     source, size = SETS[name]
     images = load_image_folder(folder(source, concrete_zip), verbose=0)
     extractor = build_feature_extractor(BACKBONE, input_size=size)
-    x = Featurizer(extractor, cache=cache, progress=True).featurize(images)
+    x = Featurizer(extractor, cache=cache, verbose=1).featurize(images)
     return images, x
 
 

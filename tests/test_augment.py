@@ -118,7 +118,7 @@ def test_augment_batch_is_seeded_and_differs_per_image():
 
 def test_cached_views_cost_nothing_the_second_time(tmp_path):
     paths = write_images(tmp_path / "img", 4)
-    featurizer = Featurizer(build_extractor(size=32), cache=tmp_path / "cache", progress=False)
+    featurizer = Featurizer(build_extractor(size=32), cache=tmp_path / "cache", verbose=0)
     policy = AugmentPolicy()
     first = featurizer.featurize(paths, views=[0, 1, 2], transform=policy)
     assert featurizer.last_stats.computed == 12

@@ -192,8 +192,8 @@ def test_fine_tuned_features_never_come_from_the_stale_cache(tuned, cracks, tmp_
     base = build_feature_extractor("mobilenetv2", weights=None, input_size=64)
     assert base.fingerprint == clf.fit_info_["base_fingerprint"]
     paths = cracks.paths[:4]
-    Featurizer(base, cache=tmp_path, progress=False).featurize(paths)  # the stale entries
-    tuned_featurizer = Featurizer(clf.extractor_, cache=tmp_path, progress=False)
+    Featurizer(base, cache=tmp_path, verbose=0).featurize(paths)  # the stale entries
+    tuned_featurizer = Featurizer(clf.extractor_, cache=tmp_path, verbose=0)
     assert tuned_featurizer.space() != Featurizer(base, cache=None).space()
     features = tuned_featurizer.featurize(paths)
     assert tuned_featurizer.last_stats.hits == 0 and tuned_featurizer.last_stats.computed == 4

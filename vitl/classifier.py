@@ -591,7 +591,7 @@ class ImageClassifier:
 
     def _featurizer(self, extractor) -> Featurizer:
         return Featurizer(extractor, cache=self.cache,
-                          progress=bool(self.verbose))
+                          verbose=bool(self.verbose))
 
 
 class _StartFrom(keras.callbacks.Callback):
