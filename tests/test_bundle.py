@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights, sha256_file
+from vitl._hashing import sha256_file
+from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights
 from vitl.backbones import weights as weights_module
 from vitl.backbones.bundle import import_bundle, make_bundle, read_manifest
 from vitl.datasets import SDNET2018_SHA256 as SDNET_ZIP_SHA256

