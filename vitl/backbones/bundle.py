@@ -193,7 +193,7 @@ def import_bundle(bundle) -> list[Path]:
                     else f"more than the declared {entry['size']} bytes (extraction stopped)",
                     "the bundle is corrupted or was modified; re-copy or re-create it"))
             installed.append(final)
-    from .offline import CONVERTED_NAME, record_sha256
+    from .offline.mobilenetv2_tv import CONVERTED_NAME, record_sha256
 
     for path in installed:  # checked against the manifest above: mark as verified
         if path.name == CONVERTED_NAME:

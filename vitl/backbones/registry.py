@@ -72,7 +72,8 @@ class BackboneSpec:
 
 
 def _mobilenetv2_tv(**kwargs) -> keras.Model:
-    from .offline import build_mobilenetv2_tv  # only for this backbone: the torch-free port
+    # Imported only for this backbone: the torch-free port.
+    from .offline.mobilenetv2_tv import build_mobilenetv2_tv
 
     return build_mobilenetv2_tv(**kwargs)
 
@@ -127,7 +128,9 @@ def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
         >>> get_backbone("vgg16")
         Traceback (most recent call last):
         ...
-        ValueError: backbone: expected one of 'resnet101v2', 'resnet50v2', 'mobilenetv2', 'inceptionv3', 'efficientnetb0', 'mobilenetv2-tv', received 'vgg16'. Fix: pass one of those names, or register a BackboneSpec in vitl.backbones.BACKBONES
+        ValueError: backbone: expected one of 'resnet101v2', 'resnet50v2', 'mobilenetv2',
+        'inceptionv3', 'efficientnetb0', 'mobilenetv2-tv', received 'vgg16'. Fix: pass one of
+        those names, or register a BackboneSpec in vitl.backbones.BACKBONES
     """
     if isinstance(name, BackboneSpec):
         return name

