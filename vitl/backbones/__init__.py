@@ -7,19 +7,19 @@ The offline ``mobilenetv2-tv`` port (torch-free unpickler, Keras network) lives 
 from .choose import BACKBONE_ENV, BackboneChoice, choose_backbone
 from .extractor import FeatureExtractor, build_feature_extractor
 from .registry import (
-    BACKBONES,
-    DEFAULT_BACKBONE,
-    OFFLINE_BACKBONE,
-    BackboneSpec,
-    get_backbone,
-    list_backbones,
+                       BACKBONES,
+                       DEFAULT_BACKBONE,
+                       OFFLINE_BACKBONE,
+                       BackboneSpec,
+                       get_backbone,
+                       list_backbones,
 )
 from .weights import (
-    WeightsSource,
-    WeightsUnavailableError,
-    locate_weights,
-    resolve_weights,
-    weights_file_name,
+                       WeightsSource,
+                       WeightsUnavailableError,
+                       locate_weights,
+                       resolve_weights,
+                       weights_file_name,
 )
 
 __all__ = [

@@ -120,23 +120,19 @@ def read_manifest(bundle) -> dict:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(problem("bundle", f"a vitl bundle (zip or folder with {MANIFEST})",
                                  str(bundle), f"create it with `vitl weights bundle` ({err})"))
-    if not isinstance(manifest, dict):
-        raise ValueError(problem(f"bundle manifest {MANIFEST}", "a JSON object",  # noqa: TRY004
-                                 f"a JSON {type(manifest).__name__} in {bundle}", _RECREATE))
-    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
-        raise ValueError(problem("bundle manifest format", FORMAT, manifest.get("format"),
-                                 "create the bundle with this vitl version"))
-    for entry in manifest["files"]:
-        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
-                and isinstance(entry.get("sha256"), str)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, list) or manifest.get("format") != FORMAT:
+        raise ValueError(problem("bundle manifest", f"a JSON object with format {FORMAT!r} and "
+                                 "a list of files", reprlib.repr(manifest), _RECREATE))
+    for entry in files:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        parts = Path(path).parts if isinstance(path, str) else ()
+        if not (len(parts) == 2 and parts[0] in (WEIGHTS_SUBDIR, DATA_MIRROR_SUBDIR)
+                and parts[1] not in ("..", ".") and isinstance(entry.get("sha256"), str)
                 and isinstance(entry.get("size"), int) and entry["size"] >= 0):
-            raise ValueError(problem("bundle manifest entry", "an object with path, sha256 and "
-                                     "size (bytes)", reprlib.repr(entry), _RECREATE))
-        parts = Path(entry["path"]).parts
-        if len(parts) != 2 or parts[0] not in (WEIGHTS_SUBDIR, DATA_MIRROR_SUBDIR) or \
-                parts[1] in ("..", "."):
-            raise ValueError(problem("bundle file path", "weights/<file> or data-mirror/<file>",
-                                     entry["path"], _RECREATE))
+            raise ValueError(problem("bundle manifest entry", "{path: weights/<file> or "
+                                     "data-mirror/<file>, sha256, size (bytes)}",
+                                     reprlib.repr(entry), _RECREATE))
     return manifest
 
 
@@ -174,18 +170,17 @@ def import_bundle(bundle) -> list[Path]:
             sub, name = Path(entry["path"]).parts
             final = targets[sub] / name
             tmp = stack.enter_context(atomic_path(final))
-            where, refix = f"bundle file {entry['path']}", "re-create or re-copy the bundle"
+            where = f"bundle file {entry['path']}"
             try:
                 with (zf.open(entry["path"]) if zf else open_regular(bundle / entry["path"])) \
                         as source, open(tmp, "wb") as sink:
                     # Stop one byte past the declared size: an entry that expands
                     # further (a zip bomb) is refused without being written out.
                     digest, size = copy_hashing(source, sink, limit=entry["size"])
-            except (KeyError, FileNotFoundError) as err:
-                raise ValueError(problem(where, "present in the bundle", "missing", refix)) from err
-            except (zipfile.BadZipFile, EOFError, zlib.error) as err:
-                raise ValueError(problem(where, "a readable zip entry",
-                                         f"{type(err).__name__}: {err}", refix)) from err
+            except (KeyError, FileNotFoundError, zipfile.BadZipFile, EOFError, zlib.error) as err:
+                raise ValueError(problem(where, "present and readable in the bundle",
+                                         f"{type(err).__name__}: {err}",
+                                         "re-create or re-copy the bundle")) from err
             if digest != entry["sha256"] or size != entry["size"]:
                 raise ValueError(problem(
                     where, f"sha256 {entry['sha256']} ({entry['size']} bytes)",

@@ -97,12 +97,9 @@ class FeatureExtractor:
         return vectors
 
 
-def build_feature_extractor(
-    backbone: str | BackboneSpec = "resnet101v2",
-    weights: str | None = "imagenet",
-    input_size: int | None = None,
-    precision: str = "float32",
-) -> FeatureExtractor:
+def build_feature_extractor(backbone: str | BackboneSpec = "resnet101v2",
+                            weights: str | None = "imagenet", input_size: int | None = None,
+                            precision: str = "float32") -> FeatureExtractor:
     """Build a frozen, pooled feature extractor for a registered backbone.
 
     Args:

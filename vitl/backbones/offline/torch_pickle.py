@@ -16,7 +16,6 @@ import collections
 import io
 import pickle
 import struct
-from typing import NamedTuple
 
 import numpy as np
 
@@ -24,31 +23,14 @@ MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 
 #: torch storage class name -> numpy dtype of its little-endian data.
-STORAGE_DTYPES = {
-    "FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2",
-    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2",
-    "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?",
-}
-
-
-class TensorRef(NamedTuple):
-    """A tensor in the state dict: its storage's bytes follow the main pickle."""
-
-    storage: str
-    offset: int
-    size: tuple
-    stride: tuple
+STORAGE_DTYPES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2",
+                  "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2",
+                  "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?"}
 
 
 def _rebuild_tensor_v2(storage, offset, size, stride, *_ignored):
-    return TensorRef(storage, offset, tuple(size), tuple(stride))
-
-
-def _array(ref: TensorRef, storages: dict[str, np.ndarray]) -> np.ndarray:
-    flat = storages[ref.storage]
-    strides = tuple(step * flat.itemsize for step in ref.stride)
-    # np.ndarray refuses an offset, shape or strides that reach outside the storage's buffer.
-    return np.ndarray(ref.size, flat.dtype, flat, ref.offset * flat.itemsize, strides)
+    """Stand-in for torch's: ``(storage key, offset, size, stride)``; the bytes come later."""
+    return storage, offset, tuple(size), tuple(stride)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -144,4 +126,10 @@ def load_legacy_state_dict(data: bytes) -> dict[str, np.ndarray]:
         dtype = unpickler.storages[key]
         (count,) = struct.unpack("<q", stream.read(8))
         arrays[key] = np.frombuffer(stream.read(count * dtype.itemsize), dtype)
-    return {name: _array(ref, arrays) for name, ref in state.items()}
+    tensors = {}
+    for name, (key, offset, size, stride) in state.items():
+        flat = arrays[key]
+        # np.ndarray refuses an offset, shape or strides that reach outside the storage's buffer.
+        tensors[name] = np.ndarray(size, flat.dtype, flat, offset * flat.itemsize,
+                                   [step * flat.itemsize for step in stride])
+    return tensors
