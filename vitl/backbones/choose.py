@@ -14,7 +14,13 @@ BACKBONE_ENV = "VITL_BACKBONE"
 
 
 class BackboneChoice(NamedTuple):
-    """The chosen backbone and the one line that explains the choice."""
+    """The chosen backbone and the one line that explains the choice.
+
+    Example:
+        >>> name, reason = BackboneChoice("mobilenetv2-tv", "backbone: mobilenetv2-tv (chosen)")
+        >>> name
+        'mobilenetv2-tv'
+    """
 
     name: str
     reason: str

@@ -40,6 +40,11 @@ class BackboneSpec:
             where weights come from elsewhere (``mobilenetv2-tv``).
         block_prefixes: layer-name prefixes of the backbone's blocks in order,
             used to unfreeze the top N blocks for fine-tuning.
+
+    Example:
+        >>> spec = get_backbone("mobilenetv2-tv")
+        >>> spec.input_size, spec.preprocess, spec.feature_dim, len(spec.block_prefixes)
+        (224, 'torch', 1280, 17)
     """
 
     name: str

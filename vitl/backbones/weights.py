@@ -63,6 +63,10 @@ class WeightsSource:
             ``"download"`` or ``"offline-package"``.
         path: the weights file handed to Keras (None for random).
         sha256: the file's sha256 (None for random).
+
+    Example:
+        >>> WeightsSource("random", None, None).kind
+        'random'
     """
 
     kind: str

@@ -98,7 +98,7 @@ def read_torchvision_state_dict(path=None) -> dict[str, np.ndarray]:
         314
     """
     path = package_weights_path() if path is None else Path(path)
-    data = path.read_bytes()
+    data = path.read_bytes()  # hashed and decoded from the same bytes
     digest = hashlib.sha256(data).hexdigest()
     if digest != PTH_SHA256:
         raise OfflineWeightsError(problem(
