@@ -40,6 +40,7 @@ class BackboneSpec:
             where weights come from elsewhere (``mobilenetv2-tv``).
         block_prefixes: layer-name prefixes of the backbone's blocks in order,
             used to unfreeze the top N blocks for fine-tuning.
+        description: one line for listings.
 
     Example:
         >>> spec = get_backbone("mobilenetv2-tv")
@@ -55,6 +56,7 @@ class BackboneSpec:
     last_conv_layer: str
     keras_weights: str | None
     block_prefixes: tuple[str, ...] = ()
+    description: str = ""
 
     def preprocessing_layer(self) -> keras.layers.Layer:
         """Return a Keras layer mapping RGB pixels in 0..255 to this network's input range.
@@ -88,26 +90,25 @@ _RESNET_V2_BLOCKS = ("conv2_", "conv3_", "conv4_", "conv5_", "post_")
 _MOBILENET_BLOCKS = tuple(f"block_{i}_" for i in range(1, 17)) + ("Conv_1",)
 
 BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in [
-    # ResNet101 v2, the ML.NET tutorial's backbone (44.7M parameters)
     BackboneSpec("resnet101v2", _APPS.ResNet101V2, 224, "tf", 2048, "post_relu",
-                 "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS),
-    # ResNet50 v2, half the depth of the default (25.6M parameters)
+                 "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
+                 "ResNet101 v2, the ML.NET tutorial's backbone (44.7M parameters)"),
     BackboneSpec("resnet50v2", _APPS.ResNet50V2, 224, "tf", 2048, "post_relu",
-                 "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS),
-    # MobileNetV2 1.0, Keras' ImageNet weights (3.5M parameters)
+                 "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
+                 "ResNet50 v2, half the depth of the default (25.6M parameters)"),
     BackboneSpec("mobilenetv2", _APPS.MobileNetV2, 224, "tf", 1280, "out_relu",
                  "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-                 _MOBILENET_BLOCKS),
-    # Inception v3 at 299x299 (23.9M parameters)
+                 _MOBILENET_BLOCKS, "MobileNetV2 1.0, Keras' ImageNet weights (3.5M parameters)"),
     BackboneSpec("inceptionv3", _APPS.InceptionV3, 299, "tf", 2048, "mixed10",
                  "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 tuple(f"mixed{i}" for i in range(11))),
-    # EfficientNet-B0, rescales its own input (5.3M parameters)
+                 tuple(f"mixed{i}" for i in range(11)),
+                 "Inception v3 at 299x299 (23.9M parameters)"),
     BackboneSpec("efficientnetb0", _APPS.EfficientNetB0, 224, "none", 1280, "top_activation",
-                 "efficientnetb0_notop.h5", tuple(f"block{i}" for i in range(1, 8)) + ("top_",)),
-    # MobileNetV2 with torchvision's ImageNet weights, available offline (vitl.backbones.offline)
+                 "efficientnetb0_notop.h5", tuple(f"block{i}" for i in range(1, 8)) + ("top_",),
+                 "EfficientNet-B0, rescales its own input (5.3M parameters)"),
     BackboneSpec("mobilenetv2-tv", _mobilenetv2_tv, 224, "torch", 1280, "out_relu", None,
-                 _MOBILENET_BLOCKS),
+                 _MOBILENET_BLOCKS,
+                 "MobileNetV2 with torchvision's ImageNet weights, available offline"),
 ]}
 
 DEFAULT_BACKBONE = "resnet101v2"
