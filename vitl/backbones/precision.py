@@ -23,7 +23,6 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from .. import _paths
 from .._errors import problem
@@ -81,10 +80,6 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def _probe_path() -> Path:
-    return _paths.vitl_home() / PROBE_FILE
-
-
 def stored_probes() -> dict:
     """Return the stored probe results.
 
@@ -96,7 +91,7 @@ def stored_probes() -> dict:
         True
     """
     try:
-        data = json.loads(_probe_path().read_text(encoding="utf-8"))
+        data = json.loads((_paths.vitl_home() / PROBE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -135,7 +130,8 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
         return stored["precision"]
     result = probe(backbone)
     probes.setdefault(machine_id(), {})[backbone] = result
-    write_bytes_atomic(_probe_path(), (json.dumps(probes, indent=1) + "\n").encode())
+    text = json.dumps(probes, indent=1) + "\n"
+    write_bytes_atomic(_paths.vitl_home() / PROBE_FILE, text.encode())
     return result["precision"]
 
 
