@@ -130,8 +130,8 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
     Args:
         include_top: add torchvision's classifier (Dropout 0.2 + Dense 1000, softmax).
         weights: ``None`` (random), ``"imagenet"`` (the offline package,
-            converted and cached on first use), a torchvision ``.pth`` file, or
-            a Keras ``.weights.h5`` file saved from this architecture.
+            converted and cached on first use), or a Keras ``.weights.h5`` file
+            saved from this architecture (torchvision's ``.pth``: :func:`set_torchvision_weights`).
         input_shape: ``(height, width, 3)``, torch-normalised RGB.
 
     Returns:
@@ -170,14 +170,10 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
         x = layers.Dropout(0.2, name="dropout")(x)
         x = layers.Dense(1000, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, x, name="mobilenetv2_tv")
-    if weights == "imagenet":
-        weights = converted_weights_file()
-    if weights is not None and str(weights).endswith(".pth"):
-        set_torchvision_weights(model, read_torchvision_state_dict(weights))
-    elif weights is not None:
-        # The cached file holds the full model; its top layers come last, so a
+    if weights is not None:
+        # The converted file holds the full model; its top layers come last, so a
         # model without top loads the same file (extra entries are ignored).
-        model.load_weights(str(weights))
+        model.load_weights(str(converted_weights_file() if weights == "imagenet" else weights))
     return model
 
 
