@@ -36,7 +36,7 @@ import numpy as np
 def sdnet(tmp: Path) -> Path:
     from vitl.datasets import sdnet2018_decks
 
-    return Path(sdnet2018_decks(data_dir=tmp / "data", verbose=False))
+    return Path(sdnet2018_decks(data_dir=tmp / "data", verbose=0))
 
 
 def machine() -> str:
@@ -137,7 +137,7 @@ def part_precision(tmp: Path, seeds) -> None:
               f"| {ratio:.2f} | {result['precision']} (probe {time.perf_counter() - start:.0f} s)"
               " |", flush=True)
 
-    images = load_image_folder(sdnet(tmp), progress=False)
+    images = load_image_folder(sdnet(tmp), verbose=0)
     parts = split(images, 0.70, 0.15, 0.15, seed=0)
     results, predictions = {}, {}
     for precision in ("float32", "bfloat16"):

@@ -28,8 +28,8 @@ def _digest(array) -> str:
 
 @pytest.fixture(scope="module")
 def cracks(tmp_path_factory):
-    root = make_synthetic_cracks(tmp_path_factory.mktemp("aug") / "s", 6, size=64, progress=False)
-    return load_image_folder(root, progress=False)
+    root = make_synthetic_cracks(tmp_path_factory.mktemp("aug") / "s", 6, size=64, verbose=0)
+    return load_image_folder(root, verbose=0)
 
 
 def test_same_image_and_view_give_identical_pixels_and_views_differ():

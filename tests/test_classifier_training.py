@@ -29,14 +29,14 @@ def test_mlnet_preset_through_the_classifier():
 
 @pytest.mark.parametrize("fraction", [-0.1, 0.95, "10%"])
 def test_bad_validation_fraction(tmp_path, fraction):
-    folder = make_synthetic_cracks(tmp_path / "s", 5, size=48, progress=False)
+    folder = make_synthetic_cracks(tmp_path / "s", 5, size=48, verbose=0)
     with pytest.raises(ValueError, match="validation_fraction: expected a number in"):
         ImageClassifier("mobilenetv2", weights=None, input_size=48, cache=None, verbose=False,
                         validation_fraction=fraction).fit(folder)
 
 
 def test_fit_holds_out_a_stratified_validation_fraction(tmp_path):
-    folder = make_synthetic_cracks(tmp_path / "s", 10, size=48, progress=False)
+    folder = make_synthetic_cracks(tmp_path / "s", 10, size=48, verbose=0)
     clf = ImageClassifier("mobilenetv2", weights=None, input_size=48, epochs=2, cache=None,
                           verbose=False, validation_fraction=0.2).fit(folder)
     counts = clf.fit_info_["counts"]

@@ -69,8 +69,8 @@ MLNET = {"optimizer": "sgd", "learning_rate": 0.01, "batch_size": 10, "lr_schedu
 def trained(tmp_path_factory):
     """mobilenetv2-tv (ImageNet weights, offline) trained on synthetic tiles; 8 masked test tiles."""
     root = tmp_path_factory.mktemp("gradcam")
-    train = make_synthetic_cracks(root / "train", 60, seed=1, progress=False)
-    test = make_synthetic_cracks(root / "test", 8, seed=2, masks=True, progress=False)
+    train = make_synthetic_cracks(root / "train", 60, seed=1, verbose=0)
+    test = make_synthetic_cracks(root / "test", 8, seed=2, masks=True, verbose=0)
     clf = ImageClassifier("mobilenetv2-tv", epochs=10, early_stopping=False, cache=None,
                           verbose=False, **MLNET).fit(train)
     paths = sorted((test / "cracked").glob("*.png"))

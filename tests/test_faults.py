@@ -355,7 +355,7 @@ def test_fifo_and_dev_zero_link_are_skipped_not_read(work, tmp_path):
     os.mkfifo(folder / "cracked" / "pipe.jpg")
     (folder / "intact" / "zero.png").symlink_to("/dev/zero")
     with pytest.warns(UserWarning):
-        images = load_image_folder(folder, progress=False)
+        images = load_image_folder(folder, verbose=0)
     assert images.counts() == {"cracked": 6, "intact": 6}
     reasons = {s.path.name: s.reason for s in images.report.skipped}
     assert "FIFO" in reasons["pipe.jpg"] and "device" in reasons["zero.png"]
@@ -399,7 +399,7 @@ def test_webp_tiff_and_os_litter(tmp_path, capsys):
     (root / "cracked" / "._0.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
     (root / "cracked" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (root / "intact" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
-    images = load_image_folder(root, progress=False)
+    images = load_image_folder(root, verbose=0)
     assert images.class_names == ["cracked", "intact"]
     assert images.counts() == {"cracked": 4, "intact": 5}
     assert len(images.report) == 0 and images.report.ignored == []

@@ -24,8 +24,8 @@ from vitl.training import build_head
 
 @pytest.fixture(scope="module")
 def cracks(tmp_path_factory):
-    root = make_synthetic_cracks(tmp_path_factory.mktemp("ft") / "s", 6, size=64, progress=False)
-    return load_image_folder(root, progress=False)
+    root = make_synthetic_cracks(tmp_path_factory.mktemp("ft") / "s", 6, size=64, verbose=0)
+    return load_image_folder(root, verbose=0)
 
 
 def _extractor(seed=0):

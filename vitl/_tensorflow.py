@@ -34,6 +34,12 @@ STARTUP_NOISE = re.compile(
 def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE):
     """Send fd 2 to a temporary file meanwhile; replay its lines that are not ``noise``.
 
+    Args:
+        noise: lines matching it are dropped.
+
+    Returns:
+        A context manager.
+
     Example:
         >>> with filtered_native_stderr():
         ...     _ = os.write(2, b"oneDNN custom operations are on\\n")
@@ -60,28 +66,23 @@ def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE):
                 sys.stderr.flush()
 
 
-class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, loader):
-        self.loader = loader
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
-        # No op here: a first op would initialise TensorFlow's context, after which thread
-        # counts and GPU memory growth can no longer be set (Ray actors and users set them).
-        # Notices some CPUs print at the first op are filtered where vitl builds its models.
-        with filtered_native_stderr():
-            self.loader.exec_module(module)
-
-
 class _QuietFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as usual, but runs its import inside :func:`filtered_native_stderr`."""
+
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
+        spec = importlib.machinery.PathFinder.find_spec(name, path) if name == "tensorflow" else None
+        if spec is None or spec.loader is None:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
+        run_import = spec.loader.exec_module  # a fresh loader per find_spec: safe to wrap
+
+        def exec_module(module):
+            # No op here: a first op would initialise TensorFlow's context, after which thread
+            # counts and GPU memory growth can no longer be set (Ray actors and users set them).
+            # Notices some CPUs print at the first op are filtered where vitl builds its models.
+            with filtered_native_stderr():
+                run_import(module)
+
+        spec.loader.exec_module = exec_module
         return spec
 
 
@@ -89,6 +90,9 @@ def quiet_tensorflow_import() -> None:
     """Silence TensorFlow's native start-up lines for this process (idempotent, instant).
 
     Does nothing once TensorFlow is imported, or under ``VITL_TF_STARTUP_LOG=1``.
+
+    Returns:
+        None.
 
     Example:
         >>> quiet_tensorflow_import()

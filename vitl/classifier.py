@@ -121,7 +121,7 @@ class ImageClassifier:
     Example:
         >>> import tempfile
         >>> from vitl.datasets import make_synthetic_cracks
-        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 6, size=64, progress=False)
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 6, size=64, verbose=0)
         >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=64, epochs=3,
         ...                       cache=None, verbose=False)
         >>> clf.fit(folder).classes_.tolist()
@@ -698,7 +698,7 @@ def _as_collection(images, name: str) -> ImageCollection:
                                      "check the split fractions or the folder"))
         return images
     if isinstance(images, (str, Path)):
-        return load_image_folder(images, progress=False)
+        return load_image_folder(images, verbose=0)
     raise ValueError(problem(name, "an ImageCollection or a folder with one sub-folder per class",
                              type(images).__name__, "use vitl.load_image_folder(path)"))
 

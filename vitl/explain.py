@@ -96,7 +96,7 @@ def explain(classifier, images, class_name=None, *, batch_size: int = 16,
         >>> import tempfile
         >>> from vitl.classifier import ImageClassifier
         >>> from vitl.datasets import make_synthetic_cracks
-        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 4, size=64, progress=False)
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 4, size=64, verbose=0)
         >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=64, epochs=1,
         ...                       cache=None, verbose=False).fit(folder)
         >>> [e] = explain(clf, folder / "cracked" / "cracked_0000.png", class_name="cracked")
@@ -146,7 +146,7 @@ def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
         >>> import tempfile
         >>> from vitl.classifier import ImageClassifier
         >>> from vitl.datasets import make_synthetic_cracks
-        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 2, size=32, progress=False)
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 2, size=32, verbose=0)
         >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, epochs=1,
         ...                       cache=None, verbose=False).fit(folder, folder)
         >>> maps = grad_cam(clf, np.zeros((3, 40, 50, 3), "uint8"), class_name="cracked")

@@ -259,7 +259,7 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
         >>> from vitl.datasets import make_synthetic_cracks
         >>> from vitl.training import build_head
         >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 4,
-        ...                            size=64, progress=False), progress=False)
+        ...                            size=64, verbose=0), verbose=0)
         >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=64)
         >>> result = fine_tune(fx, build_head(1280, 2), images, images.labels, images,
         ...                    images.labels, config=FineTuneConfig(blocks=1, epochs=2),
