@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights, sha256_file
+from vitl._hashing import sha256_file
+from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights
 from vitl.backbones import weights as weights_module
 from vitl.backbones.bundle import import_bundle, make_bundle, read_manifest
 from vitl.datasets import SDNET2018_SHA256 as SDNET_ZIP_SHA256
@@ -114,7 +115,7 @@ def test_manifest_paths_cannot_escape(tmp_path, machine):
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("manifest.json", json.dumps({"format": "vitl-bundle/1", "files": [
             {"path": "weights/../../escape.h5", "sha256": "0" * 64, "size": 1}]}))
-    with pytest.raises(ValueError, match="bundle file path"):
+    with pytest.raises(ValueError, match="bundle manifest entry"):
         import_bundle(evil)
     not_a_bundle = tmp_path / "plain.zip"
     zipfile.ZipFile(not_a_bundle, "w").writestr("x.txt", "x")

@@ -580,7 +580,7 @@ def weights_env(tmp_path, monkeypatch):
 
 
 def test_converted_weights_planted_in_the_shared_temp_dir_are_not_used(weights_env):
-    from vitl.backbones.torchvision_mobilenet import CONVERTED_NAME, converted_weights_file
+    from vitl.backbones.offline.mobilenetv2_tv import CONVERTED_NAME, converted_weights_file
 
     planted = weights_env / "tmp" / "vitl-weights"
     planted.mkdir(mode=0o777)
@@ -592,7 +592,7 @@ def test_converted_weights_planted_in_the_shared_temp_dir_are_not_used(weights_e
 
 def test_truncated_converted_weights_are_converted_again(weights_env, capsys):
     from vitl.backbones import resolve_weights
-    from vitl.backbones.torchvision_mobilenet import CONVERTED_NAME
+    from vitl.backbones.offline.mobilenetv2_tv import CONVERTED_NAME
 
     code, _, err = run_main(capsys, "weights", "fetch", "mobilenetv2-tv")
     assert code == 0, err
@@ -606,7 +606,7 @@ def test_truncated_converted_weights_are_converted_again(weights_env, capsys):
 
 
 def test_unwritable_vitl_home_uses_a_private_verified_folder(weights_env, monkeypatch):
-    from vitl.backbones.torchvision_mobilenet import CONVERTED_NAME, converted_weights_file
+    from vitl.backbones.offline.mobilenetv2_tv import CONVERTED_NAME, converted_weights_file
 
     (weights_env / "afile").write_text("x")
     monkeypatch.setenv("VITL_HOME", str(weights_env / "afile" / "home"))  # cannot be created

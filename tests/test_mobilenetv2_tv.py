@@ -11,14 +11,9 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights, sha256_file
-from vitl.backbones.torch_legacy import (
-    MAGIC_NUMBER,
-    PROTOCOL_VERSION,
-    RestrictedUnpickler,
-    load_legacy_state_dict,
-)
-from vitl.backbones.torchvision_mobilenet import (
+from vitl._hashing import sha256_file
+from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights
+from vitl.backbones.offline.mobilenetv2_tv import (
     CONVERTED_NAME,
     PTH_SHA256,
     PTH_SIZE,
@@ -27,6 +22,12 @@ from vitl.backbones.torchvision_mobilenet import (
     package_weights_path,
     read_torchvision_state_dict,
     set_torchvision_weights,
+)
+from vitl.backbones.offline.torch_pickle import (
+    MAGIC_NUMBER,
+    PROTOCOL_VERSION,
+    RestrictedUnpickler,
+    load_legacy_state_dict,
 )
 
 
