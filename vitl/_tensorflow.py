@@ -38,7 +38,9 @@ def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE):
         noise: lines matching it are dropped.
 
     Returns:
-        A context manager.
+        A context manager yielding a text stream to the real stderr, for progress
+        bars that must show live (``sys.stderr`` itself when that is not fd 2, as
+        in a notebook).
 
     Example:
         >>> with filtered_native_stderr():
@@ -48,12 +50,16 @@ def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE):
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):  # no usable fd 2 (some embedded interpreters)
-        yield
+        yield sys.stderr
         return
-    with tempfile.TemporaryFile() as captured:
+    try:
+        direct = sys.stderr.fileno() == 2
+    except (OSError, ValueError, AttributeError):  # notebooks: sys.stderr is not a file
+        direct = False
+    with tempfile.TemporaryFile() as captured, os.fdopen(os.dup(saved), "w") as real:
         os.dup2(captured.fileno(), 2)
         try:
-            yield
+            yield real if direct else sys.stderr
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
