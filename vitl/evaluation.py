@@ -28,8 +28,6 @@ from sklearn import metrics as skm
 
 from ._errors import problem
 
-#: ML.NET clamps probabilities to this before taking the log.
-LOG_EPSILON = 1e-15
 #: Rows of ``proba`` must sum to 1 within this tolerance.
 _SUM_TOLERANCE = 1e-3
 
@@ -116,8 +114,9 @@ class EvaluationReport:
         accuracy: share of correct predictions (ML.NET MicroAccuracy).
         macro_accuracy: mean per-class recall over the classes present in
             ``y_true`` (ML.NET MacroAccuracy).
-        log_loss: mean ``-ln p(true class)``, probabilities clamped at 1e-15
-            (ML.NET LogLoss).
+        log_loss: mean ``-ln p(true class)`` (ML.NET LogLoss), by
+            ``sklearn.metrics.log_loss(y_true, proba, labels=range(C))`` as the
+            training history's ``val_loss``, so the two agree.
         log_loss_reduction: ``(LL_prior - LL) / LL_prior`` where ``LL_prior``
             is the log-loss of always predicting the label distribution of
             ``y_true``, i.e. its entropy (ML.NET LogLossReduction; 1 is
@@ -176,8 +175,7 @@ class EvaluationReport:
 
     # ------------------------------------------------------------------ metrics
     def _compute(self) -> None:
-        y, proba, n_classes = self.y_true, self.proba, len(self.class_names)
-        labels = list(range(n_classes))
+        y, proba, labels = self.y_true, self.proba, list(range(len(self.class_names)))
         self.n = len(y)
         self.y_pred = proba.argmax(axis=1)
         self.accuracy = float(skm.accuracy_score(y, self.y_pred))
@@ -185,28 +183,25 @@ class EvaluationReport:
             warnings.simplefilter("ignore", UserWarning)
             self.macro_accuracy = float(skm.balanced_accuracy_score(y, self.y_pred))
         self.confusion_matrix = skm.confusion_matrix(y, self.y_pred, labels=labels)
-        # ML.NET clamps at 1e-15 (sklearn at float eps); rows renormalized so sklearn accepts them.
-        clamped = np.maximum(proba, LOG_EPSILON)
-        clamped /= clamped.sum(axis=1, keepdims=True)
-        self.log_loss = float(skm.log_loss(y, clamped, labels=labels))
-        support = np.bincount(y, minlength=n_classes)
-        # ML.NET's LogLossReduction: relative to always predicting the label distribution
-        # (undefined when y_true holds one class: that prior is perfect).
-        prior = np.tile(support / self.n, (self.n, 1))
-        self.log_loss_reduction = (1 - self.log_loss / skm.log_loss(y, prior, labels=labels)
-                                   if np.count_nonzero(support) > 1 else math.nan)
+        self.log_loss = float(skm.log_loss(y, proba, labels=labels))
+        support = np.bincount(y, minlength=len(labels))
+        # ML.NET's LogLossReduction is relative to always predicting the label distribution,
+        # whose log-loss is its entropy (undefined for one class: that prior is perfect).
+        shares = support[support > 0] / self.n
+        prior = -float(np.sum(shares * np.log(shares)))
+        self.log_loss_reduction = 1 - self.log_loss / prior if len(shares) > 1 else math.nan
         precision, recall, f1, _ = skm.precision_recall_fscore_support(
             y, self.y_pred, labels=labels, zero_division=0)
         self.per_class = {
             name: {"precision": float(precision[i]), "recall": float(recall[i]),
                    "f1": float(f1[i]), "support": int(support[i]),
-                   "log_loss": float(skm.log_loss(y[y == i], clamped[y == i], labels=labels))
+                   "log_loss": float(skm.log_loss(y[y == i], proba[y == i], labels=labels))
                    if support[i] else math.nan}
             for i, name in enumerate(self.class_names)
         }
         self.roc_auc = self.pr_auc = None
         self.top_k_accuracy: dict[int, float] = {}
-        if n_classes == 2:
+        if len(labels) == 2:
             is_positive, score = self.binary_scores()
             both = 0 < is_positive.sum() < self.n
             self.roc_auc = float(skm.roc_auc_score(is_positive, score)) if both else math.nan
@@ -214,7 +209,7 @@ class EvaluationReport:
                            if is_positive.any() else math.nan)
         else:
             self.top_k_accuracy = {k: float(skm.top_k_accuracy_score(y, proba, k=k, labels=labels))
-                                   for k in range(2, min(5, n_classes - 1) + 1)}
+                                   for k in range(2, min(5, len(labels) - 1) + 1)}
 
     def binary_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(is_positive, score)`` arrays (two classes only).
@@ -276,15 +271,13 @@ class EvaluationReport:
             raise ValueError(problem("target_recall", "a number in (0, 1]", target_recall,
                                      "pass e.g. target_recall=0.95"))
         is_positive, score = self.binary_scores()
-        n_positive = int(is_positive.sum())
-        if n_positive == 0:
+        if not is_positive.any():
             raise ValueError(problem("y_true", f"at least one '{self.positive_class}' sample",
                                      "none", "evaluate on a set that contains defects"))
-        # Flag at least ceil(target * P) positives; the k-th highest positive
-        # score is the highest threshold doing so (the tolerance keeps e.g.
-        # 0.95 * 20 = 19.000000000000004 from needing 20).
-        needed = max(1, math.ceil(target_recall * n_positive - 1e-9))
-        threshold = float(np.sort(score[is_positive])[::-1][needed - 1])
+        _, recall, thresholds = skm.precision_recall_curve(is_positive, score)
+        # Thresholds rise as recall falls: the last one reaching the target is the highest
+        # (the tolerance keeps e.g. recall 19 / 20 from missing 0.95 by a rounding error).
+        threshold = float(thresholds[recall[:-1] >= target_recall - 1e-9][-1])
         return self._threshold_choice(threshold, target_recall)
 
     def at_threshold(self, threshold: float) -> ThresholdChoice:
@@ -470,8 +463,8 @@ def _check_inputs(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(problem("proba", f"a 2-D array (samples, {n_classes}) with a row "
                                  "per sample", f"shape {proba.shape}",
                                  "pass the model's predicted probabilities"))
-    if not np.isfinite(proba).all() or (proba < 0).any() \
-            or np.abs(proba.sum(axis=1) - 1).max() > _SUM_TOLERANCE:
+    sums = proba.sum(axis=1, keepdims=True)
+    if not np.isfinite(proba).all() or (proba < 0).any() or np.abs(sums - 1).max() > _SUM_TOLERANCE:
         raise ValueError(problem("proba", "finite, non-negative rows summing to 1",
                                  "other values", "pass softmax probabilities, not logits"))
     raw = np.asarray(y_true)
@@ -479,22 +472,17 @@ def _check_inputs(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(problem("y_true", f"shape ({proba.shape[0]},) matching proba",
                                  f"shape {raw.shape}", "pass one label per row of proba"))
     if raw.dtype.kind in "USO":
-        index = {name: i for i, name in enumerate(class_names)}
-        unknown = sorted({str(v) for v in raw} - set(index))
+        unknown = sorted({str(v) for v in raw} - set(class_names))
         if unknown:
             raise ValueError(problem("y_true", f"labels among {class_names}", unknown[:5],
                                      "check class_names"))
-        y = np.array([index[str(v)] for v in raw], dtype=np.int64)
-    else:
-        if raw.dtype.kind not in "iu" and not np.all(np.mod(raw, 1) == 0):
-            raise ValueError(problem("y_true", "class indices or class names", raw.dtype,
-                                     "pass integers 0..C-1 or names"))
-        y = raw.astype(np.int64)
-        if y.min() < 0 or y.max() >= n_classes:
-            raise ValueError(problem("y_true", f"class indices in [0, {n_classes - 1}]",
-                                     f"values from {y.min()} to {y.max()}",
-                                     "check the label encoding"))
-    return y, proba
+        raw = np.array([class_names.index(str(v)) for v in raw])
+    y = raw.astype(np.int64)
+    if (y != raw).any() or y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(problem("y_true", f"class indices in [0, {n_classes - 1}]",
+                                 f"values from {raw.min()} to {raw.max()}",
+                                 "pass integers 0..C-1 or class names"))
+    return y, proba / sums  # rows summing to 1 exactly, as sklearn's log_loss wants them
 
 
 def _check_paths(paths, n) -> list[str] | None:
@@ -530,4 +518,4 @@ def _plain(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-__all__ = ["LOG_EPSILON", "EvaluationReport", "Mistake", "ThresholdChoice"]
+__all__ = ["EvaluationReport", "Mistake", "ThresholdChoice"]
