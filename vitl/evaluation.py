@@ -134,7 +134,10 @@ class EvaluationReport:
     def __init__(self, y_true, proba, class_names, paths=None, positive_class=None):
         self.class_names = [str(c) for c in class_names]
         self.y_true, self.proba = _check_inputs(y_true, proba, self.class_names)
-        self.paths = _check_paths(paths, len(self.y_true))
+        self.paths = None if paths is None else [str(p) for p in paths]
+        if self.paths is not None and len(self.paths) != len(self.y_true):
+            raise ValueError(problem("paths", f"{len(self.y_true)} paths, one per sample",
+                                     len(self.paths), "pass the image paths in the order of y_true"))
         self.positive_class = _check_positive_class(positive_class, self.class_names)
         self._compute()
 
@@ -443,13 +446,11 @@ class EvaluationReport:
         lines.append(skm.classification_report(
             self.y_true, self.y_pred, labels=list(range(len(self.class_names))),
             target_names=self.class_names, digits=4, zero_division=0))
-        width = max(12, *(len(c) for c in self.class_names))
-        lines += ["Confusion matrix (rows: true, columns: predicted)"]
-        cell = max(6, len(str(self.confusion_matrix.max())) + 1,
-                   *(len(c) + 1 for c in self.class_names))
-        lines.append(" " * width + "".join(f"{c:>{cell}}" for c in self.class_names))
+        lines.append("Confusion matrix (rows: true, columns: predicted)")
+        cell = max(6, len(str(self.confusion_matrix.max())), *map(len, self.class_names)) + 1
+        lines.append(" " * cell + "".join(f"{c:>{cell}}" for c in self.class_names))
         for name, counts in zip(self.class_names, self.confusion_matrix):
-            lines.append(f"{name:>{width}}" + "".join(f"{int(v):>{cell}d}" for v in counts))
+            lines.append(f"{name:>{cell}}" + "".join(f"{int(v):>{cell}d}" for v in counts))
         return "\n".join(lines)
 
 
@@ -483,16 +484,6 @@ def _check_inputs(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray]:
                                  f"values from {raw.min()} to {raw.max()}",
                                  "pass integers 0..C-1 or class names"))
     return y, proba / sums  # rows summing to 1 exactly, as sklearn's log_loss wants them
-
-
-def _check_paths(paths, n) -> list[str] | None:
-    if paths is None:
-        return None
-    paths = [str(p) for p in paths]
-    if len(paths) != n:
-        raise ValueError(problem("paths", f"{n} paths, one per sample", len(paths),
-                                 "pass the image paths in the order of y_true"))
-    return paths
 
 
 def _check_positive_class(positive_class, class_names) -> str | None:

@@ -301,7 +301,7 @@ def _read_inputs(images) -> tuple[list[np.ndarray], list[str | None]]:
 
 
 def _as_rgb(image, name: str) -> np.ndarray:
-    """``(H, W, 3)`` uint8 from uint8/float RGB or grey pixels."""
+    """``(H, W, 3)`` uint8 from RGB or grey pixels: uint8 0..255, or float 0..1 or 0..255."""
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
@@ -310,24 +310,21 @@ def _as_rgb(image, name: str) -> np.ndarray:
                                  f"shape {array.shape}", "pass image pixels"))
     if array.dtype == np.uint8:
         return array
-    array = array.astype(np.float32)
-    if np.issubdtype(np.asarray(image).dtype, np.floating) and array.max(initial=0) <= 1.0:
+    if array.dtype.kind == "f" and array.max(initial=0) <= 1.0:
         array = array * 255.0
     return np.clip(np.rint(array), 0, 255).astype(np.uint8)
 
 
 def _upsample(cam: np.ndarray, shape, normalise: bool = True) -> np.ndarray:
     """Bilinear resize of a 2-D map to ``shape`` (H, W); optionally scale to [0, 1]."""
-    height, width = int(shape[0]), int(shape[1])
     cam = np.asarray(cam, dtype=np.float32)
-    if cam.shape != (height, width):
-        cam = np.asarray(Image.fromarray(cam, "F").resize((width, height), Image.BILINEAR))
-    cam = np.asarray(cam, dtype=np.float32)
+    if cam.shape != tuple(shape):
+        cam = np.asarray(Image.fromarray(cam, "F").resize((shape[1], shape[0]), Image.BILINEAR))
     if not normalise:
         return cam
     cam = np.maximum(np.nan_to_num(cam), 0)
-    peak = float(cam.max(initial=0))
-    return (cam / peak if peak > 0 else np.zeros_like(cam)).astype(np.float32)
+    peak = cam.max(initial=0)
+    return cam / peak if peak > 0 else np.zeros_like(cam)
 
 
 def _check_explanation(explanation, name: str) -> None:
