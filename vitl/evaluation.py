@@ -50,6 +50,11 @@ class ThresholdChoice:
         tp, fp, fn, tn: counts at the threshold.
         flags_everything: True when reaching the target means flagging every
             image (the scores do not separate the classes well enough).
+
+    Example:
+        >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+        >>> report.threshold_for_recall(1.0)
+        ThresholdChoice(flag 'a' when score >= 0.8000: recall 1.000 (target 1.000), precision 1.000, false-alarm rate 0.000; tp=1 fp=0 fn=0 tn=1)
     """
 
     threshold: float
@@ -88,7 +93,13 @@ class ThresholdChoice:
 
 
 class Mistake(NamedTuple):
-    """One misclassified sample (see :meth:`EvaluationReport.most_confidently_wrong`)."""
+    """One misclassified sample (see :meth:`EvaluationReport.most_confidently_wrong`).
+
+    Example:
+        >>> report = EvaluationReport.from_predictions([0], [[.1, .9]], ["a", "b"], paths=["x.png"])
+        >>> report.most_confidently_wrong()
+        [Mistake(index=0, path='x.png', true_label='a', predicted_label='b', confidence=0.9)]
+    """
 
     index: int
     path: str | None
@@ -129,6 +140,14 @@ class EvaluationReport:
             single class); None for more classes.
         top_k_accuracy: ``{k: accuracy}`` for k = 2..min(5, C - 1) when C >= 3,
             else empty.
+
+    Example:
+        >>> report = EvaluationReport.from_predictions([0, 1, 1], [[.8, .2], [.3, .7], [.6, .4]],
+        ...                                            ["CD", "UD"])
+        >>> print(repr(report).splitlines()[0])
+        EvaluationReport: 3 samples, 2 classes (positive class: CD)
+        >>> round(report.accuracy, 3), report.confusion_matrix.tolist()
+        (0.667, [[1, 0], [1, 1]])
     """
 
     def __init__(self, y_true, proba, class_names, paths=None, positive_class=None):

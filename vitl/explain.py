@@ -42,6 +42,12 @@ class Explanation:
         score: the classifier's probability of ``label`` for this image.
         predicted: the predicted class (equal to ``label`` unless a class was asked for).
         path: the image file, or None for an array.
+
+    Example:
+        >>> e = Explanation(np.zeros((4, 4, 3), "uint8"), np.ones((4, 4), "float32"), "cracked",
+        ...                 0.9, "cracked", "a/tile.png")
+        >>> print(e)
+        a/tile.png: cracked (0.900)
     """
 
     image: np.ndarray
