@@ -24,9 +24,10 @@ import tensorflow as tf
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
+from sklearn.utils.validation import check_is_fitted
 from tqdm import tqdm
 
-from ._errors import check_int, check_is_fitted, check_verbose, problem
+from ._errors import check_int, check_verbose, problem
 from .data import paths_or_arrays, read_image
 from .features.pipeline import to_model_image
 
@@ -110,7 +111,7 @@ def explain(classifier, images, class_name=None, *, batch_size: int = 16,
         >>> e.label, e.heatmap.shape, e.image.shape
         ('cracked', (64, 64), (64, 64, 3))
     """
-    check_is_fitted(classifier)
+    check_is_fitted(classifier, "classes_")
     check_int("batch_size", batch_size, minimum=1)
     verbose = check_verbose(verbose)
     classes = [str(c) for c in classifier.classes_]
