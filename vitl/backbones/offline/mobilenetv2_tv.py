@@ -167,8 +167,8 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
         from ..weights import resolve_weights
 
         weights = resolve_weights("mobilenetv2-tv").path
-    # Mapped from the .pth on every load, not cached as a Keras file: converting took 0.87 s,
-    # loading the cached file 1.6-2.0 s (benchmarks/README.md, "Backbones").
+    # Mapped from the .pth on every load, not cached as a Keras file: that is faster (median
+    # 0.38 s vs 1.05 s to load the cached file; benchmarks/README.md, "Backbones").
     if str(weights).endswith(".pth"):
         set_torchvision_weights(model, read_torchvision_state_dict(weights))
     elif weights is not None:
