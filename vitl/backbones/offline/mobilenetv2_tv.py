@@ -164,7 +164,7 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
         x = layers.Dense(1000, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, x, name="mobilenetv2_tv")
     if weights == "imagenet":
-        from ..weights import resolve_weights
+        from ..weights import resolve_weights  # here: vitl.backbones.weights imports this module
 
         weights = resolve_weights("mobilenetv2-tv").path
     # Mapped from the .pth on every load, not cached as a Keras file: that is faster (median
