@@ -1,7 +1,7 @@
 """Frozen ImageNet feature extractors and where their weights come from.
 
 The offline ``mobilenetv2-tv`` port (torch-free unpickler, Keras network) lives in
-:mod:`vitl.backbones.offline`, imported only when its weights are converted or loaded.
+:mod:`vitl.backbones.offline`.
 """
 
 from .choose import BACKBONE_ENV, BackboneChoice, choose_backbone

@@ -62,7 +62,7 @@ def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
         >>> import tempfile
         >>> path = make_bundle(Path(tempfile.mkdtemp()) / "b.zip", ["mobilenetv2-tv"])
         >>> [entry["path"] for entry in read_manifest(path)["files"]]
-        ['weights/mobilenetv2_tv_imagenet.weights.h5']
+        ['weights/mobilenet_v2-b0353104.pth']
     """
     entries: dict[str, tuple[Path, str, dict]] = {}  # arcname: (source, sha256, extra)
     for name in backbones:
@@ -156,7 +156,7 @@ def import_bundle(bundle) -> list[Path]:
         >>> import tempfile
         >>> bundle = make_bundle(Path(tempfile.mkdtemp()) / "b.zip", ["mobilenetv2-tv"])
         >>> [path.name for path in import_bundle(bundle)]
-        ['mobilenetv2_tv_imagenet.weights.h5']
+        ['mobilenet_v2-b0353104.pth']
     """
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
@@ -188,11 +188,6 @@ def import_bundle(bundle) -> list[Path]:
                     else f"more than the declared {entry['size']} bytes (extraction stopped)",
                     "the bundle is corrupted or was modified; re-copy or re-create it"))
             installed.append(final)
-    from .offline.mobilenetv2_tv import CONVERTED_NAME, record_sha256
-
-    for path in installed:  # checked against the manifest above: mark as verified
-        if path.name == CONVERTED_NAME:
-            record_sha256(path)
     return installed
 
 

@@ -80,23 +80,6 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def stored_probes() -> dict:
-    """Return the stored probe results.
-
-    Returns:
-        ``{machine id: {backbone: result}}`` ({} when none or unreadable).
-
-    Example:
-        >>> isinstance(stored_probes(), dict)
-        True
-    """
-    try:
-        data = json.loads((_paths.vitl_home() / PROBE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None) -> str:
     """Return a concrete precision for ``precision``, running the probe for ``"auto"`` if needed.
 
@@ -124,7 +107,11 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
                                  "use 'auto' (measured once per machine) or 'float32'"))
     if gpus if gpus is not None else _has_gpu():
         return "float16"
-    probes = stored_probes()
+    try:
+        probes = json.loads((_paths.vitl_home() / PROBE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        probes = {}
+    probes = probes if isinstance(probes, dict) else {}
     stored = probes.get(machine_id(), {}).get(backbone)
     if stored and stored.get("precision") in PRECISIONS:
         return stored["precision"]
@@ -152,17 +139,16 @@ def probe(backbone: str) -> dict:
         True
     """
     cpu, flags = cpu_description()
-    result = {"cpu": cpu, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result = {"cpu": cpu, "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "precision": "float32", "images_per_second": {}}
     if flags and platform.machine() in ("x86_64", "AMD64") and not flags & _BF16_FLAGS:
-        return {**result, "precision": "float32", "images_per_second": {},
-                "reason": "no bfloat16 instructions (avx512_bf16 / amx_bf16) on this CPU"}
+        return {**result, "reason": "no bfloat16 instructions (avx512_bf16 / amx_bf16) on this CPU"}
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     run = subprocess.run([sys.executable, "-m", "vitl.backbones.precision", backbone],
                          check=False, capture_output=True, text=True, env=env, timeout=900)
     lines = run.stdout.strip().splitlines()
     if run.returncode != 0 or not lines:
-        return {**result, "precision": "float32", "images_per_second": {},
-                "reason": f"probe failed ({(run.stderr.strip().splitlines() or ['?'])[-1]})"}
+        return {**result, "reason": f"probe failed ({(run.stderr.strip().splitlines() or ['?'])[-1]})"}
     speed = json.loads(lines[-1])
     ratio = speed["bfloat16"] / speed["float32"]
     chosen = "bfloat16" if ratio >= MIN_SPEEDUP else "float32"

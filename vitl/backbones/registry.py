@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import keras
 
 from .._errors import problem
+from .offline.mobilenetv2_tv import build_mobilenetv2_tv
 
 #: Per-channel ImageNet statistics used by torchvision (RGB, 0..1 scale).
 TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -78,13 +79,6 @@ class BackboneSpec:
         return keras.layers.Identity(name="preprocess")
 
 
-def _mobilenetv2_tv(**kwargs) -> keras.Model:
-    # Imported only for this backbone: the torch-free port.
-    from .offline.mobilenetv2_tv import build_mobilenetv2_tv
-
-    return build_mobilenetv2_tv(**kwargs)
-
-
 _APPS = keras.applications
 _RESNET_V2_BLOCKS = ("conv2_", "conv3_", "conv4_", "conv5_", "post_")
 _MOBILENET_BLOCKS = tuple(f"block_{i}_" for i in range(1, 17)) + ("Conv_1",)
@@ -106,7 +100,7 @@ BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in [
     BackboneSpec("efficientnetb0", _APPS.EfficientNetB0, 224, "none", 1280, "top_activation",
                  "efficientnetb0_notop.h5", tuple(f"block{i}" for i in range(1, 8)) + ("top_",),
                  "EfficientNet-B0, rescales its own input (5.3M parameters)"),
-    BackboneSpec("mobilenetv2-tv", _mobilenetv2_tv, 224, "torch", 1280, "out_relu", None,
+    BackboneSpec("mobilenetv2-tv", build_mobilenetv2_tv, 224, "torch", 1280, "out_relu", None,
                  _MOBILENET_BLOCKS,
                  "MobileNetV2 with torchvision's ImageNet weights, available offline"),
 ]}

