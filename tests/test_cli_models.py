@@ -38,7 +38,7 @@ def message_lines(stderr: str) -> list[str]:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    data = make_synthetic_cracks(root / "data", 10, size=64, progress=False)
+    data = make_synthetic_cracks(root / "data", 10, size=64, verbose=0)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = main(["train", str(data), "--backbone", "mobilenetv2-tv", "--input-size", "64",

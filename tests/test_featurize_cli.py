@@ -40,11 +40,11 @@ def test_local_featurize_fills_what_the_training_featurizer_reads(tmp_path):
     paths = write_images(tmp_path / "data" / "a", 5)
     (tmp_path / "data" / "a" / "bad.jpg").write_bytes(b"x")
     stats = featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
-                             cache=tmp_path / "c", progress=False)
+                             cache=tmp_path / "c", verbose=0)
     assert (stats.images, stats.computed, stats.precision) == (6, 5, "float32")
     assert [p.name for p, _ in stats.bad] == ["bad.jpg"]
     featurizer = Featurizer(ExtractorRecipe("mobilenetv2", None, 32).build(),
-                            cache=tmp_path / "c", progress=False)
+                            cache=tmp_path / "c", verbose=0)
     featurizer.featurize(paths)
     assert featurizer.last_stats.computed == 0
 
@@ -87,7 +87,7 @@ def test_auto_resolves_before_keys_are_made(tmp_path, monkeypatch):
     monkeypatch.setattr(prec, "probe", lambda backbone: {"precision": "bfloat16"})
     write_images(tmp_path / "data", 3)
     stats = featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
-                             precision="auto", cache=tmp_path / "c", progress=False)
+                             precision="auto", cache=tmp_path / "c", verbose=0)
     assert stats.precision == "bfloat16"
     with FeatureCache(tmp_path / "c") as cache:
         assert [s.precision for s in cache.spaces()] == ["bfloat16"]

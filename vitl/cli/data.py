@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     Example:
         >>> import tempfile
         >>> from vitl.datasets import make_synthetic_cracks
-        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
         >>> args = argparse.Namespace(folder=folder, validate=False, split="none", seed=None)
         >>> run(args)  # doctest: +ELLIPSIS
         /.../s
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")  # every skipped file is printed in the report below
         images = load_image_folder(args.folder, validate=args.validate)
     print(f"{images.root}\n")
-    print(images.summary(progress=True))
+    print(images.summary(verbose=1))
     print()
     print(images.report)
     if args.split != "none":
