@@ -21,7 +21,7 @@ from vitl.data import read_image
 from vitl.datasets import make_synthetic_cracks, synthetic_mask_path
 from vitl.explain import (
     Explanation,
-    _GradCam,
+    _gradcam_maps,
     _upsample,
     explain,
     grad_cam,
@@ -178,7 +178,7 @@ def test_gradcam_of_a_linear_head_equals_the_class_activation_map():
     clf.head_.get_layer("scores").kernel.assign(kernel)
     by_class = []
     for target in (0, 1):
-        maps, proba = _GradCam(clf)(batch, target)
+        maps, proba = _gradcam_maps(clf, batch, target)
         expected = np.maximum(activations @ kernel[:, target], 0) / (3 * 3)
         assert maps.shape == (3, 3, 3) and expected.max() > 0
         # Random-weight activations are tiny (~1e-11), so compare relative to the peak.
