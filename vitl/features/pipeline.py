@@ -159,44 +159,15 @@ def to_model_image(image, size: int) -> np.ndarray:
     return image
 
 
-def load_model_image(path, size: int, view: int = 0, transform=None) -> np.ndarray:
-    """Decode one file into the backbone's input: the single path -> pixels step of every engine.
-
-    Local featurizing and the Ray engine's workers both call this, so the same
-    bytes give the same pixels (and, through the fixed-batch extractor call,
-    the same feature bits) wherever they are computed.
-
-    Args:
-        path: image file.
-        size: the extractor's input size (square side).
-        view: 0 for the image itself; k > 0 for ``transform(image, k)``.
-        transform: ``transform(image, view) -> image`` for views > 0.
-
-    Returns:
-        uint8 array ``(size, size, 3)``.
-
-    Raises:
-        vitl.data.BadImageError: the file is not a readable image.
-
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "a.png"
-        >>> Image.new("RGB", (40, 20), "red").save(path)
-        >>> load_model_image(path, 32).shape
-        (32, 32, 3)
-    """
-    image = read_image(path, size)
-    if view:
-        image = to_model_image(transform(image, view), size)
-    return image
-
-
 def model_image_loader(paths, size: int, views=None, transform=None, errors: dict | None = None,
                        contents=None):
-    """Return a ``tf.data`` map function decoding ``paths[index]`` with :func:`load_model_image`.
+    """Return a ``tf.data`` map function decoding ``paths[index]`` into the backbone's input.
 
     The one tf.data image loader: featurizing and fine-tuning both map it over
     a dataset of indices (plus whatever travels with them, such as labels).
+    Local featurizing and the Ray engine's workers both decode through it, so
+    the same bytes give the same pixels (and, through the fixed-batch extractor
+    call, the same feature bits) wherever they are computed.
 
     Args:
         paths: image files.
@@ -226,7 +197,9 @@ def model_image_loader(paths, size: int, views=None, transform=None, errors: dic
     def load(index):
         index = int(index)
         try:
-            image = load_model_image(paths[index], size, views[index] if views else 0, transform)
+            image = read_image(paths[index], size)
+            if views and views[index]:
+                image = to_model_image(transform(image, views[index]), size)
             if contents and contents[index] and sha256_file(paths[index]) != contents[index]:
                 raise BadImageError(paths[index], CHANGED)
             return image
