@@ -146,9 +146,7 @@ def featurize_shard(featurizer: Featurizer, items):
 def _changed(content: str, path) -> str | None:
     """Why the file no longer has ``content`` (None when it still has)."""
     try:
-        if sha256_file(path) == content:
-            return None
-        return CHANGED
+        return None if sha256_file(path) == content else CHANGED
     except OSError as err:
         return f"{type(err).__name__}: {err}"
 

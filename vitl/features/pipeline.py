@@ -66,16 +66,6 @@ class FeatureStats:
     engine: str = ""
 
     @property
-    def misses(self) -> int:
-        """Rows that were not in the cache (``images - hits``)."""
-        return self.images - self.hits
-
-    @property
-    def hit_rate(self) -> float:
-        """The share of rows served from the cache (0 for no rows)."""
-        return self.hits / self.images if self.images else 0.0
-
-    @property
     def images_per_second(self) -> float:
         """Computed vectors per second of the call (0 when all came from the cache)."""
         return self.computed / self.seconds if self.seconds > 0 else 0.0
