@@ -325,8 +325,7 @@ class Featurizer:
         return [FeatureKey(h, self.space(v, transform_id)) for v in views for h in hashes]
 
     def featurize(self, images, *, view: int = 0, views=None, transform=None,
-                  transform_id: str | None = None, verbose: int | None = None,
-                  errors: str = "raise") -> np.ndarray:
+                  transform_id: str | None = None, errors: str = "raise") -> np.ndarray:
         """Return the feature vectors of ``images``, in their order, computing only cache misses.
 
         Args:
@@ -344,7 +343,6 @@ class Featurizer:
             transform_id: names the augmentation policy in cache keys (change it
                 when the policy changes); defaults to ``transform.transform_id``.
                 Required for views > 0 when caching.
-            verbose: overrides the featurizer's ``verbose`` for this call.
             errors: ``"raise"`` stops at the first unreadable file (after caching
                 the batches before it); ``"skip"`` leaves its rows NaN, caches
                 nothing for it and lists it in ``last_stats.bad``.
@@ -376,13 +374,12 @@ class Featurizer:
                                      "pass errors='skip' to go on past unreadable files"))
         view_ids, stacked = _views(view, views)
         transform_id = _transform_id(view_ids, transform, transform_id, self.cache)
-        show = self.verbose if verbose is None else check_verbose(verbose)
         paths = [Path(p) for p in getattr(images, "paths", images)]
         n, dim = len(paths), int(self.extractor.feature_dim)
         out = np.empty((len(view_ids) * n, dim), dtype=np.float32)
         jobs, hits, repaired = self._from_cache(paths, view_ids, transform_id, out)
         computed, bad = 0, []
-        with tqdm(total=len(out), initial=hits, unit="img", disable=not (show and jobs),
+        with tqdm(total=len(out), initial=hits, unit="img", disable=not (self.verbose and jobs),
                   desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
             for done, vectors, failed in self._compute(paths, jobs, transform):
                 for (_, _, _, rows), vector in zip(done, vectors):
@@ -403,7 +400,7 @@ class Featurizer:
         if self.cache is not None and n:
             s = self.last_stats
             self.cache.record_run(s.backbone, s.images, s.hits, s.computed, s.repaired, s.seconds)
-        if show:
+        if self.verbose:
             print(self.last_stats, file=sys.stderr)
         return out.reshape(len(view_ids), n, dim) if stacked else out
 
