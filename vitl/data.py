@@ -470,8 +470,10 @@ def _scan(folder: Path, follow: bool, visited: set, report: LoadReport) -> list[
         keep = []
         for name in sorted(d for d in dirnames if not _is_junk(d)):
             why = _folder_problem(here / name, here, follow, visited)
-            report.skipped += [SkippedFile(here / name, why)] if why else []
-            keep += [] if why else [name]
+            if why:
+                report.skipped.append(SkippedFile(here / name, why))
+            else:
+                keep.append(name)
         dirnames[:] = keep
         for path in (here / f for f in sorted(filenames) if not _is_junk(f)):
             if not _is_image_name(path.name):
