@@ -248,7 +248,7 @@ class FeatureCache:
         >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
         >>> key = FeatureKey("0" * 64, space)
         >>> cache.put_many([(key, np.ones(3))])
-        >>> cache.get_many([key])[key]
+        >>> cache.lookup([key]).found[key]
         array([1., 1., 1.], dtype=float32)
         >>> cache.info().entries_per_backbone
         {'mobilenetv2': 1}
@@ -397,24 +397,6 @@ class FeatureCache:
                     else:
                         found[wanted[content]] = vector
         return Lookup(found, damaged)
-
-    def get_many(self, keys: Iterable[FeatureKey]) -> dict:
-        """Return ``{key: float32 vector}`` for the keys stored intact (others are absent).
-
-        Args:
-            keys: the :class:`FeatureKey` s wanted.
-
-        Returns:
-            A dict of the keys found intact (``lookup(keys).found``).
-
-        Example:
-            >>> import tempfile
-            >>> cache = FeatureCache(tempfile.mkdtemp())
-            >>> space = FeatureSpace("resnet101v2", "w", 224, 1, "float32")
-            >>> cache.get_many([FeatureKey("ab" * 32, space)])
-            {}
-        """
-        return self.lookup(keys).found
 
     def spaces(self) -> list[FeatureSpace]:
         """Return the feature spaces that hold vectors, sorted by id (for export).
