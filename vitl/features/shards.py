@@ -61,7 +61,6 @@ class Shard:
         contents: content hashes of the rows with vectors.
         vectors: float32 ``(len(contents), dim)``.
         errors: ``(content, path, reason)`` of the error rows.
-        meta: the file's ``vitl.shard`` metadata.
     """
 
     path: Path
@@ -69,7 +68,6 @@ class Shard:
     contents: list
     vectors: np.ndarray
     errors: list
-    meta: dict
 
 
 @dataclass
@@ -250,7 +248,7 @@ def read_shard(path, expect: FeatureSpace | None = None) -> Shard:
         raise _bad(path, "finite feature values", "NaN or infinity")
     errors = [(c, p, e) for c, p, e, k in zip(contents, table["path"].to_pylist(),
                                               table["error"].to_pylist(), ok) if not k]
-    return Shard(Path(path), space, good["content"].to_pylist(), vectors, errors, meta)
+    return Shard(Path(path), space, good["content"].to_pylist(), vectors, errors)
 
 
 def shard_files(folder) -> list[Path]:
