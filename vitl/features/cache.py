@@ -221,7 +221,7 @@ def _decode(dim: int, crc: int, blob: bytes) -> np.ndarray | None:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
-class FeatureCache:
+class FeatureCache(contextlib.AbstractContextManager):
     """A feature cache shared by every run, notebook and CLI call using ``directory``.
 
     Safe for concurrent use by several processes (and threads): reads never
@@ -351,9 +351,6 @@ class FeatureCache:
         """
         with self._lock:
             self._db.close()
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, *exc):
         self.close()
