@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 
@@ -23,6 +24,36 @@ _COMMAND_MODULES = ["demo", "data", "weights", "cache", "featurize", "train", "e
 
 class CLIError(Exception):
     """A usage problem reported as one line and exit code 2."""
+
+
+#: argparse's own message for a value outside ``choices=``.
+_INVALID_CHOICE = re.compile(r"argument (?P<name>\S+): invalid choice: (?P<value>.*) "
+                             r"\(choose from (?P<choices>.*)\)$")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one ``vitl <cmd>: error: ...`` line (exit 2).
+
+    Example:
+        >>> parser = Parser(prog="vitl demo")
+        >>> _ = parser.add_argument("--precision", choices=["float32", "bfloat16"])
+        >>> parser.parse_args(["--precision", "int8"])
+        Traceback (most recent call last):
+        ...
+        vitl.cli.CLIError: vitl demo: error: --precision: expected 'float32' or 'bfloat16', received 'int8'. Fix: pass one of them (see vitl demo --help)
+    """
+
+    def error(self, message: str):
+        """Raise :class:`CLIError` with argparse's ``message`` in vitl's one-line form."""
+        choice = _INVALID_CHOICE.match(message)
+        if choice:
+            *others, last = choice["choices"].split(", ")
+            expected = f"{', '.join(others)} or {last}" if others else last
+            message = (f"{choice['name']}: expected {expected}, received {choice['value']}. "
+                       f"Fix: pass one of them (see {self.prog} --help)")
+        elif "Fix:" not in message:
+            message += f". Fix: see {self.prog} --help"
+        raise CLIError(f"{self.prog}: error: {message.removeprefix('argument ')}")
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
@@ -54,10 +85,17 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"vitl: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vitl", description="Visual inspection by transfer learning."
-    )
+def build_parser() -> Parser:
+    """The ``vitl`` parser with every sub-command.
+
+    Returns:
+        The :class:`Parser`.
+
+    Example:
+        >>> build_parser().parse_args(["train", "photos", "--out", "m"]).backbone
+        'auto'
+    """
+    parser = Parser(prog="vitl", description="Visual inspection by transfer learning.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"vitl.cli.{name}").register(sub)
@@ -65,12 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``vitl`` command line and return its exit code."""
+    """Run the ``vitl`` command line and return its exit code.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 2 for unusable input (one line on stderr), 130 when interrupted.
+
+    Example:
+        >>> main(["train", "photos", "--out", "m", "--epochs", "0"])
+        2
+    """
     # File names that are not UTF-8 reach stdout (CSV rows) as their own bytes.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except CLIError as err:
+        print(err, file=sys.stderr)
+        return 2
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
@@ -94,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(err, sqlite3.Error):
             raise
         print(f"vitl {args.command}: error: feature cache: {type(err).__name__}: {err}. Fix: "
-              "retry, or pass --cache none (or another --cache DIR)", file=sys.stderr)
+              "retry, or pass --no-cache (or another --cache DIR)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

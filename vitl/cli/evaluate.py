@@ -6,11 +6,24 @@ import argparse
 import json
 import warnings
 
-from .train import existing_folder, load_model_dir
+from .common import add_cache_options, check_cache_option, existing_folder, load_model_dir
 
 
 def register(subparsers) -> None:
-    """Add the ``evaluate`` sub-command."""
+    """Add the ``evaluate`` sub-command.
+
+    Args:
+        subparsers: the ``vitl`` parser's sub-parsers.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> register(parser.add_subparsers())
+        >>> parser.parse_args(["evaluate", "model", "photos", "--no-cache"]).cache is None
+        True
+    """
     parser = subparsers.add_parser(
         "evaluate", help="score a trained model on a folder of labelled images",
         description="Every image under DATA_DIR (one sub-folder per class, named like the "
@@ -24,16 +37,31 @@ def register(subparsers) -> None:
     parser.add_argument("--positive-class", default=None, metavar="NAME",
                         help="the defect class for ROC/PR and the threshold (two classes; "
                              "default the first class)")
-    parser.add_argument("--cache", default="default", metavar="DIR",
-                        help="feature cache folder, 'default' or 'none'")
+    add_cache_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate the model on DATA_DIR and print the report (or one JSON object); return 0.
+
+    Args:
+        args: the parsed ``vitl evaluate`` arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        Needs a trained model (tested in ``tests/test_cli_models.py``):
+
+        >>> from vitl.cli import main
+        >>> main(["evaluate", "model", "photos", "--json"])  # doctest: +SKIP
+        0
+    """
     from ..data import load_image_folder
 
     data_dir = existing_folder(args.data_dir, "DATA_DIR")
-    clf = load_model_dir(args.model_dir, cache=None if args.cache == "none" else args.cache)
+    check_cache_option(args.cache)
+    clf = load_model_dir(args.model_dir, cache=args.cache)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skipped files are reported below / in the JSON
         images = load_image_folder(data_dir)
