@@ -142,5 +142,13 @@ def check_is_fitted(estimator, attribute: str = "classes_") -> None:
         )
 
 
-__all__ = ["NotFittedError", "check_choice", "check_fraction", "check_int", "check_is_fitted",
+def check_verbose(verbose) -> int:
+    """Return ``verbose`` as 0, 1 or 2 (True is 1, False is 0); raise ValueError otherwise."""
+    if verbose in (0, 1, 2):
+        return int(verbose)
+    raise ValueError(problem("verbose", "0 (silent), 1 (progress bars) or 2 (also a line per epoch)",
+                             verbose, "pass verbose=1"))
+
+
+__all__ = ["check_verbose", "NotFittedError", "check_choice", "check_fraction", "check_int", "check_is_fitted",
            "problem"]

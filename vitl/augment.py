@@ -60,10 +60,13 @@ class AugmentPolicy:
         fill_mode: how pixels outside the image are filled after rotating,
             zooming out or shifting: ``"reflect"`` (default), ``"wrap"``,
             ``"constant"`` (black) or ``"nearest"``.
+        views: how many augmented views of each training image
+            :class:`~vitl.classifier.ImageClassifier` adds (``augment=policy``);
+            not part of :attr:`transform_id` (view k is the same picture for any count).
 
     Attributes:
-        transform_id: ``"aug-v1-"`` plus a short hash of the parameters; names
-            the policy in feature-cache keys.
+        transform_id: ``"aug-v1-"`` plus a short hash of the transform
+            parameters; names the policy in feature-cache keys.
 
     Example:
         >>> policy = AugmentPolicy(rotation=0.05)
@@ -84,8 +87,10 @@ class AugmentPolicy:
     contrast: float = 0.2
     brightness: float = 0.2
     fill_mode: str = "reflect"
+    views: int = 4
 
     def __post_init__(self):
+        check_int("views", self.views, minimum=0, fix="pass views=4 (0 = no augmentation)")
         if self.flip not in FLIPS:
             raise ValueError(problem("flip", f"one of {FLIPS}", self.flip,
                                      "pass flip='horizontal_and_vertical' or flip=None"))
@@ -122,7 +127,9 @@ class AugmentPolicy:
 
     @property
     def transform_id(self) -> str:
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """``"aug-v1-"`` and a hash of the transform parameters (``views`` excluded)."""
+        transform = {k: v for k, v in self.to_dict().items() if k != "views"}
+        text = json.dumps(transform, sort_keys=True)
         return f"aug-v{AUGMENT_VERSION}-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
     @property

@@ -9,8 +9,8 @@ The two phases of ML.NET's image classification trainer, in Keras:
 
 Optional improvements (:mod:`vitl.augment`, :mod:`vitl.finetune`): ``augment=K``
 adds K cached, deterministic augmented views of every training image to the
-head's training set; ``fine_tune_blocks=N`` then trains the top N backbone
-blocks with the head, end to end on images. :meth:`ImageClassifier.continue_training`
+head's training set; ``fine_tune=FineTuneConfig(blocks=N)`` then trains the top N
+backbone blocks with the head, end to end on images. :meth:`ImageClassifier.continue_training`
 resumes the head's training when new images arrive.
 
 The fitted estimator joins backbone and head into one Keras model for
@@ -20,27 +20,34 @@ prediction, saving and export.
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
-from ._errors import NotFittedError, check_fraction, check_int, check_is_fitted, problem
+from ._errors import check_fraction, check_int, check_verbose, problem
 from ._files import atomic_path
 from .augment import AugmentPolicy
-from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor, get_backbone
+from .backbones import (
+    FeatureExtractor,
+    WeightsSource,
+    build_feature_extractor,
+    choose_backbone,
+    get_backbone,
+)
 from .backbones.registry import PREPROCESSING_VERSION
 from .data import ImageCollection, load_image_folder, paths_or_arrays, split
 from .evaluation import EvaluationReport
 from .features import Featurizer
 from .features.pipeline import to_model_image
-from .finetune import FineTuneConfig, fine_tune
+from .finetune import FineTuneConfig, fine_tune, top_block_layers
 from .training import HeadConfig, TrainingHistory, predict_proba, train_head
 
 #: Format version of saved models; a model from another version is refused on load.
@@ -50,7 +57,12 @@ _METADATA = "vitl.json"  # extra member inside the .keras zip
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's prediction: the label, its score and every class's score."""
+    """One image's prediction: the label, its score and every class's score.
+
+    Example:
+        >>> print(Prediction("a.jpg", "cracked", 0.91, {"cracked": 0.91, "intact": 0.09}))
+        a.jpg: cracked (0.910)
+    """
 
     path: str | None
     label: str
@@ -61,122 +73,95 @@ class Prediction:
         return f"{self.path or '<array>'}: {self.label} ({self.score:.3f})"
 
 
-class ImageClassifier:
+class ImageClassifier(BaseEstimator):
     """Transfer-learning image classifier: a frozen ImageNet backbone plus a trained head.
 
-    The backbone defaults to ML.NET's (ResNet101 v2); the head's training
-    defaults are :class:`vitl.training.HeadConfig`'s, chosen by measurement
-    (Adam 1e-3, batch 32, up to 200 epochs, early stopping on validation loss
-    with patience 20, best weights restored). ML.NET's settings are one call
-    away: ``ImageClassifier(**HeadConfig.mlnet().to_dict())`` minus the fields
-    this class does not take, or ``vitl train --preset mlnet``.
+    A scikit-learn estimator: ``__init__`` only stores its arguments, so
+    ``sklearn.base.clone``, ``get_params`` and ``set_params`` work. The head's
+    training defaults are :class:`vitl.training.HeadConfig`'s, chosen by
+    measurement; ML.NET's settings are :meth:`mlnet` (``head=HeadConfig.mlnet()``).
 
     Args:
-        backbone: a name from :func:`vitl.backbones.list_backbones`.
+        backbone: ``"auto"`` (:func:`vitl.backbones.choose_backbone` at ``fit``:
+            ``$VITL_BACKBONE``, else ResNet101 v2 when its ImageNet weights can
+            be had, else the offline ``mobilenetv2-tv``), a name from
+            :func:`vitl.backbones.list_backbones`, or a built
+            :class:`~vitl.backbones.FeatureExtractor` (then ``weights``,
+            ``input_size`` and ``precision`` are its own).
         weights: ``"imagenet"``, a weights file, or None (random: plumbing tests only).
         input_size: square input side; default the backbone's own.
         precision: backbone precision: ``"float32"``, ``"bfloat16"``, ``"float16"``.
-        epochs, batch_size, learning_rate, lr_schedule, lr_decay,
-        decay_every_epochs, optimizer, early_stopping, monitor, patience,
-        min_delta, class_weight, dropout, hidden_units, l2: the head's
-            training, see :class:`vitl.training.HeadConfig` (same defaults).
-        validation_fraction: when ``fit`` gets no validation set, this share
-            of ``train`` is held out for validation (stratified, exact
-            per-class counts, seeded by ``seed``); 0 trains on everything and
-            early stopping watches the training metric.
+        head: a :class:`~vitl.training.HeadConfig` (None: ``HeadConfig()``);
+            its ``seed`` is replaced by ``seed``.
         augment: K augmented views per training image added to the head's
-            training set (0 = off). Views are deterministic and cached like
-            originals; validation and test images are never augmented.
-        augment_policy: an :class:`vitl.augment.AugmentPolicy` (or its dict);
-            None means ``AugmentPolicy()``.
-        fine_tune_blocks: after the head, train the top N backbone blocks with
-            it end to end on images (0 = off); see :mod:`vitl.finetune`. Kept
-            only when it improves validation accuracy.
-        fine_tune_epochs: maximum fine-tuning epochs (early stopping, patience 5).
-        fine_tune_learning_rate: peak fine-tuning learning rate (Adam; warm-up
-            over the first epoch, cosine decay to 0).
-        seed: seeds the validation hold-out, initialisation and shuffling: the
-            same data and seed give the same split, weights and metrics.
+            training set (0 = off), or an :class:`~vitl.augment.AugmentPolicy`
+            (its ``views``). Views are deterministic and cached like originals;
+            validation and test images are never augmented.
+        fine_tune: None, or a :class:`~vitl.finetune.FineTuneConfig`: after the
+            head, train its top ``blocks`` backbone blocks with the head end to
+            end on images (kept only when it improves validation); its ``seed``
+            is replaced by ``seed``, its class weights are the head's.
+        validation_fraction: when ``fit`` gets no validation set, this share
+            of ``train`` is held out (stratified, seeded by ``seed``); 0 trains
+            on everything and early stopping watches the training metric.
+        seed: seeds the hold-out, initialisation, shuffling and fine-tuning:
+            the same data and seed give the same split, weights and metrics.
         cache: feature cache: ``"default"``, a folder, or None to disable.
-        verbose: print the per-epoch log (``True``, or an int n: every n-th
-            epoch), a progress bar (``"bar"``) or nothing (``False``), for the
-            head and for fine-tuning; featurizing shows a progress bar unless False.
-        callbacks: extra Keras callbacks for the training phase.
-        on_epoch: ``on_epoch(epoch, logs)``, called after every epoch.
+        verbose: 0 silent, 1 progress bars and one-line summaries, 2 also an
+            ML.NET-style log line per epoch (True is 1, False is 0).
+        callbacks: extra Keras callbacks for the head's training.
+        on_epoch: ``on_epoch(epoch, logs)``, called after every head epoch.
 
     Attributes (after ``fit``):
         classes_: class names, in score-column order.
-        history_: :class:`vitl.training.TrainingHistory` of the training phase.
+        history_: :class:`~vitl.training.TrainingHistory` of the head's training.
         fine_tune_history_: :class:`~vitl.training.TrainingHistory` of
             fine-tuning, or None.
-        extractor_: the frozen :class:`vitl.backbones.FeatureExtractor` (after
+        extractor_: the frozen :class:`~vitl.backbones.FeatureExtractor` (after
             fine-tuning: the fine-tuned one, with its own cache identity).
         head_: the trained head (a Keras model on features).
         model_: backbone and head as one Keras model, images (0..255) in,
             probabilities out.
-        fit_info_: what ``fit`` saw: backbone, weights source, split counts,
-            feature-cache statistics, augmentation and fine-tuning settings and
-            results, and any ``continue_training`` runs.
+        fit_info_: what ``fit`` saw: backbone (the real name), weights source,
+            split counts, feature-cache statistics, augmentation and fine-tuning
+            settings and results, and any ``continue_training`` runs.
 
     Example:
         >>> import tempfile
+        >>> from sklearn.base import clone
         >>> from vitl.datasets import make_synthetic_cracks
         >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 6, size=64, progress=False)
-        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=64, epochs=3,
-        ...                       cache=None, verbose=False)
+        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=64,
+        ...                       head=HeadConfig(epochs=3), cache=None, verbose=0)
         >>> clf.fit(folder).classes_.tolist()
         ['cracked', 'uncracked']
         >>> clf.predict_proba(folder).shape
         (12, 2)
+        >>> clone(clf).set_params(seed=1).get_params()["seed"]
+        1
     """
 
-    def __init__(self, backbone="resnet101v2", *, weights="imagenet", input_size=None,
-                 precision="float32", epochs=200, batch_size=32, learning_rate=1e-3,
-                 lr_schedule="constant", lr_decay=0.94, decay_every_epochs=2, optimizer="adam",
-                 early_stopping=True, monitor="val_loss", patience=20, min_delta=0.0,
-                 class_weight=None, dropout=0.0, hidden_units=None, l2=0.0,
-                 validation_fraction=0.1, augment=0, augment_policy=None, fine_tune_blocks=0,
-                 fine_tune_epochs=10, fine_tune_learning_rate=1e-4, seed=0, cache="default",
-                 verbose=True, callbacks=(), on_epoch=None):
+    def __init__(self, backbone="auto", *, weights="imagenet", input_size=None,
+                 precision="float32", head=None, augment=0, fine_tune=None,
+                 validation_fraction=0.1, seed=0, cache="default", verbose=1, callbacks=(),
+                 on_epoch=None):
         self.backbone = backbone
         self.weights = weights
         self.input_size = input_size
         self.precision = precision
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.lr_decay = lr_decay
-        self.decay_every_epochs = decay_every_epochs
-        self.optimizer = optimizer
-        self.early_stopping = early_stopping
-        self.monitor = monitor
-        self.patience = patience
-        self.min_delta = min_delta
-        self.class_weight = class_weight
-        self.dropout = dropout
-        self.hidden_units = hidden_units
-        self.l2 = l2
-        self.validation_fraction = validation_fraction
+        self.head = head
         self.augment = augment
-        self.augment_policy = augment_policy
-        self.fine_tune_blocks = fine_tune_blocks
-        self.fine_tune_epochs = fine_tune_epochs
-        self.fine_tune_learning_rate = fine_tune_learning_rate
+        self.fine_tune = fine_tune
+        self.validation_fraction = validation_fraction
         self.seed = seed
         self.cache = cache
         self.verbose = verbose
         self.callbacks = callbacks
         self.on_epoch = on_epoch
 
-    # ------------------------------------------------------------------ params
-    _HEAD_PARAMS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay",
-                    "decay_every_epochs", "optimizer", "early_stopping", "monitor", "patience",
-                    "min_delta", "class_weight", "dropout", "hidden_units", "l2", "seed")
-
     @classmethod
-    def mlnet(cls, backbone="resnet101v2", **params) -> ImageClassifier:
-        """An ``ImageClassifier`` with ML.NET's head settings (:meth:`HeadConfig.mlnet`).
+    def mlnet(cls, backbone="auto", **params) -> ImageClassifier:
+        """An ``ImageClassifier`` with ML.NET's head settings: ``head=HeadConfig.mlnet()``.
 
         What the ML.NET tutorial shows: plain gradient descent at 0.01 decayed by
         0.94 every 2 epochs, batch 10, early stopping on validation accuracy.
@@ -184,93 +169,85 @@ class ImageClassifier:
 
         Args:
             backbone: as for the constructor.
-            **params: any other constructor argument; head settings given here
-                override ML.NET's.
+            **params: any other constructor argument (a ``head`` given here wins).
 
         Returns:
             An unfitted :class:`ImageClassifier`.
 
         Example:
-            >>> clf = ImageClassifier.mlnet("mobilenetv2-tv", epochs=50)
-            >>> clf.optimizer, clf.learning_rate, clf.batch_size, clf.epochs
-            ('sgd', 0.01, 10, 50)
+            >>> clf = ImageClassifier.mlnet("mobilenetv2-tv")
+            >>> clf.head.optimizer, clf.head.learning_rate, clf.head.batch_size
+            ('sgd', 0.01, 10)
         """
-        preset = HeadConfig.mlnet().to_dict()
-        head = {name: preset[name] for name in cls._HEAD_PARAMS if name != "seed"}
-        return cls(backbone, **{**head, **params})
+        return cls(backbone, **{"head": HeadConfig.mlnet(), **params})
 
-    def get_params(self) -> dict:
-        """Return the constructor arguments (scikit-learn style)."""
-        names = list(inspect.signature(ImageClassifier.__init__).parameters)[1:]
-        return {name: getattr(self, name) for name in names}
+    def build_extractor(self) -> FeatureExtractor:
+        """Build the frozen feature extractor ``backbone``, ``weights``, ``input_size`` describe.
 
-    def head_config(self) -> HeadConfig:
-        """The validated :class:`~vitl.training.HeadConfig` these arguments describe."""
-        return HeadConfig(**{name: getattr(self, name) for name in self._HEAD_PARAMS}).validate()
+        ``"auto"`` is resolved here (its reason printed when ``verbose``); an
+        extractor passed as ``backbone`` is returned as is, so several
+        classifiers can share one (``clf.set_params(backbone=extractor)``).
 
-    def augmentation(self) -> AugmentPolicy | None:
-        """The :class:`~vitl.augment.AugmentPolicy` used when ``augment > 0``, else None."""
-        check_int("augment", self.augment, minimum=0,
-                  fix="pass augment=0 (off) or the number of views per image, e.g. 4")
-        if not self.augment:
-            return None
-        policy = self.augment_policy
-        if policy is None:
-            return AugmentPolicy()
-        if isinstance(policy, dict):
-            return AugmentPolicy.from_dict(policy)
-        if isinstance(policy, AugmentPolicy):
-            return policy
-        raise ValueError(problem("augment_policy", "None, an AugmentPolicy or its dict",
-                                 type(policy).__name__, "pass vitl.augment.AugmentPolicy(...)"))
+        Returns:
+            A :class:`~vitl.backbones.FeatureExtractor`.
 
-    def fine_tune_config(self) -> FineTuneConfig | None:
-        """The :class:`~vitl.finetune.FineTuneConfig` used when ``fine_tune_blocks > 0``."""
-        check_int("fine_tune_blocks", self.fine_tune_blocks, minimum=0,
-                  fix="pass fine_tune_blocks=0 (off) or e.g. 2")
-        if not self.fine_tune_blocks:
-            return None
-        blocks = len(get_backbone(self.backbone).block_prefixes)
-        if self.fine_tune_blocks > blocks:
-            raise ValueError(problem("fine_tune_blocks", f"at most {blocks} (the blocks of "
-                                     f"{self.backbone})", self.fine_tune_blocks,
-                                     f"pass a number from 1 to {blocks}"))
-        return FineTuneConfig(blocks=self.fine_tune_blocks, epochs=self.fine_tune_epochs,
-                              learning_rate=self.fine_tune_learning_rate,
-                              class_weight=self.class_weight, seed=self.seed).validate()
+        Example:
+            >>> fx = ImageClassifier("mobilenetv2", weights=None, input_size=32).build_extractor()
+            >>> fx.name, fx.input_size
+            ('mobilenetv2', 32)
+        """
+        if isinstance(self.backbone, FeatureExtractor):
+            return self.backbone
+        backbone = self.backbone
+        if backbone == "auto":
+            choice = choose_backbone()
+            if check_verbose(self.verbose):
+                print(choice.reason, flush=True)
+            backbone = choice.name
+        if self.weights is None:  # random weights: seeded, so runs repeat (and hit the cache)
+            keras.utils.set_random_seed(self.seed)
+        return build_feature_extractor(backbone, weights=self.weights,
+                                       input_size=self.input_size, precision=self.precision)
 
-    def __repr__(self) -> str:
-        defaults = ImageClassifier().get_params()
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if k != "backbone" and v != defaults[k]]
-        return f"ImageClassifier({', '.join([repr(self.backbone)] + changed)})"
+    def _settings(self) -> tuple[HeadConfig, AugmentPolicy | None, FineTuneConfig | None]:
+        """The validated head, augmentation and fine-tuning settings, seeded by ``seed``."""
+        check_int("seed", self.seed, minimum=0, fix="pass seed=0")
+        check_verbose(self.verbose)
+        head = _of_type("head", HeadConfig() if self.head is None else self.head, HeadConfig)
+        head = replace(head, seed=self.seed).validate()
+        policy = self.augment
+        if not isinstance(policy, AugmentPolicy):
+            policy = AugmentPolicy(views=check_int(
+                "augment", policy, minimum=0,
+                fix="pass augment=0 (off), a number of views such as 4, or an AugmentPolicy"))
+        tune = self.fine_tune
+        if tune is not None:
+            tune = replace(_of_type("fine_tune", tune, FineTuneConfig), seed=self.seed).validate()
+        return head, (policy if policy.views else None), tune
 
     # ------------------------------------------------------------------ fit
     def fit(self, train, validation=None) -> ImageClassifier:
         """Featurize (cached) and train the head; optionally augment and fine-tune.
 
-        With ``augment=K`` the head also learns from K augmented views of every
-        training image (cached like the originals); with ``fine_tune_blocks=N``
-        the top N backbone blocks are then trained with the head on images.
-
         Args:
-            train: an :class:`vitl.data.ImageCollection` or a folder with one
+            train: an :class:`~vitl.data.ImageCollection` or a folder with one
                 sub-folder per class.
             validation: the same, for early stopping and the validation log;
-                None holds out ``validation_fraction`` of ``train``
-                (stratified, by file-name hash seeded by ``seed``).
+                None holds out ``validation_fraction`` of ``train``.
 
         Returns:
             ``self``, fitted.
 
         Raises:
             ValueError: bad arguments or data (the message says how to fix it).
-        """
-        return self._fit(train, validation)
 
-    def _fit(self, train, validation=None, extractor=None) -> ImageClassifier:
-        """``fit``, optionally on a prebuilt frozen ``extractor`` (shared by experiments)."""
-        config, policy, tune = self.head_config(), self.augmentation(), self.fine_tune_config()
+        Example:
+            >>> ImageClassifier(augment=-1).fit("photos")
+            Traceback (most recent call last):
+            ...
+            ValueError: augment: expected an integer >= 0, received -1. Fix: pass augment=0 (off), a number of views such as 4, or an AugmentPolicy
+        """
+        config, policy, tune = self._settings()
         validation_given = validation is not None
         train, validation = self._train_and_validation(train, validation)
         classes = list(train.class_names)
@@ -280,15 +257,16 @@ class ImageClassifier:
                                      f"none for {empty} (counts {train.counts()})",
                                      "add images of that class, or drop it from class_names"))
         y_val = _labels_in(validation, classes, "validation")
-        if extractor is None:
-            extractor = self._build_extractor()
-        base = extractor
+        extractor = base = self.build_extractor()
+        if tune is not None:
+            top_block_layers(extractor, tune.blocks)  # a bad block count fails before any work
         head, history, features = self._train_head(extractor, train, train.labels, validation,
                                                    y_val, classes, config, policy)
         fine_tune_history = tune_info = None
         if tune is not None:
             result = fine_tune(extractor, head, train, train.labels, validation, y_val,
-                               config=tune, policy=policy, verbose=self.verbose)
+                               config=tune, policy=policy, class_weight=config.class_weight,
+                               verbose=self.verbose)
             extractor, head, fine_tune_history = result.extractor, result.head, result.history
             tune_info = {**tune.to_dict(), **result.summary()}
         self.classes_ = np.array(classes)
@@ -311,12 +289,12 @@ class ImageClassifier:
                                     else float(self.validation_fraction)),
             "head": config.to_dict(),
             "features": features,
-            "augment": {"views": int(self.augment),
+            "augment": {"views": policy.views if policy else 0,
                         "policy": policy.to_dict() if policy else None,
                         "transform_id": policy.transform_id if policy else None},
             "fine_tune": tune_info,
             "continued": [],
-            "calibration_paths": [str(p) for p in train.paths[:: max(1, len(train) // 100)]],
+            "calibration_paths": _calibration_sample(train),
         }
         return self
 
@@ -334,7 +312,7 @@ class ImageClassifier:
                 with exactly the classes of ``classes_``.
             validation: the same, for early stopping; None holds out
                 ``validation_fraction`` of ``train`` as ``fit`` does.
-            epochs: maximum epochs for this run; default ``epochs``.
+            epochs: maximum epochs for this run; default ``head.epochs``.
 
         Returns:
             ``self``, with a new ``head_``, ``model_`` and ``history_``; the
@@ -345,9 +323,10 @@ class ImageClassifier:
             NotFittedError: the classifier was never fitted nor loaded.
         """
         check_is_fitted(self)
-        config, policy = self.head_config(), self.augmentation()
+        config, policy, _ = self._settings()
         if epochs is not None:
-            config.epochs = check_int("epochs", epochs, minimum=1, fix="pass epochs=20 or None")
+            config = replace(config, epochs=check_int("epochs", epochs, minimum=1,
+                                                      fix="pass epochs=20 or None"))
         train, validation = self._train_and_validation(train, validation)
         classes = [str(c) for c in self.classes_]
         if set(train.class_names) != set(classes):
@@ -367,7 +346,7 @@ class ImageClassifier:
         info["continued"] = list(info.get("continued", [])) + [{
             "counts": {"train": train.counts(), "validation": validation.counts()},
             "epochs": config.epochs, "epochs_run": len(history), "features": features}]
-        info["calibration_paths"] = [str(p) for p in train.paths[:: max(1, len(train) // 100)]]
+        info["calibration_paths"] = _calibration_sample(train)
         self.fit_info_ = info
         return self
 
@@ -384,7 +363,7 @@ class ImageClassifier:
                     start_from=None):
         """Featurize (train: originals + augmented views; validation: originals), train the head."""
         featurizer = self._featurizer(extractor)
-        views = list(range(int(self.augment) + 1)) if policy is not None else [0]
+        views = list(range(policy.views + 1)) if policy is not None else [0]
         x_train = featurizer.featurize(train, views=views, transform=policy)
         stats = {"train": _stats(featurizer.last_stats)}
         x_train = x_train.reshape(-1, x_train.shape[-1])
@@ -406,7 +385,14 @@ class ImageClassifier:
 
     # ------------------------------------------------------------------ predict
     def featurize(self, images) -> np.ndarray:
-        """Return the backbone features of ``images`` (cached when they are files)."""
+        """Return the backbone features of ``images`` (cached when they are files).
+
+        Args:
+            images: as for :meth:`predict_proba`.
+
+        Returns:
+            ``(N, feature_dim)`` float32 features.
+        """
         check_is_fitted(self)
         paths, arrays = paths_or_arrays(images)
         if arrays is not None:
@@ -422,19 +408,35 @@ class ImageClassifier:
             images: an image path, a folder (every image below it), a list of
                 paths, an :class:`~vitl.data.ImageCollection`, or RGB arrays
                 (one ``(H, W, 3)`` image or an ``(N, H, W, 3)`` batch, 0..255).
+
+        Returns:
+            ``(N, n_classes)`` float32 probabilities.
         """
         check_is_fitted(self)
         return predict_proba(self.head_, self.featurize(images))
 
     def predict(self, images) -> np.ndarray:
-        """Return the predicted class name of each image (see :meth:`predict_proba`)."""
+        """Return the predicted class name of each image.
+
+        Args:
+            images: as for :meth:`predict_proba`.
+
+        Returns:
+            An array of class names, one per image.
+        """
         check_is_fitted(self)
         return self.classes_[self.predict_proba(images).argmax(axis=1)]
 
     def classify(self, images, csv_path=None) -> list[Prediction]:
         """Predict and return one :class:`Prediction` per image; optionally write a CSV.
 
-        The CSV has columns ``path, label, score`` and one ``score_<class>`` per class.
+        Args:
+            images: as for :meth:`predict_proba`.
+            csv_path: optional CSV file: ``path, label, score`` and one
+                ``score_<class>`` column per class.
+
+        Returns:
+            A list of :class:`Prediction`.
         """
         check_is_fitted(self)
         paths, arrays = paths_or_arrays(images)
@@ -458,6 +460,9 @@ class ImageClassifier:
                 its class names must be among ``classes_`` (a subset is fine).
             positive_class: the defect class for ROC/PR and thresholds (two
                 classes); default the first class (``CD`` in the tutorial).
+
+        Returns:
+            The report.
         """
         check_is_fitted(self)
         test = _as_collection(test, "test")
@@ -474,6 +479,9 @@ class ImageClassifier:
         The file is a normal Keras archive (``keras.saving.load_model`` opens
         it) with vitl's metadata (labels, backbone, weights fingerprint,
         history) as an extra ``vitl.json`` member. Written atomically.
+
+        Args:
+            path: a file name ending in ``.keras``.
 
         Returns:
             The path written.
@@ -500,8 +508,16 @@ class ImageClassifier:
         return path
 
     @classmethod
-    def load(cls, path, *, cache="default", verbose=True) -> ImageClassifier:
+    def load(cls, path, *, cache="default", verbose=1) -> ImageClassifier:
         """Load a classifier saved with :meth:`save`; it predicts exactly as before.
+
+        Args:
+            path: the ``.keras`` file, or a folder holding ``model.keras``.
+            cache: the feature cache the loaded classifier uses.
+            verbose: as for the constructor.
+
+        Returns:
+            A fitted :class:`ImageClassifier`.
 
         Raises:
             ValueError: the file is not a vitl model or comes from another format version.
@@ -527,10 +543,12 @@ class ImageClassifier:
                                      f"{outputs} outputs", f"{len(metadata['classes'])} classes "
                                      f"{metadata['classes']} in {path}",
                                      "retrain; the file was edited or mixed from two models"))
-        known = set(inspect.signature(cls.__init__).parameters)
+        known = cls._get_param_names()
         params = {k: v for k, v in metadata["params"].items() if k in known}
-        if isinstance(params.get("augment_policy"), dict):
-            params["augment_policy"] = AugmentPolicy.from_dict(params["augment_policy"])
+        for name, config in (("head", HeadConfig), ("augment", AugmentPolicy),
+                             ("fine_tune", FineTuneConfig)):
+            if isinstance(params.get(name), dict):
+                params[name] = config.from_dict(params[name])
         clf = cls(**dict(params, cache=cache, verbose=verbose))
         info = metadata["fit_info"]
         spec = get_backbone(info["backbone"])
@@ -577,21 +595,18 @@ class ImageClassifier:
                             quantize=quantize, representative=representative)
 
     # ------------------------------------------------------------------ helpers
-    def _build_extractor(self) -> FeatureExtractor:
-        if self.weights is None:  # random weights: seeded, so runs repeat (and hit the cache)
-            keras.utils.set_random_seed(self.seed)
-        return build_feature_extractor(self.backbone, weights=self.weights,
-                                       input_size=self.input_size, precision=self.precision)
-
     def _saved_params(self) -> dict:
-        params = {k: v for k, v in self.get_params().items() if k not in ("callbacks", "on_epoch")}
-        if isinstance(params.get("augment_policy"), AugmentPolicy):
-            params["augment_policy"] = params["augment_policy"].to_dict()
+        params = {k: v for k, v in self.get_params(deep=False).items()
+                  if k not in ("callbacks", "on_epoch")}
+        for name, value in params.items():
+            if hasattr(value, "to_dict"):
+                params[name] = value.to_dict()
+        if isinstance(self.backbone, FeatureExtractor):
+            params["backbone"] = self.backbone.name
         return params
 
     def _featurizer(self, extractor) -> Featurizer:
-        return Featurizer(extractor, cache=self.cache,
-                          progress=bool(self.verbose))
+        return Featurizer(extractor, cache=self.cache, progress=bool(check_verbose(self.verbose)))
 
 
 class _StartFrom(keras.callbacks.Callback):
@@ -609,8 +624,26 @@ def _stats(stats) -> dict:
     return {"rows": stats.images, "hits": stats.hits, "computed": stats.computed}
 
 
+def _calibration_sample(train) -> list[str]:
+    """About 100 training paths, evenly spread: the default int8 export calibration set."""
+    return [str(p) for p in train.paths[:: max(1, len(train) // 100)]]
+
+
+def _of_type(name: str, value, kind):
+    if not isinstance(value, kind):
+        raise ValueError(problem(name, f"a vitl {kind.__name__}", type(value).__name__,  # noqa: TRY004
+                                 f"pass {name}={kind.__name__}(...)"))
+    return value
+
+
 def read_metadata(path) -> dict:
     """Return the ``vitl.json`` metadata of a saved ``.keras`` model.
+
+    Args:
+        path: the ``.keras`` file.
+
+    Returns:
+        The metadata dict (classes, params, fit_info, histories).
 
     Raises:
         ValueError: not a vitl model, or saved by an incompatible format version.
@@ -671,7 +704,23 @@ def _check_archive(path) -> None:
 
 
 def write_predictions_csv(predictions, csv_path, classes) -> Path:
-    """Write predictions as CSV: ``path, label, score, score_<class>...``."""
+    """Write predictions as CSV: ``path, label, score, score_<class>...``.
+
+    Args:
+        predictions: :class:`Prediction` objects.
+        csv_path: the file to write (atomically).
+        classes: class names, for the score columns.
+
+    Returns:
+        ``csv_path`` as a Path.
+
+    Example:
+        >>> import tempfile
+        >>> p = Prediction("a.jpg", "cracked", 0.9, {"cracked": 0.9, "intact": 0.1})
+        >>> path = write_predictions_csv([p], tempfile.mkdtemp() + "/p.csv", ["cracked", "intact"])
+        >>> path.read_text().splitlines()[1]
+        'a.jpg,cracked,0.900000,0.900000,0.100000'
+    """
     csv_path = Path(csv_path)
     # surrogateescape: a file name that is not UTF-8 is written as its own bytes.
     with atomic_path(csv_path, suffix=".csv") as tmp, \
@@ -713,5 +762,4 @@ def _labels_in(collection: ImageCollection, classes: list[str], name: str) -> np
     return index[collection.labels]
 
 
-__all__ = ["ImageClassifier", "NotFittedError", "Prediction", "read_metadata",
-           "write_predictions_csv"]
+__all__ = ["ImageClassifier", "Prediction", "read_metadata", "write_predictions_csv"]

@@ -14,19 +14,25 @@ import csv
 import html
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
-from ._errors import problem
+from ._errors import check_verbose, problem
+from .augment import AugmentPolicy
 from .classifier import ImageClassifier
 from .data import load_image_folder, split
 from .evaluation import EvaluationReport
+from .finetune import FineTuneConfig
+from .training import HeadConfig
 
 #: Parameters a grid may not vary (seeds come from ``seeds``; the rest is plumbing).
 _NOT_IN_GRID = ("seed", "cache", "verbose", "callbacks", "on_epoch")
+#: Grid names ``<param>__<field>`` set one field of these settings objects.
+_NESTED = {"head": HeadConfig, "fine_tune": FineTuneConfig, "augment": AugmentPolicy}
 
 
 @dataclass
@@ -141,7 +147,7 @@ class ExperimentResults:
             >>> [(e["learning_rate"], e["val_accuracy_mean"]) for e in results.summary()]
             [(0.01, 0.9), (0.1, 0.8)]
         """
-        _check_metric(metric, self.rows)
+        _check_metric(metric)
         groups: dict[tuple, list[dict]] = {}
         for row in self.rows:
             groups.setdefault(self._key(row), []).append(row)
@@ -272,19 +278,23 @@ class ExperimentResults:
         ax.set_title("Grid results (best in orange)")
         return fig
 
+    def _cells(self) -> tuple[list[str], list[list[str]]]:
+        columns = ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
+                   "epochs_run", "features_computed"]
+        return columns, [[_format(row.get(c)) for c in columns] for row in self.rows]
+
     def __repr__(self) -> str:
-        columns = self._columns()
-        cells = [[_format(row[c]) for c in columns] for row in self.rows]
+        columns, cells = self._cells()
         widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-        lines = [self._headline(), "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+        lines = [self._headline()] + ["  ".join(v.rjust(w) for v, w in zip(r, widths))
+                                      for r in [columns, *cells]]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        columns = self._columns()
+        columns, cells = self._cells()
         head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_format(row[c]))}</td>"
-                                        for c in columns) + "</tr>" for row in self.rows)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
+                       for r in cells)
         return (f"<p>{html.escape(self._headline())}</p><table><thead><tr>{head}</tr></thead>"
                 f"<tbody>{body}</tbody></table>")
 
@@ -301,10 +311,6 @@ class ExperimentResults:
             text += f"; test accuracy {self.test_report.accuracy:.4f}"
         return text
 
-    def _columns(self) -> list[str]:
-        return ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
-                "epochs_run", "features_computed"]
-
     def _key(self, row) -> tuple:
         return tuple(repr(row[name]) for name in self.grid)
 
@@ -312,31 +318,41 @@ class ExperimentResults:
         return ", ".join(f"{name}={entry[name]}" for name in self.grid) or "(base)"
 
 
-def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_params=None,
-             cache="default", progress: bool = True) -> ExperimentResults:
-    """Train one classifier per grid combination and seed; collect validation metrics.
+def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=None,
+             cache="default", verbose=1) -> ExperimentResults:
+    """Train one classifier per grid point and seed; collect validation metrics.
+
+    Every run is ``sklearn.base.clone(base).set_params(**point, seed=seed)``.
+    Runs that share a backbone share one frozen extractor
+    (:meth:`~vitl.classifier.ImageClassifier.build_extractor`, set as the
+    run's ``backbone``), and every image (and augmented view) goes through the
+    backbone once: later runs read it from the feature cache.
 
     Args:
         train: training images (:class:`~vitl.data.ImageCollection` or class-folder root).
-        validation: validation images for choosing; None holds out ``validation_fraction``
-            (of ``base_params``, default 0.1) of ``train`` once (the same for every run).
+        validation: validation images for choosing; None holds out
+            ``base.validation_fraction`` of ``train`` once (the same for every run).
         test: optional test images for :meth:`ExperimentResults.evaluate_best_on_test`.
-        grid: ``{parameter: [values...]}`` over :class:`~vitl.classifier.ImageClassifier`
-            parameters, e.g. ``{"backbone": [...], "learning_rate": [...],
-            "epochs": [...], "augment": [0, 4]}``. Runs go in ``ParameterGrid``
-            order (names sorted, the last name varying fastest), each seed in turn.
-        seeds: the seeds every combination runs with.
-        base_params: fixed ``ImageClassifier`` parameters for every run.
+        grid: ``{parameter: [values...]}`` over ``ImageClassifier`` parameters;
+            ``head__<field>``, ``fine_tune__<field>`` and ``augment__<field>``
+            set one field of :class:`~vitl.training.HeadConfig`,
+            :class:`~vitl.finetune.FineTuneConfig` or
+            :class:`~vitl.augment.AugmentPolicy`, e.g. ``{"backbone": [...],
+            "head__learning_rate": [...], "augment": [0, 4]}``. Runs go in
+            ``ParameterGrid`` order (names sorted, the last varying fastest),
+            each seed in turn.
+        seeds: the seeds every grid point runs with.
+        base: the :class:`~vitl.classifier.ImageClassifier` every run starts
+            from (None: ``ImageClassifier()``).
         cache: the feature cache (``"default"``, a folder, or None: then every
             run featurizes again).
-        progress: a progress bar over runs.
+        verbose: 0 silent, 1 a progress bar over runs (the runs themselves are silent).
 
     Returns:
         :class:`ExperimentResults`.
 
     Raises:
-        ValueError: unknown or fixed parameters in ``grid`` / ``base_params``,
-            empty value lists, no seeds.
+        ValueError: unknown or fixed parameters in ``grid``, empty value lists, no seeds.
 
     Example:
         >>> import tempfile
@@ -345,24 +361,20 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
         >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 8, size=64,
         ...                            progress=False), progress=False)
         >>> parts = split(images, 0.5, 0.25, 0.25, seed=0)
-        >>> results = run_grid(parts.train, parts.validation, parts.test,
-        ...                    grid={"learning_rate": [0.01, 0.1]}, seeds=(0, 1),
-        ...                    base_params={"backbone": "mobilenetv2", "weights": None,
-        ...                                 "input_size": 64, "epochs": 2},
-        ...                    cache=tempfile.mkdtemp(), progress=False)
+        >>> base = ImageClassifier("mobilenetv2", weights=None, input_size=64,
+        ...                        head=HeadConfig(epochs=2))
+        >>> results = run_grid(parts.train, parts.validation, parts.test, base=base,
+        ...                    grid={"head__learning_rate": [0.01, 0.1]}, seeds=(0, 1),
+        ...                    cache=tempfile.mkdtemp(), verbose=0)
         >>> len(results), sorted(results.to_rows()[0])[:4]
-        (4, ['best_epoch', 'epochs_run', 'features_computed', 'learning_rate'])
-        >>> results.best().params["learning_rate"] in (0.01, 0.1)
+        (4, ['best_epoch', 'epochs_run', 'features_computed', 'head__learning_rate'])
+        >>> results.best().params["head__learning_rate"] in (0.01, 0.1)
         True
     """
     from tqdm import tqdm
 
-    names = list(ImageClassifier().get_params())
-    grid, base_params = _check_grid(grid, names), dict(base_params or {})
-    unknown = sorted(set(base_params) - set(names))
-    if unknown:
-        raise ValueError(problem("base_params", f"ImageClassifier parameters ({', '.join(names)})",
-                                 unknown, "remove or rename them"))
+    base = ImageClassifier() if base is None else base
+    grid = _check_grid(grid, base)
     seeds = list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ValueError(problem("seeds", "a non-empty list of integers >= 0", seeds,
@@ -371,41 +383,54 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base_
                                if isinstance(images, (str, Path)) else images
                                for images in (train, validation, test))
     if validation is None:
-        fraction = ImageClassifier(**base_params).validation_fraction
+        fraction = base.validation_fraction
         parts = split(train, 1 - fraction, fraction, 0.0, seed=0)
         train, validation = parts.train, parts.validation
-    combos = list(ParameterGrid(grid))
     extractors = {}  # runs with the same backbone share one frozen extractor
     rows, classifiers = [], []
-    jobs = [(combo, seed) for combo in combos for seed in seeds]
-    for combo, seed in tqdm(jobs, desc="grid", unit="run", disable=not progress):
-        params = {**base_params, **combo, "seed": seed, "cache": cache, "verbose": False}
-        clf = ImageClassifier(**params)
-        key = (clf.backbone, repr(clf.weights), clf.input_size, clf.precision)
+    jobs = [(point, seed) for point in ParameterGrid(grid) for seed in seeds]
+    for point, seed in tqdm(jobs, desc="grid", unit="run", disable=not check_verbose(verbose)):
+        clf = _grid_point(base, point).set_params(seed=seed, cache=cache, verbose=0)
+        key = (repr(clf.backbone), repr(clf.weights), clf.input_size, clf.precision)
         if key not in extractors:
-            extractors[key] = clf._build_extractor()
+            extractors[key] = clf.build_extractor()
         started = time.perf_counter()
-        clf._fit(train, validation, extractor=extractors[key])
+        clf.set_params(backbone=extractors[key]).fit(train, validation)
         seconds = time.perf_counter() - started
         report = clf.evaluate(validation)
         features = clf.fit_info_["features"]
         rows.append({
-            "run": len(rows), **combo, "seed": seed,
+            "run": len(rows), **point, "seed": seed,
             "val_accuracy": float(report.accuracy), "val_log_loss": float(report.log_loss),
             "train_seconds": seconds, "epochs_run": len(clf.history_),
             "best_epoch": clf.history_.best_epoch,
-            "features_computed": sum(part["computed"] for name, part in features.items()
+            "features_computed": sum(part["computed"] for part in features.values()
                                      if isinstance(part, dict)),
         })
         classifiers.append(clf)
     return ExperimentResults(grid, seeds, rows, classifiers, test)
 
 
-def _check_grid(grid, names) -> dict:
+def _grid_point(base: ImageClassifier, point: dict) -> ImageClassifier:
+    """``clone(base)`` with the point's parameters; ``<param>__<field>`` replaces one field."""
+    clf = clone(base).set_params(**{k: v for k, v in point.items() if "__" not in k})
+    for name, value in point.items():
+        if "__" in name:
+            owner, field = name.split("__", 1)
+            current = getattr(clf, owner)
+            if not isinstance(current, _NESTED[owner]):  # None, or augment=K
+                current = AugmentPolicy(views=current) if owner == "augment" else _NESTED[owner]()
+            clf.set_params(**{owner: replace(current, **{field: value})})
+    return clf
+
+
+def _check_grid(grid, base) -> dict:
     if not isinstance(grid, dict):
         message = problem("grid", "a dict {parameter: [values...]}", type(grid).__name__,
-                          "pass grid={'learning_rate': [0.01, 0.001]}")
+                          "pass grid={'head__learning_rate': [0.01, 0.001]}")
         raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+    names = [n for n in base.get_params(deep=False) if n not in _NOT_IN_GRID]
+    names += [f"{owner}__{f.name}" for owner, kind in _NESTED.items() for f in fields(kind)]
     checked = {}
     for name, values in grid.items():
         if name in _NOT_IN_GRID:
@@ -414,20 +439,20 @@ def _check_grid(grid, names) -> dict:
             raise ValueError(problem("grid parameter", f"an ImageClassifier parameter other than "
                                      f"{', '.join(_NOT_IN_GRID)}", name, fix))
         if name not in names:
-            raise ValueError(problem("grid parameter", f"an ImageClassifier parameter "
-                                     f"({', '.join(names)})", name, "check the spelling"))
+            raise ValueError(problem("grid parameter", f"an ImageClassifier parameter or "
+                                     f"<param>__<field> ({', '.join(names)})", name,
+                                     "check the spelling"))
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise ValueError(problem(f"grid[{name!r}]", "a list of values", values,
                                      f"pass {name!r}: [{values!r}]"))
-        values = list(values)
-        if not values:
+        if not list(values):
             raise ValueError(problem(f"grid[{name!r}]", "at least one value", values,
                                      "drop the parameter or list a value"))
-        checked[name] = values
+        checked[name] = list(values)
     return checked
 
 
-def _check_metric(metric, rows) -> None:
+def _check_metric(metric) -> None:
     known = ("val_accuracy", "val_log_loss")
     if metric not in known:
         raise ValueError(problem("metric", f"one of {known}", metric, "pass metric='val_accuracy'"))

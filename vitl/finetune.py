@@ -11,11 +11,11 @@ epoch, then cosine-decayed to zero):
   moving statistics (Keras runs a non-trainable BatchNormalization layer in
   inference mode): small batches of similar-looking tiles would otherwise
   wreck them.
-* Images stream through a ``tf.data`` pipeline (:func:`vitl.data.read_image`,
-  float 0..255), training batches optionally augmented on the fly by an
+* Images stream through a ``tf.data`` pipeline
+  (:func:`vitl.features.pipeline.load_model_image`, float 0..255), training batches optionally augmented on the fly by an
   :class:`vitl.augment.AugmentPolicy`, seeded, so a run is reproducible.
-* Early stopping watches validation accuracy (ties broken by validation loss)
-  and restores the best weights. The starting point, head-only training,
+* ``keras.callbacks.EarlyStopping`` watches validation accuracy and restores
+  the best weights. The starting point, head-only training,
   counts as a candidate: fine-tuning that does not beat it on validation is
   discarded and the original backbone and head are returned unchanged
   (``FineTuneConfig(keep="best")`` keeps the best fine-tuned epoch instead).
@@ -30,17 +30,21 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import keras
 import numpy as np
 
-from ._errors import check_choice, check_int, problem
+from ._errors import check_choice, check_int, check_verbose, problem
 from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor
-from .data import read_image
-from .training import HISTORY_COLUMNS, EpochLog, TrainingHistory, current_learning_rate
+from .features.pipeline import load_model_image
+from .training import (
+    LearningRateLog,
+    TrainingHistory,
+    class_weights,
+    progress_callbacks,
+)
 
 FINE_TUNE_OPTIMIZERS = ("adam", "sgd")
 FINE_TUNE_KEEP = ("improved", "best")
@@ -59,7 +63,6 @@ class FineTuneConfig:
         momentum: SGD momentum (ignored by Adam).
         batch_size: images per gradient step.
         patience: epochs without a better validation score before stopping.
-        class_weight: None, ``"balanced"`` or ``{class_index: weight}``.
         seed: seeds shuffling and on-the-fly augmentation.
         keep: ``"improved"`` (default): the starting point (head-only
             training) competes with the fine-tuned epochs, so fine-tuning is
@@ -86,13 +89,19 @@ class FineTuneConfig:
     momentum: float = 0.9
     batch_size: int = 16
     patience: int = 5
-    class_weight: None | str | dict = None
     seed: int = 0
     keep: str = "improved"
     schedule: str = "warmup_cosine"
 
     def validate(self) -> FineTuneConfig:
-        """Check every field; return ``self``."""
+        """Check every field; return ``self``.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: naming the field, what was expected and how to fix it.
+        """
         check_int("blocks", self.blocks, minimum=1, fix="pass blocks=2 (the top 2)")
         check_int("epochs", self.epochs, minimum=1)
         rate = self.learning_rate
@@ -112,7 +121,23 @@ class FineTuneConfig:
         return self
 
     def to_dict(self) -> dict:
+        """Return the fields as a plain dict.
+
+        Example:
+            >>> FineTuneConfig(blocks=3).to_dict()["blocks"]
+            3
+        """
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FineTuneConfig:
+        """Build a config from :meth:`to_dict` output (unknown keys are ignored).
+
+        Example:
+            >>> FineTuneConfig.from_dict({"blocks": 1, "old_key": 0}).blocks
+            1
+        """
+        return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
 
     def learning_rate_schedule(self, steps_per_epoch: int):
         """The learning rate: a float, or a Keras schedule of the step for ``"warmup_cosine"``."""
@@ -232,7 +257,7 @@ def copy_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
 
 
 def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, validation=None,
-              y_val=None, *, config: FineTuneConfig, policy=None, verbose=True,
+              y_val=None, *, config: FineTuneConfig, policy=None, class_weight=None, verbose=1,
               callbacks=()) -> FineTuneResult:
     """Train the top backbone blocks and the head end to end on images.
 
@@ -241,13 +266,16 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
         head: the trained head (not modified).
         train: training images: an :class:`~vitl.data.ImageCollection` or paths.
         y_train: their class indices (columns of the head's output).
-        validation, y_val: validation images and indices, for early stopping;
-            without them all epochs run and the last weights are kept.
+        validation: validation images, for early stopping; without them all
+            epochs run and the last weights are kept.
+        y_val: their class indices.
         config: a :class:`FineTuneConfig`.
         policy: an :class:`~vitl.augment.AugmentPolicy` to augment training
             batches on the fly, or None.
-        verbose: True (or 1) prints ML.NET-style epoch lines, an int n every
-            n-th epoch's, ``"bar"`` shows a progress bar, False (or 0) nothing.
+        class_weight: None, ``"balanced"`` or ``{class_index: weight}``
+            (:func:`vitl.training.class_weights`).
+        verbose: 0 silent, 1 a progress bar and one-line summaries, 2 also an
+            ML.NET-style line per epoch. Whether fine-tuning was kept prints always.
         callbacks: extra Keras callbacks.
 
     Returns:
@@ -262,17 +290,13 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
         ...                            size=64, progress=False), progress=False)
         >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=64)
         >>> result = fine_tune(fx, build_head(1280, 2), images, images.labels, images,
-        ...                    images.labels, config=FineTuneConfig(blocks=1, epochs=2),
-        ...                    verbose=False)
+        ...                    images.labels, config=FineTuneConfig(blocks=1, epochs=2), verbose=0)
         fine-tuning ...
         >>> len(result.history), len(result.unfrozen) > 0
         (2, True)
     """
     config = config.validate()
-    if not (verbose in (True, False, "bar")
-            or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose >= 0)):
-        raise ValueError(problem("verbose", "True, False, 'bar' or an epoch interval n >= 0",
-                                 verbose, "pass verbose=True"))
+    verbose = check_verbose(verbose)
     train_paths = [str(p) for p in getattr(train, "paths", train)]
     y_train = np.asarray(y_train, dtype=np.int32)
     if len(train_paths) == 0 or y_train.shape != (len(train_paths),):
@@ -285,7 +309,6 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
         raise ValueError(problem("y_val", f"one label per validation image ({len(val_paths)})",
                                  None if y_val is None else f"shape {np.shape(y_val)}",
                                  "pass the validation labels, or no validation images"))
-    n_classes = int(head.output_shape[-1])
 
     keras.utils.set_random_seed(config.seed)
     tuned = copy_extractor(extractor)
@@ -301,50 +324,50 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
     size, batch = tuned.input_size, config.batch_size
     train_ds = _training_dataset(train_paths, y_train, size, batch, config.epochs, config.seed,
                                  policy)
-    val_ds = _dataset(val_paths, np.asarray(y_val, np.int32), size, batch) if has_val else None
+    val_ds = _validation_dataset(val_paths, np.asarray(y_val, np.int32), size, batch) \
+        if has_val else None
     initial = None
     if has_val:
         loss, accuracy = model.evaluate(val_ds, verbose=0)
         initial = {"val_loss": float(loss), "val_accuracy": float(accuracy)}
-    if verbose and verbose != "bar":
+    if verbose:
         start = (f", validation accuracy before: {initial['val_accuracy']:.4f}" if initial
                  else "")
-        print(f"fine-tuning phase: top {_plural(config.blocks, 'block')} of {extractor.name} "
-              f"({_plural(len(unfrozen), 'layer')}) + head on {len(train_paths)} images, up to "
+        print(f"fine-tuning phase: top {config.blocks} block(s) of {extractor.name} "
+              f"({len(unfrozen)} layers) + head on {len(train_paths)} images, up to "
               f"{config.epochs} epochs, {config.optimizer} {config.learning_rate:g}{start}",
               flush=True)
-    keeper = _KeepBest(config.patience, initial if config.keep == "improved" else None)
-    rows = _Rows()
-    listed = [rows, keeper]
-    if verbose == "bar":
-        listed.append(_Bar(config.epochs))
-    elif verbose:
-        val_steps = math.ceil(len(val_paths) / batch) if has_val else None
-        every = verbose if isinstance(verbose, int) and not isinstance(verbose, bool) else 1
-        listed.append(EpochLog(every=every, val_steps=val_steps))
-    listed += list(callbacks)
+    listed = [LearningRateLog()]
+    listed += progress_callbacks(verbose, config.epochs, "Fine-tuning",
+                                 math.ceil(len(val_paths) / batch) if has_val else None)
+    early = None
+    if has_val:
+        early = keras.callbacks.EarlyStopping("val_accuracy", patience=config.patience,
+                                              mode="max", restore_best_weights=True)
+        listed.append(early)
     started = time.perf_counter()
     try:
-        model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=val_ds,
-                  class_weight=_class_weight_dict(config.class_weight, y_train, n_classes),
-                  callbacks=listed, shuffle=False, verbose=0)
+        keras_history = model.fit(
+            train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=val_ds,
+            class_weight=class_weights(y_train, int(head.output_shape[-1]), class_weight),
+            callbacks=listed + list(callbacks), shuffle=False, verbose=0)
     finally:
         set_trainable_blocks(tuned, 0)
-    seconds = time.perf_counter() - started
-
-    history = TrainingHistory(
-        rows=rows.rows, monitor="val_accuracy" if has_val else "accuracy",
-        best_epoch=keeper.best_epoch if has_val else rows.rows[-1]["epoch"],
-        stopped_epoch=keeper.stopped_epoch, restored_best=keeper.restored,
-        epochs_requested=config.epochs, seconds=seconds)
-    # The outcome prints even when silent: "improving" that did not improve must be visible.
-    if has_val and keeper.best_epoch is None:  # nothing beat head-only training
+    history = TrainingHistory.from_keras(
+        keras_history, monitor="val_accuracy" if has_val else "accuracy", early=early,
+        epochs_requested=config.epochs, seconds=time.perf_counter() - started)
+    if not has_val:
+        history.best_epoch = history.rows[-1]["epoch"]  # no validation: the last epoch is kept
+    best = history.best
+    # The start (head-only training) competes: ties in accuracy go to the lower loss.
+    if has_val and config.keep == "improved" and (best["val_accuracy"], -best["val_loss"]) <= (
+            initial["val_accuracy"], -initial["val_loss"]):
+        # The outcome prints even when silent: "improving" that did not improve must be visible.
         print(f"fine-tuning discarded: no epoch beat the head-only model on validation "
               f"(accuracy {initial['val_accuracy']:.4f}); the head-only model is kept",
               flush=True)
         return FineTuneResult(extractor, head, history, unfrozen, initial, improved=False)
     if has_val:
-        best = history.best
         print(f"fine-tuning kept: epoch {history.best_epoch}, validation accuracy "
               f"{initial['val_accuracy']:.4f} -> {best['val_accuracy']:.4f}", flush=True)
     source = WeightsSource(kind="fine-tuned", path=extractor.weights.path,
@@ -354,27 +377,22 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
     return FineTuneResult(result_extractor, tuned_head, history, unfrozen, initial, improved=True)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 # ---------------------------------------------------------------------- data
 def _loader(paths, size):
+    """A ``tf.data`` map: (index, label) -> the decoded model image (the one path -> pixels step)."""
     import tensorflow as tf
 
-    def load(index):
-        return read_image(paths[int(index)], size)
-
     @tf.autograph.experimental.do_not_convert
-    def load_tf(index, label):
-        image = tf.numpy_function(load, [index], tf.uint8, stateful=False)
+    def load(index, label):
+        image = tf.numpy_function(lambda i: load_model_image(paths[int(i)], size), [index],
+                                  tf.uint8, stateful=False)
         image.set_shape((size, size, 3))
         return image, label
 
-    return load_tf
+    return load
 
 
-def _dataset(paths, labels, size, batch):
+def _validation_dataset(paths, labels, size, batch):
     """Validation images in order, decoded once and kept (uint8) in memory."""
     import tensorflow as tf
 
@@ -410,83 +428,6 @@ def _training_dataset(paths, labels, size, batch, epochs, seed, policy):
 
     dataset = tf.data.Dataset.from_tensor_slices(order).flat_map(one_epoch).enumerate()
     return dataset.map(to_float).prefetch(tf.data.AUTOTUNE)
-
-
-def _class_weight_dict(class_weight, y, n_classes):
-    if class_weight is None:
-        return None
-    if class_weight == "balanced":
-        counts = np.bincount(y, minlength=n_classes).astype(float)
-        return {c: (len(y) / ((counts > 0).sum() * counts[c]) if counts[c] else 1.0)
-                for c in range(n_classes)}
-    return {int(k): float(v) for k, v in class_weight.items()}
-
-
-# ---------------------------------------------------------------------- callbacks
-class _KeepBest(keras.callbacks.Callback):
-    """Early stopping on (val_accuracy, -val_loss) with the starting weights as a candidate."""
-
-    def __init__(self, patience, initial):
-        super().__init__()
-        self.patience = patience
-        self.score = None if initial is None else (initial["val_accuracy"], -initial["val_loss"])
-        self.best_epoch = self.stopped_epoch = self.best_weights = None
-        self.wait = 0
-        self.restored = False
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        if "val_accuracy" not in logs:
-            return
-        score = (float(logs["val_accuracy"]), -float(logs["val_loss"]))
-        if self.score is None or score > self.score:
-            self.score, self.best_epoch, self.wait = score, epoch, 0
-            self.best_weights = self.model.get_weights()
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.model.stop_training = True
-            self.stopped_epoch = epoch
-
-    def on_train_end(self, logs=None):
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-            self.restored = True
-
-
-class _Rows(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.rows, self._lr = [], None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._lr = current_learning_rate(self.model)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        logs.setdefault("learning_rate", self._lr)
-        self.rows.append({"epoch": epoch, **{c: (None if logs.get(c) is None else float(logs[c]))
-                                             for c in HISTORY_COLUMNS[1:]}})
-
-
-class _Bar(keras.callbacks.Callback):
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs, self.bar = epochs, None
-
-    def on_train_begin(self, logs=None):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=self.epochs, desc="Fine-tuning", unit="epoch", file=sys.stderr)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.bar.set_postfix({k: f"{v:.4f}" for k, v in (logs or {}).items()
-                              if k in ("loss", "accuracy", "val_loss", "val_accuracy")},
-                             refresh=False)
-        self.bar.update(1)
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
 
 
 __all__ = ["FINE_TUNE_KEEP", "FINE_TUNE_OPTIMIZERS", "FINE_TUNE_SCHEDULES", "FineTuneConfig",

@@ -6,6 +6,7 @@ features. This module is that second phase, on ``(N, D)`` float32 feature
 arrays, in plain Keras: a ``tf.data`` pipeline over the feature tensors,
 ``model.fit``, and Keras callbacks (``EarlyStopping(restore_best_weights=True)``,
 ``tqdm.keras.TqdmCallback`` for the bar, :class:`EpochLog` for ML.NET's log).
+Measurements behind the defaults: ``benchmarks/README.md`` ("Training", "Head defaults").
 
 * :class:`HeadConfig` - the hyper-parameters. The defaults were chosen by
   measurement (``benchmarks/bench_head_defaults.py``); ``HeadConfig.mlnet()``
@@ -27,9 +28,10 @@ from dataclasses import asdict, dataclass, fields, replace
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn.metrics import accuracy_score, log_loss
 from sklearn.utils.class_weight import compute_class_weight
 
-from ._errors import check_choice, check_fraction, check_int, problem
+from ._errors import check_choice, check_fraction, check_int, check_verbose, problem
 
 LR_SCHEDULES = ("exponential", "constant", "cosine")
 OPTIMIZERS = ("sgd", "adam")
@@ -144,30 +146,34 @@ class HeadConfig:
         """
         check_int("epochs", self.epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
-        _check_positive("learning_rate", self.learning_rate, "pass learning_rate=0.001")
+        _check_number("learning_rate", self.learning_rate, "a number > 0", lambda v: v > 0,
+                      "pass learning_rate=0.001")
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        if not _is_number(self.lr_decay) or not 0 < self.lr_decay <= 1:
-            raise ValueError(problem("lr_decay", "a number in (0, 1]", self.lr_decay,
-                                     "pass lr_decay=0.94 (1 means no decay)"))
-        _check_positive("decay_every_epochs", self.decay_every_epochs,
-                        "pass decay_every_epochs=2")
+        _check_number("lr_decay", self.lr_decay, "a number in (0, 1]", lambda v: 0 < v <= 1,
+                      "pass lr_decay=0.94 (1 means no decay)")
+        _check_number("decay_every_epochs", self.decay_every_epochs, "a number > 0",
+                      lambda v: v > 0, "pass decay_every_epochs=2")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_bool("early_stopping", self.early_stopping)
         check_choice("monitor", self.monitor, MONITORS)
         check_int("patience", self.patience, minimum=0)
-        if not _is_number(self.min_delta) or self.min_delta < 0:
-            raise ValueError(problem("min_delta", "a number >= 0", self.min_delta,
-                                     "pass min_delta=0.0"))
-        _check_bool("restore_best_weights", self.restore_best_weights)
+        _check_number("min_delta", self.min_delta, "a number >= 0", lambda v: v >= 0,
+                      "pass min_delta=0.0")
         check_fraction("dropout", self.dropout, 0.0, 0.95)
         if self.hidden_units is not None:
             check_int("hidden_units", self.hidden_units, minimum=1,
                       fix="pass hidden_units=None (no hidden layer) or a size such as 256")
-        _check_class_weight_spec(self.class_weight)
-        if not _is_number(self.l2) or self.l2 < 0:
-            raise ValueError(problem("l2", "a number >= 0", self.l2, "pass l2=0.0 or e.g. 1e-4"))
+        if not (self.class_weight in (None, "balanced") or (
+                isinstance(self.class_weight, dict)
+                and all(_is_number(v) and v >= 0 for v in self.class_weight.values()))):
+            raise ValueError(problem("class_weight",
+                                     "None, 'balanced' or a dict {class_index: weight >= 0}",
+                                     self.class_weight, "pass class_weight='balanced'"))
+        _check_number("l2", self.l2, "a number >= 0", lambda v: v >= 0, "pass l2=0.0 or e.g. 1e-4")
         check_int("seed", self.seed, minimum=0)
-        _check_bool("jit_compile", self.jit_compile)
+        for name in ("early_stopping", "restore_best_weights", "jit_compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(problem(name, "True or False", getattr(self, name),  # noqa: TRY004
+                                         f"pass {name}=True"))
         return self
 
     def to_dict(self) -> dict:
@@ -274,7 +280,7 @@ def build_head(feature_dim: int, n_classes: int, config: HeadConfig | None = Non
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Print ML.NET-style training lines, one per dataset per epoch.
+    """Print ML.NET-style training lines, one per dataset per epoch (``verbose=2``).
 
     Lines look like ML.NET's ``ImageClassificationTrainer`` log::
 
@@ -286,7 +292,6 @@ class EpochLog(keras.callbacks.Callback):
     schedule at the iteration where the epoch began.
 
     Args:
-        every: print every n-th epoch (the first and the last epoch always print).
         stream: where to write; default ``sys.stdout``.
         val_steps: validation batch count to show; omitted when None.
 
@@ -300,9 +305,8 @@ class EpochLog(keras.callbacks.Callback):
         Phase: Training, Dataset used:      Train, Batch Processed Count:  32, Epoch:   0, Accuracy: 0.8214, Cross-Entropy: 0.4113, Learning Rate: 0.010000
     """
 
-    def __init__(self, every: int = 1, stream=None, val_steps: int | None = None):
+    def __init__(self, stream=None, val_steps: int | None = None):
         super().__init__()
-        self.every = check_int("every", every, minimum=1)
         self.stream = stream
         self.val_steps = val_steps
         self._epoch_lr = None
@@ -312,12 +316,9 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        last = self.params.get("epochs") if self.params else None
-        if epoch % self.every and epoch != 0 and (last is None or epoch != last - 1):
-            return
         stream = self.stream or sys.stdout
         lr = logs.get("learning_rate", self._epoch_lr)
-        steps = self.params.get("steps") if self.params else None
+        steps = (self.params or {}).get("steps")
         line = _log_line("Train", epoch, logs.get("accuracy"), logs.get("loss"), steps)
         if lr is not None:
             line += f", Learning Rate: {float(lr):.6f}"
@@ -339,11 +340,41 @@ def _log_line(dataset, epoch, accuracy, loss, steps) -> str:
     return ", ".join(parts)
 
 
+def progress_callbacks(verbose, epochs: int, desc: str, val_steps: int | None = None) -> list:
+    """The Keras callbacks showing a run's progress for a ``verbose`` level.
+
+    Args:
+        verbose: 0 (nothing), 1 (``tqdm.keras.TqdmCallback``'s bar over epochs,
+            on stderr) or 2 (an :class:`EpochLog` line per epoch instead).
+        epochs: the run's epochs, for the bar.
+        desc: the bar's label.
+        val_steps: validation batches, for the epoch log.
+
+    Returns:
+        A list of zero or one callback.
+
+    Example:
+        >>> [type(c).__name__ for c in progress_callbacks(2, 10, "Training head")]
+        ['EpochLog']
+        >>> progress_callbacks(0, 10, "Training head")
+        []
+    """
+    verbose = check_verbose(verbose)
+    if verbose == 1:
+        from tqdm.keras import TqdmCallback
+
+        return [TqdmCallback(epochs=epochs, verbose=0, desc=desc, file=sys.stderr)]
+    return [EpochLog(val_steps=val_steps)] if verbose == 2 else []
+
+
 def current_learning_rate(model) -> float | None:
     """Return the learning rate ``model.optimizer`` uses at its current iteration.
 
-    Evaluates the schedule (if any) at ``optimizer.iterations``; None when the
-    model has no optimizer.
+    Args:
+        model: a compiled Keras model (or None).
+
+    Returns:
+        The schedule's value at ``optimizer.iterations``; None without an optimizer.
 
     Example:
         >>> model = build_head(4, 2)
@@ -383,36 +414,33 @@ class LearningRateLog(keras.callbacks.Callback):
 
 @dataclass
 class TrainingHistory:
-    """Per-epoch metrics of one :func:`train_head` run: a view of Keras' ``History``.
+    """Per-epoch metrics of one training run: a view of Keras' ``History`` plus what early stopping decided.
 
-    Keras' ``History`` holds the per-epoch logs; this adds what early stopping
-    decided, JSON round trips (saved inside the model file), a pandas
-    ``DataFrame`` and a compact text / HTML table for notebooks.
+    Adds to ``History.history`` the best and stopping epochs, JSON round trips
+    (saved inside the model file), a pandas ``DataFrame`` and a compact text /
+    HTML table for notebooks.
 
     Attributes:
         rows: one dict per epoch with :data:`HISTORY_COLUMNS` keys; ``loss`` and
             ``accuracy`` are averaged over the epoch's mini-batches (as Keras
-            and ML.NET report them; ``loss`` is the class-weighted
-            cross-entropy plus any L2 penalty, as Keras reports it), ``val_*``
-            are computed on the whole validation set after the epoch (None
-            without one),
-            ``learning_rate`` is the rate used during the epoch.
+            and ML.NET report them; ``loss`` includes class weights and any L2
+            penalty), ``val_*`` are computed on the whole validation set after
+            the epoch (None without one), ``learning_rate`` is the rate used
+            during the epoch.
         monitor: the metric early stopping watched (after any fallback).
         best_epoch: epoch with the best ``monitor`` value (by the early-stopping
-            rule with ``min_delta`` when early stopping was on, else the plain
-            best).
+            rule with ``min_delta`` when early stopping was on, else the plain best).
         stopped_epoch: last epoch run when early stopping (or a callback setting
             ``model.stop_training``) ended training, or None when all epochs ran.
-        restored_best: whether the returned model holds the best epoch's
-            weights (else the last epoch's).
-        epochs_requested: ``config.epochs``.
+        restored_best: whether the returned model holds the best epoch's weights.
+        epochs_requested: the epochs asked for.
         seconds: wall time of the training loop.
 
     Example:
         >>> h = TrainingHistory(rows=[{"epoch": 0, "loss": 0.5, "accuracy": 0.75, "val_loss": None,
         ...     "val_accuracy": None, "learning_rate": 0.01}], monitor="accuracy", best_epoch=0)
-        >>> h.column("accuracy").tolist(), len(h)
-        ([0.75], 1)
+        >>> h.column("accuracy").tolist(), len(h), h.has_validation
+        ([0.75], 1, False)
     """
 
     rows: list[dict]
@@ -427,16 +455,23 @@ class TrainingHistory:
         return len(self.rows)
 
     @property
-    def epochs(self) -> np.ndarray:
-        """Epoch indices (0-based, as ML.NET and Keras callbacks count)."""
-        return self.column("epoch")
-
-    @property
     def has_validation(self) -> bool:
+        """Whether the rows hold validation scores."""
         return any(row.get("val_accuracy") is not None for row in self.rows)
 
     def column(self, name: str) -> np.ndarray:
-        """Return one column as a float array (NaN where a value is missing)."""
+        """Return one column as a float array (NaN where a value is missing).
+
+        Args:
+            name: one of :data:`HISTORY_COLUMNS`.
+
+        Returns:
+            A float array, one value per epoch.
+
+        Example:
+            >>> TrainingHistory([{"epoch": 0, "loss": 0.5}]).column("val_loss").tolist()
+            [nan]
+        """
         check_choice("column", name, HISTORY_COLUMNS)
         return np.array([np.nan if r.get(name) is None else r[name] for r in self.rows],
                         dtype=float)
@@ -444,22 +479,26 @@ class TrainingHistory:
     @property
     def best(self) -> dict | None:
         """The row of :attr:`best_epoch`, or None."""
-        for row in self.rows:
-            if row["epoch"] == self.best_epoch:
-                return row
-        return None
+        return next((row for row in self.rows if row["epoch"] == self.best_epoch), None)
 
     def to_dict(self) -> dict:
-        """Return plain, JSON-able data: rows plus the summary fields."""
-        return {
-            "rows": [dict(r) for r in self.rows],
-            "monitor": self.monitor,
-            "best_epoch": self.best_epoch,
-            "stopped_epoch": self.stopped_epoch,
-            "restored_best": self.restored_best,
-            "epochs_requested": self.epochs_requested,
-            "seconds": self.seconds,
-        }
+        """Return plain, JSON-able data: rows plus the summary fields.
+
+        Example:
+            >>> TrainingHistory([], best_epoch=None).to_dict()["rows"]
+            []
+        """
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainingHistory:
+        """Rebuild a history from :meth:`to_dict` output (unknown keys are ignored).
+
+        Example:
+            >>> TrainingHistory.from_dict({"rows": [], "monitor": "loss", "extra": 1}).monitor
+            'loss'
+        """
+        return cls(**{k: values[k] for k in values if k in {f.name for f in fields(cls)}})
 
     @classmethod
     def from_keras(cls, history: keras.callbacks.History, *, monitor: str, early=None,
@@ -471,7 +510,7 @@ class TrainingHistory:
             history: ``model.fit``'s return value.
             monitor: the metric early stopping watched (or that picks the best epoch).
             early: the ``keras.callbacks.EarlyStopping`` used, if any (its
-                ``best_epoch``, ``stopped_epoch`` and restored weights are recorded).
+                ``best_epoch`` and restored weights are recorded).
             epochs_requested: the ``epochs`` passed to ``fit``.
             seconds: wall time of ``fit``.
 
@@ -488,13 +527,14 @@ class TrainingHistory:
         rows = [{"epoch": int(epoch), **{c: _float_or_none(values.get(c), i)
                                          for c in HISTORY_COLUMNS[1:]}}
                 for i, epoch in enumerate(history.epoch)]
+        scores = [row[monitor] for row in rows]
         if early is not None and early.best is not None:
             best_epoch = int(early.best_epoch)
-        else:
-            scores = [row[monitor] for row in rows]
+        elif scores and None not in scores:
             pick = np.argmax if monitor.endswith("accuracy") else np.argmin
-            best_epoch = (int(rows[int(pick(scores))]["epoch"])
-                          if scores and None not in scores else None)
+            best_epoch = rows[int(pick(scores))]["epoch"]
+        else:
+            best_epoch = None
         stopped = bool(history.model is not None and history.model.stop_training)
         return cls(rows=rows, monitor=monitor, best_epoch=best_epoch,
                    stopped_epoch=rows[-1]["epoch"] if stopped and rows else None,
@@ -502,13 +542,13 @@ class TrainingHistory:
                                       and early.best_weights is not None),
                    epochs_requested=epochs_requested, seconds=seconds)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainingHistory:
-        """Rebuild a history from :meth:`to_dict` output."""
-        return cls(**{k: values[k] for k in values if k in {f.name for f in fields(cls)}})
-
     def to_pandas(self):
-        """Return the rows as a ``pandas.DataFrame`` (needs pandas, not a vitl dependency)."""
+        """Return the rows as a ``pandas.DataFrame`` (needs pandas, not a vitl dependency).
+
+        Example:
+            >>> TrainingHistory([]).to_pandas().shape  # doctest: +SKIP
+            (0, 6)
+        """
         try:
             import pandas as pd
         except ImportError as err:
@@ -517,8 +557,7 @@ class TrainingHistory:
         return pd.DataFrame(self.rows, columns=list(HISTORY_COLUMNS))
 
     def _summary(self) -> str:
-        run = len(self.rows)
-        text = f"TrainingHistory: {run} epoch{'s' if run != 1 else ''}"
+        text = f"TrainingHistory: {len(self)} epoch{'s' if len(self) != 1 else ''}"
         if self.epochs_requested:
             text += f" of {self.epochs_requested}"
         best = self.best
@@ -532,47 +571,36 @@ class TrainingHistory:
             text += f", {self.seconds:.1f} s"
         return text
 
-    def _columns(self) -> list[str]:
-        return [c for c in HISTORY_COLUMNS
-                if not c.startswith("val_") or self.has_validation]
-
-    def _shown_rows(self, limit: int = 12, edge: int = 5) -> list[dict | None]:
-        """Rows to display: all, or head and tail (and the best row) with None for gaps."""
-        if len(self.rows) <= limit:
-            return list(self.rows)
-        shown = list(self.rows[:edge]) + [None]
-        middle = self.rows[edge:-edge]
-        best = [row for row in middle if row["epoch"] == self.best_epoch]
-        if best:
-            shown += best + [None]
-        return shown + list(self.rows[-edge:])
+    def _table(self, limit: int = 12, edge: int = 5) -> tuple[list[str], list]:
+        """Columns and shown rows (cell strings): all rows, or head, tail and best with gaps (None)."""
+        columns = [c for c in HISTORY_COLUMNS if not c.startswith("val_") or self.has_validation]
+        rows = list(self.rows)
+        if len(rows) > limit:
+            best = [row for row in rows[edge:-edge] if row["epoch"] == self.best_epoch]
+            rows = rows[:edge] + [None] + (best + [None] if best else []) + rows[-edge:]
+        return columns, [None if row is None else [_format_cell(c, row.get(c)) for c in columns]
+                         for row in rows]
 
     def __repr__(self) -> str:
-        columns = self._columns()
+        columns, rows = self._table()
         widths = [max(len(c), 8 if c != "epoch" else 5) for c in columns]
         lines = [self._summary(), "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-        for row in self._shown_rows():
-            if row is None:
-                lines.append("  ".join("...".rjust(w) for w in widths))
-                continue
-            cells = [_format_cell(c, row.get(c)).rjust(w) for c, w in zip(columns, widths)]
-            mark = "  <- best" if row["epoch"] == self.best_epoch else ""
-            lines.append("  ".join(cells) + mark)
+        for cells in rows:
+            cells = cells or ["..."] * len(columns)
+            mark = "  <- best" if cells[0] == str(self.best_epoch) else ""
+            lines.append("  ".join(v.rjust(w) for v, w in zip(cells, widths)) + mark)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        columns = self._columns()
+        columns, rows = self._table()
         head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = []
-        for row in self._shown_rows():
-            if row is None:
-                body.append("<tr>" + "<td>&hellip;</td>" * len(columns) + "</tr>")
-                continue
-            style = ' style="font-weight:bold"' if row["epoch"] == self.best_epoch else ""
-            cells = "".join(f"<td>{_format_cell(c, row.get(c))}</td>" for c in columns)
-            body.append(f"<tr{style}>{cells}</tr>")
+        body = ""
+        for cells in rows:
+            cells = cells or ["&hellip;"] * len(columns)
+            style = ' style="font-weight:bold"' if cells[0] == str(self.best_epoch) else ""
+            body += f"<tr{style}>" + "".join(f"<td>{v}</td>" for v in cells) + "</tr>"
         return (f"<p>{html.escape(self._summary())}</p><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{''.join(body)}</tbody></table>")
+                f"<tbody>{body}</tbody></table>")
 
 
 def _float_or_none(values, index):
@@ -584,9 +612,7 @@ def _format_cell(column: str, value) -> str:
         return "-"
     if column == "epoch":
         return str(int(value))
-    if column == "learning_rate":
-        return f"{value:.6f}"
-    return f"{value:.4f}"
+    return f"{value:.6f}" if column == "learning_rate" else f"{value:.4f}"
 
 
 def train_head(
@@ -599,15 +625,15 @@ def train_head(
     config: HeadConfig | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     on_epoch: Callable[[int, dict], None] | None = None,
-    verbose: bool | int | str = True,
+    verbose: int = 1,
 ) -> tuple[keras.Model, TrainingHistory]:
     """Train a fresh head on cached features with ``model.fit``.
 
     The features go into a ``tf.data`` pipeline (shuffled every epoch, seeded,
     batched: :func:`feature_dataset`); ``model.fit`` runs one epoch's steps per
     call (``steps_per_execution``). Callbacks, in order: :class:`LearningRateLog`,
-    :class:`ValidationScores` (with validation data), the epoch log or
-    ``tqdm.keras.TqdmCallback``, yours, ``on_epoch``, then
+    :class:`ValidationScores` (with validation data), the progress callbacks
+    (:func:`progress_callbacks`), yours, ``on_epoch``, then
     ``keras.callbacks.EarlyStopping(restore_best_weights=True)``.
 
     Same data and ``config.seed`` give identical weights and metrics: the
@@ -621,15 +647,13 @@ def train_head(
         y_val: optional ``(M,)`` validation class indices.
         n_classes: number of classes (>= 2); classes may be absent from ``y_train``.
         config: hyper-parameters; default ``HeadConfig()``.
-        callbacks: extra Keras callbacks, called after the epoch log.
+        callbacks: extra Keras callbacks, called after the progress display.
         on_epoch: plain function ``on_epoch(epoch, logs)`` called after each
             epoch with a copy of the logs (``loss``, ``accuracy``,
             ``learning_rate`` and, with validation data, ``val_loss``,
             ``val_accuracy``).
-        verbose: True (or 1) prints :class:`EpochLog` lines every epoch, an
-            integer n > 1 every n-th epoch (plus the first and last), ``"bar"``
-            shows ``tqdm.keras.TqdmCallback``'s bar over epochs, False (or 0)
-            is silent.
+        verbose: 0 silent, 1 a progress bar over epochs, 2 ML.NET-style
+            :class:`EpochLog` lines every epoch (True is 1, False is 0).
 
     Returns:
         ``(model, history)``: the trained head (compiled, so ``model.evaluate``
@@ -643,7 +667,7 @@ def train_head(
         >>> rng = np.random.default_rng(0)
         >>> y = np.arange(40) % 2
         >>> x = rng.normal(size=(40, 8)).astype("float32") + 2.0 * y[:, None]
-        >>> model, history = train_head(x, y, x, y, n_classes=2, verbose=False,
+        >>> model, history = train_head(x, y, x, y, n_classes=2, verbose=0,
         ...                             config=HeadConfig(epochs=30, learning_rate=0.01))
         >>> history.rows[-1]["val_accuracy"] >= 0.9
         True
@@ -664,13 +688,23 @@ def train_head(
         if x_val.shape[1] != x_train.shape[1]:
             raise ValueError(problem("x_val", f"{x_train.shape[1]} features per row like x_train",
                                      x_val.shape[1], "featurize both sets with the same backbone"))
-    if not (verbose in (True, False, "bar")
-            or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose >= 0)):
-        raise ValueError(problem("verbose", "True, False, 'bar' or an epoch interval n >= 0",
-                                 verbose, "pass verbose=True"))
     monitor = config.monitor
     if x_val is None and monitor.startswith("val_"):
         monitor = monitor[len("val_"):]  # ML.NET also falls back to the training metric
+
+    listed = [LearningRateLog()]
+    if x_val is not None:
+        listed.append(ValidationScores(x_val, y_val, n_classes))
+    val_steps = None if x_val is None else math.ceil(len(x_val) / config.batch_size)
+    listed += progress_callbacks(verbose, config.epochs, "Training head", val_steps)
+    listed += _user_callbacks(callbacks, on_epoch)
+    early = None
+    if config.early_stopping:
+        early = keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="max" if monitor.endswith("accuracy") else "min",
+            patience=config.patience, min_delta=config.min_delta,
+            restore_best_weights=config.restore_best_weights)
+        listed.append(early)
 
     keras.utils.set_random_seed(config.seed)
     steps = math.ceil(len(x_train) / config.batch_size)
@@ -678,7 +712,6 @@ def train_head(
     model.compile(optimizer=config.make_optimizer(steps), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=config.jit_compile,
                   steps_per_execution=steps)
-    listed, early = _make_callbacks(config, monitor, callbacks, on_epoch, verbose, x_val, y_val)
     started = time.perf_counter()
     # repeat() + steps_per_epoch: one input iterator for the whole run (each pass is
     # reshuffled); re-creating it every epoch cost more than the epoch's steps here.
@@ -690,6 +723,22 @@ def train_head(
     return model, TrainingHistory.from_keras(
         keras_history, monitor=monitor, early=early, epochs_requested=config.epochs,
         seconds=time.perf_counter() - started)
+
+
+def _user_callbacks(callbacks, on_epoch) -> list:
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            message = problem("callbacks", "keras.callbacks.Callback instances",
+                              type(callback).__name__, "wrap plain functions with on_epoch=...")
+            raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+    if on_epoch is None:
+        return list(callbacks)
+    if not callable(on_epoch):
+        message = problem("on_epoch", "a function on_epoch(epoch, logs)", on_epoch,
+                          "pass a function or None")
+        raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+    return [*callbacks, keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs or {})))]
 
 
 def feature_dataset(x, y, batch_size: int, seed: int = 0) -> tf.data.Dataset:
@@ -716,11 +765,19 @@ def feature_dataset(x, y, batch_size: int, seed: int = 0) -> tf.data.Dataset:
 
 
 def class_weights(y, n_classes: int, spec) -> dict | None:
-    """Keras' ``class_weight`` dict for a :class:`HeadConfig` ``class_weight`` spec.
+    """Keras' ``class_weight`` dict for a ``class_weight`` spec (head and fine-tuning).
 
     ``"balanced"`` is sklearn's ``compute_class_weight`` (n / (classes x
     count)) over the classes present; absent classes and classes missing from
     a dict weigh 1.
+
+    Args:
+        y: the training labels (class indices).
+        n_classes: number of classes.
+        spec: None, ``"balanced"`` or ``{class_index: weight}``.
+
+    Returns:
+        ``{class_index: weight}`` for every class, or None for ``spec=None``.
 
     Example:
         >>> class_weights(np.array([0, 0, 0, 1]), 2, "balanced")
@@ -749,20 +806,21 @@ class ValidationScores(keras.callbacks.Callback):
     """Score validation features after every epoch: ``val_loss`` and ``val_accuracy`` in the logs.
 
     Does what ``model.fit(validation_data=...)`` does for a head on cached
-    features, in one model call: ``fit``'s own evaluation loop (a callback list,
-    a data iterator and metric resets per epoch) cost 10-30 ms an epoch against
-    ~1 ms here, several times the training steps at the tutorial's size
-    (``benchmarks/README.md``, "Training"). ``val_loss`` is Keras' sparse
-    categorical cross-entropy (the training loss, without any L2 penalty).
-    Pass it before callbacks that read ``val_*`` (early stopping, logs).
+    features, in one model call (``fit``'s own evaluation loop costs more than
+    the training steps at the tutorial's size: ``benchmarks/README.md``,
+    "Training"). ``val_loss`` is ``sklearn.metrics.log_loss``, the call
+    :class:`vitl.evaluation.EvaluationReport` makes, so the history's
+    ``val_loss`` equals ``evaluate(validation).log_loss``. Pass it before
+    callbacks that read ``val_*`` (early stopping, logs).
 
     Args:
         x_val: ``(M, D)`` validation features.
         y_val: ``(M,)`` class indices.
+        n_classes: number of classes (the head's outputs).
 
     Example:
         >>> model = build_head(4, 2)
-        >>> scores = ValidationScores(np.zeros((2, 4), "float32"), np.array([0, 1]))
+        >>> scores = ValidationScores(np.zeros((2, 4), "float32"), np.array([0, 1]), 2)
         >>> scores.set_model(model)
         >>> logs = {}
         >>> scores.on_epoch_end(0, logs)
@@ -770,18 +828,18 @@ class ValidationScores(keras.callbacks.Callback):
         (0.6931, 0.5)
     """
 
-    def __init__(self, x_val, y_val):
+    def __init__(self, x_val, y_val, n_classes: int):
         super().__init__()
         self.x_val = tf.constant(x_val, dtype=tf.float32)
         self.y_val = np.asarray(y_val, dtype=np.int32)
+        self.labels = list(range(n_classes))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
         proba = predict_proba(self.model, self.x_val)
-        loss = keras.losses.sparse_categorical_crossentropy(self.y_val, proba)
-        logs["val_loss"] = float(np.mean(keras.ops.convert_to_numpy(loss)))
-        logs["val_accuracy"] = float(np.mean(proba.argmax(axis=1) == self.y_val))
+        logs["val_loss"] = float(log_loss(self.y_val, proba, labels=self.labels))
+        logs["val_accuracy"] = float(accuracy_score(self.y_val, proba.argmax(axis=1)))
 
 
 def predict_proba(model: keras.Model, features, batch_size: int = _PREDICT_CHUNK) -> np.ndarray:
@@ -789,6 +847,14 @@ def predict_proba(model: keras.Model, features, batch_size: int = _PREDICT_CHUNK
 
     Calls the model directly (no ``model.predict`` set-up per call: this runs
     once per prediction request).
+
+    Args:
+        model: a head (features in, probabilities out).
+        features: ``(N, D)`` features (array or tensor).
+        batch_size: rows per model call.
+
+    Returns:
+        ``(N, n_classes)`` float32 probabilities.
 
     Example:
         >>> head = build_head(4, 2)
@@ -802,43 +868,6 @@ def predict_proba(model: keras.Model, features, batch_size: int = _PREDICT_CHUNK
     chunks = [np.asarray(model(tf.constant(features[i:i + batch_size]), training=False))
               for i in range(0, len(features), batch_size)]
     return np.concatenate(chunks).astype(np.float32)
-
-
-def _make_callbacks(config, monitor, callbacks, on_epoch, verbose, x_val, y_val):
-    listed: list[keras.callbacks.Callback] = [LearningRateLog()]
-    val_steps = None
-    if x_val is not None:
-        listed.append(ValidationScores(x_val, y_val))
-        val_steps = math.ceil(len(x_val) / config.batch_size)
-    if verbose == "bar":
-        from tqdm.keras import TqdmCallback
-
-        listed.append(TqdmCallback(epochs=config.epochs, verbose=0, desc="Training head",
-                                   file=sys.stderr))
-    elif verbose:
-        every = verbose if isinstance(verbose, int) and not isinstance(verbose, bool) else 1
-        listed.append(EpochLog(every=every, val_steps=val_steps))
-    for callback in callbacks:
-        if not isinstance(callback, keras.callbacks.Callback):
-            message = problem("callbacks", "keras.callbacks.Callback instances",
-                              type(callback).__name__, "wrap plain functions with on_epoch=...")
-            raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
-        listed.append(callback)
-    if on_epoch is not None:
-        if not callable(on_epoch):
-            raise ValueError(problem("on_epoch", "a function on_epoch(epoch, logs)", on_epoch,
-                                     "pass a function or None"))
-        listed.append(keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs or {}))))
-    early = None
-    if config.early_stopping:
-        early = keras.callbacks.EarlyStopping(
-            monitor=monitor, mode="max" if monitor.endswith("accuracy") else "min",
-            patience=config.patience, min_delta=config.min_delta,
-            restore_best_weights=config.restore_best_weights,
-        )
-        listed.append(early)
-    return listed, early
 
 
 def _check_xy(x, y, n_classes, x_name, y_name):
@@ -856,13 +885,11 @@ def _check_xy(x, y, n_classes, x_name, y_name):
     if y.shape != (x.shape[0],):
         raise ValueError(problem(y_name, f"shape ({x.shape[0]},) matching {x_name}",
                                  f"shape {y.shape}", "pass one class index per feature row"))
-    if not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(problem(y_name, "integer class indices", y.dtype,
-                                     "encode labels as 0..n_classes-1, e.g. with "
-                                     "sklearn.preprocessing.LabelEncoder"))
+    if not np.issubdtype(y.dtype, np.integer) and not (
+            np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0)):
+        raise ValueError(problem(y_name, "integer class indices", y.dtype,
+                                 "encode labels as 0..n_classes-1, e.g. with "
+                                 "sklearn.preprocessing.LabelEncoder"))
     if y.min() < 0 or y.max() >= n_classes:
         raise ValueError(problem(y_name, f"class indices in [0, {n_classes - 1}]",
                                  f"values from {y.min()} to {y.max()}",
@@ -870,25 +897,9 @@ def _check_xy(x, y, n_classes, x_name, y_name):
     return x, y.astype(np.int32)
 
 
-def _check_class_weight_spec(value) -> None:
-    if value is None or value == "balanced":
-        return
-    if isinstance(value, dict) and all(_is_number(v) and v >= 0 for v in value.values()):
-        return
-    raise ValueError(problem("class_weight",
-                             "None, 'balanced' or a dict {class_index: weight >= 0}",
-                             value, "pass class_weight='balanced'"))
-
-
-def _check_positive(name, value, fix) -> None:
-    if not _is_number(value) or not value > 0 or not math.isfinite(value):
-        raise ValueError(problem(name, "a number > 0", value, fix))
-
-
-def _check_bool(name, value) -> None:
-    if not isinstance(value, bool):
-        message = problem(name, "True or False", value, f"pass {name}=True")
-        raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+def _check_number(name, value, expected, ok, fix) -> None:
+    if not _is_number(value) or not math.isfinite(value) or not ok(value):
+        raise ValueError(problem(name, expected, value, fix))
 
 
 def _is_number(value) -> bool:
@@ -907,5 +918,6 @@ __all__ = [
     "current_learning_rate",
     "feature_dataset",
     "predict_proba",
+    "progress_callbacks",
     "train_head",
 ]
