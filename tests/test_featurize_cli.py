@@ -22,8 +22,9 @@ from vitl.features.pipeline import Featurizer
     (["--engine", "ray", "--gpus-per-worker", "-1"], "--gpus-per-worker"),
     (["--engine", "ray", "--address", "localhost:6379"], "ray://HOST:PORT"),
     (["--precision", "int8"], "--precision"),
-    (["--input-size", "8"], "--input-size: expected an integer >= 32"),
+    (["--input-size", "8"], "--input-size: expected an integer from 32 to 1024"),
     (["--cache", "none"], "--cache"),
+    (["--no-cache"], "--no-cache: expected a cache folder to fill"),
 ])
 def test_bad_options_fail_in_one_line_before_any_work(args, message, tmp_path, capsys):
     assert vitl_main(["featurize", str(tmp_path), *args]) == 2
@@ -40,11 +41,11 @@ def test_local_featurize_fills_what_the_training_featurizer_reads(tmp_path):
     paths = write_images(tmp_path / "data" / "a", 5)
     (tmp_path / "data" / "a" / "bad.jpg").write_bytes(b"x")
     stats = featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
-                             cache=tmp_path / "c", progress=False)
+                             cache=tmp_path / "c", verbose=0)
     assert (stats.images, stats.computed, stats.precision) == (6, 5, "float32")
     assert [p.name for p, _ in stats.bad] == ["bad.jpg"]
     featurizer = Featurizer(ExtractorRecipe("mobilenetv2", None, 32).build(),
-                            cache=tmp_path / "c", progress=False)
+                            cache=tmp_path / "c", verbose=0)
     featurizer.featurize(paths)
     assert featurizer.last_stats.computed == 0
 
@@ -87,7 +88,7 @@ def test_auto_resolves_before_keys_are_made(tmp_path, monkeypatch):
     monkeypatch.setattr(prec, "probe", lambda backbone: {"precision": "bfloat16"})
     write_images(tmp_path / "data", 3)
     stats = featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
-                             precision="auto", cache=tmp_path / "c", progress=False)
+                             precision="auto", cache=tmp_path / "c", verbose=0)
     assert stats.precision == "bfloat16"
     with FeatureCache(tmp_path / "c") as cache:
         assert [s.precision for s in cache.spaces()] == ["bfloat16"]

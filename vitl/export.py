@@ -281,7 +281,7 @@ def _calibration_paths(representative) -> list[Path]:
         raise ValueError(problem(
             "representative", "existing image files to calibrate int8 quantization with "
             "(a few hundred training images)", received,
-            "pass representative=FOLDER or a list of paths (CLI: --calibration DIR), "
+            "pass representative=FOLDER or a list of paths (CLI: --representative DIR), "
             "or export float16 instead"))
     return paths
 
