@@ -99,6 +99,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"vitl.cli.{name}").register(sub)
+    parser.set_defaults(commands=sub.choices)  # to report unknown options as the command's
     return parser
 
 
@@ -120,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="surrogateescape")
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            args.commands.get(args.command, parser).error(
+                f"unrecognized arguments: {' '.join(unknown)}")
     except CLIError as err:
         print(err, file=sys.stderr)
         return 2
