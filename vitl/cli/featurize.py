@@ -87,10 +87,10 @@ def check_options(args) -> None:
     Example:
         >>> args = argparse.Namespace(engine="local", address=None, workers=2, cpus_per_worker=1,
         ...                           gpus_per_worker=0, shards=None, shard_size=1000)
-        >>> check_options(args)
+        >>> check_options(args)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        vitl.cli.CLIError: --workers: expected only with --engine ray, received '--engine local'. Fix: add --engine ray, or drop those options
+        vitl.cli.CLIError: --workers: expected only with --engine ray, received '--engine local'...
     """
     ray_only = [name for name, value, default in (
         ("--address", args.address, None), ("--workers", args.workers, None),

@@ -61,10 +61,10 @@ def image_paths(paths) -> list[Path]:
         CLIError: a path that does not exist, or a folder without images.
 
     Example:
-        >>> image_paths(["/no/such.png"])
+        >>> image_paths(["/no/such.png"])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        vitl.cli.CLIError: PATH: expected an existing image file or folder, received '/no/such.png'. Fix: check the path
+        vitl.cli.CLIError: PATH: expected an existing image file or folder, received ...
     """
     from ..data import LoadReport, list_images
 

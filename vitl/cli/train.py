@@ -25,21 +25,8 @@ from .. import __version__
 from .._errors import problem
 from .._files import atomic_folder
 from ..export import LABELS_FILE
-from . import CLIError
-from .common import (
-    MODEL_FILE,
-    Choices,
-    add_cache_options,
-    add_seed_option,
-    add_split_option,
-    cannot_write,
-    check_cache_option,
-    check_writable,
-    existing_folder,
-    integer,
-    number,
-    split_fractions,
-)
+from . import CLIError, common
+from .common import MODEL_FILE, Choices, integer, number
 
 METRICS_FILE = "metrics.json"
 #: What a model folder may hold besides junk names: vitl writes all of these
@@ -50,26 +37,24 @@ MODEL_DIR_NAMES = frozenset({MODEL_FILE, LABELS_FILE, METRICS_FILE, "export"})
 PART_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
 #: A part with fewer images than this gets a line on what one image is worth.
 SMALL_PART = 30
-
-#: ``HeadConfig`` fields as options: (type or choices, help). None means the preset's value.
-#: The upper bounds keep a typo from allocating for minutes and then failing: a head batch
-#: of 4096 feature vectors already covers most data sets in one step.
+#: ``HeadConfig`` fields as options (``--batch-size`` for ``batch_size``): their type or
+#: choices. The upper bounds keep a typo from allocating for minutes and then failing.
 HEAD_OPTIONS = {
-    "epochs": (integer(1, 100_000), "maximum epochs; early stopping usually ends sooner"),
-    "batch_size": (integer(1, 4096), "head batch size"),
-    "learning_rate": (number(0, 10), "initial learning rate"),
-    "lr_schedule": (Choices("vitl.training", "LR_SCHEDULES"), "learning-rate schedule"),
-    "lr_decay": (float, "decay factor (exponential schedule)"),
-    "decay_every_epochs": (float, "epochs between decays (exponential schedule)"),
-    "optimizer": (Choices("vitl.training", "OPTIMIZERS"), "optimizer"),
-    "early_stopping": (argparse.BooleanOptionalAction, "stop when --monitor stops improving"),
-    "monitor": (Choices("vitl.training", "MONITORS"), "what early stopping watches"),
-    "patience": (int, "epochs without improvement before stopping"),
-    "min_delta": (float, "smallest change that counts as an improvement"),
-    "class_weight": (("balanced",), "weigh classes inversely to their counts"),
-    "dropout": (float, "dropout rate on the features"),
-    "hidden_units": (int, "size of a hidden ReLU layer"),
-    "l2": (float, "L2 penalty on the kernels"),
+    "epochs": integer(1, 100_000),
+    "batch_size": integer(1, 4096),
+    "learning_rate": number(0, 10),
+    "lr_schedule": Choices("vitl.training", "LR_SCHEDULES"),
+    "lr_decay": float,
+    "decay_every_epochs": float,
+    "optimizer": Choices("vitl.training", "OPTIMIZERS"),
+    "early_stopping": argparse.BooleanOptionalAction,
+    "monitor": Choices("vitl.training", "MONITORS"),
+    "patience": int,
+    "min_delta": float,
+    "class_weight": ("balanced",),
+    "dropout": float,
+    "hidden_units": int,
+    "l2": float,
 }
 
 
@@ -84,31 +69,25 @@ def register(subparsers) -> None:
 
     Example:
         >>> from vitl.cli import build_parser
-        >>> args = build_parser().parse_args(["train", "d", "--out", "m", "--fine-tune-blocks", "2"])
+        >>> args = build_parser().parse_args(["train", "d", "--out", "m",
+        ...                                   "--fine-tune-blocks", "2"])
         >>> args.backbone, args.seed, args.verbose, args.fine_tune_blocks, args.split
         ('auto', 0, 1, 2, None)
     """
     parser = subparsers.add_parser(
         "train", help="train a classifier on a folder with one sub-folder per class",
-        description="Featurize every image of DATA_DIR (one sub-folder per class) once with a "
-                    "frozen ImageNet backbone (cached), train the head with early stopping on "
-                    "a validation part, evaluate, and write MODEL_DIR/model.keras, labels.txt "
-                    "and metrics.json. Without a split option all of DATA_DIR trains except a "
-                    "stratified validation hold-out (--validation-fraction); DATA_DIR with "
-                    "train/, validation/ (or val/) and test/ sub-folders is used as given. "
-                    "The options are ImageClassifier's parameters.")
-    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
-    parser.add_argument("--out", required=True, metavar="MODEL_DIR",
-                        help="folder to write the model into (created)")
+        description="Featurize DATA_DIR once (cached), train the head with early stopping on a "
+                    "validation part, evaluate, and write MODEL_DIR/model.keras, labels.txt and "
+                    "metrics.json. Options are ImageClassifier's parameters.")
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class "
+                        "(or with train/, validation/ or val/, test/ folders, used as given)")
+    parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to write into")
     add_training_options(parser, verbose=1)
     parser.add_argument("--validation-fraction", type=number(0, 0.5), default=0.1, metavar="F",
-                        help="share of DATA_DIR held out (stratified) for validation when no "
-                             "--validation folder is given (default 0.1)")
-    parser.add_argument("--validation", metavar="DIR", default=None,
-                        help="your own validation folder (one sub-folder per class)")
-    parser.add_argument("--test", metavar="DIR", default=None,
-                        help="your own test folder, evaluated once after training")
-    add_split_option(parser, default=None)
+                        help="share of DATA_DIR held out for validation (default 0.1)")
+    parser.add_argument("--validation", metavar="DIR", help="your own validation folder")
+    parser.add_argument("--test", metavar="DIR", help="your own test folder, evaluated once")
+    common.add_split_option(parser, default=None)
     parser.set_defaults(run=run)
 
 
@@ -129,46 +108,35 @@ def add_training_options(parser, verbose: int) -> None:
         >>> args.preset, args.early_stopping, args.epochs, args.cache
         ('mlnet', False, None, 'default')
     """
-    parser.add_argument("--backbone", default="auto", choices=Choices(
-        "vitl.backbones", "BACKBONES", extra=("auto",)), metavar="NAME",
-        help="backbone (`vitl weights list`), or 'auto' (default): $VITL_BACKBONE, else "
-             "resnet101v2 (the ML.NET tutorial's) when its weights can be had, else "
-             "mobilenetv2-tv")
-    parser.add_argument("--input-size", type=integer(32, 1024), default=None, metavar="PIXELS",
-                        help="square input side, 32..1024 (default: the backbone's own)")
+    parser.add_argument("--backbone", default="auto", metavar="NAME",
+                        choices=Choices("vitl.backbones", "BACKBONES", extra=("auto",)),
+                        help="`vitl weights list`, or 'auto' (default): $VITL_BACKBONE, else "
+                             "resnet101v2 when its weights can be had, else mobilenetv2-tv")
+    parser.add_argument("--input-size", type=integer(32, 1024), metavar="PIXELS",
+                        help="square input side (default: the backbone's own)")
     parser.add_argument("--precision", default="float32", choices=Choices(
-        "vitl.backbones.precision", "PRECISIONS", extra=("auto",)),
-        help="backbone precision (default float32); use the one `vitl featurize "
-             "--precision` filled the cache with, or 'auto' (timed probe)")
+        "vitl.backbones.precision", "PRECISIONS", extra=("auto",)))
     parser.add_argument("--preset", choices=("default", "mlnet"), default="default",
-                        help="head settings to start from: HeadConfig() (default) or "
-                             "HeadConfig.mlnet() (ML.NET's: SGD 0.01 decayed 0.94 every 2 epochs, "
-                             "batch 10, early stopping on validation accuracy)")
-    head = parser.add_argument_group("head (HeadConfig fields; default: the preset's)")
-    for name, (kind, text) in HEAD_OPTIONS.items():
+                        help="head settings to start from: HeadConfig() or HeadConfig.mlnet()")
+    head = parser.add_argument_group("head: HeadConfig fields (default: the preset's)")
+    for name, kind in HEAD_OPTIONS.items():
         option = "--" + name.replace("_", "-")
         if kind is argparse.BooleanOptionalAction:
-            head.add_argument(option, action=kind, default=None, help=text)
+            head.add_argument(option, action=kind)
         elif isinstance(kind, tuple | Choices):
-            head.add_argument(option, choices=kind, default=None, help=text)
+            head.add_argument(option, choices=kind)
         else:
-            head.add_argument(option, type=kind, default=None, help=text)
+            head.add_argument(option, type=kind)
     parser.add_argument("--augment", type=integer(0, 100), default=0, metavar="K",
-                        help="K cached augmented views per training image (default 0: none)")
-    tune = parser.add_argument_group("fine-tuning (FineTuneConfig; off without --fine-tune-blocks)")
-    tune.add_argument("--fine-tune-blocks", type=integer(0, 1000), default=0, metavar="N",
-                      help="after the head, unfreeze the top N backbone blocks and train them "
-                           "on the images; kept only if validation improves (default 0: off)")
-    tune.add_argument("--fine-tune-epochs", type=integer(1, 100_000), default=None, metavar="E",
-                      help="epochs of fine-tuning (default 10)")
-    tune.add_argument("--fine-tune-learning-rate", type=number(0, 1), default=None,
-                      metavar="LR", help="peak fine-tuning learning rate (default 1e-4)")
-    add_seed_option(parser)
-    add_cache_options(parser)
+                        help="K cached augmented views per training image (default 0)")
+    tune = parser.add_argument_group("fine-tuning: FineTuneConfig (off without --fine-tune-blocks)")
+    tune.add_argument("--fine-tune-blocks", type=integer(0, 1000), default=0, metavar="N")
+    tune.add_argument("--fine-tune-epochs", type=integer(1, 100_000), metavar="E")
+    tune.add_argument("--fine-tune-learning-rate", type=number(0, 1), metavar="LR")
+    common.add_seed_option(parser)
+    common.add_cache_options(parser)
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=verbose,
-                        help="0 silent, 1 progress bars (stderr) and summaries, 2 also one "
-                             f"line per epoch (ML.NET's log) (default {verbose})")
-
+                        help="0 silent, 1 progress bars and summaries, 2 also a line per epoch")
 
 def run(args: argparse.Namespace) -> int:
     """Check everything, split, train, evaluate and save; return 0.
@@ -187,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
         0
     """
     head_config(args).validate()
-    data_dir = existing_folder(args.data_dir, "DATA_DIR")
+    data_dir = common.existing_folder(args.data_dir, "DATA_DIR")
     out = check_model_out(args.out)
-    check_cache_option(args.cache)
+    common.check_cache_option(args.cache)
     layout = split_layout(data_dir, args)
     backbone, reason = choose_backbone(args.backbone)
     check_fine_tune(args.fine_tune_blocks, backbone)
@@ -274,7 +242,8 @@ def make_split(data_dir: Path, layout: dict | None, args):
         kind = "folders"
         sources = {part: str(folder) if folder else None for part, folder in layout.items()}
     elif args.split is not None:
-        train, validation, test = split(_load(data_dir), *split_fractions(args.split), seed=seed)
+        fractions = common.split_fractions(args.split)
+        train, validation, test = split(_load(data_dir), *fractions, seed=seed)
         kind = args.split
         sources = dict.fromkeys(PART_FOLDERS, str(data_dir))
     else:
@@ -324,7 +293,7 @@ def noise_lines(parts) -> list[str]:
 def _load(folder, name="DATA_DIR"):
     from ..data import load_image_folder
 
-    folder = existing_folder(folder, name)
+    folder = common.existing_folder(folder, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skipped files are summarised on the next line
         images = load_image_folder(folder)
@@ -357,18 +326,17 @@ def head_config(args):
     return replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
-def make_classifier(args, backbone: str, callbacks=()):
+def make_classifier(args, backbone: str):
     """The one conversion from parsed options to an unfitted ImageClassifier.
 
     Args:
         args: the parsed ``train`` / ``demo`` options.
         backbone: the resolved backbone name.
-        callbacks: Keras callbacks for the head's training.
 
     Returns:
         ``ImageClassifier(backbone, input_size=..., precision=..., head=HeadConfig(...),
         augment=..., fine_tune=FineTuneConfig(...) or None, validation_fraction=..., seed=...,
-        cache=..., verbose=..., callbacks=...)``.
+        cache=..., verbose=...)``.
 
     Example:
         >>> from vitl.cli import build_parser
@@ -389,8 +357,7 @@ def make_classifier(args, backbone: str, callbacks=()):
     return ImageClassifier(backbone, input_size=args.input_size, precision=args.precision,
                            head=head_config(args), augment=args.augment, fine_tune=fine_tune,
                            validation_fraction=getattr(args, "validation_fraction", 0.1),
-                           seed=args.seed, cache=args.cache, verbose=args.verbose,
-                           callbacks=list(callbacks))
+                           seed=args.seed, cache=args.cache, verbose=args.verbose)
 
 
 def check_fine_tune(blocks: int, backbone: str) -> None:
@@ -429,10 +396,10 @@ def check_model_out(out) -> Path:
         >>> check_model_out(Path(tempfile.mkdtemp()) / "model").name
         'model'
     """
-    out = check_writable(out, "--out")
+    out = common.check_writable(out, "--out")
     if out.exists():
         # The folder is replaced as a whole, so its parent must be writable too.
-        why = cannot_write(out.absolute().parent)
+        why = common.cannot_write(out.absolute().parent)
         if why:
             raise CLIError(problem("--out", "a folder whose parent you can write to",
                                    f"{out} (cannot write in {out.absolute().parent}: {why})",
@@ -503,22 +470,13 @@ def train_on_split(parts, backbone: str, args, data_source: str, split_record: d
         >>> clf, metrics, reports = train_on_split(parts, "mobilenetv2-tv", args, "photos",
         ...                                        record)  # doctest: +SKIP
     """
-    import keras
-
     if not len(parts.validation):
         raise CLIError(problem("validation part", "at least one image", "none",
                                "add images (at least 3 per class) or raise "
                                "--validation-fraction"))
-    n_train = len(parts.train)
-    config = head_config(args)
-    header = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: print(
-        f"training phase ({args.preset} settings): softmax head on {n_train} feature vectors, "
-        f"{config.optimizer} {config.learning_rate:g}, batch {config.batch_size}, up to "
-        f"{config.epochs} epochs, early stopping on {config.monitor.replace('_', ' ')}",
-        flush=True))
-    clf = make_classifier(args, backbone, callbacks=[header])
-    print(f"bottleneck phase: {n_train + len(parts.validation)} images through {backbone} "
-          f"(frozen; features {'cached' if args.cache else 'not cached'})", flush=True)
+    clf = make_classifier(args, backbone)
+    print(f"bottleneck phase: {len(parts.train) + len(parts.validation)} images through "
+          f"{backbone}, then the training phase ({args.preset} head settings)", flush=True)
     start = time.perf_counter()
     clf.fit(parts.train, parts.validation)
     fit_seconds = time.perf_counter() - start
@@ -536,7 +494,7 @@ def train_on_split(parts, backbone: str, args, data_source: str, split_record: d
         "split": split_record,
         "preset": args.preset,
         "head": info["head"],
-        "epochs_requested": config.epochs,
+        "epochs_requested": clf.head.epochs,
         "augment": info["augment"],
         "fine_tune": info["fine_tune"],
         "epochs_run": len(history),
