@@ -267,6 +267,34 @@ def add_seed_option(parser) -> None:
                              "(default 0, as in Python); 0..2**32-1")
 
 
+def add_backbone_options(parser) -> None:
+    """Add ``--backbone``, ``--input-size`` and ``--precision``: which features (train, demo,
+    featurize).
+
+    Args:
+        parser: the sub-command's parser.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_backbone_options(parser)
+        >>> args = parser.parse_args(["--input-size", "64"])
+        >>> args.backbone, args.input_size, args.precision
+        ('auto', 64, 'float32')
+    """
+    parser.add_argument("--backbone", default="auto", metavar="NAME",
+                        choices=Choices("vitl.backbones", "BACKBONES", extra=("auto",)),
+                        help="`vitl weights list`, or 'auto' (default): $VITL_BACKBONE, else "
+                             "resnet101v2 when its weights can be had, else mobilenetv2-tv")
+    parser.add_argument("--input-size", type=integer(32, 1024), metavar="PIXELS",
+                        help="square input side (default: the backbone's own)")
+    parser.add_argument("--precision", default="float32", choices=Choices(
+        "vitl.backbones.precision", "PRECISIONS", extra=("auto",)),
+        help="'auto' measures once per machine (default float32)")
+
+
 def existing_folder(path, name: str) -> Path:
     """Return ``path`` as a Path; raise :class:`CLIError` when it is not a folder.
 

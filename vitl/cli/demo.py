@@ -16,16 +16,7 @@ from pathlib import Path
 from .. import _paths
 from ..data import load_image_folder, tutorial_split
 from ..datasets import tutorial_data
-from .common import check_cache_option
-from .train import (
-    add_training_options,
-    check_fine_tune,
-    check_model_out,
-    choose_backbone,
-    head_config,
-    save_model_dir,
-    train_on_split,
-)
+from . import train
 
 TARGET_RECALL = 0.95
 
@@ -66,7 +57,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, metavar="MODEL_DIR",
                         help="where to save the model (default VITL_HOME/demo-model, "
                              "i.e. ~/.vitl/demo-model)")
-    add_training_options(parser, verbose=2)
+    train.add_training_options(parser, verbose=2)
     parser.set_defaults(run=run)
 
 
@@ -88,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
         0
     """
     start = time.perf_counter()
-    head_config(args).validate()
-    out = check_model_out(args.out or default_out())
-    check_cache_option(args.cache)
+    out, backbone, reason = train.check_before_work(args, args.out or default_out())
     folder, source = tutorial_data()
     print(f"data: {source}")
     with warnings.catch_warnings():
@@ -102,12 +91,10 @@ def run(args: argparse.Namespace) -> int:
     print("\nsplit (ML.NET tutorial: 70% train, the rest 90/10 into validation/test):")
     print(parts)
 
-    backbone, reason = choose_backbone(args.backbone)
-    check_fine_tune(args.fine_tune_blocks, backbone)
     print(f"\n{reason or f'backbone: {backbone} (chosen with --backbone)'}")
     record = {"kind": "tutorial", "seed": args.seed,
               "counts": {name: part.counts() for name, part in parts._asdict().items()}}
-    clf, metrics, reports = train_on_split(parts, backbone, args, str(folder), record)
+    clf, metrics, reports = train.train_on_split(parts, backbone, args, str(folder), record)
 
     validation = reports["validation"]
     print(f"\n== validation ({len(parts.validation)} images) ==\n{validation}")
@@ -127,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                   f"tp={on_test.tp} fp={on_test.fp} fn={on_test.fn} tn={on_test.tn}")
 
     metrics["data_source_line"] = source
-    save_model_dir(clf, out, metrics)
+    train.save_model_dir(clf, out, metrics)
     print(f"\nsaved the model to {out} (model.keras, labels.txt, metrics.json)")
 
     sample = parts.test if len(parts.test) else parts.validation

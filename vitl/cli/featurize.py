@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
-from .common import Choices, add_cache_options, integer, number
+from .common import Choices, add_backbone_options, add_cache_options, integer, number
 
 
 def register(subparsers) -> None:
@@ -34,25 +34,14 @@ def register(subparsers) -> None:
     """
     parser = subparsers.add_parser(
         "featurize", help="compute and cache the backbone features of a folder of images",
-        description="Run every image below DATA (any depth) once through the frozen backbone and "
-                    "keep the pooled features in the feature cache, the entries `vitl train` "
-                    "and `vitl evaluate` read later. Unreadable files are skipped and named. "
-                    "--engine ray spreads the work over a Ray cluster (pip install 'vitl[ray]').")
-    parser.add_argument("data", metavar="DATA", help="folder of images (e.g. one sub-folder "
-                        "per class)")
-    parser.add_argument("--backbone", default="auto", metavar="NAME", choices=Choices(
-        "vitl.backbones", "BACKBONES", extra=("auto",)),
-        help="backbone name, or 'auto' as in `vitl train` (default auto)")
-    parser.add_argument("--input-size", type=integer(32, 1024), default=None, metavar="PIXELS",
-                        help="square input side (default: the backbone's own); use the value "
-                             "you will pass to `vitl train`")
-    parser.add_argument("--precision", default="float32", choices=Choices(
-        "vitl.backbones.precision", "PRECISIONS", extra=("auto",)),
-        help="backbone precision (default float32, what `vitl train` uses); "
-             "'auto' measures once per machine")
+        description="Fill the feature cache with the entries `vitl train` and `vitl evaluate` "
+                    "read later; unreadable files are skipped and named. --engine ray spreads "
+                    "the work over a Ray cluster (pip install 'vitl[ray]').")
+    parser.add_argument("data", metavar="DATA", help="folder of images, any depth")
+    add_backbone_options(parser)  # the values `vitl train` will get
     add_cache_options(parser)
-    parser.add_argument("--engine", default="local", choices=Choices("vitl.features.folder",
-                                                                     "ENGINES"),
+    parser.add_argument("--engine", default="local",
+                        choices=Choices("vitl.features.folder", "ENGINES"),
                         help="'local': this process (default); 'ray': a Ray Data actor pool")
     ray = parser.add_argument_group("ray engine")
     ray.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",

@@ -108,14 +108,7 @@ def add_training_options(parser, verbose: int) -> None:
         >>> args.preset, args.early_stopping, args.epochs, args.cache
         ('mlnet', False, None, 'default')
     """
-    parser.add_argument("--backbone", default="auto", metavar="NAME",
-                        choices=Choices("vitl.backbones", "BACKBONES", extra=("auto",)),
-                        help="`vitl weights list`, or 'auto' (default): $VITL_BACKBONE, else "
-                             "resnet101v2 when its weights can be had, else mobilenetv2-tv")
-    parser.add_argument("--input-size", type=integer(32, 1024), metavar="PIXELS",
-                        help="square input side (default: the backbone's own)")
-    parser.add_argument("--precision", default="float32", choices=Choices(
-        "vitl.backbones.precision", "PRECISIONS", extra=("auto",)))
+    common.add_backbone_options(parser)
     parser.add_argument("--preset", choices=("default", "mlnet"), default="default",
                         help="head settings to start from: HeadConfig() or HeadConfig.mlnet()")
     head = parser.add_argument_group("head: HeadConfig fields (default: the preset's)")
@@ -154,13 +147,9 @@ def run(args: argparse.Namespace) -> int:
         >>> main(["train", "photos", "--out", "model"])  # doctest: +SKIP
         0
     """
-    head_config(args).validate()
     data_dir = common.existing_folder(args.data_dir, "DATA_DIR")
-    out = check_model_out(args.out)
-    common.check_cache_option(args.cache)
+    out, backbone, reason = check_before_work(args, args.out)
     layout = split_layout(data_dir, args)
-    backbone, reason = choose_backbone(args.backbone)
-    check_fine_tune(args.fine_tune_blocks, backbone)
     if reason:
         print(reason)
     parts, record = make_split(data_dir, layout, args)
@@ -358,6 +347,34 @@ def make_classifier(args, backbone: str):
                            head=head_config(args), augment=args.augment, fine_tune=fine_tune,
                            validation_fraction=getattr(args, "validation_fraction", 0.1),
                            seed=args.seed, cache=args.cache, verbose=args.verbose)
+
+
+def check_before_work(args, out) -> tuple[Path, str, str | None]:
+    """Every check of ``train`` / ``demo`` that needs no data, so bad input costs no time.
+
+    Args:
+        args: the parsed options.
+        out: the model folder to write.
+
+    Returns:
+        ``(out as a Path, backbone name, why it was chosen or None)``.
+
+    Raises:
+        CLIError, ValueError, WeightsUnavailableError: one line each.
+
+    Example:
+        >>> from vitl.cli import build_parser
+        >>> args = build_parser().parse_args(["train", "d", "--out", "m", "--no-cache",
+        ...                                   "--backbone", "mobilenetv2-tv"])
+        >>> check_before_work(args, Path("/tmp/new-model"))
+        (PosixPath('/tmp/new-model'), 'mobilenetv2-tv', None)
+    """
+    head_config(args).validate()
+    out = check_model_out(out)
+    common.check_cache_option(args.cache)
+    backbone, reason = choose_backbone(args.backbone)
+    check_fine_tune(args.fine_tune_blocks, backbone)
+    return out, backbone, reason
 
 
 def check_fine_tune(blocks: int, backbone: str) -> None:
