@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -317,6 +318,34 @@ def existing_folder(path, name: str) -> Path:
     return folder
 
 
+def load_images(folder, name: str = "DATA_DIR"):
+    """Load a folder with one sub-folder per class; name the count of skipped files on stderr.
+
+    Args:
+        folder: the folder.
+        name: the argument's name for errors.
+
+    Returns:
+        The :class:`~vitl.data.ImageCollection`.
+
+    Example:
+        >>> load_images("/no/such/folder")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vitl.cli.CLIError: DATA_DIR: expected a folder with one sub-folder per class, ...
+    """
+    from ..data import load_image_folder
+
+    folder = existing_folder(folder, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one line for all of them, below
+        images = load_image_folder(folder)
+    if len(images.report):
+        print(f"skipped {len(images.report)} unreadable files in {folder} "
+              f"(`vitl data {folder}` lists them)", file=sys.stderr)
+    return images
+
+
 def cannot_write(folder: Path) -> str | None:
     """Why a file cannot be created in ``folder`` (tried for real: permissions, read-only
     mounts and full disks all show), or None.
@@ -374,7 +403,8 @@ def check_writable(path, name: str, kind: str = "folder") -> Path:
 def load_model_dir(model, cache="default"):
     """Load a classifier from a model folder (``MODEL_DIR/model.keras``) or a ``.keras`` file.
 
-    The one loader and error path of ``evaluate``, ``predict``, ``explain`` and ``export``.
+    The one loader and error path of ``evaluate``, ``predict``, ``explain`` and ``export``;
+    the cache is opened first (:func:`check_cache_option`).
 
     Args:
         model: the folder ``vitl train --out`` wrote, or a ``.keras`` file.
@@ -403,6 +433,7 @@ def load_model_dir(model, cache="default"):
     elif not path.is_file():
         raise CLIError(problem("MODEL_DIR", "a folder written by `vitl train`", str(path),
                                f"check the path, or train one: vitl train DATA_DIR --out {path}"))
+    check_cache_option(cache)
     from ..classifier import ImageClassifier  # imports TensorFlow: after the cheap checks
 
     with warnings.catch_warnings():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_cache_options, check_cache_option, check_writable, load_model_dir, number
+from .common import add_cache_options, check_writable, load_model_dir, number
 from .predict import image_paths, usable_images
 
 
@@ -73,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
 
     out = check_writable(args.out, "--out")
     paths = image_paths(args.images)
-    check_cache_option(args.cache)
     clf = load_model_dir(args.model, cache=args.cache)
     paths = usable_images(paths)  # bad files are named on stderr and skipped
     explanations = explain(clf, paths, class_name=args.class_name)

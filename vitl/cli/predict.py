@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
-from .common import add_cache_options, check_cache_option, check_writable, load_model_dir
+from .common import add_cache_options, check_writable, load_model_dir
 
 
 def register(subparsers) -> None:
@@ -135,7 +135,6 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.csv:
         check_writable(args.csv, "--csv", kind="file")
-    check_cache_option(args.cache)
     paths = image_paths(args.paths)
     clf = load_model_dir(args.model_dir, cache=args.cache)
     paths = usable_images(paths)

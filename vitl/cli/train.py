@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from .._errors import problem
 from .._files import atomic_folder
 from ..export import LABELS_FILE
 from . import CLIError, common
-from .common import MODEL_FILE, Choices, integer, number
+from .common import MODEL_FILE, Choices, integer, load_images, number
 
 METRICS_FILE = "metrics.json"
 #: What a model folder may hold besides junk names: vitl writes all of these
@@ -225,20 +224,20 @@ def make_split(data_dir: Path, layout: dict | None, args):
 
     seed = args.seed
     if layout is not None:
-        train = _load(layout["train"])
-        validation = _load(layout["validation"]) if layout["validation"] else None
-        test = _load(layout["test"]) if layout["test"] else train.subset([])
+        train = load_images(layout["train"])
+        validation = load_images(layout["validation"]) if layout["validation"] else None
+        test = load_images(layout["test"]) if layout["test"] else train.subset([])
         kind = "folders"
         sources = {part: str(folder) if folder else None for part, folder in layout.items()}
     elif args.split is not None:
         fractions = common.split_fractions(args.split)
-        train, validation, test = split(_load(data_dir), *fractions, seed=seed)
+        train, validation, test = split(load_images(data_dir), *fractions, seed=seed)
         kind = args.split
         sources = dict.fromkeys(PART_FOLDERS, str(data_dir))
     else:
-        train = _load(data_dir)
-        validation = _load(args.validation, "--validation") if args.validation else None
-        test = _load(args.test, "--test") if args.test else train.subset([])
+        train = load_images(data_dir)
+        validation = load_images(args.validation, "--validation") if args.validation else None
+        test = load_images(args.test, "--test") if args.test else train.subset([])
         kind = "given folders" if args.validation else "hold-out"
         sources = {"train": str(data_dir), "validation": args.validation, "test": args.test}
     fraction = None
@@ -277,19 +276,6 @@ def noise_lines(parts) -> list[str]:
             lines.append(f"note: the {name} part has {n} images, so one image moves its accuracy "
                          f"by {100 / n:.1f} points; read its accuracy as a rough guide")
     return lines
-
-
-def _load(folder, name="DATA_DIR"):
-    from ..data import load_image_folder
-
-    folder = common.existing_folder(folder, name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # skipped files are summarised on the next line
-        images = load_image_folder(folder)
-    if len(images.report):
-        print(f"skipped {len(images.report)} unreadable files in {folder} "
-              f"(`vitl data {folder}` lists them)")
-    return images
 
 
 # ---------------------------------------------------------------- shared with demo
