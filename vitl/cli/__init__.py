@@ -70,15 +70,41 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _os_error_line(err: OSError) -> str:
-    """One line for an OSError: what failed on which path, and what to check."""
+def error_line(err: Exception) -> str | None:
+    """What ``main`` prints after ``vitl <cmd>: error:`` for ``err``; None for a bug (traceback).
+
+    Args:
+        err: the exception a command raised.
+
+    Returns:
+        One line (expected / received / fix), or None.
+
+    Example:
+        >>> error_line(OSError(28, "No space left on device", "/data/p.csv"))  # doctest: +ELLIPSIS
+        "file system: expected to read or write /data/p.csv, received 'OSError: No space ...
+        >>> error_line(KeyError("x")) is None
+        True
+    """
+    import sqlite3
+
     from .._errors import problem
 
-    where = " -> ".join(os.fsdecode(f) for f in (err.filename, err.filename2) if f) or "a file"
-    reason = err.strerror or str(err) or type(err).__name__
-    return problem("file system", f"to read or write {where}", f"{type(err).__name__}: {reason}",
-                   "check that the path exists, is the right kind (file or folder), has free "
-                   "space and is writable by you, or choose another path")
+    if isinstance(err, _usage_errors()):
+        return str(err)
+    if isinstance(err, OSError):
+        where = " -> ".join(os.fsdecode(f) for f in (err.filename, err.filename2) if f)
+        reason = err.strerror or str(err) or type(err).__name__
+        return problem("file system", f"to read or write {where or 'a file'}",
+                       f"{type(err).__name__}: {reason}", "check that the path exists, is the "
+                       "right kind (file or folder), has free space and is writable by you, or "
+                       "choose another path")
+    if isinstance(err, MemoryError):
+        return ("out of memory. Fix: use smaller --batch-size or --input-size, or fewer images "
+                "at once")
+    if isinstance(err, sqlite3.Error):
+        return (f"feature cache: {type(err).__name__}: {err}. Fix: retry, or pass --no-cache "
+                "(or another --cache DIR)")
+    return None
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -135,28 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning  # the CLI's own format, also when embedded
             return int(args.run(args) or 0)
-    except _usage_errors() as err:
-        print(f"vitl {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"vitl {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"vitl {args.command}: error: out of memory. Fix: use smaller --batch-size or "
-              "--input-size, or fewer images at once", file=sys.stderr)
-        return 2
-    except Exception as err:
-        import sqlite3
-
-        if not isinstance(err, sqlite3.Error):
-            raise
-        print(f"vitl {args.command}: error: feature cache: {type(err).__name__}: {err}. Fix: "
-              "retry, or pass --no-cache (or another --cache DIR)", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
+    except Exception as err:
+        line = error_line(err)
+        if line is None:
+            raise
+        print(f"vitl {args.command}: error: {line}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -84,13 +84,9 @@ def integer(low: int, high: int | None = None):
     expected = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
+        value = int(text) if text.strip().lstrip("+-").isdigit() else None
         if value is None or value < low or (high is not None and value > high):
-            raise bad_value(expected, text, "pass a value " + (
-                f"from {low} to {high}" if high is not None else f">= {low}"))
+            raise bad_value(expected, text, "pass a value in that range")
         return value
     return parse
 
