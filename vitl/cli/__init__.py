@@ -23,7 +23,12 @@ _COMMAND_MODULES = ["demo", "data", "weights", "cache", "featurize", "train", "e
 
 
 class CLIError(Exception):
-    """A usage problem reported as one line and exit code 2."""
+    """A usage problem reported as one line and exit code 2.
+
+    Example:
+        >>> str(CLIError("--out: expected a folder, received 'x'. Fix: pass a folder"))[:5]
+        '--out'
+    """
 
 
 #: argparse's own message for a value outside ``choices=``.
@@ -44,7 +49,21 @@ class Parser(argparse.ArgumentParser):
     """
 
     def error(self, message: str):
-        """Raise :class:`CLIError` with argparse's ``message`` in vitl's one-line form."""
+        """Raise :class:`CLIError` with argparse's ``message`` in vitl's one-line form.
+
+        Args:
+            message: argparse's message, e.g. ``argument --epochs: invalid choice: ...``.
+
+        Returns:
+            Never: it raises.
+
+        Example:
+            >>> Parser(prog="vitl data").error(
+            ...     "the following arguments are required: DIR")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            vitl.cli.CLIError: vitl data: error: the following arguments are required: DIR. Fix: ...
+        """
         choice = _INVALID_CHOICE.match(message)
         if choice:
             *others, last = choice["choices"].split(", ")

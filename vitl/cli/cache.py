@@ -75,6 +75,12 @@ def cache_folder(args) -> Path:
 def existing_cache(args) -> FeatureCache | None:
     """The cache at ``--cache``, or None (said on stdout) when there is none yet.
 
+    Args:
+        args: the parsed ``vitl cache`` arguments.
+
+    Returns:
+        An open :class:`~vitl.features.cache.FeatureCache`, or None.
+
     Example:
         >>> existing_cache(argparse.Namespace(cache=Path("/no/cache")))
         no feature cache at /no/cache yet (it is created by the first featurize run)
@@ -87,7 +93,13 @@ def existing_cache(args) -> FeatureCache | None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    """Print the cache's path, size, entries per backbone and last-run hit rates; return 0.
+    """Print the cache's path, size, entries per backbone and last-run hit rates.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
 
     Example:
         >>> run_info(argparse.Namespace(cache=Path("/no/cache")))
@@ -103,6 +115,9 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_clear(args: argparse.Namespace) -> int:
     """Delete cached features after confirmation (or ``--yes``); print how many.
+
+    Args:
+        args: the parsed arguments.
 
     Returns:
         0, or 1 when the user said no.
@@ -142,6 +157,12 @@ def run_clear(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """Write every intact cached vector as Parquet shard files into SHARDS (docs/SCALE.md).
 
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
+
     Example:
         Tested in ``tests/test_shards.py``:
 
@@ -165,6 +186,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """Validate and merge the shard files of SHARDS into the cache (re-import adds nothing).
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
 
     Example:
         Tested in ``tests/test_shards.py``:

@@ -54,6 +54,14 @@ def bad_value(expected: str, received: str, fix: str) -> argparse.ArgumentTypeEr
     """The error an argparse ``type`` raises: argparse puts ``argument --name:`` before it,
     which :class:`vitl.cli.Parser` turns into ``--name:``.
 
+    Args:
+        expected: what would have been right.
+        received: the option's text.
+        fix: how to fix it.
+
+    Returns:
+        The ``argparse.ArgumentTypeError`` to raise.
+
     Example:
         >>> str(bad_value("an integer", "x", "pass 3"))
         "expected an integer, received 'x'. Fix: pass 3"
@@ -125,11 +133,17 @@ def number(low: float, high: float, *, low_open: bool = True):
     return parse
 
 
-def cache_folder(text: str) -> str:
+def cache_value(text: str) -> str:
     """The ``--cache`` type: a folder or ``default``; ``none`` points to ``--no-cache``.
 
+    Args:
+        text: the option's value.
+
+    Returns:
+        ``text``.
+
     Example:
-        >>> cache_folder("default")
+        >>> cache_value("default")
         'default'
     """
     if text.lower() == "none":
@@ -153,7 +167,7 @@ def add_cache_options(parser, help_extra: str = "") -> None:
         >>> parser.parse_args([]).cache, parser.parse_args(["--no-cache"]).cache
         ('default', None)
     """
-    parser.add_argument("--cache", type=cache_folder, default="default", metavar="DIR",
+    parser.add_argument("--cache", type=cache_value, default="default", metavar="DIR",
                         help="feature cache folder, or 'default' ($VITL_CACHE, else "
                              "$VITL_HOME/cache)" + help_extra)
     parser.add_argument("--no-cache", dest="cache", action="store_const", const=None,
@@ -213,7 +227,18 @@ def split_fractions(text: str) -> tuple[float, float, float]:
 
 
 def split_value(text: str) -> str:
-    """The ``--split`` argparse type: ``text`` when :func:`split_fractions` accepts it."""
+    """The ``--split`` argparse type: ``text`` when :func:`split_fractions` accepts it.
+
+    Args:
+        text: the option's value.
+
+    Returns:
+        ``text``.
+
+    Example:
+        >>> split_value("tutorial")
+        'tutorial'
+    """
     try:
         split_fractions(text)
     except CLIError as err:
@@ -345,6 +370,12 @@ def load_images(folder, name: str = "DATA_DIR"):
 def cannot_write(folder: Path) -> str | None:
     """Why a file cannot be created in ``folder`` (tried for real: permissions, read-only
     mounts and full disks all show), or None.
+
+    Args:
+        folder: an existing folder.
+
+    Returns:
+        The reason (the OS error's text), or None when a file could be created.
 
     Example:
         >>> cannot_write(Path(tempfile.gettempdir())) is None

@@ -44,7 +44,13 @@ def register(subparsers) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """Print one row per backbone: input size, feature size, where its weights are; return 0.
+    """Print one row per backbone: input size, feature size, where its weights are.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
 
     Example:
         >>> run_list(argparse.Namespace())  # doctest: +ELLIPSIS
@@ -65,7 +71,13 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    """Resolve each backbone's weights into VITL_HOME/weights; print where; return 0.
+    """Resolve each backbone's weights into VITL_HOME/weights; print where.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
 
     Example:
         >>> run_fetch(argparse.Namespace(names=["mobilenetv2-tv"]))  # doctest: +SKIP
@@ -85,7 +97,13 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    """Write the weights (and data) bundle zip; list its files; return 0.
+    """Write the weights (and data) bundle zip; list its files.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
 
     Example:
         >>> run_bundle(argparse.Namespace(out="w.zip", backbone=None,
@@ -103,7 +121,13 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    """Verify a bundle and install its files into VITL_HOME; return 0.
+    """Verify a bundle and install its files into VITL_HOME.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
 
     Example:
         >>> run_import(argparse.Namespace(bundle="w.zip"))  # doctest: +SKIP
