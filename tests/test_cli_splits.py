@@ -4,6 +4,8 @@ as the API's parameters; argparse errors in one line."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -184,3 +186,11 @@ def test_data_and_train_take_the_same_split_values():
     assert parser.parse_args(["data", "d", "--no-split"]).split is None
     assert parser.parse_args(["data", "d"]).seed == parser.parse_args(["train", "d", "--out",
                                                                         "m"]).seed == 0
+
+
+def test_building_the_parser_imports_no_tensorflow():
+    code = ("import sys; from vitl.cli import build_parser; build_parser(); "
+            "print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.strip() == "False"

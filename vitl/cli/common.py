@@ -22,7 +22,9 @@ class Choices(Sequence):
     """A closed set of values read from a vitl module when argparse first checks one.
 
     Building the parser then imports no TensorFlow: ``vitl data`` and ``vitl cache``
-    stay fast, and only a command given one of these options pays for the import.
+    stay fast, and only a command given one of these options pays for the import. Give
+    such options a ``metavar`` (argparse lists ``choices`` in the usage line otherwise) and
+    ``%(choices)s`` in the help, expanded only by ``--help``.
 
     Args:
         module: the module holding the values, e.g. ``"vitl.export"``.
@@ -312,9 +314,9 @@ def add_backbone_options(parser) -> None:
                              "resnet101v2 when its weights can be had, else mobilenetv2-tv")
     parser.add_argument("--input-size", type=integer(32, 1024), metavar="PIXELS",
                         help="square input side (default: the backbone's own)")
-    parser.add_argument("--precision", default="float32", choices=Choices(
+    parser.add_argument("--precision", default="float32", metavar="NAME", choices=Choices(
         "vitl.backbones.precision", "PRECISIONS", extra=("auto",)),
-        help="'auto' measures once per machine (default float32)")
+        help="%(choices)s; 'auto' measures once per machine (default float32)")
 
 
 def existing_folder(path, name: str) -> Path:

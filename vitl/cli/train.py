@@ -116,7 +116,7 @@ def add_training_options(parser, verbose: int) -> None:
         if kind is argparse.BooleanOptionalAction:
             head.add_argument(option, action=kind)
         elif isinstance(kind, tuple | Choices):
-            head.add_argument(option, choices=kind)
+            head.add_argument(option, choices=kind, metavar=name.upper(), help="%(choices)s")
         else:
             head.add_argument(option, type=kind)
     parser.add_argument("--augment", type=integer(0, 100), default=0, metavar="K",
