@@ -52,10 +52,10 @@ from vitl.classifier import ImageClassifier
 from vitl.data import load_image_folder, split
 from vitl.datasets import sdnet2018_decks
 from vitl.experiments import run_grid
+from vitl.finetune import FineTuneConfig
 from vitl.training import HeadConfig
 
-MLNET = {k: v for k, v in HeadConfig.mlnet().to_dict().items()
-         if k in ImageClassifier().get_params() and k != "seed"}
+MLNET = {"head": HeadConfig.mlnet()}
 NATIVE = {"input_size": 256}  # the tiles' own size: no resampling
 #: name -> (label, ImageClassifier parameters). Rows other than head-mlnet use the
 #: head defaults (HeadConfig()); fine-tuning rows the fine-tuning defaults: Adam,
@@ -65,13 +65,13 @@ CONFIGS = {
     "head": ("head only, defaults, 224 px", {}),
     "aug4": ("head + augment K=4, 224 px", {"augment": 4}),
     "aug8": ("head + augment K=8, 224 px", {"augment": 8}),
-    "ft2": ("head + fine-tune top 2 blocks, 224 px", {"fine_tune_blocks": 2}),
-    "ft8": ("head + fine-tune top 8 blocks, 224 px", {"fine_tune_blocks": 8}),
+    "ft2": ("head + fine-tune top 2 blocks, 224 px", {"fine_tune": 2}),
+    "ft8": ("head + fine-tune top 8 blocks, 224 px", {"fine_tune": 8}),
     "head-256": ("head only, defaults, 256 px", NATIVE),
     "aug4-256": ("head + augment K=4, 256 px", {**NATIVE, "augment": 4}),
-    "ft8-256": ("head + fine-tune top 8 blocks, 256 px", {**NATIVE, "fine_tune_blocks": 8}),
+    "ft8-256": ("head + fine-tune top 8 blocks, 256 px", {**NATIVE, "fine_tune": 8}),
 }
-GRID = {"input_size": [224, 256], "learning_rate": [0.01, 0.001], "augment": [0, 4]}
+GRID = {"input_size": [224, 256], "head__learning_rate": [0.01, 0.001], "augment": [0, 4]}
 
 
 def mean_sd(values) -> str:
@@ -83,7 +83,9 @@ def mean_sd(values) -> str:
 def run_config(name, parts, seeds, cache, backbone, quick_size, fine_tune_epochs) -> dict:
     label, params = CONFIGS[name]
     val, test, seconds, notes = [], [], [], []
-    params = {"fine_tune_epochs": fine_tune_epochs, **params}
+    params = dict(params)
+    if "fine_tune" in params:  # the number of top blocks
+        params["fine_tune"] = FineTuneConfig(blocks=params["fine_tune"], epochs=fine_tune_epochs)
     if quick_size:
         params["input_size"] = quick_size
     for seed in seeds:
@@ -149,8 +151,7 @@ def main(argv=None) -> None:
         started = time.perf_counter()
         grid = {**GRID, "input_size": [quick_size]} if quick_size else GRID
         results = run_grid(parts.train, parts.validation, parts.test, grid=grid, seeds=seeds,
-                           base_params={"backbone": args.backbone},
-                           cache=args.cache, progress=False)
+                           base=ImageClassifier(args.backbone), cache=args.cache, verbose=0)
         best = results.best()
         report = results.evaluate_best_on_test()
         print(f"\nrun_grid: {len(results)} runs in {time.perf_counter() - started:.0f} s; "

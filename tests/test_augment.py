@@ -16,6 +16,7 @@ from vitl.classifier import ImageClassifier
 from vitl.data import load_image_folder, split
 from vitl.datasets import make_synthetic_cracks
 from vitl.features import Featurizer
+from vitl.training import HeadConfig
 
 
 def _image(seed=0, side=48):
@@ -145,8 +146,8 @@ def test_classifier_augments_training_views_only_and_reuses_the_cache(cracks, tm
         return original(self, images, **kwargs)
 
     monkeypatch.setattr(Featurizer, "featurize", spy)
-    params = {"weights": None, "input_size": 64, "epochs": 2, "augment": 2,
-              "cache": tmp_path / "cache", "verbose": False}
+    params = {"weights": None, "input_size": 64, "head": HeadConfig(epochs=2), "augment": 2,
+              "cache": tmp_path / "cache", "verbose": 0}
     clf = ImageClassifier("mobilenetv2", **params).fit(parts.train, parts.validation)
     n = len(parts.train)
     assert clf.fit_info_["features"]["train"] == {"rows": 3 * n, "hits": 0, "computed": 3 * n}
@@ -171,18 +172,19 @@ def test_classifier_augments_training_views_only_and_reuses_the_cache(cracks, tm
 @pytest.mark.slow
 def test_augment_parameters_are_checked_and_saved(cracks, tmp_path):
     with pytest.raises(ValueError, match="augment: expected an integer >= 0"):
-        ImageClassifier(augment=-1).augmentation()
-    with pytest.raises(ValueError, match="augment_policy"):
-        ImageClassifier(augment=1, augment_policy="strong").augmentation()
-    from_dict = ImageClassifier(augment=1, augment_policy={"rotation": 0.0}).augmentation()
-    assert from_dict == AugmentPolicy(rotation=0.0)
-    assert ImageClassifier(augment=0).augmentation() is None
+        ImageClassifier(augment=-1).fit(cracks)
+    with pytest.raises(ValueError, match="views: expected an integer >= 0"):
+        AugmentPolicy(views=-1)
+    assert AugmentPolicy.from_dict({"rotation": 0.0, "views": 1}) == AugmentPolicy(rotation=0.0,
+                                                                                  views=1)
+    assert AugmentPolicy(views=2).transform_id == AugmentPolicy(views=8).transform_id
 
-    policy = AugmentPolicy(rotation=0.05)
-    clf = ImageClassifier("mobilenetv2", weights=None, input_size=64, epochs=1, augment=1,
-                          augment_policy=policy, cache=None, verbose=False).fit(cracks)
-    loaded = ImageClassifier.load(clf.save(tmp_path / "m.keras"), cache=None, verbose=False)
-    assert loaded.augment_policy == policy and loaded.augment == 1
+    policy = AugmentPolicy(rotation=0.05, views=1)
+    clf = ImageClassifier("mobilenetv2", weights=None, input_size=64, head=HeadConfig(epochs=1),
+                          augment=policy, cache=None, verbose=0).fit(cracks)
+    assert clf.fit_info_["augment"]["views"] == 1
+    loaded = ImageClassifier.load(clf.save(tmp_path / "m.keras"), cache=None, verbose=0)
+    assert loaded.augment == policy
     assert loaded.fit_info_["augment"]["transform_id"] == policy.transform_id
 
 

@@ -1,50 +1,98 @@
-"""ImageClassifier's training settings: HeadConfig's defaults, validation_fraction hold-out."""
+"""ImageClassifier as a scikit-learn estimator: params, clone, set_params, hold-out, unfitted use."""
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from vitl import ImageClassifier
+from vitl.augment import AugmentPolicy
 from vitl.datasets import make_synthetic_cracks
+from vitl.finetune import FineTuneConfig
 from vitl.training import HeadConfig
 
+TINY = {"weights": None, "input_size": 48, "cache": None, "verbose": 0}
 
-def test_classifier_head_defaults_are_head_config_defaults():
-    defaults = {name: p.default for name, p in
-                inspect.signature(ImageClassifier.__init__).parameters.items()}
-    shared = [name for name in HeadConfig().to_dict() if name in defaults]
-    assert len(shared) >= 15
-    assert {n: defaults[n] for n in shared} == {n: getattr(HeadConfig(), n) for n in shared}
-    assert ImageClassifier().head_config() == HeadConfig()
-    assert defaults["validation_fraction"] == 0.1
+
+def test_constructor_stores_arguments_and_defaults_are_head_configs():
+    clf = ImageClassifier()
+    assert clf.get_params(deep=False) == {
+        "backbone": "auto", "weights": "imagenet", "input_size": None, "precision": "float32",
+        "head": None, "augment": 0, "fine_tune": None, "validation_fraction": 0.1, "seed": 0,
+        "cache": "default", "verbose": 1, "callbacks": (), "on_epoch": None}
+    head, policy, tune = clf._settings()
+    assert head == HeadConfig() and policy is None and tune is None
+    head, policy, tune = ImageClassifier(head=HeadConfig.mlnet(seed=9), augment=3, seed=2,
+                                         fine_tune=FineTuneConfig(blocks=1))._settings()
+    assert head == HeadConfig.mlnet(seed=2)  # the classifier's seed wins
+    assert policy == AugmentPolicy(views=3) and (tune.blocks, tune.seed) == (1, 2)
+    assert ImageClassifier(augment=AugmentPolicy(views=0))._settings()[1] is None
+
+
+def test_clone_gives_an_unfitted_copy_with_equal_params(tmp_path):
+    folder = make_synthetic_cracks(tmp_path / "s", 4, size=48, progress=False)
+    clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=2), augment=1, **TINY).fit(folder)
+    copy = clone(clf)
+    assert repr(copy.get_params()) == repr(clf.get_params())
+    assert copy.head == clf.head and copy.head is not clf.head
+    with pytest.raises(NotFittedError, match="is not fitted yet. Call 'fit'"):
+        copy.predict(folder)
+    assert "head=HeadConfig(epochs=2" in repr(copy)
+
+
+def test_set_params_changes_training(tmp_path):
+    folder = make_synthetic_cracks(tmp_path / "s", 4, size=48, progress=False)
+    clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=5, early_stopping=False), **TINY)
+    assert len(clf.fit(folder).history_) == 5
+    assert clf.set_params(head=HeadConfig(epochs=3)) is clf
+    assert len(clf.fit(folder).history_) == 3 and clf.fit_info_["head"]["epochs"] == 3
+    with pytest.raises(ValueError, match="Invalid parameter 'epochs'"):
+        clf.set_params(epochs=3)
 
 
 def test_mlnet_preset_through_the_classifier():
-    settable = set(ImageClassifier().get_params())
-    params = {k: v for k, v in HeadConfig.mlnet().to_dict().items() if k in settable}
-    assert ImageClassifier(**params).head_config() == HeadConfig.mlnet()
+    assert ImageClassifier.mlnet()._settings()[0] == HeadConfig.mlnet()
+    assert ImageClassifier.mlnet("mobilenetv2").backbone == "mobilenetv2"
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"head": {"epochs": 3}}, "head: expected a vitl HeadConfig"),
+    ({"fine_tune": 2}, "fine_tune: expected a vitl FineTuneConfig"),
+    ({"augment": "strong"}, "augment: expected an integer >= 0"),
+    ({"augment": -1}, "augment: expected an integer >= 0"),
+    ({"head": HeadConfig(epochs=0)}, "epochs: expected an integer >= 1"),
+    ({"verbose": "loud"}, "verbose: expected 0"),
+])
+def test_bad_settings_are_refused_before_any_work(params, message):
+    with pytest.raises(ValueError, match=message):
+        ImageClassifier(**params).fit("no/such/folder")
+
+
+def test_auto_backbone_is_resolved_at_fit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VITL_BACKBONE", "mobilenetv2")
+    folder = make_synthetic_cracks(tmp_path / "s", 3, size=48, progress=False)
+    clf = ImageClassifier(head=HeadConfig(epochs=1), **{**TINY, "verbose": 1}).fit(folder)
+    assert clf.backbone == "auto" and clf.fit_info_["backbone"] == "mobilenetv2"
+    assert "backbone: mobilenetv2 (from $VITL_BACKBONE)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 0.95, "10%"])
 def test_bad_validation_fraction(tmp_path, fraction):
     folder = make_synthetic_cracks(tmp_path / "s", 5, size=48, progress=False)
     with pytest.raises(ValueError, match="validation_fraction: expected a number in"):
-        ImageClassifier("mobilenetv2", weights=None, input_size=48, cache=None, verbose=False,
-                        validation_fraction=fraction).fit(folder)
+        ImageClassifier("mobilenetv2", validation_fraction=fraction, **TINY).fit(folder)
 
 
 def test_fit_holds_out_a_stratified_validation_fraction(tmp_path):
     folder = make_synthetic_cracks(tmp_path / "s", 10, size=48, progress=False)
-    clf = ImageClassifier("mobilenetv2", weights=None, input_size=48, epochs=2, cache=None,
-                          verbose=False, validation_fraction=0.2).fit(folder)
+    clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=2), validation_fraction=0.2,
+                          **TINY).fit(folder)
     counts = clf.fit_info_["counts"]
     assert counts == {"train": {"cracked": 8, "uncracked": 8},
                       "validation": {"cracked": 2, "uncracked": 2}}
     assert clf.fit_info_["validation_fraction"] == 0.2
     assert clf.history_.has_validation and clf.history_.monitor == "val_loss"
-    clf = ImageClassifier("mobilenetv2", weights=None, input_size=48, epochs=2, cache=None,
-                          verbose=False, validation_fraction=0.0).fit(folder)
+    clf.set_params(validation_fraction=0.0).fit(folder)
     assert clf.fit_info_["counts"]["validation"] == {"cracked": 0, "uncracked": 0}
     assert not clf.history_.has_validation and clf.history_.monitor == "loss"

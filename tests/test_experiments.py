@@ -6,13 +6,16 @@ import csv
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
-from vitl.classifier import ImageClassifier, NotFittedError
+from vitl.classifier import ImageClassifier
 from vitl.data import load_image_folder, split
 from vitl.datasets import make_synthetic_cracks
 from vitl.experiments import ExperimentResults, run_grid
+from vitl.finetune import FineTuneConfig
+from vitl.training import HeadConfig
 
-BASE = {"backbone": "mobilenetv2", "weights": None, "input_size": 64, "epochs": 2}
+BASE = {"backbone": "mobilenetv2", "weights": None, "input_size": 64, "head": HeadConfig(epochs=2)}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +29,9 @@ def cracks(tmp_path_factory):
 def grid_results(cracks, tmp_path_factory):
     parts = split(cracks, 0.5, 0.25, 0.25, seed=0)
     results = run_grid(parts.train, parts.validation, parts.test,
-                       grid={"learning_rate": [0.01, 0.1], "augment": [0, 1]}, seeds=(0, 1),
-                       base_params=BASE, cache=tmp_path_factory.mktemp("cache"), progress=False)
+                       grid={"head__learning_rate": [0.01, 0.1], "augment": [0, 1]}, seeds=(0, 1),
+                       base=ImageClassifier(**BASE), cache=tmp_path_factory.mktemp("cache"),
+                       verbose=0)
     return results, parts
 
 
@@ -36,7 +40,7 @@ def test_one_row_per_combination_and_seed(grid_results):
     results, _ = grid_results
     rows = results.to_rows()
     assert len(results) == len(rows) == 8
-    assert [(r["learning_rate"], r["augment"], r["seed"]) for r in rows] == [  # ParameterGrid
+    assert [(r["head__learning_rate"], r["augment"], r["seed"]) for r in rows] == [  # ParameterGrid
         (lr, aug, seed) for aug in (0, 1) for lr in (0.01, 0.1) for seed in (0, 1)]
     for row in rows:
         assert 0.0 <= row["val_accuracy"] <= 1.0 and row["val_log_loss"] > 0
@@ -112,9 +116,9 @@ def test_tables_csv_and_plot(grid_results, tmp_path):
 @pytest.mark.slow
 def test_fine_tuning_runs_leave_the_shared_extractor_alone(cracks, tmp_path):
     parts = split(cracks, 0.5, 0.5, 0.0, seed=0)
-    results = run_grid(parts.train, parts.validation, grid={"fine_tune_blocks": [1, 0]},
-                       base_params={**BASE, "fine_tune_epochs": 1}, cache=tmp_path,
-                       progress=False)
+    results = run_grid(parts.train, parts.validation,
+                       grid={"fine_tune": [FineTuneConfig(blocks=1, epochs=1), None]},
+                       base=ImageClassifier(**BASE), cache=tmp_path, verbose=0)
     first, second = results.to_rows()
     assert first["features_computed"] == len(parts.train) + len(parts.validation)
     assert second["features_computed"] == 0  # same frozen weights, same cache keys
@@ -124,11 +128,24 @@ def test_fine_tuning_runs_leave_the_shared_extractor_alone(cracks, tmp_path):
 
 @pytest.mark.parametrize("grid, word", [
     ({"seed": [0, 1]}, "seeds="), ({"learnin_rate": [0.1]}, "spelling"),
-    ({"epochs": []}, "at least one value"), ({"epochs": 5}, "a list of values"),
+    ({"head__learnin_rate": [0.1]}, "spelling"), ({"epochs": [5]}, "spelling"),
+    ({"head__epochs": []}, "at least one value"), ({"head__epochs": 5}, "a list of values"),
 ])
 def test_bad_grids_are_refused_with_a_fix(cracks, grid, word):
     with pytest.raises(ValueError, match=word):
-        run_grid(cracks, grid=grid, base_params=BASE, cache=None, progress=False)
+        run_grid(cracks, grid=grid, base=ImageClassifier(**BASE), cache=None, verbose=0)
+
+
+def test_grid_points_are_clones_with_nested_fields_set():
+    from vitl.experiments import _grid_point
+
+    base = ImageClassifier(**BASE, augment=2)
+    clf = _grid_point(base, {"head__learning_rate": 0.5, "augment__rotation": 0.0,
+                             "fine_tune__blocks": 3, "seed": 4})
+    assert clf is not base and base.head == HeadConfig(epochs=2)  # the base is untouched
+    assert clf.head == HeadConfig(epochs=2, learning_rate=0.5) and clf.seed == 4
+    assert clf.augment.views == 2 and clf.augment.rotation == 0.0
+    assert clf.fine_tune == FineTuneConfig(blocks=3)
 
 
 # ---------------------------------------------------------------------- continue_training
@@ -141,7 +158,7 @@ def _subset(collection, n_per_class):
 @pytest.fixture
 def first_model(cracks, tmp_path):
     parts = split(cracks, 0.75, 0.25, 0.0, seed=0)
-    clf = ImageClassifier(**BASE, cache=tmp_path / "cache", verbose=False)
+    clf = ImageClassifier(**BASE, cache=tmp_path / "cache", verbose=0)
     clf.fit(_subset(parts.train, 3), parts.validation)
     return clf, parts
 
@@ -149,7 +166,8 @@ def first_model(cracks, tmp_path):
 def test_continue_training_starts_from_the_current_head(first_model):
     clf, parts = first_model
     before = [w.copy() for w in clf.head_.get_weights()]
-    clf.learning_rate = 1e-9  # so small that the weights must stay where they started
+    # a learning rate so small that the weights must stay where they started
+    clf.set_params(head=HeadConfig(epochs=2, learning_rate=1e-9))
     clf.continue_training(parts.train, parts.validation, epochs=1)
     for old, new in zip(before, clf.head_.get_weights()):
         np.testing.assert_allclose(new, old, atol=1e-6)
@@ -160,7 +178,7 @@ def test_continue_training_with_more_images_changes_the_model(first_model):
     clf, parts = first_model
     before = clf.predict_proba(parts.validation)
     weights = [w.copy() for w in clf.head_.get_weights()]
-    clf.learning_rate = 1.0
+    clf.set_params(head=HeadConfig(epochs=2, learning_rate=1.0))
     clf.continue_training(parts.train, parts.validation, epochs=3)
     assert list(clf.classes_) == ["cracked", "uncracked"]
     assert any(not np.allclose(a, b) for a, b in zip(weights, clf.head_.get_weights()))
@@ -175,14 +193,15 @@ def test_continue_training_with_more_images_changes_the_model(first_model):
 def test_continue_training_works_on_a_loaded_model(first_model, tmp_path):
     clf, parts = first_model
     loaded = ImageClassifier.load(clf.save(tmp_path / "m.keras"),
-                                  cache=tmp_path / "cache", verbose=False)
+                                  cache=tmp_path / "cache", verbose=0)
     np.testing.assert_allclose(loaded.predict_proba(parts.validation),
                                clf.predict_proba(parts.validation), atol=1e-6)
     weights = [w.copy() for w in loaded.head_.get_weights()]
-    loaded.learning_rate = 1.0
+    loaded.set_params(head=HeadConfig(epochs=2, learning_rate=1.0))
     loaded.continue_training(parts.train, parts.validation, epochs=2)
     assert any(not np.allclose(a, b) for a, b in zip(weights, loaded.head_.get_weights()))
-    again = ImageClassifier.load(loaded.save(tmp_path / "m2.keras"), cache=None, verbose=False)
+    again = ImageClassifier.load(loaded.save(tmp_path / "m2.keras"), cache=None, verbose=0)
+    assert again.head == loaded.head
     assert len(again.fit_info_["continued"]) == 1
     np.testing.assert_allclose(again.predict_proba(parts.validation),
                                loaded.predict_proba(parts.validation), atol=1e-6)

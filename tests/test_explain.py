@@ -29,7 +29,7 @@ from vitl.explain import (
     plot_explanation,
     plot_explanations,
 )
-from vitl.training import build_head
+from vitl.training import HeadConfig, build_head
 
 #: The crack mask is dilated by this many pixels: the 7x7 Grad-CAM grid cannot
 #: resolve 1-3 px wide cracks, and a crack's dark halo is part of what it looks like.
@@ -62,7 +62,8 @@ def noise(n, h, w, seed=0):
 
 # ------------------------------------------------------------------ trained on synthetic cracks
 #: ML.NET's head settings (the ones this test was calibrated with).
-MLNET = {"optimizer": "sgd", "learning_rate": 0.01, "batch_size": 10, "lr_schedule": "exponential"}
+MLNET = HeadConfig(optimizer="sgd", learning_rate=0.01, batch_size=10, lr_schedule="exponential",
+                   epochs=10, early_stopping=False)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("gradcam")
     train = make_synthetic_cracks(root / "train", 60, seed=1, progress=False)
     test = make_synthetic_cracks(root / "test", 8, seed=2, masks=True, progress=False)
-    clf = ImageClassifier("mobilenetv2-tv", epochs=10, early_stopping=False, cache=None,
-                          verbose=False, **MLNET).fit(train)
+    clf = ImageClassifier("mobilenetv2-tv", head=MLNET, cache=None, verbose=0).fit(train)
     paths = sorted((test / "cracked").glob("*.png"))
     return clf, paths, root
 

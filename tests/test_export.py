@@ -22,6 +22,7 @@ from vitl.classifier import ImageClassifier
 from vitl.data import list_images, read_image
 from vitl.datasets import make_synthetic_cracks
 from vitl.export import TOLERANCES, export_model, model_fingerprint, read_labels
+from vitl.training import HeadConfig
 
 WORKER = Path(__file__).with_name("export_worker.py")
 SIZE = 64
@@ -46,10 +47,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     train = make_synthetic_cracks(root / "train", 10, size=SIZE, progress=False)
     unseen = make_synthetic_cracks(root / "unseen", 10, size=SIZE, seed=7, progress=False)
-    clf = ImageClassifier("mobilenetv2-tv", input_size=SIZE, epochs=30, learning_rate=0.05,
-                          optimizer="sgd", batch_size=10, lr_schedule="exponential",
-                          monitor="val_accuracy", min_delta=0.01, cache=None,
-                          verbose=False).fit(train)
+    clf = ImageClassifier("mobilenetv2-tv", input_size=SIZE,
+                          head=HeadConfig.mlnet(epochs=30, learning_rate=0.05), cache=None,
+                          verbose=0).fit(train)
     paths = list_images(train) + list_images(unseen)
     images = np.stack([read_image(p, SIZE) for p in paths]).astype(np.float32)
     return clf, root, paths, images

@@ -627,19 +627,22 @@ def test_unwritable_vitl_home_uses_a_private_verified_folder(weights_env, monkey
 def test_fit_with_a_class_without_images_names_it(work):
     from vitl.classifier import ImageClassifier
     from vitl.data import ImageCollection
+    from vitl.training import HeadConfig
 
     _, data, _ = work
     paths = sorted((data / "cracked").glob("*.png"))
     images = ImageCollection.from_paths(paths, ["cracked"] * len(paths),
                                         ["cracked", "intact"], root=data)
-    clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, epochs=1, cache=None,
-                          verbose=False)
+    clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, head=HeadConfig(epochs=1),
+                          cache=None, verbose=0)
     with pytest.raises(ValueError, match=r"training classes: .*none for \['intact'\]"):
         clf.fit(images, images)
 
 
 def test_predict_before_fit_is_not_fitted_error(work):
-    from vitl.classifier import ImageClassifier, NotFittedError
+    from sklearn.exceptions import NotFittedError
+
+    from vitl.classifier import ImageClassifier
 
     _, data, _ = work
     clf = ImageClassifier("mobilenetv2", weights=None)

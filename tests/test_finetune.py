@@ -19,7 +19,7 @@ from vitl.finetune import (
     top_block_layers,
     weights_digest,
 )
-from vitl.training import build_head
+from vitl.training import HeadConfig, build_head
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +107,19 @@ def test_fine_tune_with_augmentation_and_validation_records_history(cracks):
         assert result.extractor is fx
 
 
-def test_classifier_checks_fine_tune_settings_before_any_work():
-    with pytest.raises(ValueError, match="fine_tune_blocks: expected at most 17"):
-        ImageClassifier("mobilenetv2", fine_tune_blocks=18).fine_tune_config()
-    with pytest.raises(ValueError, match="fine_tune_blocks: expected an integer >= 0"):
-        ImageClassifier("mobilenetv2", fine_tune_blocks=-1).fine_tune_config()
-    assert ImageClassifier("mobilenetv2").fine_tune_config() is None
-    config = ImageClassifier("mobilenetv2", fine_tune_blocks=3, fine_tune_epochs=4,
-                             fine_tune_learning_rate=3e-5, seed=2).fine_tune_config()
+def test_classifier_checks_fine_tune_settings_before_any_work(cracks, monkeypatch):
+    def no_featurizing(*args, **kwargs):
+        raise AssertionError("featurized before checking the fine-tuning settings")
+
+    monkeypatch.setattr(Featurizer, "featurize", no_featurizing)
+    with pytest.raises(ValueError, match="blocks: expected at most 17"):
+        ImageClassifier("mobilenetv2", weights=None, input_size=64, cache=None, verbose=0,
+                        fine_tune=FineTuneConfig(blocks=18)).fit(cracks)
+    with pytest.raises(ValueError, match="blocks: expected an integer >= 1"):
+        ImageClassifier("mobilenetv2", fine_tune=FineTuneConfig(blocks=-1)).fit(cracks)
+    assert ImageClassifier("mobilenetv2")._settings()[2] is None
+    config = ImageClassifier("mobilenetv2", seed=2, fine_tune=FineTuneConfig(
+        blocks=3, epochs=4, learning_rate=3e-5))._settings()[2]
     assert (config.blocks, config.epochs, config.learning_rate, config.seed) == (3, 4, 3e-5, 2)
 
 
@@ -152,23 +157,15 @@ def test_bad_fine_tune_settings_say_how_to_fix(kwargs, word):
         FineTuneConfig(**kwargs).validate()
 
 
-class AlwaysKeep(ImageClassifier):
-    """Keeps fine-tuning even when validation does not improve: random-weight features are
-    ~1e-12, so nothing here can improve, but the plumbing must still be exercised."""
-
-    def fine_tune_config(self):
-        config = super().fine_tune_config()
-        config.keep = "best"
-        return config
-
-
 @pytest.fixture(scope="module")
 def tuned(cracks, tmp_path_factory):
-    """A classifier whose fine-tuned backbone was kept."""
+    """A classifier whose fine-tuned backbone was kept (keep="best": random-weight features
+    are ~1e-12, so nothing here can improve, but the plumbing must still be exercised)."""
     cache = tmp_path_factory.mktemp("cache")
-    clf = AlwaysKeep("mobilenetv2", weights=None, input_size=64, epochs=3,
-                          fine_tune_blocks=2, fine_tune_epochs=3, fine_tune_learning_rate=1e-3,
-                          cache=cache, verbose=False)
+    clf = ImageClassifier("mobilenetv2", weights=None, input_size=64, head=HeadConfig(epochs=3),
+                          fine_tune=FineTuneConfig(blocks=2, epochs=3, learning_rate=1e-3,
+                                                   keep="best"),
+                          cache=cache, verbose=0)
     clf.fit(cracks, cracks)
     assert clf.fit_info_["fine_tune"]["kept"], "fixture needs fine-tuning that was kept"
     return clf, cache
@@ -208,10 +205,10 @@ def test_fine_tuned_features_never_come_from_the_stale_cache(tuned, cracks, tmp_
 def test_fine_tuned_model_saves_loads_and_exports_like_any(tuned, cracks, tmp_path):
     clf, cache = tuned
     path = clf.save(tmp_path / "tuned.keras")
-    loaded = AlwaysKeep.load(path, cache=cache, verbose=False)
+    loaded = ImageClassifier.load(path, cache=cache, verbose=0)
     np.testing.assert_allclose(loaded.predict_proba(cracks), clf.predict_proba(cracks), atol=1e-6)
     assert loaded.extractor_.fingerprint == clf.extractor_.fingerprint
-    assert loaded.fine_tune_blocks == 2
+    assert loaded.fine_tune == clf.fine_tune and loaded.fine_tune.blocks == 2
     assert loaded.fine_tune_history_.rows == clf.fine_tune_history_.rows
     pixels = np.stack([_read(p) for p in cracks.paths[:3]]).astype(np.float32)
     np.testing.assert_allclose(loaded.model_.predict(pixels, verbose=0),

@@ -13,6 +13,7 @@ import pytest
 from vitl.training import (
     EpochLog,
     HeadConfig,
+    LearningRateLog,
     TrainingHistory,
     build_head,
     class_weights,
@@ -252,7 +253,7 @@ def test_multiclass_with_adam_and_hidden_layer_learns():
 
 def test_epoch_log_lines_mirror_mlnet(capsys):
     x, y = blobs(25, dim=4)
-    train_head(x, y, x[:7], y[:7], n_classes=2, verbose=True,
+    train_head(x, y, x[:7], y[:7], n_classes=2, verbose=2,
                config=HeadConfig.mlnet(epochs=3, early_stopping=False))
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 6
@@ -267,13 +268,6 @@ def test_epoch_log_lines_mirror_mlnet(capsys):
     assert [val.match(line).group(1) for line in lines[1::2]] == ["0", "1", "2"]
 
 
-def test_integer_verbose_logs_every_nth_epoch(capsys):
-    x, y = blobs(25, dim=4)
-    train_head(x, y, n_classes=2, verbose=4, config=HeadConfig(epochs=10, early_stopping=False))
-    epochs = re.findall(r"Epoch:\s+(\d+)", capsys.readouterr().out)
-    assert epochs == ["0", "4", "8", "9"]
-
-
 def test_epoch_log_works_with_model_fit():
     import io
 
@@ -282,13 +276,14 @@ def test_epoch_log_works_with_model_fit():
     model.compile(optimizer=HeadConfig.mlnet().make_optimizer(steps_per_epoch=2),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     out = io.StringIO()
-    model.fit(x, y, batch_size=10, epochs=5, verbose=0, callbacks=[EpochLog(every=2, stream=out)])
+    model.fit(x, y, batch_size=10, epochs=5, verbose=0,
+              callbacks=[LearningRateLog(), EpochLog(stream=out)])
     lines = out.getvalue().splitlines()
-    assert [re.search(r"Epoch: +(\d+)", line).group(1) for line in lines] == ["0", "2", "4"]
+    assert [re.search(r"Epoch: +(\d+)", line).group(1) for line in lines] == list("01234")
     # 2 steps per epoch, decay every 2 epochs = 4 steps: epoch 2 starts at step 4, epoch 4 at 8
     assert "Learning Rate: 0.010000" in lines[0]
-    assert "Learning Rate: 0.009400" in lines[1]
-    assert "Learning Rate: 0.008836" in lines[2]
+    assert "Learning Rate: 0.009400" in lines[2]
+    assert "Learning Rate: 0.008836" in lines[4]
     assert "Batch Processed Count:   2" in lines[0]
 
 
@@ -314,10 +309,13 @@ def test_on_epoch_hook_and_keras_callbacks_run_each_epoch():
 
 def test_progress_bar_mode(capsys):
     x, y = blobs(20, dim=4)
-    _, history = train_head(x, y, n_classes=2, verbose="bar",
+    _, history = train_head(x, y, n_classes=2, verbose=1,
                             config=HeadConfig(epochs=3, early_stopping=False))
-    assert "Training head" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "Training head" in captured.err and "Phase: Training" not in captured.out
     assert len(history) == 3
+    train_head(x, y, n_classes=2, verbose=0, config=HeadConfig(epochs=2))
+    assert capsys.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -330,7 +328,8 @@ def test_progress_bar_mode(capsys):
     ({"x_val": np.zeros((2, 5)), "y_val": np.array([0, 1])}, "x_val: expected 3 features"),
     ({"n_classes": 1}, "n_classes: expected an integer >= 2"),
     ({"callbacks": [print]}, "callbacks: expected keras.callbacks.Callback"),
-    ({"verbose": "loud"}, "verbose: expected True, False, 'bar' or an epoch interval"),
+    ({"verbose": "loud"}, "verbose: expected 0 (silent), 1 (progress bars) or 2"),
+    ({"verbose": 4}, "verbose: expected 0 (silent), 1 (progress bars) or 2"),
 ])
 def test_train_head_input_errors(kwargs, message):
     args = {"x_train": np.zeros((4, 3)), "y_train": np.array([0, 1, 0, 1]), "n_classes": 2,
@@ -361,6 +360,18 @@ def test_keras_history_view_records_early_stopping():
     proba = predict_proba(model, xv)  # the restored best epoch's weights
     assert float(np.mean(keras.losses.sparse_categorical_crossentropy(yv, proba))) == \
         pytest.approx(losses[history.best_epoch], rel=1e-5)
+
+
+def test_history_val_loss_is_what_evaluation_reports():
+    from vitl.evaluation import EvaluationReport
+
+    x, y = blobs(30, dim=8, gap=0.5)
+    xv, yv = blobs(20, dim=8, gap=0.5, seed=1)
+    model, history = train_head(x, y, xv, yv, n_classes=2, verbose=0,
+                                config=HeadConfig(epochs=5, early_stopping=False))
+    report = EvaluationReport.from_predictions(yv, predict_proba(model, xv), ["a", "b"])
+    assert history.rows[-1]["val_loss"] == pytest.approx(report.log_loss, rel=1e-6)
+    assert history.rows[-1]["val_accuracy"] == pytest.approx(report.accuracy)
 
 
 # ------------------------------------------------------------- TrainingHistory
@@ -460,9 +471,9 @@ def test_default_head_matches_logistic_regression_on_the_same_features():
 def test_image_classifier_mlnet_carries_every_mlnet_head_setting():
     from vitl import HeadConfig, ImageClassifier
 
-    clf = ImageClassifier.mlnet("mobilenetv2", learning_rate=0.05)
-    preset = HeadConfig.mlnet().to_dict()
+    clf = ImageClassifier.mlnet("mobilenetv2", seed=3)
     params = clf.get_params()
-    differing = {k for k in ImageClassifier._HEAD_PARAMS if k != "seed" and params[k] != preset[k]}
-    assert differing == {"learning_rate"} and params["learning_rate"] == 0.05
-    assert params["backbone"] == "mobilenetv2" and ImageClassifier().optimizer == "adam"
+    assert params["head"] == HeadConfig.mlnet() and params["seed"] == 3
+    assert params["backbone"] == "mobilenetv2" and ImageClassifier().head is None
+    tuned = ImageClassifier.mlnet("mobilenetv2", head=HeadConfig.mlnet(learning_rate=0.05))
+    assert tuned.head.learning_rate == 0.05 and tuned.head.optimizer == "sgd"

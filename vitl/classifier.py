@@ -321,6 +321,15 @@ class ImageClassifier(BaseEstimator):
         Raises:
             ValueError: the classes differ from ``classes_``, or bad arguments.
             NotFittedError: the classifier was never fitted nor loaded.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.datasets import make_synthetic_cracks
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+            ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
+            >>> len(clf.continue_training(folder, epochs=2).fit_info_["continued"])
+            1
         """
         check_is_fitted(self)
         config, policy, _ = self._settings()
@@ -392,6 +401,15 @@ class ImageClassifier(BaseEstimator):
 
         Returns:
             ``(N, feature_dim)`` float32 features.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.datasets import make_synthetic_cracks
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+            ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
+            >>> clf.featurize(folder).shape
+            (6, 1280)
         """
         check_is_fitted(self)
         paths, arrays = paths_or_arrays(images)
@@ -411,6 +429,15 @@ class ImageClassifier(BaseEstimator):
 
         Returns:
             ``(N, n_classes)`` float32 probabilities.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.datasets import make_synthetic_cracks
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+            ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
+            >>> clf.predict_proba(folder).sum(axis=1).round(3).tolist()
+            [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
         """
         check_is_fitted(self)
         return predict_proba(self.head_, self.featurize(images))
@@ -423,6 +450,15 @@ class ImageClassifier(BaseEstimator):
 
         Returns:
             An array of class names, one per image.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.datasets import make_synthetic_cracks
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+            ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
+            >>> sorted(set(clf.predict(folder)) - {"cracked", "uncracked"})
+            []
         """
         check_is_fitted(self)
         return self.classes_[self.predict_proba(images).argmax(axis=1)]
@@ -437,6 +473,15 @@ class ImageClassifier(BaseEstimator):
 
         Returns:
             A list of :class:`Prediction`.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.datasets import make_synthetic_cracks
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+            ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
+            >>> [p.label in ("cracked", "uncracked") for p in clf.classify(folder)][:2]
+            [True, True]
         """
         check_is_fitted(self)
         paths, arrays = paths_or_arrays(images)
@@ -463,6 +508,15 @@ class ImageClassifier(BaseEstimator):
 
         Returns:
             The report.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.datasets import make_synthetic_cracks
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+            ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
+            >>> clf.evaluate(folder).n
+            6
         """
         check_is_fitted(self)
         test = _as_collection(test, "test")
@@ -485,6 +539,15 @@ class ImageClassifier(BaseEstimator):
 
         Returns:
             The path written.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.datasets import make_synthetic_cracks
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+            ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
+            >>> clf.save(tempfile.mkdtemp() + "/model.keras").name
+            'model.keras'
         """
         check_is_fitted(self)
         path = Path(path)
@@ -521,6 +584,16 @@ class ImageClassifier(BaseEstimator):
 
         Raises:
             ValueError: the file is not a vitl model or comes from another format version.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.datasets import make_synthetic_cracks
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+            ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
+            >>> path = clf.save(tempfile.mkdtemp() + "/model.keras")
+            >>> ImageClassifier.load(path, cache=None, verbose=0).classes_.tolist()
+            ['cracked', 'uncracked']
         """
         path = Path(path)
         if path.is_dir():
@@ -579,6 +652,15 @@ class ImageClassifier(BaseEstimator):
 
         Returns:
             The exported SavedModel folder or ``.tflite`` file.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.datasets import make_synthetic_cracks
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+            ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
+            >>> clf.export(tempfile.mkdtemp() + "/out", format="tflite").suffix
+            '.tflite'
         """
         from .export import export_model
 
@@ -644,6 +726,15 @@ def read_metadata(path) -> dict:
 
     Returns:
         The metadata dict (classes, params, fit_info, histories).
+
+    Example:
+        >>> import tempfile, zipfile
+        >>> path = tempfile.mkdtemp() + "/not-a-model.keras"
+        >>> zipfile.ZipFile(path, "w").close()
+        >>> read_metadata(path)
+        Traceback (most recent call last):
+        ...
+        ValueError: model file: expected a .keras file saved by vitl (with vitl.json), ...
 
     Raises:
         ValueError: not a vitl model, or saved by an incompatible format version.

@@ -33,6 +33,8 @@ from .training import HeadConfig
 _NOT_IN_GRID = ("seed", "cache", "verbose", "callbacks", "on_epoch")
 #: Grid names ``<param>__<field>`` set one field of these settings objects.
 _NESTED = {"head": HeadConfig, "fine_tune": FineTuneConfig, "augment": AugmentPolicy}
+#: The validation metrics runs are chosen by.
+METRICS = ("val_accuracy", "val_log_loss")
 
 
 @dataclass
@@ -124,8 +126,7 @@ class ExperimentResults:
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
-            for row in self.rows:
-                writer.writerow(row)
+            writer.writerows(self.rows)
         return path
 
     def summary(self, metric: str = "val_accuracy") -> list[dict]:
@@ -147,21 +148,26 @@ class ExperimentResults:
             >>> [(e["learning_rate"], e["val_accuracy_mean"]) for e in results.summary()]
             [(0.01, 0.9), (0.1, 0.8)]
         """
-        _check_metric(metric)
-        groups: dict[tuple, list[dict]] = {}
-        for row in self.rows:
-            groups.setdefault(self._key(row), []).append(row)
+        return [entry for entry, _ in self._configurations(metric)]
+
+    def _configurations(self, metric: str) -> list[tuple[dict, list[int]]]:
+        """(summary row, run indices) per configuration, best mean ``metric`` first."""
+        if metric not in METRICS:
+            raise ValueError(problem("metric", f"one of {METRICS}", metric,
+                                     "pass metric='val_accuracy'"))
+        groups: dict[str, list[int]] = {}
+        for index, row in enumerate(self.rows):
+            groups.setdefault(repr([row[name] for name in self.grid]), []).append(index)
         table = []
         for runs in groups.values():
-            entry = dict(zip(self.grid, [runs[0][name] for name in self.grid]))
-            entry["runs"] = len(runs)
+            entry = {name: self.rows[runs[0]][name] for name in self.grid} | {"runs": len(runs)}
             for column in ("val_accuracy", "val_log_loss", "train_seconds"):
-                values = np.array([r[column] for r in runs], dtype=float)
+                values = np.array([self.rows[i][column] for i in runs], dtype=float)
                 entry[f"{column}_mean"] = float(values.mean())
                 entry[f"{column}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-            table.append(entry)
-        sign = 1 if _lower_is_better(metric) else -1
-        table.sort(key=lambda e: (sign * e[f"{metric}_mean"], e["val_log_loss_mean"]))
+            table.append((entry, runs))
+        sign = 1 if metric == "val_log_loss" else -1  # lower log-loss, higher accuracy is better
+        table.sort(key=lambda e: (sign * e[0][f"{metric}_mean"], e[0]["val_log_loss_mean"]))
         return table
 
     # ------------------------------------------------------------------ choosing
@@ -189,10 +195,8 @@ class ExperimentResults:
         """
         if not self.rows:
             raise ValueError(problem("results", "at least one run", "none", "run a grid first"))
-        top = self.summary(metric)[0]
-        runs = [i for i, row in enumerate(self.rows)
-                if all(_same(row[name], top[name]) for name in self.grid)]
-        sign = 1 if _lower_is_better(metric) else -1
+        top, runs = self._configurations(metric)[0]
+        sign = 1 if metric == "val_log_loss" else -1
         index = min(runs, key=lambda i: (sign * self.rows[i][metric], self.rows[i]["val_log_loss"]))
         row = self.rows[index]
         return BestRun({name: row[name] for name in self.grid}, row["seed"], dict(row), top,
@@ -310,9 +314,6 @@ class ExperimentResults:
         if self.test_report is not None:
             text += f"; test accuracy {self.test_report.accuracy:.4f}"
         return text
-
-    def _key(self, row) -> tuple:
-        return tuple(repr(row[name]) for name in self.grid)
 
     def _label(self, entry) -> str:
         return ", ".join(f"{name}={entry[name]}" for name in self.grid) or "(base)"
@@ -433,15 +434,13 @@ def _check_grid(grid, base) -> dict:
     names += [f"{owner}__{f.name}" for owner, kind in _NESTED.items() for f in fields(kind)]
     checked = {}
     for name, values in grid.items():
-        if name in _NOT_IN_GRID:
-            fix = ("pass seeds=(0, 1, 2) instead" if name == "seed"
-                   else "set it in run_grid's arguments")
-            raise ValueError(problem("grid parameter", f"an ImageClassifier parameter other than "
-                                     f"{', '.join(_NOT_IN_GRID)}", name, fix))
         if name not in names:
-            raise ValueError(problem("grid parameter", f"an ImageClassifier parameter or "
-                                     f"<param>__<field> ({', '.join(names)})", name,
-                                     "check the spelling"))
+            fix = {"seed": "pass seeds=(0, 1, 2) instead"}.get(
+                name, "set it in run_grid's arguments" if name in _NOT_IN_GRID
+                else "check the spelling")
+            raise ValueError(problem("grid parameter", f"an ImageClassifier parameter other than "
+                                     f"{', '.join(_NOT_IN_GRID)}, or <param>__<field> "
+                                     f"({', '.join(names)})", name, fix))
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise ValueError(problem(f"grid[{name!r}]", "a list of values", values,
                                      f"pass {name!r}: [{values!r}]"))
@@ -450,20 +449,6 @@ def _check_grid(grid, base) -> dict:
                                      "drop the parameter or list a value"))
         checked[name] = list(values)
     return checked
-
-
-def _check_metric(metric) -> None:
-    known = ("val_accuracy", "val_log_loss")
-    if metric not in known:
-        raise ValueError(problem("metric", f"one of {known}", metric, "pass metric='val_accuracy'"))
-
-
-def _lower_is_better(metric: str) -> bool:
-    return "loss" in metric
-
-
-def _same(a, b) -> bool:
-    return repr(a) == repr(b)
 
 
 def _format(value) -> str:

@@ -140,7 +140,18 @@ class FineTuneConfig:
         return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
 
     def learning_rate_schedule(self, steps_per_epoch: int):
-        """The learning rate: a float, or a Keras schedule of the step for ``"warmup_cosine"``."""
+        """The learning rate: a float, or a Keras schedule of the step for ``"warmup_cosine"``.
+
+        Args:
+            steps_per_epoch: gradient steps per epoch.
+
+        Returns:
+            A float or a ``keras.optimizers.schedules.CosineDecay``.
+
+        Example:
+            >>> FineTuneConfig(schedule="constant").learning_rate_schedule(10)
+            0.0001
+        """
         if self.schedule == "constant":
             return float(self.learning_rate)
         # Ramp up over the first epoch (the trained head's large gradients hit the
@@ -150,7 +161,18 @@ class FineTuneConfig:
             warmup_target=self.learning_rate, warmup_steps=steps_per_epoch)
 
     def make_optimizer(self, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-        """The optimizer, with the learning-rate schedule over ``steps_per_epoch``-step epochs."""
+        """The optimizer, with the learning-rate schedule over ``steps_per_epoch``-step epochs.
+
+        Args:
+            steps_per_epoch: gradient steps per epoch.
+
+        Returns:
+            A ``keras.optimizers.Adam`` or ``SGD``.
+
+        Example:
+            >>> type(FineTuneConfig(optimizer="sgd").make_optimizer(10)).__name__
+            'SGD'
+        """
         rate = self.learning_rate_schedule(steps_per_epoch)
         if self.optimizer == "sgd":
             return keras.optimizers.SGD(rate, momentum=self.momentum)
@@ -180,7 +202,11 @@ class FineTuneResult:
     improved: bool = False
 
     def summary(self) -> dict:
-        """JSON-able facts for ``fit_info_``."""
+        """JSON-able facts for ``fit_info_``: layers, epochs, best epoch, kept, scores, seconds.
+
+        Returns:
+            A dict.
+        """
         best = self.history.best
         return {"unfrozen_layers": len(self.unfrozen), "epochs_run": len(self.history),
                 "best_epoch": self.history.best_epoch, "kept": self.improved,
@@ -221,8 +247,17 @@ def top_block_layers(extractor: FeatureExtractor, blocks: int) -> list[keras.lay
 def set_trainable_blocks(extractor: FeatureExtractor, blocks: int) -> list[str]:
     """Unfreeze the top ``blocks`` blocks (BatchNormalization stays frozen); 0 freezes all.
 
+    Args:
+        extractor: the extractor whose backbone layers to (un)freeze, in place.
+        blocks: how many top blocks to unfreeze.
+
     Returns:
         Names of the layers now trainable.
+
+    Example:
+        >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+        >>> "Conv_1" in set_trainable_blocks(fx, 1), set_trainable_blocks(fx, 0)
+        (True, [])
     """
     backbone = extractor.model.get_layer("backbone")
     if blocks == 0:
@@ -240,7 +275,19 @@ def set_trainable_blocks(extractor: FeatureExtractor, blocks: int) -> list[str]:
 
 
 def weights_digest(extractor: FeatureExtractor) -> str:
-    """sha256 (hex) of the backbone's weights, read as ``FeatureExtractor.fingerprint`` does."""
+    """sha256 (hex) of the backbone's weights, read as ``FeatureExtractor.fingerprint`` does.
+
+    Args:
+        extractor: a :class:`~vitl.backbones.FeatureExtractor`.
+
+    Returns:
+        64 hex digits.
+
+    Example:
+        >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+        >>> len(weights_digest(fx)), weights_digest(fx) == weights_digest(copy_extractor(fx))
+        (64, True)
+    """
     digest = hashlib.sha256()
     for w in extractor.model.get_layer("backbone").weights:
         digest.update(np.asarray(w.numpy()).tobytes())
@@ -248,7 +295,20 @@ def weights_digest(extractor: FeatureExtractor) -> str:
 
 
 def copy_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
-    """A frozen extractor with the same architecture and a copy of the weights."""
+    """A frozen extractor with the same architecture and a copy of the weights.
+
+    Args:
+        extractor: the extractor to copy (not modified).
+
+    Returns:
+        A new :class:`~vitl.backbones.FeatureExtractor` with the same cache identity.
+
+    Example:
+        >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+        >>> copy = copy_extractor(fx)
+        >>> copy.model is fx.model, copy.fingerprint == fx.fingerprint
+        (False, True)
+    """
     copy = build_feature_extractor(extractor.spec, weights=None, input_size=extractor.input_size,
                                    precision=extractor.precision)
     copy.model.set_weights(extractor.model.get_weights())
@@ -322,9 +382,8 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
                   metrics=["accuracy"])
 
     size, batch = tuned.input_size, config.batch_size
-    train_ds = _training_dataset(train_paths, y_train, size, batch, config.epochs, config.seed,
-                                 policy)
-    val_ds = _validation_dataset(val_paths, np.asarray(y_val, np.int32), size, batch) \
+    train_ds = _image_dataset(train_paths, y_train, size, batch, config.seed, policy)
+    val_ds = _image_dataset(val_paths, np.asarray(y_val, np.int32), size, batch) \
         if has_val else None
     initial = None
     if has_val:
@@ -392,32 +451,21 @@ def _loader(paths, size):
     return load
 
 
-def _validation_dataset(paths, labels, size, batch):
-    """Validation images in order, decoded once and kept (uint8) in memory."""
+def _image_dataset(paths, labels, size, batch, seed=None, policy=None):
+    """Images and labels in batches of float 0..255.
+
+    Training (``seed`` given): reshuffled every epoch (seeded) and repeated, each
+    batch augmented by ``policy`` with its own seeded draw. Validation (no
+    ``seed``): in order, decoded once and kept (uint8) in memory.
+    """
     import tensorflow as tf
 
-    return (tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), labels))
-            .map(_loader(paths, size), num_parallel_calls=tf.data.AUTOTUNE)
-            .cache()
-            .batch(batch)
-            .map(tf.autograph.experimental.do_not_convert(lambda x, y: (tf.cast(x, tf.float32), y)))
-            .prefetch(tf.data.AUTOTUNE))
-
-
-def _training_dataset(paths, labels, size, batch, epochs, seed, policy):
-    """``epochs`` seeded shuffles of the training images, batched per epoch, augmented if asked."""
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    order = np.stack([rng.permutation(len(paths)) for _ in range(epochs)])
-    labels = tf.constant(labels)
-    load = _loader(paths, size)
-
-    @tf.autograph.experimental.do_not_convert
-    def one_epoch(indices):
-        return (tf.data.Dataset.from_tensor_slices((indices, tf.gather(labels, indices)))
-                .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .batch(batch))
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), labels))
+    if seed is not None:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(_loader(paths, size), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
+    dataset = dataset.cache().batch(batch) if seed is None else dataset.batch(batch).repeat()
 
     @tf.autograph.experimental.do_not_convert
     def to_float(step, batch_xy):
@@ -426,8 +474,7 @@ def _training_dataset(paths, labels, size, batch, epochs, seed, policy):
             images = policy.augment_batch(images, tf.stack([tf.constant(seed, tf.int64), step]))
         return images, batch_xy[1]
 
-    dataset = tf.data.Dataset.from_tensor_slices(order).flat_map(one_epoch).enumerate()
-    return dataset.map(to_float).prefetch(tf.data.AUTOTUNE)
+    return dataset.enumerate().map(to_float).prefetch(tf.data.AUTOTUNE)
 
 
 __all__ = ["FINE_TUNE_KEEP", "FINE_TUNE_OPTIMIZERS", "FINE_TUNE_SCHEDULES", "FineTuneConfig",

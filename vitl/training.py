@@ -140,6 +140,13 @@ class HeadConfig:
     def validate(self) -> HeadConfig:
         """Check every field; return ``self`` so calls can be chained.
 
+        Returns:
+            ``self``.
+
+        Example:
+            >>> HeadConfig(epochs=5).validate().epochs
+            5
+
         Raises:
             ValueError: naming the field, what was expected, what was received
                 and how to fix it.
@@ -287,9 +294,8 @@ class EpochLog(keras.callbacks.Callback):
         Phase: Training, Dataset used:      Train, Batch Processed Count:  32, Epoch:   0, Accuracy: 0.8214, Cross-Entropy: 0.4113, Learning Rate: 0.010000
         Phase: Training, Dataset used: Validation, Batch Processed Count:   8, Epoch:   0, Accuracy: 0.7500, Cross-Entropy: 0.5021
 
-    A plain Keras callback: pass it to ``model.fit``. The learning rate is
-    ``logs["learning_rate"]`` when present, else read from the optimizer's
-    schedule at the iteration where the epoch began.
+    A plain Keras callback: pass it to ``model.fit`` after :class:`LearningRateLog`,
+    which puts the learning rate of the epoch into the logs.
 
     Args:
         stream: where to write; default ``sys.stdout``.
@@ -309,15 +315,11 @@ class EpochLog(keras.callbacks.Callback):
         super().__init__()
         self.stream = stream
         self.val_steps = val_steps
-        self._epoch_lr = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_lr = current_learning_rate(getattr(self, "model", None))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         stream = self.stream or sys.stdout
-        lr = logs.get("learning_rate", self._epoch_lr)
+        lr = logs.get("learning_rate")
         steps = (self.params or {}).get("steps")
         line = _log_line("Train", epoch, logs.get("accuracy"), logs.get("loss"), steps)
         if lr is not None:
