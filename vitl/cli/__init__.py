@@ -2,10 +2,12 @@
 
 Each sub-command lives in its own module here with ``register(subparsers)``,
 which adds a parser and ``set_defaults(run=...)``; ``run(args)`` returns the
-exit code. Unusable input raises :class:`CLIError` (or ValueError /
-FileNotFoundError), which ``main`` turns into one line on stderr and exit code 2;
-so does every other ``OSError`` (a full disk, a permission) and sqlite error the
-command meets. Warnings print as one ``vitl: warning: ...`` line each.
+exit code. Options are the Python API's parameters in kebab-case; what several
+commands share (cache, split, backbone options, the model-folder loader) is in
+:mod:`vitl.cli.common`. Every error is one line on stderr and exit code 2: bad
+arguments through :class:`Parser`, and what a command raises (:class:`CLIError`,
+ValueError, FileNotFoundError, any other ``OSError``, sqlite errors) through
+:func:`error_line`. Warnings print as one ``vitl: warning: ...`` line each.
 """
 
 from __future__ import annotations
