@@ -241,14 +241,14 @@ def test_demo_runs_end_to_end_and_says_what_it_used(work, tmp_path, capsys, monk
 
 def test_auto_backbone_falls_back_offline_and_says_why(monkeypatch):
     from vitl.backbones import WeightsUnavailableError
-    from vitl.cli import train
+    from vitl.cli import common
 
     def unavailable(spec, *args, **kwargs):
         raise WeightsUnavailableError("no weights here")
 
     monkeypatch.delenv("VITL_BACKBONE", raising=False)
     monkeypatch.setattr("vitl.backbones.choose.resolve_weights", unavailable)
-    name, reason = train.choose_backbone("auto")
+    name, reason = common.choose_backbone("auto")
     assert name == "mobilenetv2-tv"
     assert "resnet101v2's ImageNet weights are not available" in reason
 

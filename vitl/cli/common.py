@@ -319,6 +319,37 @@ def add_backbone_options(parser) -> None:
         help="%(choices)s; 'auto' measures once per machine (default float32)")
 
 
+def choose_backbone(name: str) -> tuple[str, str | None]:
+    """Resolve ``--backbone``; return ``(backbone name, one line saying why)`` for ``auto``.
+
+    ``auto`` is :func:`vitl.backbones.choose_backbone`: ``$VITL_BACKBONE`` when
+    set, else resnet101v2 when its weights can be had, else mobilenetv2-tv.
+
+    Args:
+        name: a backbone name or ``"auto"``.
+
+    Returns:
+        ``(name, reason)``; the reason is None for a named backbone.
+
+    Raises:
+        WeightsUnavailableError: a named backbone's weights cannot be had (its
+            message lists the fixes).
+
+    Example:
+        >>> choose_backbone("mobilenetv2-tv")
+        ('mobilenetv2-tv', None)
+    """
+    from ..backbones import choose_backbone as choose
+    from ..backbones import get_backbone
+    from ..backbones.weights import resolve_weights
+
+    if name != "auto":
+        resolve_weights(get_backbone(name))  # fail here, before any data is read
+        return name, None
+    choice = choose()
+    return choice.name, choice.reason
+
+
 def existing_folder(path, name: str) -> Path:
     """Return ``path`` as a Path; raise :class:`CLIError` when it is not a folder.
 

@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     ray.add_argument("--gpus-per-worker", type=number(0, 1024, low_open=False), default=0,
                      metavar="G",
                      help="GPUs per actor (default 0)")
-    ray.add_argument("--shards", default=None, metavar="DIR",
+    ray.add_argument("--shard-dir", metavar="DIR",
                      help="shard folder on storage every node sees (default CACHE/shards)")
     ray.add_argument("--shard-size", type=integer(1), default=1000, metavar="N",
                      help="images per shard (default 1000)")
@@ -75,7 +75,7 @@ def check_options(args) -> None:
 
     Example:
         >>> args = argparse.Namespace(engine="local", address=None, workers=2, cpus_per_worker=1,
-        ...                           gpus_per_worker=0, shards=None, shard_size=1000)
+        ...                           gpus_per_worker=0, shard_dir=None, shard_size=1000)
         >>> check_options(args)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -84,7 +84,7 @@ def check_options(args) -> None:
     ray_only = [name for name, value, default in (
         ("--address", args.address, None), ("--workers", args.workers, None),
         ("--cpus-per-worker", args.cpus_per_worker, 1),
-        ("--gpus-per-worker", args.gpus_per_worker, 0), ("--shards", args.shards, None),
+        ("--gpus-per-worker", args.gpus_per_worker, 0), ("--shard-dir", args.shard_dir, None),
         ("--shard-size", args.shard_size, 1000)) if value != default]
     if args.engine == "local" and ray_only:
         raise CLIError(problem(", ".join(ray_only), "only with --engine ray", "--engine local",
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         0
     """
     from ..features.folder import featurize_folder
-    from .train import choose_backbone
+    from .common import choose_backbone
 
     check_options(args)
     backbone, reason = choose_backbone(args.backbone)
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         args.data, backbone, input_size=args.input_size, precision=args.precision,
         cache=args.cache, engine=args.engine, address=args.address, workers=args.workers,
         cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
-        shard_dir=args.shards, shard_size=args.shard_size)
+        shard_dir=args.shard_dir, shard_size=args.shard_size)
     for path, why in stats.bad:
         print(f"skipped {path}: {why}")
     print(stats)

@@ -358,7 +358,7 @@ def check_before_work(args, out) -> tuple[Path, str, str | None]:
     head_config(args).validate()
     out = check_model_out(out)
     common.check_cache_option(args.cache)
-    backbone, reason = choose_backbone(args.backbone)
+    backbone, reason = common.choose_backbone(args.backbone)
     check_fine_tune(args.fine_tune_blocks, backbone)
     return out, backbone, reason
 
@@ -420,37 +420,6 @@ def check_model_out(out) -> Path:
                                    + (", ..." if len(others) > 3 else ""),
                                    "pass a new folder, e.g. --out " + str(out / "model")))
     return out
-
-
-def choose_backbone(name: str) -> tuple[str, str | None]:
-    """Resolve ``--backbone``; return ``(backbone name, one line saying why)`` for ``auto``.
-
-    ``auto`` is :func:`vitl.backbones.choose_backbone`: ``$VITL_BACKBONE`` when
-    set, else resnet101v2 when its weights can be had, else mobilenetv2-tv.
-
-    Args:
-        name: a backbone name or ``"auto"``.
-
-    Returns:
-        ``(name, reason)``; the reason is None for a named backbone.
-
-    Raises:
-        WeightsUnavailableError: a named backbone's weights cannot be had (its
-            message lists the fixes).
-
-    Example:
-        >>> choose_backbone("mobilenetv2-tv")
-        ('mobilenetv2-tv', None)
-    """
-    from ..backbones import choose_backbone as choose
-    from ..backbones import get_backbone
-    from ..backbones.weights import resolve_weights
-
-    if name != "auto":
-        resolve_weights(get_backbone(name))  # fail here, before any data is read
-        return name, None
-    choice = choose()
-    return choice.name, choice.reason
 
 
 def train_on_split(parts, backbone: str, args, data_source: str, split_record: dict):
