@@ -9,7 +9,6 @@ pool (:mod:`vitl.features.ray_engine`); see docs/SCALE.md.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
@@ -70,8 +69,8 @@ def check_options(args) -> None:
         None.
 
     Raises:
-        CLIError: ray options without ``--engine ray``, a bad ``--address``,
-            ``--no-cache`` or a missing DATA (one line each).
+        CLIError: ray options without ``--engine ray`` or a bad ``--address`` (one line
+            each; ``featurize_folder`` checks the rest before any work).
 
     Example:
         >>> args = argparse.Namespace(engine="local", address=None, workers=2, cpus_per_worker=1,
@@ -93,13 +92,6 @@ def check_options(args) -> None:
             not args.address.startswith("ray://"):
         raise CLIError(problem("--address", "'auto' or ray://HOST:PORT", args.address,
                                "pass --address auto on a cluster node, or ray://head:10001"))
-    if args.cache is None:
-        raise CLIError(problem("--no-cache", "a cache folder to fill", "--no-cache",
-                               "pass --cache DIR or omit it (default cache)"))
-    data = Path(args.data).expanduser()
-    if not data.exists():
-        raise CLIError(problem("DATA", "a folder of images", f"{data} (does not exist)",
-                               "check the path"))
 
 
 def run(args: argparse.Namespace) -> int:
