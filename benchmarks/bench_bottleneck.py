@@ -199,7 +199,7 @@ def rss_child(args) -> None:
 
     paths = json.loads(Path(args.paths_file).read_text())[:args.rss_child]
     extractor = build(args.rss_backbone, size=None)
-    featurizer = Featurizer(extractor, cache=args.cache_dir, progress=False)
+    featurizer = Featurizer(extractor, cache=args.cache_dir, verbose=0)
     warm_up(extractor.model, extractor.input_size)
     before = _status_kib("VmRSS")
     featurizer.featurize(paths)
@@ -295,7 +295,7 @@ def main() -> None:
         # 1 + 5: end to end vs bare calls vs a matmul, in interleaved chunks of 80 images;
         # every chunk is new to the cache, so the featurize calls are cold.
         cache_dir = workdir / "cache"
-        featurizer = Featurizer(extractor, cache=cache_dir, progress=False)
+        featurizer = Featurizer(extractor, cache=cache_dir, verbose=0)
         product = matmul()
         chunk = 80
         rounds = [{"predict": partial(model.predict, pixels[i:i + chunk], batch_size=32,
@@ -337,11 +337,11 @@ def main() -> None:
         # 2: warm rerun, all hits.
         warm, warm_s = timed(lambda: featurizer.featurize(e2e_paths))
         assert featurizer.last_stats.hits == e2e_count
-        uncached = Featurizer(extractor, cache=None, progress=False).featurize(e2e_paths[:40])
+        uncached = Featurizer(extractor, cache=None, verbose=0).featurize(e2e_paths[:40])
         np.testing.assert_allclose(warm[:40], uncached, rtol=1e-5,
                                    atol=1e-6 * float(np.abs(uncached).max()))
         _, fresh_s = timed(lambda: featurize(e2e_paths, extractor, cache=cache_dir,
-                                             progress=False))
+                                             verbose=0))
         rows += [
             ("2", f"warm rerun, same Featurizer ({e2e_count} hits)",
              (f"{warm_s:.3f} s = {cold_s / warm_s:.0f}x faster than the cold {cold_s:.1f} s "
@@ -384,7 +384,7 @@ def main() -> None:
             for fx in tv.values():
                 warm_up(fx.model, fx.input_size)
             rounds = [{name: partial(featurize, originals[i:i + 100], fx, cache=None,
-                                     progress=False) for name, fx in tv.items()}
+                                     verbose=0) for name, fx in tv.items()}
                       for i in range(0, len(originals), 100)]
             results = {name: [] for name in tv}
             for number, runs in enumerate(rounds):

@@ -64,9 +64,9 @@ WORK = Path(tempfile.gettempdir()) / "vitl-bench-head"
 
 def folder(source: str, concrete_zip: Path) -> Path:
     if source == "sdnet":
-        return sdnet2018_decks(verbose=False, progress=False)
+        return sdnet2018_decks(verbose=0)
     if source == "synthetic":
-        return make_synthetic_cracks(WORK / "synthetic", 150, size=224, seed=0, progress=False)
+        return make_synthetic_cracks(WORK / "synthetic", 150, size=224, seed=0, verbose=0)
     out = WORK / "concrete"
     if not (out / "concrete-cracks-sample").is_dir():
         with zipfile.ZipFile(concrete_zip) as archive:
@@ -76,9 +76,9 @@ def folder(source: str, concrete_zip: Path) -> Path:
 
 def features(name: str, concrete_zip: Path, cache):
     source, size = SETS[name]
-    images = load_image_folder(folder(source, concrete_zip), progress=False)
+    images = load_image_folder(folder(source, concrete_zip), verbose=0)
     extractor = build_feature_extractor(BACKBONE, input_size=size)
-    x = Featurizer(extractor, cache=cache, progress=True).featurize(images)
+    x = Featurizer(extractor, cache=cache, verbose=1).featurize(images)
     return images, x
 
 

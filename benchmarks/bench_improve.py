@@ -131,8 +131,8 @@ def main(argv=None) -> None:
     seeds = args.seeds[:1] if args.quick else args.seeds
     epochs = 2 if args.quick else args.fine_tune_epochs
 
-    root = sdnet2018_decks(mirror=args.mirror, verbose=False, progress=False)
-    parts = split(load_image_folder(root, progress=False), 0.70, 0.15, 0.15, seed=0)
+    root = sdnet2018_decks(mirror=args.mirror, verbose=0)
+    parts = split(load_image_folder(root, verbose=0), 0.70, 0.15, 0.15, seed=0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"SDNET2018 deck sample, {args.backbone}, seeds {seeds}, "
           f"cache {args.cache}, load average {load:.1f}")

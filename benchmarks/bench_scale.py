@@ -36,7 +36,7 @@ import numpy as np
 def sdnet(tmp: Path) -> Path:
     from vitl.datasets import sdnet2018_decks
 
-    return Path(sdnet2018_decks(data_dir=tmp / "data", verbose=False))
+    return Path(sdnet2018_decks(data_dir=tmp / "data", verbose=0))
 
 
 def machine() -> str:
@@ -64,7 +64,7 @@ def part_ray(tmp: Path, backbone: str, rounds: int, count: int) -> None:
             extra = {"workers": 2, "shard_size": 50} if engine == "ray" else {}
             start = time.perf_counter()
             stats = featurize_folder(data, backbone, weights=None, cache=cache, engine=engine,
-                                     progress=False, **extra)
+                                     verbose=0, **extra)
             rows[engine].append(time.perf_counter() - start)
             assert stats.computed == count, stats
             if engine == "ray":
@@ -137,7 +137,7 @@ def part_precision(tmp: Path, seeds) -> None:
               f"| {ratio:.2f} | {result['precision']} (probe {time.perf_counter() - start:.0f} s)"
               " |", flush=True)
 
-    images = load_image_folder(sdnet(tmp), progress=False)
+    images = load_image_folder(sdnet(tmp), verbose=0)
     parts = split(images, 0.70, 0.15, 0.15, seed=0)
     results, predictions = {}, {}
     for precision in ("float32", "bfloat16"):
@@ -167,11 +167,11 @@ def part_precision(tmp: Path, seeds) -> None:
 
 def part_decode(tmp: Path) -> None:
     """Per-image CPU costs on this machine: sha256, decode+resize to 224, shard import."""
-    from vitl.features.cache import content_hash
+    from vitl._hashing import sha256_file
     from vitl.features.pipeline import load_model_image
 
     paths = sorted(sdnet(tmp).rglob("*.jpg"))
-    for name, fn in (("sha256 of the file", content_hash),
+    for name, fn in (("sha256 of the file", sha256_file),
                      ("decode + resize to 224 (load_model_image)",
                       lambda p: load_model_image(p, 224))):
         start = time.perf_counter()

@@ -39,7 +39,7 @@ def main() -> Path:
         clf = ImageClassifier("mobilenetv2-tv", epochs=10, early_stopping=False, cache=None,
                               verbose=False).fit(train)
         paths = sorted((test / "cracked").glob("*.png"))
-        explanations = explain(clf, paths, class_name="cracked", progress=False)
+        explanations = explain(clf, paths, class_name="cracked", verbose=0)
         masks = [read_image(synthetic_mask_path(p))[..., 0] > 127 for p in paths]
         ratios = [crack_mass_ratio(e.heatmap, m) for e, m in zip(explanations, masks)]
         print(f"heatmap mass on crack / crack area share (mask dilated {DILATE_PX} px): "

@@ -54,7 +54,7 @@ def main() -> None:
             time.sleep(0.01)
     start = time.time()
     _, stats = featurize(paths, extractor, cache=args.cache,
-                         progress=False, return_stats=True)
+                         verbose=0, return_stats=True)
     print(json.dumps({"fingerprint": fingerprint, "start": start, "end": time.time(),
                       "hits": stats.hits, "computed": stats.computed}))
     sys.stdout.flush()

@@ -29,8 +29,8 @@ def _digest(array) -> str:
 
 @pytest.fixture(scope="module")
 def cracks(tmp_path_factory):
-    root = make_synthetic_cracks(tmp_path_factory.mktemp("aug") / "s", 6, size=64, progress=False)
-    return load_image_folder(root, progress=False)
+    root = make_synthetic_cracks(tmp_path_factory.mktemp("aug") / "s", 6, size=64, verbose=0)
+    return load_image_folder(root, verbose=0)
 
 
 def test_same_image_and_view_give_identical_pixels_and_views_differ():
@@ -119,7 +119,7 @@ def test_augment_batch_is_seeded_and_differs_per_image():
 
 def test_cached_views_cost_nothing_the_second_time(tmp_path):
     paths = write_images(tmp_path / "img", 4)
-    featurizer = Featurizer(build_extractor(size=32), cache=tmp_path / "cache", progress=False)
+    featurizer = Featurizer(build_extractor(size=32), cache=tmp_path / "cache", verbose=0)
     policy = AugmentPolicy()
     first = featurizer.featurize(paths, views=[0, 1, 2], transform=policy)
     assert featurizer.last_stats.computed == 12

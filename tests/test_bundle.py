@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights, sha256_file
+from vitl._hashing import sha256_file
+from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights
 from vitl.backbones import weights as weights_module
 from vitl.backbones.bundle import import_bundle, make_bundle, read_manifest
 from vitl.datasets import SDNET2018_SHA256 as SDNET_ZIP_SHA256
@@ -114,7 +115,7 @@ def test_manifest_paths_cannot_escape(tmp_path, machine):
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("manifest.json", json.dumps({"format": "vitl-bundle/1", "files": [
             {"path": "weights/../../escape.h5", "sha256": "0" * 64, "size": 1}]}))
-    with pytest.raises(ValueError, match="bundle file path"):
+    with pytest.raises(ValueError, match="bundle manifest entry"):
         import_bundle(evil)
     not_a_bundle = tmp_path / "plain.zip"
     zipfile.ZipFile(not_a_bundle, "w").writestr("x.txt", "x")
@@ -122,15 +123,17 @@ def test_manifest_paths_cannot_escape(tmp_path, machine):
         import_bundle(not_a_bundle)
 
 
-def test_offline_backbone_travels_converted(machine, tmp_path):
+def test_offline_backbone_travels_as_its_pinned_pth(machine, tmp_path):
+    from vitl.backbones.offline.mobilenetv2_tv import PTH_NAME, PTH_SHA256
+
     machine("connected")
     path = make_bundle(tmp_path / "tv.zip", ["mobilenetv2-tv"])
-    source = resolve_weights("mobilenetv2-tv")
-    machine("offline")
+    assert [entry["sha256"] for entry in read_manifest(path)["files"]] == [PTH_SHA256]
+    home = machine("offline")
     [installed] = import_bundle(path)
-    again = resolve_weights("mobilenetv2-tv")
-    assert (again.kind, again.path, again.sha256) == ("offline-package", str(installed),
-                                                       source.sha256)
+    assert installed == home / "vitl" / "weights" / PTH_NAME
+    again = resolve_weights("mobilenetv2-tv")  # the bundle's copy comes before the package's
+    assert (again.kind, again.path, again.sha256) == ("vitl-home", str(installed), PTH_SHA256)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / SDNET_ZIP_NAMES[0]).is_file(),

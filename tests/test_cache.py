@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from feature_helpers import assert_features_close, build_extractor, direct_features, write_images
 
+from vitl._hashing import sha256_file
 from vitl.cli import main as vitl_main
-from vitl.features import FeatureCache, FeatureKey, FeatureSpace, Featurizer, content_hash
+from vitl.features import FeatureCache, FeatureKey, FeatureSpace, Featurizer
 
 WORKER = Path(__file__).with_name("featurize_worker.py")
 REPO = Path(__file__).resolve().parent.parent
@@ -68,9 +69,9 @@ def test_space_ids_differ_in_every_field():
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_damaged_entry_is_detected_recomputed_and_repaired(damage, extractor, tmp_path):
     paths = write_images(tmp_path / "images", 6)
-    featurizer = Featurizer(extractor, cache=tmp_path / "cache", progress=False)
+    featurizer = Featurizer(extractor, cache=tmp_path / "cache", verbose=0)
     reference = featurizer.featurize(paths)
-    victim = content_hash(paths[2])
+    victim = sha256_file(paths[2])
     with sqlite3.connect(tmp_path / "cache" / "features.sqlite") as db:
         (blob,) = db.execute("SELECT vector FROM features WHERE content = ?", (victim,)).fetchone()
         bad = bytes([blob[0] ^ 0xFF]) + blob[1:] if damage == "flip" else blob[:-4]
@@ -179,10 +180,10 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(extractor, tmp_path
     assert 6 <= done < 60, f"kill was not mid-run: {done} of 60 cached"
     assert _integrity(cache / "features.sqlite") == "ok"
 
-    featurizer = Featurizer(extractor, cache=cache, progress=False)
+    featurizer = Featurizer(extractor, cache=cache, verbose=0)
     resumed = featurizer.featurize(paths)
     assert (featurizer.last_stats.hits, featurizer.last_stats.computed) == (done, 60 - done)
-    uninterrupted = Featurizer(extractor, cache=None, progress=False).featurize(paths)
+    uninterrupted = Featurizer(extractor, cache=None, verbose=0).featurize(paths)
     np.testing.assert_array_equal(resumed, uninterrupted)  # fixed backbone batches: same bits
     assert_features_close(resumed, direct_features(extractor, paths))
 
@@ -208,12 +209,12 @@ def test_two_concurrent_writers_leave_a_sound_cache(extractor, tmp_path):
     assert a["computed"] + a["hits"] == 40 and b["computed"] + b["hits"] == 40
 
     assert _integrity(cache / "features.sqlite") == "ok"
-    featurizer = Featurizer(extractor, cache=cache, progress=False)
-    found = featurizer.cache.lookup([FeatureKey(content_hash(p), featurizer.space())
+    featurizer = Featurizer(extractor, cache=cache, verbose=0)
+    found = featurizer.cache.lookup([FeatureKey(sha256_file(p), featurizer.space())
                                      for p in paths])
     assert len(found.found) == 60 and found.damaged == []
     cached = featurizer.featurize(paths)
     assert featurizer.last_stats.hits == 60
-    np.testing.assert_array_equal(cached, Featurizer(extractor, cache=None, progress=False)
+    np.testing.assert_array_equal(cached, Featurizer(extractor, cache=None, verbose=0)
                                   .featurize(paths))
     assert_features_close(cached, direct_features(extractor, paths))

@@ -31,7 +31,7 @@ def test_constructor_stores_arguments_and_defaults_are_head_configs():
 
 
 def test_clone_gives_an_unfitted_copy_with_equal_params(tmp_path):
-    folder = make_synthetic_cracks(tmp_path / "s", 4, size=48, progress=False)
+    folder = make_synthetic_cracks(tmp_path / "s", 4, size=48, verbose=0)
     clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=2), augment=1, **TINY).fit(folder)
     copy = clone(clf)
     assert repr(copy.get_params()) == repr(clf.get_params())
@@ -42,7 +42,7 @@ def test_clone_gives_an_unfitted_copy_with_equal_params(tmp_path):
 
 
 def test_set_params_changes_training(tmp_path):
-    folder = make_synthetic_cracks(tmp_path / "s", 4, size=48, progress=False)
+    folder = make_synthetic_cracks(tmp_path / "s", 4, size=48, verbose=0)
     clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=5, early_stopping=False), **TINY)
     assert len(clf.fit(folder).history_) == 5
     assert clf.set_params(head=HeadConfig(epochs=3)) is clf
@@ -71,7 +71,7 @@ def test_bad_settings_are_refused_before_any_work(params, message):
 
 def test_auto_backbone_is_resolved_at_fit(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VITL_BACKBONE", "mobilenetv2")
-    folder = make_synthetic_cracks(tmp_path / "s", 3, size=48, progress=False)
+    folder = make_synthetic_cracks(tmp_path / "s", 3, size=48, verbose=0)
     clf = ImageClassifier(head=HeadConfig(epochs=1), **{**TINY, "verbose": 1}).fit(folder)
     assert clf.backbone == "auto" and clf.fit_info_["backbone"] == "mobilenetv2"
     assert "backbone: mobilenetv2 (from $VITL_BACKBONE)" in capsys.readouterr().out
@@ -79,13 +79,13 @@ def test_auto_backbone_is_resolved_at_fit(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("fraction", [-0.1, 0.95, "10%"])
 def test_bad_validation_fraction(tmp_path, fraction):
-    folder = make_synthetic_cracks(tmp_path / "s", 5, size=48, progress=False)
+    folder = make_synthetic_cracks(tmp_path / "s", 5, size=48, verbose=0)
     with pytest.raises(ValueError, match="validation_fraction: expected a number in"):
         ImageClassifier("mobilenetv2", validation_fraction=fraction, **TINY).fit(folder)
 
 
 def test_fit_holds_out_a_stratified_validation_fraction(tmp_path):
-    folder = make_synthetic_cracks(tmp_path / "s", 10, size=48, progress=False)
+    folder = make_synthetic_cracks(tmp_path / "s", 10, size=48, verbose=0)
     clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=2), validation_fraction=0.2,
                           **TINY).fit(folder)
     counts = clf.fit_info_["counts"]

@@ -203,7 +203,7 @@ def test_bad_files_raise_bad_image_error(tmp_path, kind, reason):
 
 
 def test_loads_the_shared_fixture(image_folder):
-    images = load_image_folder(image_folder, progress=False)
+    images = load_image_folder(image_folder, verbose=0)
     assert images.class_names == ["cracked", "intact"]
     assert images.counts() == {"cracked": 6, "intact": 6}
     assert images.labels.dtype == np.int64 and images.labels.tolist() == [0] * 6 + [1] * 6
@@ -225,7 +225,7 @@ def test_names_extensions_nesting_and_hidden_files(tmp_path):
     save(root / "cracked" / ".thumbs" / "x.jpg")
     save(root / ".git" / "y.jpg")
     save(root / "intact" / "ok.jpeg")
-    images = load_image_folder(root, progress=False)
+    images = load_image_folder(root, verbose=0)
     assert images.relative_paths() == [
         "cracked/a.JPG", "cracked/b.Png", "cracked/c.JpEg", "cracked/d.BMP",
         "cracked/deep/er/e.png", "cracked/f.GIF", "cracked/fissure é 1.jpg", "cracked/scan.tif",
@@ -266,7 +266,7 @@ def test_bad_files_are_skipped_reported_and_warned(tmp_path, monkeypatch):
 
     monkeypatch.setattr(data, "open", open_refusing_locked, raising=False)
     with pytest.warns(UserWarning) as caught:
-        images = load_image_folder(root, progress=False)
+        images = load_image_folder(root, verbose=0)
 
     assert sorted(images.paths) == sorted(p.absolute() for p in good)
     assert images.counts() == {"cracked": 3, "intact": 3}
@@ -294,7 +294,7 @@ def test_chmod_000_file_is_reported(tmp_path):
     save(root / "b" / "ok.png")
     locked.chmod(0)
     with pytest.warns(UserWarning, match="locked.png"):
-        images = load_image_folder(root, progress=False)
+        images = load_image_folder(root, verbose=0)
     assert images.report.skipped[0].reason == "permission denied"
 
 
@@ -307,7 +307,7 @@ def test_symlink_loops_and_duplicates_do_not_hang(tmp_path):
     (root / "intact" / "self.jpg").symlink_to(root / "intact" / "self.jpg")
     (root / "intact" / "again").symlink_to(root / "cracked" / "sub", target_is_directory=True)
     with pytest.warns(UserWarning) as caught:
-        images = load_image_folder(root, progress=False)
+        images = load_image_folder(root, verbose=0)
     assert len(caught) == 3 and "symlink loop" in str(caught[0].message)
     assert images.relative_paths() == ["cracked/a.png", "cracked/sub/b.png", "intact/c.png"]
     reasons = {item.path.name: item.reason for item in images.report.skipped}
@@ -322,10 +322,10 @@ def test_symlinked_folders_can_be_ignored(tmp_path):
     save(root / "cracked" / "a.png")
     save(root / "intact" / "b.png")
     (root / "cracked" / "linked").symlink_to(elsewhere, target_is_directory=True)
-    followed = load_image_folder(root, progress=False)
+    followed = load_image_folder(root, verbose=0)
     assert "cracked/linked/far.png" in followed.relative_paths()
     with pytest.warns(UserWarning, match="not followed"):
-        strict = load_image_folder(root, follow_symlinks=False, progress=False)
+        strict = load_image_folder(root, follow_symlinks=False, verbose=0)
     assert strict.relative_paths() == ["cracked/a.png", "intact/b.png"]
 
 
@@ -334,7 +334,7 @@ def test_validate_false_lists_without_decoding(tmp_path):
     save(root / "a" / "ok.png")
     (root / "a" / "bad.png").write_text("not a picture")
     save(root / "b" / "ok.png")
-    images = load_image_folder(root, validate=False, progress=False)
+    images = load_image_folder(root, validate=False, verbose=0)
     assert images.relative_paths() == ["a/bad.png", "a/ok.png", "b/ok.png"]
 
 
@@ -375,7 +375,7 @@ def test_error_empty_class_folder_is_named(tmp_path):
     (tmp_path / "intact").mkdir()
     (tmp_path / "intact" / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match="no usable image in 'intact'"):
-        load_image_folder(tmp_path, progress=False)
+        load_image_folder(tmp_path, verbose=0)
 
 
 def test_error_class_with_only_bad_files(tmp_path):
@@ -385,7 +385,7 @@ def test_error_class_with_only_bad_files(tmp_path):
     (tmp_path / "intact" / "y.png").write_text("nope")
     bad_class = r"'intact' \(all 2 files bad\)"
     with pytest.warns(UserWarning) as caught, pytest.raises(ValueError, match=bad_class):
-        load_image_folder(tmp_path, progress=False)
+        load_image_folder(tmp_path, verbose=0)
     messages = [str(w.message) for w in caught]
     assert len(messages) == 2 and "x.jpg: empty file" in messages[0] and "y.png" in messages[1]
 
@@ -431,7 +431,7 @@ def test_summary_sizes_and_table(tmp_path):
     save(root / "a" / "small.png", Image.new("RGB", (10, 5)))
     save(root / "a" / "big.png", Image.new("RGB", (25, 30)))
     make_exif_rotated(root / "b" / "phone.jpg")  # stored 40x20, shown 20x40: the largest
-    summary = load_image_folder(root, progress=False).summary()
+    summary = load_image_folder(root, verbose=0).summary()
     assert summary.counts == {"a": 2, "b": 1}
     assert summary.smallest == (10, 5) and summary.largest == (20, 40)
     text = str(summary)
@@ -553,7 +553,7 @@ def test_bad_seed():
 
 
 def test_split_table(image_folder):
-    parts = tutorial_split(load_image_folder(image_folder, progress=False))
+    parts = tutorial_split(load_image_folder(image_folder, verbose=0))
     lines = str(parts).splitlines()
     assert lines[0].split() == ["class", "train", "validation", "test", "total"]
     assert lines[1].split()[0] == "cracked" and lines[1].split()[-1] == "6"
@@ -581,3 +581,9 @@ def test_cli_data_without_split(image_folder, capsys):
 def test_cli_data_bad_folder_exits_2(tmp_path, capsys):
     assert cli_main(["data", str(tmp_path / "missing")]) == 2
     assert "expected an existing folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verbose", ["bar", 3, -1, None])
+def test_verbose_is_0_1_or_2(tmp_path, verbose):
+    with pytest.raises(ValueError, match="verbose: expected 0"):
+        load_image_folder(tmp_path, verbose=verbose)

@@ -96,9 +96,9 @@ def test_mirror_argument_unpacks_class_folders(fake_zip, tmp_path, capsys):
 def test_mirror_may_name_the_zip_file_itself_and_accepts_assets_zip(fake_zip, tmp_path):
     renamed = fake_zip.with_name("assets.zip")
     fake_zip.rename(renamed)
-    folder = sdnet2018_decks(mirror=renamed.parent, data_dir=tmp_path / "a", verbose=False)
+    folder = sdnet2018_decks(mirror=renamed.parent, data_dir=tmp_path / "a", verbose=0)
     assert len(_image_files(folder)) == 6
-    folder = sdnet2018_decks(mirror=renamed, data_dir=tmp_path / "b", verbose=False)
+    folder = sdnet2018_decks(mirror=renamed, data_dir=tmp_path / "b", verbose=0)
     assert len(_image_files(folder)) == 6
 
 
@@ -122,7 +122,7 @@ def test_imported_bundle_mirror_is_found(fake_zip, tmp_path, monkeypatch, capsys
 
 def test_default_data_dir_follows_vitl_data(fake_zip, tmp_path, monkeypatch):
     monkeypatch.setenv("VITL_DATA", str(tmp_path / "elsewhere"))
-    folder = sdnet2018_decks(mirror=fake_zip, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, verbose=0)
     assert folder == tmp_path / "elsewhere" / "sdnet2018-decks"
 
 
@@ -130,7 +130,7 @@ def test_sha_mismatch_is_refused_and_nothing_unpacked(fake_zip, tmp_path, monkey
     monkeypatch.setattr(sdnet, "SDNET2018_SHA256", "0" * 64)
     received = hashlib.sha256(fake_zip.read_bytes()).hexdigest()
     with pytest.raises(DatasetChecksumError) as info:
-        sdnet2018_decks(mirror=fake_zip.parent, data_dir=tmp_path / "data", verbose=False)
+        sdnet2018_decks(mirror=fake_zip.parent, data_dir=tmp_path / "data", verbose=0)
     message = str(info.value)
     assert "0" * 64 in message and received in message
     assert not (tmp_path / "data" / "sdnet2018-decks").exists()
@@ -139,19 +139,19 @@ def test_sha_mismatch_is_refused_and_nothing_unpacked(fake_zip, tmp_path, monkey
 
 def test_offline_without_mirror_names_what_was_tried_and_the_fixes(tmp_path):
     with pytest.raises(DatasetUnavailableError) as info:
-        sdnet2018_decks(data_dir=tmp_path / "data", timeout=1, verbose=False)
+        sdnet2018_decks(data_dir=tmp_path / "data", timeout=1, verbose=0)
     message = str(info.value)
     assert "VITL_DATA_MIRROR" in message and "mirror=" in message
     assert datasets.SDNET2018_URL in message and "name resolution" in message
     assert not (tmp_path / "data" / "sdnet2018-decks").exists()
-    assert not list((tmp_path / "data").glob("*.part"))
+    assert not list((tmp_path / "data").glob(".*tmp*"))
 
 
 def test_mirror_folder_without_the_zip_is_reported(tmp_path):
     empty = tmp_path / "empty-mirror"
     empty.mkdir()
     with pytest.raises(DatasetUnavailableError, match="no sdnet2018-decks-sample.zip or assets"):
-        sdnet2018_decks(mirror=empty, data_dir=tmp_path / "data", verbose=False)
+        sdnet2018_decks(mirror=empty, data_dir=tmp_path / "data", verbose=0)
 
 
 class _FakeResponse(io.BytesIO):
@@ -174,14 +174,14 @@ def test_download_is_verified_kept_and_reused(fake_zip, tmp_path, monkeypatch, c
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     data = tmp_path / "data"
-    folder = sdnet2018_decks(data_dir=data, timeout=3, progress=False)
+    folder = sdnet2018_decks(data_dir=data, timeout=3, verbose=1)
     assert calls == [(datasets.SDNET2018_URL, 3)]
     assert "downloaded from" in capsys.readouterr().out
     assert (data / "sdnet2018-decks-sample.zip").read_bytes() == payload
-    assert not list(data.glob("*.part"))
+    assert not list(data.glob(".*tmp*"))
     # A broken unpacked folder is redone from the kept zip, without a second download.
     (folder / ".complete").unlink()
-    sdnet2018_decks(data_dir=data, progress=False)
+    sdnet2018_decks(data_dir=data, verbose=1)
     assert len(calls) == 1
     assert "from earlier download" in capsys.readouterr().out
 
@@ -193,13 +193,13 @@ def test_corrupt_download_is_refused_and_discarded(fake_zip, tmp_path, monkeypat
                         lambda url, data=None: _FakeResponse(bytes(payload)))
     data = tmp_path / "data"
     with pytest.raises(DatasetChecksumError, match="sha256"):
-        sdnet2018_decks(data_dir=data, verbose=False, progress=False)
+        sdnet2018_decks(data_dir=data, verbose=0)
     assert sorted(p.name for p in data.iterdir()) == []
 
 
 def test_second_call_returns_without_reading_the_zip(fake_zip, tmp_path, monkeypatch, capsys):
     data = tmp_path / "data"
-    first = sdnet2018_decks(mirror=fake_zip.parent, data_dir=data, verbose=False)
+    first = sdnet2018_decks(mirror=fake_zip.parent, data_dir=data, verbose=0)
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the zip was read again")
@@ -212,11 +212,11 @@ def test_second_call_returns_without_reading_the_zip(fake_zip, tmp_path, monkeyp
 
 def test_force_unpacks_again(fake_zip, tmp_path):
     data = tmp_path / "data"
-    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     (folder / "CD" / "7001-0.jpg").unlink()
-    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert len(_image_files(folder)) == 5  # valid marker: left alone
-    sdnet2018_decks(mirror=fake_zip, data_dir=data, force=True, verbose=False)
+    sdnet2018_decks(mirror=fake_zip, data_dir=data, force=True, verbose=0)
     assert len(_image_files(folder)) == 6
 
 
@@ -227,7 +227,7 @@ def test_half_unpacked_folder_without_marker_is_redone(fake_zip, tmp_path):
     (half / "UD").mkdir()
     (half / "CD" / "7001-0.jpg").write_bytes(b"truncated")
     (half / "stray.txt").write_text("left by an interrupted run")
-    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert not (folder / "stray.txt").exists()
     assert (folder / "CD" / "7001-0.jpg").read_bytes() == _jpeg_bytes(40)
     assert len(_image_files(folder)) == 6
@@ -235,10 +235,10 @@ def test_half_unpacked_folder_without_marker_is_redone(fake_zip, tmp_path):
 
 def test_wrong_marker_is_not_taken_as_valid(fake_zip, tmp_path):
     data = tmp_path / "data"
-    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     (folder / ".complete").write_text("f" * 64 + "\n")
     (folder / "UD" / "7001-1.jpg").unlink()
-    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert len(_image_files(folder)) == 6
 
 
@@ -256,31 +256,31 @@ def test_crash_mid_extract_leaves_nothing_valid_and_next_call_recovers(fake_zip,
 
     monkeypatch.setattr(sdnet, "_extract_member", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
-        sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+        sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert not (data / "sdnet2018-decks").exists()
     assert not list(data.glob(".sdnet2018-decks.tmp-*"))
     monkeypatch.setattr(sdnet, "_extract_member", real_extract)
-    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert len(_image_files(folder)) == 6
 
 
 def test_leftovers_of_dead_processes_are_removed(fake_zip, tmp_path):
     data = tmp_path / "data"
-    (data / ".sdnet2018-decks.tmp-999999999" / "CD").mkdir(parents=True)
-    (data / ".sdnet2018-decks-sample.zip.999999999.part").write_bytes(b"partial")
-    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=False)
+    (data / ".sdnet2018-decks.tmp-999999999-ab" / "CD").mkdir(parents=True)
+    (data / ".sdnet2018-decks-sample.zip.tmp-999999999-ab").write_bytes(b"partial")
+    sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert sorted(p.name for p in data.iterdir()) == ["sdnet2018-decks"]
 
 
 def test_tutorial_data_prefers_sdnet2018(fake_zip, tmp_path):
-    folder, source = datasets.tutorial_data(mirror=fake_zip, data_dir=tmp_path, progress=False)
+    folder, source = datasets.tutorial_data(mirror=fake_zip, data_dir=tmp_path, verbose=0)
     assert folder == tmp_path / "sdnet2018-decks"
     assert f"from mirror {fake_zip}" in source and "CC BY 4.0" in source
 
 
 def test_tutorial_data_falls_back_to_synthetic_offline(tmp_path):
     folder, source = datasets.tutorial_data(data_dir=tmp_path, synthetic_n_per_class=3,
-                                            progress=False)
+                                            verbose=0)
     assert folder == tmp_path / "synthetic-cracks"
     assert len(list((folder / "cracked").glob("*.png"))) == 3
     assert "synthetic" in source and "VITL_DATA_MIRROR" in source
@@ -289,7 +289,7 @@ def test_tutorial_data_falls_back_to_synthetic_offline(tmp_path):
 def test_tutorial_data_does_not_hide_a_corrupt_zip(fake_zip, tmp_path, monkeypatch):
     monkeypatch.setattr(sdnet, "SDNET2018_SHA256", "0" * 64)
     with pytest.raises(DatasetChecksumError):
-        datasets.tutorial_data(mirror=fake_zip, data_dir=tmp_path, progress=False)
+        datasets.tutorial_data(mirror=fake_zip, data_dir=tmp_path, verbose=0)
     assert not (tmp_path / "synthetic-cracks").exists()
 
 
@@ -303,7 +303,7 @@ def test_real_sample_from_the_shared_mirror(tmp_path, monkeypatch):
     if not names:
         pytest.skip(f"no SDNET2018 zip in {_REAL_MIRROR} (set VITL_DATA_MIRROR)")
     monkeypatch.setenv("VITL_DATA_MIRROR", str(_REAL_MIRROR))
-    folder = sdnet2018_decks(data_dir=tmp_path, verbose=False)
+    folder = sdnet2018_decks(data_dir=tmp_path, verbose=0)
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["CD", "UD"]
     assert len(list((folder / "CD").glob("*.jpg"))) == 200
     assert len(list((folder / "UD").glob("*.jpg"))) == 200
@@ -323,7 +323,7 @@ def _grey(path: Path) -> np.ndarray:
 
 
 def test_synthetic_layout_counts_and_sizes(tmp_path):
-    out = make_synthetic_cracks(tmp_path / "syn", 3, size=64, masks=True, seed=1, progress=False)
+    out = make_synthetic_cracks(tmp_path / "syn", 3, size=64, masks=True, seed=1, verbose=0)
     class_dirs = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert class_dirs == ["cracked", "uncracked"]
     for name in class_dirs:
@@ -345,23 +345,23 @@ def test_synthetic_layout_counts_and_sizes(tmp_path):
 
 
 def test_synthetic_is_deterministic_by_seed(tmp_path):
-    a = _pngs(make_synthetic_cracks(tmp_path / "a", 4, size=64, masks=True, progress=False))
-    b = _pngs(make_synthetic_cracks(tmp_path / "b", 4, size=64, masks=True, progress=False))
-    c = _pngs(make_synthetic_cracks(tmp_path / "c", 4, size=64, seed=7, progress=False))
+    a = _pngs(make_synthetic_cracks(tmp_path / "a", 4, size=64, masks=True, verbose=0))
+    b = _pngs(make_synthetic_cracks(tmp_path / "b", 4, size=64, masks=True, verbose=0))
+    c = _pngs(make_synthetic_cracks(tmp_path / "c", 4, size=64, seed=7, verbose=0))
     assert a == b
     images = [k for k in c if not k.startswith(".")]
     assert all(a[k] != c[k] for k in images)
 
 
 def test_image_i_does_not_depend_on_n_per_class(tmp_path):
-    small = _pngs(make_synthetic_cracks(tmp_path / "small", 3, size=64, progress=False))
-    large = _pngs(make_synthetic_cracks(tmp_path / "large", 6, size=64, progress=False))
+    small = _pngs(make_synthetic_cracks(tmp_path / "small", 3, size=64, verbose=0))
+    large = _pngs(make_synthetic_cracks(tmp_path / "large", 6, size=64, verbose=0))
     assert len(large) == 12
     assert all(large[k] == v for k, v in small.items())
 
 
 def test_masks_only_for_cracked_and_aligned_with_dark_pixels(tmp_path):
-    out = make_synthetic_cracks(tmp_path / "syn", 8, size=128, masks=True, progress=False)
+    out = make_synthetic_cracks(tmp_path / "syn", 8, size=128, masks=True, verbose=0)
     assert not synthetic_mask_path(out / "uncracked" / "uncracked_0000.png").exists()
     for path in sorted((out / "cracked").glob("*.png")):
         mask = _grey(synthetic_mask_path(path)) > 127
@@ -382,7 +382,7 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def test_cracks_cover_a_small_share(tmp_path):
-    out = make_synthetic_cracks(tmp_path / "syn", 12, size=224, masks=True, progress=False)
+    out = make_synthetic_cracks(tmp_path / "syn", 12, size=224, masks=True, verbose=0)
     shares = [(_grey(p) > 127).mean() for p in sorted((out / ".masks").glob("*.png"))]
     assert len(shares) == 12
     assert 0.005 <= min(shares) and max(shares) <= 0.08
@@ -396,7 +396,7 @@ def test_global_brightness_statistics_do_not_give_the_class_away(tmp_path):
     from sklearn.preprocessing import StandardScaler
 
     # 100 tiles a class: the class means differ by sampling noise of ~0.14 pooled std only.
-    out = make_synthetic_cracks(tmp_path / "syn", 100, size=96, progress=False)
+    out = make_synthetic_cracks(tmp_path / "syn", 100, size=96, verbose=0)
     features, labels = [], []
     for label, name in enumerate(("cracked", "uncracked")):
         for path in sorted((out / name).glob("*.png")):
@@ -413,32 +413,32 @@ def test_global_brightness_statistics_do_not_give_the_class_away(tmp_path):
 
 
 def test_same_arguments_return_at_once(tmp_path, monkeypatch):
-    out = make_synthetic_cracks(tmp_path / "syn", 2, size=48, progress=False)
+    out = make_synthetic_cracks(tmp_path / "syn", 2, size=48, verbose=0)
     before = _pngs(out)
 
     def must_not_draw(*args, **kwargs):
         raise AssertionError("regenerated")
 
     monkeypatch.setattr(synthetic, "_draw_tile", must_not_draw)
-    assert make_synthetic_cracks(tmp_path / "syn", 2, size=48, progress=False) == out
+    assert make_synthetic_cracks(tmp_path / "syn", 2, size=48, verbose=0) == out
     assert _pngs(out) == before
 
 
 def test_other_arguments_or_overwrite_regenerate(tmp_path, monkeypatch):
-    out = make_synthetic_cracks(tmp_path / "syn", 2, size=48, masks=True, progress=False)
-    make_synthetic_cracks(out, 3, size=48, progress=False)
+    out = make_synthetic_cracks(tmp_path / "syn", 2, size=48, masks=True, verbose=0)
+    make_synthetic_cracks(out, 3, size=48, verbose=0)
     assert len(list((out / "cracked").glob("*.png"))) == 3
     assert not (out / ".masks").exists()  # the old folder was replaced, not merged into
     drawn = []
     real = synthetic._draw_tile
     monkeypatch.setattr(synthetic, "_draw_tile", lambda *a, **k: drawn.append(1) or real(*a, **k))
-    make_synthetic_cracks(out, 3, size=48, progress=False, overwrite=True)
+    make_synthetic_cracks(out, 3, size=48, verbose=0, overwrite=True)
     assert len(drawn) == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]  # no temp folders left
 
 
 def test_interrupted_generation_keeps_the_old_folder(tmp_path, monkeypatch):
-    out = make_synthetic_cracks(tmp_path / "syn", 2, size=48, progress=False)
+    out = make_synthetic_cracks(tmp_path / "syn", 2, size=48, verbose=0)
     before = _pngs(out)
     real = synthetic._draw_tile
     count = {"n": 0}
@@ -451,7 +451,7 @@ def test_interrupted_generation_keeps_the_old_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synthetic, "_draw_tile", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        make_synthetic_cracks(out, 4, size=48, progress=False)
+        make_synthetic_cracks(out, 4, size=48, verbose=0)
     assert _pngs(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
 
@@ -462,21 +462,21 @@ def test_foreign_folder_is_never_overwritten(tmp_path):
     (foreign / "holiday.jpg").write_bytes(b"precious")
     for overwrite in (False, True):
         with pytest.raises(FileExistsError, match="not empty"):
-            make_synthetic_cracks(foreign, 2, size=48, overwrite=overwrite, progress=False)
+            make_synthetic_cracks(foreign, 2, size=48, overwrite=overwrite, verbose=0)
     assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"]
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
     with pytest.raises(FileExistsError):
-        make_synthetic_cracks(a_file, 1, size=48, progress=False)
+        make_synthetic_cracks(a_file, 1, size=48, verbose=0)
     assert a_file.read_text() == "not a folder"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert len(_pngs(make_synthetic_cracks(empty, 1, size=48, progress=False))) == 2
+    assert len(_pngs(make_synthetic_cracks(empty, 1, size=48, verbose=0))) == 2
 
 
 def test_custom_class_names_and_no_distractors(tmp_path):
     out = make_synthetic_cracks(tmp_path / "syn", 4, size=48, class_names=("CD", "UD"),
-                                distractor_fraction=0.0, progress=False)
+                                distractor_fraction=0.0, verbose=0)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["CD", "UD"]
     with open(out / "tiles.csv", newline="") as handle:
         assert all(r["distractors"] == "" for r in csv.DictReader(handle))
@@ -484,7 +484,7 @@ def test_custom_class_names_and_no_distractors(tmp_path):
 
 def test_every_uncracked_tile_gets_distractors_at_fraction_one(tmp_path):
     out = make_synthetic_cracks(tmp_path / "syn", 6, size=48, distractor_fraction=1.0,
-                                progress=False)
+                                verbose=0)
     with open(out / "tiles.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["class"] == "uncracked"]
     assert len(rows) == 6 and all(r["distractors"] for r in rows)
@@ -505,7 +505,7 @@ def test_every_uncracked_tile_gets_distractors_at_fraction_one(tmp_path):
 def test_bad_arguments_are_rejected(tmp_path, kwargs, match):
     args = {"n_per_class": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
-        make_synthetic_cracks(tmp_path / "syn", progress=False, **args)
+        make_synthetic_cracks(tmp_path / "syn", verbose=0, **args)
     assert not (tmp_path / "syn").exists()
 
 

@@ -21,8 +21,8 @@ BASE = {"backbone": "mobilenetv2", "weights": None, "input_size": 64, "head": He
 @pytest.fixture(scope="module")
 def cracks(tmp_path_factory):
     root = make_synthetic_cracks(tmp_path_factory.mktemp("grid") / "s", 8, size=64,
-                                 progress=False)
-    return load_image_folder(root, progress=False)
+                                 verbose=0)
+    return load_image_folder(root, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +209,7 @@ def test_continue_training_works_on_a_loaded_model(first_model, tmp_path):
 
 def test_continue_training_refuses_other_classes(first_model, tmp_path):
     clf, _ = first_model
-    other = make_synthetic_cracks(tmp_path / "other", 3, size=64, progress=False,
+    other = make_synthetic_cracks(tmp_path / "other", 3, size=64, verbose=0,
                                   class_names=("cracked", "spalling"))
     with pytest.raises(ValueError, match=r"classes: expected the model's classes .* Fix:"):
         clf.continue_training(other)

@@ -70,8 +70,8 @@ MLNET = HeadConfig(optimizer="sgd", learning_rate=0.01, batch_size=10, lr_schedu
 def trained(tmp_path_factory):
     """mobilenetv2-tv (ImageNet weights, offline) trained on synthetic tiles; 8 masked test tiles."""
     root = tmp_path_factory.mktemp("gradcam")
-    train = make_synthetic_cracks(root / "train", 60, seed=1, progress=False)
-    test = make_synthetic_cracks(root / "test", 8, seed=2, masks=True, progress=False)
+    train = make_synthetic_cracks(root / "train", 60, seed=1, verbose=0)
+    test = make_synthetic_cracks(root / "test", 8, seed=2, masks=True, verbose=0)
     clf = ImageClassifier("mobilenetv2-tv", head=MLNET, cache=None, verbose=0).fit(train)
     paths = sorted((test / "cracked").glob("*.png"))
     return clf, paths, root
@@ -79,13 +79,13 @@ def trained(tmp_path_factory):
 
 def test_heatmaps_concentrate_on_the_crack(trained):
     clf, paths, _ = trained
-    explanations = explain(clf, paths, class_name="cracked", progress=False)
+    explanations = explain(clf, paths, class_name="cracked", verbose=0)
     masks = [read_image(synthetic_mask_path(p))[..., 0] > 127 for p in paths]
     ratios = [crack_mass_ratio(e.heatmap, m) for e, m in zip(explanations, masks)]
     assert np.mean(ratios) >= MIN_MEAN_RATIO, ratios
     assert min(ratios) > 1.0, ratios
     # The other class's map looks away from the crack (measured: mean 0.00).
-    others = explain(clf, paths, class_name="uncracked", progress=False)
+    others = explain(clf, paths, class_name="uncracked", verbose=0)
     other_ratios = [crack_mass_ratio(e.heatmap, m) for e, m in zip(others, masks)
                     if e.heatmap.sum() > 0]
     assert not other_ratios or np.mean(other_ratios) < 1.0, other_ratios
@@ -93,15 +93,15 @@ def test_heatmaps_concentrate_on_the_crack(trained):
 
 def test_explanations_of_the_trained_model(trained):
     clf, paths, _ = trained
-    explanations = explain(clf, paths[:3], progress=False)
+    explanations = explain(clf, paths[:3], verbose=0)
     for e, path in zip(explanations, paths):
         assert e.path == str(path) and e.image.shape == (224, 224, 3)
         assert e.heatmap.shape == (224, 224) and e.heatmap.dtype == np.float32
         assert e.heatmap.min() >= 0 and e.heatmap.max() == pytest.approx(1.0)
         assert e.label == e.predicted == "cracked"
         assert e.score == pytest.approx(clf.predict_proba(path)[0, 0], abs=1e-4)
-    cracked = grad_cam(clf, paths[:3], class_name="cracked", progress=False)
-    uncracked = grad_cam(clf, paths[:3], class_name="uncracked", progress=False)
+    cracked = grad_cam(clf, paths[:3], class_name="cracked", verbose=0)
+    uncracked = grad_cam(clf, paths[:3], class_name="uncracked", verbose=0)
     np.testing.assert_allclose(cracked, [e.heatmap for e in explanations], atol=1e-5)
     assert np.abs(cracked - uncracked).mean() > 0.1
 
@@ -110,8 +110,8 @@ def test_a_loaded_model_explains_like_the_fitted_one(trained):
     clf, paths, root = trained
     loaded = ImageClassifier.load(clf.save(root / "model" / "model.keras"), cache=None,
                                   verbose=False)
-    np.testing.assert_allclose(grad_cam(loaded, paths[:2], progress=False),
-                               grad_cam(clf, paths[:2], progress=False), atol=1e-4)
+    np.testing.assert_allclose(grad_cam(loaded, paths[:2], verbose=0),
+                               grad_cam(clf, paths[:2], verbose=0), atol=1e-4)
 
 
 def test_cli_writes_one_overlay_per_image(trained, capsys):
@@ -155,7 +155,7 @@ def test_every_backbone_gives_maps_in_range(backbone):
     size = 75 if backbone == "inceptionv3" else 64
     clf = untrained_classifier(backbone, size)
     for class_name in (None, "b"):
-        maps = grad_cam(clf, noise(2, 40, 50), class_name=class_name, progress=False)
+        maps = grad_cam(clf, noise(2, 40, 50), class_name=class_name, verbose=0)
         assert maps.shape == (2, 40, 50) and maps.dtype == np.float32
         assert np.isfinite(maps).all() and maps.min() >= 0
         for m in maps:  # normalised: peak 1, or all zero when no channel raises the score
@@ -191,7 +191,7 @@ def test_gradcam_of_a_linear_head_equals_the_class_activation_map():
 def test_predicted_class_is_explained_by_default():
     clf = untrained_classifier()
     batch = noise(4, 64, 64, seed=3)
-    explanations = explain(clf, batch, progress=False)
+    explanations = explain(clf, batch, verbose=0)
     proba = np.asarray(clf.model_(batch.astype("float32")))
     assert [e.label for e in explanations] == list(clf.classes_[proba.argmax(axis=1)])
     assert [e.score for e in explanations] == pytest.approx(proba.max(axis=1).tolist(), abs=1e-5)
@@ -207,10 +207,10 @@ def test_paths_and_arrays_give_the_same_maps_and_sizes_are_kept(tmp_path):
     for i, image in enumerate(images):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(image).save(paths[-1])
-    from_paths = grad_cam(clf, paths, class_name="a", progress=False)
-    np.testing.assert_allclose(from_paths, grad_cam(clf, images, class_name="a", progress=False))
+    from_paths = grad_cam(clf, paths, class_name="a", verbose=0)
+    np.testing.assert_allclose(from_paths, grad_cam(clf, images, class_name="a", verbose=0))
     assert from_paths.shape == (2, 30, 70)
-    single = grad_cam(clf, images[0], class_name="a", progress=False)
+    single = grad_cam(clf, images[0], class_name="a", verbose=0)
     assert single.shape == (1, 30, 70)
     np.testing.assert_allclose(single[0], from_paths[0], atol=1e-6)
 
@@ -218,8 +218,8 @@ def test_paths_and_arrays_give_the_same_maps_and_sizes_are_kept(tmp_path):
 def test_batches_do_not_change_the_maps():
     clf = untrained_classifier()
     images = noise(5, 64, 64, seed=7)
-    np.testing.assert_allclose(grad_cam(clf, images, batch_size=2, progress=False),
-                               grad_cam(clf, images, batch_size=5, progress=False), atol=1e-5)
+    np.testing.assert_allclose(grad_cam(clf, images, batch_size=2, verbose=0),
+                               grad_cam(clf, images, batch_size=5, verbose=0), atol=1e-5)
 
 
 def test_bad_arguments_say_what_to_do(tmp_path):

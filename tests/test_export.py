@@ -45,8 +45,8 @@ def run_worker(*args):
 def trained(tmp_path_factory):
     """A small classifier with real ImageNet weights (mobilenetv2-tv, offline) at 64 px."""
     root = tmp_path_factory.mktemp("export")
-    train = make_synthetic_cracks(root / "train", 10, size=SIZE, progress=False)
-    unseen = make_synthetic_cracks(root / "unseen", 10, size=SIZE, seed=7, progress=False)
+    train = make_synthetic_cracks(root / "train", 10, size=SIZE, verbose=0)
+    unseen = make_synthetic_cracks(root / "unseen", 10, size=SIZE, seed=7, verbose=0)
     clf = ImageClassifier("mobilenetv2-tv", input_size=SIZE,
                           head=HeadConfig.mlnet(epochs=30, learning_rate=0.05), cache=None,
                           verbose=0).fit(train)

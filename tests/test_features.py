@@ -30,7 +30,7 @@ def images(tmp_path):
 
 
 def run(paths, extractor, cache, **kwargs):
-    return featurize(paths, extractor, cache=cache, progress=False, return_stats=True, **kwargs)
+    return featurize(paths, extractor, cache=cache, verbose=0, return_stats=True, **kwargs)
 
 
 def test_cold_then_warm_equals_uncached_and_direct_computation(extractor, images, tmp_path):
@@ -67,6 +67,38 @@ def test_edited_file_misses_and_gets_new_features(extractor, images, tmp_path):
     assert (stats.hits, stats.computed) == (11, 1)
     assert features_differ(first[5], again[5])
     assert np.array_equal(np.delete(first, 5, axis=0), np.delete(again, 5, axis=0))
+    assert_features_close(again[5], direct_features(extractor, [images[5]])[0])
+
+
+def test_file_written_while_featurized_is_never_cached_under_old_bytes(extractor, images,
+                                                                    tmp_path, monkeypatch):
+    """A file still being copied when hashed (an old key) and complete when decoded: no vector
+    under the old key (later runs would see a miss: "194 cached, 6 computed"); named, redone."""
+    from vitl.features import pipeline
+
+    read = pipeline.read_image
+    final_bytes = [150, 200]  # one write per run below, the last one stays
+
+    def finish_writing(path, size=None):
+        if path == images[5] and len(final_bytes) > finish_writing.runs:
+            Image.fromarray(np.full((40, 40, 3), final_bytes[finish_writing.runs], np.uint8)
+                            ).save(path)
+            finish_writing.runs = len(final_bytes)
+        return read(path, size)
+
+    monkeypatch.setattr(pipeline, "read_image", finish_writing)
+    finish_writing.runs = 0
+    features, stats = run(images, extractor, tmp_path / "cache", errors="skip")
+    assert [(path, "file changed" in why) for path, why in stats.bad] == [(images[5], True)]
+    assert np.isnan(features[5]).all() and stats.computed == 11
+    assert len(FeatureCache(tmp_path / "cache")) == 11
+    finish_writing.runs = 1
+    with pytest.raises(BadImageError, match="file changed while it was featurized"):
+        run(images, extractor, tmp_path / "cache")
+    again, stats = run(images, extractor, tmp_path / "cache")  # the final bytes: computed once
+    assert (stats.hits, stats.computed, stats.bad) == (11, 1, [])
+    _, stats = run(images, extractor, tmp_path / "cache")
+    assert (stats.hits, stats.computed) == (12, 0)
     assert_features_close(again[5], direct_features(extractor, [images[5]])[0])
 
 
@@ -214,8 +246,8 @@ def test_default_cache_follows_vitl_cache_and_none_writes_nothing(extractor, ima
 
 
 def test_progress_prints_a_summary_line(extractor, images, tmp_path, capsys):
-    featurize(images, extractor, cache=tmp_path / "cache", progress=True)
-    featurize(images, extractor, cache=tmp_path / "cache", progress=True)
+    featurize(images, extractor, cache=tmp_path / "cache", verbose=1)
+    featurize(images, extractor, cache=tmp_path / "cache", verbose=1)
     err = capsys.readouterr().err
     assert "featurized 12 images with mobilenetv2: 0 cached, 12 computed in" in err
     assert "featurized 12 images with mobilenetv2: 12 cached, 0 computed in" in err
@@ -237,7 +269,7 @@ def test_empty_input_gives_empty_array(extractor, tmp_path):
 def test_bad_arguments_say_expected_received_fix(kwargs, match, extractor, images, tmp_path):
     kwargs.setdefault("cache", tmp_path / "cache")
     with pytest.raises(ValueError, match=match) as info:
-        featurize(images, extractor, progress=False, **kwargs)
+        featurize(images, extractor, verbose=0, **kwargs)
     assert "Fix:" in str(info.value)
 
 

@@ -24,8 +24,8 @@ from vitl.training import HeadConfig, build_head
 
 @pytest.fixture(scope="module")
 def cracks(tmp_path_factory):
-    root = make_synthetic_cracks(tmp_path_factory.mktemp("ft") / "s", 6, size=64, progress=False)
-    return load_image_folder(root, progress=False)
+    root = make_synthetic_cracks(tmp_path_factory.mktemp("ft") / "s", 6, size=64, verbose=0)
+    return load_image_folder(root, verbose=0)
 
 
 def _extractor(seed=0):
@@ -189,8 +189,8 @@ def test_fine_tuned_features_never_come_from_the_stale_cache(tuned, cracks, tmp_
     base = build_feature_extractor("mobilenetv2", weights=None, input_size=64)
     assert base.fingerprint == clf.fit_info_["base_fingerprint"]
     paths = cracks.paths[:4]
-    Featurizer(base, cache=tmp_path, progress=False).featurize(paths)  # the stale entries
-    tuned_featurizer = Featurizer(clf.extractor_, cache=tmp_path, progress=False)
+    Featurizer(base, cache=tmp_path, verbose=0).featurize(paths)  # the stale entries
+    tuned_featurizer = Featurizer(clf.extractor_, cache=tmp_path, verbose=0)
     assert tuned_featurizer.space() != Featurizer(base, cache=None).space()
     features = tuned_featurizer.featurize(paths)
     assert tuned_featurizer.last_stats.hits == 0 and tuned_featurizer.last_stats.computed == 4

@@ -11,22 +11,21 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights, sha256_file
-from vitl.backbones.torch_legacy import (
-    MAGIC_NUMBER,
-    PROTOCOL_VERSION,
-    RestrictedUnpickler,
-    load_legacy_state_dict,
-)
-from vitl.backbones.torchvision_mobilenet import (
-    CONVERTED_NAME,
+from vitl._hashing import sha256_file
+from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights
+from vitl.backbones.offline.mobilenetv2_tv import (
     PTH_SHA256,
     PTH_SIZE,
-    OfflineWeightsError,
     build_mobilenetv2_tv,
     package_weights_path,
     read_torchvision_state_dict,
     set_torchvision_weights,
+)
+from vitl.backbones.offline.torch_pickle import (
+    MAGIC_NUMBER,
+    PROTOCOL_VERSION,
+    RestrictedUnpickler,
+    load_legacy_state_dict,
 )
 
 
@@ -40,7 +39,7 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def state():
-    return read_torchvision_state_dict()
+    return read_torchvision_state_dict(package_weights_path())
 
 
 @pytest.fixture(scope="module")
@@ -90,25 +89,23 @@ def test_coffee_is_espresso(classifier):
     assert int(np.argmax(predict(classifier, skdata.coffee()))) == 967
 
 
-def test_resolve_reports_offline_package_and_caches_once(home):
-    first = resolve_weights("mobilenetv2-tv")
-    assert first.kind == "offline-package"
-    assert first.path == str(home / "weights" / CONVERTED_NAME)
-    assert first.sha256 == sha256_file(first.path)
-    mtime = os.stat(first.path).st_mtime_ns
-    assert resolve_weights("mobilenetv2-tv") == first
-    assert os.stat(first.path).st_mtime_ns == mtime  # loaded, not converted again
+def test_resolve_reports_the_pinned_package_file_and_writes_nothing(home):
+    source = resolve_weights("mobilenetv2-tv")
+    assert (source.kind, source.path) == ("offline-package", str(package_weights_path()))
+    assert source.sha256 == PTH_SHA256 == sha256_file(source.path)
+    assert resolve_weights("mobilenetv2-tv") == source
+    assert not (home / "weights").exists()  # nothing converted or cached
 
 
 def test_pooled_features_are_stable_and_match_the_classifier(home, classifier):
     fx = build_feature_extractor("mobilenetv2-tv")
     assert fx.weights.kind == "offline-package"
-    assert fx.fingerprint == fx.weights.sha256[:16]
+    assert fx.fingerprint == PTH_SHA256[:16]
     x = to_input(skdata.chelsea())
     first, second = fx(x), fx(x)
     assert first.shape == (1, 1280)
     np.testing.assert_array_equal(first, second)
-    # The extractor loads the full-model file into a model without top: same numbers.
+    # The extractor maps the .pth onto a model without top: the classifier's pooled numbers.
     pool = keras.Model(classifier.input, classifier.get_layer("avg_pool").output)
     expected = np.asarray(pool(get_backbone("mobilenetv2-tv").preprocessing_layer()(x)))
     np.testing.assert_allclose(first, expected, rtol=1e-5, atol=1e-5)
@@ -133,7 +130,7 @@ def test_corrupted_pth_is_refused(tmp_path):
         byte = handle.read(1)
         handle.seek(1_000_000)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    with pytest.raises(OfflineWeightsError) as info:
+    with pytest.raises(ValueError) as info:
         read_torchvision_state_dict(bad)
     message = str(info.value)
     assert PTH_SHA256 in message and sha256_file(bad) in message

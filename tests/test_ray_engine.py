@@ -64,9 +64,9 @@ def vectors_of(cache_dir) -> dict:
 @pytest.fixture(scope="module")
 def first_run(cluster, data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
-    local = featurize_folder(data, cache=tmp / "local", progress=False, **TINY)
+    local = featurize_folder(data, cache=tmp / "local", verbose=0, **TINY)
     remote = featurize_folder(data, cache=tmp / "ray", engine="ray", workers=2, shard_size=4,
-                              progress=False, **TINY)
+                              verbose=0, **TINY)
     return tmp, local, remote
 
 
@@ -101,7 +101,7 @@ def test_both_workers_did_work(first_run):
 def test_training_featurizer_hits_every_entry_ray_wrote(first_run, data):
     tmp, _, _ = first_run
     featurizer = Featurizer(ExtractorRecipe("mobilenetv2", None, 32).build(),
-                            cache=tmp / "ray", progress=False)
+                            cache=tmp / "ray", verbose=0)
     good = [p for p in sorted(data.rglob("*.jpg")) if p.name != "corrupt.jpg"]
     featurizer.featurize(good)
     assert (featurizer.last_stats.hits, featurizer.last_stats.computed) == (19, 0)
@@ -120,7 +120,7 @@ def test_rerun_after_a_killed_run_computes_only_missing_shards(first_run, data, 
     for p in lost:
         p.unlink()
     again = featurize_folder(data, cache=tmp_path / "cache", engine="ray", workers=2,
-                             shard_size=4, shard_dir=folder, progress=False, **TINY)
+                             shard_size=4, shard_dir=folder, verbose=0, **TINY)
     assert again.shards == {"total": 5, "skipped": 0, "imported": 3, "run": 2}
     assert again.computed == lost_rows and again.imported == 18
     assert {p.name: p.stat().st_mtime_ns for p in files[2:]} == kept  # not rewritten
@@ -128,7 +128,7 @@ def test_rerun_after_a_killed_run_computes_only_missing_shards(first_run, data, 
     assert set(resumed) == set(reference)
     assert all(np.array_equal(resumed[k], reference[k]) for k in reference)
     done = featurize_folder(data, cache=tmp_path / "cache", engine="ray", workers=2,
-                            shard_size=4, shard_dir=folder, progress=False, **TINY)
+                            shard_size=4, shard_dir=folder, verbose=0, **TINY)
     assert (done.computed, done.imported, done.shards["run"]) == (0, 0, 0)
     with FeatureCache(tmp_path / "cache") as cache:
         assert shards.import_shards(folder, cache).added == 0  # re-import: a no-op
@@ -167,7 +167,7 @@ def test_ray_workers_with_other_weights_are_refused(cluster, data, tmp_path):
     space = FeatureSpace("mobilenetv2", "not-the-fingerprint", 32, 1, "float32")
     tasks = [{"name": "x.parquet", "items": [("0" * 64, str(next(data.rglob("*.jpg"))))]}]
     with pytest.raises(ValueError, match="worker weights: expected fingerprint not-the-fi"):
-        list(ray_engine.run(tasks, recipe, space, "not-the-fingerprint", tmp_path, workers=1))
+        list(ray_engine.run(tasks, recipe, space, tmp_path, workers=1))
     assert not list(tmp_path.glob("*.parquet"))
 
 
@@ -192,7 +192,7 @@ def test_a_really_killed_driver_resumes_with_the_missing_shards_only(cluster, da
     done_rows = sum(len(shards.read_shard(p).contents) for p in written)
     before = {p.name: p.stat().st_mtime_ns for p in written}
     again = featurize_folder(data, "mobilenetv2-tv", input_size=32, cache=cache, engine="ray",
-                             workers=2, shard_size=1, shard_dir=shard_dir, progress=False)
+                             workers=2, shard_size=1, shard_dir=shard_dir, verbose=0)
     assert again.shards["run"] == 19 - len(written)
     assert again.shards["skipped"] + again.shards["imported"] == len(written)
     assert again.computed == 18 - done_rows  # nothing written before is computed again
@@ -200,7 +200,7 @@ def test_a_really_killed_driver_resumes_with_the_missing_shards_only(cluster, da
     assert len(after) == 19  # one per distinct content
     assert {p.name: p.stat().st_mtime_ns for p in after if p.name in before} == before
     reference = featurize_folder(data, "mobilenetv2-tv", input_size=32, cache=tmp_path / "local",
-                                 progress=False)
+                                 verbose=0)
     assert reference.computed == 18
     resumed, expected = vectors_of(cache), vectors_of(tmp_path / "local")
     assert set(resumed) == set(expected)

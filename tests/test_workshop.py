@@ -25,7 +25,7 @@ def test_fast_sample_keeps_every_class_and_is_independent_of_the_split_hash(tmp_
 
 
 def test_image_credit_names_the_data_actually_used(tmp_path):
-    folder = vitl.make_synthetic_cracks(tmp_path / "synthetic", 1, size=64, progress=False)
+    folder = vitl.make_synthetic_cracks(tmp_path / "synthetic", 1, size=64, verbose=0)
     assert "synthetic" in vitl.image_credit(folder)
     assert "SDNET2018" not in vitl.image_credit(folder)
     (tmp_path / "sdnet").mkdir()

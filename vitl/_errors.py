@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError
-
 
 def problem(what: str, expected: str, received: object, fix: str) -> str:
     """Format a three-part error message.
@@ -15,7 +13,7 @@ def problem(what: str, expected: str, received: object, fix: str) -> str:
         fix: how the caller can fix it.
 
     Returns:
-        A message in the form ``"<what>: expected <expected>, received <received>. Fix: <fix>"``.
+        ``"<what>: expected <expected>, received <received>. Fix: <fix>"``.
 
     Example:
         >>> problem("epochs", "an integer >= 1", 0, "pass epochs=10")
@@ -25,7 +23,7 @@ def problem(what: str, expected: str, received: object, fix: str) -> str:
 
 
 def check_int(name: str, value: object, minimum: int = 0, fix: str | None = None) -> int:
-    """Validate an integer parameter and return it.
+    """Return ``value`` if it is an integer >= ``minimum`` (bools refused).
 
     Args:
         name: the parameter's name, for the message.
@@ -37,25 +35,22 @@ def check_int(name: str, value: object, minimum: int = 0, fix: str | None = None
         ``value``.
 
     Raises:
-        ValueError: when ``value`` is not an integer >= ``minimum``.
+        ValueError: ``value`` is not an integer >= ``minimum``.
 
     Example:
-        >>> check_int("epochs", 5, minimum=1)
-        5
         >>> check_int("epochs", 0, minimum=1)
         Traceback (most recent call last):
         ...
         ValueError: epochs: expected an integer >= 1, received 0. Fix: pass epochs=1 or more
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            problem(name, f"an integer >= {minimum}", value, fix or f"pass {name}={minimum} or more")
-        )
+        fix = fix or f"pass {name}={minimum} or more"
+        raise ValueError(problem(name, f"an integer >= {minimum}", value, fix))
     return value
 
 
 def check_fraction(name: str, value: object, low: float = 0.0, high: float = 1.0) -> float:
-    """Validate a number in ``[low, high]`` and return it as float.
+    """Return ``value`` as a float if it is a number in ``[low, high]``.
 
     Args:
         name: the parameter's name, for the message.
@@ -69,22 +64,19 @@ def check_fraction(name: str, value: object, low: float = 0.0, high: float = 1.0
         ValueError: ``value`` is not a number in ``[low, high]``.
 
     Example:
-        >>> check_fraction("dropout", 0.2)
-        0.2
         >>> check_fraction("dropout", 1.5)
         Traceback (most recent call last):
         ...
         ValueError: dropout: expected a number in [0.0, 1.0], received 1.5. Fix: pass a value such as 0.2
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(
-            problem(name, f"a number in [{low}, {high}]", value, "pass a value such as 0.2")
-        )
+        raise ValueError(problem(name, f"a number in [{low}, {high}]", value,
+                                 "pass a value such as 0.2"))
     return float(value)
 
 
 def check_choice(name: str, value: object, choices) -> object:
-    """Validate that ``value`` is one of ``choices``.
+    """Return ``value`` if it is one of ``choices``.
 
     Args:
         name: the parameter's name, for the message.
@@ -98,8 +90,6 @@ def check_choice(name: str, value: object, choices) -> object:
         ValueError: ``value`` is not among ``choices``.
 
     Example:
-        >>> check_choice("format", "tflite", ["savedmodel", "tflite"])
-        'tflite'
         >>> check_choice("format", "onnx", ["savedmodel", "tflite"])
         Traceback (most recent call last):
         ...
@@ -111,44 +101,30 @@ def check_choice(name: str, value: object, choices) -> object:
     return value
 
 
-def check_is_fitted(estimator, attribute: str = "classes_") -> None:
-    """Raise scikit-learn's ``NotFittedError`` unless ``estimator`` has a non-None ``attribute``.
-
-    The test and message of ``sklearn.utils.validation.check_is_fitted``, which
-    refuses objects that are not scikit-learn estimators (no ``__sklearn_tags__``);
-    this one accepts any object.
+def check_verbose(verbose) -> int:
+    """Return ``verbose`` as 0, 1 or 2 (True is 1, False is 0); raise ValueError otherwise.
 
     Args:
-        estimator: the object to check.
-        attribute: the fitted attribute that must be set.
+        verbose: 0 silent, 1 progress bars and one-line summaries, 2 also a line per epoch.
 
     Returns:
-        None.
+        The level as an int.
 
     Raises:
-        NotFittedError: ``attribute`` is missing or None.
+        ValueError: anything else (e.g. ``"bar"`` or 3).
 
     Example:
-        >>> class Model: pass
-        >>> check_is_fitted(Model())
+        >>> check_verbose(True), check_verbose(2)
+        (1, 2)
+        >>> check_verbose("bar")
         Traceback (most recent call last):
         ...
-        sklearn.exceptions.NotFittedError: This Model instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator.
+        ValueError: verbose: expected 0 (silent), 1 (progress bars) or 2 (also a line per epoch), received 'bar'. Fix: pass verbose=1
     """
-    if getattr(estimator, attribute, None) is None:
-        raise NotFittedError(
-            f"This {type(estimator).__name__} instance is not fitted yet. "
-            "Call 'fit' with appropriate arguments before using this estimator."
-        )
-
-
-def check_verbose(verbose) -> int:
-    """Return ``verbose`` as 0, 1 or 2 (True is 1, False is 0); raise ValueError otherwise."""
     if verbose in (0, 1, 2):
         return int(verbose)
     raise ValueError(problem("verbose", "0 (silent), 1 (progress bars) or 2 (also a line per epoch)",
                              verbose, "pass verbose=1"))
 
 
-__all__ = ["check_verbose", "NotFittedError", "check_choice", "check_fraction", "check_int", "check_is_fitted",
-           "problem"]
+__all__ = ["check_choice", "check_fraction", "check_int", "check_verbose", "problem"]

@@ -1,8 +1,9 @@
 """Atomic writes: a file or a whole folder is either the old one or the new one, never half.
 
-Every writer in vitl (models, model folders, exports, weights, bundles) goes through
-:func:`atomic_path` (files) or :func:`atomic_folder` (folders). Temp names are unique
-per process and call, so two processes writing the same target never share one.
+Every writer in vitl (models, model folders, exports, weights, bundles, data sets) goes
+through :func:`atomic_path` (files) or :func:`atomic_folder` (folders). Temp names
+``.<name>.<kind>-<pid>-<random>`` are unique per process and call, so two writers never
+share one, and :func:`remove_stale_temps` can remove those of crashed processes.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import errno
 import os
 import shutil
 import stat
-import tempfile
 import time
 from pathlib import Path
 
 
-def _unique(target: Path, kind: str) -> str:
-    return f".{target.name}.{kind}-{os.getpid()}-{os.urandom(4).hex()}"
+def _temp_sibling(target: Path, kind: str, suffix: str = "") -> Path:
+    return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{os.urandom(4).hex()}{suffix}")
 
 
 @contextlib.contextmanager
@@ -27,9 +27,16 @@ def atomic_path(target, suffix: str = ""):
 
     Readers never see a half-written file; on error the temp file is removed.
 
+    Args:
+        target: the file to write.
+        suffix: the temp name's ending, for writers that insist on one (``".keras"``).
+
+    Returns:
+        A context manager yielding the temp path (not yet created) to write.
+
     Example:
-        >>> import tempfile, pathlib
-        >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "a.txt"
         >>> with atomic_path(target) as tmp:
         ...     _ = tmp.write_text("done")
         >>> target.read_text()
@@ -37,24 +44,29 @@ def atomic_path(target, suffix: str = ""):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
-    os.close(fd)
+    remove_stale_temps(target)
+    tmp = _temp_sibling(target, "tmp", suffix)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        yield tmp
         os.replace(tmp, target)
     finally:
         if os.path.lexists(tmp):
-            os.remove(tmp)
+            shutil.rmtree(tmp) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink()
 
 
 def write_bytes_atomic(target, data: bytes) -> Path:
-    """Write ``data`` to ``target`` atomically (see :func:`atomic_path`); return ``target``.
+    """Write ``data`` to ``target`` atomically (see :func:`atomic_path`).
+
+    Args:
+        target: the file to write.
+        data: its new contents.
+
+    Returns:
+        ``target`` as a Path.
 
     Example:
-        >>> import tempfile, pathlib
-        >>> path = write_bytes_atomic(pathlib.Path(tempfile.mkdtemp()) / "x.bin", b"ok")
-        >>> path.read_bytes()
+        >>> import tempfile
+        >>> write_bytes_atomic(Path(tempfile.mkdtemp()) / "x.bin", b"ok").read_bytes()
         b'ok'
     """
     with atomic_path(target) as tmp:
@@ -70,27 +82,32 @@ def atomic_folder(target):
     place and the old one removed. With several writers at once the last one
     wins and the folder always holds one writer's complete contents. On error
     (or a crash) ``target`` is left as it was; crashed runs' temp folders are
-    removed by later calls once their process is gone.
+    removed by later calls (:func:`remove_stale_temps`).
+
+    Args:
+        target: the folder to (re)create.
+
+    Returns:
+        A context manager yielding the temp folder (a Path) to fill.
 
     Example:
-        >>> import tempfile, pathlib
-        >>> target = pathlib.Path(tempfile.mkdtemp()) / "model"
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "model"
         >>> with atomic_folder(target) as tmp:
         ...     _ = (tmp / "a.txt").write_text("1")
-        >>> sorted(p.name for p in target.iterdir())
-        ['a.txt']
+        >>> [p.name for p in target.parent.iterdir()], (target / "a.txt").read_text()
+        (['model'], '1')
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(target)
-    tmp = target.with_name(_unique(target, "tmp"))
+    remove_stale_temps(target)
+    tmp = _temp_sibling(target, "tmp")
     tmp.mkdir(mode=0o755)
     try:
         yield tmp
         _swap_in(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _swap_in(new: Path, target: Path) -> None:
@@ -101,7 +118,7 @@ def _swap_in(new: Path, target: Path) -> None:
         except OSError as err:
             if err.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
                 raise
-        old = target.with_name(_unique(target, "old"))
+        old = _temp_sibling(target, "old")
         try:
             os.rename(target, old)
         except FileNotFoundError:
@@ -110,27 +127,48 @@ def _swap_in(new: Path, target: Path) -> None:
     raise OSError(errno.EBUSY, "too many concurrent writers", str(target))
 
 
-def _remove_orphans(target: Path) -> None:
-    """Remove ``.<name>.tmp-<pid>-*`` / ``.old-`` folders left by processes that died."""
-    for kind in ("tmp", "old"):
-        for orphan in target.parent.glob(f".{target.name}.{kind}-*"):
-            pid = orphan.name.rsplit("-", 2)[-2]
-            if pid.isdigit() and not _alive(int(pid)) and orphan.is_dir():
-                shutil.rmtree(orphan, ignore_errors=True)
+def remove_stale_temps(target) -> None:
+    """Remove the temp files and folders of ``target`` left by processes that are gone.
+
+    Args:
+        target: the file or folder whose ``.<name>.<kind>-<pid>-*`` siblings to check.
+
+    Returns:
+        None.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / ".x.tmp-999999999-ab").mkdir()
+        >>> remove_stale_temps(root / "x")
+        >>> list(root.iterdir())
+        []
+    """
+    target = Path(target)
+    for path in target.parent.glob(f".{target.name}.*-*-*"):
+        pid = path.name[len(target.name) + 2:].split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except PermissionError:
-        return True
+        return True  # it exists, owned by another user
+    except (ProcessLookupError, OverflowError):
+        return False
     return True
 
 
 def is_regular_file(path) -> bool:
-    """Whether ``path`` is (or links to) a regular file: not a FIFO, device, socket or folder.
+    """Return whether ``path`` is (or links to) a regular file: not a FIFO, device or folder.
+
+    Args:
+        path: the path to check.
+
+    Returns:
+        True for a regular file; False otherwise, or when it cannot be stat'ed.
 
     Example:
         >>> is_regular_file("/dev/zero"), is_regular_file(__file__)
@@ -144,6 +182,12 @@ def is_regular_file(path) -> bool:
 
 def file_kind(path) -> str:
     """Name what ``path`` is, for messages: ``"a FIFO (named pipe)"``, ``"a device"``...
+
+    Args:
+        path: the path to describe.
+
+    Returns:
+        A phrase such as ``"a regular file"`` or ``"unreadable (<reason>)"``.
 
     Example:
         >>> file_kind("/dev/zero")
@@ -168,6 +212,17 @@ def regular_opener(name, flags: int) -> int:
     for a writer forever); the type is then checked on the open descriptor, so
     a file swapped between a check and the open cannot slip through.
 
+    Args:
+        name: the path, as :func:`open` passes it.
+        flags: the ``os.open`` flags, as :func:`open` passes them.
+
+    Returns:
+        An open file descriptor of a regular file.
+
+    Raises:
+        IsADirectoryError: ``name`` is a folder.
+        OSError: (``errno.EINVAL``) ``name`` is a FIFO, device or socket.
+
     Example:
         >>> open("/dev/zero", "rb", opener=regular_opener)
         Traceback (most recent call last):
@@ -190,14 +245,34 @@ def regular_opener(name, flags: int) -> int:
 
 
 def open_regular(path, mode: str = "rb"):
-    """``open(path, mode)`` for reading regular files only (see :func:`regular_opener`).
+    """Open a regular file for reading: ``open(path, mode)`` refusing FIFOs and devices.
+
+    Args:
+        path: the file.
+        mode: a read mode, ``"rb"`` or ``"r"``.
+
+    Returns:
+        The open file object.
 
     Raises:
-        OSError: (``errno.EINVAL``) ``path`` is not a regular file.
+        OSError: (``errno.EINVAL``) ``path`` is not a regular file (see :func:`regular_opener`).
+
+    Example:
+        >>> with open_regular(__file__) as handle:
+        ...     handle.read(1) == b'"'
+        True
     """
     return open(path, mode, opener=regular_opener)
 
 
 def stamp() -> str:
-    """A sortable local time stamp for file names, e.g. ``20260130-114501``."""
+    """Return a sortable local time stamp for file names, e.g. ``20260130-114501``.
+
+    Returns:
+        ``YYYYmmdd-HHMMSS``.
+
+    Example:
+        >>> len(stamp())
+        15
+    """
     return time.strftime("%Y%m%d-%H%M%S")

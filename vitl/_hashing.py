@@ -13,6 +13,16 @@ def file_digests(path, algorithms=("sha256",)) -> dict[str, str]:
     FIFOs, devices and sockets are refused (OSError) rather than read: reading
     ``/dev/zero`` or a pipe named ``x.jpg`` would never end.
 
+    Args:
+        path: the file.
+        algorithms: ``hashlib`` names, e.g. ``("sha256", "md5")``.
+
+    Returns:
+        ``{algorithm: hex digest}``.
+
+    Raises:
+        OSError: ``path`` cannot be read or is not a regular file.
+
     Example:
         >>> import tempfile, os
         >>> with tempfile.NamedTemporaryFile(delete=False) as f:
@@ -32,6 +42,12 @@ def file_digests(path, algorithms=("sha256",)) -> dict[str, str]:
 def sha256_file(path) -> str:
     """Return the hex sha256 of a regular file's bytes (see :func:`file_digests`).
 
+    Args:
+        path: the file.
+
+    Returns:
+        64 hex digits.
+
     Example:
         >>> import tempfile, os
         >>> with tempfile.NamedTemporaryFile(delete=False) as f:
@@ -48,6 +64,14 @@ def copy_hashing(source, sink, limit: int | None = None) -> tuple[str, int]:
 
     With ``limit`` at most ``limit + 1`` bytes are copied, so a source longer
     than it says (a zip bomb) is caught without writing it all out.
+
+    Args:
+        source: a binary file object to read.
+        sink: a binary file object to write.
+        limit: the most bytes expected, or None.
+
+    Returns:
+        ``(hex sha256, bytes copied)``.
 
     Example:
         >>> import io

@@ -15,6 +15,9 @@ def vitl_home() -> Path:
     Weights (``weights/``) and downloaded data sets live below it unless a
     project ``data/`` folder is used.
 
+    Returns:
+        The folder (it may not exist yet).
+
     Example:
         >>> import os
         >>> os.environ["VITL_HOME"] = "/tmp/vitl-doc-home"
@@ -26,12 +29,29 @@ def vitl_home() -> Path:
 
 
 def weights_dir() -> Path:
-    """Return the folder vitl looks in for weights files: ``vitl_home()/weights``."""
+    """Return the folder vitl looks in for weights files: ``vitl_home()/weights``.
+
+    Returns:
+        The folder (it may not exist yet).
+
+    Example:
+        >>> weights_dir().name
+        'weights'
+    """
     return vitl_home() / "weights"
 
 
 def data_dir() -> Path:
-    """Return where data sets are unpacked: ``$VITL_DATA``, else the checkout's ``data/``, else ``vitl_home()/data``."""
+    """Return where data sets are unpacked: ``$VITL_DATA``, the checkout's ``data/`` or ``~/.vitl/data``.
+
+    Returns:
+        ``$VITL_DATA`` if set, else the project checkout's ``data/`` folder when vitl
+        runs from a clone, else ``vitl_home()/data``.
+
+    Example:
+        >>> data_dir().name
+        'data'
+    """
     if os.environ.get("VITL_DATA"):
         return Path(os.environ["VITL_DATA"]).expanduser()
     if _REPO_DATA.is_dir():
@@ -40,7 +60,18 @@ def data_dir() -> Path:
 
 
 def default_cache_dir() -> Path:
-    """Return the shared feature-cache folder: ``$VITL_CACHE``, else ``vitl_home()/cache``."""
+    """Return the shared feature-cache folder: ``$VITL_CACHE``, else ``vitl_home()/cache``.
+
+    Returns:
+        The folder (it may not exist yet).
+
+    Example:
+        >>> import os
+        >>> os.environ["VITL_CACHE"] = "/tmp/vitl-doc-cache"
+        >>> str(default_cache_dir())
+        '/tmp/vitl-doc-cache'
+        >>> del os.environ["VITL_CACHE"]
+    """
     if os.environ.get("VITL_CACHE"):
         return Path(os.environ["VITL_CACHE"]).expanduser()
     return vitl_home() / "cache"

@@ -34,6 +34,14 @@ STARTUP_NOISE = re.compile(
 def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE):
     """Send fd 2 to a temporary file meanwhile; replay its lines that are not ``noise``.
 
+    Args:
+        noise: lines matching it are dropped.
+
+    Returns:
+        A context manager yielding a text stream to the real stderr, for progress
+        bars that must show live (``sys.stderr`` itself when that is not fd 2, as
+        in a notebook).
+
     Example:
         >>> with filtered_native_stderr():
         ...     _ = os.write(2, b"oneDNN custom operations are on\\n")
@@ -42,12 +50,16 @@ def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE):
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):  # no usable fd 2 (some embedded interpreters)
-        yield
+        yield sys.stderr
         return
-    with tempfile.TemporaryFile() as captured:
+    try:
+        direct = sys.stderr.fileno() == 2
+    except (OSError, ValueError, AttributeError):  # notebooks: sys.stderr is not a file
+        direct = False
+    with tempfile.TemporaryFile() as captured, os.fdopen(os.dup(saved), "w") as real:
         os.dup2(captured.fileno(), 2)
         try:
-            yield
+            yield real if direct else sys.stderr
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -60,28 +72,23 @@ def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE):
                 sys.stderr.flush()
 
 
-class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, loader):
-        self.loader = loader
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
-        # No op here: a first op would initialise TensorFlow's context, after which thread
-        # counts and GPU memory growth can no longer be set (Ray actors and users set them).
-        # Notices some CPUs print at the first op are filtered where vitl builds its models.
-        with filtered_native_stderr():
-            self.loader.exec_module(module)
-
-
 class _QuietFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as usual, but runs its import inside :func:`filtered_native_stderr`."""
+
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
+        spec = importlib.machinery.PathFinder.find_spec(name, path) if name == "tensorflow" else None
+        if spec is None or spec.loader is None:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
+        run_import = spec.loader.exec_module  # a fresh loader per find_spec: safe to wrap
+
+        def exec_module(module):
+            # No op here: a first op would initialise TensorFlow's context, after which thread
+            # counts and GPU memory growth can no longer be set (Ray actors and users set them).
+            # Notices some CPUs print at the first op are filtered where vitl builds its models.
+            with filtered_native_stderr():
+                run_import(module)
+
+        spec.loader.exec_module = exec_module
         return spec
 
 
@@ -89,6 +96,9 @@ def quiet_tensorflow_import() -> None:
     """Silence TensorFlow's native start-up lines for this process (idempotent, instant).
 
     Does nothing once TensorFlow is imported, or under ``VITL_TF_STARTUP_LOG=1``.
+
+    Returns:
+        None.
 
     Example:
         >>> quiet_tensorflow_import()

@@ -130,7 +130,7 @@ class ImageClassifier(BaseEstimator):
         >>> import tempfile
         >>> from sklearn.base import clone
         >>> from vitl.datasets import make_synthetic_cracks
-        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 6, size=64, progress=False)
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 6, size=64, verbose=0)
         >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=64,
         ...                       head=HeadConfig(epochs=3), cache=None, verbose=0)
         >>> clf.fit(folder).classes_.tolist()
@@ -325,7 +325,7 @@ class ImageClassifier(BaseEstimator):
         Example:
             >>> import tempfile
             >>> from vitl.datasets import make_synthetic_cracks
-            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
             >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
             ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
             >>> len(clf.continue_training(folder, epochs=2).fit_info_["continued"])
@@ -405,7 +405,7 @@ class ImageClassifier(BaseEstimator):
         Example:
             >>> import tempfile
             >>> from vitl.datasets import make_synthetic_cracks
-            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
             >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
             ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
             >>> clf.featurize(folder).shape
@@ -433,7 +433,7 @@ class ImageClassifier(BaseEstimator):
         Example:
             >>> import tempfile
             >>> from vitl.datasets import make_synthetic_cracks
-            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
             >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
             ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
             >>> clf.predict_proba(folder).sum(axis=1).round(3).tolist()
@@ -454,7 +454,7 @@ class ImageClassifier(BaseEstimator):
         Example:
             >>> import tempfile
             >>> from vitl.datasets import make_synthetic_cracks
-            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
             >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
             ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
             >>> sorted(set(clf.predict(folder)) - {"cracked", "uncracked"})
@@ -477,7 +477,7 @@ class ImageClassifier(BaseEstimator):
         Example:
             >>> import tempfile
             >>> from vitl.datasets import make_synthetic_cracks
-            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
             >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
             ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
             >>> [p.label in ("cracked", "uncracked") for p in clf.classify(folder)][:2]
@@ -512,7 +512,7 @@ class ImageClassifier(BaseEstimator):
         Example:
             >>> import tempfile
             >>> from vitl.datasets import make_synthetic_cracks
-            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
             >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
             ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
             >>> clf.evaluate(folder).n
@@ -543,7 +543,7 @@ class ImageClassifier(BaseEstimator):
         Example:
             >>> import tempfile
             >>> from vitl.datasets import make_synthetic_cracks
-            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
             >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
             ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
             >>> clf.save(tempfile.mkdtemp() + "/model.keras").name
@@ -588,7 +588,7 @@ class ImageClassifier(BaseEstimator):
         Example:
             >>> import tempfile
             >>> from vitl.datasets import make_synthetic_cracks
-            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
             >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
             ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
             >>> path = clf.save(tempfile.mkdtemp() + "/model.keras")
@@ -656,7 +656,7 @@ class ImageClassifier(BaseEstimator):
         Example:
             >>> import tempfile
             >>> from vitl.datasets import make_synthetic_cracks
-            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, progress=False)
+            >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
             >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
             ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder)
             >>> clf.export(tempfile.mkdtemp() + "/out", format="tflite").suffix
@@ -688,7 +688,7 @@ class ImageClassifier(BaseEstimator):
         return params
 
     def _featurizer(self, extractor) -> Featurizer:
-        return Featurizer(extractor, cache=self.cache, progress=bool(check_verbose(self.verbose)))
+        return Featurizer(extractor, cache=self.cache, verbose=self.verbose)
 
 
 class _StartFrom(keras.callbacks.Callback):
@@ -838,7 +838,7 @@ def _as_collection(images, name: str) -> ImageCollection:
                                      "check the split fractions or the folder"))
         return images
     if isinstance(images, (str, Path)):
-        return load_image_folder(images, progress=False)
+        return load_image_folder(images, verbose=0)
     raise ValueError(problem(name, "an ImageCollection or a folder with one sub-folder per class",
                              type(images).__name__, "use vitl.load_image_folder(path)"))
 

@@ -2,20 +2,19 @@
 
 One sub-folder per class (``root/cracked/*.jpg``, ``root/intact/*.png``).
 :func:`read_image` is the single place where pixels are made; everything that
-needs pixels (features, prediction, plots) calls it, so they all see the same
-image. :func:`load_image_folder` lists and checks the files; :func:`split`
+needs pixels (features, fine-tuning, prediction, plots) calls it, so they all see
+the same image. :func:`load_image_folder` lists and checks the files; :func:`split`
 assigns each file to train / validation / test (stratified, exact per-class
 counts, files ordered by a hash of their names).
 
 Example:
-    >>> import tempfile, numpy as np
-    >>> from PIL import Image
+    >>> import tempfile
     >>> root = Path(tempfile.mkdtemp())
     >>> for name in ["cracked", "intact"]:
     ...     (root / name).mkdir()
     ...     for i in range(3):
     ...         Image.new("RGB", (8, 6), "gray").save(root / name / f"{i}.png")
-    >>> images = load_image_folder(root, progress=False)
+    >>> images = load_image_folder(root, verbose=0)
     >>> images
     ImageCollection(6 images, classes cracked=3, intact=3, root='...')
     >>> read_image(images.paths[0]).shape
@@ -28,7 +27,6 @@ import errno
 import hashlib
 import math
 import os
-import stat
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
@@ -39,8 +37,8 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from ._errors import check_fraction, problem
-from ._files import file_kind, regular_opener
+from ._errors import check_fraction, check_verbose, problem
+from ._files import file_kind, is_regular_file, regular_opener
 
 #: File name endings read as images (compared in lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -63,7 +61,6 @@ TUTORIAL_FRACTIONS = (0.70, 0.27, 0.03)
 
 _CHECK_SIZE = 32  # validation decodes at this size: JPEGs then decode at 1/8 scale
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
-_WHITE = (255, 255, 255, 255)
 
 
 class BadImageError(ValueError):
@@ -76,34 +73,20 @@ class BadImageError(ValueError):
 
 
 def _reason(err: Exception) -> str:
-    if isinstance(err, FileNotFoundError):
-        return "file not found (or a broken symlink)"
-    if isinstance(err, PermissionError):
-        return "permission denied"
-    if isinstance(err, IsADirectoryError):
-        return "is a directory, not a file"
-    if isinstance(err, Image.UnidentifiedImageError):
-        return "not an image (Pillow cannot identify the format)"
-    if isinstance(err, Image.DecompressionBombError):
-        return f"too many pixels ({err})"
+    """Say in a few words why Pillow or the OS could not read a file."""
+    for kind, reason in ((FileNotFoundError, "file not found (or a broken symlink)"),
+                         (PermissionError, "permission denied"),
+                         (IsADirectoryError, "is a directory, not a file"),
+                         (Image.UnidentifiedImageError,
+                          "not an image (Pillow cannot identify the format)"),
+                         (Image.DecompressionBombError, f"too many pixels ({err})")):
+        if isinstance(err, kind):
+            return reason
     if "truncated" in str(err).lower():
         return f"truncated image data ({err})"
-    if isinstance(err, OSError) and err.strerror and err.errno == errno.EINVAL:
-        return err.strerror  # "not a regular file (a FIFO)" from open_regular
-    if isinstance(err, OSError) and err.strerror:  # e.g. a symlink pointing at itself
-        return f"cannot read: {err.strerror}"
+    if isinstance(err, OSError) and err.strerror:  # "not a regular file (a FIFO)", symlink loops
+        return err.strerror if err.errno == errno.EINVAL else f"cannot read: {err.strerror}"
     return f"cannot decode: {type(err).__name__}: {err}"
-
-
-def _hw(size) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    pair = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                 and v >= 1 for v in pair):
-        raise ValueError(problem("size", "None, an int >= 1 or a pair (height, width)", size,
-                                 "pass e.g. size=224 or size=(224, 224)"))
-    return int(pair[0]), int(pair[1])
 
 
 def _orientation(img: Image.Image) -> int:
@@ -114,14 +97,15 @@ def _orientation(img: Image.Image) -> int:
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
+    # Pillow's convert("RGB") clips 16-bit grey (keeps values > 255 as 255) and truncates
+    # floats: scale 0..65535 onto 0..255 and round instead.
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit grey: scale 0..65535 onto 0..255 (round, don't clip or keep the low byte).
         wide = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
         return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8)).convert("RGB")
     if img.mode == "F":
         return Image.fromarray(np.clip(np.rint(np.asarray(img)), 0, 255).astype(np.uint8)).convert("RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        background = Image.new("RGBA", img.size, _WHITE)
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))  # transparent -> white
         background.alpha_composite(img.convert("RGBA"))
         return background.convert("RGB")
     return img.convert("RGB")
@@ -133,15 +117,14 @@ def read_image(path, size=None) -> np.ndarray:
     EXIF orientation is applied (phone photos come out upright); grey, palette,
     CMYK and 16-bit images become RGB; 16-bit values are scaled to 8 bit
     (65535 -> 255, 32768 -> 128); transparent pixels are composited onto white;
-    animated GIFs give their first frame. The result is deterministic: the same
-    file and ``size`` always give the same array.
+    animated GIFs give their first frame. The same file and ``size`` always give
+    the same array.
 
     Args:
         path: image file.
         size: None to keep the size, an int for a square, or ``(height, width)``.
-            Resizing is Pillow bilinear (antialiased when shrinking). Large
-            JPEGs are decoded at a reduced DCT scale first (``Image.draft``) and
-            big downscales use ``reducing_gap=3``, for speed.
+            Resizing is Pillow bilinear (antialiased when shrinking); large JPEGs
+            are decoded at a reduced DCT scale first (``Image.draft``), for speed.
 
     Returns:
         ``uint8`` array of shape ``(height, width, 3)``.
@@ -160,57 +143,71 @@ def read_image(path, size=None) -> np.ndarray:
         >>> pixels.shape, pixels.dtype, pixels[0, 0].tolist()
         ((15, 20, 3), dtype('uint8'), [200, 200, 200])
     """
-    target = _hw(size)
+    pair = size if isinstance(size, (tuple, list)) else (size, size)
+    if size is not None and (len(pair) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in pair)):
+        raise ValueError(problem("size", "None, an int >= 1 or a pair (height, width)", size,
+                                 "pass e.g. size=224 or size=(224, 224)"))
     path = Path(path)
     try:
         with open(path, "rb", opener=regular_opener) as file:
             if os.fstat(file.fileno()).st_size == 0:
                 raise BadImageError(path, "empty file (0 bytes)")
             with Image.open(file) as img:
-                limit = Image.MAX_IMAGE_PIXELS
+                limit = Image.MAX_IMAGE_PIXELS  # Pillow only warns below twice the limit
                 if limit is not None and img.width * img.height > limit:
                     raise BadImageError(path, f"too many pixels ({img.width}x{img.height} > "
                                               f"PIL.Image.MAX_IMAGE_PIXELS={limit})")
-                if target is not None and img.format == "JPEG":
-                    height, width = target
-                    if _orientation(img) in _ROTATED:
-                        height, width = width, height
-                    img.draft(None, (width, height))
-                img.load()  # first frame only for animations
+                if size is not None and img.format == "JPEG":
+                    rotated = _orientation(img) in _ROTATED
+                    img.draft(None, (pair[0], pair[1]) if rotated else (pair[1], pair[0]))
+                img.load()  # the first frame only, for animations
                 ImageOps.exif_transpose(img, in_place=True)
                 rgb = _to_rgb(img)
-        if target is not None and rgb.size != (target[1], target[0]):
-            rgb = rgb.resize((target[1], target[0]), Image.BILINEAR, reducing_gap=3.0)
-        return np.asarray(rgb).copy()  # asarray alone is read-only
+        if size is not None and rgb.size != (pair[1], pair[0]):
+            rgb = rgb.resize((int(pair[1]), int(pair[0])), Image.BILINEAR, reducing_gap=3.0)
+        return np.array(rgb)
     except (BadImageError, MemoryError):
         raise
     except Exception as err:  # Pillow raises many types for broken files
         raise BadImageError(path, _reason(err)) from err
 
 
-def _check_image(path: Path) -> str | None:
-    """Return why ``path`` is not a usable image, or None when it decodes."""
-    try:
-        read_image(path, size=_CHECK_SIZE)  # a real decode: verify() alone misses truncation
-        with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
-            img.verify()  # checksums (PNG CRCs) that decoding skips
-    except BadImageError as err:
-        return err.reason
-    except MemoryError:
-        raise
-    except Exception as err:  # noqa: BLE001 - Pillow raises many types for broken files
-        return _reason(err)
-    return None
+def check_images(paths) -> tuple[list[Path], list[SkippedFile]]:
+    """Split ``paths`` into usable images and :class:`SkippedFile` records saying why not.
 
+    Each file is decoded at a small size (JPEGs at 1/8 scale) and Pillow-verified,
+    as :func:`load_image_folder` validates; FIFOs and devices are never read.
 
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) as displayed, from the header only; None if unreadable."""
-    try:
-        with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
-            w, h = img.size
-            return (h, w) if _orientation(img) in _ROTATED else (w, h)
-    except Exception:  # noqa: BLE001 - the summary counts unreadable headers instead
-        return None
+    Args:
+        paths: image file paths.
+
+    Returns:
+        ``(good paths, skipped files)``.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> Image.new("RGB", (8, 8)).save(folder / "ok.png")
+        >>> _ = (folder / "bad.png").write_bytes(b"not a png")
+        >>> good, skipped = check_images([folder / "ok.png", folder / "bad.png"])
+        >>> [p.name for p in good], [(s.path.name, s.reason) for s in skipped]
+        (['ok.png'], [('bad.png', 'not an image (Pillow cannot identify the format)')])
+    """
+    good, skipped = [], []
+    for path in map(Path, paths):
+        try:
+            read_image(path, size=_CHECK_SIZE)  # a real decode: verify() alone misses truncation
+            with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
+                img.verify()  # checksums (PNG CRCs) that decoding skips
+            good.append(path)
+        except BadImageError as err:
+            skipped.append(SkippedFile(path, err.reason))
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - Pillow raises many types for broken files
+            skipped.append(SkippedFile(path, _reason(err)))
+    return good, skipped
 
 
 @dataclass(frozen=True)
@@ -223,7 +220,7 @@ class SkippedFile:
 
 @dataclass
 class LoadReport:
-    """What :func:`load_image_folder` left out.
+    """What :func:`load_image_folder` left out; ``str(report)`` lists it.
 
     Attributes:
         skipped: bad images, unreadable folders, symlink loops (each warned about).
@@ -240,16 +237,16 @@ class LoadReport:
         lines = [f"skipped files and folders: {len(self.skipped) or 'none'}"]
         lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
         if self.ignored:
-            names = ", ".join(p.name for p in self.ignored[:5])
-            more = ", ..." if len(self.ignored) > 5 else ""
+            names = ", ".join(p.name for p in self.ignored[:5]) + (
+                ", ..." if len(self.ignored) > 5 else "")
             lines.append(f"{len(self.ignored)} non-image files ignored "
-                         f"(not {'/'.join(IMAGE_EXTENSIONS)}): {names}{more}")
+                         f"(not {'/'.join(IMAGE_EXTENSIONS)}): {names}")
         return "\n".join(lines)
 
 
 @dataclass
 class DataSummary:
-    """Images per class, image size range and warnings, printable as a table."""
+    """Images per class, image size range and warnings; ``str(summary)`` is a table."""
 
     counts: dict[str, int]
     smallest: tuple[int, int] | None  # (width, height) of the image with fewest pixels
@@ -272,12 +269,20 @@ class DataSummary:
 class ImageCollection:
     """Image files with integer labels; ``labels[i]`` indexes ``class_names``.
 
+    The naming of ``keras.utils.image_dataset_from_directory``: ``class_names``
+    are the class folder names (sorted), ``labels`` their integer indices.
+
     Attributes:
         root: the folder paths are shown relative to.
         paths: absolute file paths (symlinks are not resolved).
         labels: ``int64`` array, one per path.
         class_names: class (folder) names in label order.
         report: what was skipped while loading.
+
+    Example:
+        >>> c = ImageCollection("/d", ["/d/a/1.jpg", "/d/b/2.jpg"], [0, 1], ["a", "b"])
+        >>> c.counts(), c.subset([1]).relative_paths()
+        ({'a': 1, 'b': 1}, ['b/2.jpg'])
     """
 
     root: Path
@@ -294,8 +299,7 @@ class ImageCollection:
         if len(self.labels) != len(self.paths):
             raise ValueError(problem("labels", f"one label per path ({len(self.paths)})",
                                      f"{len(self.labels)} labels", "pass equally long lists"))
-        if len(self.labels) and not 0 <= self.labels.min() <= self.labels.max() < len(
-                self.class_names):
+        if len(self) and not 0 <= self.labels.min() <= self.labels.max() < len(self.class_names):
             raise ValueError(problem("labels", f"integers in 0..{len(self.class_names) - 1}",
                                      f"values {self.labels.min()}..{self.labels.max()}",
                                      "pass one class name per label value"))
@@ -304,23 +308,35 @@ class ImageCollection:
     def from_paths(cls, paths, labels, class_names, root=None) -> ImageCollection:
         """Build a collection from lists; ``labels`` are ints or class names.
 
+        Args:
+            paths: image file paths.
+            labels: one int (index into ``class_names``) or class name per path.
+            class_names: the class names in label order.
+            root: the folder paths are shown relative to; default: the common
+                folder above the class folders (``root/class/file``).
+
+        Returns:
+            An :class:`ImageCollection`.
+
+        Raises:
+            ValueError: labels that are not in ``class_names``, or not one per path.
+
         Example:
             >>> c = ImageCollection.from_paths(["/d/a/1.jpg", "/d/b/2.jpg"], ["a", "b"], ["a", "b"])
             >>> c.relative_paths(), c.labels.tolist()
             (['a/1.jpg', 'b/2.jpg'], [0, 1])
         """
-        paths = [Path(p).absolute() for p in paths]
-        class_names = list(class_names)
-        labels = list(labels)
+        paths, class_names, labels = [Path(p).absolute() for p in paths], list(class_names), \
+            list(labels)
         if labels and isinstance(labels[0], str):
             unknown = sorted(set(labels) - set(class_names))
             if unknown:
                 raise ValueError(problem("labels", f"names from {class_names}", unknown,
                                          "add them to class_names"))
             labels = [class_names.index(name) for name in labels]
-        if root is None:  # the common folder above the class folders (root/class/file)
+        if root is None:
             root = os.path.commonpath([p.parent.parent for p in paths]) if paths else Path.cwd()
-        return cls(Path(root).absolute(), paths, np.asarray(labels, dtype=np.int64), class_names)
+        return cls(Path(root).absolute(), paths, labels, class_names)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -330,32 +346,74 @@ class ImageCollection:
         return f"ImageCollection({len(self)} images, classes {counts}, root='{self.root}')"
 
     def subset(self, indices) -> ImageCollection:
-        """A collection of the given positions (ints or a boolean mask), same classes."""
+        """Return the collection of the given positions, with the same classes.
+
+        Args:
+            indices: integer positions or a boolean mask.
+
+        Returns:
+            A new :class:`ImageCollection`.
+
+        Example:
+            >>> c = ImageCollection("/d", ["/d/a/1.jpg", "/d/b/2.jpg"], [0, 1], ["a", "b"])
+            >>> len(c.subset(c.labels == 1)), c.subset([]).class_names
+            (1, ['a', 'b'])
+        """
         index = np.asarray(indices)
         index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64)
         return ImageCollection(self.root, [self.paths[i] for i in index], self.labels[index],
                                self.class_names, self.report)
 
     def relative_paths(self) -> list[str]:
-        """Paths relative to ``root`` with ``/`` separators (stable across OSes)."""
+        """Return the paths relative to ``root`` with ``/`` separators (stable across OSes).
+
+        Returns:
+            One string per image.
+
+        Example:
+            >>> ImageCollection("/d", ["/d/a/1.jpg"], [0], ["a"]).relative_paths()
+            ['a/1.jpg']
+        """
         return [Path(os.path.relpath(p, self.root)).as_posix() for p in self.paths]
 
     def counts(self) -> dict[str, int]:
-        """Images per class, in label order (classes without images give 0)."""
+        """Return the images per class, in label order (classes without images give 0).
+
+        Returns:
+            ``{class name: count}``.
+
+        Example:
+            >>> ImageCollection("/d", ["/d/a/1.jpg"], [0], ["a", "b"]).counts()
+            {'a': 1, 'b': 0}
+        """
         per_class = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(n) for name, n in zip(self.class_names, per_class)}
 
-    def summary(self, progress: bool = False) -> DataSummary:
-        """Count images per class, read image sizes from the file headers, flag problems."""
-        sizes = [s for s in (_header_size(p) for p in tqdm(
-            self.paths, desc="Reading image sizes", unit="img", disable=not progress)) if s]
+    def summary(self, verbose: int = 0) -> DataSummary:
+        """Count images per class, read image sizes from the file headers, flag problems.
+
+        Args:
+            verbose: 0 silent, 1 (or 2) a progress bar while reading the headers.
+
+        Returns:
+            A :class:`DataSummary` (print it for a table).
+
+        Example:
+            >>> c = ImageCollection("/d", ["/d/a/1.jpg", "/d/b/2.jpg"], [0, 1], ["a", "b"])
+            >>> print(c.summary().warnings[0])
+            class 'a' has only 1 images; aim for 50+ per class
+        """
+        bar = tqdm(self.paths, desc="Reading image sizes", unit="img",
+                   disable=not check_verbose(verbose))
+        sizes = sorted(filter(None, map(_header_size, bar)), key=lambda wh: (wh[0] * wh[1], wh))
         counts = self.counts()
         notes = [f"class '{k}' has no images" for k, n in counts.items() if n == 0]
         notes += [f"class '{k}' has only {n} images; aim for 50+ per class"
                   for k, n in counts.items() if 0 < n < 10]
         present = {k: n for k, n in counts.items() if n}
-        if present and max(present.values()) > 3 * min(present.values()):
-            big, small = max(present, key=present.get), min(present, key=present.get)
+        big, small = max(present, key=present.get, default=""), min(present, key=present.get,
+                                                                    default="")
+        if present and present[big] > 3 * present[small]:
             notes.append(f"heavy class imbalance: '{big}' has {present[big]} images, '{small}' "
                          f"{present[small]} ({present[big] / present[small]:.1f}:1); accuracy "
                          "will mislead, read per-class recall or use class weights")
@@ -363,21 +421,22 @@ class ImageCollection:
             notes.append(f"{len(self.paths) - len(sizes)} image headers could not be read")
         if self.report.skipped:
             notes.append(f"{len(self.report.skipped)} bad files were skipped (see the report)")
-        by_area = sorted(sizes, key=lambda wh: (wh[0] * wh[1], wh))
-        return DataSummary(counts, by_area[0] if sizes else None, by_area[-1] if sizes else None,
+        return DataSummary(counts, sizes[0] if sizes else None, sizes[-1] if sizes else None,
                            len(self.report.skipped), notes)
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) as displayed, from the header only; None if unreadable."""
+    try:
+        with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
+            width, height = img.size
+            return (height, width) if _orientation(img) in _ROTATED else (width, height)
+    except Exception:  # noqa: BLE001 - the summary counts unreadable headers instead
+        return None
 
 
 def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _regular_or_unknown(path: Path) -> bool:
-    """False only for what certainly is not a regular file (a FIFO, a device...)."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return True  # missing, a broken link, a loop: decoding names the reason
 
 
 def _is_junk(name: str) -> bool:
@@ -385,38 +444,7 @@ def _is_junk(name: str) -> bool:
     return name.startswith(".") or name in JUNK_NAMES
 
 
-def _bad_class_name(name: str) -> bool:
-    """Control characters (newline, tab...) or bytes that are not UTF-8 (surrogates)."""
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in name)
-
-
-def check_images(paths) -> tuple[list[Path], list[SkippedFile]]:
-    """Split ``paths`` into usable images and :class:`SkippedFile` records saying why not.
-
-    Each file is decoded at a small size (JPEGs at 1/8 scale), as
-    :func:`load_image_folder` validates; FIFOs, devices and folders are skipped
-    without being opened for a blocking read.
-
-    Example:
-        >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> Image.new("RGB", (8, 8)).save(folder / "ok.png")
-        >>> _ = (folder / "bad.png").write_bytes(b"not a png")
-        >>> good, skipped = check_images([folder / "ok.png", folder / "bad.png"])
-        >>> [p.name for p in good], [(s.path.name, s.reason) for s in skipped]
-        (['ok.png'], [('bad.png', 'not an image (Pillow cannot identify the format)')])
-    """
-    good, skipped = [], []
-    for path in map(Path, paths):
-        reason = _check_image(path)
-        if reason:
-            skipped.append(SkippedFile(path, reason))
-        else:
-            good.append(path)
-    return good, skipped
-
-
-def _directory_problem(sub: Path, parent: Path, follow: bool, visited: set) -> str | None:
+def _folder_problem(sub: Path, parent: Path, follow: bool, visited: set) -> str | None:
     """Why not to descend into ``sub`` (and record it as visited otherwise)."""
     if sub.is_symlink() and not follow:
         return "symlinked folder not followed (follow_symlinks=False)"
@@ -424,41 +452,38 @@ def _directory_problem(sub: Path, parent: Path, follow: bool, visited: set) -> s
         info = sub.stat()
     except OSError as err:
         return f"cannot open folder: {err.strerror}"
-    key = (info.st_dev, info.st_ino)
-    if key in visited:
-        real, here = os.path.realpath(sub), os.path.realpath(parent)
-        if os.path.commonpath([real, here]) == real:
+    if (info.st_dev, info.st_ino) in visited:
+        real = os.path.realpath(sub)
+        if os.path.commonpath([real, os.path.realpath(parent)]) == real:
             return f"symlink loop: points back to {real}"
         return f"folder already included via another path ({real})"
-    visited.add(key)
+    visited.add((info.st_dev, info.st_ino))
     return None
 
 
-def _scan(class_dir: Path, follow: bool, visited: set, report: LoadReport) -> list[Path]:
-    """All image-named files below ``class_dir``, skipping hidden names and loops."""
+def _scan(folder: Path, follow: bool, visited: set, report: LoadReport) -> list[Path]:
+    """All image-named files below ``folder``, skipping hidden names and loops."""
     found = []
 
     def unlistable(err: OSError):
         report.skipped.append(SkippedFile(Path(err.filename), f"cannot list folder: {err.strerror}"))
 
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=follow, onerror=unlistable):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow, onerror=unlistable):
         here = Path(dirpath)
         keep = []
         for name in sorted(d for d in dirnames if not _is_junk(d)):
-            why = _directory_problem(here / name, here, follow, visited)
-            if why:
-                report.skipped.append(SkippedFile(here / name, why))
-            else:
-                keep.append(name)
+            why = _folder_problem(here / name, here, follow, visited)
+            report.skipped += [SkippedFile(here / name, why)] if why else []
+            keep += [] if why else [name]
         dirnames[:] = keep
-        for name in sorted(f for f in filenames if not _is_junk(f)):
-            if not _is_image_name(name):
-                report.ignored.append(here / name)
-            elif _regular_or_unknown(here / name):
-                found.append(here / name)
+        for path in (here / f for f in sorted(filenames) if not _is_junk(f)):
+            if not _is_image_name(path.name):
+                report.ignored.append(path)
+            elif is_regular_file(path) or not os.path.exists(path):
+                found.append(path)  # missing, broken links, loops: decoding names the reason
             else:  # a FIFO or a link to /dev/zero would block or never end when read
-                report.skipped.append(SkippedFile(here / name, "not a regular file ("
-                                                  f"{file_kind(here / name)}); not read"))
+                report.skipped.append(SkippedFile(path, f"not a regular file ({file_kind(path)}); "
+                                                        "not read"))
     return found
 
 
@@ -500,7 +525,7 @@ def list_images(folder, *, follow_symlinks=True, report: LoadReport | None = Non
                         LoadReport() if report is None else report))
 
 
-def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=True
+def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int = 1
                       ) -> ImageCollection:
     """List the images of a folder with one sub-folder per class.
 
@@ -517,7 +542,7 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=Tru
             truncated and non-image files now rather than mid-training.
         follow_symlinks: descend into symlinked folders (loops are detected and
             reported). Symlinked files are always read.
-        progress: show a tqdm bar while checking images.
+        verbose: 0 silent, 1 (or 2) a progress bar while checking images.
 
     Returns:
         An :class:`ImageCollection`, paths sorted by class then relative path.
@@ -533,18 +558,16 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=Tru
         ...
         ValueError: image folder: expected an existing folder with one sub-folder per class, ...
     """
+    verbose = check_verbose(verbose)
     root = Path(root).expanduser().absolute()
     layout = "an existing folder with one sub-folder per class"
-    if not root.exists():
-        raise ValueError(problem("image folder", layout, str(root), "check the path"))
     if not root.is_dir():
         fix = "unzip it and pass the folder" if root.suffix.lower() == ".zip" else \
             "pass the folder that holds the class folders"
-        raise ValueError(problem("image folder", layout, f"the file {root}", fix))
+        raise ValueError(problem("image folder", layout, f"the file {root}", fix) if root.exists()
+                         else problem("image folder", layout, str(root), "check the path"))
     report, class_dirs = LoadReport(), []
-    for entry in sorted(root.iterdir()):
-        if _is_junk(entry.name):
-            continue
+    for entry in (e for e in sorted(root.iterdir()) if not _is_junk(e.name)):
         if entry.is_dir() and (follow_symlinks or not entry.is_symlink()):
             class_dirs.append(entry)
         elif entry.is_dir():
@@ -554,55 +577,49 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, progress=Tru
                                                      "not in a class folder"))
         else:
             report.ignored.append(entry)
-    bad_names = [d.name for d in class_dirs if _bad_class_name(d.name)]
+    # Control characters (newline, tab...) or bytes that are not UTF-8 (surrogates).
+    bad_names = [d.name for d in class_dirs
+                 if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in d.name)]
     if bad_names:
         raise ValueError(problem("class folder name", "a name without control characters "
                                  "(newline, tab...) and in UTF-8, as it becomes a label",
                                  bad_names[0], f"rename that folder in {root}"))
-    example = f"put images in {root / 'cracked'} and {root / 'intact'}"
-    if not class_dirs:
-        raise ValueError(problem("image folder", "at least two class sub-folders",
-                                 f"no sub-folders in {root} ({len(report.skipped)} images, "
-                                 f"{len(report.ignored)} other files)", example))
-    if len(class_dirs) == 1:
-        only = class_dirs[0]
-        fix = (f"if '{only.name}' holds the class folders, pass {only}"
-               if any(p.is_dir() for p in only.iterdir()) else
-               "a classifier needs two or more classes: add a folder per class")
-        raise ValueError(problem("image folder", "at least two class sub-folders",
-                                 f"only one: '{only.name}'", fix))
+    if len(class_dirs) < 2:
+        received = f"only one: '{class_dirs[0].name}'" if class_dirs else (
+            f"no sub-folders in {root} ({len(report.skipped)} images, "
+            f"{len(report.ignored)} other files)")
+        fix = f"put images in {root / 'cracked'} and {root / 'intact'}"
+        if class_dirs:
+            only = class_dirs[0]
+            fix = (f"if '{only.name}' holds the class folders, pass {only}"
+                   if any(p.is_dir() for p in only.iterdir()) else
+                   "a classifier needs two or more classes: add a folder per class")
+        raise ValueError(problem("image folder", "at least two class sub-folders", received, fix))
 
     visited = {(d.stat().st_dev, d.stat().st_ino) for d in class_dirs}
     files = {d.name: _scan(d, follow_symlinks, visited, report) for d in class_dirs}
     bad = {}
     if validate:
-        with tqdm(total=sum(map(len, files.values())), desc="Checking images", unit="img",
-                  disable=not progress) as bar:
-            for name, paths in files.items():
-                for path in paths:
-                    reason = _check_image(path)
-                    if reason:
-                        report.skipped.append(SkippedFile(path, reason))
-                        bad[name] = bad.get(name, 0) + 1
-                    bar.update()
-        bad_paths = {s.path for s in report.skipped}
+        every = [p for paths in files.values() for p in paths]
+        _, skipped = check_images(tqdm(every, desc="Checking images", unit="img",
+                                       disable=not verbose))
+        report.skipped += skipped
+        bad_paths = {s.path for s in skipped}
+        bad = {k: sum(p in bad_paths for p in v) for k, v in files.items()}
         files = {k: [p for p in v if p not in bad_paths] for k, v in files.items()}
     for item in report.skipped:
         warnings.warn(f"vitl: skipped {item.path}: {item.reason}", stacklevel=2)
-
-    empty = [k for k, v in files.items() if not v]
+    empty = [f"'{k}'" + (f" (all {bad[k]} files bad)" if bad.get(k) else "")
+             for k, v in files.items() if not v]
     if empty:
-        detail = ", ".join(f"'{k}'" + (f" (all {bad[k]} files bad)" if bad.get(k) else "")
-                           for k in empty)
         raise ValueError(problem("class folders", f"images ({'/'.join(IMAGE_EXTENSIONS)}) in "
-                                 "every class folder", f"no usable image in {detail}",
+                                 "every class folder", f"no usable image in {', '.join(empty)}",
                                  "add images there or remove the folder"))
-    paths, labels = [], []
-    for label, name in enumerate(sorted(files)):
-        paths += sorted(files[name], key=lambda p: Path(os.path.relpath(p, root)).as_posix())
-        labels += [label] * len(files[name])
-    return ImageCollection(root, paths, labels, sorted(files), report)
-
+    names = sorted(files)
+    paths = [p for name in names
+             for p in sorted(files[name], key=lambda p: Path(os.path.relpath(p, root)).as_posix())]
+    labels = [label for label, name in enumerate(names) for _ in files[name]]
+    return ImageCollection(root, paths, labels, names, report)
 
 
 def paths_or_arrays(images) -> tuple[list[Path] | None, list[np.ndarray] | None]:
@@ -629,12 +646,10 @@ def paths_or_arrays(images) -> tuple[list[Path] | None, list[np.ndarray] | None]
     if isinstance(images, (str, Path)):
         return list_images(images), None
     if isinstance(images, np.ndarray):
-        if images.ndim == 3:
-            return None, [images]
-        if images.ndim == 4:
-            return None, list(images)
-        raise ValueError(problem("images", "an (H, W, 3) image or (N, H, W, 3) batch",
-                                 f"an array of shape {images.shape}", "pass RGB pixels"))
+        if images.ndim not in (3, 4):
+            raise ValueError(problem("images", "an (H, W, 3) image or (N, H, W, 3) batch",
+                                     f"an array of shape {images.shape}", "pass RGB pixels"))
+        return None, [images] if images.ndim == 3 else list(images)
     images = list(images)
     if images and all(isinstance(i, np.ndarray) for i in images):
         return None, images
@@ -642,14 +657,31 @@ def paths_or_arrays(images) -> tuple[list[Path] | None, list[np.ndarray] | None]
 
 
 class Split(NamedTuple):
-    """Three disjoint collections; ``str(split)`` is a per-class table."""
+    """Three disjoint collections; ``str(split)`` is a per-class table.
+
+    Example:
+        >>> c = ImageCollection("/d", [f"/d/a/{i}.jpg" for i in range(10)], [0] * 10, ["a"])
+        >>> print(split(c, 0.8, 0.1, 0.1))
+        class   train  validation    test   total
+        a           8           1       1      10
+        total       8           1       1      10
+    """
 
     train: ImageCollection
     validation: ImageCollection
     test: ImageCollection
 
     def summary(self) -> str:
-        """Images per class in each part, as a text table."""
+        """Return the images per class in each part, as a text table.
+
+        Returns:
+            The table (also ``str(split)``).
+
+        Example:
+            >>> c = ImageCollection("/d", ["/d/a/1.jpg"], [0], ["a"])
+            >>> split(c, 1.0, 0.0, 0.0).summary().splitlines()[1].split()
+            ['a', '1', '0', '0', '1']
+        """
         names = self.train.class_names
         width = max([len("total")] + [len(n) for n in names])
         parts = [part.counts() for part in self]
@@ -663,27 +695,18 @@ class Split(NamedTuple):
         return self.summary()
 
 
-def _score(key: str) -> float:
-    """A stable pseudo-random number in [0, 1) from a string (sha1, like TF's retrain.py)."""
-    # surrogateescape: a file name that is not UTF-8 hashes as its own bytes.
-    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
 def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *, seed=None
           ) -> Split:
     """Split a collection into train / validation / test, stratified by class with exact counts.
 
-    Every class is split on its own, in the given proportions: a class of
-    ``n`` images gets ``round(n * validation)`` validation and ``round(n *
-    test)`` test images (largest remainders, so the three counts add up to
-    ``n``), and each non-zero part gets at least one image of every class
-    that has enough (train first, then validation, then test). Which files go
-    where comes from a sha1 hash of the class name, the path relative to
-    ``root`` (Unicode-normalised) and ``seed``: files are ordered by it, the
-    first go to train, the next to validation, the rest to test (the idea of
-    TensorFlow's ``retrain.py`` ``which_set``). So the split is the same on
-    every machine and does not depend on the order of the files.
+    Every class is split on its own, in the given proportions (see
+    :func:`part_sizes`: counts that add up, each non-zero part gets at least one
+    image of every class that has enough). Which files go where comes from a sha1
+    hash of the class name, the path relative to ``root`` (Unicode-normalised)
+    and ``seed``: files are ordered by it, the first go to train, the next to
+    validation, the rest to test (the idea of TensorFlow's ``retrain.py``
+    ``which_set``). So the split is the same on every machine and does not
+    depend on the order of the files.
 
     Args:
         collection: the images to split.
@@ -712,16 +735,17 @@ def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *,
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(problem("seed", "None or an int", seed, "pass e.g. seed=0"))
     prefix = "" if seed is None else f"{seed}\0"
-    relative = collection.relative_paths()
-    scores = np.array([_score(prefix + collection.class_names[label] + "\0"
-                              + unicodedata.normalize("NFC", rel))
-                       for label, rel in zip(collection.labels, relative)])
+    keys = [prefix + collection.class_names[label] + "\0" + unicodedata.normalize("NFC", rel)
+            for label, rel in zip(collection.labels, collection.relative_paths())]
+    # A stable pseudo-random number in [0, 1) per file (sha1, like TF's retrain.py);
+    # surrogateescape: a file name that is not UTF-8 hashes as its own bytes.
+    scores = np.array([int.from_bytes(hashlib.sha1(k.encode("utf-8", "surrogateescape"))
+                                      .digest()[:8], "big") / 2.0**64 for k in keys])
     part = np.zeros(len(collection), dtype=np.int64)
     for label in range(len(collection.class_names)):
         members = np.flatnonzero(collection.labels == label)
         members = members[np.argsort(scores[members], kind="stable")]
-        sizes = part_sizes(len(members), fractions)
-        part[members] = np.repeat(np.arange(3), sizes)
+        part[members] = np.repeat(np.arange(3), part_sizes(len(members), fractions))
     return Split(*(collection.subset(part == p) for p in range(3)))
 
 
@@ -731,6 +755,13 @@ def part_sizes(n: int, fractions) -> list[int]:
     Largest remainders; then every part with a non-zero fraction gets at least
     one item while ``n`` allows (the first parts first), taken from the part most
     over its share.
+
+    Args:
+        n: the number of items.
+        fractions: one fraction per part, summing to 1.
+
+    Returns:
+        One count per part.
 
     Example:
         >>> part_sizes(200, (0.70, 0.27, 0.03)), part_sizes(10, (0.7, 0.27, 0.03))
@@ -753,15 +784,19 @@ def part_sizes(n: int, fractions) -> list[int]:
 
 
 def tutorial_split(collection: ImageCollection, seed=None) -> Split:
-    """The ML.NET tutorial's split: 70% train, 27% validation, 3% test.
+    """Split as the ML.NET tutorial does: 70% train, 27% validation, 3% test.
 
-    The tutorial (learn.microsoft.com, "Automated visual inspection using
-    transfer learning with the ML.NET Image Classification API") calls
-    ``TrainTestSplit(data, testFraction: 0.3)`` and then
-    ``TrainTestSplit(trainSplit.TestSet)``, whose ``testFraction`` defaults
-    to 0.1: validation = 0.3 * 0.9 = 27%, test = 0.3 * 0.1 = 3%. ML.NET splits
-    at random, unstratified; here it is :func:`split` (hashed, stratified,
-    exact per-class counts).
+    The tutorial calls ``TrainTestSplit(data, testFraction: 0.3)`` and then
+    ``TrainTestSplit(trainSplit.TestSet)``, whose ``testFraction`` defaults to
+    0.1: validation = 0.3 * 0.9 = 27%, test = 0.3 * 0.1 = 3%. ML.NET splits at
+    random, unstratified; here it is :func:`split` (hashed, stratified, exact).
+
+    Args:
+        collection: the images to split.
+        seed: as for :func:`split`.
+
+    Returns:
+        A :class:`Split`.
 
     Example:
         >>> paths = [f"/d/{c}/{i}.jpg" for c in "ab" for i in range(200)]

@@ -28,8 +28,6 @@ from sklearn import metrics as skm
 
 from ._errors import problem
 
-#: ML.NET clamps probabilities to this before taking the log.
-LOG_EPSILON = 1e-15
 #: Rows of ``proba`` must sum to 1 within this tolerance.
 _SUM_TOLERANCE = 1e-3
 
@@ -52,6 +50,11 @@ class ThresholdChoice:
         tp, fp, fn, tn: counts at the threshold.
         flags_everything: True when reaching the target means flagging every
             image (the scores do not separate the classes well enough).
+
+    Example:
+        >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
+        >>> report.threshold_for_recall(1.0)
+        ThresholdChoice(flag 'a' when score >= 0.8000: recall 1.000 (target 1.000), precision 1.000, false-alarm rate 0.000; tp=1 fp=0 fn=0 tn=1)
     """
 
     threshold: float
@@ -90,7 +93,13 @@ class ThresholdChoice:
 
 
 class Mistake(NamedTuple):
-    """One misclassified sample (see :meth:`EvaluationReport.most_confidently_wrong`)."""
+    """One misclassified sample (see :meth:`EvaluationReport.most_confidently_wrong`).
+
+    Example:
+        >>> report = EvaluationReport.from_predictions([0], [[.1, .9]], ["a", "b"], paths=["x.png"])
+        >>> report.most_confidently_wrong()
+        [Mistake(index=0, path='x.png', true_label='a', predicted_label='b', confidence=0.9)]
+    """
 
     index: int
     path: str | None
@@ -116,8 +125,9 @@ class EvaluationReport:
         accuracy: share of correct predictions (ML.NET MicroAccuracy).
         macro_accuracy: mean per-class recall over the classes present in
             ``y_true`` (ML.NET MacroAccuracy).
-        log_loss: mean ``-ln p(true class)``, probabilities clamped at 1e-15
-            (ML.NET LogLoss).
+        log_loss: mean ``-ln p(true class)`` (ML.NET LogLoss), by
+            ``sklearn.metrics.log_loss(y_true, proba, labels=range(C))`` as the
+            training history's ``val_loss``, so the two agree.
         log_loss_reduction: ``(LL_prior - LL) / LL_prior`` where ``LL_prior``
             is the log-loss of always predicting the label distribution of
             ``y_true``, i.e. its entropy (ML.NET LogLossReduction; 1 is
@@ -130,12 +140,23 @@ class EvaluationReport:
             single class); None for more classes.
         top_k_accuracy: ``{k: accuracy}`` for k = 2..min(5, C - 1) when C >= 3,
             else empty.
+
+    Example:
+        >>> report = EvaluationReport.from_predictions([0, 1, 1], [[.8, .2], [.3, .7], [.6, .4]],
+        ...                                            ["CD", "UD"])
+        >>> print(repr(report).splitlines()[0])
+        EvaluationReport: 3 samples, 2 classes (positive class: CD)
+        >>> round(report.accuracy, 3), report.confusion_matrix.tolist()
+        (0.667, [[1, 0], [1, 1]])
     """
 
     def __init__(self, y_true, proba, class_names, paths=None, positive_class=None):
         self.class_names = [str(c) for c in class_names]
         self.y_true, self.proba = _check_inputs(y_true, proba, self.class_names)
-        self.paths = _check_paths(paths, len(self.y_true))
+        self.paths = None if paths is None else [str(p) for p in paths]
+        if self.paths is not None and len(self.paths) != len(self.y_true):
+            raise ValueError(problem("paths", f"{len(self.y_true)} paths, one per sample",
+                                     len(self.paths), "pass the image paths in the order of y_true"))
         self.positive_class = _check_positive_class(positive_class, self.class_names)
         self._compute()
 
@@ -176,8 +197,7 @@ class EvaluationReport:
 
     # ------------------------------------------------------------------ metrics
     def _compute(self) -> None:
-        y, proba, n_classes = self.y_true, self.proba, len(self.class_names)
-        labels = list(range(n_classes))
+        y, proba, labels = self.y_true, self.proba, list(range(len(self.class_names)))
         self.n = len(y)
         self.y_pred = proba.argmax(axis=1)
         self.accuracy = float(skm.accuracy_score(y, self.y_pred))
@@ -185,28 +205,25 @@ class EvaluationReport:
             warnings.simplefilter("ignore", UserWarning)
             self.macro_accuracy = float(skm.balanced_accuracy_score(y, self.y_pred))
         self.confusion_matrix = skm.confusion_matrix(y, self.y_pred, labels=labels)
-        # ML.NET clamps at 1e-15 (sklearn at float eps); rows renormalized so sklearn accepts them.
-        clamped = np.maximum(proba, LOG_EPSILON)
-        clamped /= clamped.sum(axis=1, keepdims=True)
-        self.log_loss = float(skm.log_loss(y, clamped, labels=labels))
-        support = np.bincount(y, minlength=n_classes)
-        # ML.NET's LogLossReduction: relative to always predicting the label distribution
-        # (undefined when y_true holds one class: that prior is perfect).
-        prior = np.tile(support / self.n, (self.n, 1))
-        self.log_loss_reduction = (1 - self.log_loss / skm.log_loss(y, prior, labels=labels)
-                                   if np.count_nonzero(support) > 1 else math.nan)
+        self.log_loss = float(skm.log_loss(y, proba, labels=labels))
+        support = np.bincount(y, minlength=len(labels))
+        # ML.NET's LogLossReduction is relative to always predicting the label distribution,
+        # whose log-loss is its entropy (undefined for one class: that prior is perfect).
+        shares = support[support > 0] / self.n
+        prior = -float(np.sum(shares * np.log(shares)))
+        self.log_loss_reduction = 1 - self.log_loss / prior if len(shares) > 1 else math.nan
         precision, recall, f1, _ = skm.precision_recall_fscore_support(
             y, self.y_pred, labels=labels, zero_division=0)
         self.per_class = {
             name: {"precision": float(precision[i]), "recall": float(recall[i]),
                    "f1": float(f1[i]), "support": int(support[i]),
-                   "log_loss": float(skm.log_loss(y[y == i], clamped[y == i], labels=labels))
+                   "log_loss": float(skm.log_loss(y[y == i], proba[y == i], labels=labels))
                    if support[i] else math.nan}
             for i, name in enumerate(self.class_names)
         }
         self.roc_auc = self.pr_auc = None
         self.top_k_accuracy: dict[int, float] = {}
-        if n_classes == 2:
+        if len(labels) == 2:
             is_positive, score = self.binary_scores()
             both = 0 < is_positive.sum() < self.n
             self.roc_auc = float(skm.roc_auc_score(is_positive, score)) if both else math.nan
@@ -214,7 +231,7 @@ class EvaluationReport:
                            if is_positive.any() else math.nan)
         else:
             self.top_k_accuracy = {k: float(skm.top_k_accuracy_score(y, proba, k=k, labels=labels))
-                                   for k in range(2, min(5, n_classes - 1) + 1)}
+                                   for k in range(2, min(5, len(labels) - 1) + 1)}
 
     def binary_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(is_positive, score)`` arrays (two classes only).
@@ -276,15 +293,13 @@ class EvaluationReport:
             raise ValueError(problem("target_recall", "a number in (0, 1]", target_recall,
                                      "pass e.g. target_recall=0.95"))
         is_positive, score = self.binary_scores()
-        n_positive = int(is_positive.sum())
-        if n_positive == 0:
+        if not is_positive.any():
             raise ValueError(problem("y_true", f"at least one '{self.positive_class}' sample",
                                      "none", "evaluate on a set that contains defects"))
-        # Flag at least ceil(target * P) positives; the k-th highest positive
-        # score is the highest threshold doing so (the tolerance keeps e.g.
-        # 0.95 * 20 = 19.000000000000004 from needing 20).
-        needed = max(1, math.ceil(target_recall * n_positive - 1e-9))
-        threshold = float(np.sort(score[is_positive])[::-1][needed - 1])
+        _, recall, thresholds = skm.precision_recall_curve(is_positive, score)
+        # Thresholds rise as recall falls: the last one reaching the target is the highest
+        # (the tolerance keeps e.g. recall 19 / 20 from missing 0.95 by a rounding error).
+        threshold = float(thresholds[recall[:-1] >= target_recall - 1e-9][-1])
         return self._threshold_choice(threshold, target_recall)
 
     def at_threshold(self, threshold: float) -> ThresholdChoice:
@@ -450,13 +465,11 @@ class EvaluationReport:
         lines.append(skm.classification_report(
             self.y_true, self.y_pred, labels=list(range(len(self.class_names))),
             target_names=self.class_names, digits=4, zero_division=0))
-        width = max(12, *(len(c) for c in self.class_names))
-        lines += ["Confusion matrix (rows: true, columns: predicted)"]
-        cell = max(6, len(str(self.confusion_matrix.max())) + 1,
-                   *(len(c) + 1 for c in self.class_names))
-        lines.append(" " * width + "".join(f"{c:>{cell}}" for c in self.class_names))
+        lines.append("Confusion matrix (rows: true, columns: predicted)")
+        cell = max(6, len(str(self.confusion_matrix.max())), *map(len, self.class_names)) + 1
+        lines.append(" " * cell + "".join(f"{c:>{cell}}" for c in self.class_names))
         for name, counts in zip(self.class_names, self.confusion_matrix):
-            lines.append(f"{name:>{width}}" + "".join(f"{int(v):>{cell}d}" for v in counts))
+            lines.append(f"{name:>{cell}}" + "".join(f"{int(v):>{cell}d}" for v in counts))
         return "\n".join(lines)
 
 
@@ -470,8 +483,8 @@ def _check_inputs(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(problem("proba", f"a 2-D array (samples, {n_classes}) with a row "
                                  "per sample", f"shape {proba.shape}",
                                  "pass the model's predicted probabilities"))
-    if not np.isfinite(proba).all() or (proba < 0).any() \
-            or np.abs(proba.sum(axis=1) - 1).max() > _SUM_TOLERANCE:
+    sums = proba.sum(axis=1, keepdims=True)
+    if not np.isfinite(proba).all() or (proba < 0).any() or np.abs(sums - 1).max() > _SUM_TOLERANCE:
         raise ValueError(problem("proba", "finite, non-negative rows summing to 1",
                                  "other values", "pass softmax probabilities, not logits"))
     raw = np.asarray(y_true)
@@ -479,32 +492,17 @@ def _check_inputs(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(problem("y_true", f"shape ({proba.shape[0]},) matching proba",
                                  f"shape {raw.shape}", "pass one label per row of proba"))
     if raw.dtype.kind in "USO":
-        index = {name: i for i, name in enumerate(class_names)}
-        unknown = sorted({str(v) for v in raw} - set(index))
+        unknown = sorted({str(v) for v in raw} - set(class_names))
         if unknown:
             raise ValueError(problem("y_true", f"labels among {class_names}", unknown[:5],
                                      "check class_names"))
-        y = np.array([index[str(v)] for v in raw], dtype=np.int64)
-    else:
-        if raw.dtype.kind not in "iu" and not np.all(np.mod(raw, 1) == 0):
-            raise ValueError(problem("y_true", "class indices or class names", raw.dtype,
-                                     "pass integers 0..C-1 or names"))
-        y = raw.astype(np.int64)
-        if y.min() < 0 or y.max() >= n_classes:
-            raise ValueError(problem("y_true", f"class indices in [0, {n_classes - 1}]",
-                                     f"values from {y.min()} to {y.max()}",
-                                     "check the label encoding"))
-    return y, proba
-
-
-def _check_paths(paths, n) -> list[str] | None:
-    if paths is None:
-        return None
-    paths = [str(p) for p in paths]
-    if len(paths) != n:
-        raise ValueError(problem("paths", f"{n} paths, one per sample", len(paths),
-                                 "pass the image paths in the order of y_true"))
-    return paths
+        raw = np.array([class_names.index(str(v)) for v in raw])
+    y = raw.astype(np.int64)
+    if (y != raw).any() or y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(problem("y_true", f"class indices in [0, {n_classes - 1}]",
+                                 f"values from {raw.min()} to {raw.max()}",
+                                 "pass integers 0..C-1 or class names"))
+    return y, proba / sums  # rows summing to 1 exactly, as sklearn's log_loss wants them
 
 
 def _check_positive_class(positive_class, class_names) -> str | None:
@@ -530,4 +528,4 @@ def _plain(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-__all__ = ["LOG_EPSILON", "EvaluationReport", "Mistake", "ThresholdChoice"]
+__all__ = ["EvaluationReport", "Mistake", "ThresholdChoice"]

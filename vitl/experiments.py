@@ -360,7 +360,7 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=
         >>> from vitl.data import load_image_folder, split
         >>> from vitl.datasets import make_synthetic_cracks
         >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 8, size=64,
-        ...                            progress=False), progress=False)
+        ...                            verbose=0), verbose=0)
         >>> parts = split(images, 0.5, 0.25, 0.25, seed=0)
         >>> base = ImageClassifier("mobilenetv2", weights=None, input_size=64,
         ...                        head=HeadConfig(epochs=2))
@@ -380,7 +380,7 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ValueError(problem("seeds", "a non-empty list of integers >= 0", seeds,
                                  "pass seeds=(0, 1, 2)"))
-    train, validation, test = (load_image_folder(images, progress=False)
+    train, validation, test = (load_image_folder(images, verbose=0)
                                if isinstance(images, (str, Path)) else images
                                for images in (train, validation, test))
     if validation is None:

@@ -1,15 +1,16 @@
 """Grad-CAM: where in the image did the classifier see its class?
 
 Grad-CAM (Selvaraju et al., 2017) weighs the channels ``A_k`` of the
-backbone's last convolutional block (``BackboneSpec.last_conv_layer``) by the
-spatial mean ``alpha_k`` of the gradient of the class score with respect to
-them: ``heatmap = ReLU(sum_k alpha_k A_k)``, upsampled bilinearly to the image
-size and scaled to [0, 1]. The class score is the head's pre-softmax logit
-(the probability only when the head's last layer is not a softmax ``Dense``).
+backbone's last convolutional block (the backbone's output, before pooling:
+``BackboneSpec.last_conv_layer`` for every registered backbone) by the spatial
+mean ``alpha_k`` of the gradient of the class score with respect to them:
+``heatmap = ReLU(sum_k alpha_k A_k)``, upsampled bilinearly to the image size
+and scaled to [0, 1]. The class score is the head's pre-softmax logit (its
+``scores`` layer without the softmax).
 
 The classifier's model nests backbone and head (image -> ``<name>_features``
-[preprocess -> backbone -> pool] -> head), so the forward pass is rebuilt
-here from those parts, inside one ``tf.GradientTape``.
+[preprocess -> backbone -> pool] -> head), so the forward pass runs through
+those Keras layers inside one ``tf.GradientTape``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import tensorflow as tf
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
+from sklearn.utils.validation import check_is_fitted
 from tqdm import tqdm
 
-from ._errors import check_int, check_is_fitted, problem
+from ._errors import check_int, check_verbose, problem
 from .data import paths_or_arrays, read_image
 from .features.pipeline import to_model_image
 
@@ -41,6 +43,12 @@ class Explanation:
         score: the classifier's probability of ``label`` for this image.
         predicted: the predicted class (equal to ``label`` unless a class was asked for).
         path: the image file, or None for an array.
+
+    Example:
+        >>> e = Explanation(np.zeros((4, 4, 3), "uint8"), np.ones((4, 4), "float32"), "cracked",
+        ...                 0.9, "cracked", "a/tile.png")
+        >>> print(e)
+        a/tile.png: cracked (0.900)
     """
 
     image: np.ndarray
@@ -73,7 +81,7 @@ class Explanation:
 
 
 def explain(classifier, images, class_name=None, *, batch_size: int = 16,
-            progress: bool = True) -> list[Explanation]:
+            verbose: int = 1) -> list[Explanation]:
     """Explain each image's class score with a Grad-CAM heatmap at the image's own size.
 
     Args:
@@ -84,7 +92,7 @@ def explain(classifier, images, class_name=None, *, batch_size: int = 16,
         class_name: the class to explain (e.g. the defect class for every
             image); None explains each image's predicted class.
         batch_size: images per backbone call.
-        progress: show a progress bar when there is more than one batch.
+        verbose: 0 silent, 1 or 2 a progress bar when there is more than one batch.
 
     Returns:
         One :class:`Explanation` per image, in input order.
@@ -96,27 +104,30 @@ def explain(classifier, images, class_name=None, *, batch_size: int = 16,
         >>> import tempfile
         >>> from vitl.classifier import ImageClassifier
         >>> from vitl.datasets import make_synthetic_cracks
-        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 4, size=64, progress=False)
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 4, size=64, verbose=0)
         >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=64, epochs=1,
         ...                       cache=None, verbose=False).fit(folder)
         >>> [e] = explain(clf, folder / "cracked" / "cracked_0000.png", class_name="cracked")
         >>> e.label, e.heatmap.shape, e.image.shape
         ('cracked', (64, 64), (64, 64, 3))
     """
-    check_is_fitted(classifier)
+    check_is_fitted(classifier, "classes_")
     check_int("batch_size", batch_size, minimum=1)
+    verbose = check_verbose(verbose)
     classes = [str(c) for c in classifier.classes_]
-    target = None if class_name is None else _class_index(classes, class_name)
+    if class_name is not None and str(class_name) not in classes:
+        raise ValueError(problem("class_name", f"one of {classes}", class_name,
+                                 "pass a class the model was trained on, or none to explain "
+                                 "each image's predicted class"))
+    target = None if class_name is None else classes.index(str(class_name))
     pictures, names = _read_inputs(images)
-    gradcam = _GradCam(classifier)
     size = classifier.extractor_.input_size
     starts = range(0, len(pictures), batch_size)
     explanations = []
-    for start in tqdm(starts, desc="grad-cam", unit="batch",
-                      disable=not progress or len(starts) <= 1):
+    for start in tqdm(starts, desc="grad-cam", unit="batch", disable=not verbose or len(starts) <= 1):
         chunk = pictures[start:start + batch_size]
         batch = np.stack([to_model_image(p, size) for p in chunk]).astype(np.float32)
-        maps, proba = gradcam(batch, target)
+        maps, proba = _gradcam_maps(classifier, batch, target)
         for picture, name, cam, row in zip(chunk, names[start:], maps, proba):
             index = int(row.argmax()) if target is None else target
             explanations.append(Explanation(
@@ -126,7 +137,7 @@ def explain(classifier, images, class_name=None, *, batch_size: int = 16,
 
 
 def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
-             progress: bool = True) -> np.ndarray:
+             verbose: int = 1) -> np.ndarray:
     """Return Grad-CAM heatmaps ``(N, H, W)`` float32 in [0, 1], one per image.
 
     ``H, W`` is the images' size; all images must share it (use :func:`explain`
@@ -134,7 +145,7 @@ def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
     raises gets an all-zero map.
 
     Args:
-        classifier, images, class_name, batch_size, progress: as for :func:`explain`.
+        classifier, images, class_name, batch_size, verbose: as for :func:`explain`.
 
     Returns:
         ``(N, H, W)`` float32 heatmaps in [0, 1].
@@ -146,7 +157,7 @@ def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
         >>> import tempfile
         >>> from vitl.classifier import ImageClassifier
         >>> from vitl.datasets import make_synthetic_cracks
-        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 2, size=32, progress=False)
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 2, size=32, verbose=0)
         >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, epochs=1,
         ...                       cache=None, verbose=False).fit(folder, folder)
         >>> maps = grad_cam(clf, np.zeros((3, 40, 50, 3), "uint8"), class_name="cracked")
@@ -154,7 +165,7 @@ def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
         ((3, 40, 50), dtype('float32'), True)
     """
     explanations = explain(classifier, images, class_name, batch_size=batch_size,
-                           progress=progress)
+                           verbose=verbose)
     shapes = sorted({e.heatmap.shape for e in explanations})
     if len(shapes) > 1:
         raise ValueError(problem("images", "images of one size (to stack the heatmaps)",
@@ -265,72 +276,23 @@ def plot_explanations(explanations, ncols: int = 4, caption: str | None = None,
     return plot_images(overlays, titles, ncols=ncols, caption=caption)
 
 
-# --------------------------------------------------------------------------- internals
-
-
-class _GradCam:
-    """The classifier's forward pass rebuilt so the last conv block's output is reachable."""
-
-    def __init__(self, classifier):
-        extractor = classifier.extractor_
-        features = extractor.model
-        backbone = features.get_layer("backbone")
-        name = extractor.spec.last_conv_layer
-        try:
-            conv = backbone.get_layer(name).output
-        except ValueError:
-            raise ValueError(problem("last_conv_layer", f"a layer of {extractor.name}'s backbone",
-                                     name, "fix BackboneSpec.last_conv_layer in the registry")) from None
-        self.preprocess = features.get_layer("preprocess")
-        self.pool = features.get_layer("pool")
-        # When the last conv block is the backbone's output (all registered backbones),
-        # one output serves both roles and the gradient path stays a single tensor.
-        self.conv_is_top = conv is backbone.output
-        outputs = conv if self.conv_is_top else [conv, backbone.output]
-        self.backbone = keras.Model(backbone.inputs, outputs)
-        self.head = classifier.head_
-
-    def __call__(self, batch: np.ndarray, target: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """Return (coarse maps ``(N, h, w)``, probabilities ``(N, C)``) for a model-size batch."""
-        images = tf.constant(batch)
-        with tf.GradientTape() as tape:
-            outputs = self.backbone(self.preprocess(images), training=False)
-            conv, top = (outputs, outputs) if self.conv_is_top else outputs
-            scores, proba = self._scores(tf.cast(self.pool(top), tf.float32))
-            chosen = (tf.argmax(proba, axis=1) if target is None
-                      else tf.fill([tf.shape(proba)[0]], target))
-            picked = tf.gather(scores, chosen, axis=1, batch_dims=1)
-        # Summed over the batch: each image's score depends only on its own activations.
-        grads = tf.cast(tape.gradient(picked, conv), tf.float32)
-        conv = tf.cast(conv, tf.float32)
-        alpha = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        maps = tf.nn.relu(tf.reduce_sum(alpha * conv, axis=-1))
-        return maps.numpy(), proba.numpy()
-
-    def _scores(self, features):
-        """Return (class scores for the gradient, probabilities): pre-softmax logits if possible."""
-        layers = [layer for layer in self.head.layers
-                  if not isinstance(layer, keras.layers.InputLayer)]
-        last = layers[-1] if layers else None
-        if not (isinstance(last, keras.layers.Dense)
-                and getattr(last.activation, "__name__", "") == "softmax"):
-            proba = self.head(features, training=False)
-            return proba, proba
-        x = features
-        for layer in layers[:-1]:  # vitl's head is a plain chain: dropout, hidden, scores
-            x = layer(x, training=False)
-        logits = tf.matmul(x, tf.cast(last.kernel, x.dtype))
-        if last.use_bias:
-            logits = logits + tf.cast(last.bias, x.dtype)
-        return logits, tf.nn.softmax(logits, axis=-1)
-
-
-def _class_index(classes: list[str], class_name) -> int:
-    if str(class_name) not in classes:
-        raise ValueError(problem("class_name", f"one of {classes}", class_name,
-                                 "pass a class the model was trained on, or none to explain "
-                                 "each image's predicted class"))
-    return classes.index(str(class_name))
+def _gradcam_maps(classifier, batch, target: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Return (coarse maps ``(N, h, w)``, probabilities ``(N, C)``) for a model-size batch."""
+    features = classifier.extractor_.model
+    scores = classifier.head_.get_layer("scores")
+    before_scores = keras.Model(classifier.head_.inputs, scores.input)
+    with tf.GradientTape() as tape:
+        conv = features.get_layer("backbone")(features.get_layer("preprocess")(batch),
+                                              training=False)
+        x = before_scores(tf.cast(features.get_layer("pool")(conv), tf.float32), training=False)
+        logits = tf.matmul(x, scores.kernel) + scores.bias
+        chosen = tf.argmax(logits, axis=1) if target is None else tf.fill([len(batch)], target)
+        picked = tf.gather(logits, chosen, axis=1, batch_dims=1)
+    # Summed over the batch: each image's score depends only on its own activations.
+    grads = tf.cast(tape.gradient(picked, conv), tf.float32)
+    alpha = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    maps = tf.nn.relu(tf.reduce_sum(alpha * tf.cast(conv, tf.float32), axis=-1))
+    return maps.numpy(), tf.nn.softmax(logits).numpy()
 
 
 def _read_inputs(images) -> tuple[list[np.ndarray], list[str | None]]:
@@ -346,7 +308,7 @@ def _read_inputs(images) -> tuple[list[np.ndarray], list[str | None]]:
 
 
 def _as_rgb(image, name: str) -> np.ndarray:
-    """``(H, W, 3)`` uint8 from uint8/float RGB or grey pixels."""
+    """``(H, W, 3)`` uint8 from RGB or grey pixels: uint8 0..255, or float 0..1 or 0..255."""
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
@@ -355,24 +317,21 @@ def _as_rgb(image, name: str) -> np.ndarray:
                                  f"shape {array.shape}", "pass image pixels"))
     if array.dtype == np.uint8:
         return array
-    array = array.astype(np.float32)
-    if np.issubdtype(np.asarray(image).dtype, np.floating) and array.max(initial=0) <= 1.0:
+    if array.dtype.kind == "f" and array.max(initial=0) <= 1.0:
         array = array * 255.0
     return np.clip(np.rint(array), 0, 255).astype(np.uint8)
 
 
 def _upsample(cam: np.ndarray, shape, normalise: bool = True) -> np.ndarray:
     """Bilinear resize of a 2-D map to ``shape`` (H, W); optionally scale to [0, 1]."""
-    height, width = int(shape[0]), int(shape[1])
     cam = np.asarray(cam, dtype=np.float32)
-    if cam.shape != (height, width):
-        cam = np.asarray(Image.fromarray(cam, "F").resize((width, height), Image.BILINEAR))
-    cam = np.asarray(cam, dtype=np.float32)
+    if cam.shape != tuple(shape):
+        cam = np.asarray(Image.fromarray(cam, "F").resize((shape[1], shape[0]), Image.BILINEAR))
     if not normalise:
         return cam
     cam = np.maximum(np.nan_to_num(cam), 0)
-    peak = float(cam.max(initial=0))
-    return (cam / peak if peak > 0 else np.zeros_like(cam)).astype(np.float32)
+    peak = cam.max(initial=0)
+    return cam / peak if peak > 0 else np.zeros_like(cam)
 
 
 def _check_explanation(explanation, name: str) -> None:

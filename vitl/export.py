@@ -18,26 +18,11 @@ One export folder holds one model's artifacts::
     labels.txt              one class name per line, in score-column order
     export.json             input shape and range, output, labels, and one entry per artifact
 
-How close the exports stay to the Keras model: max abs difference of the
-probabilities, read back in a fresh process. ``tests/test_export.py`` holds
-every export to :data:`TOLERANCES` (mobilenetv2-tv at 64 px on synthetic
-tiles; measured: SavedModel 0, TFLite float32 9e-7, float16 1.8e-3, int8 0.11
-with the same class on 95% of the images). On the tutorial's SDNET2018 photos
-(mobilenetv2-tv at 224 px, the 121 validation and test images) we measured:
-
-==================  =======  =============  ===================  ========
-artifact            size     max abs diff   same class as Keras  accuracy
-==================  =======  =============  ===================  ========
-SavedModel          19.9 MB  0              100%                 0.868
-TFLite float32      8.9 MB   5e-6           100%                 0.868
-TFLite float16      4.5 MB   1.3e-2         100%                 0.868
-TFLite int8         2.7 MB   0.57           74%                  0.769
-==================  =======  =============  ===================  ========
-
-So full-integer int8 costs real accuracy with this backbone (its pooled
-features come out about 50% off in relative terms); prefer float16 for the
-edge unless the target needs integer-only kernels, and evaluate the int8 file
-on your own validation images before using it.
+``tests/test_export.py`` holds every export to :data:`TOLERANCES`, read back in
+a fresh process. Full-integer int8 can cost real accuracy: prefer float16 for
+the edge unless the target needs integer-only kernels, and evaluate the int8
+file on your own validation images first. Measured sizes, differences from
+the Keras model and accuracies: ``benchmarks/README.md``, section "Export".
 
 Reading an export without vitl (plain TensorFlow)::
 
@@ -53,10 +38,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import sys
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -65,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._errors import check_choice, problem
+from ._errors import check_choice, check_verbose, problem
 from ._files import atomic_folder, write_bytes_atomic
 from ._tensorflow import STARTUP_NOISE, filtered_native_stderr
 
@@ -82,12 +65,15 @@ METADATA_FILE = "export.json"
 #: int8 calibration uses at most this many representative images.
 MAX_CALIBRATION_IMAGES = 200
 #: Max abs difference of probabilities from the Keras model that tests/test_export.py
-#: allows per artifact (its small model; real-data numbers are in the module docstring).
+#: allows per artifact (its small model; real-data figures are in benchmarks/README.md).
 TOLERANCES = {"savedmodel": 1e-5, "tflite": 1e-4, "tflite-float16": 2e-2, "tflite-int8": 0.15}
+#: Lines TensorFlow's SavedModel writer and TFLite converter print for TF developers.
+EXPORT_NOISE = re.compile(STARTUP_NOISE.pattern
+                          + r"|fully_quantize: |XNNPACK delegate|Assets written to")
 
 
 def export_model(model, class_names, directory, format="savedmodel", quantize=None,
-                 representative=None, progress=True, overwrite=False) -> Path:
+                 representative=None, verbose=1, overwrite=False) -> Path:
     """Export a Keras classifier (images 0..255 in, probabilities out) with its labels.
 
     Args:
@@ -102,11 +88,12 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
         format: ``"savedmodel"`` (the counterpart of ML.NET's ``.pb``) or ``"tflite"``.
         quantize: TFLite only: None (float32), ``"float16"`` (float16 weights)
             or ``"int8"`` (full-integer, float32 input and output).
-        representative: int8 only: image paths to calibrate activation ranges
-            with (a few hundred training images are plenty; at most
-            :data:`MAX_CALIBRATION_IMAGES`, evenly spaced, are used).
+        representative: int8 only: a folder or image paths to calibrate
+            activation ranges with (a few hundred training images are plenty; at
+            most :data:`MAX_CALIBRATION_IMAGES`, evenly spaced, are used;
+            unreadable ones are named in a warning and left out).
             Ignored for the other formats.
-        progress: show a progress bar while calibrating.
+        verbose: 0 silent, 1 or 2 a progress bar while calibrating int8.
         overwrite: replace a ``savedmodel/``, ``.tflite``, ``labels.txt`` or
             ``export.json`` in ``directory`` that vitl did not write.
 
@@ -114,7 +101,8 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
         The path of the SavedModel folder or ``.tflite`` file written.
 
     Raises:
-        ValueError: a bad argument (the message says what was expected and how to fix it).
+        ValueError: a bad argument (the message says what was expected and how
+            to fix it), checked before anything is written.
 
     Example:
         >>> import keras, tempfile
@@ -131,43 +119,47 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
         ...
         ValueError: quantize: expected None for format='savedmodel' (quantization is a TFLite option), received 'int8'. Fix: pass format='tflite' with quantize='int8', or leave quantize out
     """
+    verbose = check_verbose(verbose)
     class_names = _check_arguments(model, class_names, format, quantize)
-    check_export_dir(directory, format, quantize, overwrite)
+    directory = check_export_dir(directory, format, quantize, overwrite)
     calibration = _calibration_paths(representative) if quantize == "int8" else None
-    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     size = int(model.input_shape[1])
     fingerprint = model_fingerprint(model)
     metadata = _start_metadata(directory, fingerprint, class_names, size)
-
+    target = directory / artifact_name(format, quantize)
     if format == "savedmodel":
-        target = directory / SAVEDMODEL_DIR
         with atomic_folder(target) as tmp:
             shutil.rmtree(tmp)  # the SavedModel writer creates its folder itself
             _write_savedmodel(model, size, tmp)
     else:
-        target = directory / TFLITE_FILES[quantize]
         with tempfile.TemporaryDirectory(prefix=".tflite-", dir=directory) as tmp:
             source = directory / SAVEDMODEL_DIR
-            if not _is_current(metadata["artifacts"].get(SAVEDMODEL_DIR)) or not source.is_dir():
-                source = Path(tmp) / "savedmodel"
+            kept = metadata["artifacts"].get(SAVEDMODEL_DIR, {})
+            if kept.get("vitl_version") != __version__ or not source.is_dir():
+                source = Path(tmp) / SAVEDMODEL_DIR
                 _write_savedmodel(model, size, source)
-            write_bytes_atomic(target, _convert_tflite(source, quantize, calibration, size, progress))
-
+            write_bytes_atomic(target, _convert_tflite(source, quantize, calibration, size,
+                                                       verbose))
     metadata["artifacts"][target.name] = {
-        "format": format, "quantization": quantize,
-        "bytes": _size_of(target),
+        "format": format, "quantization": quantize, "bytes": _size_of(target),
         "calibration_images": len(calibration) if calibration else None,
         "model_fingerprint": fingerprint, "vitl_version": __version__,
     }
     write_bytes_atomic(directory / LABELS_FILE, "".join(f"{c}\n" for c in class_names).encode())
-    write_bytes_atomic(directory / METADATA_FILE,
-                 (json.dumps(metadata, indent=1) + "\n").encode())
+    write_bytes_atomic(directory / METADATA_FILE, (json.dumps(metadata, indent=1) + "\n").encode())
     return target
 
 
 def artifact_name(format: str, quantize=None) -> str:
-    """The file or folder name an export of ``format``/``quantize`` gets in its folder.
+    """Return the file or folder name an export of ``format`` / ``quantize`` gets in its folder.
+
+    Args:
+        format: ``"savedmodel"`` or ``"tflite"``.
+        quantize: None, ``"float16"`` or ``"int8"`` (TFLite only).
+
+    Returns:
+        ``"savedmodel"`` or the ``.tflite`` file name.
 
     Example:
         >>> artifact_name("tflite", "int8")
@@ -183,8 +175,25 @@ def check_export_dir(directory, format: str, quantize=None, overwrite: bool = Fa
     ``labels.txt`` / ``export.json``) that vitl did not write, i.e. that its
     ``export.json`` does not list, unless ``overwrite``.
 
+    Args:
+        directory: the export folder (it need not exist).
+        format, quantize: the export to write, as for :func:`export_model`.
+        overwrite: accept files vitl did not write (they will be replaced).
+
+    Returns:
+        ``directory`` as a ``Path``.
+
     Raises:
         ValueError: one line saying what was found and how to go on.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "labels.txt").write_text("mine\\n")
+        >>> check_export_dir(folder, "savedmodel")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: export folder: expected a new folder, or one vitl exported to, received '... holding labels.txt that vitl did not write'. Fix: pass another --out folder, or --overwrite (overwrite=True) to replace them
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
@@ -192,16 +201,10 @@ def check_export_dir(directory, format: str, quantize=None, overwrite: bool = Fa
                                  f"the file {directory}", "pass a folder path, not a file"))
     if overwrite or not directory.is_dir():
         return directory
-    try:
-        listed = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
-        listed = set(listed.get("artifacts", {})) if isinstance(listed, dict) else set()
-        ours = True
-    except (OSError, ValueError):
-        listed, ours = set(), False
-    name = artifact_name(format, quantize)
-    foreign = [n for n in (name,) if (directory / n).exists() and n not in listed]
-    if not ours:
-        foreign += [n for n in (LABELS_FILE, METADATA_FILE) if (directory / n).exists()]
+    old = _read_metadata(directory)
+    names = [artifact_name(format, quantize)] + ([] if old else [LABELS_FILE, METADATA_FILE])
+    listed = old["artifacts"] if old else {}
+    foreign = [name for name in names if (directory / name).exists() and name not in listed]
     if foreign:
         raise ValueError(problem("export folder", "a new folder, or one vitl exported to",
                                  f"{directory} holding {', '.join(foreign)} that vitl did not "
@@ -212,6 +215,12 @@ def check_export_dir(directory, format: str, quantize=None, overwrite: bool = Fa
 
 def model_fingerprint(model) -> str:
     """Return a short sha256 of a model's input shape and weights (which model an export holds).
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        16 hex digits.
 
     Example:
         >>> import keras
@@ -231,7 +240,24 @@ def model_fingerprint(model) -> str:
 
 
 def read_labels(directory) -> list[str]:
-    """Return the class names of an export folder (``labels.txt``), in score-column order."""
+    """Return the class names of an export folder (``labels.txt``), in score-column order.
+
+    Args:
+        directory: an export folder.
+
+    Returns:
+        The class names.
+
+    Raises:
+        FileNotFoundError: the folder has no ``labels.txt``.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / LABELS_FILE).write_text("CD\\nUD\\n")
+        >>> read_labels(folder)
+        ['CD', 'UD']
+    """
     path = Path(directory) / LABELS_FILE
     if not path.is_file():
         raise FileNotFoundError(problem("export folder", f"a folder with {LABELS_FILE}",
@@ -239,7 +265,6 @@ def read_labels(directory) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
-# ---------------------------------------------------------------- validation
 def _check_arguments(model, class_names, format, quantize) -> list[str]:
     check_choice("format", format, FORMATS)
     check_choice("quantize", quantize, QUANTIZATIONS)
@@ -261,17 +286,16 @@ def _check_arguments(model, class_names, format, quantize) -> list[str]:
 
 
 def _calibration_paths(representative) -> list[Path]:
-    """The calibration images: at most :data:`MAX_CALIBRATION_IMAGES`, evenly spaced, and
-    readable (each unreadable one is named in a warning and left out)."""
+    """At most MAX_CALIBRATION_IMAGES readable images, evenly spaced; unreadable ones warned."""
     from .data import check_images, list_images
 
     if isinstance(representative, (str, Path)):
         representative = list_images(representative)
-    paths = [Path(p) for p in (representative or [])]
+    paths = [Path(p) for p in representative or []]
     missing = [str(p) for p in paths if not p.exists()]
     if len(paths) > MAX_CALIBRATION_IMAGES:
-        step = len(paths) / MAX_CALIBRATION_IMAGES
-        paths = [paths[int(i * step)] for i in range(MAX_CALIBRATION_IMAGES)]
+        paths = [paths[int(i)] for i in np.linspace(0, len(paths), MAX_CALIBRATION_IMAGES,
+                                                    endpoint=False)]
     if paths and not missing:
         paths, skipped = check_images(paths)
         for item in skipped:
@@ -286,7 +310,22 @@ def _calibration_paths(representative) -> list[Path]:
     return paths
 
 
-# ---------------------------------------------------------------- writing
+@contextmanager
+def _quiet_tensorflow():
+    """Hide TF's INFO lines (its logger and fd 2) meanwhile; yield the live stderr for a bar."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        with filtered_native_stderr(EXPORT_NOISE) as stderr, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the converter warns about its own internals
+            yield stderr
+    finally:
+        logger.setLevel(level)
+
+
 def _write_savedmodel(model, size: int, path: Path) -> None:
     """SavedModel with a named input and output (Keras' default output name is ``output_0``)."""
     import keras
@@ -294,81 +333,52 @@ def _write_savedmodel(model, size: int, path: Path) -> None:
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-
-    def serve(image):
-        return {OUTPUT_NAME: model(image, training=False)}
-
     # The first endpoint is also exported as "serving_default" (TF Serving's default).
-    archive.add_endpoint("serve", serve, input_signature=[
-        tf.TensorSpec((None, size, size, 3), tf.float32, name=INPUT_NAME)])
+    archive.add_endpoint("serve", lambda image: {OUTPUT_NAME: model(image, training=False)},
+                         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32,
+                                                        name=INPUT_NAME)])
     with _quiet_tensorflow():
         archive.write_out(str(path), verbose=False)
 
 
-def _convert_tflite(savedmodel: Path, quantize, calibration, size: int, progress) -> bytes:
+def _convert_tflite(savedmodel: Path, quantize, calibration, size: int, verbose: int) -> bytes:
     import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel),
-                                                         signature_keys=[SIGNATURE])
-    if quantize == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantize == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with _quiet_tensorflow() as stderr, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the converter warns about its own internals
-        if quantize == "int8":
-            converter.representative_dataset = _representative_dataset(calibration, size,
-                                                                        progress, stderr)
-        return converter.convert()
-
-
-#: Lines TensorFlow's SavedModel writer and TFLite converter print for TF developers.
-EXPORT_NOISE = re.compile(STARTUP_NOISE.pattern
-                          + r"|fully_quantize: |XNNPACK delegate|Assets written to")
-
-
-@contextmanager
-def _quiet_tensorflow():
-    """Hide TF's INFO lines (its logger and fd 2) meanwhile; yield a stream for progress bars.
-
-    While fd 2 goes to a file, a bar written to ``sys.stderr`` would only appear at the end;
-    the yielded stream writes to the real stderr (or is ``sys.stderr`` in a notebook).
-    """
-    import tensorflow as tf
-
-    try:
-        real = os.fdopen(os.dup(2), "w") if sys.stderr.fileno() == 2 else None
-    except (OSError, ValueError, AttributeError):  # notebooks: sys.stderr has no fd 2
-        real = None
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
-    try:
-        with filtered_native_stderr(EXPORT_NOISE):
-            yield real or sys.stderr
-    finally:
-        logger.setLevel(level)
-        if real is not None:
-            real.close()
-
-
-def _representative_dataset(paths, size: int, progress, stderr):
     from tqdm import tqdm
 
     from .data import read_image
 
-    def generate():
-        for path in tqdm(paths, desc="calibrating int8", unit="img", file=stderr,
-                         disable=not progress):
-            yield [read_image(path, size).astype(np.float32)[None]]
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel),
+                                                         signature_keys=[SIGNATURE])
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    with _quiet_tensorflow() as stderr:
+        if quantize == "int8":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
 
-    return generate
+            def representative_dataset():
+                for path in tqdm(calibration, desc="calibrating int8", unit="img", file=stderr,
+                                 disable=not verbose):
+                    yield [read_image(path, size).astype(np.float32)[None]]
+
+            converter.representative_dataset = representative_dataset
+        return converter.convert()
+
+
+def _read_metadata(directory: Path) -> dict | None:
+    """The folder's ``export.json`` when it is vitl's (has an ``artifacts`` dict), else None."""
+    try:
+        metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(metadata, dict) and isinstance(metadata.get("artifacts"), dict):
+        return metadata
+    return None
 
 
 def _start_metadata(directory: Path, fingerprint: str, class_names, size: int) -> dict:
-    """The folder's export.json, dropping (and deleting) artifacts of another model."""
+    """The folder's new export.json, dropping (and deleting) artifacts of another model."""
     metadata = {
         "input": {"name": INPUT_NAME, "shape": [None, size, size, 3], "dtype": "float32",
                   "range": [0, 255], "color": "RGB",
@@ -379,34 +389,20 @@ def _start_metadata(directory: Path, fingerprint: str, class_names, size: int) -
         "signature": SIGNATURE,
         "artifacts": {},
     }
-    try:
-        old = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
-        old_artifacts = dict(old.get("artifacts", {}))
-    except (OSError, ValueError, AttributeError):
-        return metadata
-    for name, info in old_artifacts.items():
-        known = name == SAVEDMODEL_DIR or name in TFLITE_FILES.values()
+    old = _read_metadata(directory) or {"artifacts": {}}
+    for name, info in old["artifacts"].items():
+        path = directory / name
         same = (isinstance(info, dict) and info.get("model_fingerprint") == fingerprint
                 and old.get("labels") == metadata["labels"])
-        if same and (directory / name).exists():
+        if same and path.exists():
             metadata["artifacts"][name] = info
-        elif known and (directory / name).exists():
-            warnings.warn(f"removing {directory / name}: it holds another model's export",
-                          stacklevel=3)
-            _remove(directory / name)
+        elif path.exists() and name in (SAVEDMODEL_DIR, *TFLITE_FILES.values()):
+            warnings.warn(f"removing {path}: it holds another model's export", stacklevel=3)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
     return metadata
-
-
-def _is_current(artifact) -> bool:
-    """Whether an artifact kept by :func:`_start_metadata` was written by this vitl version."""
-    return isinstance(artifact, dict) and artifact.get("vitl_version") == __version__
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _size_of(path: Path) -> int:
@@ -415,5 +411,5 @@ def _size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-__all__ = ["FORMATS", "QUANTIZATIONS", "TOLERANCES", "export_model", "model_fingerprint",
-           "read_labels"]
+__all__ = ["FORMATS", "LABELS_FILE", "QUANTIZATIONS", "TOLERANCES", "export_model",
+           "model_fingerprint", "read_labels"]

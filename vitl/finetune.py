@@ -11,9 +11,9 @@ epoch, then cosine-decayed to zero):
   moving statistics (Keras runs a non-trainable BatchNormalization layer in
   inference mode): small batches of similar-looking tiles would otherwise
   wreck them.
-* Images stream through a ``tf.data`` pipeline
-  (:func:`vitl.features.pipeline.load_model_image`, float 0..255), training batches optionally augmented on the fly by an
-  :class:`vitl.augment.AugmentPolicy`, seeded, so a run is reproducible.
+* Images stream through a ``tf.data`` pipeline (the one image loader,
+  :func:`vitl.features.pipeline.model_image_loader`, float 0..255), training
+  batches optionally augmented on the fly by an :class:`vitl.augment.AugmentPolicy`, seeded, so a run is reproducible.
 * ``keras.callbacks.EarlyStopping`` watches validation accuracy and restores
   the best weights. The starting point, head-only training,
   counts as a candidate: fine-tuning that does not beat it on validation is
@@ -38,7 +38,7 @@ import numpy as np
 
 from ._errors import check_choice, check_int, check_verbose, problem
 from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor
-from .features.pipeline import load_model_image
+from .features.pipeline import model_image_loader
 from .training import (
     LearningRateLog,
     TrainingHistory,
@@ -347,7 +347,7 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
         >>> from vitl.datasets import make_synthetic_cracks
         >>> from vitl.training import build_head
         >>> images = load_image_folder(make_synthetic_cracks(tempfile.mkdtemp() + "/s", 4,
-        ...                            size=64, progress=False), progress=False)
+        ...                            size=64, verbose=0), verbose=0)
         >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=64)
         >>> result = fine_tune(fx, build_head(1280, 2), images, images.labels, images,
         ...                    images.labels, config=FineTuneConfig(blocks=1, epochs=2), verbose=0)
@@ -437,20 +437,6 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
 
 
 # ---------------------------------------------------------------------- data
-def _loader(paths, size):
-    """A ``tf.data`` map: (index, label) -> the decoded model image (the one path -> pixels step)."""
-    import tensorflow as tf
-
-    @tf.autograph.experimental.do_not_convert
-    def load(index, label):
-        image = tf.numpy_function(lambda i: load_model_image(paths[int(i)], size), [index],
-                                  tf.uint8, stateful=False)
-        image.set_shape((size, size, 3))
-        return image, label
-
-    return load
-
-
 def _image_dataset(paths, labels, size, batch, seed=None, policy=None):
     """Images and labels in batches of float 0..255.
 
@@ -463,7 +449,7 @@ def _image_dataset(paths, labels, size, batch, seed=None, policy=None):
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), labels))
     if seed is not None:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(_loader(paths, size), num_parallel_calls=tf.data.AUTOTUNE,
+    dataset = dataset.map(model_image_loader(paths, size), num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
     dataset = dataset.cache().batch(batch) if seed is None else dataset.batch(batch).repeat()
 

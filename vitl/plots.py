@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-from ._errors import problem
+from ._errors import check_int, problem
 from .evaluation import EvaluationReport, ThresholdChoice
 
 TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "tab:blue", "tab:orange", "tab:green"
@@ -28,53 +28,55 @@ def plot_history(history, axes=None) -> Figure:
     The best epoch (``history.best_epoch``) is marked with a vertical line.
 
     Args:
-        history: a :class:`~vitl.training.TrainingHistory` (from
-            :func:`vitl.training.train_head`) or its ``to_dict()``.
+        history: the training history (``ImageClassifier.history_``, or what
+            :func:`vitl.training.train_head` returns) or its ``to_dict()``:
+            anything with ``rows`` (one dict per epoch with ``epoch``, ``loss``,
+            ``accuracy``, ``learning_rate`` and optionally ``val_loss``,
+            ``val_accuracy``) and ``best_epoch``.
         axes: optional three axes to draw into (loss, accuracy, learning rate).
 
     Returns:
         The figure with three panels.
 
+    Raises:
+        ValueError: ``history`` has no epochs, or ``axes`` is not three axes.
+
     Example:
-        >>> from vitl.training import TrainingHistory
-        >>> rows = [{"epoch": e, "loss": 1 / (e + 1), "accuracy": 0.5 + e / 10, "val_loss": None,
-        ...          "val_accuracy": None, "learning_rate": 0.01} for e in range(4)]
-        >>> fig = plot_history(TrainingHistory(rows, monitor="accuracy", best_epoch=3))
+        >>> rows = [{"epoch": e, "loss": 1 / (e + 1), "accuracy": 0.5 + e / 10,
+        ...          "learning_rate": 0.01} for e in range(4)]
+        >>> fig = plot_history({"rows": rows, "best_epoch": 3})
         >>> [ax.get_title() for ax in fig.axes]
         ['Cross-entropy loss', 'Accuracy', 'Learning rate']
     """
-    from .training import TrainingHistory  # lazily: it imports TensorFlow
+    if not isinstance(history, dict):
+        history = {"rows": getattr(history, "rows", None),
+                   "best_epoch": getattr(history, "best_epoch", None)}
+    rows, best = history.get("rows"), history.get("best_epoch")
+    if not rows:
+        raise ValueError(problem("history", "a TrainingHistory with at least one epoch", "none",
+                                 "pass the history that fit or train_head returned"))
 
-    if isinstance(history, dict):
-        history = TrainingHistory.from_dict(history)
-    if not isinstance(history, TrainingHistory) or len(history) == 0:
-        raise ValueError(problem("history", "a TrainingHistory with at least one epoch",
-                                 type(history).__name__ if not isinstance(history, TrainingHistory)
-                                 else "an empty history", "pass the history train_head returned"))
+    def column(name):
+        return np.array([np.nan if row.get(name) is None else row[name] for row in rows], float)
+
     fig, axes = _figure_and_axes(axes, 3, figsize=(13, 3.6))
-    epochs = history.column("epoch")
-    panels = [("loss", "Cross-entropy loss"), ("accuracy", "Accuracy")]
-    for ax, (name, title) in zip(axes, panels):
-        ax.plot(epochs, history.column(name), color=TRAIN_COLOR, label="train")
-        if history.has_validation:
-            ax.plot(epochs, history.column("val_" + name), color=VAL_COLOR, label="validation")
-        _mark_best(ax, history)
-        ax.set(title=title, xlabel="epoch", ylabel=name)
+    epochs = column("epoch")
+    panels = {"loss": ("Cross-entropy loss", TRAIN_COLOR, "train"),
+              "accuracy": ("Accuracy", TRAIN_COLOR, "train"),
+              "learning_rate": ("Learning rate", "tab:purple", "learning rate")}
+    for ax, (name, (title, color, label)) in zip(axes, panels.items()):
+        ax.plot(epochs, column(name), color=color, label=label)
+        if np.isfinite(column("val_" + name)).any():
+            ax.plot(epochs, column("val_" + name), color=VAL_COLOR, label="validation")
+        if best is not None:
+            ax.axvline(best, color=BEST_COLOR, linestyle="--", linewidth=1,
+                       label=f"best epoch {best}")
+        ax.set(title=title, xlabel="epoch", ylabel=name.replace("_", " "))
         ax.legend(loc="best", fontsize=8)
-    lr_ax = axes[2]
-    rates = history.column("learning_rate")
-    lr_ax.plot(epochs, rates, color="tab:purple", label="learning rate")
+    rates = column("learning_rate")
     if np.all(rates[np.isfinite(rates)] > 0):
-        lr_ax.set_yscale("log")
-    _mark_best(lr_ax, history)
-    lr_ax.set(title="Learning rate", xlabel="epoch", ylabel="learning rate")
+        axes[2].set_yscale("log")
     return fig
-
-
-def _mark_best(ax, history) -> None:
-    if history.best_epoch is not None:
-        ax.axvline(history.best_epoch, color=BEST_COLOR, linestyle="--", linewidth=1,
-                   label=f"best epoch {history.best_epoch}")
 
 
 def plot_confusion_matrix(report: EvaluationReport, normalize: bool = False, ax=None,
@@ -104,12 +106,11 @@ def plot_confusion_matrix(report: EvaluationReport, normalize: bool = False, ax=
     fig, (ax,) = _figure_and_axes(None if ax is None else [ax], 1,
                                   figsize=(1.2 * len(report.class_names) + 2.5,) * 2)
     counts = report.confusion_matrix
-    totals = counts.sum(axis=1, keepdims=True)
-    shown = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0) \
-        if normalize else counts
-    display = ConfusionMatrixDisplay(shown, display_labels=report.class_names)
-    display.plot(ax=ax, cmap=cmap, colorbar=False, values_format=".0%" if normalize else "d",
-                 im_kw={"vmin": 0, "vmax": 1 if normalize else max(1, counts.max())})
+    display = ConfusionMatrixDisplay.from_predictions(
+        report.y_true, report.y_pred, labels=range(len(report.class_names)),
+        display_labels=report.class_names, normalize="true" if normalize else None, ax=ax,
+        cmap=cmap, colorbar=False, values_format=".0%" if normalize else "d",
+        im_kw={"vmin": 0, "vmax": 1 if normalize else max(1, counts.max())})
     if normalize:
         for text, count in zip(display.text_.ravel(), counts.ravel()):
             text.set_text(f"{text.get_text()}\n({count})")
@@ -275,8 +276,7 @@ def plot_images(images: Sequence, titles: Sequence[str] | None = None, ncols: in
     if titles is not None and len(titles) != len(images):
         raise ValueError(problem("titles", f"{len(images)} titles, one per image", len(titles),
                                  "pass one title per image or titles=None"))
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(problem("ncols", "an integer >= 1", ncols, "pass ncols=6"))
+    check_int("ncols", ncols, minimum=1, fix="pass ncols=6")
     ncols = min(ncols, len(images))
     nrows = math.ceil(len(images) / ncols)
     fig = Figure(figsize=(ncols * cell_inches, nrows * (cell_inches + 0.35) + 0.3),

@@ -41,6 +41,13 @@ class WorkshopSettings:
     def pick(self, normal, fast):
         """Return ``normal``, or ``fast`` in fast mode.
 
+        Args:
+            normal: the value for a full run.
+            fast: the value for a test run.
+
+        Returns:
+            One of the two.
+
         Example:
             >>> WorkshopSettings(fast=True).pick(normal=4, fast=2)
             2
@@ -107,6 +114,12 @@ def image_credit(folder) -> str:
     ships one; its CC BY 4.0 licence asks for it), a note for
     :func:`vitl.make_synthetic_cracks` tiles, else the folder's name.
 
+    Args:
+        folder: the image folder.
+
+    Returns:
+        One line such as ``"Images: SDNET2018, ... CC BY 4.0, ..."``.
+
     Example:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
@@ -118,11 +131,9 @@ def image_credit(folder) -> str:
     """
     folder = Path(folder)
     attribution = folder / "ATTRIBUTION.md"
-    if attribution.is_file():
-        lines = [line.strip() for line in attribution.read_text(encoding="utf-8").splitlines()]
-        first = next((line for line in lines if line), "")
-        if first:
-            return first
+    text = attribution.read_text(encoding="utf-8").strip() if attribution.is_file() else ""
+    if text:
+        return text.splitlines()[0].strip()
     if (folder / "tiles.csv").is_file():
         return "Images: synthetic concrete tiles drawn by vitl.make_synthetic_cracks (not real photos)"
     return f"Images: {folder.name}"

@@ -8,13 +8,14 @@ used directly as ``VITL_HOME``::
     data-mirror/<zip>           with --with-data: the SDNET2018 sample zip
 
 :func:`make_bundle` writes one; :func:`import_bundle` checks every sha256 and
-installs the files into ``weights_dir()`` and ``vitl_home()/data-mirror``.
+installs the files into ``weights_dir()`` and :func:`vitl.datasets.data_mirror_dir`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import reprlib
 import shutil
 import zipfile
 import zlib
@@ -22,28 +23,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .. import __version__
 from .._errors import problem
 from .._files import atomic_path, open_regular
-from .._hashing import copy_hashing
+from .._hashing import copy_hashing, sha256_file
 from .._paths import weights_dir
 from ..datasets import SDNET2018_SHA256, SDNET2018_ZIP_NAMES, data_mirror_dir, find_sdnet_zip
 from .registry import DEFAULT_BACKBONE, get_backbone
-from .weights import resolve_weights, sha256_file, weights_file_name
+from .weights import resolve_weights, weights_file_name
 
 MANIFEST = "manifest.json"
 FORMAT = "vitl-bundle/1"
 WEIGHTS_SUBDIR = "weights"
 DATA_MIRROR_SUBDIR = "data-mirror"
-
-def _vitl_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("vitl")
-    except PackageNotFoundError:  # running from a checkout that is not installed
-        from .. import __version__
-
-        return __version__
+_RECREATE = "re-create the bundle with `vitl weights bundle`"
 
 
 def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
@@ -53,7 +46,8 @@ def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
     Args:
         out: the zip file to write (replaced atomically).
         backbones: registered backbone names whose ImageNet weights to include.
-        with_data: also include the SDNET2018 sample zip (see :func:`find_sdnet_zip`).
+        with_data: also include the SDNET2018 sample zip
+            (see :func:`vitl.datasets.find_sdnet_zip`).
         download: allow downloading weights missing on this machine.
 
     Returns:
@@ -62,35 +56,37 @@ def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
     Raises:
         WeightsUnavailableError: a backbone's weights cannot be resolved here.
         FileNotFoundError: ``with_data`` but no data zip found.
+        ValueError: the data zip is not the published one.
+
+    Example:
+        >>> import tempfile
+        >>> path = make_bundle(Path(tempfile.mkdtemp()) / "b.zip", ["mobilenetv2-tv"])
+        >>> [entry["path"] for entry in read_manifest(path)["files"]]
+        ['weights/mobilenet_v2-b0353104.pth']
     """
-    entries: list[tuple[str, Path, str, dict]] = []  # (arcname, source, sha256, extra)
-    for name in dict.fromkeys(backbones):
+    entries: dict[str, tuple[Path, str, dict]] = {}  # arcname: (source, sha256, extra)
+    for name in backbones:
         spec = get_backbone(name)
         source = resolve_weights(spec, "imagenet", download=download)
-        arcname = f"{WEIGHTS_SUBDIR}/{weights_file_name(spec)}"
-        if arcname not in {e[0] for e in entries}:
-            entries.append((arcname, Path(source.path), source.sha256, {"backbone": spec.name}))
+        entries.setdefault(f"{WEIGHTS_SUBDIR}/{weights_file_name(spec)}",
+                           (Path(source.path), source.sha256, {"backbone": spec.name}))
     if with_data:
         zip_path = find_sdnet_zip()
         digest = sha256_file(zip_path)
         if digest != SDNET2018_SHA256:
             raise ValueError(problem(f"sha256 of {zip_path}", SDNET2018_SHA256, digest,
                                      "replace the zip with the published SDNET2018 sample"))
-        entries.append((f"{DATA_MIRROR_SUBDIR}/{SDNET2018_ZIP_NAMES[0]}", zip_path, digest,
-                        {"dataset": "sdnet2018-decks"}))
-
-    manifest = {
-        "format": FORMAT,
-        "vitl_version": _vitl_version(),
-        "files": [{"path": arc, "sha256": sha, "size": src.stat().st_size, **extra}
-                  for arc, src, sha, extra in entries],
-    }
+        entries[f"{DATA_MIRROR_SUBDIR}/{SDNET2018_ZIP_NAMES[0]}"] = (
+            zip_path, digest, {"dataset": "sdnet2018-decks"})
+    manifest = {"format": FORMAT, "vitl_version": __version__, "files": [
+        {"path": arc, "sha256": sha, "size": src.stat().st_size, **extra}
+        for arc, (src, sha, extra) in entries.items()]}
     out = Path(out)
     # Stored, not deflated: h5 weights and jpeg zips barely compress.
     with atomic_path(out, suffix=".zip") as tmp, \
             zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         zf.writestr(MANIFEST, json.dumps(manifest, indent=2))
-        for arcname, source, _, _ in tqdm(entries, desc="bundle", unit="file"):
+        for arcname, (source, _, _) in tqdm(entries.items(), desc="bundle", unit="file"):
             zf.write(source, arcname)
     return out
 
@@ -98,8 +94,21 @@ def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
 def read_manifest(bundle) -> dict:
     """Return a bundle's manifest (zip file or unpacked folder), validating its shape.
 
+    Args:
+        bundle: a bundle zip or an unpacked bundle folder.
+
+    Returns:
+        The manifest: ``{"format", "vitl_version", "files": [{"path", "sha256", "size"}]}``.
+
     Raises:
         ValueError: not a vitl bundle.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / MANIFEST).write_text('{"format": "vitl-bundle/1", "files": []}')
+        >>> read_manifest(folder)["files"]
+        []
     """
     bundle = Path(bundle)
     try:
@@ -111,25 +120,19 @@ def read_manifest(bundle) -> dict:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(problem("bundle", f"a vitl bundle (zip or folder with {MANIFEST})",
                                  str(bundle), f"create it with `vitl weights bundle` ({err})"))
-    if not isinstance(manifest, dict):
-        raise ValueError(problem(f"bundle manifest {MANIFEST}", "a JSON object",  # noqa: TRY004
-                                 f"a JSON {type(manifest).__name__} in {bundle}",
-                                 "re-create the bundle with `vitl weights bundle`"))
-    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
-        raise ValueError(problem("bundle manifest format", FORMAT, manifest.get("format"),
-                                 "create the bundle with this vitl version"))
-    for entry in manifest["files"]:
-        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
-                and isinstance(entry.get("sha256"), str)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, list) or manifest.get("format") != FORMAT:
+        raise ValueError(problem("bundle manifest", f"a JSON object with format {FORMAT!r} and "
+                                 "a list of files", reprlib.repr(manifest), _RECREATE))
+    for entry in files:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        parts = Path(path).parts if isinstance(path, str) else ()
+        if not (len(parts) == 2 and parts[0] in (WEIGHTS_SUBDIR, DATA_MIRROR_SUBDIR)
+                and parts[1] not in ("..", ".") and isinstance(entry.get("sha256"), str)
                 and isinstance(entry.get("size"), int) and entry["size"] >= 0):
-            raise ValueError(problem("bundle manifest entry",
-                                     "an object with path, sha256 and size (bytes)",
-                                     _short(entry), "re-create the bundle"))
-        parts = Path(entry["path"]).parts
-        if len(parts) != 2 or parts[0] not in (WEIGHTS_SUBDIR, DATA_MIRROR_SUBDIR) or \
-                parts[1] in ("..", "."):
-            raise ValueError(problem("bundle file path", "weights/<file> or data-mirror/<file>",
-                                     entry.get("path"), "re-create the bundle"))
+            raise ValueError(problem("bundle manifest entry", "{path: weights/<file> or "
+                                     "data-mirror/<file>, sha256, size (bytes)}",
+                                     reprlib.repr(entry), _RECREATE))
     return manifest
 
 
@@ -148,6 +151,12 @@ def import_bundle(bundle) -> list[Path]:
 
     Raises:
         ValueError: not a bundle, or a file's sha256/size differs from the manifest.
+
+    Example:
+        >>> import tempfile
+        >>> bundle = make_bundle(Path(tempfile.mkdtemp()) / "b.zip", ["mobilenetv2-tv"])
+        >>> [path.name for path in import_bundle(bundle)]
+        ['mobilenet_v2-b0353104.pth']
     """
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
@@ -161,46 +170,46 @@ def import_bundle(bundle) -> list[Path]:
             sub, name = Path(entry["path"]).parts
             final = targets[sub] / name
             tmp = stack.enter_context(atomic_path(final))
+            where = f"bundle file {entry['path']}"
             try:
                 with (zf.open(entry["path"]) if zf else open_regular(bundle / entry["path"])) \
                         as source, open(tmp, "wb") as sink:
                     # Stop one byte past the declared size: an entry that expands
                     # further (a zip bomb) is refused without being written out.
                     digest, size = copy_hashing(source, sink, limit=entry["size"])
-            except (KeyError, FileNotFoundError) as err:
-                raise ValueError(problem(f"bundle file {entry['path']}", "present in the bundle",
-                                         "missing", "re-create or re-copy the bundle")) from err
-            except (zipfile.BadZipFile, EOFError, zlib.error) as err:
-                raise ValueError(problem(f"bundle file {entry['path']}", "a readable zip entry",
+            except (KeyError, FileNotFoundError, zipfile.BadZipFile, EOFError, zlib.error) as err:
+                raise ValueError(problem(where, "present and readable in the bundle",
                                          f"{type(err).__name__}: {err}",
                                          "re-create or re-copy the bundle")) from err
-            if digest != entry.get("sha256") or size != entry.get("size"):
+            if digest != entry["sha256"] or size != entry["size"]:
                 raise ValueError(problem(
-                    f"bundle file {entry['path']}",
-                    f"sha256 {entry.get('sha256')} ({entry.get('size')} bytes)",
+                    where, f"sha256 {entry['sha256']} ({entry['size']} bytes)",
                     f"sha256 {digest} ({size} bytes)" if size <= entry["size"]
                     else f"more than the declared {entry['size']} bytes (extraction stopped)",
                     "the bundle is corrupted or was modified; re-copy or re-create it"))
             installed.append(final)
-    from .torchvision_mobilenet import CONVERTED_NAME, record_sha256
-
-    for path in installed:  # checked against the manifest above: mark as verified
-        if path.name == CONVERTED_NAME:
-            record_sha256(path)
     return installed
 
 
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def copy_into_weights_dir(path) -> Path:
-    """Copy a weights file into ``weights_dir()`` (atomically) and return the new path."""
+    """Copy a weights file into ``weights_dir()`` (atomically) and return the new path.
+
+    Args:
+        path: the weights file.
+
+    Returns:
+        ``weights_dir() / path.name`` (``path`` itself when it is already there).
+
+    Example:
+        >>> import tempfile
+        >>> source = Path(tempfile.mkdtemp()) / "x.weights.h5"
+        >>> _ = source.write_bytes(b"w")
+        >>> copy_into_weights_dir(source) == weights_dir() / "x.weights.h5"
+        True
+    """
     path = Path(path)
     target = weights_dir() / path.name
-    if target.resolve() == path.resolve():
-        return target
-    with atomic_path(target) as tmp:
-        shutil.copyfile(path, tmp)
+    if target.resolve() != path.resolve():
+        with atomic_path(target) as tmp:
+            shutil.copyfile(path, tmp)
     return target

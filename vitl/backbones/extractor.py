@@ -16,10 +16,10 @@ from .weights import WeightsSource, resolve_weights
 
 #: Images per backbone call, always: a short last batch is padded with zeros. oneDNN picks
 #: kernels by batch shape, so one fixed shape makes every vector's bits independent of its
-#: batch-mates (measured on AMD EPYC, float32 MobileNetV2: batch 1 vs 16 differ by 2.4e-7;
-#: within batches of 16, any position and any batch-mates give identical bits). 16 was the
-#: fastest of 1/4/8/16/32 for MobileNetV2 and ResNet101V2 on 2 cores.
+#: batch-mates; 16 was the fastest size measured (benchmarks/README.md, "Backbones").
 BACKBONE_BATCH = 16
+
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 @dataclass
@@ -34,6 +34,11 @@ class FeatureExtractor:
         input_size: side of the square input in pixels.
         weights: where the weights came from (kind, path, sha256).
         precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+
+    Example:
+        >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+        >>> fx.name, fx.feature_dim, fx.fingerprint[:7]
+        ('mobilenetv2', 1280, 'random-')
     """
 
     spec: BackboneSpec
@@ -44,10 +49,12 @@ class FeatureExtractor:
 
     @property
     def name(self) -> str:
+        """The backbone's registry name."""
         return self.spec.name
 
     @property
     def feature_dim(self) -> int:
+        """The length of a feature vector."""
         return self.spec.feature_dim
 
     @property
@@ -83,24 +90,16 @@ class FeatureExtractor:
         vectors = np.empty((len(images), self.feature_dim), dtype=np.float32)
         for start in range(0, len(images), BACKBONE_BATCH):
             batch = images[start:start + BACKBONE_BATCH]
-            count = len(batch)
-            if count < BACKBONE_BATCH:
-                padding = np.zeros((BACKBONE_BATCH - count,) + batch.shape[1:], np.float32)
-                batch = np.concatenate([batch, padding])
+            padded = np.pad(batch, [(0, BACKBONE_BATCH - len(batch))] + [(0, 0)] * 3)
             # predict_on_batch keeps its traced function on the model: later calls skip the trace.
-            vectors[start:start + count] = np.asarray(self.model.predict_on_batch(batch))[:count]
+            features = self.model.predict_on_batch(padded)
+            vectors[start:start + len(batch)] = np.asarray(features)[:len(batch)]
         return vectors
 
 
-_PRECISIONS = ("float32", "bfloat16", "float16")
-
-
-def build_feature_extractor(
-    backbone: str | BackboneSpec = "resnet101v2",
-    weights: str | None = "imagenet",
-    input_size: int | None = None,
-    precision: str = "float32",
-) -> FeatureExtractor:
+def build_feature_extractor(backbone: str | BackboneSpec = "resnet101v2",
+                            weights: str | None = "imagenet", input_size: int | None = None,
+                            precision: str = "float32") -> FeatureExtractor:
     """Build a frozen, pooled feature extractor for a registered backbone.
 
     Args:
@@ -130,34 +129,25 @@ def build_feature_extractor(
         'random'
     """
     spec = get_backbone(backbone)
-    precision = resolve_precision(precision, spec.name)  # "auto": measured once per machine
+    precision = resolve_precision(precision, spec.name)  # validates; "auto": measured once
     size = spec.input_size if input_size is None else input_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 32:
-        raise ValueError(
-            problem("input_size", "an integer >= 32 (pixels)", input_size,
-                    f"omit it to use {spec.name}'s own {spec.input_size}")
-        )
-    if precision not in _PRECISIONS:
-        raise ValueError(problem("precision", f"one of {_PRECISIONS}", precision,
-                                 "use 'float32' unless you benchmarked another"))
+        raise ValueError(problem("input_size", "an integer >= 32 (pixels)", input_size,
+                                 f"omit it to use {spec.name}'s own {spec.input_size}"))
     source = resolve_weights(spec, weights)
-    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16",
-              "float16": "mixed_float16"}[precision]
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
+    keras.config.set_dtype_policy(_POLICIES[precision])
     try:
         with filtered_native_stderr():  # the first ops: CPU-feature notices on some machines
-            base = spec.constructor(
-                include_top=False, weights=source.path, input_shape=(size, size, 3), pooling=None
-            )
+            base = spec.constructor(include_top=False, weights=source.path,
+                                    input_shape=(size, size, 3))
     finally:
         keras.config.set_dtype_policy(previous)
     base.name = "backbone"
     base.trainable = False
 
     inputs = keras.Input((size, size, 3), name="image")
-    x = spec.preprocessing_layer()(inputs)
-    x = base(x, training=False)
+    x = base(spec.preprocessing_layer()(inputs), training=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool", dtype="float32")(x)
     model = keras.Model(inputs, x, name=f"{spec.name.replace('-', '_')}_features")
     return FeatureExtractor(spec, model, size, source, precision)

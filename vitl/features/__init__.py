@@ -8,11 +8,11 @@ using the same folder (``vitl cache info`` / ``vitl cache clear`` manage it).
 Importing this package does not import TensorFlow.
 """
 
-from .cache import CacheInfo, FeatureCache, FeatureKey, FeatureSpace, Lookup, content_hash
+from .cache import CacheInfo, FeatureCache, FeatureKey, FeatureSpace, Lookup
 from .folder import FolderStats, featurize_folder
 from .pipeline import FeatureStats, Featurizer, featurize
 
 __all__ = [
     "CacheInfo", "FeatureCache", "FeatureKey", "FeatureSpace", "FeatureStats", "Featurizer",
-    "FolderStats", "Lookup", "content_hash", "featurize", "featurize_folder",
+    "FolderStats", "Lookup", "featurize", "featurize_folder",
 ]

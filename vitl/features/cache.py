@@ -31,14 +31,13 @@ import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .._errors import problem
 from .._files import stamp
-from .._hashing import sha256_file
 
 #: File name of the sqlite database inside a cache folder.
 DB_NAME = "features.sqlite"
@@ -50,60 +49,22 @@ SCHEMA_VERSION = 1
 # each other far less than this; it only bounds a pathological lock holder.
 BUSY_TIMEOUT_S = 120.0
 
-# sqlite's default limit on host parameters per statement is 32766; stay well below.
-_CHUNK = 500
-
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS spaces (
-    id            TEXT PRIMARY KEY,
-    backbone      TEXT NOT NULL,
-    fingerprint   TEXT NOT NULL,
-    input_size    INTEGER NOT NULL,
-    preprocessing INTEGER NOT NULL,
-    precision     TEXT NOT NULL,
-    view          INTEGER NOT NULL,
-    transform_id  TEXT
-);
+CREATE TABLE IF NOT EXISTS spaces (id TEXT PRIMARY KEY, backbone TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, input_size INTEGER NOT NULL, preprocessing INTEGER NOT NULL,
+    precision TEXT NOT NULL, view INTEGER NOT NULL, transform_id TEXT);
 CREATE INDEX IF NOT EXISTS spaces_backbone ON spaces (backbone);
-CREATE TABLE IF NOT EXISTS features (
-    space    TEXT NOT NULL,
-    content  TEXT NOT NULL,
-    dim      INTEGER NOT NULL,
-    crc32    INTEGER NOT NULL,
-    vector   BLOB NOT NULL,
-    created  REAL NOT NULL,
-    PRIMARY KEY (space, content)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS last_run (
-    backbone  TEXT PRIMARY KEY,
-    finished  REAL NOT NULL,
-    images    INTEGER NOT NULL,
-    hits      INTEGER NOT NULL,
-    computed  INTEGER NOT NULL,
-    repaired  INTEGER NOT NULL,
-    seconds   REAL NOT NULL
-);
+CREATE TABLE IF NOT EXISTS features (space TEXT NOT NULL, content TEXT NOT NULL,
+    dim INTEGER NOT NULL, crc32 INTEGER NOT NULL, vector BLOB NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (space, content)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS last_run (backbone TEXT PRIMARY KEY, finished REAL NOT NULL,
+    images INTEGER NOT NULL, hits INTEGER NOT NULL, computed INTEGER NOT NULL,
+    repaired INTEGER NOT NULL, seconds REAL NOT NULL);
 """
-_INSERT_SPACE = ("INSERT OR IGNORE INTO spaces (id, backbone, fingerprint, input_size, "
-                 "preprocessing, precision, view, transform_id) VALUES (?,?,?,?,?,?,?,?)")
-_INSERT_FEATURE = ("INSERT OR REPLACE INTO features (space, content, dim, crc32, vector, created) "
-                   "VALUES (?,?,?,?,?,?)")
-_INSERT_RUN = ("INSERT OR REPLACE INTO last_run (backbone, finished, images, hits, computed, "
-               "repaired, seconds) VALUES (?,?,?,?,?,?,?)")
-
-
-def content_hash(path) -> str:
-    """Return the hex sha256 of a file's bytes, the image part of a cache key.
-
-    Example:
-        >>> import tempfile, os
-        >>> with tempfile.NamedTemporaryFile(delete=False) as f:
-        ...     _ = f.write(b"abc")
-        >>> content_hash(f.name)[:16]
-        'ba7816bf8f01cfea'
-        >>> os.remove(f.name)
-    """
-    return sha256_file(path)
+_RUN_COLUMNS = ("finished", "images", "hits", "computed", "repaired", "seconds")
+_INSERT_SPACE = "INSERT OR IGNORE INTO spaces VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_FEATURE = "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?)"
+_INSERT_RUN = "INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)"
 
 
 @dataclass(frozen=True)
@@ -137,7 +98,7 @@ class FeatureSpace:
 
     @property
     def id(self) -> str:
-        """A stable 32-hex-digit id of all the fields."""
+        """A stable 32-hex-digit id of all the fields (the sha256 of their JSON)."""
         text = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -314,12 +275,11 @@ class FeatureCache:
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer
-        # takes the write lock up front and waits on busy_timeout instead of
-        # failing when it would have to upgrade a read transaction.
+        # takes the write lock up front and waits (timeout= is sqlite's busy timeout)
+        # instead of failing when it would have to upgrade a read transaction.
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                              check_same_thread=False)
         try:
-            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             db.execute("PRAGMA journal_mode = WAL")
             # In WAL mode NORMAL never corrupts; only a power cut may lose the last commits.
             db.execute("PRAGMA synchronous = NORMAL")
@@ -329,12 +289,8 @@ class FeatureCache:
                     "feature cache", f"schema version <= {SCHEMA_VERSION}", version,
                     "upgrade vitl, or point cache= at another folder"))
             if version < SCHEMA_VERSION:
-                db.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
+                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; "
+                                 f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except sqlite3.DatabaseError as err:
             db.close()
             if _is_read_only(err):
@@ -364,7 +320,16 @@ class FeatureCache:
             self._db = self._connect()
 
     def damaged_copies(self) -> list[Path]:
-        """Damaged databases set aside in this folder (``features.sqlite.damaged-*``)."""
+        """Return the damaged databases set aside in this folder (``features.sqlite.damaged-*``).
+
+        Returns:
+            Their paths, sorted (empty when none was ever damaged).
+
+        Example:
+            >>> import tempfile
+            >>> FeatureCache(tempfile.mkdtemp()).damaged_copies()
+            []
+        """
         return sorted(self.directory.glob(f"{DB_NAME}.damaged-*"))
 
     def __repr__(self) -> str:
@@ -376,7 +341,14 @@ class FeatureCache:
             return self._db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
 
     def close(self) -> None:
-        """Close the database connection (also done when the object is collected)."""
+        """Close the database connection (also done when the object is collected).
+
+        Example:
+            >>> import tempfile
+            >>> with FeatureCache(tempfile.mkdtemp()) as cache:  # closed on leaving the block
+            ...     len(cache)
+            0
+        """
         with self._lock:
             self._db.close()
 
@@ -392,34 +364,48 @@ class FeatureCache:
     def lookup(self, keys: Iterable[FeatureKey]) -> Lookup:
         """Fetch stored vectors, verifying each one's length and CRC32.
 
+        Args:
+            keys: the :class:`FeatureKey` s wanted.
+
         Returns:
             A :class:`Lookup`: ``found`` maps keys to float32 vectors; ``damaged``
             lists keys whose stored bytes failed verification (treat as misses).
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> key = FeatureKey("0" * 64, FeatureSpace("mobilenetv2", "abc", 224, 1, "float32"))
+            >>> cache.put_many([(key, np.ones(2))])
+            >>> found = cache.lookup([key])
+            >>> found.found[key].tolist(), found.damaged
+            ([1.0, 1.0], [])
         """
-        by_space = defaultdict(list)
+        by_space = defaultdict(dict)
         for key in keys:
-            by_space[key.space].append(key)
+            by_space[key.space][key.content] = key
         found, damaged = {}, []
         with self._lock:
-            for space, space_keys in by_space.items():
-                wanted = {k.content: k for k in space_keys}
-                contents = list(wanted)
-                for start in range(0, len(contents), _CHUNK):
-                    chunk = contents[start:start + _CHUNK]
-                    marks = ",".join("?" * len(chunk))
-                    rows = self._db.execute(
-                        f"SELECT content, dim, crc32, vector FROM features "
-                        f"WHERE space = ? AND content IN ({marks})", [space.id, *chunk])
-                    for content, dim, crc, blob in rows:
-                        vector = _decode(dim, crc, blob)
-                        if vector is None:
-                            damaged.append(wanted[content])
-                        else:
-                            found[wanted[content]] = vector
+            for space, wanted in by_space.items():
+                rows = self._db.execute(  # json_each: any number of keys in one statement
+                    "SELECT content, dim, crc32, vector FROM features WHERE space = ? AND "
+                    "content IN (SELECT value FROM json_each(?))",
+                    (space.id, json.dumps(list(wanted))))
+                for content, dim, crc, blob in rows:
+                    vector = _decode(dim, crc, blob)
+                    if vector is None:
+                        damaged.append(wanted[content])
+                    else:
+                        found[wanted[content]] = vector
         return Lookup(found, damaged)
 
     def get_many(self, keys: Iterable[FeatureKey]) -> dict:
         """Return ``{key: float32 vector}`` for the keys stored intact (others are absent).
+
+        Args:
+            keys: the :class:`FeatureKey` s wanted.
+
+        Returns:
+            A dict of the keys found intact (``lookup(keys).found``).
 
         Example:
             >>> import tempfile
@@ -431,7 +417,19 @@ class FeatureCache:
         return self.lookup(keys).found
 
     def spaces(self) -> list[FeatureSpace]:
-        """Return the feature spaces that hold vectors, sorted by id (for export)."""
+        """Return the feature spaces that hold vectors, sorted by id (for export).
+
+        Returns:
+            A list of :class:`FeatureSpace`.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+            >>> cache.put_many([(FeatureKey("0" * 64, space), np.ones(2))])
+            >>> cache.spaces() == [space]
+            True
+        """
         with self._lock:
             rows = self._db.execute(
                 "SELECT backbone, fingerprint, input_size, preprocessing, precision, view, "
@@ -443,6 +441,21 @@ class FeatureCache:
         """Yield ``(contents, float32 (n, dim) vectors)`` of one space's intact entries, by chunk.
 
         Entries are in content order; damaged ones are left out.
+
+        Args:
+            space: the :class:`FeatureSpace` to read.
+            chunk: entries per yielded chunk.
+
+        Returns:
+            A generator of ``(list of content hashes, (n, dim) array)`` pairs.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+            >>> cache.put_many([(FeatureKey(c * 64, space), np.ones(2)) for c in "ab"])
+            >>> [(len(contents), vectors.shape) for contents, vectors in cache.iter_vectors(space)]
+            [(2, (2, 2))]
         """
         last = ""
         while True:
@@ -462,7 +475,19 @@ class FeatureCache:
 
     @_recovering
     def put_many(self, items: Iterable[tuple[FeatureKey, np.ndarray]]) -> None:
-        """Store ``(key, vector)`` pairs in one transaction, replacing existing entries."""
+        """Store ``(key, vector)`` pairs in one transaction, replacing existing entries.
+
+        Args:
+            items: ``(FeatureKey, vector)`` pairs; vectors are stored as float32.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+            >>> cache.put_many([(FeatureKey("0" * 64, space), np.ones(2))])
+            >>> len(cache)
+            1
+        """
         items = list(items)
         if not items:
             return
@@ -471,35 +496,44 @@ class FeatureCache:
         rows = [(key.space.id, key.content, *_encode(vector), now) for key, vector in items]
         with self._lock:
             self._write(
-                (_INSERT_SPACE, [(s.id, s.backbone, s.fingerprint, s.input_size, s.preprocessing,
-                                  s.precision, s.view, s.transform_id) for s in spaces]),
+                (_INSERT_SPACE, [(space.id, *astuple(space)) for space in spaces]),
                 (_INSERT_FEATURE, rows),
             )
 
     @_recovering
     def record_run(self, backbone: str, images: int, hits: int, computed: int, repaired: int,
                    seconds: float) -> None:
-        """Remember a featurize run's numbers as ``backbone``'s last run (for :meth:`info`)."""
+        """Remember a featurize run's numbers as ``backbone``'s last run (for :meth:`info`).
+
+        Args:
+            backbone: the backbone's name.
+            images, hits, computed, repaired, seconds: the run's :class:`FeatureStats` numbers.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> cache.record_run("mobilenetv2", 10, 8, 2, 0, 1.5)
+            >>> cache.info().last_runs["mobilenetv2"]["hit_rate"]
+            0.8
+        """
         with self._lock:
             self._write(
                 (_INSERT_RUN, [(backbone, time.time(), images, hits, computed, repaired, seconds)]))
 
     def _write(self, *statements) -> None:
         self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db:  # commits, or rolls back on any exception (also KeyboardInterrupt)
             for sql, rows in statements:
                 self._db.executemany(sql, rows)
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # -- maintenance -----------------------------------------------------
 
     @_recovering
     def info(self) -> CacheInfo:
         """Return path, size on disk, entries per backbone and each backbone's last run.
+
+        Returns:
+            A :class:`CacheInfo` (``str()`` of it is ``vitl cache info``'s table).
 
         Example:
             >>> import tempfile
@@ -511,12 +545,10 @@ class FeatureCache:
                 "SELECT s.backbone, COUNT(*) FROM features f JOIN spaces s ON s.id = f.space "
                 "GROUP BY s.backbone ORDER BY s.backbone").fetchall())
             runs = {}
-            for name, finished, images, hits, computed, repaired, seconds in self._db.execute(
-                    "SELECT backbone, finished, images, hits, computed, repaired, seconds "
-                    "FROM last_run"):
-                runs[name] = {"finished": finished, "images": images, "hits": hits,
-                              "computed": computed, "repaired": repaired, "seconds": seconds,
-                              "hit_rate": hits / images if images else 0.0}
+            for name, *values in self._db.execute("SELECT * FROM last_run"):
+                run = dict(zip(_RUN_COLUMNS, values))
+                run["hit_rate"] = run["hits"] / run["images"] if run["images"] else 0.0
+                runs[name] = run
         files = (Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm"))
         size = sum(p.stat().st_size for p in files if p.is_file())
         return CacheInfo(self.path, size, sum(per_backbone.values()), per_backbone, runs)
@@ -527,17 +559,29 @@ class FeatureCache:
 
         The file is compacted afterwards so the disk space is returned. Clearing
         everything also deletes damaged databases set aside earlier.
+
+        Args:
+            backbone: a backbone name, or None for everything.
+
+        Returns:
+            The number of vectors deleted.
+
+        Example:
+            >>> import tempfile
+            >>> cache = FeatureCache(tempfile.mkdtemp())
+            >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+            >>> cache.put_many([(FeatureKey("0" * 64, space), np.ones(2))])
+            >>> cache.clear("resnet101v2"), cache.clear("mobilenetv2")
+            (0, 1)
         """
         with self._lock:
-            where, args = ("", []) if backbone is None else (
-                " WHERE space IN (SELECT id FROM spaces WHERE backbone = ?)", [backbone])
-            removed = self._db.execute(f"SELECT COUNT(*) FROM features{where}", args).fetchone()[0]
-            runs_where = "" if backbone is None else " WHERE backbone = ?"
-            self._write(
-                (f"DELETE FROM features{where}", [args]),
-                (f"DELETE FROM spaces{'' if backbone is None else ' WHERE backbone = ?'}", [args]),
-                (f"DELETE FROM last_run{runs_where}", [args]),
-            )
+            where, args = ("", []) if backbone is None else (" WHERE backbone = ?", [backbone])
+            of_spaces = where and f" WHERE space IN (SELECT id FROM spaces{where})"
+            removed = self._db.execute(f"SELECT COUNT(*) FROM features{of_spaces}",
+                                       args).fetchone()[0]
+            self._write((f"DELETE FROM features{of_spaces}", [args]),
+                        (f"DELETE FROM spaces{where}", [args]),
+                        (f"DELETE FROM last_run{where}", [args]))
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         if backbone is None:

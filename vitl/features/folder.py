@@ -23,15 +23,13 @@ import hashlib
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from .._errors import check_int, problem
-from .cache import FeatureCache, content_hash
-from .pipeline import Featurizer, load_model_image
+from .._errors import check_int, check_verbose, problem
+from .._hashing import sha256_file
+from .cache import FeatureCache
+from .pipeline import CHANGED, FeatureStats, Featurizer
 
 ENGINES = ("local", "ray")
 #: vitl train / ImageClassifier's default backbone precision, so a default featurize matches.
@@ -60,7 +58,15 @@ class ExtractorRecipe:
     seed: int = 0
 
     def build(self):
-        """Return the :class:`~vitl.backbones.FeatureExtractor`."""
+        """Build the frozen extractor (random weights seeded with ``seed``).
+
+        Returns:
+            A :class:`~vitl.backbones.FeatureExtractor`.
+
+        Example:
+            >>> ExtractorRecipe("mobilenetv2", None, 32).build().input_size
+            32
+        """
         import keras
 
         from ..backbones import build_feature_extractor
@@ -72,67 +78,50 @@ class ExtractorRecipe:
 
 
 @dataclass
-class FolderStats:
-    """What :func:`featurize_folder` did.
+class FolderStats(FeatureStats):
+    """What :func:`featurize_folder` did: a :class:`FeatureStats` plus the engine's numbers.
 
     Attributes:
         engine: ``"local"`` or ``"ray"``.
-        backbone: the backbone's name.
-        precision: the concrete precision that ran.
-        images: image files listed.
-        cached: of those, files whose vectors were already cached.
-        computed: vectors run through the backbone now (identical files once).
         imported: vectors added to the cache from shard files (ray engine).
-        bad: ``(path, reason)`` of files that could not be featurized.
         shards: ``{"total", "skipped", "imported", "run"}`` shard counts (ray engine).
         workers: shards computed per worker (``host:pid``) in this run.
-        seconds: wall time.
 
     Example:
-        >>> print(FolderStats("local", "mobilenetv2", "float32", 4, 1, 3, seconds=2.0))
-        featurized 4 images with mobilenetv2 (float32, local engine): 1 cached, 3 computed in 2.0 s (1.5 img/s)
+        >>> print(FolderStats("mobilenetv2", 4, 1, 3, 0, 2.0, "float32", engine="local"))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        featurized 4 images with mobilenetv2 (float32, local engine): 1 cached, 3 computed
+        in 2.0 s (1.5 img/s)
     """
 
-    engine: str
-    backbone: str
-    precision: str
-    images: int
-    cached: int
-    computed: int
     imported: int = 0
-    bad: list = field(default_factory=list)
     shards: dict = field(default_factory=dict)
     workers: dict = field(default_factory=dict)
-    seconds: float = 0.0
+
+    @property
+    def cached(self) -> int:
+        """Files whose vectors were already cached (``hits``)."""
+        return self.hits
 
     def __str__(self) -> str:
-        text = (f"featurized {self.images} images with {self.backbone} ({self.precision}, "
-                f"{self.engine} engine): {self.cached} cached, {self.computed} computed in "
-                f"{self.seconds:.1f} s")
-        if self.computed and self.seconds > 0:
-            text += f" ({self.computed / self.seconds:.1f} img/s)"
+        text = super().__str__()
         if self.shards:
             s = self.shards
             text += (f"; shards: {s['run']} run on {len(self.workers)} workers, "
                      f"{s['imported']} imported from earlier runs, {s['skipped']} already cached")
-        if self.bad:
-            text += f"; {len(self.bad)} unreadable files skipped"
         return text
 
 
-def compute_vectors(extractor, items, threads: int = 2, chunk: int = 64):
-    """Featurize ``(content, path)`` items: the Ray workers' inner loop.
+def featurize_shard(featurizer: Featurizer, items):
+    """Featurize ``(content, path)`` items through ``featurizer``: a Ray worker's job.
 
-    Files are re-hashed (a file changed since it was listed is an error, not a
-    wrong vector) and decoded by :func:`~vitl.features.pipeline.load_model_image`
-    in ``threads`` threads while the previous chunk runs through
-    ``extractor(images)``, the fixed-batch call local featurizing uses.
+    A file that changed since the driver hashed it is an error row, not a
+    wrong vector; the vectors come from :meth:`Featurizer.featurize`, the same
+    call local featurizing makes, so they are bit-identical.
 
     Args:
-        extractor: a :class:`~vitl.backbones.FeatureExtractor`.
+        featurizer: a :class:`~vitl.features.Featurizer` (no cache needed).
         items: ``(content hash, path)`` pairs.
-        threads: decoding threads.
-        chunk: images per backbone call (a multiple of the fixed batch is best).
 
     Returns:
         ``(contents, float32 (n, dim) vectors, [(content, path, reason)])``.
@@ -143,43 +132,44 @@ def compute_vectors(extractor, items, threads: int = 2, chunk: int = 64):
         >>> folder = Path(tempfile.mkdtemp())
         >>> Image.new("RGB", (40, 40), "red").save(folder / "a.png")
         >>> _ = (folder / "b.png").write_bytes(b"oops")
-        >>> items = [(content_hash(folder / n), folder / n) for n in ("a.png", "b.png")]
-        >>> fx = ExtractorRecipe("mobilenetv2", None, 32).build()
-        >>> contents, vectors, errors = compute_vectors(fx, items)
+        >>> items = [(sha256_file(folder / n), folder / n) for n in ("a.png", "b.png")]
+        >>> featurizer = Featurizer(ExtractorRecipe("mobilenetv2", None, 32).build(), None, 0)
+        >>> contents, vectors, errors = featurize_shard(featurizer, items)
         >>> vectors.shape, Path(errors[0][1]).name
         ((1, 1280), 'b.png')
     """
-    items = [(str(c), str(p)) for c, p in items]
-    size, dim = int(extractor.input_size), int(extractor.feature_dim)
+    checked = [(str(content), str(path), _changed(content, path)) for content, path in items]
+    errors = [row for row in checked if row[2]]
+    listed = [(content, path) for content, path, why in checked if not why]
+    vectors = featurizer.featurize([path for _, path in listed], errors="skip")
+    bad = {str(path): why for path, why in featurizer.last_stats.bad}
+    errors += [(content, path, bad[path]) for content, path in listed if path in bad]
+    keep = [i for i, (_, path) in enumerate(listed) if path not in bad]
+    return [listed[i][0] for i in keep], vectors[keep], errors
 
-    def load(item):
-        content, path = item
-        try:
-            if content_hash(path) != content:
-                return None, "file changed since it was listed (content hash differs)"
-            return load_model_image(path, size), None
-        except Exception as err:  # noqa: BLE001 - one bad file is an error row, not a failed shard
-            return None, getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
 
-    contents, vectors, errors = [], [], []
-    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        pending = [pool.submit(load, item) for item in chunks[0]] if chunks else []
-        for k, part in enumerate(chunks):
-            loaded = [f.result() for f in pending]
-            if k + 1 < len(chunks):  # decode the next chunk while this one is computed
-                pending = [pool.submit(load, item) for item in chunks[k + 1]]
-            good = [(item, image) for item, (image, _) in zip(part, loaded) if image is not None]
-            errors += [(c, p, reason) for (c, p), (_, reason) in zip(part, loaded) if reason]
-            if good:
-                vectors.append(extractor(np.stack([image for _, image in good])))
-                contents += [c for (c, _), _ in good]
-    stacked = np.concatenate(vectors) if vectors else np.empty((0, dim), np.float32)
-    return contents, stacked, errors
+def _changed(content: str, path) -> str | None:
+    """Why the file no longer has ``content`` (None when it still has)."""
+    try:
+        if sha256_file(path) == content:
+            return None
+        return CHANGED
+    except OSError as err:
+        return f"{type(err).__name__}: {err}"
 
 
 def shard_name(space_id: str, contents) -> str:
-    """A shard's file name: the space id's prefix and a digest of the contents it covers.
+    """Return a shard's file name: the space id's prefix and a digest of the contents it covers.
+
+    The same missing contents always give the same name, so a rerun finds the
+    shard files an interrupted run wrote.
+
+    Args:
+        space_id: the :class:`~vitl.features.FeatureSpace` id.
+        contents: the content hashes the shard covers.
+
+    Returns:
+        ``"<space id[:12]>-<16 hex digits>.parquet"``.
 
     Example:
         >>> shard_name("0123456789abcdef" * 2, ["ab" * 32])
@@ -189,7 +179,8 @@ def shard_name(space_id: str, contents) -> str:
     return f"{space_id[:12]}-{digest}.parquet"
 
 
-def _check(engine, workers, cpus_per_worker, gpus_per_worker, shard_size):
+def _check(engine, workers, cpus_per_worker, gpus_per_worker, shard_size, verbose):
+    check_verbose(verbose)
     if engine not in ENGINES:
         raise ValueError(problem("engine", f"one of {ENGINES}", engine,
                                  "pass engine='local', or engine='ray' for a Ray cluster"))
@@ -208,7 +199,7 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
                      cache="default", engine: str = "local", address: str | None = None,
                      workers: int | None = None, cpus_per_worker: int = 1,
                      gpus_per_worker: float = 0, shard_dir=None, shard_size: int = SHARD_SIZE,
-                     seed: int = 0, progress: bool = True) -> FolderStats:
+                     seed: int = 0, verbose: int = 1) -> FolderStats:
     """Featurize every image below ``data`` into the feature cache (the bottleneck phase alone).
 
     Afterwards ``ImageClassifier(backbone, input_size=..., precision=...).fit``
@@ -236,7 +227,7 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
             every node and the driver see; default ``<cache>/shards``.
         shard_size: ray only: distinct images per shard.
         seed: seeds random weights (``weights=None``) as ImageClassifier does.
-        progress: a progress bar and the summary line on stderr.
+        verbose: 0 silent; 1 (or 2) a progress bar and the summary line on stderr.
 
     Returns:
         :class:`FolderStats`.
@@ -252,17 +243,17 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
         ...     Image.new("RGB", (40, 40), (80 * i, 0, 0)).save(folder / f"{i}.png")
         >>> _ = (folder / "broken.png").write_bytes(b"not an image")
         >>> stats = featurize_folder(folder, "mobilenetv2", weights=None, input_size=32,
-        ...                          cache=folder / "cache", progress=False)
+        ...                          cache=folder / "cache", verbose=0)
         >>> stats.computed, [Path(p).name for p, _ in stats.bad]
         (3, ['broken.png'])
         >>> featurize_folder(folder, "mobilenetv2", weights=None, input_size=32,
-        ...                  cache=folder / "cache", progress=False).cached
+        ...                  cache=folder / "cache", verbose=0).cached
         3
     """
     from ..backbones.precision import resolve_precision
     from ..data import list_images
 
-    _check(engine, workers, cpus_per_worker, gpus_per_worker, shard_size)
+    _check(engine, workers, cpus_per_worker, gpus_per_worker, shard_size, verbose)
     if cache is None or cache is False:
         raise ValueError(problem("cache", "a feature cache to fill", cache,
                                  "pass cache='default' or a folder"))
@@ -271,18 +262,18 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
     concrete = resolve_precision(precision, backbone,
                                  gpus=True if engine == "ray" and gpus_per_worker else None)
     recipe = ExtractorRecipe(backbone, weights, input_size, concrete, seed)
-    featurizer = Featurizer(recipe.build(), cache=cache, progress=progress)
+    featurizer = Featurizer(recipe.build(), cache=cache, verbose=verbose)
     if engine == "local":
         featurizer.featurize(paths, errors="skip")
-        s = featurizer.last_stats
-        return FolderStats("local", s.backbone, concrete, s.images, s.hits, s.computed,
-                           bad=s.bad, seconds=time.perf_counter() - start)
-    return _featurize_ray(paths, featurizer, recipe, start, address, workers, cpus_per_worker,
-                          gpus_per_worker, shard_dir, shard_size, progress)
+        stats = vars(featurizer.last_stats)
+        return FolderStats(**{**stats, "seconds": time.perf_counter() - start, "engine": "local"})
+    return _featurize_ray(paths, featurizer, recipe, start, shard_dir, shard_size, address=address,
+                          workers=workers, cpus_per_worker=cpus_per_worker,
+                          gpus_per_worker=gpus_per_worker)
 
 
-def _featurize_ray(paths, featurizer, recipe, start, address, workers, cpus_per_worker,
-                   gpus_per_worker, shard_dir, shard_size, progress) -> FolderStats:
+def _featurize_ray(paths, featurizer, recipe, start, shard_dir, shard_size, **ray_options
+                   ) -> FolderStats:
     from tqdm import tqdm
 
     from . import ray_engine, shards
@@ -318,12 +309,10 @@ def _featurize_ray(paths, featurizer, recipe, start, address, workers, cpus_per_
     imported_before = result.added
     workers_done = Counter()
     if tasks:
-        with tqdm(total=sum(len(t["items"]) for t in tasks), unit="img", disable=not progress,
+        with tqdm(total=sum(len(t["items"]) for t in tasks), unit="img",
+                  disable=not featurizer.verbose,
                   desc=f"featurizing on ray ({recipe.backbone})", file=sys.stderr) as bar:
-            for done in ray_engine.run(tasks, recipe, space, featurizer.extractor.fingerprint,
-                                       shard_dir, address=address, workers=workers,
-                                       cpus_per_worker=cpus_per_worker,
-                                       gpus_per_worker=gpus_per_worker):
+            for done in ray_engine.run(tasks, recipe, space, shard_dir, **ray_options):
                 shards.import_shard(shards.read_shard(shard_dir / done["name"], expect=space),
                                     cache, result)
                 workers_done[done["worker"]] += 1
@@ -332,10 +321,9 @@ def _featurize_ray(paths, featurizer, recipe, start, address, workers, cpus_per_
     bad_contents.update(known_bad)
     bad = sorted({bad_contents[k.content] for k in keys if k.content in bad_contents})
     computed = result.added - imported_before
-    stats = FolderStats("ray", recipe.backbone, recipe.precision, len(paths),
-                        sum(1 for k in keys if k.content in cached_contents), computed,
-                        imported=result.added, bad=bad,
-                        shards={"total": skipped + len(earlier) + len(tasks), "skipped": skipped,
-                                "imported": len(earlier), "run": len(tasks)},
-                        workers=dict(workers_done), seconds=time.perf_counter() - start)
-    return stats
+    hits = sum(1 for k in keys if k.content in cached_contents)
+    return FolderStats(recipe.backbone, len(paths), hits, computed, 0, time.perf_counter() - start,
+                       recipe.precision, bad, engine="ray", imported=result.added,
+                       shards={"total": skipped + len(earlier) + len(tasks), "skipped": skipped,
+                               "imported": len(earlier), "run": len(tasks)},
+                       workers=dict(workers_done))

@@ -22,12 +22,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from .. import _paths
-from .._errors import check_int, problem
-from ..data import read_image
-from .cache import FeatureCache, FeatureKey, FeatureSpace, content_hash
+from .._errors import check_int, check_verbose, problem
+from .._hashing import sha256_file
+from ..data import BadImageError, read_image
+from .cache import FeatureCache, FeatureKey, FeatureSpace
 
 _HASH_THREADS = 8  # hashlib and file reads release the GIL
 _DECODE_THREADS = min(8, os.cpu_count() or 2)  # Pillow releases the GIL while decoding
+#: Why a file whose bytes are no longer those its cache key was made from gets no vector.
+CHANGED = "file changed while it was featurized (content hash differs): featurize it again"
 
 
 @dataclass
@@ -43,10 +46,13 @@ class FeatureStats:
         seconds: wall time of the whole call.
         precision: the backbone precision that ran (``""`` when unknown).
         bad: ``(path, reason)`` of files that could not be read, with ``errors="skip"``.
+        engine: ``"local"`` or ``"ray"`` when made by :func:`~vitl.features.featurize_folder`.
 
     Example:
         >>> print(FeatureStats("resnet101v2", 400, 380, 20, 0, 3.1, "bfloat16"))
-        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s (6.5 img/s); precision bfloat16
+        ... # doctest: +NORMALIZE_WHITESPACE
+        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s
+        (6.5 img/s); precision bfloat16
     """
 
     backbone: str
@@ -57,6 +63,7 @@ class FeatureStats:
     seconds: float
     precision: str = ""
     bad: list = field(default_factory=list)
+    engine: str = ""
 
     @property
     def misses(self) -> int:
@@ -65,6 +72,7 @@ class FeatureStats:
 
     @property
     def hit_rate(self) -> float:
+        """The share of rows served from the cache (0 for no rows)."""
         return self.hits / self.images if self.images else 0.0
 
     @property
@@ -73,15 +81,16 @@ class FeatureStats:
         return self.computed / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        text = (f"featurized {self.images} images with {self.backbone}: {self.hits} cached, "
-                f"{self.computed} computed in {self.seconds:.1f} s")
+        where = f" ({self.precision}, {self.engine} engine)" if self.engine else ""
+        text = (f"featurized {self.images} images with {self.backbone}{where}: {self.hits} "
+                f"cached, {self.computed} computed in {self.seconds:.1f} s")
         if self.computed:
             text += f" ({self.images_per_second:.1f} img/s)"
         if self.repaired:
             text += f"; {self.repaired} damaged cache entries recomputed"
         if self.bad:
             text += f"; {len(self.bad)} unreadable files skipped"
-        if self.precision:
+        if self.precision and not self.engine:
             text += f"; precision {self.precision}"
         return text
 
@@ -91,10 +100,8 @@ def _open_cache(cache) -> FeatureCache | None:
         return None
     if isinstance(cache, FeatureCache):
         return cache
-    if isinstance(cache, str) and cache == "default":
-        return FeatureCache(_paths.default_cache_dir())
     if isinstance(cache, (str, Path)):
-        return FeatureCache(cache)
+        return FeatureCache(_paths.default_cache_dir() if cache == "default" else cache)
     raise ValueError(problem("cache", "'default', None/False, a folder path or a FeatureCache",
                              cache, "pass cache='default' or cache=None to disable caching"))
 
@@ -106,13 +113,25 @@ def _views(view, views) -> tuple[list[int], bool]:
     if view != 0:
         raise ValueError(problem("view / views", "one of them", f"view={view}, views={views}",
                                  "pass views=[...] alone"))
-    if isinstance(views, (str, bytes)) or not hasattr(views, "__iter__"):
-        raise ValueError(problem("views", "a sequence of view ids such as [0, 1, 2]", views,
-                                 "pass views=[0, 1, 2]"))
-    views = [check_int("views[i]", v, minimum=0, fix="use ids >= 0") for v in views]
-    if not views:
-        raise ValueError(problem("views", "at least one view id", views, "pass views=[0]"))
-    return views, True
+    ids = [] if isinstance(views, (str, bytes)) or not hasattr(views, "__iter__") else list(views)
+    if not ids:
+        raise ValueError(problem("views", "a sequence of view ids such as [0, 1, 2], not empty",
+                                 views, "pass views=[0, 1, 2]"))
+    return [check_int("views[i]", v, minimum=0, fix="use ids >= 0") for v in ids], True
+
+
+def _transform_id(view_ids, transform, transform_id, cache) -> str | None:
+    """The augmentation policy's id for cache keys; check views > 0 can be made and cached."""
+    transform_id = transform_id if transform_id is not None else getattr(
+        transform, "transform_id", None)
+    if any(view_ids) and transform is None:
+        raise ValueError(problem("transform", "a function transform(image, view) for views > 0",
+                                 None, "pass transform=..., or use view=0"))
+    if any(view_ids) and cache is not None and not transform_id:
+        raise ValueError(problem(
+            "transform_id", "a string naming the augmentation policy (part of cache keys)",
+            transform_id, "pass transform_id='flip-v1' (or cache=None)"))
+    return transform_id
 
 
 def to_model_image(image, size: int) -> np.ndarray:
@@ -172,28 +191,88 @@ def load_model_image(path, size: int, view: int = 0, transform=None) -> np.ndarr
     return image
 
 
-class Featurizer:
-    """A frozen feature extractor bound to a feature cache.
+def model_image_loader(paths, size: int, views=None, transform=None, errors: dict | None = None,
+                       contents=None):
+    """Return a ``tf.data`` map function decoding ``paths[index]`` with :func:`load_model_image`.
 
-    Keeps the extractor's cache identity (its weights fingerprint) and the
-    last call's :class:`FeatureStats`. The extractor is treated as frozen:
-    build a new ``Featurizer`` if you change its weights.
+    The one tf.data image loader: featurizing and fine-tuning both map it over
+    a dataset of indices (plus whatever travels with them, such as labels).
+
+    Args:
+        paths: image files.
+        size: the model's input size.
+        views: per-index view ids (default: all 0, the images themselves).
+        transform: ``transform(image, view) -> image`` for views > 0.
+        errors: when given, a file that cannot be read gives a black image and
+            its exception is stored as ``errors[index]``; else the error stops the dataset.
+        contents: per-index sha256 the file must still have after decoding (None: any);
+            a file being written while it is featurized is then an error, never a
+            vector stored under the key of other bytes.
+
+    Returns:
+        ``load(index, *rest) -> (uint8 (size, size, 3) image, *rest)``.
+
+    Example:
+        >>> import tempfile, tensorflow as tf
+        >>> path = Path(tempfile.mkdtemp()) / "a.png"
+        >>> Image.new("RGB", (40, 20), "red").save(path)
+        >>> load = model_image_loader([path], 32)
+        >>> image, label = next(iter(tf.data.Dataset.from_tensor_slices(([0], [7])).map(load)))
+        >>> image.shape.as_list(), int(label)
+        ([32, 32, 3], 7)
+    """
+    import tensorflow as tf
+
+    def load(index):
+        index = int(index)
+        try:
+            image = load_model_image(paths[index], size, views[index] if views else 0, transform)
+            if contents and contents[index] and sha256_file(paths[index]) != contents[index]:
+                raise BadImageError(paths[index], CHANGED)
+            return image
+        except Exception as err:  # handed to the caller with its index
+            if errors is None:
+                raise
+            errors[index] = err
+            return np.zeros((size, size, 3), np.uint8)
+
+    @tf.autograph.experimental.do_not_convert
+    def load_tf(index, *rest):
+        image = tf.numpy_function(load, [index], tf.uint8, stateful=False)
+        image.set_shape((size, size, 3))
+        return (image, *rest)
+
+    return load_tf
+
+
+class Featurizer:
+    """A frozen feature extractor bound to a feature cache: the one featurizing engine.
+
+    :func:`featurize`, :func:`~vitl.features.featurize_folder` (local and Ray
+    workers) and :class:`vitl.ImageClassifier` all featurize files through
+    :meth:`featurize`. The extractor is treated as frozen: build a new
+    ``Featurizer`` if you change its weights.
 
     Args:
         extractor: a :class:`vitl.backbones.FeatureExtractor`.
         cache: ``"default"`` (:func:`vitl._paths.default_cache_dir`), a folder,
             a :class:`FeatureCache`, or None/False to compute everything.
-        progress: show a tqdm bar and print a one-line summary to stderr.
+        verbose: 0 silent; 1 (or 2) a tqdm bar and a one-line summary on stderr.
+
+    Attributes:
+        last_stats: the last call's :class:`FeatureStats`.
+
+    Raises:
+        ValueError: ``extractor`` is not a feature extractor, or a bad ``cache`` / ``verbose``.
 
     Example:
         >>> import tempfile
-        >>> from PIL import Image
         >>> from vitl.backbones import build_feature_extractor
         >>> folder = Path(tempfile.mkdtemp())
         >>> for i in range(3):
         ...     Image.new("RGB", (40, 40), (80 * i, 0, 0)).save(folder / f"{i}.png")
         >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
-        >>> featurizer = Featurizer(fx, cache=folder / "cache", progress=False)
+        >>> featurizer = Featurizer(fx, cache=folder / "cache", verbose=0)
         >>> featurizer.featurize(sorted(folder.glob("*.png"))).shape
         (3, 1280)
         >>> featurizer.featurize(sorted(folder.glob("*.png"))).shape
@@ -202,17 +281,15 @@ class Featurizer:
         (3, 0)
     """
 
-    def __init__(self, extractor, cache="default", progress: bool = True):
-        for attribute in ("model", "name", "input_size", "feature_dim", "fingerprint",
-                          "precision"):
-            if not hasattr(extractor, attribute):
-                raise ValueError(problem(
-                    "extractor", "a FeatureExtractor (model, name, input_size, feature_dim, "
-                    "fingerprint, precision)", type(extractor).__name__,
-                    "build one with vitl.backbones.build_feature_extractor(...)"))
+    def __init__(self, extractor, cache="default", verbose: int = 1):
+        needed = ("model", "name", "input_size", "feature_dim", "fingerprint", "precision")
+        if not all(hasattr(extractor, attribute) for attribute in needed):
+            raise ValueError(problem(
+                "extractor", f"a FeatureExtractor ({', '.join(needed)})", type(extractor).__name__,
+                "build one with vitl.backbones.build_feature_extractor(...)"))
         self.extractor = extractor
         self.cache = _open_cache(cache)
-        self.progress = progress
+        self.verbose = check_verbose(verbose)
         self.last_stats: FeatureStats | None = None
         self._space = None  # the fingerprint hashes random weights: compute it once
 
@@ -221,7 +298,21 @@ class Featurizer:
                 f"cache={self.cache!r})")
 
     def space(self, view: int = 0, transform_id: str | None = None) -> FeatureSpace:
-        """The cache's :class:`FeatureSpace` for this extractor and view."""
+        """Return the cache's :class:`FeatureSpace` for this extractor and view.
+
+        Args:
+            view: the view id (0: the image itself).
+            transform_id: the augmentation policy's id, kept for views > 0 only.
+
+        Returns:
+            A :class:`FeatureSpace`.
+
+        Example:
+            >>> from vitl.backbones import build_feature_extractor
+            >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+            >>> Featurizer(fx, cache=None).space(2, "flip").view
+            2
+        """
         if self._space is None:
             from ..backbones.registry import PREPROCESSING_VERSION
 
@@ -230,19 +321,21 @@ class Featurizer:
                                        PREPROCESSING_VERSION, fx.precision)
         return replace(self._space, view=view, transform_id=transform_id if view else None)
 
-    def keys(self, paths, view: int = 0, transform_id: str | None = None) -> list[FeatureKey]:
-        """The cache key of every file: its content hash in this featurizer's space.
+    def keys(self, paths, views=(0,), transform_id: str | None = None) -> list[FeatureKey]:
+        """Return the cache key of every (view, file): the one place a path becomes a key.
 
-        The one place a path becomes a key; the Ray engine uses it too, so both
-        engines read and write the same entries.
+        Each file is hashed once (its bytes' sha256), whatever the number of
+        views; the Ray engine keys files with this method too, so both engines
+        read and write the same entries.
 
         Args:
             paths: image files.
-            view: the view id (0: the image itself).
+            views: view ids (0: the image itself).
             transform_id: the augmentation policy's id, for views > 0.
 
         Returns:
-            One :class:`FeatureKey` per path, in order.
+            One :class:`FeatureKey` per view and path, view by view (``views[v], paths[i]``
+            at ``v * len(paths) + i``).
 
         Raises:
             FileNotFoundError: a file does not exist.
@@ -254,16 +347,24 @@ class Featurizer:
             >>> Image.new("RGB", (40, 40), "red").save(path)
             >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
             >>> key = Featurizer(fx, cache=None).keys([path])[0]
-            >>> key.content == content_hash(path), key.space.input_size
+            >>> key.content == sha256_file(path), key.space.input_size
             (True, 32)
         """
-        space = self.space(view, transform_id)
-        return [FeatureKey(h, space) for h in self._hash([Path(p) for p in paths])]
+        def one(path):
+            try:
+                return sha256_file(path)
+            except FileNotFoundError:
+                raise FileNotFoundError(problem("image file", "an existing file", str(path),
+                                                "check the path or reload the folder")) from None
+
+        with ThreadPoolExecutor(_HASH_THREADS) as pool:
+            hashes = list(pool.map(one, paths))
+        return [FeatureKey(h, self.space(v, transform_id)) for v in views for h in hashes]
 
     def featurize(self, images, *, view: int = 0, views=None, transform=None,
-                  transform_id: str | None = None, progress: bool | None = None,
+                  transform_id: str | None = None, verbose: int | None = None,
                   errors: str = "raise") -> np.ndarray:
-        """Return the feature vectors of ``images``, in their order.
+        """Return the feature vectors of ``images``, in their order, computing only cache misses.
 
         Args:
             images: an :class:`vitl.data.ImageCollection` or a sequence of
@@ -280,7 +381,7 @@ class Featurizer:
             transform_id: names the augmentation policy in cache keys (change it
                 when the policy changes); defaults to ``transform.transform_id``.
                 Required for views > 0 when caching.
-            progress: overrides the featurizer's ``progress`` for this call.
+            verbose: overrides the featurizer's ``verbose`` for this call.
             errors: ``"raise"`` stops at the first unreadable file (after caching
                 the batches before it); ``"skip"`` leaves its rows NaN, caches
                 nothing for it and lists it in ``last_stats.bad``.
@@ -293,43 +394,45 @@ class Featurizer:
                 ValueError) naming the file that cannot be read (vectors of
                 the batches before it are cached).
             FileNotFoundError: a listed file does not exist.
+
+        Example:
+            >>> import tempfile
+            >>> from vitl.backbones import build_feature_extractor
+            >>> folder = Path(tempfile.mkdtemp())
+            >>> Image.new("RGB", (40, 40), "red").save(folder / "a.png")
+            >>> _ = (folder / "b.png").write_bytes(b"oops")
+            >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+            >>> featurizer = Featurizer(fx, cache=None, verbose=0)
+            >>> rows = featurizer.featurize([folder / "a.png", folder / "b.png"], errors="skip")
+            >>> np.isnan(rows).any(axis=1).tolist(), featurizer.last_stats.bad[0][0].name
+            ([False, True], 'b.png')
         """
         start = time.perf_counter()
         if errors not in ("raise", "skip"):
             raise ValueError(problem("errors", "'raise' or 'skip'", errors,
                                      "pass errors='skip' to go on past unreadable files"))
         view_ids, stacked = _views(view, views)
+        transform_id = _transform_id(view_ids, transform, transform_id, self.cache)
+        show = self.verbose if verbose is None else check_verbose(verbose)
         paths = [Path(p) for p in getattr(images, "paths", images)]
-        transform_id = transform_id if transform_id is not None else getattr(
-            transform, "transform_id", None)
-        if any(view_ids) and transform is None:
-            raise ValueError(problem("transform", "a function transform(image, view) for views > 0",
-                                     None, "pass transform=..., or use view=0"))
-        if any(view_ids) and self.cache is not None and not transform_id:
-            raise ValueError(problem(
-                "transform_id", "a string naming the augmentation policy (part of cache keys)",
-                transform_id, "pass transform_id='flip-v1' (or cache=None)"))
-        show = self.progress if progress is None else progress
         n, dim = len(paths), int(self.extractor.feature_dim)
         out = np.empty((len(view_ids) * n, dim), dtype=np.float32)
-
-        work, hits, repaired = self._fill_from_cache(paths, view_ids, transform_id, out)
+        jobs, hits, repaired = self._from_cache(paths, view_ids, transform_id, out)
         computed, bad = 0, []
-        if work:
-            with tqdm(total=len(out), initial=hits, unit="img", disable=not show,
-                      desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
-                for items, vectors, failed in self._compute(paths, work, transform):
-                    for (_, _, _, rows), vector in zip(items, vectors):
-                        out[rows] = vector
-                    if self.cache is not None:
-                        self.cache.put_many((key, vec) for (_, _, key, _), vec in zip(items, vectors))
-                    computed += len(items)
-                    bar.update(sum(len(item[3]) for item in items + [f[0] for f in failed]))
-                    if failed and errors == "raise":
-                        raise failed[0][1]
-                    for (path_index, _, _, rows), err in failed:
-                        out[rows] = np.nan
-                        bad.append((paths[path_index], getattr(err, "reason", str(err))))
+        with tqdm(total=len(out), initial=hits, unit="img", disable=not (show and jobs),
+                  desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
+            for done, vectors, failed in self._compute(paths, jobs, transform):
+                for (_, _, _, rows), vector in zip(done, vectors):
+                    out[rows] = vector
+                if self.cache is not None:
+                    self.cache.put_many((key, vec) for (_, _, key, _), vec in zip(done, vectors))
+                computed += len(done)
+                bar.update(sum(len(job[3]) for job in done + [job for job, _ in failed]))
+                if failed and errors == "raise":
+                    raise failed[0][1]
+                for (path_index, _, _, rows), err in failed:
+                    out[rows] = np.nan
+                    bad.append((paths[path_index], getattr(err, "reason", str(err))))
 
         self.last_stats = FeatureStats(self.extractor.name, len(out), hits, computed, repaired,
                                        time.perf_counter() - start,
@@ -343,125 +446,93 @@ class Featurizer:
 
     __call__ = featurize
 
-    def _fill_from_cache(self, paths, view_ids, transform_id, out):
-        """Copy cached rows into ``out``; return (work, hits, repaired).
+    def _from_cache(self, paths, view_ids, transform_id, out):
+        """Copy cached rows into ``out``; return (jobs, hits, damaged entries).
 
-        Rows are one per (view, image): row = v * n + i. Each work item
-        ``(image index, view id, cache key, rows)`` is one vector to compute;
-        identical files share one item.
+        Rows are one per (view, image): row = v * n + i. A job ``(image index,
+        view id, cache key, rows)`` is one vector to compute; identical files share one.
         """
-        n, dim = len(paths), out.shape[1]
-        if self.cache is None or not n:
+        n = len(paths)
+        if self.cache is None:
             return [(row % n, view_ids[row // n], None, [row]) for row in range(len(out))], 0, 0
-        hashes = self._hash(paths)
-        row_keys = []
-        for view_id in view_ids:  # hash once, key every view
-            space = self.space(view_id, transform_id)
-            row_keys += [FeatureKey(h, space) for h in hashes]
-        found = self.cache.lookup(set(row_keys))
-        hits, rows_of = 0, {}
-        for row, key in enumerate(row_keys):
-            vector = found.found.get(key)
-            if vector is None:
+        keys = self.keys(paths, view_ids, transform_id)
+        lookup = self.cache.lookup(set(keys))
+        rows_of = {}
+        for row, key in enumerate(keys):
+            vector = lookup.found.get(key)
+            if vector is not None and len(vector) == out.shape[1]:  # else: recompute, replace
+                out[row] = vector
+            else:
                 rows_of.setdefault(key, []).append(row)
-                continue
-            if len(vector) != dim:
-                raise ValueError(problem(
-                    "cached feature", f"{dim} values", len(vector),
-                    f"clear the cache of {self.extractor.name}: vitl cache clear "
-                    f"--backbone {self.extractor.name}"))
-            out[row] = vector
-            hits += 1
-        work = [(rows[0] % n, view_ids[rows[0] // n], key, rows) for key, rows in rows_of.items()]
-        return work, hits, len(found.damaged)
+        jobs = [(rows[0] % n, view_ids[rows[0] // n], key, rows) for key, rows in rows_of.items()]
+        misses = sum(len(rows) for rows in rows_of.values())
+        return jobs, len(keys) - misses, len(lookup.damaged)
 
-    def _hash(self, paths) -> list[str]:
-        def one(path):
-            try:
-                return content_hash(path)
-            except FileNotFoundError:
-                raise FileNotFoundError(problem("image file", "an existing file", str(path),
-                                                "check the path or reload the folder")) from None
-
-        with ThreadPoolExecutor(_HASH_THREADS) as pool:
-            return list(pool.map(one, paths))
-
-    def _compute(self, paths, work, transform):
-        """Yield ``(work items, float32 vectors, [(failed item, error)])`` batch by batch."""
+    def _compute(self, paths, jobs, transform):
+        """Yield ``(jobs done, float32 vectors, [(failed job, error)])`` batch by batch."""
         import tensorflow as tf
 
         from ..backbones.extractor import BACKBONE_BATCH
 
-        size = int(self.extractor.input_size)
         errors = {}
-
-        def load(index):
-            path_index, view_id = work[int(index)][:2]
-            try:
-                return load_model_image(paths[path_index], size, view_id, transform)
-            except Exception as err:  # noqa: BLE001 - handed to the caller's thread with its batch
-                errors[int(index)] = err
-                return np.zeros((size, size, 3), np.uint8)
-
-        def load_tf(index):
-            image = tf.numpy_function(load, [index], tf.uint8, stateful=False)
-            image.set_shape((size, size, 3))
-            return index, image
-
+        load = model_image_loader([paths[job[0]] for job in jobs], int(self.extractor.input_size),
+                                  [job[1] for job in jobs], transform, errors,
+                                  [job[2] and job[2].content for job in jobs])
         # Autotuning off: with it (TF 2.21), deleting the finished iterator often blocked
         # for seconds, until the call had lasted a multiple of ~5.1 s. Decoding is a few
         # percent of the backbone's time, so fixed parallelism is plenty.
         options = tf.data.Options()
         options.autotune.enabled = False
-        dataset = (tf.data.Dataset.range(len(work))
-                   .map(load_tf, num_parallel_calls=_DECODE_THREADS)
+        dataset = (tf.data.Dataset.range(len(jobs))
+                   .map(lambda index: load(index, index), num_parallel_calls=_DECODE_THREADS)
                    .batch(BACKBONE_BATCH)
                    .prefetch(2)
                    .with_options(options))
-        for indices, batch in dataset:
-            indices = indices.numpy()
+        for batch, indices in dataset:
             vectors = self.extractor(batch.numpy())
+            indices = indices.numpy()
             good = [k for k, i in enumerate(indices) if i not in errors]
-            failed = [(work[i], errors.pop(i)) for i in indices if i in errors]
-            yield [work[indices[k]] for k in good], vectors[good], failed
+            failed = [(jobs[i], errors.pop(i)) for i in indices if i in errors]
+            yield [jobs[indices[k]] for k in good], vectors[good], failed
 
 
 def featurize(images, extractor, *, cache="default", view: int = 0, views=None, transform=None,
-              transform_id: str | None = None, progress: bool = True, return_stats: bool = False,
+              transform_id: str | None = None, verbose: int = 1, return_stats: bool = False,
               errors: str = "raise"):
     """Featurize images with a frozen backbone, through the shared feature cache.
 
-    A function form of :class:`Featurizer` (see there for the arguments). Only
-    images whose (content, backbone, weights, input size, preprocessing,
-    precision, view, augmentation) key is not cached are computed; renamed or
-    moved files still hit, edited files miss.
+    The function form of :class:`Featurizer`. Only images whose (content,
+    backbone, weights, input size, preprocessing, precision, view,
+    augmentation) key is not cached are computed; renamed or moved files still
+    hit, edited files miss.
 
     Args:
         images: an :class:`vitl.data.ImageCollection` or a sequence of paths.
         extractor: a :class:`vitl.backbones.FeatureExtractor`.
         cache: ``"default"``, a folder, a :class:`FeatureCache`, or None/False.
-        view, views, transform, transform_id: see :meth:`Featurizer.featurize`.
-        progress: tqdm bar and a one-line summary on stderr.
-        errors: ``"raise"`` or ``"skip"`` unreadable files (see :meth:`Featurizer.featurize`).
+        view, views, transform, transform_id, errors: see :meth:`Featurizer.featurize`.
+        verbose: 0 silent; 1 a tqdm bar and a one-line summary on stderr.
         return_stats: also return the call's :class:`FeatureStats`.
 
     Returns:
         float32 ``(N, D)`` features aligned with ``images`` (``(V, N, D)``
         with ``views``), or ``(features, stats)`` with ``return_stats=True``.
 
+    Raises:
+        ValueError, FileNotFoundError: see :meth:`Featurizer.featurize`.
+
     Example:
         >>> import tempfile
-        >>> from PIL import Image
         >>> from vitl.backbones import build_feature_extractor
         >>> folder = Path(tempfile.mkdtemp())
         >>> Image.new("RGB", (40, 40), "red").save(folder / "a.png")
         >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
-        >>> features, stats = featurize([folder / "a.png"], fx, cache=None, progress=False,
+        >>> features, stats = featurize([folder / "a.png"], fx, cache=None, verbose=0,
         ...                             return_stats=True)
         >>> features.shape, stats.computed
         ((1, 1280), 1)
     """
-    featurizer = Featurizer(extractor, cache=cache, progress=progress)
+    featurizer = Featurizer(extractor, cache=cache, verbose=verbose)
     features = featurizer.featurize(images, view=view, views=views, transform=transform,
                                     transform_id=transform_id, errors=errors)
     return (features, featurizer.last_stats) if return_stats else features

@@ -48,13 +48,13 @@ class ShardWorker:
 
     Args:
         recipe: the driver's :class:`~vitl.features.folder.ExtractorRecipe`.
-        fingerprint: the driver's weights fingerprint; another one here is an error.
-        space: the shards' :class:`~vitl.features.cache.FeatureSpace`.
+        space: the shards' :class:`~vitl.features.cache.FeatureSpace`; its weights
+            fingerprint is the driver's, and a worker with other weights is an error.
         shard_dir: where shard files are written.
-        threads: TensorFlow threads and decoding threads.
+        threads: TensorFlow intra-op threads (the actor's CPUs).
     """
 
-    def __init__(self, recipe, fingerprint: str, space, shard_dir: str, threads: int):
+    def __init__(self, recipe, space, shard_dir: str, threads: int):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
@@ -62,34 +62,30 @@ class ShardWorker:
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
-        self.extractor = recipe.build()
-        if self.extractor.fingerprint != fingerprint:
+        from .pipeline import Featurizer
+
+        self.featurizer = Featurizer(recipe.build(), cache=None, verbose=0)
+        if self.featurizer.extractor.fingerprint != space.fingerprint:
             raise ValueError(problem(
-                "worker weights", f"fingerprint {fingerprint} (the driver's)",
-                self.extractor.fingerprint,
+                "worker weights", f"fingerprint {space.fingerprint} (the driver's)",
+                self.featurizer.extractor.fingerprint,
                 "install the same weights file on every node (vitl weights ...)"))
-        self.space, self.shard_dir, self.threads = space, Path(shard_dir), threads
+        self.space, self.shard_dir = space, Path(shard_dir)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict) -> dict:
-        from .folder import compute_vectors
+        """Featurize the batch's one shard (``batch_size=1``), write it; return its summary row."""
+        from .folder import featurize_shard
         from .shards import write_shard
 
-        out = {"name": [], "rows": [], "errors": [], "worker": [], "seconds": []}
-        for name, items in zip(batch["name"], batch["items"]):
-            start = time.perf_counter()
-            contents, vectors, errors = compute_vectors(self.extractor, json.loads(items),
-                                                        threads=self.threads)
-            seconds = time.perf_counter() - start
-            write_shard(self.shard_dir / str(name), self.space, self.extractor.feature_dim,
-                        contents, vectors, errors,
-                        writer={"worker": self.worker, "seconds": round(seconds, 3),
-                                "engine": "ray"})
-            for key, value in (("name", str(name)), ("rows", len(contents) + len(errors)),
-                               ("errors", len(errors)), ("worker", self.worker),
-                               ("seconds", seconds)):
-                out[key].append(value)
-        return out
+        start = time.perf_counter()
+        name = str(batch["name"][0])
+        contents, vectors, errors = featurize_shard(self.featurizer, json.loads(batch["items"][0]))
+        seconds = time.perf_counter() - start
+        write_shard(self.shard_dir / name, self.space, vectors.shape[1], contents, vectors, errors,
+                    writer={"worker": self.worker, "seconds": round(seconds, 3), "engine": "ray"})
+        return {"name": [name], "rows": [len(contents) + len(errors)], "errors": [len(errors)],
+                "worker": [self.worker], "seconds": [seconds]}
 
 
 def _connect(ray, address, workers, cpus_per_worker) -> bool:
@@ -131,7 +127,7 @@ def _one_line(err: BaseException) -> str:
                    "(Ray's logs: /tmp/ray/session_latest/logs)")
 
 
-def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, workers=None,
+def run(tasks, recipe, space, shard_dir, *, address=None, workers=None,
         cpus_per_worker: int = 1, gpus_per_worker: float = 0):
     """Featurize shards on a Ray actor pool; yield ``{"name", "rows", "errors", "worker",
     "seconds"}`` as each shard file is written.
@@ -140,10 +136,23 @@ def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, work
         tasks: ``[{"name": file name, "items": [(content, path), ...]}]``.
         recipe: an :class:`~vitl.features.folder.ExtractorRecipe` with a concrete precision.
         space: the :class:`~vitl.features.cache.FeatureSpace` written into the shards.
-        fingerprint: the driver's weights fingerprint (workers must match it).
         shard_dir: the shard folder (shared storage on a real cluster).
         address, workers, cpus_per_worker, gpus_per_worker: see
             :func:`vitl.features.folder.featurize_folder`.
+
+    Returns:
+        A generator of one summary dict per finished shard.
+
+    Raises:
+        ValueError: Ray missing or unreachable, or a shard failed (one line; a rerun resumes).
+
+    Example:
+        >>> from vitl.features.folder import ExtractorRecipe  # doctest: +SKIP
+        >>> recipe = ExtractorRecipe("mobilenetv2", None, 32)  # doctest: +SKIP
+        >>> space = Featurizer(recipe.build(), cache=None).space()  # doctest: +SKIP
+        >>> tasks = [{"name": "x.parquet", "items": [(sha256_file(p), str(p))]}]  # doctest: +SKIP
+        >>> [d["rows"] for d in run(tasks, recipe, space, "shards", workers=1)]  # doctest: +SKIP
+        [1]
     """
     ray = _ray()
     # Start-up notices and Ray Data's stack dumps: failures are reported in one line below.
@@ -166,8 +175,8 @@ def run(tasks, recipe, space, fingerprint: str, shard_dir, *, address=None, work
                 ShardWorker, batch_size=1, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
                 num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, max_restarts=0,
-                fn_constructor_kwargs={"recipe": recipe, "fingerprint": fingerprint,
-                                       "space": space, "shard_dir": str(Path(shard_dir).absolute()),
+                fn_constructor_kwargs={"recipe": recipe, "space": space,
+                                       "shard_dir": str(Path(shard_dir).absolute()),
                                        "threads": int(cpus_per_worker)})
         try:
             for row in dataset.iter_rows():

@@ -135,10 +135,10 @@ def write_shard(path, space: FeatureSpace, dim: int, contents, vectors, errors=(
     vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
     errors = list(errors)
     n = len(vectors)
-    flat = pa.array(vectors.reshape(-1), type=pa.float32())
     offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
-    vector_col = pa.ListArray.from_arrays(offsets, flat)
-    vector_col = pa.concat_arrays([vector_col, pa.nulls(len(errors), pa.list_(pa.float32()))])
+    # From flat buffers: converting row by row takes ~2 s per 50,000 x 2048 vectors.
+    vector_col = pa.concat_arrays([pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1))),
+                                   pa.nulls(len(errors), pa.list_(pa.float32()))])
     table = pa.table({
         "content": pa.array(list(contents) + [e[0] for e in errors], pa.string()),
         "space": pa.array([space.id] * (n + len(errors)), pa.string()),
@@ -159,8 +159,21 @@ def write_shard(path, space: FeatureSpace, dim: int, contents, vectors, errors=(
 def read_meta(path) -> dict:
     """Return a shard's validated ``vitl.shard`` metadata, reading only the footer.
 
+    Args:
+        path: a shard file.
+
+    Returns:
+        The metadata dict (``format``, ``space``, ``space_id``, ``dim``, ``dtype``, ``writer``).
+
     Raises:
         ValueError: not a Parquet file, or not a vitl shard of a known format.
+
+    Example:
+        >>> import tempfile
+        >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+        >>> path = write_shard(Path(tempfile.mkdtemp()) / "s.parquet", space, 1280, [], [])
+        >>> read_meta(path)["dim"]
+        1280
     """
     pa, pq = _arrow()
     try:
@@ -206,6 +219,14 @@ def read_shard(path, expect: FeatureSpace | None = None) -> Shard:
 
     Raises:
         ValueError: the file is not a valid shard (or not of ``expect``), in one line.
+
+    Example:
+        >>> import tempfile
+        >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+        >>> path = write_shard(Path(tempfile.mkdtemp()) / "s.parquet", space, 1280, ["ab" * 32],
+        ...                    np.ones((1, 1280)))
+        >>> read_shard(path, expect=space).contents == ["ab" * 32]
+        True
     """
     pa, pq = _arrow()
     import pyarrow.compute as pc
@@ -235,7 +256,25 @@ def read_shard(path, expect: FeatureSpace | None = None) -> Shard:
 
 
 def shard_files(folder) -> list[Path]:
-    """The shard files of a folder (``*.parquet``, not hidden), sorted; or the one file given."""
+    """Return a folder's shard files (``*.parquet``, not hidden), sorted; or the one file given.
+
+    Args:
+        folder: a folder of shard files, or one file.
+
+    Returns:
+        A sorted list of paths.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name in ("b.parquet", "a.parquet", ".a.parquet.tmp-1.parquet", "notes.txt"):
+        ...     _ = (folder / name).write_bytes(b"")
+        >>> [p.name for p in shard_files(folder)]
+        ['a.parquet', 'b.parquet']
+    """
     folder = Path(folder).expanduser()
     if folder.is_file():
         return [folder]
@@ -246,9 +285,25 @@ def shard_files(folder) -> list[Path]:
 
 
 def known_errors(folder, space: FeatureSpace) -> dict:
-    """``{content: (path, reason)}`` of the error rows in a folder's shards of ``space``.
+    """Return ``{content: (path, reason)}`` of the error rows in a folder's shards of ``space``.
 
     Lets a rerun skip images that already failed instead of retrying them.
+
+    Args:
+        folder: the shard folder (missing: no errors).
+        space: the :class:`FeatureSpace` of interest; other spaces' shards are not read.
+
+    Returns:
+        A dict from content hash to ``(path, reason)``.
+
+    Example:
+        >>> import tempfile
+        >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = write_shard(folder / f"{space.id[:12]}-x.parquet", space, 1280, [], [],
+        ...                 errors=[("cd" * 32, "bad.jpg", "truncated file")])
+        >>> known_errors(folder, space)["cd" * 32]
+        ('bad.jpg', 'truncated file')
     """
     _, pq = _arrow()
     folder = Path(folder)
@@ -266,7 +321,23 @@ def known_errors(folder, space: FeatureSpace) -> dict:
 
 
 def import_shard(shard: Shard, cache: FeatureCache, stats: ImportStats) -> None:
-    """Store a read shard's vectors the cache lacks (one transaction); update ``stats``."""
+    """Store a read shard's vectors the cache lacks (one transaction); update ``stats``.
+
+    Args:
+        shard: a :class:`Shard` from :func:`read_shard`.
+        cache: the :class:`FeatureCache` to fill.
+        stats: the :class:`ImportStats` to add to.
+
+    Example:
+        >>> import tempfile
+        >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> path = write_shard(folder / "s.parquet", space, 1280, ["ab" * 32], np.ones((1, 1280)))
+        >>> stats = ImportStats()
+        >>> import_shard(read_shard(path), FeatureCache(folder / "cache"), stats)
+        >>> stats.added
+        1
+    """
     keys = [FeatureKey(c, shard.space) for c in shard.contents]
     found = cache.lookup(keys).found
     new = [(k, v) for k, v in zip(keys, shard.vectors) if k not in found]
@@ -337,7 +408,8 @@ def export_shards(cache: FeatureCache, folder, rows_per_file: int = 50_000) -> l
         >>> cache = FeatureCache(folder / "cache")
         >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
         >>> cache.put_many([(FeatureKey("ab" * 32, space), np.ones(1280))])
-        >>> [p.name for p in export_shards(cache, folder / "shards")] == [f"{space.id}-00000.parquet"]
+        >>> [p.name for p in export_shards(cache, folder / "shards")] == [
+        ...     f"{space.id}-00000.parquet"]
         True
     """
     written = []
