@@ -168,12 +168,12 @@ def part_precision(tmp: Path, seeds) -> None:
 def part_decode(tmp: Path) -> None:
     """Per-image CPU costs on this machine: sha256, decode+resize to 224, shard import."""
     from vitl._hashing import sha256_file
-    from vitl.features.pipeline import load_model_image
+    from vitl.data import read_image
 
     paths = sorted(sdnet(tmp).rglob("*.jpg"))
     for name, fn in (("sha256 of the file", sha256_file),
-                     ("decode + resize to 224 (load_model_image)",
-                      lambda p: load_model_image(p, 224))):
+                     ("decode + resize to 224 (read_image)",
+                      lambda p: read_image(p, 224))):
         start = time.perf_counter()
         for p in paths:
             fn(p)

@@ -39,14 +39,14 @@ def test_put_get_round_trip_is_exact_and_keyed_by_space(tmp_path):
     vectors = np.random.RandomState(0).standard_normal((5, 7)).astype(np.float32)
     cache.put_many((key(i), vectors[i]) for i in range(5))
     other = FeatureSpace("mobilenetv2", "fp", 32, 1, "float32", view=1, transform_id="t")
-    got = cache.get_many([key(i) for i in range(7)] + [key(0, other)])
+    got = cache.lookup([key(i) for i in range(7)] + [key(0, other)]).found
     assert set(got) == {key(i) for i in range(5)}  # absent keys are absent
     for i in range(5):
         assert got[key(i)].dtype == np.float32 and np.array_equal(got[key(i)], vectors[i])
     reopened = FeatureCache(tmp_path)  # persistent: another instance (or process) sees them
-    assert len(reopened) == 5 and np.array_equal(reopened.get_many([key(3)])[key(3)], vectors[3])
+    assert len(reopened) == 5 and np.array_equal(reopened.lookup([key(3)]).found[key(3)], vectors[3])
     cache.put_many([(key(3), np.zeros(7))])  # replaces
-    assert not reopened.get_many([key(3)])[key(3)].any()
+    assert not reopened.lookup([key(3)]).found[key(3)].any()
 
 
 def test_database_is_wal_with_busy_timeout(tmp_path):

@@ -245,21 +245,21 @@ def test_wrong_marker_is_not_taken_as_valid(fake_zip, tmp_path):
 def test_crash_mid_extract_leaves_nothing_valid_and_next_call_recovers(fake_zip, tmp_path,
                                                                        monkeypatch):
     data = tmp_path / "data"
-    real_extract = sdnet._extract_member
+    real_extract = sdnet.zipfile.ZipFile.extract
     calls = {"n": 0}
 
     def crash_on_fourth(archive, info, into):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt("simulated kill mid-extract")
-        real_extract(archive, info, into)
+        return real_extract(archive, info, into)
 
-    monkeypatch.setattr(sdnet, "_extract_member", crash_on_fourth)
+    monkeypatch.setattr(sdnet.zipfile.ZipFile, "extract", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
         sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert not (data / "sdnet2018-decks").exists()
     assert not list(data.glob(".sdnet2018-decks.tmp-*"))
-    monkeypatch.setattr(sdnet, "_extract_member", real_extract)
+    monkeypatch.setattr(sdnet.zipfile.ZipFile, "extract", real_extract)
     folder = sdnet2018_decks(mirror=fake_zip, data_dir=data, verbose=0)
     assert len(_image_files(folder)) == 6
 

@@ -39,7 +39,7 @@ def test_cold_then_warm_equals_uncached_and_direct_computation(extractor, images
     uncached, uncached_stats = run(images, extractor, None)
 
     assert (cold_stats.hits, cold_stats.computed) == (0, 12)
-    assert (warm_stats.hits, warm_stats.computed, warm_stats.misses) == (12, 0, 0)
+    assert (warm_stats.hits, warm_stats.computed, warm_stats.images) == (12, 0, 12)
     assert (uncached_stats.hits, uncached_stats.computed) == (0, 12)
     assert cold.dtype == np.float32 and cold.shape == (12, extractor.feature_dim)
     assert np.array_equal(cold, warm)  # float32 bytes round-trip exactly

@@ -36,7 +36,7 @@ def test_export_then_import_round_trip_is_exact_and_reimport_adds_nothing(tmp_pa
     assert "8 vectors, 8 new, 0 already cached" in capsys.readouterr().out
     target = FeatureCache(tmp_path / "b")
     keys = [FeatureKey(f"{i:064x}", SPACE) for i in range(7)] + [FeatureKey("f" * 64, other)]
-    want, got = source.get_many(keys), target.get_many(keys)
+    want, got = source.lookup(keys).found, target.lookup(keys).found
     assert len(got) == 8 and all(np.array_equal(want[k], got[k]) for k in keys)
     assert vitl_main(["cache", "import", str(tmp_path / "s"), "--cache", str(tmp_path / "b")]) == 0
     assert "0 new, 8 already cached" in capsys.readouterr().out

@@ -174,10 +174,7 @@ def is_regular_file(path) -> bool:
         >>> is_regular_file("/dev/zero"), is_regular_file(__file__)
         (False, True)
     """
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    return file_kind(path) == "a regular file"
 
 
 def file_kind(path) -> str:
@@ -195,8 +192,8 @@ def file_kind(path) -> str:
     """
     try:
         mode = os.stat(path).st_mode
-    except OSError as err:
-        return f"unreadable ({err.strerror})"
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the name
+        return f"unreadable ({getattr(err, 'strerror', None) or err})"
     for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
                        (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):

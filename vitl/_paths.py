@@ -9,6 +9,11 @@ from pathlib import Path
 _REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 
 
+def _from_env(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
 def vitl_home() -> Path:
     """Return vitl's home folder: ``$VITL_HOME``, else ``~/.vitl``.
 
@@ -25,7 +30,7 @@ def vitl_home() -> Path:
         '/tmp/vitl-doc-home'
         >>> del os.environ["VITL_HOME"]
     """
-    return Path(os.environ.get("VITL_HOME") or Path.home() / ".vitl").expanduser()
+    return _from_env("VITL_HOME", Path.home() / ".vitl")
 
 
 def weights_dir() -> Path:
@@ -52,11 +57,7 @@ def data_dir() -> Path:
         >>> data_dir().name
         'data'
     """
-    if os.environ.get("VITL_DATA"):
-        return Path(os.environ["VITL_DATA"]).expanduser()
-    if _REPO_DATA.is_dir():
-        return _REPO_DATA
-    return vitl_home() / "data"
+    return _from_env("VITL_DATA", _REPO_DATA if _REPO_DATA.is_dir() else vitl_home() / "data")
 
 
 def default_cache_dir() -> Path:
@@ -72,6 +73,4 @@ def default_cache_dir() -> Path:
         '/tmp/vitl-doc-cache'
         >>> del os.environ["VITL_CACHE"]
     """
-    if os.environ.get("VITL_CACHE"):
-        return Path(os.environ["VITL_CACHE"]).expanduser()
-    return vitl_home() / "cache"
+    return _from_env("VITL_CACHE", vitl_home() / "cache")

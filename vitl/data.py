@@ -201,12 +201,11 @@ def check_images(paths) -> tuple[list[Path], list[SkippedFile]]:
             with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
                 img.verify()  # checksums (PNG CRCs) that decoding skips
             good.append(path)
-        except BadImageError as err:
-            skipped.append(SkippedFile(path, err.reason))
         except MemoryError:
             raise
         except Exception as err:  # noqa: BLE001 - Pillow raises many types for broken files
-            skipped.append(SkippedFile(path, _reason(err)))
+            reason = err.reason if isinstance(err, BadImageError) else _reason(err)
+            skipped.append(SkippedFile(path, reason))
     return good, skipped
 
 
@@ -251,7 +250,6 @@ class DataSummary:
     counts: dict[str, int]
     smallest: tuple[int, int] | None  # (width, height) of the image with fewest pixels
     largest: tuple[int, int] | None
-    skipped: int
     warnings: list[str]
 
     def __str__(self) -> str:
@@ -326,8 +324,8 @@ class ImageCollection:
             >>> c.relative_paths(), c.labels.tolist()
             (['a/1.jpg', 'b/2.jpg'], [0, 1])
         """
-        paths, class_names, labels = [Path(p).absolute() for p in paths], list(class_names), \
-            list(labels)
+        paths = [Path(p).absolute() for p in paths]
+        class_names, labels = list(class_names), list(labels)
         if labels and isinstance(labels[0], str):
             unknown = sorted(set(labels) - set(class_names))
             if unknown:
@@ -411,8 +409,8 @@ class ImageCollection:
         notes += [f"class '{k}' has only {n} images; aim for 50+ per class"
                   for k, n in counts.items() if 0 < n < 10]
         present = {k: n for k, n in counts.items() if n}
-        big, small = max(present, key=present.get, default=""), min(present, key=present.get,
-                                                                    default="")
+        big = max(present, key=present.get, default="")
+        small = min(present, key=present.get, default="")
         if present and present[big] > 3 * present[small]:
             notes.append(f"heavy class imbalance: '{big}' has {present[big]} images, '{small}' "
                          f"{present[small]} ({present[big] / present[small]:.1f}:1); accuracy "
@@ -421,8 +419,7 @@ class ImageCollection:
             notes.append(f"{len(self.paths) - len(sizes)} image headers could not be read")
         if self.report.skipped:
             notes.append(f"{len(self.report.skipped)} bad files were skipped (see the report)")
-        return DataSummary(counts, sizes[0] if sizes else None, sizes[-1] if sizes else None,
-                           len(self.report.skipped), notes)
+        return DataSummary(counts, sizes[0] if sizes else None, sizes[-1] if sizes else None, notes)
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
@@ -473,8 +470,10 @@ def _scan(folder: Path, follow: bool, visited: set, report: LoadReport) -> list[
         keep = []
         for name in sorted(d for d in dirnames if not _is_junk(d)):
             why = _folder_problem(here / name, here, follow, visited)
-            report.skipped += [SkippedFile(here / name, why)] if why else []
-            keep += [] if why else [name]
+            if why:
+                report.skipped.append(SkippedFile(here / name, why))
+            else:
+                keep.append(name)
         dirnames[:] = keep
         for path in (here / f for f in sorted(filenames) if not _is_junk(f)):
             if not _is_image_name(path.name):
@@ -691,8 +690,7 @@ class Split(NamedTuple):
             rows.append(f"{name:<{width}}  {n[0]:>6}  {n[1]:>10}  {n[2]:>6}  {sum(n):>6}")
         return "\n".join(rows)
 
-    def __str__(self) -> str:
-        return self.summary()
+    __str__ = summary
 
 
 def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *, seed=None

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from .. import _paths
 from .._errors import check_verbose, problem
@@ -300,7 +299,9 @@ def _unpack(zip_path: Path, target: Path) -> None:
     try:
         with atomic_folder(target) as tmp, zipfile.ZipFile(zip_path) as archive:
             for info in archive.infolist():
-                _extract_member(archive, info, tmp)
+                if info.filename.startswith(_ZIP_PREFIX) and info.filename != _ZIP_PREFIX:
+                    info.filename = info.filename.removeprefix(_ZIP_PREFIX)
+                    archive.extract(info, tmp)  # extract() drops "..", "/" and drive parts
             missing = [name for name in SDNET2018_CLASSES if not (tmp / name).is_dir()]
             if missing:
                 raise DatasetUnavailableError(problem(
@@ -311,24 +312,3 @@ def _unpack(zip_path: Path, target: Path) -> None:
     except OSError:
         if not _is_complete(target):  # else another process unpacked it at the same time
             raise
-
-
-def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, into: Path) -> None:
-    """Copy one ``assets/...`` member below ``into`` (dropping ``assets/``); skip all others."""
-    rel = PurePosixPath(info.filename.removeprefix(_ZIP_PREFIX))
-    if not info.filename.startswith(_ZIP_PREFIX) or not rel.parts or ".." in rel.parts \
-            or rel.is_absolute():
-        return
-    dest = into.joinpath(*rel.parts)
-    if info.is_dir():
-        dest.mkdir(parents=True, exist_ok=True)
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with archive.open(info) as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out)
-
-
-__all__ = ["MIRROR_ENV", "SDNET2018_ATTRIBUTION", "SDNET2018_CLASSES", "SDNET2018_SHA256",
-           "SDNET2018_SIZE", "SDNET2018_URL", "SDNET2018_ZIP_NAMES", "DatasetChecksumError",
-           "DatasetUnavailableError", "data_mirror_dir", "find_sdnet_zip", "sdnet2018_decks",
-           "tutorial_data"]

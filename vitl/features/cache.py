@@ -221,7 +221,7 @@ def _decode(dim: int, crc: int, blob: bytes) -> np.ndarray | None:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
-class FeatureCache:
+class FeatureCache(contextlib.AbstractContextManager):
     """A feature cache shared by every run, notebook and CLI call using ``directory``.
 
     Safe for concurrent use by several processes (and threads): reads never
@@ -248,7 +248,7 @@ class FeatureCache:
         >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
         >>> key = FeatureKey("0" * 64, space)
         >>> cache.put_many([(key, np.ones(3))])
-        >>> cache.get_many([key])[key]
+        >>> cache.lookup([key]).found[key]
         array([1., 1., 1.], dtype=float32)
         >>> cache.info().entries_per_backbone
         {'mobilenetv2': 1}
@@ -352,9 +352,6 @@ class FeatureCache:
         with self._lock:
             self._db.close()
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc):
         self.close()
 
@@ -397,24 +394,6 @@ class FeatureCache:
                     else:
                         found[wanted[content]] = vector
         return Lookup(found, damaged)
-
-    def get_many(self, keys: Iterable[FeatureKey]) -> dict:
-        """Return ``{key: float32 vector}`` for the keys stored intact (others are absent).
-
-        Args:
-            keys: the :class:`FeatureKey` s wanted.
-
-        Returns:
-            A dict of the keys found intact (``lookup(keys).found``).
-
-        Example:
-            >>> import tempfile
-            >>> cache = FeatureCache(tempfile.mkdtemp())
-            >>> space = FeatureSpace("resnet101v2", "w", 224, 1, "float32")
-            >>> cache.get_many([FeatureKey("ab" * 32, space)])
-            {}
-        """
-        return self.lookup(keys).found
 
     def spaces(self) -> list[FeatureSpace]:
         """Return the feature spaces that hold vectors, sorted by id (for export).

@@ -13,7 +13,7 @@ afterwards computes nothing. Two engines:
   sqlite cache, the single writer. Shard files already written are imported, not
   recomputed, so a rerun after a killed run computes only the missing shards.
 
-Both engines decode with :func:`~vitl.features.pipeline.load_model_image` and
+Both engines decode with :func:`~vitl.features.pipeline.model_image_loader` and
 run the same fixed-batch extractor call, so features are bit-identical.
 """
 
@@ -98,11 +98,6 @@ class FolderStats(FeatureStats):
     shards: dict = field(default_factory=dict)
     workers: dict = field(default_factory=dict)
 
-    @property
-    def cached(self) -> int:
-        """Files whose vectors were already cached (``hits``)."""
-        return self.hits
-
     def __str__(self) -> str:
         text = super().__str__()
         if self.shards:
@@ -151,9 +146,7 @@ def featurize_shard(featurizer: Featurizer, items):
 def _changed(content: str, path) -> str | None:
     """Why the file no longer has ``content`` (None when it still has)."""
     try:
-        if sha256_file(path) == content:
-            return None
-        return CHANGED
+        return None if sha256_file(path) == content else CHANGED
     except OSError as err:
         return f"{type(err).__name__}: {err}"
 
@@ -247,7 +240,7 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
         >>> stats.computed, [Path(p).name for p, _ in stats.bad]
         (3, ['broken.png'])
         >>> featurize_folder(folder, "mobilenetv2", weights=None, input_size=32,
-        ...                  cache=folder / "cache", verbose=0).cached
+        ...                  cache=folder / "cache", verbose=0).hits
         3
     """
     from ..backbones.precision import resolve_precision

@@ -66,16 +66,6 @@ class FeatureStats:
     engine: str = ""
 
     @property
-    def misses(self) -> int:
-        """Rows that were not in the cache (``images - hits``)."""
-        return self.images - self.hits
-
-    @property
-    def hit_rate(self) -> float:
-        """The share of rows served from the cache (0 for no rows)."""
-        return self.hits / self.images if self.images else 0.0
-
-    @property
     def images_per_second(self) -> float:
         """Computed vectors per second of the call (0 when all came from the cache)."""
         return self.computed / self.seconds if self.seconds > 0 else 0.0
@@ -159,44 +149,15 @@ def to_model_image(image, size: int) -> np.ndarray:
     return image
 
 
-def load_model_image(path, size: int, view: int = 0, transform=None) -> np.ndarray:
-    """Decode one file into the backbone's input: the single path -> pixels step of every engine.
-
-    Local featurizing and the Ray engine's workers both call this, so the same
-    bytes give the same pixels (and, through the fixed-batch extractor call,
-    the same feature bits) wherever they are computed.
-
-    Args:
-        path: image file.
-        size: the extractor's input size (square side).
-        view: 0 for the image itself; k > 0 for ``transform(image, k)``.
-        transform: ``transform(image, view) -> image`` for views > 0.
-
-    Returns:
-        uint8 array ``(size, size, 3)``.
-
-    Raises:
-        vitl.data.BadImageError: the file is not a readable image.
-
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "a.png"
-        >>> Image.new("RGB", (40, 20), "red").save(path)
-        >>> load_model_image(path, 32).shape
-        (32, 32, 3)
-    """
-    image = read_image(path, size)
-    if view:
-        image = to_model_image(transform(image, view), size)
-    return image
-
-
 def model_image_loader(paths, size: int, views=None, transform=None, errors: dict | None = None,
                        contents=None):
-    """Return a ``tf.data`` map function decoding ``paths[index]`` with :func:`load_model_image`.
+    """Return a ``tf.data`` map function decoding ``paths[index]`` into the backbone's input.
 
     The one tf.data image loader: featurizing and fine-tuning both map it over
     a dataset of indices (plus whatever travels with them, such as labels).
+    Local featurizing and the Ray engine's workers both decode through it, so
+    the same bytes give the same pixels (and, through the fixed-batch extractor
+    call, the same feature bits) wherever they are computed.
 
     Args:
         paths: image files.
@@ -226,7 +187,9 @@ def model_image_loader(paths, size: int, views=None, transform=None, errors: dic
     def load(index):
         index = int(index)
         try:
-            image = load_model_image(paths[index], size, views[index] if views else 0, transform)
+            image = read_image(paths[index], size)
+            if views and views[index]:
+                image = to_model_image(transform(image, views[index]), size)
             if contents and contents[index] and sha256_file(paths[index]) != contents[index]:
                 raise BadImageError(paths[index], CHANGED)
             return image
@@ -362,8 +325,7 @@ class Featurizer:
         return [FeatureKey(h, self.space(v, transform_id)) for v in views for h in hashes]
 
     def featurize(self, images, *, view: int = 0, views=None, transform=None,
-                  transform_id: str | None = None, verbose: int | None = None,
-                  errors: str = "raise") -> np.ndarray:
+                  transform_id: str | None = None, errors: str = "raise") -> np.ndarray:
         """Return the feature vectors of ``images``, in their order, computing only cache misses.
 
         Args:
@@ -381,7 +343,6 @@ class Featurizer:
             transform_id: names the augmentation policy in cache keys (change it
                 when the policy changes); defaults to ``transform.transform_id``.
                 Required for views > 0 when caching.
-            verbose: overrides the featurizer's ``verbose`` for this call.
             errors: ``"raise"`` stops at the first unreadable file (after caching
                 the batches before it); ``"skip"`` leaves its rows NaN, caches
                 nothing for it and lists it in ``last_stats.bad``.
@@ -413,13 +374,12 @@ class Featurizer:
                                      "pass errors='skip' to go on past unreadable files"))
         view_ids, stacked = _views(view, views)
         transform_id = _transform_id(view_ids, transform, transform_id, self.cache)
-        show = self.verbose if verbose is None else check_verbose(verbose)
         paths = [Path(p) for p in getattr(images, "paths", images)]
         n, dim = len(paths), int(self.extractor.feature_dim)
         out = np.empty((len(view_ids) * n, dim), dtype=np.float32)
         jobs, hits, repaired = self._from_cache(paths, view_ids, transform_id, out)
         computed, bad = 0, []
-        with tqdm(total=len(out), initial=hits, unit="img", disable=not (show and jobs),
+        with tqdm(total=len(out), initial=hits, unit="img", disable=not (self.verbose and jobs),
                   desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
             for done, vectors, failed in self._compute(paths, jobs, transform):
                 for (_, _, _, rows), vector in zip(done, vectors):
@@ -440,7 +400,7 @@ class Featurizer:
         if self.cache is not None and n:
             s = self.last_stats
             self.cache.record_run(s.backbone, s.images, s.hits, s.computed, s.repaired, s.seconds)
-        if show:
+        if self.verbose:
             print(self.last_stats, file=sys.stderr)
         return out.reshape(len(view_ids), n, dim) if stacked else out
 

@@ -33,16 +33,6 @@ from pathlib import Path
 from .._errors import problem
 
 
-def _ray():
-    try:
-        import ray
-        import ray.data  # the "data" extra
-    except ImportError:
-        raise ValueError(problem("engine 'ray'", "ray[data] installed", "not installed",
-                                 "pip install 'vitl[ray]', or use --engine local")) from None
-    return ray
-
-
 class ShardWorker:
     """A Ray Data actor: builds the backbone once, then featurizes one shard per call.
 
@@ -154,7 +144,12 @@ def run(tasks, recipe, space, shard_dir, *, address=None, workers=None,
         >>> [d["rows"] for d in run(tasks, recipe, space, "shards", workers=1)]  # doctest: +SKIP
         [1]
     """
-    ray = _ray()
+    try:
+        import ray
+        import ray.data  # the "data" extra
+    except ImportError:
+        raise ValueError(problem("engine 'ray'", "ray[data] installed", "not installed",
+                                 "pip install 'vitl[ray]', or use --engine local")) from None
     # Start-up notices and Ray Data's stack dumps: failures are reported in one line below.
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)

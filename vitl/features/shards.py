@@ -26,13 +26,13 @@ whole or absent. pyarrow is needed (``pip install 'vitl[ray]'``).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .._errors import problem
+from .._files import atomic_path
 from .cache import FeatureCache, FeatureKey, FeatureSpace
 
 SHARD_FORMAT = 1
@@ -61,7 +61,6 @@ class Shard:
         contents: content hashes of the rows with vectors.
         vectors: float32 ``(len(contents), dim)``.
         errors: ``(content, path, reason)`` of the error rows.
-        meta: the file's ``vitl.shard`` metadata.
     """
 
     path: Path
@@ -69,7 +68,6 @@ class Shard:
     contents: list
     vectors: np.ndarray
     errors: list
-    meta: dict
 
 
 @dataclass
@@ -149,10 +147,8 @@ def write_shard(path, space: FeatureSpace, dim: int, contents, vectors, errors=(
     meta = {"format": SHARD_FORMAT, "space": asdict(space), "space_id": space.id, "dim": int(dim),
             "dtype": "float32", "writer": writer or {}}
     table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 
@@ -252,7 +248,7 @@ def read_shard(path, expect: FeatureSpace | None = None) -> Shard:
         raise _bad(path, "finite feature values", "NaN or infinity")
     errors = [(c, p, e) for c, p, e, k in zip(contents, table["path"].to_pylist(),
                                               table["error"].to_pylist(), ok) if not k]
-    return Shard(Path(path), space, good["content"].to_pylist(), vectors, errors, meta)
+    return Shard(Path(path), space, good["content"].to_pylist(), vectors, errors)
 
 
 def shard_files(folder) -> list[Path]:
@@ -349,8 +345,7 @@ def import_shard(shard: Shard, cache: FeatureCache, stats: ImportStats) -> None:
     stats.errors += shard.errors
 
 
-def import_shards(source, cache: FeatureCache, expect: FeatureSpace | None = None
-                  ) -> ImportStats:
+def import_shards(source, cache: FeatureCache) -> ImportStats:
     """Merge shard files into a feature cache; vectors already cached are left alone.
 
     Every file's metadata is checked before anything is written; then each file
@@ -360,7 +355,6 @@ def import_shards(source, cache: FeatureCache, expect: FeatureSpace | None = Non
     Args:
         source: a folder of shard files, or one file.
         cache: the :class:`FeatureCache` to fill (the single writer).
-        expect: when given, every shard must hold exactly this feature space.
 
     Returns:
         :class:`ImportStats`.
@@ -384,7 +378,7 @@ def import_shards(source, cache: FeatureCache, expect: FeatureSpace | None = Non
         read_meta(path)
     stats = ImportStats()
     for path in files:
-        import_shard(read_shard(path, expect), cache, stats)
+        import_shard(read_shard(path), cache, stats)
     return stats
 
 
