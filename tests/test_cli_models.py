@@ -42,7 +42,7 @@ def work(tmp_path_factory):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = main(["train", str(data), "--backbone", "mobilenetv2-tv", "--input-size", "64",
-                     "--epochs", "12", "--log-every", "4", "--cache", str(root / "cache"),
+                     "--epochs", "12", "--verbose", "2", "--cache", str(root / "cache"),
                      "--out", str(root / "model")])
     assert code == 0
     return root, data, root / "model", out.getvalue()
@@ -77,9 +77,9 @@ def test_train_writes_model_labels_and_metrics(work):
         in printed
     assert 1 <= metrics["epochs_run"] <= 12 and 0 <= metrics["best_epoch"] < metrics["epochs_run"]
     assert set(metrics["seconds"]) == {"fit", "bottleneck", "training"}
-    # ML.NET-style log every 4th epoch (plus the last), then the summary line.
+    # --verbose 2: the ML.NET-style log, one line per epoch, then the summary line.
     epochs = [int(m) for m in re.findall(r"Dataset used:      Train.*Epoch:\s+(\d+)", printed)]
-    assert epochs[:3] == [0, 4, 8]
+    assert epochs == list(range(metrics["epochs_run"]))
     assert "Dataset used: Validation" in printed and "TrainingHistory:" in printed
 
 
@@ -123,7 +123,7 @@ def test_predict_prints_one_csv_row_per_image(work, capsys, tmp_path):
 
 def test_evaluate_json_in_a_fresh_process_keeps_stdout_clean(work):
     _, data, model, _ = work
-    code, out, err = run_vitl("evaluate", model, data, "--json", "--cache", "none")
+    code, out, err = run_vitl("evaluate", model, data, "--json", "--no-cache")
     assert code == 0 and json.loads(out)["labels"] == CLASSES
     assert any(line.startswith("featurized 20 images") for line in err)  # progress: stderr
 
@@ -143,14 +143,14 @@ def test_export_both_formats(work, capsys):
     assert f"exported tflite (int8): {export / 'model_int8.tflite'}" in out
 
 
-def test_int8_export_without_calibration_images_asks_for_them(work, tmp_path, capsys):
+def test_int8_export_without_representative_images_asks_for_them(work, tmp_path, capsys):
     root, data, model, _ = work
     copy = tmp_path / "model"
     shutil.copytree(model, copy, ignore=shutil.ignore_patterns("export"))
     shutil.move(str(data), str(root / "data-moved"))  # the training images recorded are gone
     try:
         assert main(["export", str(copy), "--format", "tflite", "--quantize", "int8"]) == 2
-        assert "--calibration DIR" in capsys.readouterr().err
+        assert "--representative DIR" in capsys.readouterr().err
     finally:
         shutil.move(str(root / "data-moved"), str(data))
 
@@ -184,6 +184,11 @@ ERRORS = {
     "unknown split": lambda r, d, m, t: ["train", d, "--out", t / "m", "--split", "random",
                                          "--backbone", "mobilenetv2-tv"],
     "zero epochs": lambda r, d, m, t: ["train", d, "--out", t / "m", "--epochs", "0"],
+    "unknown optimizer": lambda r, d, m, t: ["train", d, "--out", t / "m", "--optimizer", "rms"],
+    "verbose out of range": lambda r, d, m, t: ["train", d, "--out", t / "m", "--verbose", "3"],
+    "cache none": lambda r, d, m, t: ["predict", m, d / "cracked", "--cache", "none"],
+    "unknown option": lambda r, d, m, t: ["evaluate", m, d, "--log-every", "4"],
+    "bad dropout": lambda r, d, m, t: ["train", d, "--out", t / "m", "--dropout", "2"],
     "classes the model does not know": lambda r, d, m, t: ["evaluate", m, _renamed(d, t)],
 }
 
@@ -236,14 +241,14 @@ def test_demo_runs_end_to_end_and_says_what_it_used(work, tmp_path, capsys, monk
 
 def test_auto_backbone_falls_back_offline_and_says_why(monkeypatch):
     from vitl.backbones import WeightsUnavailableError
-    from vitl.cli import train
+    from vitl.cli import common
 
     def unavailable(spec, *args, **kwargs):
         raise WeightsUnavailableError("no weights here")
 
     monkeypatch.delenv("VITL_BACKBONE", raising=False)
     monkeypatch.setattr("vitl.backbones.choose.resolve_weights", unavailable)
-    name, reason = train.choose_backbone("auto")
+    name, reason = common.choose_backbone("auto")
     assert name == "mobilenetv2-tv"
     assert "resnet101v2's ImageNet weights are not available" in reason
 
@@ -253,7 +258,7 @@ def test_train_augment_and_fine_tune_are_recorded(work):
     out = root / "model-improved"
     with contextlib.redirect_stdout(io.StringIO()):
         code = main(["train", str(data), "--backbone", "mobilenetv2-tv", "--input-size", "64",
-                     "--epochs", "3", "--augment", "2", "--fine-tune", "1",
+                     "--epochs", "3", "--augment", "2", "--fine-tune-blocks", "1",
                      "--split", "60/20/20", "--preset", "mlnet",
                      "--fine-tune-epochs", "1", "--cache", str(root / "cache"), "--out", str(out)])
     assert code == 0

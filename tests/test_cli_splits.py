@@ -1,20 +1,26 @@
-"""``vitl train`` splits: hold-out by default, the user's folders, --split; presets (no TensorFlow)."""
+"""``vitl train`` splits: hold-out by default, the user's folders, --split; presets; the options
+as the API's parameters; argparse errors in one line."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
 
-from vitl.cli import CLIError
+from vitl.cli import CLIError, build_parser, main
+from vitl.cli.common import split_fractions
 from vitl.cli.train import (
-    head_settings,
+    HEAD_OPTIONS,
+    head_config,
+    make_classifier,
     make_split,
     noise_lines,
-    split_fractions,
     split_layout,
 )
+from vitl.finetune import FineTuneConfig
 from vitl.training import HeadConfig
 
 
@@ -28,8 +34,7 @@ def folder(root, counts):
 
 def options(**given):
     values = {"split": None, "validation": None, "test": None, "validation_fraction": 0.1,
-              "seed": None, "preset": "default", "epochs": None, "batch_size": None,
-              "learning_rate": None}
+              "seed": 0, "preset": "default", **dict.fromkeys(HEAD_OPTIONS)}
     return argparse.Namespace(**{**values, **given})
 
 
@@ -119,7 +124,73 @@ def test_noise_line_for_small_parts(tmp_path):
 
 
 def test_presets_and_overrides():
-    assert head_settings(options()) == HeadConfig()
-    assert head_settings(options(preset="mlnet")) == HeadConfig.mlnet()
-    assert head_settings(options(preset="mlnet", epochs=7, batch_size=4)) == \
+    assert head_config(options()) == HeadConfig()
+    assert head_config(options(preset="mlnet")) == HeadConfig.mlnet()
+    assert head_config(options(preset="mlnet", epochs=7, batch_size=4)) == \
         HeadConfig.mlnet(epochs=7, batch_size=4)
+
+
+def train_args(*extra):
+    return build_parser().parse_args(["train", "d", "--out", "m", *extra])
+
+
+def test_train_options_are_the_classifier_parameters():
+    args = train_args("--preset", "mlnet", "--epochs", "7", "--lr-schedule", "cosine",
+                      "--no-early-stopping", "--monitor", "val_loss", "--class-weight",
+                      "balanced", "--dropout", "0.2", "--hidden-units", "64", "--l2", "1e-4",
+                      "--augment", "3", "--fine-tune-blocks", "2", "--fine-tune-epochs", "4",
+                      "--fine-tune-learning-rate", "1e-5", "--validation-fraction", "0.2",
+                      "--seed", "5", "--no-cache", "--verbose", "2", "--input-size", "64",
+                      "--precision", "bfloat16")
+    clf = make_classifier(args, "mobilenetv2")
+    assert clf.head == HeadConfig.mlnet(epochs=7, lr_schedule="cosine", early_stopping=False,
+                                        monitor="val_loss", class_weight="balanced",
+                                        dropout=0.2, hidden_units=64, l2=1e-4)
+    assert clf.fine_tune == FineTuneConfig(blocks=2, epochs=4, learning_rate=1e-5)
+    params = clf.get_params()
+    assert (params["backbone"], params["augment"], params["validation_fraction"], params["seed"],
+            params["cache"], params["verbose"], params["input_size"], params["precision"]) == \
+        ("mobilenetv2", 3, 0.2, 5, None, 2, 64, "bfloat16")
+    defaults = make_classifier(train_args(), "mobilenetv2")
+    assert defaults.head == HeadConfig() and defaults.fine_tune is None
+    assert (defaults.seed, defaults.verbose, defaults.cache, defaults.augment) == \
+        (0, 1, "default", 0)
+    assert train_args().backbone == "auto"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["export", "m", "--format", "onnx"],
+     "vitl export: error: --format: expected 'savedmodel' or 'tflite', received 'onnx'. Fix:"),
+    (["train", "d", "--out", "m", "--verbose", "3"],
+     "vitl train: error: --verbose: expected 0, 1 or 2, received 3. Fix:"),
+    (["train", "d", "--out", "m", "--optimizer", "rms"], "--optimizer: expected 'sgd' or 'adam'"),
+    (["featurize", "d", "--precision", "int8"], "--precision: expected 'auto', 'float32'"),
+    (["predict", "m", "a.png", "--cache", "none"], "Fix: pass --no-cache"),
+    (["train", "d", "--out", "m", "--epochs", "x"],
+     "--epochs: expected an integer from 1 to 100000, received 'x'"),
+    (["data", "d", "--split", "70/20"], "vitl data: error: --split: expected 'tutorial' or"),
+    (["train", "d", "--out", "m", "--log-every", "4"], "unrecognized arguments: --log-every"),
+    (["train", "d"], "the following arguments are required: --out"),
+])
+def test_argument_errors_are_one_line_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Fix:" in err, err
+
+
+def test_data_and_train_take_the_same_split_values():
+    parser = build_parser()
+    for value in ("tutorial", "70/15/15", "60/20/20"):
+        assert parser.parse_args(["data", "d", "--split", value]).split == value
+        assert parser.parse_args(["train", "d", "--out", "m", "--split", value]).split == value
+    assert parser.parse_args(["data", "d", "--no-split"]).split is None
+    assert parser.parse_args(["data", "d"]).seed == parser.parse_args(["train", "d", "--out",
+                                                                        "m"]).seed == 0
+
+
+def test_building_the_parser_imports_no_tensorflow():
+    code = ("import sys; from vitl.cli import build_parser; build_parser(); "
+            "print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.strip() == "False"

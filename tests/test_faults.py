@@ -122,7 +122,7 @@ def read_only_folder(path: Path, with_file: str | None = None) -> Path:
 # ---------------------------------------------------------------- model folders
 def _train_args(data, out, *extra):
     return ["train", data, "--out", out, "--backbone", "mobilenetv2-tv", "--input-size", "32",
-            "--epochs", "2", "--cache", "none", *extra]
+            "--epochs", "2", "--no-cache", *extra]
 
 
 # `vitl train` whose model save waits until every run has reached it, so the saves overlap.
@@ -234,8 +234,8 @@ def test_out_folder_with_other_files_is_not_replaced(work, tmp_path, capsys):
 @pytest.mark.parametrize("option, value, needle", [
     ("--batch-size", "100000000", "from 1 to 4096"),
     ("--input-size", "100000", "from 32 to 1024"),
-    ("--fine-tune", "999", "at most"),
-    ("--fine-tune", "40", "at most 17"),
+    ("--fine-tune-blocks", "999", "at most"),
+    ("--fine-tune-blocks", "40", "at most 17"),
     ("--seed", "-1", "from 0 to 4294967295"),
     ("--seed", str(2**40), "from 0 to 4294967295"),
     ("--learning-rate", "nan", "> 0"),
@@ -272,16 +272,16 @@ def test_read_only_places_are_one_line_before_any_work(work, tmp_path):
     _, data, model = work
     ro = read_only_folder(tmp_path / "ro")
     cases = [
-        (["train", data, "--out", ro / "m", "--backbone", "mobilenetv2-tv", "--cache", "none"],
+        (["train", data, "--out", ro / "m", "--backbone", "mobilenetv2-tv", "--no-cache"],
          {}, "train", "--out"),
-        (["predict", model, data / "cracked", "--csv", ro / "p.csv", "--cache", "none"], {},
+        (["predict", model, data / "cracked", "--csv", ro / "p.csv", "--no-cache"], {},
          "predict", "--csv"),
         (["explain", model, data / "cracked", "--out", ro / "gradcam"], {}, "explain", "--out"),
         (["export", model, "--format", "savedmodel", "--out", ro / "export"], {}, "export",
          "--out"),
         # VITL_HOME read-only: the default feature cache cannot be created there.
         (["train", data, "--out", tmp_path / "m", "--backbone", "mobilenetv2-tv"],
-         {"VITL_HOME": str(ro), "VITL_CACHE": ""}, "train", "feature cache", "--cache none"),
+         {"VITL_HOME": str(ro), "VITL_CACHE": ""}, "train", "feature cache", "--no-cache"),
     ]
     for args, env, command, *needles in cases:
         code, out, err = run_vitl(*args, env=env, limited=True, timeout=120)
@@ -296,7 +296,7 @@ def test_read_only_cache_folder_says_how_to_choose_another(work, tmp_path):
     for folder in (empty, with_db):
         code, out, err = run_vitl("predict", model, data / "cracked", "--cache", folder,
                                   limited=True, timeout=120)
-        assert_one_error(code, err, "predict", "feature cache", "--cache DIR", "--cache none")
+        assert_one_error(code, err, "predict", "feature cache", "--cache DIR", "--no-cache")
         assert out == ""
     code, _, err = run_vitl("cache", "info", "--cache", with_db, limited=True)
     assert_one_error(code, err, "cache", "read-only")
@@ -309,7 +309,7 @@ def test_predict_rows_for_readable_images_and_names_the_bad_ones(work, tmp_path,
     shutil.copytree(data / "cracked", folder)
     bad = bad_files(folder)
     code, out, err = run_main(capsys, "predict", model, folder, "--csv", tmp_path / "p.csv",
-                              "--cache", "none")
+                              "--no-cache")
     assert code == 0, err
     rows = out.splitlines()
     assert rows[0] == "path,label,score" and len(rows) == 1 + 6
@@ -331,13 +331,13 @@ def test_explain_overlays_readable_images_and_names_the_bad_ones(work, tmp_path,
         f"skipped {p}" for p in bad.values()}
 
 
-def test_int8_calibration_skips_and_names_bad_images(work, tmp_path, capsys):
+def test_int8_representative_images_skip_and_name_bad_ones(work, tmp_path, capsys):
     _, data, model = work
     folder = tmp_path / "calibration"
     shutil.copytree(data / "cracked", folder)
     bad = bad_files(folder)
     code, _out, err = run_main(capsys, "export", model, "--format", "tflite", "--quantize", "int8",
-                              "--calibration", folder, "--out", tmp_path / "export")
+                              "--representative", folder, "--out", tmp_path / "export")
     assert code == 0, err
     assert (tmp_path / "export" / "model_int8.tflite").stat().st_size > 0
     for path in bad.values():
@@ -403,7 +403,7 @@ def test_webp_tiff_and_os_litter(tmp_path, capsys):
     assert images.class_names == ["cracked", "intact"]
     assert images.counts() == {"cracked": 4, "intact": 5}
     assert len(images.report) == 0 and images.report.ignored == []
-    code, out, err = run_main(capsys, "data", root, "--split", "none")
+    code, out, err = run_main(capsys, "data", root, "--no-split")
     assert code == 0 and "skipped files and folders: none" in out, err
     assert "ignored" not in out
 
@@ -517,7 +517,7 @@ def _three_classes(meta):
 def test_damaged_model_files_are_one_line(work, tmp_path, capsys, case, edit, corrupt, needle):
     _, data, model = work
     folder = _rewrite_model(model, tmp_path / "m", edit, corrupt)
-    code, out, err = run_main(capsys, "predict", folder, data / "cracked", "--cache", "none")
+    code, out, err = run_main(capsys, "predict", folder, data / "cracked", "--no-cache")
     assert_one_error(code, err, "predict", needle)
     assert out == ""
 
@@ -673,5 +673,5 @@ def test_every_os_error_is_one_line(work, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr("vitl.classifier.write_predictions_csv", disk_full)
     code, _out, err = run_main(capsys, "predict", model, data / "cracked", "--csv",
-                              tmp_path / "p.csv", "--cache", "none")
+                              tmp_path / "p.csv", "--no-cache")
     assert_one_error(code, err, "predict", "No space left on device", "p.csv")

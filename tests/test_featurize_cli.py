@@ -22,8 +22,9 @@ from vitl.features.pipeline import Featurizer
     (["--engine", "ray", "--gpus-per-worker", "-1"], "--gpus-per-worker"),
     (["--engine", "ray", "--address", "localhost:6379"], "ray://HOST:PORT"),
     (["--precision", "int8"], "--precision"),
-    (["--input-size", "8"], "--input-size: expected an integer >= 32"),
+    (["--input-size", "8"], "--input-size: expected an integer from 32 to 1024"),
     (["--cache", "none"], "--cache"),
+    (["--no-cache"], "cache: expected a feature cache to fill"),
 ])
 def test_bad_options_fail_in_one_line_before_any_work(args, message, tmp_path, capsys):
     assert vitl_main(["featurize", str(tmp_path), *args]) == 2
@@ -33,7 +34,8 @@ def test_bad_options_fail_in_one_line_before_any_work(args, message, tmp_path, c
 
 def test_missing_data_folder_is_one_line(tmp_path, capsys):
     assert vitl_main(["featurize", str(tmp_path / "nope")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "expected an existing folder" in err and str(tmp_path / "nope") in err
 
 
 def test_local_featurize_fills_what_the_training_featurizer_reads(tmp_path):

@@ -176,7 +176,7 @@ def test_a_really_killed_driver_resumes_with_the_missing_shards_only(cluster, da
     shard_dir, cache = tmp_path / "shards", tmp_path / "cache"
     options = ["--backbone", "mobilenetv2-tv", "--input-size", "32", "--engine", "ray",
                "--address", "auto", "--workers", "2", "--shard-size", "1",
-               "--shards", str(shard_dir), "--cache", str(cache)]
+               "--shard-dir", str(shard_dir), "--cache", str(cache)]
     env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
     driver = subprocess.Popen([sys.executable, "-m", "vitl", "featurize", str(data), *options],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -2,10 +2,12 @@
 
 Each sub-command lives in its own module here with ``register(subparsers)``,
 which adds a parser and ``set_defaults(run=...)``; ``run(args)`` returns the
-exit code. Unusable input raises :class:`CLIError` (or ValueError /
-FileNotFoundError), which ``main`` turns into one line on stderr and exit code 2;
-so does every other ``OSError`` (a full disk, a permission) and sqlite error the
-command meets. Warnings print as one ``vitl: warning: ...`` line each.
+exit code. Options are the Python API's parameters in kebab-case; what several
+commands share (cache, split, backbone options, the model-folder loader) is in
+:mod:`vitl.cli.common`. Every error is one line on stderr and exit code 2: bad
+arguments through :class:`Parser`, and what a command raises (:class:`CLIError`,
+ValueError, FileNotFoundError, any other ``OSError``, sqlite errors) through
+:func:`error_line`. Warnings print as one ``vitl: warning: ...`` line each.
 """
 
 from __future__ import annotations
@@ -13,16 +15,66 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 
 # Sub-command modules, in the order ``vitl --help`` lists them.
-_COMMAND_MODULES = ["demo", "data", "weights", "cache", "featurize", "train", "evaluate", "predict", "export",
-                    "explain"]
+_COMMAND_MODULES = ["demo", "data", "weights", "cache", "featurize", "train", "evaluate", "predict",
+                    "export", "explain"]
 
 
 class CLIError(Exception):
-    """A usage problem reported as one line and exit code 2."""
+    """A usage problem reported as one line and exit code 2.
+
+    Example:
+        >>> str(CLIError("--out: expected a folder, received 'x'. Fix: pass a folder"))[:5]
+        '--out'
+    """
+
+
+#: argparse's own message for a value outside ``choices=``.
+_INVALID_CHOICE = re.compile(r"argument (?P<name>\S+): invalid choice: (?P<value>.*) "
+                             r"\(choose from (?P<choices>.*)\)$")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one ``vitl <cmd>: error: ...`` line (exit 2).
+
+    Example:
+        >>> parser = Parser(prog="vitl demo")
+        >>> _ = parser.add_argument("--precision", choices=["float32", "bfloat16"])
+        >>> parser.parse_args(["--precision", "int8"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vitl.cli.CLIError: vitl demo: error: --precision: expected 'float32' or 'bfloat16', ...
+    """
+
+    def error(self, message: str):
+        """Raise :class:`CLIError` with argparse's ``message`` in vitl's one-line form.
+
+        Args:
+            message: argparse's message, e.g. ``argument --epochs: invalid choice: ...``.
+
+        Returns:
+            Never: it raises.
+
+        Example:
+            >>> Parser(prog="vitl data").error(
+            ...     "the following arguments are required: DIR")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            vitl.cli.CLIError: vitl data: error: the following arguments are required: DIR. Fix: ...
+        """
+        choice = _INVALID_CHOICE.match(message)
+        if choice:
+            *others, last = choice["choices"].split(", ")
+            expected = f"{', '.join(others)} or {last}" if others else last
+            message = (f"{choice['name']}: expected {expected}, received {choice['value']}. "
+                       f"Fix: pass one of them (see {self.prog} --help)")
+        elif "Fix:" not in message:
+            message += f". Fix: see {self.prog} --help"
+        raise CLIError(f"{self.prog}: error: {message.removeprefix('argument ')}")
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
@@ -39,38 +91,90 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _os_error_line(err: OSError) -> str:
-    """One line for an OSError: what failed on which path, and what to check."""
+def error_line(err: Exception) -> str | None:
+    """What ``main`` prints after ``vitl <cmd>: error:`` for ``err``; None for a bug (traceback).
+
+    Args:
+        err: the exception a command raised.
+
+    Returns:
+        One line (expected / received / fix), or None.
+
+    Example:
+        >>> error_line(OSError(28, "No space left on device", "/data/p.csv"))  # doctest: +ELLIPSIS
+        "file system: expected to read or write /data/p.csv, received 'OSError: No space ...
+        >>> error_line(KeyError("x")) is None
+        True
+    """
+    import sqlite3
+
     from .._errors import problem
 
-    where = " -> ".join(os.fsdecode(f) for f in (err.filename, err.filename2) if f) or "a file"
-    reason = err.strerror or str(err) or type(err).__name__
-    return problem("file system", f"to read or write {where}", f"{type(err).__name__}: {reason}",
-                   "check that the path exists, is the right kind (file or folder), has free "
-                   "space and is writable by you, or choose another path")
+    if isinstance(err, _usage_errors()):
+        return str(err)
+    if isinstance(err, OSError):
+        where = " -> ".join(os.fsdecode(f) for f in (err.filename, err.filename2) if f)
+        reason = err.strerror or str(err) or type(err).__name__
+        return problem("file system", f"to read or write {where or 'a file'}",
+                       f"{type(err).__name__}: {reason}", "check that the path exists, is the "
+                       "right kind (file or folder), has free space and is writable by you, or "
+                       "choose another path")
+    if isinstance(err, MemoryError):
+        return ("out of memory. Fix: use smaller --batch-size or --input-size, or fewer images "
+                "at once")
+    if isinstance(err, sqlite3.Error):
+        return (f"feature cache: {type(err).__name__}: {err}. Fix: retry, or pass --no-cache "
+                "(or another --cache DIR)")
+    return None
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"vitl: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vitl", description="Visual inspection by transfer learning."
-    )
+def build_parser() -> Parser:
+    """The ``vitl`` parser with every sub-command.
+
+    Returns:
+        The :class:`Parser`.
+
+    Example:
+        >>> build_parser().parse_args(["train", "photos", "--out", "m"]).backbone
+        'auto'
+    """
+    parser = Parser(prog="vitl", description="Visual inspection by transfer learning.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"vitl.cli.{name}").register(sub)
+    parser.set_defaults(commands=sub.choices)  # to report unknown options as the command's
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``vitl`` command line and return its exit code."""
+    """Run the ``vitl`` command line and return its exit code.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 2 for unusable input (one line on stderr), 130 when interrupted.
+
+    Example:
+        >>> main(["train", "photos", "--out", "m", "--epochs", "0"])
+        2
+    """
     # File names that are not UTF-8 reach stdout (CSV rows) as their own bytes.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            args.commands.get(args.command, parser).error(
+                f"unrecognized arguments: {' '.join(unknown)}")
+    except CLIError as err:
+        print(err, file=sys.stderr)
+        return 2
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
@@ -78,28 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning  # the CLI's own format, also when embedded
             return int(args.run(args) or 0)
-    except _usage_errors() as err:
-        print(f"vitl {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"vitl {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"vitl {args.command}: error: out of memory. Fix: use smaller --batch-size or "
-              "--input-size, or fewer images at once", file=sys.stderr)
-        return 2
-    except Exception as err:
-        import sqlite3
-
-        if not isinstance(err, sqlite3.Error):
-            raise
-        print(f"vitl {args.command}: error: feature cache: {type(err).__name__}: {err}. Fix: "
-              "retry, or pass --cache none (or another --cache DIR)", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
+    except Exception as err:
+        line = error_line(err)
+        if line is None:
+            raise
+        print(f"vitl {args.command}: error: {line}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())

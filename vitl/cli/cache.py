@@ -6,38 +6,86 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._errors import problem
 from .._paths import default_cache_dir
 from ..features.cache import DB_NAME, FeatureCache
 from . import CLIError
+from .common import integer
 
 
 def register(subparsers) -> None:
-    """Add the ``cache`` sub-command with ``info`` and ``clear``."""
+    """Add the ``cache`` sub-command with ``info``, ``clear``, ``export`` and ``import``.
+
+    Args:
+        subparsers: the ``vitl`` parser's sub-parsers.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> register(parser.add_subparsers())
+        >>> args = parser.parse_args(["cache", "export", "shards", "--rows-per-file", "10"])
+        >>> args.action, args.shards, args.rows_per_file, args.cache
+        ('export', 'shards', 10, None)
+    """
     parser = subparsers.add_parser(
-        "cache", help="show or clear the feature cache",
-        description="The feature cache keeps every backbone feature vector computed, keyed by "
-                    "image content, backbone, weights, input size and precision, so reruns "
-                    "only compute new images. Default folder: $VITL_CACHE, else "
-                    "$VITL_HOME/cache (~/.vitl/cache).")
+        "cache", help="show, clear, export or import the feature cache",
+        description="The feature cache keeps every feature vector computed, keyed by image "
+                    "content, backbone, weights, input size and precision, so reruns only "
+                    "compute new images. Default folder: $VITL_CACHE, else $VITL_HOME/cache.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     info = actions.add_parser("info", help="size on disk, entries per backbone, last hit rates")
     clear = actions.add_parser("clear", help="delete cached features (all, or one backbone's)")
-    for sub in (info, clear):
-        sub.add_argument("--cache", metavar="DIR", type=Path, default=None,
-                         help=f"cache folder (default: {default_cache_dir()})")
-    clear.add_argument("--backbone", metavar="NAME", default=None,
-                       help="only delete this backbone's features, e.g. resnet101v2")
+    export = actions.add_parser("export", help="write the cached features as Parquet shards")
+    load = actions.add_parser("import", help="merge Parquet feature shards into the cache")
+    for sub, run in ((info, run_info), (clear, run_clear), (export, run_export),
+                     (load, run_import)):
+        if sub in (export, load):
+            sub.add_argument("shards", metavar="SHARDS", help="folder of .parquet shard files")
+        sub.add_argument("--cache", metavar="DIR", type=Path, help="cache folder (default: "
+                         "$VITL_CACHE, else $VITL_HOME/cache)")
+        sub.set_defaults(run=run)
+    clear.add_argument("--backbone", metavar="NAME", help="only delete this backbone's features")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    info.set_defaults(run=run_info)
-    clear.set_defaults(run=run_clear)
-    register_shards(actions)
+    export.add_argument("--rows-per-file", type=integer(1), default=50_000, metavar="N",
+                        help="vectors per shard file (default 50000)")
 
 
-def _existing_cache(args) -> FeatureCache | None:
+def cache_folder(args) -> Path:
+    """``--cache`` or the default folder; refuse a file.
+
+    Args:
+        args: the parsed ``vitl cache`` arguments.
+
+    Returns:
+        The folder (it may not exist).
+
+    Example:
+        >>> cache_folder(argparse.Namespace(cache=Path("/tmp/c")))
+        PosixPath('/tmp/c')
+    """
     folder = (args.cache or default_cache_dir()).expanduser()
     if folder.exists() and not folder.is_dir():
-        raise CLIError(f"--cache: expected a folder, received the file {folder}. "
-                       "Fix: pass the folder that holds features.sqlite")
+        raise CLIError(problem("--cache", "a folder", f"the file {folder}",
+                               f"pass the folder that holds {DB_NAME}"))
+    return folder
+
+
+def existing_cache(args) -> FeatureCache | None:
+    """The cache at ``--cache``, or None (said on stdout) when there is none yet.
+
+    Args:
+        args: the parsed ``vitl cache`` arguments.
+
+    Returns:
+        An open :class:`~vitl.features.cache.FeatureCache`, or None.
+
+    Example:
+        >>> existing_cache(argparse.Namespace(cache=Path("/no/cache")))
+        no feature cache at /no/cache yet (it is created by the first featurize run)
+    """
+    folder = cache_folder(args)
     if not (folder / DB_NAME).is_file():
         print(f"no feature cache at {folder} yet (it is created by the first featurize run)")
         return None
@@ -45,8 +93,20 @@ def _existing_cache(args) -> FeatureCache | None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    """Print the cache's path, size, entries per backbone and last-run hit rates."""
-    cache = _existing_cache(args)
+    """Print the cache's path, size, entries per backbone and last-run hit rates.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        >>> run_info(argparse.Namespace(cache=Path("/no/cache")))
+        no feature cache at /no/cache yet (it is created by the first featurize run)
+        0
+    """
+    cache = existing_cache(args)
     if cache is not None:
         with cache:
             print(cache.info())
@@ -54,81 +114,98 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_clear(args: argparse.Namespace) -> int:
-    """Delete cached features after confirmation (or ``--yes``); print how many."""
-    cache = _existing_cache(args)
+    """Delete cached features after confirmation (or ``--yes``); print how many.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        0, or 1 when the user said no.
+
+    Example:
+        Tested in ``tests/test_cache.py``:
+
+        >>> run_clear(argparse.Namespace(cache=Path("c"), backbone=None,
+        ...                              yes=True))  # doctest: +SKIP
+        deleted 3 cached feature vectors
+        0
+    """
+    cache = existing_cache(args)
     if cache is None:
         return 0
     with cache:
         info = cache.info()
+        of = f" of {args.backbone}" if args.backbone else ""
         if args.backbone is not None and args.backbone not in info.entries_per_backbone:
             known = ", ".join(sorted(info.entries_per_backbone)) or "none"
             print(f"no cached features for backbone {args.backbone!r} in {cache.directory} "
                   f"(cached backbones: {known})")
             return 0
         count = info.entries_per_backbone.get(args.backbone, 0) if args.backbone else info.entries
-        what = f"{count} cached feature vectors" + (
-            f" of {args.backbone}" if args.backbone else "") + f" in {cache.path}"
+        what = f"{count} cached feature vectors{of} in {cache.path}"
         if not args.yes:
             if not sys.stdin.isatty():
-                raise CLIError(f"would delete {what}; confirm with --yes "
-                               "(no terminal to ask on)")
-            answer = input(f"delete {what}? [y/N] ").strip().lower()
-            if answer not in ("y", "yes"):
+                raise CLIError(problem("confirmation", f"--yes to delete {what}",
+                                       "no terminal to ask on", "add --yes"))
+            if input(f"delete {what}? [y/N] ").strip().lower() not in ("y", "yes"):
                 print("nothing deleted")
                 return 1
-        removed = cache.clear(args.backbone)
-        print(f"deleted {removed} cached feature vectors"
-              + (f" of {args.backbone}" if args.backbone else ""))
+        print(f"deleted {cache.clear(args.backbone)} cached feature vectors{of}")
     return 0
 
 
-# ---------------------------------------------------------------- shards (docs/SCALE.md)
-def register_shards(actions) -> None:
-    """Add ``cache export SHARDS`` and ``cache import SHARDS`` (Parquet feature shards)."""
-    export = actions.add_parser("export", help="write the cached features as Parquet shards")
-    load = actions.add_parser("import", help="merge Parquet feature shards into the cache")
-    for sub in (export, load):
-        sub.add_argument("shards", metavar="SHARDS", help="folder of .parquet shard files")
-        sub.add_argument("--cache", metavar="DIR", type=Path, default=None,
-                         help=f"cache folder (default: {default_cache_dir()})")
-    export.add_argument("--rows-per-file", type=int, default=50_000, metavar="N",
-                        help="vectors per shard file (default 50000)")
-    export.set_defaults(run=run_export)
-    load.set_defaults(run=run_import)
-
-
 def run_export(args: argparse.Namespace) -> int:
-    """Write every intact cached vector as shard files into SHARDS."""
+    """Write every intact cached vector as Parquet shard files into SHARDS (docs/SCALE.md).
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        Tested in ``tests/test_shards.py``:
+
+        >>> main(["cache", "export", "shards"])  # doctest: +SKIP
+        exported 2 shard files to shards
+        0
+    """
     from ..features.shards import export_shards
 
-    if args.rows_per_file < 1:
-        raise CLIError(f"--rows-per-file: expected an integer >= 1, received {args.rows_per_file}"
-                       ". Fix: pass --rows-per-file 50000")
     target = Path(args.shards).expanduser()
     if target.exists() and not target.is_dir():
-        raise CLIError(f"SHARDS: expected a folder, received the file {target}. "
-                       "Fix: pass a folder path (created when missing)")
-    cache = _existing_cache(args)
-    if cache is None:
-        return 0
-    with cache:
-        files = export_shards(cache, target, rows_per_file=args.rows_per_file)
-    print(f"exported {len(files)} shard files to {target}")
+        raise CLIError(problem("SHARDS", "a folder", f"the file {target}",
+                               "pass a folder path (created when missing)"))
+    cache = existing_cache(args)
+    if cache is not None:
+        with cache:
+            files = export_shards(cache, target, rows_per_file=args.rows_per_file)
+        print(f"exported {len(files)} shard files to {target}")
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
-    """Validate and merge the shard files of SHARDS into the cache (re-import adds nothing)."""
+    """Validate and merge the shard files of SHARDS into the cache (re-import adds nothing).
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        Tested in ``tests/test_shards.py``:
+
+        >>> main(["cache", "import", "shards"])  # doctest: +SKIP
+        0
+    """
     from ..features.shards import import_shards, shard_files
 
-    folder = (args.cache or default_cache_dir()).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise CLIError(f"--cache: expected a folder, received the file {folder}. "
-                       "Fix: pass the folder that holds features.sqlite")
+    folder = cache_folder(args)
     if not shard_files(args.shards):
-        raise CLIError(f"SHARDS: expected .parquet shard files, received none in {args.shards}. "
-                       "Fix: pass the folder `vitl featurize --engine ray` or "
-                       "`vitl cache export` wrote")
+        raise CLIError(problem("SHARDS", ".parquet shard files", f"none in {args.shards}",
+                               "pass the folder `vitl featurize --engine ray` or "
+                               "`vitl cache export` wrote"))
     with FeatureCache(folder) as cache:
         stats = import_shards(args.shards, cache)
     for content, path, reason in stats.errors:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from ..data import load_image_folder, split, tutorial_split
+from ..data import load_image_folder, split
+from .common import add_seed_option, add_split_option, split_fractions
 
 
 def register(subparsers) -> None:
@@ -22,17 +23,19 @@ def register(subparsers) -> None:
         >>> register(parser.add_subparsers())
         >>> parser.parse_args(["data", "photos"]).split
         'tutorial'
+        >>> parser.parse_args(["data", "photos", "--no-split"]).split is None
+        True
     """
     parser = subparsers.add_parser(
         "data", help="check an image folder: images per class, sizes, bad files, split",
         description="Check a folder with one sub-folder per class: count images per class, "
-                    "read image sizes, list bad files and show how they would be split.")
+                    "read image sizes, list bad files and show how `vitl train --split` would "
+                    "split them.")
     parser.add_argument("folder", metavar="DIR", help="folder holding one sub-folder per class")
-    parser.add_argument("--split", choices=["tutorial", "default", "none"], default="tutorial",
-                        help="show the split: 'tutorial' = ML.NET's 70/27/3 (default), "
-                             "'default' = 70/15/15, 'none' = no split")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="draw a different (still reproducible) split")
+    add_split_option(parser, default="tutorial")
+    parser.add_argument("--no-split", dest="split", action="store_const", const=None,
+                        help="do not show a split")
+    add_seed_option(parser)
     parser.add_argument("--no-validate", dest="validate", action="store_false",
                         help="only list files, do not decode them (faster, misses bad files)")
     parser.set_defaults(run=run)
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         >>> import tempfile
         >>> from vitl.datasets import make_synthetic_cracks
         >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 3, size=32, verbose=0)
-        >>> args = argparse.Namespace(folder=folder, validate=False, split="none", seed=None)
+        >>> args = argparse.Namespace(folder=folder, validate=False, split=None, seed=0)
         >>> run(args)  # doctest: +ELLIPSIS
         /.../s
         ...
@@ -64,9 +67,8 @@ def run(args: argparse.Namespace) -> int:
     print(images.summary(verbose=1))
     print()
     print(images.report)
-    if args.split != "none":
-        parts = (tutorial_split(images, seed=args.seed) if args.split == "tutorial"
-                 else split(images, seed=args.seed))
+    if args.split is not None:
+        parts = split(images, *split_fractions(args.split), seed=args.seed)
         print(f"\nsplit ({args.split}, seed={args.seed}):")
         print(parts)
     return 0

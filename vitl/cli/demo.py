@@ -16,17 +16,7 @@ from pathlib import Path
 from .. import _paths
 from ..data import load_image_folder, tutorial_split
 from ..datasets import tutorial_data
-from .train import (
-    AUTO,
-    add_training_options,
-    check_cache_option,
-    check_fine_tune,
-    check_model_out,
-    check_training_options,
-    choose_backbone,
-    save_model_dir,
-    train_on_split,
-)
+from . import train
 
 TARGET_RECALL = 0.95
 
@@ -64,13 +54,10 @@ def register(subparsers) -> None:
         description="Get the ML.NET tutorial's SDNET2018 deck sample (mirror, then download, "
                     "then a synthetic set as a last resort), split it like the tutorial, train "
                     "a classifier, evaluate it, save it and classify a few test images.")
-    parser.add_argument("--backbone", default=AUTO,
-                        help="backbone name, or 'auto' (default): resnet101v2 when its weights "
-                             "can be had, else mobilenetv2-tv")
     parser.add_argument("--out", default=None, metavar="MODEL_DIR",
                         help="where to save the model (default VITL_HOME/demo-model, "
                              "i.e. ~/.vitl/demo-model)")
-    add_training_options(parser)
+    train.add_training_options(parser, verbose=2)
     parser.set_defaults(run=run)
 
 
@@ -92,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
         0
     """
     start = time.perf_counter()
-    check_training_options(args)
-    out = check_model_out(args.out or default_out())
-    check_cache_option(args.cache)
+    out, backbone, reason = train.check_before_work(args, args.out or default_out())
     folder, source = tutorial_data()
     print(f"data: {source}")
     with warnings.catch_warnings():
@@ -106,11 +91,10 @@ def run(args: argparse.Namespace) -> int:
     print("\nsplit (ML.NET tutorial: 70% train, the rest 90/10 into validation/test):")
     print(parts)
 
-    backbone, reason = choose_backbone(args.backbone)
-    check_fine_tune(args.fine_tune, backbone)
     print(f"\n{reason or f'backbone: {backbone} (chosen with --backbone)'}")
-    args.split = "tutorial"
-    clf, metrics, reports = train_on_split(parts, backbone, args, data_source=str(folder))
+    record = {"kind": "tutorial", "seed": args.seed,
+              "counts": {name: part.counts() for name, part in parts._asdict().items()}}
+    clf, metrics, reports = train.train_on_split(parts, backbone, args, str(folder), record)
 
     validation = reports["validation"]
     print(f"\n== validation ({len(parts.validation)} images) ==\n{validation}")
@@ -130,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                   f"tp={on_test.tp} fp={on_test.fp} fn={on_test.fn} tn={on_test.tn}")
 
     metrics["data_source_line"] = source
-    save_model_dir(clf, out, metrics)
+    train.save_model_dir(clf, out, metrics)
     print(f"\nsaved the model to {out} (model.keras, labels.txt, metrics.json)")
 
     sample = parts.test if len(parts.test) else parts.validation

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._errors import problem
-from . import CLIError
+from .common import add_cache_options, check_writable, load_model_dir, number
 from .predict import image_paths, usable_images
-from .train import check_writable, load_model_dir
 
 
 def register(subparsers) -> None:
@@ -41,11 +39,9 @@ def register(subparsers) -> None:
     parser.add_argument("--class", dest="class_name", metavar="NAME",
                         help="explain this class for every image (e.g. the defect class); "
                              "default: each image's predicted class")
-    parser.add_argument("--alpha", type=float, default=0.4,
+    parser.add_argument("--alpha", type=number(0, 1, low_open=False), default=0.4,
                         help="heatmap opacity in the overlay, 0..1 (default 0.4)")
-    parser.add_argument("--cache", default="default", metavar="DIR",
-                        help="the loaded model's feature cache folder, 'default' or 'none' "
-                             "(Grad-CAM itself always runs the backbone)")
+    add_cache_options(parser, help_extra="; Grad-CAM itself always runs the backbone")
     parser.set_defaults(run=run)
 
 
@@ -61,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         The exit code, 0.
 
     Raises:
-        CLIError: a bad ``--alpha``, ``--out`` or IMAGE (reported in one line).
+        CLIError: a bad ``--out``, MODEL or IMAGE (reported in one line).
 
     Example:
         Needs a trained model (tested in ``tests/test_explain.py``):
@@ -75,21 +71,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..explain import explain
 
-    if not 0 <= args.alpha <= 1:
-        raise CLIError(problem("--alpha", "a number in [0, 1]", args.alpha, "pass --alpha 0.4"))
     out = check_writable(args.out, "--out")
     paths = image_paths(args.images)
-    if not paths:
-        raise CLIError(problem("IMAGE", "image files", f"none in {args.images}",
-                               "pass image files or folders holding .jpg/.png images"))
-    cache = None if str(args.cache).lower() == "none" else args.cache
-    model = Path(args.model)
-    if model.is_file():  # a bare .keras file; folders go through the shared loader
-        from ..classifier import ImageClassifier
-
-        clf = ImageClassifier.load(model, cache=cache, verbose=False)
-    else:
-        clf = load_model_dir(model, cache=cache)
+    clf = load_model_dir(args.model, cache=args.cache)
     paths = usable_images(paths)  # bad files are named on stderr and skipped
     explanations = explain(clf, paths, class_name=args.class_name)
     out.mkdir(parents=True, exist_ok=True)

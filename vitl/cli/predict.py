@@ -15,11 +15,24 @@ from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
-from .train import check_cache_option, check_writable, load_model_dir
+from .common import add_cache_options, check_writable, load_model_dir
 
 
 def register(subparsers) -> None:
-    """Add the ``predict`` sub-command."""
+    """Add the ``predict`` sub-command.
+
+    Args:
+        subparsers: the ``vitl`` parser's sub-parsers.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> register(parser.add_subparsers())
+        >>> parser.parse_args(["predict", "model", "a.jpg", "b.jpg"]).paths
+        ['a.jpg', 'b.jpg']
+    """
     parser = subparsers.add_parser(
         "predict", help="classify images (files or folders) with a trained model",
         description="Classify every image PATH names (image files, or folders searched "
@@ -29,8 +42,7 @@ def register(subparsers) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--csv", default=None, metavar="FILE",
                         help="also write path, label, score and score_<class> per class")
-    parser.add_argument("--cache", default="default", metavar="DIR",
-                        help="feature cache folder, 'default' or 'none'")
+    add_cache_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -38,6 +50,21 @@ def image_paths(paths) -> list[Path]:
     """Expand files and folders into image paths, keeping the given order.
 
     What is left out on the way (FIFOs, devices, unlistable folders) is named on stderr.
+
+    Args:
+        paths: image files and folders (searched recursively).
+
+    Returns:
+        The image paths.
+
+    Raises:
+        CLIError: a path that does not exist, or a folder without images.
+
+    Example:
+        >>> image_paths(["/no/such.png"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vitl.cli.CLIError: PATH: expected an existing image file or folder, received ...
     """
     from ..data import LoadReport, list_images
 
@@ -61,8 +88,20 @@ def image_paths(paths) -> list[Path]:
 def usable_images(paths) -> list[Path]:
     """The readable images among ``paths``; name each skipped one on stderr (one line each).
 
+    Args:
+        paths: image paths.
+
+    Returns:
+        The readable ones.
+
     Raises:
         CLIError: none of them is readable.
+
+    Example:
+        >>> usable_images(["/no/such.png"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vitl.cli.CLIError: PATH: expected at least one readable image, ...
     """
     from ..data import check_images
 
@@ -77,11 +116,27 @@ def usable_images(paths) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Classify every readable image; print CSV rows on stdout; return 0.
+
+    Args:
+        args: the parsed ``vitl predict`` arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        Needs a trained model (tested in ``tests/test_cli_models.py``):
+
+        >>> from vitl.cli import main
+        >>> main(["predict", "model", "crack.jpg"])  # doctest: +SKIP
+        path,label,score
+        crack.jpg,cracked,0.973100
+        0
+    """
     if args.csv:
         check_writable(args.csv, "--csv", kind="file")
-    check_cache_option(args.cache)
     paths = image_paths(args.paths)
-    clf = load_model_dir(args.model_dir, cache=None if args.cache == "none" else args.cache)
+    clf = load_model_dir(args.model_dir, cache=args.cache)
     paths = usable_images(paths)
     predictions = clf.classify(paths, csv_path=args.csv)
     writer = csv.writer(sys.stdout, lineterminator="\n")

@@ -4,40 +4,59 @@ from __future__ import annotations
 
 import argparse
 
-from vitl.cli import CLIError
-
 
 def register(subparsers) -> None:
+    """Add the ``weights`` sub-command.
+
+    Args:
+        subparsers: the ``vitl`` parser's sub-parsers.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> register(parser.add_subparsers())
+        >>> parser.parse_args(["weights", "bundle", "w.zip", "--backbone", "mobilenetv2"]).backbone
+        ['mobilenetv2']
+    """
     parser = subparsers.add_parser(
         "weights", help="list, fetch, bundle or import pretrained backbone weights",
         description="Pretrained ImageNet weights for the backbones. On a machine without "
                     "internet: run `vitl weights bundle` on a connected one, copy the zip, "
-                    "then `vitl weights import BUNDLE` here.",
-    )
+                    "then `vitl weights import BUNDLE` here.")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    p = sub.add_parser("list", help="backbones, input size, feature size, where weights come from")
-    p.set_defaults(run=run_list)
-
-    p = sub.add_parser("fetch", help="resolve (download if needed) weights into VITL_HOME/weights")
-    p.add_argument("names", nargs="+", metavar="NAME", help="backbone names (see `list`)")
-    p.set_defaults(run=run_fetch)
-
-    p = sub.add_parser("bundle", help="write weights (and data) into one zip for offline use")
-    p.add_argument("out", metavar="OUT.zip")
-    p.add_argument("--backbone", action="append", metavar="NAME",
-                   help="backbone to include (repeatable; default resnet101v2)")
-    p.add_argument("--with-data", action="store_true",
-                   help="also include the SDNET2018 sample zip "
-                        "(from VITL_DATA_MIRROR or the data folder)")
-    p.set_defaults(run=run_bundle)
-
-    p = sub.add_parser("import", help="verify a bundle and install it into VITL_HOME")
-    p.add_argument("bundle", metavar="BUNDLE", help="bundle zip or unpacked bundle folder")
-    p.set_defaults(run=run_import)
+    sub.add_parser("list", help="backbones, sizes, where weights come from").set_defaults(
+        run=run_list)
+    fetch = sub.add_parser("fetch", help="resolve (download if needed) into VITL_HOME/weights")
+    fetch.add_argument("names", nargs="+", metavar="NAME", help="backbone names (see `list`)")
+    fetch.set_defaults(run=run_fetch)
+    bundle = sub.add_parser("bundle", help="write weights (and data) into one zip for offline use")
+    bundle.add_argument("out", metavar="OUT.zip")
+    bundle.add_argument("--backbone", action="append", metavar="NAME",
+                        help="backbone to include (repeatable; default resnet101v2)")
+    bundle.add_argument("--with-data", action="store_true",
+                        help="also include the SDNET2018 sample zip (from VITL_DATA_MIRROR)")
+    bundle.set_defaults(run=run_bundle)
+    load = sub.add_parser("import", help="verify a bundle and install it into VITL_HOME")
+    load.add_argument("bundle", metavar="BUNDLE", help="bundle zip or unpacked bundle folder")
+    load.set_defaults(run=run_import)
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """Print one row per backbone: input size, feature size, where its weights are.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        >>> run_list(argparse.Namespace())  # doctest: +ELLIPSIS
+        backbone ...
+        0
+    """
     from vitl.backbones import BACKBONES, locate_weights
 
     rows = [("backbone", "input", "features", "weights available here")]
@@ -52,15 +71,25 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from vitl.backbones import WeightsUnavailableError, get_backbone, resolve_weights
+    """Resolve each backbone's weights into VITL_HOME/weights; print where.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        >>> run_fetch(argparse.Namespace(names=["mobilenetv2-tv"]))  # doctest: +SKIP
+        mobilenetv2-tv: ... (from offline-package, sha256 ...)
+        0
+    """
+    from vitl.backbones import get_backbone, resolve_weights
     from vitl.backbones.bundle import copy_into_weights_dir
 
     for name in args.names:
         spec = get_backbone(name)
-        try:
-            source = resolve_weights(spec, "imagenet")
-        except WeightsUnavailableError as err:
-            raise CLIError(str(err)) from err
+        source = resolve_weights(spec, "imagenet")
         path = copy_into_weights_dir(source.path) if source.kind in (
             "keras-cache", "download") else source.path
         print(f"{spec.name}: {path} (from {source.kind}, sha256 {source.sha256})")
@@ -68,13 +97,23 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    from vitl.backbones import DEFAULT_BACKBONE, WeightsUnavailableError
+    """Write the weights (and data) bundle zip; list its files.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        >>> run_bundle(argparse.Namespace(out="w.zip", backbone=None,
+        ...                               with_data=False))  # doctest: +SKIP
+        0
+    """
+    from vitl.backbones import DEFAULT_BACKBONE
     from vitl.backbones.bundle import make_bundle, read_manifest
 
-    try:
-        out = make_bundle(args.out, args.backbone or [DEFAULT_BACKBONE], with_data=args.with_data)
-    except WeightsUnavailableError as err:
-        raise CLIError(str(err)) from err
+    out = make_bundle(args.out, args.backbone or [DEFAULT_BACKBONE], with_data=args.with_data)
     for entry in read_manifest(out)["files"]:
         print(f"  {entry['path']}  {entry['size']:,} bytes  sha256 {entry['sha256'][:12]}...")
     print(f"wrote {out}; on the offline machine run: vitl weights import {out.name}")
@@ -82,6 +121,19 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    """Verify a bundle and install its files into VITL_HOME.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        The exit code, 0.
+
+    Example:
+        >>> run_import(argparse.Namespace(bundle="w.zip"))  # doctest: +SKIP
+        installed ...
+        0
+    """
     from vitl.backbones.bundle import DATA_MIRROR_SUBDIR, data_mirror_dir, import_bundle
 
     installed = import_bundle(args.bundle)

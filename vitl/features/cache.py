@@ -168,7 +168,7 @@ class CacheInfo:
 def _unwritable(directory, why) -> str:
     return problem("feature cache", "a folder you can write to", f"{directory} ({why})",
                    "choose another cache folder (--cache DIR, or cache=DIR in Python) or none "
-                   "(--cache none / cache=None)")
+                   "(--no-cache / cache=None)")
 
 
 def _is_read_only(err: sqlite3.Error) -> bool:

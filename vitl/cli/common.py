@@ -1,0 +1,501 @@
+"""What several ``vitl`` commands share: option types, the cache and split options, paths,
+and the one model-folder loader."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._errors import problem
+from . import CLIError
+
+MODEL_FILE = "model.keras"
+
+
+class Choices(Sequence):
+    """A closed set of values read from a vitl module when argparse first checks one.
+
+    Building the parser then imports no TensorFlow: ``vitl data`` and ``vitl cache``
+    stay fast, and only a command given one of these options pays for the import. Give
+    such options a ``metavar`` (argparse lists ``choices`` in the usage line otherwise) and
+    ``%(choices)s`` in the help, expanded only by ``--help``.
+
+    Args:
+        module: the module holding the values, e.g. ``"vitl.export"``.
+        name: the attribute, a sequence or a dict (its keys), e.g. ``"FORMATS"``.
+        extra: values accepted on top, e.g. ``("auto",)``.
+
+    Example:
+        >>> "tflite" in Choices("vitl.export", "FORMATS")
+        True
+        >>> list(Choices("vitl.features.folder", "ENGINES"))
+        ['local', 'ray']
+    """
+
+    def __init__(self, module: str, name: str, extra: tuple = ()):
+        self.module, self.name, self.extra = module, name, extra
+
+    def _values(self) -> tuple:
+        values = getattr(importlib.import_module(self.module), self.name)
+        return (*self.extra, *(v for v in values if v is not None))
+
+    def __getitem__(self, index):
+        return self._values()[index]
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+
+def bad_value(expected: str, received: str, fix: str) -> argparse.ArgumentTypeError:
+    """The error an argparse ``type`` raises: argparse puts ``argument --name:`` before it,
+    which :class:`vitl.cli.Parser` turns into ``--name:``.
+
+    Args:
+        expected: what would have been right.
+        received: the option's text.
+        fix: how to fix it.
+
+    Returns:
+        The ``argparse.ArgumentTypeError`` to raise.
+
+    Example:
+        >>> str(bad_value("an integer", "x", "pass 3"))
+        "expected an integer, received 'x'. Fix: pass 3"
+    """
+    return argparse.ArgumentTypeError(problem("value", expected, received, fix)
+                                      .removeprefix("value: "))
+
+
+def integer(low: int, high: int | None = None):
+    """An argparse ``type`` for an integer from ``low`` to ``high`` (inclusive).
+
+    Args:
+        low: the smallest value accepted.
+        high: the largest, or None for no upper bound.
+
+    Returns:
+        A function turning the option's text into an int, raising
+        ``argparse.ArgumentTypeError`` (one line: expected, received, fix) otherwise.
+
+    Example:
+        >>> integer(1, 10)("3")
+        3
+        >>> integer(1, 10)("0")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected an integer from 1 to 10, received '0'. Fix: ...
+    """
+    expected = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        value = int(text) if text.strip().lstrip("+-").isdigit() else None
+        if value is None or value < low or (high is not None and value > high):
+            raise bad_value(expected, text, "pass a value in that range")
+        return value
+    return parse
+
+
+def number(low: float, high: float, *, low_open: bool = True):
+    """An argparse ``type`` for a finite number in ``(low, high]`` (``[low, high]`` when not
+    ``low_open``).
+
+    Args:
+        low: the lower bound.
+        high: the upper bound (included).
+        low_open: whether ``low`` itself is refused.
+
+    Returns:
+        A function turning the option's text into a float, raising
+        ``argparse.ArgumentTypeError`` otherwise.
+
+    Example:
+        >>> number(0, 0.5)("0.1")
+        0.1
+        >>> number(0, 10)("nan")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected a number > 0 and <= 10, received 'nan'. Fix: ...
+    """
+    expected = f"a number {'>' if low_open else '>='} {low:g} and <= {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (low < value <= high if low_open else low <= value <= high):
+            raise bad_value(expected, text, "pass a value in that range")
+        return value
+    return parse
+
+
+def cache_value(text: str) -> str:
+    """The ``--cache`` type: a folder or ``default``; ``none`` points to ``--no-cache``.
+
+    Args:
+        text: the option's value.
+
+    Returns:
+        ``text``.
+
+    Example:
+        >>> cache_value("default")
+        'default'
+    """
+    if text.lower() == "none":
+        raise bad_value("a cache folder or 'default'", text, "pass --no-cache to use no cache")
+    return text
+
+
+def add_cache_options(parser, help_extra: str = "") -> None:
+    """Add ``--cache DIR`` (default ``default``) and ``--no-cache`` (``cache=None``).
+
+    Args:
+        parser: the sub-command's parser.
+        help_extra: a sentence added to ``--cache``'s help.
+
+    Returns:
+        None; ``args.cache`` is then what the API's ``cache=`` takes.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_cache_options(parser)
+        >>> parser.parse_args([]).cache, parser.parse_args(["--no-cache"]).cache
+        ('default', None)
+    """
+    parser.add_argument("--cache", type=cache_value, default="default", metavar="DIR",
+                        help="feature cache folder, or 'default' ($VITL_CACHE, else "
+                             "$VITL_HOME/cache)" + help_extra)
+    parser.add_argument("--no-cache", dest="cache", action="store_const", const=None,
+                        help="compute features without reading or filling a cache")
+
+
+def check_cache_option(cache) -> None:
+    """Open (creating) the ``--cache`` folder's database now, so a read-only one fails up front.
+
+    Args:
+        cache: ``args.cache`` (a folder, ``"default"`` or None).
+
+    Returns:
+        None.
+
+    Example:
+        >>> check_cache_option(None)
+    """
+    if cache is None:
+        return
+    from .. import _paths
+    from ..features.cache import FeatureCache
+
+    folder = _paths.default_cache_dir() if cache == "default" else Path(cache).expanduser()
+    FeatureCache(folder).close()
+
+
+def split_fractions(text: str) -> tuple[float, float, float]:
+    """The ``--split`` type: 'tutorial' -> ML.NET's (0.70, 0.27, 0.03); '70/15/15' -> fractions.
+
+    Args:
+        text: the option's value.
+
+    Returns:
+        (train, validation, test) fractions.
+
+    Raises:
+        CLIError: neither 'tutorial' nor three numbers summing to 100 with train > 0.
+
+    Example:
+        >>> split_fractions("70/15/15")
+        (0.7, 0.15, 0.15)
+    """
+    from ..data import TUTORIAL_FRACTIONS
+
+    if text == "tutorial":
+        return TUTORIAL_FRACTIONS
+    try:
+        numbers = [float(p) for p in text.split("/")]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 3 or min(numbers) < 0 or numbers[0] <= 0 or abs(sum(numbers) - 100) > 1e-6:
+        raise CLIError(problem("--split", "'tutorial' or TRAIN/VALIDATION/TEST percentages "
+                               "summing to 100, e.g. 70/15/15", text,
+                               "pass --split tutorial or --split 70/15/15"))
+    return tuple(n / 100 for n in numbers)
+
+
+def split_value(text: str) -> str:
+    """The ``--split`` argparse type: ``text`` when :func:`split_fractions` accepts it.
+
+    Args:
+        text: the option's value.
+
+    Returns:
+        ``text``.
+
+    Example:
+        >>> split_value("tutorial")
+        'tutorial'
+    """
+    try:
+        split_fractions(text)
+    except CLIError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--split: ")) from None
+    return text
+
+
+def add_split_option(parser, default: str | None) -> None:
+    """Add ``--split {tutorial,TRAIN/VAL/TEST}``, the same on ``vitl train`` and ``vitl data``.
+
+    Args:
+        parser: the sub-command's parser.
+        default: the default (None: train's stratified validation hold-out).
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_split_option(parser, default=None)
+        >>> parser.parse_args(["--split", "60/20/20"]).split
+        '60/20/20'
+    """
+    parser.add_argument("--split", type=split_value, default=default,
+                        metavar="{tutorial,TRAIN/VAL/TEST}",
+                        help="split three ways: 'tutorial' = ML.NET's 70/27/3, or percentages "
+                             "such as 70/15/15 (stratified, exact per class)"
+                             + (f" (default {default})" if default else ""))
+
+
+def add_seed_option(parser) -> None:
+    """Add ``--seed N`` (default 0, as ``ImageClassifier(seed=0)``).
+
+    Args:
+        parser: the sub-command's parser.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_seed_option(parser)
+        >>> parser.parse_args([]).seed
+        0
+    """
+    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0, metavar="N",
+                        help="seeds the split, the head's initialisation and shuffling "
+                             "(default 0, as in Python); 0..2**32-1")
+
+
+def add_backbone_options(parser) -> None:
+    """Add ``--backbone``, ``--input-size`` and ``--precision``: which features (train, demo,
+    featurize).
+
+    Args:
+        parser: the sub-command's parser.
+
+    Returns:
+        None.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_backbone_options(parser)
+        >>> args = parser.parse_args(["--input-size", "64"])
+        >>> args.backbone, args.input_size, args.precision
+        ('auto', 64, 'float32')
+    """
+    parser.add_argument("--backbone", default="auto", metavar="NAME",
+                        choices=Choices("vitl.backbones", "BACKBONES", extra=("auto",)),
+                        help="`vitl weights list`, or 'auto' (default): $VITL_BACKBONE, else "
+                             "resnet101v2 when its weights can be had, else mobilenetv2-tv")
+    parser.add_argument("--input-size", type=integer(32, 1024), metavar="PIXELS",
+                        help="square input side (default: the backbone's own)")
+    parser.add_argument("--precision", default="float32", metavar="NAME", choices=Choices(
+        "vitl.backbones.precision", "PRECISIONS", extra=("auto",)),
+        help="%(choices)s; 'auto' measures once per machine (default float32)")
+
+
+def choose_backbone(name: str) -> tuple[str, str | None]:
+    """Resolve ``--backbone``; return ``(backbone name, one line saying why)`` for ``auto``.
+
+    ``auto`` is :func:`vitl.backbones.choose_backbone`: ``$VITL_BACKBONE`` when
+    set, else resnet101v2 when its weights can be had, else mobilenetv2-tv.
+
+    Args:
+        name: a backbone name or ``"auto"``.
+
+    Returns:
+        ``(name, reason)``; the reason is None for a named backbone.
+
+    Raises:
+        WeightsUnavailableError: a named backbone's weights cannot be had (its
+            message lists the fixes).
+
+    Example:
+        >>> choose_backbone("mobilenetv2-tv")
+        ('mobilenetv2-tv', None)
+    """
+    from ..backbones import choose_backbone as choose
+    from ..backbones import get_backbone
+    from ..backbones.weights import resolve_weights
+
+    if name != "auto":
+        resolve_weights(get_backbone(name))  # fail here, before any data is read
+        return name, None
+    choice = choose()
+    return choice.name, choice.reason
+
+
+def existing_folder(path, name: str) -> Path:
+    """Return ``path`` as a Path; raise :class:`CLIError` when it is not a folder.
+
+    Args:
+        path: the folder given.
+        name: the argument's name for the message, e.g. ``"DATA_DIR"``.
+
+    Returns:
+        The folder.
+
+    Example:
+        >>> existing_folder("/", "DATA_DIR")
+        PosixPath('/')
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        what = "a file" if folder.exists() else "a path that does not exist"
+        raise CLIError(problem(name, "a folder with one sub-folder per class",
+                               f"{folder} ({what})", "check the path"))
+    return folder
+
+
+def load_images(folder, name: str = "DATA_DIR"):
+    """Load a folder with one sub-folder per class; name the count of skipped files on stderr.
+
+    Args:
+        folder: the folder.
+        name: the argument's name for errors.
+
+    Returns:
+        The :class:`~vitl.data.ImageCollection`.
+
+    Example:
+        >>> load_images("/no/such/folder")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vitl.cli.CLIError: DATA_DIR: expected a folder with one sub-folder per class, ...
+    """
+    from ..data import load_image_folder
+
+    folder = existing_folder(folder, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one line for all of them, below
+        images = load_image_folder(folder)
+    if len(images.report):
+        print(f"skipped {len(images.report)} unreadable files in {folder} "
+              f"(`vitl data {folder}` lists them)", file=sys.stderr)
+    return images
+
+
+def cannot_write(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder`` (tried for real: permissions, read-only
+    mounts and full disks all show), or None.
+
+    Args:
+        folder: an existing folder.
+
+    Returns:
+        The reason (the OS error's text), or None when a file could be created.
+
+    Example:
+        >>> cannot_write(Path(tempfile.gettempdir())) is None
+        True
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=".vitl-write-check-", dir=folder)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def check_writable(path, name: str, kind: str = "folder") -> Path:
+    """Refuse before any work an output ``path`` that could not be written.
+
+    Args:
+        path: the output path.
+        name: the option's name for the message, e.g. ``"--out"``.
+        kind: ``"folder"`` (created when missing) or ``"file"`` (replaced).
+
+    Returns:
+        ``path`` as a Path.
+
+    Example:
+        >>> check_writable(Path(tempfile.gettempdir()) / "new-folder", "--out").name
+        'new-folder'
+    """
+    path = Path(path).expanduser()
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise CLIError(problem(name, "a folder (created when missing)", f"the file {path}",
+                               "pass a folder path, not a file"))
+    if kind == "file" and path.is_dir():
+        raise CLIError(problem(name, "a file path", f"the folder {path}",
+                               f"pass a file name, e.g. {path / 'predictions.csv'}"))
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CLIError(problem(name, "a path below a folder", f"{path} ({parent} is a file)",
+                               "check the path"))
+    target = path if path.is_dir() else parent
+    why = cannot_write(target)
+    if why:
+        raise CLIError(problem(name, "a place you can write to",
+                               f"{path} (cannot write in {target}: {why})",
+                               "choose another path, or fix the folder's permissions"))
+    return path
+
+
+def load_model_dir(model, cache="default"):
+    """Load a classifier from a model folder (``MODEL_DIR/model.keras``) or a ``.keras`` file.
+
+    The one loader and error path of ``evaluate``, ``predict``, ``explain`` and ``export``;
+    the cache is opened first (:func:`check_cache_option`).
+
+    Args:
+        model: the folder ``vitl train --out`` wrote, or a ``.keras`` file.
+        cache: the feature cache for the loaded classifier (``args.cache``).
+
+    Returns:
+        The fitted :class:`~vitl.classifier.ImageClassifier`.
+
+    Raises:
+        CLIError: not a model folder (one line naming what is missing).
+
+    Example:
+        >>> load_model_dir("/no/such/folder")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vitl.cli.CLIError: MODEL_DIR: expected a folder written by `vitl train`, received ...
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        path = path / MODEL_FILE
+        if not path.is_file():
+            raise CLIError(problem("MODEL_DIR", f"a folder holding {MODEL_FILE}",
+                                   f"{path.parent} without {MODEL_FILE}",
+                                   "pass the folder given to `vitl train --out`, or train one "
+                                   "there"))
+    elif not path.is_file():
+        raise CLIError(problem("MODEL_DIR", "a folder written by `vitl train`", str(path),
+                               f"check the path, or train one: vitl train DATA_DIR --out {path}"))
+    check_cache_option(cache)
+    from ..classifier import ImageClassifier  # imports TensorFlow: after the cheap checks
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ImageClassifier.load(path, cache=cache, verbose=1)
