@@ -38,3 +38,22 @@ def test_a_function_named_like_its_module_stays_the_function():
             "vitl.explain.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "explain"]
+
+
+def test_the_types_public_functions_return_are_exported():
+    # What fit/classify/evaluate/featurize/split/run_grid hand back is nameable from vitl alone.
+    for name in ("Prediction", "TrainingHistory", "EvaluationReport", "FeatureStats", "Split",
+                 "ExperimentResults", "FeatureExtractor", "BackboneChoice", "FineTuneConfig",
+                 "Explanation", "LoadReport", "ThresholdChoice"):
+        assert name in vitl.__all__, name
+        assert getattr(vitl, name).__name__ == name
+
+
+def test_type_checkers_see_the_same_names_as_the_lazy_table():
+    import ast
+
+    tree = ast.parse(Path(vitl.__file__).read_text())
+    block = next(node for node in tree.body if isinstance(node, ast.If))
+    assert ast.unparse(block.test) == "TYPE_CHECKING"
+    imported = sorted(alias.name for node in block.body for alias in node.names)
+    assert imported == vitl.__all__

@@ -1,63 +1,64 @@
 """vitl: visual inspection by transfer learning.
 
-Folders of photos in (one sub-folder per class), a trained, evaluated, exported
-image classifier out. The whole public API is listed below; names load lazily,
-so ``import vitl`` is instant and TensorFlow loads on first use of a model.
+Photo folders in, a trained, evaluated, exported image classifier out. The imports below are
+the public API; they load lazily, so ``import vitl`` is instant (TensorFlow loads on first use).
 
 Example:
     >>> import vitl
-    >>> vitl.list_backbones()[0]
-    'resnet101v2'
+    >>> vitl.list_backbones()[0], vitl.HeadConfig().optimizer
+    ('resnet101v2', 'adam')
 """
 
-from __future__ import annotations
-
+import ast
 import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._tensorflow import quiet_tensorflow_import
 
-# TensorFlow's C++ start-up notices (oneDNN, CPU features) mean nothing to a tutorial reader.
-quiet_tensorflow_import()
+quiet_tensorflow_import()  # TensorFlow's C++ start-up notices mean nothing to a reader
 
 __version__ = "0.1.0"
 
-_API = {
-    # data: image folders, bad-file report, the tutorial's split
-    "load_image_folder": "data", "ImageCollection": "data", "read_image": "data",
-    "list_images": "data", "split": "data", "tutorial_split": "data",
-    # datasets: the tutorial's SDNET2018 sample, synthetic cracks
-    "tutorial_data": "datasets", "sdnet2018_decks": "datasets",
-    "make_synthetic_cracks": "datasets", "synthetic_mask_path": "datasets",
-    "SDNET2018_ATTRIBUTION": "datasets",
-    # backbones: frozen ImageNet feature extractors
-    "list_backbones": "backbones", "get_backbone": "backbones",
-    "choose_backbone": "backbones", "build_feature_extractor": "backbones",
-    # bottleneck phase: cached features
-    "featurize": "features", "Featurizer": "features", "FeatureCache": "features",
-    "featurize_folder": "features",
-    # training phase, the estimator, evaluation
-    "HeadConfig": "training", "ImageClassifier": "classifier",
-    "EvaluationReport": "evaluation",
-    # pictures
-    "plot_history": "plots", "plot_confusion_matrix": "plots", "plot_roc_pr": "plots",
-    "plot_confidently_wrong": "plots", "plot_image_grid": "plots", "plot_images": "plots",
-    # where the model looks
-    "grad_cam": "explain", "explain": "explain", "plot_explanations": "explain",
-    # improving the model
-    "AugmentPolicy": "augment", "plot_views": "augment", "run_grid": "experiments",
-    # the teaching notebooks: seed, fast mode for tests, caption credit
-    "workshop_settings": "workshop", "image_credit": "workshop",
-}
+if TYPE_CHECKING:  # IDEs see these; at run time each name loads on first use (__getattr__)
+    from .data import (BadImageError, DataSummary, ImageCollection, LoadReport, Split,
+                       list_images, load_image_folder, read_image, split, tutorial_split)
+    from .datasets import (SDNET2018_ATTRIBUTION, make_synthetic_cracks, sdnet2018_decks,
+                           synthetic_mask_path, tutorial_data)
+    from .backbones import (BackboneChoice, BackboneSpec, FeatureExtractor, WeightsSource,
+                            build_feature_extractor, choose_backbone, get_backbone,
+                            list_backbones)
+    from .features import (CacheInfo, FeatureCache, FeatureStats, Featurizer, FolderStats,
+                           featurize, featurize_folder)
+    from .augment import AugmentPolicy, plot_views
+    from .training import HeadConfig, TrainingHistory
+    from .evaluation import EvaluationReport, Mistake, ThresholdChoice
+    from .finetune import FineTuneConfig
+    from .classifier import ImageClassifier, Prediction
+    from .experiments import ExperimentResults, run_grid
+    from .plots import (plot_confidently_wrong, plot_confusion_matrix, plot_history,
+                        plot_image_grid, plot_images, plot_roc_pr)
+    from .explain import Explanation, explain, grad_cam, plot_explanations
+    from .workshop import WorkshopSettings, image_credit, workshop_settings
 
-__all__ = sorted(_API)  # noqa: PLE0605 - the lazy API table is the one list of names
+
+def _api() -> dict[str, str]:
+    """Name -> module, read from the TYPE_CHECKING imports above: the one list of names."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If))
+    return {alias.name: node.module for node in block.body for alias in node.names}
+
+
+_MODULE_OF = _api()
+__all__ = sorted(_MODULE_OF)  # noqa: PLE0605 - read from the TYPE_CHECKING block
 
 
 def __getattr__(name: str):
-    if name in _API:
-        module_name = _API[name]
+    if name in _MODULE_OF:
+        module_name = _MODULE_OF[name]
         module = importlib.import_module(f"vitl.{module_name}")
-        if _API.get(module_name) == module_name:  # the import set vitl.explain to the module:
-            globals()[module_name] = getattr(module, module_name)  # make it the function again
+        if _MODULE_OF.get(module_name) == module_name:  # importing vitl.explain set the
+            globals()[module_name] = getattr(module, module_name)  # module: restore the function
         value = getattr(module, name)
         globals()[name] = value
         return value

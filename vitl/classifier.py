@@ -640,7 +640,8 @@ class ImageClassifier(BaseEstimator):
         return clf
 
     # ------------------------------------------------------------------ export
-    def export(self, directory, format="savedmodel", quantize=None, representative=None) -> Path:
+    def export(self, directory, format="savedmodel", quantize=None, representative=None,
+               overwrite=False) -> Path:
         """Export for serving or the edge: a SavedModel or a TFLite file, plus ``labels.txt``.
 
         Args:
@@ -649,6 +650,7 @@ class ImageClassifier(BaseEstimator):
             quantize: TFLite only: None (float32), ``"float16"`` or ``"int8"``.
             representative: int8 only: images to calibrate with (paths, a folder
                 or a collection); default a sample of the training images.
+            overwrite: replace files in ``directory`` that vitl did not write.
 
         Returns:
             The exported SavedModel folder or ``.tflite`` file.
@@ -674,7 +676,8 @@ class ImageClassifier(BaseEstimator):
                 raise ValueError(problem("representative", "image paths, a folder or a collection",
                                          "pixel arrays", "save the images and pass their paths"))
         return export_model(self.model_, list(self.classes_), directory, format=format,
-                            quantize=quantize, representative=representative)
+                            quantize=quantize, representative=representative,
+                            verbose=self.verbose, overwrite=overwrite)
 
     # ------------------------------------------------------------------ helpers
     def _saved_params(self) -> dict:
