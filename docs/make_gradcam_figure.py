@@ -21,6 +21,7 @@ from vitl.classifier import ImageClassifier
 from vitl.data import read_image
 from vitl.datasets import make_synthetic_cracks, synthetic_mask_path
 from vitl.explain import explain, plot_explanations
+from vitl.training import HeadConfig
 
 OUT = Path(__file__).resolve().parent / "images" / "gradcam_synthetic.png"
 DILATE_PX = 3
@@ -34,10 +35,10 @@ def crack_mass_ratio(heatmap: np.ndarray, mask: np.ndarray) -> float:
 
 def main() -> Path:
     with tempfile.TemporaryDirectory() as tmp:
-        train = make_synthetic_cracks(Path(tmp) / "train", 60, seed=1, progress=False)
-        test = make_synthetic_cracks(Path(tmp) / "test", 8, seed=2, masks=True, progress=False)
-        clf = ImageClassifier("mobilenetv2-tv", epochs=10, early_stopping=False, cache=None,
-                              verbose=False).fit(train)
+        train = make_synthetic_cracks(Path(tmp) / "train", 60, seed=1, verbose=0)
+        test = make_synthetic_cracks(Path(tmp) / "test", 8, seed=2, masks=True, verbose=0)
+        clf = ImageClassifier("mobilenetv2-tv", head=HeadConfig(epochs=10, early_stopping=False),
+                              cache=None, verbose=0).fit(train)
         paths = sorted((test / "cracked").glob("*.png"))
         explanations = explain(clf, paths, class_name="cracked", verbose=0)
         masks = [read_image(synthetic_mask_path(p))[..., 0] > 127 for p in paths]

@@ -14,10 +14,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+from PIL import Image
 
-from vitl.datasets import make_synthetic_cracks  # noqa: E402
+from vitl.datasets import make_synthetic_cracks
 
 OUT = Path(__file__).resolve().parent / "images" / "synthetic_grid.png"
 COLUMNS = 6
@@ -25,7 +25,7 @@ COLUMNS = 6
 
 def main() -> Path:
     with tempfile.TemporaryDirectory() as tmp:
-        folder = make_synthetic_cracks(Path(tmp) / "syn", 30, seed=0, progress=False)
+        folder = make_synthetic_cracks(Path(tmp) / "syn", 30, seed=0, verbose=0)
         with open(folder / "tiles.csv", newline="") as handle:
             tiles = list(csv.DictReader(handle))
         cracked = [t for t in tiles if t["class"] == "cracked"][:COLUMNS]

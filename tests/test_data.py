@@ -574,7 +574,7 @@ def test_cli_data_prints_summary_report_and_split(image_folder, capsys):
 
 
 def test_cli_data_without_split(image_folder, capsys):
-    assert cli_main(["data", str(image_folder), "--split", "none"]) == 0
+    assert cli_main(["data", str(image_folder), "--no-split"]) == 0
     assert "validation" not in capsys.readouterr().out
 
 
