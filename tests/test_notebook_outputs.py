@@ -20,6 +20,7 @@ FORBIDDEN = {
     "TensorFlow INFO line": re.compile(r"INFO:tensorflow|fully_quantize|XNNPACK"),
     "warning": re.compile(r"\b[A-Za-z]*Warning:|^WARNING\b|warnings\.warn\(", re.MULTILINE),
     "traceback": re.compile(r"Traceback \(most recent call last\)"),
+    "download that cannot happen offline": re.compile(r"Downloading data from"),
 }
 BAR = re.compile(r"^(?P<desc>[^\n|]*?):?\s*\d+%\|", re.MULTILINE)
 

@@ -42,6 +42,7 @@ from .features.pipeline import model_image_loader
 from .training import (
     LearningRateLog,
     TrainingHistory,
+    changed_fields_repr,
     class_weights,
     progress_callbacks,
 )
@@ -92,6 +93,9 @@ class FineTuneConfig:
     seed: int = 0
     keep: str = "improved"
     schedule: str = "warmup_cosine"
+
+    def __repr__(self) -> str:
+        return changed_fields_repr(self)
 
     def validate(self) -> FineTuneConfig:
         """Check every field; return ``self``.

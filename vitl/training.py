@@ -41,6 +41,28 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lea
 _PREDICT_CHUNK = 4096
 
 
+def changed_fields_repr(config) -> str:
+    """``Name(field=value, ...)`` with only the fields that differ from the class defaults.
+
+    scikit-learn's ``print_changed_only`` for config dataclasses, so a classifier's repr
+    stays one readable line instead of every field.
+
+    Args:
+        config: a dataclass instance whose class can be built without arguments.
+
+    Returns:
+        The repr string.
+
+    Example:
+        >>> HeadConfig(epochs=5), HeadConfig()
+        (HeadConfig(epochs=5), HeadConfig())
+    """
+    default = type(config)()
+    changed = [f"{f.name}={getattr(config, f.name)!r}" for f in fields(config)
+               if f.repr and getattr(config, f.name) != getattr(default, f.name)]
+    return f"{type(config).__name__}({', '.join(changed)})"
+
+
 @dataclass
 class HeadConfig:
     """Hyper-parameters of the classification head and its training.
@@ -111,6 +133,9 @@ class HeadConfig:
     l2: float = 0.0
     seed: int = 0
     jit_compile: bool = False
+
+    def __repr__(self) -> str:
+        return changed_fields_repr(self)
 
     @classmethod
     def mlnet(cls, **overrides) -> HeadConfig:
@@ -916,6 +941,7 @@ __all__ = [
     "TrainingHistory",
     "ValidationScores",
     "build_head",
+    "changed_fields_repr",
     "class_weights",
     "current_learning_rate",
     "feature_dataset",

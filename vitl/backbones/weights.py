@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.parse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,10 +135,14 @@ def _download(file_name: str) -> Path:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
+        # Offline the name lookup fails at once; checked first because get_file prints
+        # "Downloading data from ..." before it finds out, which reads like a download.
+        socket.getaddrinfo(urllib.parse.urlsplit(origin).hostname, 443)
         return Path(keras.utils.get_file(file_name, origin, file_hash=md5, cache_subdir="models",
                                          cache_dir=str(keras_cache_dir().parent)))
     except Exception as err:  # get_file raises a bare Exception on URL errors
-        raise OSError(f"{type(err).__name__}: {err}") from err
+        raise OSError(f"{type(err).__name__}: {err} ({urllib.parse.urlsplit(origin).hostname})") \
+            from err
     finally:
         socket.setdefaulttimeout(previous)
 
