@@ -107,12 +107,29 @@ class AugmentPolicy:
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:
-        """The parameters as a plain (JSON-able) dict."""
+        """The parameters as a plain (JSON-able) dict.
+
+        Returns:
+            ``{field: value}`` for every field, :meth:`from_dict`'s input.
+
+        Example:
+            >>> AugmentPolicy().to_dict()["views"]
+            4
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> AugmentPolicy:
         """Build a policy from :meth:`to_dict` output, rejecting unknown keys.
+
+        Args:
+            values: ``{field: value}``; missing fields keep their defaults.
+
+        Returns:
+            An :class:`AugmentPolicy`.
+
+        Raises:
+            ValueError: a key that is not a field.
 
         Example:
             >>> AugmentPolicy.from_dict({"rotation": 0.0}).rotation
@@ -127,14 +144,34 @@ class AugmentPolicy:
 
     @property
     def transform_id(self) -> str:
-        """``"aug-v1-"`` and a hash of the transform parameters (``views`` excluded)."""
+        """``"aug-v1-"`` and a hash of the transform parameters (``views`` excluded).
+
+        The feature cache files augmented views under this id, so two policies that
+        draw the same pictures share cached views.
+
+        Returns:
+            The id string.
+
+        Example:
+            >>> AugmentPolicy(views=8).transform_id == AugmentPolicy().transform_id
+            True
+        """
         transform = {k: v for k, v in self.to_dict().items() if k != "views"}
         text = json.dumps(transform, sort_keys=True)
         return f"aug-v{AUGMENT_VERSION}-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
     @property
     def is_identity(self) -> bool:
-        """True when every transform is switched off."""
+        """True when every transform is switched off.
+
+        Returns:
+            Whether every view equals the original image.
+
+        Example:
+            >>> AugmentPolicy().is_identity, AugmentPolicy(flip=None, rotation=0, zoom=0,
+            ...     translation=0, contrast=0, brightness=0).is_identity
+            (False, True)
+        """
         return self.flip is None and not any(
             (self.rotation, self.zoom, self.translation, self.contrast, self.brightness))
 
@@ -162,7 +199,21 @@ class AugmentPolicy:
         return np.clip(np.rint(out[0]), 0, 255).astype(np.uint8)
 
     def view_seeds(self, image: np.ndarray, view: int) -> np.ndarray:
-        """The ``(8, 2)`` int64 seeds of (image, view): from a sha512 of the pixels and ``view``."""
+        """The ``(8, 2)`` int64 seeds of (image, view): from a sha512 of the pixels and ``view``.
+
+        Args:
+            image: the ``uint8`` RGB array.
+            view: the view number.
+
+        Returns:
+            An ``(8, 2)`` int64 array: the same for the same pixels and view.
+
+        Example:
+            >>> policy, image = AugmentPolicy(), np.zeros((4, 4, 3), np.uint8)
+            >>> policy.view_seeds(image, 1).shape, bool((policy.view_seeds(image, 1)
+            ...                                          == policy.view_seeds(image, 2)).all())
+            ((8, 2), False)
+        """
         image = np.ascontiguousarray(image)
         pixels = hashlib.sha256(image.tobytes() + str(image.shape).encode()).digest()
         digest = hashlib.sha512(pixels + int(view).to_bytes(8, "big")).digest()
@@ -180,6 +231,13 @@ class AugmentPolicy:
 
         Returns:
             float32 tensor ``(B, H, W, 3)`` clipped to 0..255 (not rounded).
+
+        Example:
+            >>> import tensorflow as tf
+            >>> batch = tf.fill((2, 8, 8, 3), 100.0)
+            >>> out = AugmentPolicy().augment_batch(batch, tf.constant([1, 2]))
+            >>> out.shape, bool(tf.reduce_all((out >= 0) & (out <= 255)))
+            (TensorShape([2, 8, 8, 3]), True)
         """
         import tensorflow as tf
 

@@ -221,6 +221,15 @@ class HeadConfig:
     def from_dict(cls, values: dict) -> HeadConfig:
         """Build a config from :meth:`to_dict` output, rejecting unknown keys.
 
+        Args:
+            values: ``{field: value}``; missing fields keep their defaults.
+
+        Returns:
+            A :class:`HeadConfig`.
+
+        Raises:
+            ValueError: a key that is not a field.
+
         Example:
             >>> HeadConfig.from_dict({"epochs": 5}).epochs
             5
@@ -483,7 +492,15 @@ class TrainingHistory:
 
     @property
     def has_validation(self) -> bool:
-        """Whether the rows hold validation scores."""
+        """Whether the rows hold validation scores.
+
+        Returns:
+            True when some epoch has a ``val_accuracy``.
+
+        Example:
+            >>> TrainingHistory([{"epoch": 0, "val_accuracy": 0.8}]).has_validation
+            True
+        """
         return any(row.get("val_accuracy") is not None for row in self.rows)
 
     def column(self, name: str) -> np.ndarray:
@@ -505,7 +522,15 @@ class TrainingHistory:
 
     @property
     def best(self) -> dict | None:
-        """The row of :attr:`best_epoch`, or None."""
+        """The row of :attr:`best_epoch`, or None.
+
+        Returns:
+            That epoch's ``{column: value}`` row, or None without a best epoch.
+
+        Example:
+            >>> TrainingHistory([{"epoch": 0, "loss": 0.5}], best_epoch=0).best["loss"]
+            0.5
+        """
         return next((row for row in self.rows if row["epoch"] == self.best_epoch), None)
 
     def to_dict(self) -> dict:
@@ -520,6 +545,12 @@ class TrainingHistory:
     @classmethod
     def from_dict(cls, values: dict) -> TrainingHistory:
         """Rebuild a history from :meth:`to_dict` output (unknown keys are ignored).
+
+        Args:
+            values: the dict :meth:`to_dict` made (e.g. read back from a saved model).
+
+        Returns:
+            A :class:`TrainingHistory`.
 
         Example:
             >>> TrainingHistory.from_dict({"rows": [], "monitor": "loss", "extra": 1}).monitor
