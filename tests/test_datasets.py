@@ -137,12 +137,14 @@ def test_sha_mismatch_is_refused_and_nothing_unpacked(fake_zip, tmp_path, monkey
     assert not list((tmp_path / "data").glob(".*tmp*"))
 
 
-def test_offline_without_mirror_names_what_was_tried_and_the_fixes(tmp_path):
+def test_offline_without_mirror_names_what_was_tried_and_the_fixes(tmp_path, capsys):
     with pytest.raises(DatasetUnavailableError) as info:
-        sdnet2018_decks(data_dir=tmp_path / "data", timeout=1, verbose=0)
+        sdnet2018_decks(data_dir=tmp_path / "data", timeout=1, verbose=1)
     message = str(info.value)
     assert "VITL_DATA_MIRROR" in message and "mirror=" in message
-    assert datasets.SDNET2018_URL in message and "name resolution" in message
+    assert datasets.SDNET2018_URL in message and "gaierror" in message and "(github.com)" in message
+    # Offline nothing claims a download is happening (get_file would print "Downloading data").
+    assert "Downloading" not in capsys.readouterr().out
     assert not (tmp_path / "data" / "sdnet2018-decks").exists()
     assert not list((tmp_path / "data").glob(".*tmp*"))
 
@@ -173,6 +175,7 @@ def test_download_is_verified_kept_and_reused(fake_zip, tmp_path, monkeypatch, c
         return _FakeResponse(payload)
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(sdnet, "resolve_host", lambda url: None)  # the fake network has DNS
     data = tmp_path / "data"
     folder = sdnet2018_decks(data_dir=data, timeout=3, verbose=1)
     assert calls == [(datasets.SDNET2018_URL, 3)]
@@ -191,6 +194,7 @@ def test_corrupt_download_is_refused_and_discarded(fake_zip, tmp_path, monkeypat
     payload[100] ^= 0xFF
     monkeypatch.setattr(urllib.request, "urlopen",
                         lambda url, data=None: _FakeResponse(bytes(payload)))
+    monkeypatch.setattr(sdnet, "resolve_host", lambda url: None)
     data = tmp_path / "data"
     with pytest.raises(DatasetChecksumError, match="sha256"):
         sdnet2018_decks(data_dir=data, verbose=0)

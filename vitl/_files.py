@@ -12,8 +12,10 @@ import contextlib
 import errno
 import os
 import shutil
+import socket
 import stat
 import time
+import urllib.parse
 from pathlib import Path
 
 
@@ -273,3 +275,28 @@ def stamp() -> str:
         15
     """
     return time.strftime("%Y%m%d-%H%M%S")
+
+
+def resolve_host(url: str) -> None:
+    """Raise OSError unless the host of ``url`` has an address (offline: at once).
+
+    ``keras.utils.get_file`` prints "Downloading data from ..." before it finds out that
+    the network is down; downloads call this first, so an offline run never claims one.
+
+    Args:
+        url: the address to be downloaded.
+
+    Raises:
+        OSError: naming the host and the resolver's error.
+
+    Example:
+        >>> resolve_host("https://host.invalid/file.zip")
+        Traceback (most recent call last):
+        ...
+        OSError: gaierror: ... (host.invalid)
+    """
+    host = urllib.parse.urlsplit(url).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as err:
+        raise OSError(f"{type(err).__name__}: {err} ({host})") from err

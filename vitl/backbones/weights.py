@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import socket
-import urllib.parse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import keras
 
 from .._errors import problem
+from .._files import resolve_host
 from .._hashing import file_digests, sha256_file
 from .._paths import weights_dir
 from .offline.mobilenetv2_tv import PACKAGE_PIN, PTH_NAME, check_pth_sha256, package_weights_path
@@ -135,14 +135,13 @@ def _download(file_name: str) -> Path:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
-        # Offline the name lookup fails at once; checked first because get_file prints
-        # "Downloading data from ..." before it finds out, which reads like a download.
-        socket.getaddrinfo(urllib.parse.urlsplit(origin).hostname, 443)
+        resolve_host(origin)
         return Path(keras.utils.get_file(file_name, origin, file_hash=md5, cache_subdir="models",
                                          cache_dir=str(keras_cache_dir().parent)))
+    except OSError:
+        raise
     except Exception as err:  # get_file raises a bare Exception on URL errors
-        raise OSError(f"{type(err).__name__}: {err} ({urllib.parse.urlsplit(origin).hostname})") \
-            from err
+        raise OSError(f"{type(err).__name__}: {err} ({origin})") from err
     finally:
         socket.setdefaulttimeout(previous)
 

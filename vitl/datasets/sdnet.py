@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import _paths
 from .._errors import check_verbose, problem
-from .._files import atomic_folder, atomic_path, remove_stale_temps
+from .._files import atomic_folder, atomic_path, remove_stale_temps, resolve_host
 from .._hashing import sha256_file
 from .synthetic import make_synthetic_cracks
 
@@ -275,6 +275,7 @@ def _download(dest: Path, timeout: float, verbose: int, tried: list[str]) -> tup
     try:
         with atomic_path(dest) as part:
             try:
+                resolve_host(SDNET2018_URL)
                 utils.get_file(part.name, SDNET2018_URL, file_hash=SDNET2018_SHA256,
                                cache_dir=str(part.parent), cache_subdir="")
             except ValueError:  # get_file's hash check; _verify_zip says what was received
