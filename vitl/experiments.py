@@ -86,22 +86,6 @@ class ExperimentResults:
         return len(self.rows)
 
     # ------------------------------------------------------------------ tables
-    def to_rows(self) -> list[dict]:
-        """The results table as a list of dicts (copies), one per run.
-
-        Returns:
-            One dict per run.
-
-        Example:
-            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
-            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
-            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
-            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
-            >>> [row["val_accuracy"] for row in results.to_rows()]
-            [0.8, 0.9]
-        """
-        return [dict(row) for row in self.rows]
-
     def to_pandas(self) -> pd.DataFrame:
         """The results table as a ``pandas.DataFrame``, one row per run.
 
@@ -242,15 +226,14 @@ class ExperimentResults:
         if self.test is None:
             raise ValueError(problem("test set", "run_grid(..., test=...)", None,
                                      "pass a test collection to run_grid"))
-        if self._tested is not None:
-            if self._tested != metric:
-                raise ValueError(problem(
-                    "metric", f"{self._tested!r}, the one the test set was already used for",
-                    metric, "report the existing test_report; choose by validation only"))
-            return self.test_report
-        best = self.best(metric)
-        self.test_report = best.classifier.evaluate(self.test, positive_class=positive_class)
-        self._tested = metric
+        if self._tested not in (None, metric):
+            raise ValueError(problem(
+                "metric", f"{self._tested!r}, the one the test set was already used for",
+                metric, "report the existing test_report; choose by validation only"))
+        if self._tested is None:
+            self.test_report = self.best(metric).classifier.evaluate(
+                self.test, positive_class=positive_class)
+            self._tested = metric
         return self.test_report
 
     # ------------------------------------------------------------------ display
@@ -306,13 +289,11 @@ class ExperimentResults:
 
     # ------------------------------------------------------------------ helpers
     def _headline(self) -> str:
-        text = (f"ExperimentResults: {len(self.rows)} runs ({len(ParameterGrid(self.grid))} "
-                f"configurations x "
-                f"{len(self.seeds)} seeds)")
+        shape = f"{len(ParameterGrid(self.grid))} configurations x {len(self.seeds)} seeds"
+        text = f"ExperimentResults: {len(self.rows)} runs ({shape})"
         if self.rows:
-            best = self.best()
-            text += (f"; best by val_accuracy: {self._label(best.summary)} "
-                     f"({best.summary['val_accuracy_mean']:.4f})")
+            best = self.best().summary
+            text += f"; best by val_accuracy: {self._label(best)} ({best['val_accuracy_mean']:.4f})"
         if self.test_report is not None:
             text += f"; test accuracy {self.test_report.accuracy:.4f}"
         return text
@@ -369,7 +350,7 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=
         >>> results = run_grid(parts.train, parts.validation, parts.test, base=base,
         ...                    grid={"head__learning_rate": [0.01, 0.1]}, seeds=(0, 1),
         ...                    cache=tempfile.mkdtemp(), verbose=0)
-        >>> len(results), sorted(results.to_rows()[0])[:4]
+        >>> len(results), sorted(results.rows[0])[:4]
         (4, ['best_epoch', 'epochs_run', 'features_computed', 'head__learning_rate'])
         >>> results.best().params["head__learning_rate"] in (0.01, 0.1)
         True

@@ -136,8 +136,7 @@ class HeadConfig:
     seed: int = 0
     jit_compile: bool = False
 
-    def __repr__(self) -> str:
-        return changed_fields_repr(self)
+    __repr__ = changed_fields_repr
 
     @classmethod
     def mlnet(cls, **overrides) -> HeadConfig:
@@ -635,18 +634,10 @@ def _format_cell(column: str, value) -> str:
     return f"{value:.6f}" if column == "learning_rate" else f"{value:.4f}"
 
 
-def train_head(
-    x_train,
-    y_train,
-    x_val=None,
-    y_val=None,
-    *,
-    n_classes: int,
-    config: HeadConfig | None = None,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    on_epoch: Callable[[int, dict], None] | None = None,
-    verbose: int = 1,
-) -> tuple[keras.Model, TrainingHistory]:
+def train_head(x_train, y_train, x_val=None, y_val=None, *, n_classes: int,
+               config: HeadConfig | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
+               on_epoch: Callable[[int, dict], None] | None = None, verbose: int = 1
+               ) -> tuple[keras.Model, TrainingHistory]:
     """Train a fresh head on cached features with ``model.fit``.
 
     The features go into a ``tf.data`` pipeline (shuffled every epoch, seeded,
@@ -697,15 +688,9 @@ def train_head(
     config = (config or HeadConfig()).validate()
     check_int("n_classes", n_classes, minimum=2,
               fix="a classifier needs at least two classes (e.g. cracked and intact)")
-    x_train, y_train = _check_xy(x_train, y_train, n_classes, "x_train", "y_train")
-    if (x_val is None) != (y_val is None):
-        raise ValueError(problem("validation data", "both x_val and y_val, or neither",
-                                 "only one of them", "pass both arrays or leave both out"))
-    if x_val is not None:
-        x_val, y_val = _check_xy(x_val, y_val, n_classes, "x_val", "y_val")
-        if x_val.shape[1] != x_train.shape[1]:
-            raise ValueError(problem("x_val", f"{x_train.shape[1]} features per row like x_train",
-                                     x_val.shape[1], "featurize both sets with the same backbone"))
+    x_train, y_train = _check_xy(x_train, y_train, n_classes, "train")
+    if x_val is not None or y_val is not None:
+        x_val, y_val = _check_xy(x_val, y_val, n_classes, "val", n_features=x_train.shape[1])
     monitor = config.monitor
     if x_val is None and monitor.startswith("val_"):
         monitor = monitor[len("val_"):]  # ML.NET also falls back to the training metric
@@ -801,19 +786,14 @@ def class_weights(y, n_classes: int, spec) -> dict | None:
     """
     if spec is None:
         return None
-    weights = dict.fromkeys(range(n_classes), 1.0)
     if spec == "balanced":
         present = np.unique(y)
-        computed = compute_class_weight("balanced", classes=present, y=y)
-        weights.update({int(c): float(w) for c, w in zip(present, computed)})
-        return weights
-    for key, value in spec.items():
-        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) \
-                or not 0 <= key < n_classes:
-            raise ValueError(problem("class_weight keys", f"class indices 0..{n_classes - 1}",
-                                     key, "key the dict by class index, e.g. {0: 3.0}"))
-        weights[int(key)] = float(value)
-    return weights
+        spec = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=y)))
+    wrong = [key for key in spec if not _is_int(key) or not 0 <= key < n_classes]
+    if wrong:
+        raise ValueError(problem("class_weight keys", f"class indices 0..{n_classes - 1}",
+                                 wrong[0], "key the dict by class index, e.g. {0: 3.0}"))
+    return dict.fromkeys(range(n_classes), 1.0) | {int(k): float(v) for k, v in spec.items()}
 
 
 class ValidationScores(keras.callbacks.Callback):
@@ -884,8 +864,9 @@ def predict_proba(model: keras.Model, features, batch_size: int = _PREDICT_CHUNK
     return np.concatenate(chunks).astype(np.float32)
 
 
-def _check_xy(x, y, n_classes, x_name, y_name):
-    """sklearn's ``check_X_y`` (2-D, finite, one label per row), then the labels' range."""
+def _check_xy(x, y, n_classes: int, part: str, n_features: int | None = None):
+    """sklearn's ``check_X_y`` (2-D, finite, one label per row), then the labels and the width."""
+    x_name, y_name = f"x_{part}", f"y_{part}"
     try:
         x, y = check_X_y(x, y, dtype=np.float32)
     except (TypeError, ValueError) as err:
@@ -898,21 +879,12 @@ def _check_xy(x, y, n_classes, x_name, y_name):
             y_name, f"integer class indices in [0, {n_classes - 1}]",
             f"values from {y.min()} to {y.max()}" if numeric else y.dtype,
             "encode labels as 0..n_classes-1 (sklearn.preprocessing.LabelEncoder); check n_classes"))
+    if n_features not in (None, x.shape[1]):
+        raise ValueError(problem(x_name, f"{n_features} features per row like x_train",
+                                 x.shape[1], "featurize both sets with the same backbone"))
     return x, y.astype(np.int32)
 
 
-__all__ = [
-    "HISTORY_COLUMNS",
-    "EpochLog",
-    "HeadConfig",
-    "LearningRateLog",
-    "TrainingHistory",
-    "ValidationScores",
-    "build_head",
-    "changed_fields_repr",
-    "class_weights",
-    "feature_dataset",
-    "predict_proba",
-    "progress_callbacks",
-    "train_head",
-]
+__all__ = ["HISTORY_COLUMNS", "EpochLog", "HeadConfig", "LearningRateLog", "TrainingHistory",
+           "ValidationScores", "build_head", "changed_fields_repr", "class_weights",
+           "feature_dataset", "predict_proba", "progress_callbacks", "train_head"]
