@@ -691,9 +691,8 @@ def train_head(x_train, y_train, x_val=None, y_val=None, *, n_classes: int,
     x_train, y_train = _check_xy(x_train, y_train, n_classes, "train")
     if x_val is not None or y_val is not None:
         x_val, y_val = _check_xy(x_val, y_val, n_classes, "val", n_features=x_train.shape[1])
-    monitor = config.monitor
-    if x_val is None and monitor.startswith("val_"):
-        monitor = monitor[len("val_"):]  # ML.NET also falls back to the training metric
+    # without validation data ML.NET also falls back to the training metric
+    monitor = config.monitor if x_val is not None else config.monitor.removeprefix("val_")
 
     listed = [LearningRateLog()]
     if x_val is not None:
@@ -711,16 +710,14 @@ def train_head(x_train, y_train, x_val=None, y_val=None, *, n_classes: int,
     steps = math.ceil(len(x_train) / config.batch_size)
     model = build_head(x_train.shape[1], n_classes, config)
     model.compile(optimizer=config.make_optimizer(steps), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=config.jit_compile,
-                  steps_per_execution=steps)
+                  metrics=["accuracy"], jit_compile=config.jit_compile, steps_per_execution=steps)
     started = time.perf_counter()
     # repeat() + steps_per_epoch: one input iterator for the whole run (each pass is
     # reshuffled); re-creating it every epoch cost more than the epoch's steps here.
     keras_history = model.fit(
         feature_dataset(x_train, y_train, config.batch_size, seed=config.seed).repeat(),
         steps_per_epoch=steps, epochs=config.epochs, callbacks=listed, shuffle=False, verbose=0,
-        class_weight=class_weights(y_train, n_classes, config.class_weight),
-    )
+        class_weight=class_weights(y_train, n_classes, config.class_weight))
     return model, TrainingHistory.from_keras(
         keras_history, monitor=monitor, early=early, epochs_requested=config.epochs,
         seconds=time.perf_counter() - started)
@@ -829,6 +826,7 @@ class ValidationScores(keras.callbacks.Callback):
         self.labels = list(range(n_classes))
 
     def on_epoch_end(self, epoch, logs=None):
+        """Keras hook: score the validation features into ``logs`` (the class example calls it)."""
         if logs is None:
             return
         proba = predict_proba(self.model, self.x_val)
