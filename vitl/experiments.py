@@ -382,15 +382,12 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=
         clf.set_params(backbone=extractors[key]).fit(train, validation)
         seconds = time.perf_counter() - started
         report = clf.evaluate(validation)
-        features = clf.fit_info_["features"]
-        rows.append({
-            "run": len(rows), **point, "seed": seed,
-            "val_accuracy": float(report.accuracy), "val_log_loss": float(report.log_loss),
-            "train_seconds": seconds, "epochs_run": len(clf.history_),
-            "best_epoch": clf.history_.best_epoch,
-            "features_computed": sum(part["computed"] for part in features.values()
-                                     if isinstance(part, dict)),
-        })
+        features = clf.fit_info_["features"].values()
+        computed = sum(part["computed"] for part in features if isinstance(part, dict))
+        rows.append({"run": len(rows), **point, "seed": seed, "val_accuracy": float(report.accuracy),
+                     "val_log_loss": float(report.log_loss), "train_seconds": seconds,
+                     "epochs_run": len(clf.history_), "best_epoch": clf.history_.best_epoch,
+                     "features_computed": computed})
         classifiers.append(clf)
     return ExperimentResults(grid, seeds, rows, classifiers, test)
 
