@@ -533,9 +533,9 @@ def _bundle(path: Path, manifest, members=()) -> Path:
 
 @pytest.mark.parametrize("manifest, needle", [
     ([{"path": "weights/x.h5"}], "JSON object"),
-    ({"format": "vitl-bundle/1", "files": ["weights/x.h5"]}, "manifest entry"),
+    ({"format": "vitl-bundle/1", "files": ["weights/x.h5"]}, "'weights/x.h5'"),
     ({"format": "vitl-bundle/1", "files": [{"path": "weights/x.h5", "sha256": "0" * 64,
-                                            "size": "12"}]}, "manifest entry"),
+                                            "size": "12"}]}, "'12'"),
 ])
 def test_bundle_manifest_of_the_wrong_shape_is_one_line(tmp_path, capsys, monkeypatch, manifest,
                                                        needle):
