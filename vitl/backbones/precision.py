@@ -20,9 +20,11 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from .. import _paths
 from .._errors import problem
@@ -47,16 +49,15 @@ def cpu_description() -> tuple[str, set[str]]:
         >>> isinstance(name, str) and isinstance(flags, set)
         True
     """
-    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())  # the first CPU's values
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        pass
-    name = fields.get("model name") or platform.processor() or platform.machine()
-    return name, set(fields.get("flags", "").split())
+        text = ""
+    # The first CPU's values.
+    name = re.search(r"^model name\s*:(.*)$", text, re.MULTILINE)
+    flags = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)
+    return ((name[1].strip() if name else platform.processor() or platform.machine()),
+            set(flags[1].split()) if flags else set())
 
 
 def machine_id() -> str:
@@ -107,8 +108,9 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
                                  "use 'auto' (measured once per machine) or 'float32'"))
     if gpus if gpus is not None else _has_gpu():
         return "float16"
+    path = _paths.vitl_home() / PROBE_FILE
     try:
-        probes = json.loads((_paths.vitl_home() / PROBE_FILE).read_text(encoding="utf-8"))
+        probes = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         probes = {}
     probes = probes if isinstance(probes, dict) else {}
@@ -117,8 +119,7 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
         return stored["precision"]
     result = probe(backbone)
     probes.setdefault(machine_id(), {})[backbone] = result
-    text = json.dumps(probes, indent=1) + "\n"
-    write_bytes_atomic(_paths.vitl_home() / PROBE_FILE, text.encode())
+    write_bytes_atomic(path, (json.dumps(probes, indent=1) + "\n").encode())
     return result["precision"]
 
 

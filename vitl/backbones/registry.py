@@ -42,11 +42,13 @@ class BackboneSpec:
             or ``"none"`` (the network rescales its own 0..255 input).
         feature_dim: length of the pooled feature vector (the channels of the backbone's
             output, the layer Grad-CAM explains).
-        keras_weights: file name of Keras' "no top" ImageNet weights, or None
-            where weights come from elsewhere (``mobilenetv2-tv``).
         block_prefixes: layer-name prefixes of the backbone's blocks in order,
             used to unfreeze the top N blocks for fine-tuning.
         description: one line for listings.
+        weights_url: where Keras downloads its "no top" ImageNet weights (copied from
+            ``keras/src/applications``), or None where weights come from elsewhere
+            (``mobilenetv2-tv``).
+        weights_md5: the md5 Keras checks that file against (None: Keras publishes none).
 
     Example:
         >>> spec = get_backbone("mobilenetv2-tv")
@@ -59,9 +61,10 @@ class BackboneSpec:
     input_size: int
     preprocess: str
     feature_dim: int
-    keras_weights: str | None
-    block_prefixes: tuple[str, ...] = ()
-    description: str = ""
+    block_prefixes: tuple[str, ...]
+    description: str
+    weights_url: str | None = None
+    weights_md5: str | None = None
 
     def preprocessing_layer(self) -> keras.layers.Layer:
         """Return a Keras layer mapping RGB pixels in 0..255 to this network's input range.
@@ -81,28 +84,33 @@ class BackboneSpec:
 
 
 _APPS = keras.applications
+_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _RESNET_V2_BLOCKS = ("conv2_", "conv3_", "conv4_", "conv5_", "post_")
 _MOBILENET_BLOCKS = tuple(f"block_{i}_" for i in range(1, 17)) + ("Conv_1",)
 
 BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in [
-    BackboneSpec("resnet101v2", _APPS.ResNet101V2, 224, "tf", 2048,
-                 "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
-                 "ResNet101 v2, the ML.NET tutorial's backbone (44.7M parameters)"),
-    BackboneSpec("resnet50v2", _APPS.ResNet50V2, 224, "tf", 2048,
-                 "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET_V2_BLOCKS,
-                 "ResNet50 v2, half the depth of the default (25.6M parameters)"),
-    BackboneSpec("mobilenetv2", _APPS.MobileNetV2, 224, "tf", 1280,
-                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-                 _MOBILENET_BLOCKS, "MobileNetV2 1.0, Keras' ImageNet weights (3.5M parameters)"),
+    BackboneSpec("resnet101v2", _APPS.ResNet101V2, 224, "tf", 2048, _RESNET_V2_BLOCKS,
+                 "ResNet101 v2, the ML.NET tutorial's backbone (44.7M parameters)",
+                 _KERAS + "resnet/resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "c0ed64b8031c3730f411d2eb4eea35b5"),
+    BackboneSpec("resnet50v2", _APPS.ResNet50V2, 224, "tf", 2048, _RESNET_V2_BLOCKS,
+                 "ResNet50 v2, half the depth of the default (25.6M parameters)",
+                 _KERAS + "resnet/resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "fac2f116257151a9d068a22e544a4917"),
+    BackboneSpec("mobilenetv2", _APPS.MobileNetV2, 224, "tf", 1280, _MOBILENET_BLOCKS,
+                 "MobileNetV2 1.0, Keras' ImageNet weights (3.5M parameters)", _KERAS
+                 + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+    # (Keras publishes no md5 for MobileNetV2.)
     BackboneSpec("inceptionv3", _APPS.InceptionV3, 299, "tf", 2048,
-                 "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 tuple(f"mixed{i}" for i in range(11)),
-                 "Inception v3 at 299x299 (23.9M parameters)"),
+                 tuple(f"mixed{i}" for i in range(11)), "Inception v3 at 299x299 (23.9M parameters)",
+                 _KERAS + "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "bcbd6486424b2319ff4ef7d526e38f63"),
     BackboneSpec("efficientnetb0", _APPS.EfficientNetB0, 224, "none", 1280,
-                 "efficientnetb0_notop.h5", tuple(f"block{i}" for i in range(1, 8)) + ("top_",),
-                 "EfficientNet-B0, rescales its own input (5.3M parameters)"),
-    BackboneSpec("mobilenetv2-tv", build_mobilenetv2_tv, 224, "torch", 1280, None,
-                 _MOBILENET_BLOCKS,
+                 tuple(f"block{i}" for i in range(1, 8)) + ("top_",),
+                 "EfficientNet-B0, rescales its own input (5.3M parameters)",
+                 "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+                 "50bc09e76180e00e4465e1a485ddc09d"),
+    BackboneSpec("mobilenetv2-tv", build_mobilenetv2_tv, 224, "torch", 1280, _MOBILENET_BLOCKS,
                  "MobileNetV2 with torchvision's ImageNet weights, available offline"),
 ]}
 

@@ -33,22 +33,6 @@ from .._paths import weights_dir
 from .offline.mobilenetv2_tv import PACKAGE_PIN, PTH_NAME, check_pth_sha256, package_weights_path
 from .registry import OFFLINE_BACKBONE, BackboneSpec, get_backbone
 
-_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
-#: Keras' "no top" ImageNet weights: file name -> (origin, md5 Keras checks, or None).
-#: Copied from keras/src/applications/{resnet,mobilenet_v2,inception_v3,efficientnet}.py.
-KERAS_WEIGHTS = {name: (folder + name, md5) for folder, name, md5 in [
-    (_KERAS + "resnet/", "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-     "c0ed64b8031c3730f411d2eb4eea35b5"),
-    (_KERAS + "resnet/", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-     "fac2f116257151a9d068a22e544a4917"),
-    (_KERAS + "mobilenet_v2/", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-     None),  # Keras publishes no hash for MobileNetV2
-    (_KERAS + "inception_v3/", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-     "bcbd6486424b2319ff4ef7d526e38f63"),
-    ("https://storage.googleapis.com/keras-applications/", "efficientnetb0_notop.h5",
-     "50bc09e76180e00e4465e1a485ddc09d"),
-]}
-
 #: Socket timeout (seconds) around the download: get_file's urlretrieve has none of its own, so
 #: a network that drops packets would hang; where DNS fails (here) get_file fails in 0.02 s.
 DOWNLOAD_TIMEOUT = 10.0
@@ -118,25 +102,26 @@ def weights_file_name(spec: BackboneSpec | str) -> str:
         >>> weights_file_name("mobilenetv2-tv")
         'mobilenet_v2-b0353104.pth'
     """
-    return get_backbone(spec).keras_weights or PTH_NAME
+    url = get_backbone(spec).weights_url
+    return url.rsplit("/", 1)[1] if url else PTH_NAME
 
 
 def _places(spec: BackboneSpec) -> list[tuple[str, Path | None]]:
     """Return ``(kind, path)`` of every place a backbone's ImageNet weights may be, in order."""
     here = ("vitl-home", weights_dir() / weights_file_name(spec))
-    if spec.keras_weights:
-        return [here, ("keras-cache", keras_cache_dir() / spec.keras_weights)]
+    if spec.weights_url:
+        return [here, ("keras-cache", keras_cache_dir() / weights_file_name(spec))]
     return [here, ("offline-package", package_weights_path())]
 
 
-def _download(file_name: str) -> Path:
-    """Download one of :data:`KERAS_WEIGHTS` into the Keras cache, md5-checked by Keras."""
-    origin, md5 = KERAS_WEIGHTS[file_name]
+def _download(spec: BackboneSpec) -> Path:
+    """Download a backbone's Keras weights into the Keras cache, md5-checked by Keras."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
-        resolve_host(origin)
-        return Path(keras.utils.get_file(file_name, origin, file_hash=md5, cache_subdir="models",
+        resolve_host(spec.weights_url)
+        return Path(keras.utils.get_file(weights_file_name(spec), spec.weights_url,
+                                         file_hash=spec.weights_md5, cache_subdir="models",
                                          cache_dir=str(keras_cache_dir().parent)))
     finally:
         socket.setdefaulttimeout(previous)
@@ -193,14 +178,14 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
             raise FileNotFoundError(problem("weights", "'imagenet', None or an existing weights "
                                             "file", str(weights), "check the path"))
         return WeightsSource("file", str(path), sha256_file(path))
-    origin, md5 = KERAS_WEIGHTS.get(spec.keras_weights, (None, None))
+    origin, md5 = spec.weights_url, spec.weights_md5
     tried = []
     for kind, path in _places(spec):
         if path is None or not path.is_file():
             tried.append(f"{kind}: {path or 'package not installed'} (not found)")
             continue
         digests = file_digests(path, ("sha256", "md5"))
-        if not spec.keras_weights:  # mobilenetv2-tv: the pinned .pth, or a one-line refusal
+        if not origin:  # mobilenetv2-tv: the pinned .pth, or a one-line refusal
             check_pth_sha256(path, digests["sha256"])
         elif md5 and digests["md5"] != md5:
             bad = f"md5 {digests['md5']} is not Keras' published {md5} (corrupted or another file)"
@@ -212,7 +197,7 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
         tried.append(f"download: {origin} (skipped: download=False)")
     elif origin:
         try:
-            path = _download(spec.keras_weights)
+            path = _download(spec)
             return WeightsSource("download", str(path), sha256_file(path))
         except Exception as err:  # noqa: BLE001 - get_file raises a bare Exception on URL errors
             tried.append(f"download: {origin} failed: {type(err).__name__}: {err}")
