@@ -33,6 +33,12 @@ def _rebuild_tensor_v2(storage, offset, size, stride, *_ignored):
     return storage, offset, tuple(size), tuple(stride)
 
 
+#: The only globals a state dict may name, and what stands in for them.
+_ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,
+            ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+            **{("torch", name): np.dtype(dtype) for name, dtype in STORAGE_DTYPES.items()}}
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler for torch legacy state dicts that refuses every other global.
 
@@ -68,14 +74,10 @@ class RestrictedUnpickler(pickle.Unpickler):
             >>> RestrictedUnpickler(io.BytesIO()).find_class("torch", "FloatStorage")
             dtype('float32')
         """
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor_v2
-        if module == "torch" and name in STORAGE_DTYPES:
-            return np.dtype(STORAGE_DTYPES[name])
-        raise pickle.UnpicklingError(f"refusing global '{module}.{name}' in a weights file: "
-                                     "only torch tensors, storages and OrderedDict are allowed")
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"refusing global '{module}.{name}' in a weights file: "
+                                         "only torch tensors, storages and OrderedDict are allowed")
+        return _ALLOWED[module, name]
 
     def persistent_load(self, pid):
         """Record a storage ``("storage", dtype, key, location, size, view)``; return its key.
