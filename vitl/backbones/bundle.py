@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import reprlib
-import shutil
 import zipfile
 import zlib
 from pathlib import Path
@@ -25,7 +24,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from .._errors import problem
-from .._files import atomic_path, open_regular
+from .._files import atomic_path, open_regular, write_bytes_atomic
 from .._hashing import copy_hashing, sha256_file
 from .._paths import weights_dir
 from ..datasets import SDNET2018_ZIP_NAMES, data_mirror_dir, find_sdnet_zip
@@ -204,7 +203,4 @@ def copy_into_weights_dir(path) -> Path:
         >>> copy_into_weights_dir(source) == weights_dir() / "x.weights.h5"
         True
     """
-    target = weights_dir() / Path(path).name
-    with atomic_path(target) as tmp:  # a sibling temp file: copying a file onto itself works too
-        shutil.copyfile(path, tmp)
-    return target
+    return write_bytes_atomic(weights_dir() / Path(path).name, Path(path).read_bytes())
