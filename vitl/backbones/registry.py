@@ -1,9 +1,9 @@
 """The backbone registry: frozen ImageNet feature extractors from ``keras.applications``.
 
 Each :class:`BackboneSpec` knows how to build its network, its input size, its
-input preprocessing (as a serialisable Keras layer, so saved models carry it)
-and the size of its pooled feature vector. Adding a backbone is one entry in
-:data:`BACKBONES`.
+input preprocessing (as a serialisable Keras layer, so saved models carry it),
+the size of its pooled feature vector and where Keras downloads its ImageNet
+weights. Adding a backbone is one entry in :data:`BACKBONES`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ import struct
 
 import numpy as np
 
+from ..._errors import problem
+
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 
@@ -120,7 +122,8 @@ def load_legacy_state_dict(data: bytes) -> dict[str, np.ndarray]:
     stream = io.BytesIO(data)
     header = [RestrictedUnpickler(stream).load() for _ in range(3)]  # magic, protocol, sys info
     if header[:2] != [MAGIC_NUMBER, PROTOCOL_VERSION]:
-        raise ValueError(f"not a legacy torch file (header {header[:2]!r})")
+        raise ValueError(problem("weights file", "a legacy torch .pth (magic number, protocol)",
+                                 header[:2], "pass torchvision's legacy mobilenet_v2 .pth"))
     unpickler = RestrictedUnpickler(stream)
     state = unpickler.load()
     arrays = {}
