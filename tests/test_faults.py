@@ -534,6 +534,8 @@ def _bundle(path: Path, manifest, members=()) -> Path:
 @pytest.mark.parametrize("manifest, needle", [
     ([{"path": "weights/x.h5"}], "JSON object"),
     ({"format": "vitl-bundle/1", "files": ["weights/x.h5"]}, "'weights/x.h5'"),
+    ({"format": "vitl-bundle/1", "files": [{"path": 5, "sha256": "0" * 64, "size": 1}]},
+     "'path': 5"),
     ({"format": "vitl-bundle/1", "files": [{"path": "weights/x.h5", "sha256": "0" * 64,
                                             "size": "12"}]}, "'12'"),
 ])

@@ -97,7 +97,8 @@ def _opener(bundle: Path):
 
 def _is_entry(entry) -> bool:
     """Whether a manifest entry is ``{path: weights/<file> or data-mirror/<file>, sha256, size}``."""
-    parts = Path(entry.get("path", "")).parts if isinstance(entry, dict) else ()
+    path = entry.get("path") if isinstance(entry, dict) else None
+    parts = Path(path).parts if isinstance(path, str) else ()
     return (len(parts) == 2 and parts[0] in (WEIGHTS_SUBDIR, DATA_MIRROR_SUBDIR)
             and parts[1] not in ("..", ".") and isinstance(entry.get("sha256"), str)
             and isinstance(entry.get("size"), int) and entry["size"] >= 0)
