@@ -1,8 +1,7 @@
 """Grad-CAM: where in the image did the classifier see its class?
 
 Grad-CAM (Selvaraju et al., 2017) weighs the channels ``A_k`` of the
-backbone's last convolutional block (the backbone's output, before pooling:
-``BackboneSpec.last_conv_layer`` for every registered backbone) by the spatial
+backbone's last convolutional block (the backbone's output, before pooling) by the spatial
 mean ``alpha_k`` of the gradient of the class score with respect to them:
 ``heatmap = ReLU(sum_k alpha_k A_k)``, upsampled bilinearly to the image size
 and scaled to [0, 1]. The class score is the head's pre-softmax logit (its
