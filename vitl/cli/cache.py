@@ -1,4 +1,18 @@
-"""``vitl cache info|clear|export|import``: inspect, empty or exchange the feature cache."""
+"""Show, clear, export or import the feature cache.
+
+The cache keeps every feature vector computed,
+keyed by image content, backbone, weights, input size and precision, so reruns only compute
+new images. Default folder: $VITL_CACHE, else $VITL_HOME/cache.
+
+Example:
+    >>> from vitl.cli import build_parser, main
+    >>> args = build_parser().parse_args(["cache", "export", "shards", "--rows-per-file", "10"])
+    >>> args.action, args.shards, args.rows_per_file, args.cache
+    ('export', 'shards', 10, None)
+    >>> main(["cache", "info", "--cache", "/no/cache"])
+    no feature cache at /no/cache yet (it is created by the first featurize run)
+    0
+"""
 
 from __future__ import annotations
 
@@ -13,39 +27,28 @@ from . import CLIError
 from .common import integer
 
 
-def register(subparsers) -> None:
-    """Add the ``cache`` sub-command with ``info``, ``clear``, ``export`` and ``import``.
+def register(parser) -> None:
+    """Add ``vitl cache``'s actions ``info``, ``clear``, ``export`` and ``import``.
 
     Args:
-        subparsers: the ``vitl`` parser's sub-parsers.
+        parser: the ``cache`` sub-command's parser.
 
     Returns:
-        None.
-
-    Example:
-        >>> parser = argparse.ArgumentParser()
-        >>> register(parser.add_subparsers())
-        >>> args = parser.parse_args(["cache", "export", "shards", "--rows-per-file", "10"])
-        >>> args.action, args.shards, args.rows_per_file, args.cache
-        ('export', 'shards', 10, None)
+        None (see the module's example).
     """
-    parser = subparsers.add_parser(
-        "cache", help="show, clear, export or import the feature cache",
-        description="The feature cache keeps every feature vector computed, keyed by image "
-                    "content, backbone, weights, input size and precision, so reruns only "
-                    "compute new images. Default folder: $VITL_CACHE, else $VITL_HOME/cache.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    info = actions.add_parser("info", help="size on disk, entries per backbone, last hit rates")
-    clear = actions.add_parser("clear", help="delete cached features (all, or one backbone's)")
-    export = actions.add_parser("export", help="write the cached features as Parquet shards")
-    load = actions.add_parser("import", help="merge Parquet feature shards into the cache")
-    for sub, run in ((info, run_info), (clear, run_clear), (export, run_export),
-                     (load, run_import)):
-        if sub in (export, load):
-            sub.add_argument("shards", metavar="SHARDS", help="folder of .parquet shard files")
-        sub.add_argument("--cache", metavar="DIR", type=Path, help="cache folder (default: "
-                         "$VITL_CACHE, else $VITL_HOME/cache)")
-        sub.set_defaults(run=run)
+    for name, run, summary in (
+            ("info", run_info, "size on disk, entries per backbone, last hit rates"),
+            ("clear", run_clear, "delete cached features (all, or one backbone's)"),
+            ("export", run_export, "write the cached features as Parquet shards"),
+            ("import", run_import, "merge Parquet feature shards into the cache")):
+        action = actions.add_parser(name, help=summary, description=summary)
+        if name in ("export", "import"):
+            action.add_argument("shards", metavar="SHARDS", help="folder of .parquet shard files")
+        action.add_argument("--cache", metavar="DIR", type=Path, help="cache folder (default: "
+                            "$VITL_CACHE, else $VITL_HOME/cache)")
+        action.set_defaults(run=run)
+    clear, export = actions.choices["clear"], actions.choices["export"]
     clear.add_argument("--backbone", metavar="NAME", help="only delete this backbone's features")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     export.add_argument("--rows-per-file", type=integer(1), default=50_000, metavar="N",
@@ -79,11 +82,7 @@ def existing_cache(args) -> FeatureCache | None:
         args: the parsed ``vitl cache`` arguments.
 
     Returns:
-        An open :class:`~vitl.features.cache.FeatureCache`, or None.
-
-    Example:
-        >>> existing_cache(argparse.Namespace(cache=Path("/no/cache")))
-        no feature cache at /no/cache yet (it is created by the first featurize run)
+        An open :class:`~vitl.features.cache.FeatureCache`, or None (see the module's example).
     """
     folder = cache_folder(args)
     if not (folder / DB_NAME).is_file():
@@ -99,12 +98,7 @@ def run_info(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_info(argparse.Namespace(cache=Path("/no/cache")))
-        no feature cache at /no/cache yet (it is created by the first featurize run)
-        0
+        The exit code, 0 (see the module's example).
     """
     cache = existing_cache(args)
     if cache is not None:
@@ -125,8 +119,7 @@ def run_clear(args: argparse.Namespace) -> int:
     Example:
         Tested in ``tests/test_cache.py``:
 
-        >>> run_clear(argparse.Namespace(cache=Path("c"), backbone=None,
-        ...                              yes=True))  # doctest: +SKIP
+        >>> main(["cache", "clear", "--yes", "--cache", "c"])  # doctest: +SKIP
         deleted 3 cached feature vectors
         0
     """
@@ -135,14 +128,13 @@ def run_clear(args: argparse.Namespace) -> int:
         return 0
     with cache:
         info = cache.info()
+        counts = {None: info.entries, **info.entries_per_backbone}
         of = f" of {args.backbone}" if args.backbone else ""
-        if args.backbone is not None and args.backbone not in info.entries_per_backbone:
-            known = ", ".join(sorted(info.entries_per_backbone)) or "none"
+        if args.backbone not in counts:
             print(f"no cached features for backbone {args.backbone!r} in {cache.directory} "
-                  f"(cached backbones: {known})")
+                  f"(cached backbones: {', '.join(sorted(info.entries_per_backbone)) or 'none'})")
             return 0
-        count = info.entries_per_backbone.get(args.backbone, 0) if args.backbone else info.entries
-        what = f"{count} cached feature vectors{of} in {cache.path}"
+        what = f"{counts[args.backbone]} cached feature vectors{of} in {cache.path}"
         if not args.yes:
             if not sys.stdin.isatty():
                 raise CLIError(problem("confirmation", f"--yes to delete {what}",

@@ -1,30 +1,36 @@
-"""``vitl weights list | fetch | bundle | import``: pretrained weights, online and offline."""
+"""List, fetch, bundle or import pretrained backbone weights.
+
+The backbones' pretrained ImageNet weights. On a
+machine without internet: run `vitl weights bundle` on a connected one, copy the zip, then
+`vitl weights import BUNDLE` here.
+
+Example:
+    >>> from vitl.cli import build_parser, main
+    >>> build_parser().parse_args(["weights", "bundle", "w.zip", "--backbone",
+    ...                            "mobilenetv2"]).backbone
+    ['mobilenetv2']
+    >>> main(["weights", "list"])  # doctest: +ELLIPSIS
+    backbone ...
+    0
+    >>> main(["weights", "fetch", "mobilenetv2-tv"])  # doctest: +SKIP
+    mobilenetv2-tv: ... (from offline-package, sha256 ...)
+    0
+"""
 
 from __future__ import annotations
 
 import argparse
 
 
-def register(subparsers) -> None:
-    """Add the ``weights`` sub-command.
+def register(parser) -> None:
+    """Add ``vitl weights``'s actions ``list``, ``fetch``, ``bundle`` and ``import``.
 
     Args:
-        subparsers: the ``vitl`` parser's sub-parsers.
+        parser: the ``weights`` sub-command's parser.
 
     Returns:
-        None.
-
-    Example:
-        >>> parser = argparse.ArgumentParser()
-        >>> register(parser.add_subparsers())
-        >>> parser.parse_args(["weights", "bundle", "w.zip", "--backbone", "mobilenetv2"]).backbone
-        ['mobilenetv2']
+        None (see the module's example).
     """
-    parser = subparsers.add_parser(
-        "weights", help="list, fetch, bundle or import pretrained backbone weights",
-        description="Pretrained ImageNet weights for the backbones. On a machine without "
-                    "internet: run `vitl weights bundle` on a connected one, copy the zip, "
-                    "then `vitl weights import BUNDLE` here.")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", help="backbones, sizes, where weights come from").set_defaults(
         run=run_list)
@@ -50,23 +56,20 @@ def run_list(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_list(argparse.Namespace())  # doctest: +ELLIPSIS
-        backbone ...
-        0
+        The exit code, 0 (see the module's example).
     """
+    import pandas as pd
+
     from vitl.backbones import BACKBONES, locate_weights
 
-    rows = [("backbone", "input", "features", "weights available here")]
+    rows = []
     for name, spec in BACKBONES.items():
         found = locate_weights(spec)
-        where = f"{found[0]}: {found[1]}" if found else "not available offline (download on use)"
-        rows.append((name, f"{spec.input_size}px", str(spec.feature_dim), where))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+        rows.append({"backbone": name, "input": f"{spec.input_size}px",
+                     "features": spec.feature_dim, "weights available here":
+                     f"{found[0]}: {found[1]}" if found else
+                     "not available offline (download on use)"})
+    print(pd.DataFrame(rows).to_string(index=False, justify="left"))
     return 0
 
 
@@ -77,18 +80,12 @@ def run_fetch(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_fetch(argparse.Namespace(names=["mobilenetv2-tv"]))  # doctest: +SKIP
-        mobilenetv2-tv: ... (from offline-package, sha256 ...)
-        0
+        The exit code, 0 (see the module's example).
     """
     from vitl.backbones import get_backbone, resolve_weights
     from vitl.backbones.bundle import copy_into_weights_dir
 
-    for name in args.names:
-        spec = get_backbone(name)
+    for spec in map(get_backbone, args.names):
         source = resolve_weights(spec, "imagenet")
         path = copy_into_weights_dir(source.path) if source.kind in (
             "keras-cache", "download") else source.path
@@ -103,12 +100,7 @@ def run_bundle(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_bundle(argparse.Namespace(out="w.zip", backbone=None,
-        ...                               with_data=False))  # doctest: +SKIP
-        0
+        The exit code, 0 (tested in ``tests/test_cli_weights.py``).
     """
     from vitl.backbones import DEFAULT_BACKBONE
     from vitl.backbones.bundle import make_bundle, read_manifest
@@ -127,12 +119,7 @@ def run_import(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_import(argparse.Namespace(bundle="w.zip"))  # doctest: +SKIP
-        installed ...
-        0
+        The exit code, 0 (tested in ``tests/test_cli_weights.py``).
     """
     from vitl.backbones.bundle import DATA_MIRROR_SUBDIR, data_mirror_dir, import_bundle
 
