@@ -1,11 +1,11 @@
 """The ``vitl`` command line: a mirror of the Python API.
 
 :data:`COMMANDS` lists the sub-commands; each is a module here whose docstring is its
-``--help`` description (its first line the one-line help), with ``register(parser)``
-adding its options and ``run(args)`` returning the exit code (``cache`` and ``weights``
-set a ``run`` per action). Options are the API's parameters in kebab-case; what several commands share is in
-:mod:`vitl.cli.common`. Every error is one line on stderr and exit code 2: bad arguments
-through :class:`Parser`, and what a command raises (:class:`CLIError`, ValueError,
+``--help`` description (its first line the one-line help), with ``register(parser)`` adding
+its options and ``run(args)`` returning the exit code (``cache`` and ``weights`` set a
+``run`` per action). Options are the API's parameters in kebab-case; what several commands
+share is in :mod:`vitl.cli.common`. Every error is one line on stderr and exit code 2: bad
+arguments through :class:`Parser`, and what a command raises (:class:`CLIError`, ValueError,
 FileNotFoundError, any other ``OSError``, sqlite errors) through :func:`error_line`.
 Warnings print as one ``vitl: warning: ...`` line each.
 
@@ -16,8 +16,6 @@ Example:
     >>> args.backbone, args.seed, args.split, args.cache
     ('auto', 0, None, 'default')
 """
-
-from __future__ import annotations
 
 import argparse
 import importlib

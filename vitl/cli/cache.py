@@ -14,9 +14,6 @@ Example:
     0
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from .._errors import problem
 from .._paths import default_cache_dir
 from ..features.cache import DB_NAME, FeatureCache
 from . import CLIError
-from .common import integer
+from .common import add_actions, integer
 
 
 def register(parser) -> None:
@@ -36,23 +33,18 @@ def register(parser) -> None:
     Returns:
         None (see the module's example).
     """
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, run, summary in (
-            ("info", run_info, "size on disk, entries per backbone, last hit rates"),
-            ("clear", run_clear, "delete cached features (all, or one backbone's)"),
-            ("export", run_export, "write the cached features as Parquet shards"),
-            ("import", run_import, "merge Parquet feature shards into the cache")):
-        action = actions.add_parser(name, help=summary, description=summary)
+    actions = add_actions(parser, {"info": run_info, "clear": run_clear, "export": run_export,
+                                   "import": run_import})
+    for name, action in actions.items():
         if name in ("export", "import"):
             action.add_argument("shards", metavar="SHARDS", help="folder of .parquet shard files")
         action.add_argument("--cache", metavar="DIR", type=Path, help="cache folder (default: "
                             "$VITL_CACHE, else $VITL_HOME/cache)")
-        action.set_defaults(run=run)
-    clear, export = actions.choices["clear"], actions.choices["export"]
-    clear.add_argument("--backbone", metavar="NAME", help="only delete this backbone's features")
-    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    export.add_argument("--rows-per-file", type=integer(1), default=50_000, metavar="N",
-                        help="vectors per shard file (default 50000)")
+    actions["clear"].add_argument("--backbone", metavar="NAME",
+                                  help="only delete this backbone's features")
+    actions["clear"].add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    actions["export"].add_argument("--rows-per-file", type=integer(1), default=50_000, metavar="N",
+                                   help="vectors per shard file (default 50000)")
 
 
 def cache_folder(args) -> Path:
@@ -65,7 +57,8 @@ def cache_folder(args) -> Path:
         The folder (it may not exist).
 
     Example:
-        >>> cache_folder(argparse.Namespace(cache=Path("/tmp/c")))
+        >>> from argparse import Namespace
+        >>> cache_folder(Namespace(cache=Path("/tmp/c")))
         PosixPath('/tmp/c')
     """
     folder = (args.cache or default_cache_dir()).expanduser()
@@ -91,8 +84,8 @@ def existing_cache(args) -> FeatureCache | None:
     return FeatureCache(folder)
 
 
-def run_info(args: argparse.Namespace) -> int:
-    """Print the cache's path, size, entries per backbone and last-run hit rates.
+def run_info(args) -> int:
+    """Show size on disk, entries per backbone and last-run hit rates.
 
     Args:
         args: the parsed arguments.
@@ -107,8 +100,8 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_clear(args: argparse.Namespace) -> int:
-    """Delete cached features after confirmation (or ``--yes``); print how many.
+def run_clear(args) -> int:
+    """Delete cached features (all, or one backbone's) after confirmation or ``--yes``.
 
     Args:
         args: the parsed arguments.
@@ -146,8 +139,8 @@ def run_clear(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_export(args: argparse.Namespace) -> int:
-    """Write every intact cached vector as Parquet shard files into SHARDS (docs/SCALE.md).
+def run_export(args) -> int:
+    """Write the intact cached features as Parquet shard files into SHARDS (docs/SCALE.md).
 
     Args:
         args: the parsed arguments.
@@ -176,8 +169,8 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_import(args: argparse.Namespace) -> int:
-    """Validate and merge the shard files of SHARDS into the cache (re-import adds nothing).
+def run_import(args) -> int:
+    """Validate and merge the Parquet shard files of SHARDS into the cache.
 
     Args:
         args: the parsed arguments.

@@ -16,8 +16,6 @@ Example:
     argparse.ArgumentTypeError: expected a number > 0 and <= 10, received 'nan'. Fix: ...
 """
 
-from __future__ import annotations
-
 import argparse
 import importlib
 import os
@@ -63,6 +61,30 @@ class Choices(Sequence):
 
     def __len__(self) -> int:
         return len(self._values())
+
+
+def add_actions(parser, actions: dict) -> dict:
+    """Add ACTION sub-commands (``vitl cache info``); each one's help is its run's first line.
+
+    Args:
+        parser: the command's parser.
+        actions: ``{name: run function}``.
+
+    Returns:
+        ``{name: the action's parser}``, to add its arguments to.
+
+    Example:
+        >>> def run_list(args):
+        ...     "List what there is."
+        >>> parsers = add_actions(argparse.ArgumentParser(), {"list": run_list})
+        >>> parsers["list"].description, parsers["list"].parse_args([]).run is run_list
+        ('List what there is', True)
+    """
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, run in actions.items():
+        summary = run.__doc__.split("\n")[0].rstrip(".")
+        sub.add_parser(name, help=summary, description=summary).set_defaults(run=run)
+    return sub.choices
 
 
 def bad_value(expected: str, received: str, fix: str) -> argparse.ArgumentTypeError:

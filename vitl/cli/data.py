@@ -16,9 +16,6 @@ Example:
     0
 """
 
-from __future__ import annotations
-
-import argparse
 import warnings
 
 from ..data import load_image_folder, split
@@ -50,7 +47,7 @@ def register(parser) -> None:
                         help="only list files, do not decode them (faster, misses bad files)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args) -> int:
     """Print the summary, the bad-file report and the split table; return 0.
 
     Args:

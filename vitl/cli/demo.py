@@ -19,9 +19,6 @@ Example:
     0
 """
 
-from __future__ import annotations
-
-import argparse
 import time
 from pathlib import Path
 
@@ -48,7 +45,7 @@ def register(parser) -> None:
     parser.set_defaults(split="tutorial", validation=None, test=None, validation_fraction=0.1)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args) -> int:
     """Get the data, split, train, evaluate, choose a threshold, save, classify; return 0.
 
     Args:
@@ -62,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                                                     _paths.vitl_home() / "demo-model")
     folder, source = tutorial_data()
     print(f"data: {source}\n{reason or f'backbone: {backbone} (chosen with --backbone)'}")
-    clf, metrics, parts, reports = train.train_and_evaluate(folder, None, backbone, args)
+    clf, metrics, parts, reports = train.train_and_evaluate(folder, backbone, args)
     validation, test = reports["validation"], reports["test"]
     for name, report in reports.items():
         if report is not None:

@@ -14,9 +14,6 @@ Example:
     0
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 
 from .common import add_cache_options, load_images, load_model_dir
@@ -39,7 +36,7 @@ def register(parser) -> None:
     add_cache_options(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args) -> int:
     """Evaluate the model on DATA_DIR and print the report (or one JSON object); return 0.
 
     Args:

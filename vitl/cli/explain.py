@@ -17,9 +17,6 @@ Example:
     0
 """
 
-from __future__ import annotations
-
-import argparse
 
 from .common import add_cache_options, check_writable, load_model_dir, number, readable_images
 
@@ -47,7 +44,7 @@ def register(parser) -> None:
     add_cache_options(parser, help_extra="; Grad-CAM itself always runs the backbone")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args) -> int:
     """Explain every readable image, write its overlay, print one line per image; return 0.
 
     Args:

@@ -17,15 +17,10 @@ Example:
     0
 """
 
-from __future__ import annotations
-
-import argparse
 from pathlib import Path
 
-from .._errors import problem
 from ..export import LABELS_FILE
-from . import CLIError
-from .common import Choices, check_writable, existing_folder, load_model_dir
+from .common import Choices, check_writable, load_model_dir
 
 
 def register(parser) -> None:
@@ -53,7 +48,7 @@ def register(parser) -> None:
                              "that vitl did not write (refused otherwise)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args) -> int:
     """Export the model with ``clf.export`` and print what was written; return 0.
 
     Args:
@@ -64,16 +59,12 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..export import check_export_dir
 
-    if args.quantize and args.format != "tflite":
-        raise CLIError(problem("--quantize", "--format tflite (quantization is a TFLite option)",
-                               f"--format {args.format}", "add --format tflite"))
+    # The output is checked before the model is loaded; clf.export checks the rest.
     out = check_writable(args.out or Path(args.model_dir) / "export", "--out")
     check_export_dir(out, args.format, args.quantize, args.overwrite)
-    representative = args.representative and existing_folder(args.representative,
-                                                              "--representative")
     clf = load_model_dir(args.model_dir)
     path = clf.export(out, format=args.format, quantize=args.quantize,
-                      representative=representative, overwrite=args.overwrite)
+                      representative=args.representative, overwrite=args.overwrite)
     size = sum(p.stat().st_size for p in [path, *path.rglob("*")] if p.is_file())
     print(f"exported {args.format}{f' ({args.quantize})' if args.quantize else ''}: {path} "
           f"({size / 1e6:.1f} MB)\nlabels: {out / LABELS_FILE} ({', '.join(clf.classes_)}); "

@@ -17,9 +17,6 @@ Example:
     0
 """
 
-from __future__ import annotations
-
-import argparse
 
 from .._errors import problem
 from . import CLIError
@@ -63,7 +60,7 @@ def register(parser) -> None:
         ray.add_argument("--" + name.replace("_", "-"), help=text, **keywords)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args) -> int:
     """Featurize DATA into the cache; print skipped files and the summary; return 0.
 
     Ray options with ``--engine local`` and a bad ``--address`` are refused first (one

@@ -1,9 +1,10 @@
 """Classify images (files or folders) with a trained model.
 
-Classify every image PATH names (image files, or folders searched recursively). Stdout is CSV: a header `path,label,score`, then one row per image (score is
-the probability of label), so scripts can read it as is. Files that cannot be read as
-images (corrupt, empty, FIFOs, devices) get no row; each is named on stderr, and the others
-are still classified (exit 0). --csv FILE also writes every class's score.
+Classify every image PATH names (image files, or folders searched recursively). Stdout is
+CSV: a header `path,label,score`, then one row per image (score is the probability of
+label), so scripts can read it as is. Files that cannot be read as images (corrupt, empty,
+FIFOs, devices) get no row; each is named on stderr, and the others are still classified
+(exit 0). --csv FILE also writes every class's score.
 
 Example:
     Needs a trained model (tested in ``tests/test_cli_models.py``):
@@ -17,9 +18,6 @@ Example:
     0
 """
 
-from __future__ import annotations
-
-import argparse
 import csv
 import sys
 
@@ -42,7 +40,7 @@ def register(parser) -> None:
     add_cache_options(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args) -> int:
     """Classify every readable image; print CSV rows on stdout; return 0.
 
     Args:

@@ -21,8 +21,6 @@ Example:
     ('sgd', 7, 2, 'default')
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import time
@@ -55,18 +53,12 @@ HEAD_OPTIONS = {
     "epochs": integer(1, 100_000),
     "batch_size": integer(1, 4096),
     "learning_rate": number(0, 10),
-    "lr_schedule": Choices("vitl.training", "LR_SCHEDULES"),
-    "lr_decay": float,
-    "decay_every_epochs": float,
-    "optimizer": Choices("vitl.training", "OPTIMIZERS"),
+    **{name: Choices("vitl.training", values) for name, values in (
+        ("lr_schedule", "LR_SCHEDULES"), ("optimizer", "OPTIMIZERS"), ("monitor", "MONITORS"))},
+    **dict.fromkeys(("lr_decay", "decay_every_epochs", "min_delta", "dropout", "l2"), float),
+    **dict.fromkeys(("patience", "hidden_units"), int),
     "early_stopping": argparse.BooleanOptionalAction,
-    "monitor": Choices("vitl.training", "MONITORS"),
-    "patience": int,
-    "min_delta": float,
     "class_weight": ("balanced",),
-    "dropout": float,
-    "hidden_units": int,
-    "l2": float,
 }
 #: FineTuneConfig's fields as ``--fine-tune-*`` options; fine-tuning is off without blocks.
 FINE_TUNE_OPTIONS = {"blocks": integer(0, 1000), "epochs": integer(1, 100_000),
@@ -136,7 +128,7 @@ def add_training_options(parser, verbose: int) -> None:
                         help="0 silent, 1 progress bars and summaries, 2 also a line per epoch")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args) -> int:
     """Check everything, split, train, evaluate and save; return 0.
 
     Args:
@@ -154,10 +146,9 @@ def run(args: argparse.Namespace) -> int:
     """
     data_dir = common.existing_folder(args.data_dir, "DATA_DIR")
     out, backbone, reason = check_before_work(args, args.out)
-    layout = split_layout(data_dir, args)
     if reason:
         print(reason)
-    clf, metrics, _, _ = train_and_evaluate(data_dir, layout, backbone, args)
+    clf, metrics, _, _ = train_and_evaluate(data_dir, backbone, args)
     save_model_dir(clf, out, metrics)
     print(f"\nvalidation accuracy {metrics['validation']['accuracy']:.4f}"
           + (f", test accuracy {metrics['test']['accuracy']:.4f}" if metrics["test"] else ""))
@@ -185,11 +176,11 @@ def split_layout(data_dir: Path, args) -> dict | None:
         >>> split_layout(Path(tempfile.mkdtemp()), args) is None
         True
     """
-    given = [f"--{name}" for name in ("split", "validation", "test")
-             if getattr(args, name) is not None]
-    if args.split is not None and len(given) > 1:
+    options = [f"--{name}" for name in ("split", "validation", "test")
+               if getattr(args, name) is not None]
+    if args.split is not None and len(options) > 1:
         raise CLIError(problem("--split", "either --split or your own --validation/--test "
-                               "folders, not both", " and ".join(given),
+                               "folders, not both", " and ".join(options),
                                "drop --split to use your own folders"))
     names = {p.name: p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
     known = {alias for aliases in PART_FOLDERS.values() for alias in aliases}
@@ -197,7 +188,7 @@ def split_layout(data_dir: Path, args) -> dict | None:
         return None
     layout = {part: next((names[a] for a in aliases if a in names), None)
               for part, aliases in PART_FOLDERS.items()}
-    clash = [opt for opt in given if opt == "--split" or layout[opt[2:]] is not None]
+    clash = [opt for opt in options if opt == "--split" or layout[opt[2:]] is not None]
     if clash:
         raise CLIError(problem(clash[0], "no split option for a DATA_DIR already split into "
                                "train/ validation/ test/ folders", args.split or clash[0],
@@ -205,7 +196,7 @@ def split_layout(data_dir: Path, args) -> dict | None:
     return layout
 
 
-def make_split(data_dir: Path, layout: dict | None, args):
+def make_split(data_dir: Path, args):
     """Build the train / validation / test parts and a record of how (for metrics.json).
 
     Without a validation part, ``--validation-fraction`` of train is held out, stratified
@@ -213,8 +204,7 @@ def make_split(data_dir: Path, layout: dict | None, args):
     evaluated).
 
     Args:
-        data_dir: the training folder.
-        layout: :func:`split_layout`'s answer.
+        data_dir: the training folder (:func:`split_layout` reads how it is laid out).
         args: the parsed options (``split``, ``seed``, ``validation``, ``test``,
             ``validation_fraction``).
 
@@ -224,10 +214,11 @@ def make_split(data_dir: Path, layout: dict | None, args):
     Example:
         Tested in ``tests/test_cli_splits.py``:
 
-        >>> make_split(Path("photos"), None, args)  # doctest: +SKIP
+        >>> make_split(Path("photos"), args)  # doctest: +SKIP
     """
     from ..data import Split, split
 
+    layout = split_layout(data_dir, args)
     if args.split is not None:
         train, validation, test = split(load_images(data_dir),
                                         *common.split_fractions(args.split), seed=args.seed)
@@ -405,13 +396,12 @@ def check_model_out(out) -> Path:
     return out
 
 
-def train_and_evaluate(data_dir: Path, layout: dict | None, backbone: str, args):
+def train_and_evaluate(data_dir: Path, backbone: str, args):
     """Split, fit with early stopping on the validation part, evaluate it (and the test part
     when not empty); print the split and what happens.
 
     Args:
         data_dir: the training folder.
-        layout: :func:`split_layout`'s answer.
         backbone: the resolved backbone name.
         args: the parsed ``train`` / ``demo`` options.
 
@@ -422,9 +412,9 @@ def train_and_evaluate(data_dir: Path, layout: dict | None, backbone: str, args)
         Trains a model (tested in ``tests/test_cli_models.py``):
 
         >>> clf, metrics, parts, reports = train_and_evaluate(
-        ...     Path("photos"), None, "mobilenetv2-tv", args)  # doctest: +SKIP
+        ...     Path("photos"), "mobilenetv2-tv", args)  # doctest: +SKIP
     """
-    parts, record = make_split(data_dir, layout, args)
+    parts, record = make_split(data_dir, args)
     print(f"split ({record['kind']}):\n{parts}\n")
     for line in noise_lines(parts):
         print(line)
@@ -445,14 +435,12 @@ def train_and_evaluate(data_dir: Path, layout: dict | None, backbone: str, args)
     training_seconds = history.seconds or 0.0
     metrics = {
         "vitl_version": __version__,
-        **{key: info[key] for key in ("backbone", "input_size", "precision", "weights")},
         "data_source": str(data_dir),
         "split": record,
         "preset": args.preset,
-        "head": info["head"],
+        **{key: info[key] for key in ("backbone", "input_size", "precision", "weights", "head",
+                                      "augment", "fine_tune")},
         "epochs_requested": clf.head.epochs,
-        "augment": info["augment"],
-        "fine_tune": info["fine_tune"],
         "epochs_run": len(history),
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_epoch is not None,

@@ -1,7 +1,6 @@
 """List, fetch, bundle or import pretrained backbone weights.
 
-The backbones' pretrained ImageNet weights. On a
-machine without internet: run `vitl weights bundle` on a connected one, copy the zip, then
+On a machine without internet: run `vitl weights bundle` on a connected one, copy the zip, then
 `vitl weights import BUNDLE` here.
 
 Example:
@@ -17,9 +16,7 @@ Example:
     0
 """
 
-from __future__ import annotations
-
-import argparse
+from .common import add_actions
 
 
 def register(parser) -> None:
@@ -31,26 +28,21 @@ def register(parser) -> None:
     Returns:
         None (see the module's example).
     """
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser("list", help="backbones, sizes, where weights come from").set_defaults(
-        run=run_list)
-    fetch = sub.add_parser("fetch", help="resolve (download if needed) into VITL_HOME/weights")
-    fetch.add_argument("names", nargs="+", metavar="NAME", help="backbone names (see `list`)")
-    fetch.set_defaults(run=run_fetch)
-    bundle = sub.add_parser("bundle", help="write weights (and data) into one zip for offline use")
-    bundle.add_argument("out", metavar="OUT.zip")
-    bundle.add_argument("--backbone", action="append", metavar="NAME",
-                        help="backbone to include (repeatable; default resnet101v2)")
-    bundle.add_argument("--with-data", action="store_true",
-                        help="also include the SDNET2018 sample zip (from VITL_DATA_MIRROR)")
-    bundle.set_defaults(run=run_bundle)
-    load = sub.add_parser("import", help="verify a bundle and install it into VITL_HOME")
-    load.add_argument("bundle", metavar="BUNDLE", help="bundle zip or unpacked bundle folder")
-    load.set_defaults(run=run_import)
+    actions = add_actions(parser, {"list": run_list, "fetch": run_fetch, "bundle": run_bundle,
+                                   "import": run_import})
+    actions["fetch"].add_argument("names", nargs="+", metavar="NAME",
+                                  help="backbone names (see `list`)")
+    actions["bundle"].add_argument("out", metavar="OUT.zip")
+    actions["bundle"].add_argument("--backbone", action="append", metavar="NAME",
+                                   help="backbone to include (repeatable; default resnet101v2)")
+    actions["bundle"].add_argument("--with-data", action="store_true", help="also include the "
+                                   "SDNET2018 sample zip (from VITL_DATA_MIRROR)")
+    actions["import"].add_argument("bundle", metavar="BUNDLE",
+                                   help="bundle zip or unpacked bundle folder")
 
 
-def run_list(args: argparse.Namespace) -> int:
-    """Print one row per backbone: input size, feature size, where its weights are.
+def run_list(args) -> int:
+    """Show the backbones: input size, feature size, where their weights are.
 
     Args:
         args: the parsed arguments.
@@ -73,8 +65,8 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_fetch(args: argparse.Namespace) -> int:
-    """Resolve each backbone's weights into VITL_HOME/weights; print where.
+def run_fetch(args) -> int:
+    """Resolve (download if needed) backbones' weights into VITL_HOME/weights.
 
     Args:
         args: the parsed arguments.
@@ -93,8 +85,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bundle(args: argparse.Namespace) -> int:
-    """Write the weights (and data) bundle zip; list its files.
+def run_bundle(args) -> int:
+    """Write weights (and data) into one zip for offline use.
 
     Args:
         args: the parsed arguments.
@@ -112,8 +104,8 @@ def run_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_import(args: argparse.Namespace) -> int:
-    """Verify a bundle and install its files into VITL_HOME.
+def run_import(args) -> int:
+    """Verify a bundle and install it into VITL_HOME.
 
     Args:
         args: the parsed arguments.
