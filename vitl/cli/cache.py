@@ -21,7 +21,7 @@ from .._errors import problem
 from .._paths import default_cache_dir
 from ..features.cache import DB_NAME, FeatureCache
 from . import CLIError
-from .common import add_actions, integer
+from .common import add_actions, bounded
 
 
 def register(parser) -> None:
@@ -43,8 +43,8 @@ def register(parser) -> None:
     actions["clear"].add_argument("--backbone", metavar="NAME",
                                   help="only delete this backbone's features")
     actions["clear"].add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    actions["export"].add_argument("--rows-per-file", type=integer(1), default=50_000, metavar="N",
-                                   help="vectors per shard file (default 50000)")
+    actions["export"].add_argument("--rows-per-file", type=bounded(int, 1), default=50_000,
+                                   metavar="N", help="vectors per shard file (default 50000)")
 
 
 def cache_folder(args) -> Path:

@@ -4,13 +4,15 @@ options, input and output paths, and the one model loader.
 Example:
     The option types turn text into values, or raise argparse's error in vitl's form:
 
-    >>> integer(1, 10)("3"), number(0, 0.5)("0.1"), split_fractions("70/15/15")
-    (3, 0.1, (0.7, 0.15, 0.15))
-    >>> integer(1, 10)("0")  # doctest: +ELLIPSIS
+    >>> bounded(int, 1, 10)("3"), bounded(float, 0, 0.5, low_open=True)("0.1")
+    (3, 0.1)
+    >>> split_fractions("70/15/15")
+    (0.7, 0.15, 0.15)
+    >>> bounded(int, 1, 10)("0")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     argparse.ArgumentTypeError: expected an integer from 1 to 10, received '0'. Fix: ...
-    >>> number(0, 10)("nan")  # doctest: +ELLIPSIS
+    >>> bounded(float, 0, 10, low_open=True)("nan")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     argparse.ArgumentTypeError: expected a number > 0 and <= 10, received 'nan'. Fix: ...
@@ -106,46 +108,31 @@ def bad_value(expected: str, received: str, fix: str) -> argparse.ArgumentTypeEr
                                       .removeprefix("value: "))
 
 
-def integer(low: int, high: int | None = None):
-    """An argparse ``type`` for an integer from ``low`` to ``high`` (inclusive; None: no bound).
+def bounded(kind: type, low: float, high: float | None = None, *, low_open: bool = False):
+    """An argparse ``type`` for an ``int`` or finite ``float`` from ``low`` to ``high``.
 
     Args:
-        low: the smallest value accepted.
-        high: the largest, or None.
-
-    Returns:
-        A function turning the option's text into an int (see the module's example).
-    """
-    expected = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-
-    def parse(text: str) -> int:
-        value = int(text) if text.strip().lstrip("+-").isdigit() else None
-        if value is None or value < low or (high is not None and value > high):
-            raise bad_value(expected, text, "pass a value in that range")
-        return value
-    return parse
-
-
-def number(low: float, high: float, *, low_open: bool = True):
-    """An argparse ``type`` for a finite number in ``(low, high]`` (``[low, high]`` when not
-    ``low_open``).
-
-    Args:
-        low: the lower bound.
-        high: the upper bound (included).
+        kind: ``int`` or ``float``.
+        low: the smallest value accepted (refused itself when ``low_open``).
+        high: the largest value accepted, or None for no upper bound.
         low_open: whether ``low`` itself is refused.
 
     Returns:
-        A function turning the option's text into a float (see the module's example).
+        A function turning the option's text into a value (see the module's example).
     """
-    expected = f"a number {'>' if low_open else '>='} {low:g} and <= {high:g}"
+    if kind is int:
+        expected = f"an integer from {low} to {high}" if high is not None else \
+            f"an integer >= {low}"
+    else:
+        expected = f"a number {'>' if low_open else '>='} {low:g} and <= {high:g}"
 
-    def parse(text: str) -> float:
+    def parse(text: str):
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            value = float("nan")
-        if not (low < value <= high if low_open else low <= value <= high):
+            value = None
+        above = value is not None and (value > low if low_open else value >= low)
+        if not above or (high is not None and not value <= high):  # NaN fails both
             raise bad_value(expected, text, "pass a value in that range")
         return value
     return parse
@@ -291,7 +278,7 @@ def add_seed_option(parser) -> None:
     Returns:
         None (see :func:`add_split_option`'s example).
     """
-    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0, metavar="N",
+    parser.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=0, metavar="N",
                         help="seeds the split, the head's initialisation and shuffling "
                              "(default 0, as in Python); 0..2**32-1")
 
@@ -317,7 +304,7 @@ def add_backbone_options(parser) -> None:
                         choices=Choices("vitl.backbones", "BACKBONES", extra=("auto",)),
                         help="`vitl weights list`, or 'auto' (default): $VITL_BACKBONE, else "
                              "resnet101v2 when its weights can be had, else mobilenetv2-tv")
-    parser.add_argument("--input-size", type=integer(32, 1024), metavar="PIXELS",
+    parser.add_argument("--input-size", type=bounded(int, 32, 1024), metavar="PIXELS",
                         help="square input side (default: the backbone's own)")
     parser.add_argument("--precision", default="float32", metavar="NAME", choices=Choices(
         "vitl.backbones.precision", "PRECISIONS", extra=("auto",)),
@@ -442,29 +429,6 @@ def readable_images(paths) -> list[Path]:
     return good
 
 
-def cannot_write(folder: Path) -> str | None:
-    """Why a file cannot be created in ``folder`` (tried for real: permissions, read-only
-    mounts and full disks all show), or None.
-
-    Args:
-        folder: an existing folder.
-
-    Returns:
-        The reason (the OS error's text), or None when a file could be created.
-
-    Example:
-        >>> cannot_write(Path(tempfile.gettempdir())) is None
-        True
-    """
-    try:
-        fd, name = tempfile.mkstemp(prefix=".vitl-write-check-", dir=folder)
-    except OSError as err:
-        return err.strerror or type(err).__name__
-    os.close(fd)
-    os.unlink(name)
-    return None
-
-
 def check_writable(path, name: str, kind: str = "folder") -> Path:
     """Refuse before any work an output ``path`` that could not be written.
 
@@ -489,7 +453,13 @@ def check_writable(path, name: str, kind: str = "folder") -> Path:
     while not parent.exists():
         parent = parent.parent
     target = path if path.is_dir() else parent
-    why = cannot_write(target) if parent.is_dir() else f"{parent} is a file"
+    try:  # tried for real: permissions, read-only mounts and full disks all show
+        fd, name = tempfile.mkstemp(prefix=".vitl-write-check-", dir=target)
+        os.close(fd)
+        os.unlink(name)
+        why = None
+    except OSError as err:
+        why = err.strerror or type(err).__name__
     if why:
         raise CLIError(problem(name, "a place you can write to",
                                f"{path} (cannot write in {target}: {why})",

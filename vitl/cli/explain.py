@@ -18,7 +18,7 @@ Example:
 """
 
 
-from .common import add_cache_options, check_writable, load_model_dir, number, readable_images
+from .common import add_cache_options, bounded, check_writable, load_model_dir, readable_images
 
 
 def register(parser) -> None:
@@ -39,7 +39,7 @@ def register(parser) -> None:
     parser.add_argument("--class", dest="class_name", metavar="NAME",
                         help="explain this class for every image (e.g. the defect class); "
                              "default: each image's predicted class")
-    parser.add_argument("--alpha", type=number(0, 1, low_open=False), default=0.4,
+    parser.add_argument("--alpha", type=bounded(float, 0, 1), default=0.4,
                         help="heatmap opacity in the overlay, 0..1 (default 0.4)")
     add_cache_options(parser, help_extra="; Grad-CAM itself always runs the backbone")
 

@@ -20,22 +20,22 @@ Example:
 
 from .._errors import problem
 from . import CLIError
-from .common import Choices, add_backbone_options, add_cache_options, integer, number
+from .common import Choices, add_backbone_options, add_cache_options, bounded
 
 #: The ray engine's options (``featurize_folder``'s parameters): name -> (argparse keywords,
 #: help). Given with ``--engine local`` they are refused.
 RAY_OPTIONS = {
     "address": ({"metavar": "auto|ray://HOST:PORT"},
                   "Ray cluster to join (default: start a local one on this machine)"),
-    "workers": ({"type": integer(1), "metavar": "N"},
+    "workers": ({"type": bounded(int, 1), "metavar": "N"},
                   "actors, one backbone each (default: one per CPU, or per GPU)"),
-    "cpus_per_worker": ({"type": integer(1), "default": 1, "metavar": "C"},
+    "cpus_per_worker": ({"type": bounded(int, 1), "default": 1, "metavar": "C"},
                           "CPUs (and TensorFlow threads) per actor (default 1)"),
-    "gpus_per_worker": ({"type": number(0, 1024, low_open=False), "default": 0,
+    "gpus_per_worker": ({"type": bounded(float, 0, 1024), "default": 0,
                            "metavar": "G"}, "GPUs per actor (default 0)"),
     "shard_dir": ({"metavar": "DIR"},
                     "shard folder on storage every node sees (default CACHE/shards)"),
-    "shard_size": ({"type": integer(1), "default": 1000, "metavar": "N"},
+    "shard_size": ({"type": bounded(int, 1), "default": 1000, "metavar": "N"},
                      "images per shard (default 1000)"),
 }
 

@@ -32,7 +32,7 @@ from .._errors import problem
 from .._files import atomic_folder
 from ..export import LABELS_FILE
 from . import CLIError, common
-from .common import Choices, integer, load_images, number
+from .common import Choices, bounded, load_images
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
@@ -50,9 +50,9 @@ SMALL_PART = 30
 #: TensorFlow and building the parser must not. The upper bounds keep a typo from
 #: allocating for minutes and then failing.
 HEAD_OPTIONS = {
-    "epochs": integer(1, 100_000),
-    "batch_size": integer(1, 4096),
-    "learning_rate": number(0, 10),
+    "epochs": bounded(int, 1, 100_000),
+    "batch_size": bounded(int, 1, 4096),
+    "learning_rate": bounded(float, 0, 10, low_open=True),
     **{name: Choices("vitl.training", values) for name, values in (
         ("lr_schedule", "LR_SCHEDULES"), ("optimizer", "OPTIMIZERS"), ("monitor", "MONITORS"))},
     **dict.fromkeys(("lr_decay", "decay_every_epochs", "min_delta", "dropout", "l2"), float),
@@ -61,8 +61,8 @@ HEAD_OPTIONS = {
     "class_weight": ("balanced",),
 }
 #: FineTuneConfig's fields as ``--fine-tune-*`` options; fine-tuning is off without blocks.
-FINE_TUNE_OPTIONS = {"blocks": integer(0, 1000), "epochs": integer(1, 100_000),
-                     "learning_rate": number(0, 1)}
+FINE_TUNE_OPTIONS = {"blocks": bounded(int, 0, 1000), "epochs": bounded(int, 1, 100_000),
+                     "learning_rate": bounded(float, 0, 1, low_open=True)}
 
 
 def register(parser) -> None:
@@ -78,7 +78,8 @@ def register(parser) -> None:
                         "(or with train/, validation/ or val/, test/ folders, used as given)")
     parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to write into")
     add_training_options(parser, verbose=1)
-    parser.add_argument("--validation-fraction", type=number(0, 0.5), default=0.1, metavar="F",
+    parser.add_argument("--validation-fraction", type=bounded(float, 0, 0.5, low_open=True),
+                        default=0.1, metavar="F",
                         help="share of DATA_DIR held out for validation (default 0.1)")
     parser.add_argument("--validation", metavar="DIR", help="your own validation folder")
     parser.add_argument("--test", metavar="DIR", help="your own test folder, evaluated once")
@@ -107,7 +108,7 @@ def add_training_options(parser, verbose: int) -> None:
     common.add_backbone_options(parser)
     parser.add_argument("--preset", choices=("default", "mlnet"), default="default",
                         help="head settings to start from: HeadConfig() or HeadConfig.mlnet()")
-    parser.add_argument("--augment", type=integer(0, 100), default=0, metavar="K",
+    parser.add_argument("--augment", type=bounded(int, 0, 100), default=0, metavar="K",
                         help="K cached augmented views per training image (default 0)")
     for title, prefix, table in (
             ("head: HeadConfig fields (default: the preset's)", "", HEAD_OPTIONS),

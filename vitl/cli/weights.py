@@ -50,18 +50,16 @@ def run_list(args) -> int:
     Returns:
         The exit code, 0 (see the module's example).
     """
-    import pandas as pd
-
     from vitl.backbones import BACKBONES, locate_weights
 
-    rows = []
+    rows = [("backbone", "input", "features", "weights available here")]
     for name, spec in BACKBONES.items():
         found = locate_weights(spec)
-        rows.append({"backbone": name, "input": f"{spec.input_size}px",
-                     "features": spec.feature_dim, "weights available here":
-                     f"{found[0]}: {found[1]}" if found else
-                     "not available offline (download on use)"})
-    print(pd.DataFrame(rows).to_string(index=False, justify="left"))
+        where = f"{found[0]}: {found[1]}" if found else "not available offline (download on use)"
+        rows.append((name, f"{spec.input_size}px", str(spec.feature_dim), where))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
     return 0
 
 
