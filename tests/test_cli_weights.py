@@ -26,7 +26,7 @@ def home(tmp_path, monkeypatch):
 
     monkeypatch.setattr(weights_module, "_download", fake_download)
     # Only this sub-command: the others are tested (and may be mid-edit) elsewhere.
-    monkeypatch.setattr(vitl.cli, "_COMMAND_MODULES", ["weights"])
+    monkeypatch.setattr(vitl.cli, "COMMANDS", ("weights",))
     return tmp_path
 
 

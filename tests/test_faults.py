@@ -177,14 +177,14 @@ from vitl.cli import train
 clf = ImageClassifier.load(sys.argv[1], cache=None, verbose=False)
 clf.classes_ = clf.classes_.astype(object)
 clf.classes_[:] = ["new-a", "new-b"]
-real = train._write_text
+real = train.Path.write_text
 
-def write_then_die(path, text):
-    real(path, text)
+def write_then_die(path, text, **kwargs):
+    real(path, text, **kwargs)
     if path.name == "labels.txt":  # model.keras and labels.txt written, metrics.json not
         os.kill(os.getpid(), signal.SIGKILL)
 
-train._write_text = write_then_die
+train.Path.write_text = write_then_die
 train.save_model_dir(clf, train.Path(sys.argv[2]), {"run": "new"})
 """
 
