@@ -158,16 +158,11 @@ class EvaluationReport:
         _require(self.paths is None or len(self.paths) == self.n, "paths",
                  f"{self.n} paths, one per sample", len(self.paths or ()),
                  "pass the image paths in the order of y_true")
-        if len(labels) == 2:
-            self.positive_class = str(self.class_names[0] if positive_class is None
-                                      else positive_class)
-            _require(self.positive_class in self.class_names, "positive_class",
-                     f"one of {self.class_names}", positive_class,
-                     "pass the defect class name, e.g. 'CD'")
-        else:
-            _require(positive_class is None, "positive_class", "None for more than two classes",
-                     positive_class, "leave positive_class out")
-            self.positive_class = None
+        allowed = self.class_names if len(labels) == 2 else [None]  # two classes: the first
+        self.positive_class = allowed[0] if positive_class is None else str(positive_class)
+        _require(self.positive_class in allowed, "positive_class", f"one of {self.class_names}"
+                 if len(labels) == 2 else "None for more than two classes", positive_class,
+                 "pass the defect class name of a two-class report, e.g. 'CD', or leave it out")
         self.y_pred = proba.argmax(axis=1)
         self.accuracy = float(skm.accuracy_score(y, self.y_pred))
         with warnings.catch_warnings():  # a class predicted but absent from y_true is fine here
