@@ -136,8 +136,9 @@ def tiny():
     ({"format": "onnx"}, "format: expected one of 'savedmodel', 'tflite', received 'onnx'"),
     ({"quantize": "int8"}, "quantize: expected None for format='savedmodel'"),
     ({"format": "tflite", "quantize": "int4"}, "quantize: expected one of None, 'float16'"),
-    ({"format": "tflite", "quantize": "int8"}, "representative: expected image files to "
-     "calibrate int8 quantization with (a few hundred training images), received 'no images'"),
+    ({"format": "tflite", "quantize": "int8"},
+     "representative: expected image files to calibrate int8 quantization with (a few hundred "
+     + "training images), received 'no images'"),
     ({"format": "tflite", "quantize": "int8", "representative": ["/nope/a.png"]},
      "received 'none readable, e.g. /nope/a.png: file not found"),
     ({"class_names": ["a"]}, "class_names: expected 2 distinct, non-empty names"),

@@ -1,8 +1,7 @@
 """Grad-CAM: where in the image did the classifier see its class?
 
 Grad-CAM (Selvaraju et al., 2017) weighs the channels ``A_k`` of the
-backbone's last convolutional block (the backbone's output, before pooling:
-``BackboneSpec.last_conv_layer`` for every registered backbone) by the spatial
+backbone's last convolutional block (the backbone's output, before pooling) by the spatial
 mean ``alpha_k`` of the gradient of the class score with respect to them:
 ``heatmap = ReLU(sum_k alpha_k A_k)``, upsampled bilinearly to the image size
 and scaled to [0, 1]. The class score is the head's pre-softmax logit (its
@@ -297,8 +296,6 @@ def _as_rgb(image, name: str) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(problem(name, "an RGB image (H, W, 3) or grey (H, W)",
                                  f"shape {array.shape}", "pass image pixels"))
-    if array.dtype == np.uint8:
-        return array
     if array.dtype.kind == "f" and array.max(initial=0) <= 1.0:
         array = array * 255.0
     return np.clip(np.rint(array), 0, 255).astype(np.uint8)
@@ -320,7 +317,7 @@ def _check_explanations(explanations) -> list[Explanation]:
     explanations = list(explanations)
     wrong = [type(e).__name__ for e in explanations if not isinstance(e, Explanation)]
     if wrong or not explanations:
-        raise ValueError(problem("explanations", "one or more Explanation objects",
+        raise ValueError(problem("explanations", "at least one Explanation",
                                  wrong[0] if wrong else "none",
                                  "make them with vitl.explain.explain(classifier, images)"))
     return explanations

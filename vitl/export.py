@@ -356,10 +356,13 @@ def _convert_tflite(savedmodel: Path, quantize, calibration, size: int, verbose:
     with _quiet_tensorflow() as stderr:
         if quantize == "int8":
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            bar = tqdm(calibration, desc="calibrating int8", unit="img", file=stderr,
-                       disable=not verbose)
-            converter.representative_dataset = lambda: (
-                [read_image(path, size).astype(np.float32)[None]] for path in bar)
+
+            def representative_dataset():
+                for path in tqdm(calibration, desc="calibrating int8", unit="img", file=stderr,
+                                 disable=not verbose):
+                    yield [read_image(path, size).astype(np.float32)[None]]
+
+            converter.representative_dataset = representative_dataset
         return converter.convert()
 
 
