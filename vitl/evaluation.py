@@ -475,14 +475,9 @@ def _require(ok, what: str, expected: str, received, fix: str) -> None:
 
 
 def _plain(value):
-    """Return a JSON-able copy of ``value``: arrays become lists, NaN and infinities None."""
-    if isinstance(value, np.ndarray | np.generic):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+    """Return a JSON-able copy of ``value``: numpy values as Python ones, NaN and inf as None."""
+    text = json.dumps(value, default=lambda item: item.tolist())  # numpy arrays and scalars
+    return json.loads(text, parse_constant=lambda constant: None)
 
 
 __all__ = ["EvaluationReport", "Mistake", "ThresholdChoice"]
