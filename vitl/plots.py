@@ -21,7 +21,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocC
 from ._errors import check_int, problem
 from .evaluation import EvaluationReport, ThresholdChoice
 
-TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "tab:blue", "tab:orange", "tab:green"
+BEST_COLOR = "tab:green"
 
 
 def plot_history(history, axes=None) -> Figure:
