@@ -185,6 +185,10 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray
     Returns:
         ``(H, W, 3)`` uint8 RGB.
 
+    Raises:
+        ValueError: an image or heatmap of the wrong shape, ``alpha`` outside [0, 1] or an
+            unknown ``cmap``.
+
     Example:
         >>> out = overlay(np.full((4, 6, 3), 100, "uint8"), np.ones((2, 3)), alpha=0.5)
         >>> out.shape, out.dtype, out[0, 0].tolist()  # jet(1.0) is dark red (127, 0, 0)
@@ -215,6 +219,9 @@ def plot_explanation(explanation: Explanation, alpha: float = 0.4, cmap: str = "
     Returns:
         The figure: image, heatmap (with a colour bar) and overlay.
 
+    Raises:
+        ValueError: ``explanation`` is not an :class:`Explanation`.
+
     Example:
         >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.eye(8, dtype="float32"), "cracked",
         ...                 0.9, "cracked")
@@ -244,6 +251,9 @@ def plot_explanations(explanations, ncols: int = 4, caption: str | None = None,
 
     Returns:
         The figure, one overlay per axes.
+
+    Raises:
+        ValueError: no explanation, or an item that is not an :class:`Explanation`.
 
     Example:
         >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.zeros((8, 8), "float32"), "ok",

@@ -129,6 +129,9 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
     Returns:
         The figure with the two panels.
 
+    Raises:
+        ValueError: the report has more than two classes, or one class only.
+
     Example:
         >>> report = EvaluationReport.from_predictions(
         ...     [0, 0, 1, 1], [[.9, .1], [.4, .6], [.2, .8], [.3, .7]], ["CD", "UD"])
@@ -175,6 +178,9 @@ def plot_confidently_wrong(report: EvaluationReport, k: int = 8, caption: str | 
 
     Returns:
         The figure: one axes per image, or one axes saying there is no mistake.
+
+    Raises:
+        ValueError: the report was built without ``paths``.
 
     Example:
         >>> import tempfile
