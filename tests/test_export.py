@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import keras
@@ -146,9 +147,15 @@ def tiny():
 ])
 def test_bad_arguments_say_expected_received_fix(tiny, tmp_path, kwargs, message):
     kwargs = {"class_names": ["a", "b"], **kwargs}
-    with pytest.raises(ValueError, match="Fix: ") as err:
+    with pytest.raises(ValueError, match="Fix: ") as err, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         export_model(tiny, directory=tmp_path / "out", **kwargs)
     assert message in str(err.value)
+    # A calibration image that cannot be read is named in a warning (skipped, not trusted).
+    assert [str(w.message) for w in caught if "calibration" in str(w.message)] == (
+        ["int8 calibration: skipped /nope/a.png: file not found (or a broken symlink)"]
+        if kwargs.get("representative") else [])
     assert not (tmp_path / "out").exists()  # validated before anything is written
 
 
