@@ -144,10 +144,9 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
         raise ValueError(problem("report", "samples of both classes", "a single class",
                                  "evaluate on a set containing defects and non-defects"))
     fig, (roc_ax, pr_ax) = _figure_and_axes(axes, 2, figsize=(10, 4.4))
-    curve = {"y_true": is_positive, "y_score": score, "pos_label": True, "name": "model",
-             "plot_chance_level": True}
-    RocCurveDisplay.from_predictions(ax=roc_ax, **curve)
-    PrecisionRecallDisplay.from_predictions(ax=pr_ax, **curve)
+    curve = {"pos_label": True, "name": "model", "plot_chance_level": True}
+    RocCurveDisplay.from_predictions(is_positive, score, ax=roc_ax, **curve)
+    PrecisionRecallDisplay.from_predictions(is_positive, score, ax=pr_ax, **curve)
     roc_ax.set(title=f"ROC, positive class {report.positive_class} (AUC = {report.roc_auc:.3f})",
                xlabel="False-alarm rate (FPR)", ylabel="Recall (TPR)")
     pr_ax.set(title=f"Precision-recall, positive class {report.positive_class} "
