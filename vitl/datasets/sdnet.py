@@ -300,3 +300,9 @@ def _unpack(zip_path: Path, target: Path) -> None:
     except OSError:
         if not _is_complete(target):  # else another process unpacked it at the same time
             raise
+
+
+__all__ = ["MIRROR_ENV", "SDNET2018_ATTRIBUTION", "SDNET2018_CLASSES", "SDNET2018_SHA256",
+           "SDNET2018_SIZE", "SDNET2018_URL", "SDNET2018_ZIP_NAMES", "DatasetChecksumError",
+           "DatasetUnavailableError", "data_mirror_dir", "find_sdnet_zip", "sdnet2018_decks",
+           "tutorial_data"]

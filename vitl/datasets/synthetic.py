@@ -10,6 +10,7 @@ scratches, shadows).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from pathlib import Path
@@ -99,11 +100,9 @@ def make_synthetic_cracks(out_dir, n_per_class: int = 50, *, size: int = 224, se
               "distractor_fraction": check_fraction("distractor_fraction", distractor_fraction)}
     verbose = check_verbose(verbose)
     marker = out_dir / _MARKER
-    try:
+    with contextlib.suppress(OSError, ValueError):  # no marker, or not JSON: (re)generate
         if not overwrite and json.loads(marker.read_text()) == params:
             return out_dir
-    except (OSError, ValueError):
-        pass
     if out_dir.exists() and not marker.is_file() and (
             not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(problem(
