@@ -201,6 +201,16 @@ def test_corrupt_download_is_refused_and_discarded(fake_zip, tmp_path, monkeypat
     assert sorted(p.name for p in data.iterdir()) == []
 
 
+def test_corrupt_earlier_download_is_named_not_silently_replaced(fake_zip, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sdnet2018-decks-sample.zip").write_bytes(b"not the zip")
+    with pytest.raises(DatasetChecksumError, match="from earlier download") as info:
+        sdnet2018_decks(data_dir=data, verbose=0)
+    assert "sha256" in str(info.value) and "Fix: replace" in str(info.value)
+    assert not (data / "sdnet2018-decks").exists()
+
+
 def test_second_call_returns_without_reading_the_zip(fake_zip, tmp_path, monkeypatch, capsys):
     data = tmp_path / "data"
     first = sdnet2018_decks(mirror=fake_zip.parent, data_dir=data, verbose=0)
