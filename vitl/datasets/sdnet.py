@@ -9,6 +9,8 @@ synthetic tiles when the sample cannot be had.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import socket
@@ -254,15 +256,13 @@ def _verify_zip(path: Path, origin: str) -> None:
 
 def _download(dest: Path, timeout: float, verbose: int, tried: list[str]) -> tuple[str, Path]:
     """Download the zip to ``dest`` with ``keras.utils.get_file`` (through a temp file)."""
-    from keras import config, utils  # imported here: Keras loads TensorFlow
+    from keras import utils  # imported here: Keras loads TensorFlow
 
-    quiet = not verbose and config.is_interactive_logging_enabled()
-    if quiet:
-        config.disable_interactive_logging()
     default_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # get_file has no timeout; urlopen uses this default
+    quiet = contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext()
     try:  # get_file writes straight to its target: a temp name keeps a killed download
-        with atomic_path(dest) as part:  # from looking like a finished one
+        with atomic_path(dest) as part, quiet:  # from looking like a finished one
             try:
                 resolve_host(SDNET2018_URL)
                 utils.get_file(part.name, SDNET2018_URL, cache_dir=str(part.parent),
@@ -278,8 +278,6 @@ def _download(dest: Path, timeout: float, verbose: int, tried: list[str]) -> tup
             _verify_zip(part, f"downloaded from {SDNET2018_URL}")
     finally:
         socket.setdefaulttimeout(default_timeout)
-        if quiet:
-            config.enable_interactive_logging()
     return f"downloaded from {SDNET2018_URL}", dest
 
 
