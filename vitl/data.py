@@ -287,13 +287,6 @@ class ImageCollection:
         self.paths = [Path(p) for p in self.paths]
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         self.class_names = [str(c) for c in self.class_names]
-        if len(self.labels) != len(self.paths):
-            raise ValueError(problem("labels", f"one label per path ({len(self.paths)})",
-                                     f"{len(self.labels)} labels", "pass equally long lists"))
-        if len(self) and not 0 <= self.labels.min() <= self.labels.max() < len(self.class_names):
-            raise ValueError(problem("labels", f"integers in 0..{len(self.class_names) - 1}",
-                                     f"values {self.labels.min()}..{self.labels.max()}",
-                                     "pass one class name per label value"))
 
     @classmethod
     def from_paths(cls, paths, labels, class_names, root=None) -> ImageCollection:
@@ -310,21 +303,24 @@ class ImageCollection:
             An :class:`ImageCollection`.
 
         Raises:
-            ValueError: labels that are not in ``class_names``, or not one per path.
+            ValueError: labels that are not in ``class_names`` (or an index into it),
+            or not one per path.
 
         Example:
             >>> c = ImageCollection.from_paths(["/d/a/1.jpg", "/d/b/2.jpg"], ["a", "b"], ["a", "b"])
             >>> c.relative_paths(), c.labels.tolist()
             (['a/1.jpg', 'b/2.jpg'], [0, 1])
         """
-        paths = [Path(p).absolute() for p in paths]
-        class_names, labels = list(class_names), list(labels)
-        if labels and isinstance(labels[0], str):
-            unknown = sorted(set(labels) - set(class_names))
-            if unknown:
-                raise ValueError(problem("labels", f"names from {class_names}", unknown,
-                                         "add them to class_names"))
-            labels = [class_names.index(name) for name in labels]
+        paths, class_names = [Path(p).absolute() for p in paths], list(class_names)
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = [index.get(label, label) for label in labels]  # names to their indices
+        unknown = sorted({str(label) for label in labels if not isinstance(label, (int, np.integer))
+                          or isinstance(label, bool) or not 0 <= label < len(class_names)})
+        if unknown or len(labels) != len(paths):
+            raise ValueError(problem(
+                "labels", f"one label per path ({len(paths)}), each a name from {class_names} "
+                f"or an integer in 0..{len(class_names) - 1}", f"{len(labels)} labels, unknown: "
+                f"{unknown[:9]}", "pass one label per path; add missing names to class_names"))
         if root is None:
             root = os.path.commonpath([p.parent.parent for p in paths]) if paths else Path.cwd()
         return cls(Path(root).absolute(), paths, labels, class_names)
