@@ -159,9 +159,6 @@ def _draw_tile(rng: np.random.Generator, size: int, *, crack: bool):
         light += amp * rough * noise / noise.std()
     pores = gaussian_filter((rng.random((size, size)) < 0.001).astype(float), 0.8 * s)
     light -= 0.4 * pores / max(pores.max(), 1e-9)
-    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
-    angle = rng.uniform(0, 2 * np.pi)
-    light *= 1 + rng.uniform(0, 0.12) * (x * np.cos(angle) + y * np.sin(angle))
     mean = light.mean()
     coverage = _crack_coverage(rng, size, s) if crack else np.zeros((size, size))
     halo = np.clip(gaussian_filter(coverage, 2.5 * s) * 2.5, 0, 1)
@@ -173,14 +170,12 @@ def _draw_tile(rng: np.random.Generator, size: int, *, crack: bool):
 
 def _crack_coverage(rng, size: int, s: float) -> np.ndarray:
     """Soft [0, 1] coverage of a branching crack, redrawn until it covers 0.6-8% of the tile."""
-    for _attempt in range(20):
-        side = rng.uniform(0.1, 0.9) * (size - 1)
-        start, heading = [((side, 0), np.pi / 2), ((side, size - 1), -np.pi / 2),
-                          ((0, side), 0.0), ((size - 1, side), np.pi)][rng.integers(4)]
-        points, widths = _walk(rng, start, heading, rng.uniform(0.7, 1.7) * s, size * 1.2)
+    for _attempt in range(20):  # from the left edge rightwards; turned at the end
+        start = (0, rng.uniform(0.1, 0.9) * (size - 1))
+        points, widths = _walk(rng, start, 0.0, rng.uniform(0.7, 1.7) * s, size * 1.2)
         for b in rng.choice(len(points), rng.integers(0, 4)):  # branches off the main crack
             turn = rng.choice([-1, 1]) * rng.uniform(0.35, 1.1)
-            branch = _walk(rng, points[b], heading + turn, widths[b] * 0.6,
+            branch = _walk(rng, points[b], turn, widths[b] * 0.6,
                            size * rng.uniform(0.15, 0.45))
             points, widths = np.vstack([points, branch[0]]), np.concatenate([widths, branch[1]])
         inside = np.all((points >= 0) & (points <= size - 1), 1)
@@ -193,7 +188,7 @@ def _crack_coverage(rng, size: int, s: float) -> np.ndarray:
         coverage = np.clip(half_width[near_row, near_col] + 0.5 - distance, 0, 1)
         if 0.006 <= (coverage >= 0.5).mean() <= 0.08:
             break
-    return coverage
+    return np.rot90(coverage, rng.integers(4))
 
 
 def _walk(rng, start, heading: float, half_width: float, length: float):
