@@ -201,6 +201,16 @@ def test_corrupt_download_is_refused_and_discarded(fake_zip, tmp_path, monkeypat
     assert sorted(p.name for p in data.iterdir()) == []
 
 
+def test_corrupt_earlier_download_is_named_not_silently_replaced(fake_zip, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sdnet2018-decks-sample.zip").write_bytes(b"not the zip")
+    with pytest.raises(DatasetChecksumError, match="from earlier download") as info:
+        sdnet2018_decks(data_dir=data, verbose=0)
+    assert "sha256" in str(info.value) and "Fix: replace" in str(info.value)
+    assert not (data / "sdnet2018-decks").exists()
+
+
 def test_second_call_returns_without_reading_the_zip(fake_zip, tmp_path, monkeypatch, capsys):
     data = tmp_path / "data"
     first = sdnet2018_decks(mirror=fake_zip.parent, data_dir=data, verbose=0)
@@ -478,20 +488,11 @@ def test_foreign_folder_is_never_overwritten(tmp_path):
     assert len(_pngs(make_synthetic_cracks(empty, 1, size=48, verbose=0))) == 2
 
 
-def test_custom_class_names_and_no_distractors(tmp_path):
-    out = make_synthetic_cracks(tmp_path / "syn", 4, size=48, class_names=("CD", "UD"),
-                                distractor_fraction=0.0, verbose=0)
+def test_custom_class_names(tmp_path):
+    out = make_synthetic_cracks(tmp_path / "syn", 4, size=48, class_names=("CD", "UD"), verbose=0)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["CD", "UD"]
     with open(out / "tiles.csv", newline="") as handle:
-        assert all(r["distractors"] == "" for r in csv.DictReader(handle))
-
-
-def test_every_uncracked_tile_gets_distractors_at_fraction_one(tmp_path):
-    out = make_synthetic_cracks(tmp_path / "syn", 6, size=48, distractor_fraction=1.0,
-                                verbose=0)
-    with open(out / "tiles.csv", newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["class"] == "uncracked"]
-    assert len(rows) == 6 and all(r["distractors"] for r in rows)
+        assert sorted({r["class"] for r in csv.DictReader(handle)}) == ["CD", "UD"]
 
 
 @pytest.mark.parametrize(
@@ -500,7 +501,6 @@ def test_every_uncracked_tile_gets_distractors_at_fraction_one(tmp_path):
         ({"n_per_class": 0}, "n_per_class: expected an integer >= 1"),
         ({"size": 16}, "size: expected an integer >= 32"),
         ({"seed": -1}, "seed: expected an integer >= 0"),
-        ({"distractor_fraction": 1.5}, "distractor_fraction: expected a number in"),
         ({"class_names": ("a", "a")}, "class_names: expected two different folder names"),
         ({"class_names": (".hidden", "b")}, "class_names"),
         ({"class_names": "ab"}, "class_names"),

@@ -24,7 +24,7 @@ def _temp_sibling(target: Path, kind: str, suffix: str = "") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(target, suffix: str = ""):
+def atomic_path(target, suffix: str = "", *, folder: bool = False):
     """Yield a temp path next to ``target``; on success it replaces ``target`` atomically.
 
     Readers never see a half-written file; on error the temp file is removed.
@@ -32,9 +32,12 @@ def atomic_path(target, suffix: str = ""):
     Args:
         target: the file to write.
         suffix: the temp name's ending, for writers that insist on one (``".keras"``).
+        folder: yield an empty temp folder instead, which replaces ``target`` as a whole
+            (see :func:`atomic_folder`).
 
     Returns:
-        A context manager yielding the temp path (not yet created) to write.
+        A context manager yielding the temp path to write (not yet created; a new empty
+        folder with ``folder=True``).
 
     Example:
         >>> import tempfile
@@ -48,9 +51,14 @@ def atomic_path(target, suffix: str = ""):
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
     tmp = _temp_sibling(target, "tmp", suffix)
+    if folder:
+        tmp.mkdir(mode=0o755)
     try:
         yield tmp
-        os.replace(tmp, target)
+        if folder:
+            _swap_in(tmp, target)
+        else:
+            os.replace(tmp, target)
     finally:
         if os.path.lexists(tmp):
             shutil.rmtree(tmp) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink()
@@ -76,7 +84,6 @@ def write_bytes_atomic(target, data: bytes) -> Path:
     return Path(target)
 
 
-@contextlib.contextmanager
 def atomic_folder(target):
     """Yield an empty sibling temp folder; on success it replaces ``target`` as a whole.
 
@@ -100,16 +107,7 @@ def atomic_folder(target):
         >>> [p.name for p in target.parent.iterdir()], (target / "a.txt").read_text()
         (['model'], '1')
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target)
-    tmp = _temp_sibling(target, "tmp")
-    tmp.mkdir(mode=0o755)
-    try:
-        yield tmp
-        _swap_in(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return atomic_path(target, folder=True)
 
 
 def _swap_in(new: Path, target: Path) -> None:
@@ -121,11 +119,9 @@ def _swap_in(new: Path, target: Path) -> None:
             if err.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
                 raise
         old = _temp_sibling(target, "old")
-        try:
+        with contextlib.suppress(FileNotFoundError):  # another writer moved it aside first
             os.rename(target, old)
-        except FileNotFoundError:
-            continue  # another writer moved it aside first: try again
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
     raise OSError(errno.EBUSY, "too many concurrent writers", str(target))
 
 
@@ -156,27 +152,14 @@ def remove_stale_temps(target) -> None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except PermissionError:
-        return True  # it exists, owned by another user
-    except (ProcessLookupError, OverflowError):
-        return False
+    except (OSError, OverflowError) as err:
+        return isinstance(err, PermissionError)  # it exists, owned by another user
     return True
 
 
-def is_regular_file(path) -> bool:
-    """Return whether ``path`` is (or links to) a regular file: not a FIFO, device or folder.
-
-    Args:
-        path: the path to check.
-
-    Returns:
-        True for a regular file; False otherwise, or when it cannot be stat'ed.
-
-    Example:
-        >>> is_regular_file("/dev/zero"), is_regular_file(__file__)
-        (False, True)
-    """
-    return file_kind(path) == "a regular file"
+#: What :func:`file_kind` calls each type letter of ``stat.filemode``.
+_KINDS = {"-": "a regular file", "d": "a folder", "p": "a FIFO (named pipe)",
+          "c": "a character device", "b": "a block device", "s": "a socket"}
 
 
 def file_kind(path) -> str:
@@ -196,12 +179,7 @@ def file_kind(path) -> str:
         mode = os.stat(path).st_mode
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the name
         return f"unreadable ({getattr(err, 'strerror', None) or err})"
-    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
-                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
+    return _KINDS.get(stat.filemode(mode)[0], "not a regular file")
 
 
 def regular_opener(name, flags: int) -> int:

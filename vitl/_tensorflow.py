@@ -23,11 +23,9 @@ from contextlib import contextmanager
 
 #: Native start-up notices dropped from stderr (everything else is replayed).
 STARTUP_NOISE = re.compile(
-    r"All log messages before absl::InitializeLog|oneDNN custom operations are on"
-    r"|cpu_feature_guard|This TensorFlow binary is optimized|rebuild TensorFlow with"
-    r"|Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|computation_placer"
-    r"|Could not find cuda drivers|cuda_(dnn|fft|blas)\.cc|cudart_stub|cuda_executor"
-    r"|absl::InitializeLog")
+    r"absl::InitializeLog|oneDNN custom operations are on|cpu_feature_guard|rebuild TensorFlow with"
+    r"|This TensorFlow binary is optimized|Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning"
+    r"|computation_placer|Could not find cuda drivers|cuda_(dnn|fft|blas)\.cc|cudart_stub|cuda_executor")
 
 
 @contextmanager
@@ -56,20 +54,18 @@ def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE):
         direct = sys.stderr.fileno() == 2
     except (OSError, ValueError, AttributeError):  # notebooks: sys.stderr is not a file
         direct = False
-    with tempfile.TemporaryFile() as captured, os.fdopen(os.dup(saved), "w") as real:
+    with tempfile.TemporaryFile() as captured, os.fdopen(saved, "w") as real:
         os.dup2(captured.fileno(), 2)
         try:
             yield real if direct else sys.stderr
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
-            os.close(saved)
             captured.seek(0)
             kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(True)
                     if line.strip() and not noise.search(line)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):

@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from ._errors import check_fraction, check_verbose, problem
-from ._files import file_kind, is_regular_file, regular_opener
+from ._files import file_kind, regular_opener
 
 #: File name endings read as images (compared in lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -72,16 +73,19 @@ class BadImageError(ValueError):
         self.reason = reason
 
 
+#: Why Pillow or the OS could not read a file, by exception type (the first match wins).
+_REASONS = ((FileNotFoundError, "file not found (or a broken symlink)"),
+            (PermissionError, "permission denied"),
+            (IsADirectoryError, "is a directory, not a file"),
+            (Image.UnidentifiedImageError, "not an image (Pillow cannot identify the format)"),
+            (Image.DecompressionBombError, "too many pixels ({err})"))
+
+
 def _reason(err: Exception) -> str:
     """Say in a few words why Pillow or the OS could not read a file."""
-    for kind, reason in ((FileNotFoundError, "file not found (or a broken symlink)"),
-                         (PermissionError, "permission denied"),
-                         (IsADirectoryError, "is a directory, not a file"),
-                         (Image.UnidentifiedImageError,
-                          "not an image (Pillow cannot identify the format)"),
-                         (Image.DecompressionBombError, f"too many pixels ({err})")):
+    for kind, reason in _REASONS:
         if isinstance(err, kind):
-            return reason
+            return reason.format(err=err)
     if "truncated" in str(err).lower():
         return f"truncated image data ({err})"
     if isinstance(err, OSError) and err.strerror:  # "not a regular file (a FIFO)", symlink loops
@@ -89,25 +93,16 @@ def _reason(err: Exception) -> str:
     return f"cannot decode: {type(err).__name__}: {err}"
 
 
-def _orientation(img: Image.Image) -> int:
-    try:
-        return int(img.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - a broken EXIF block means "not rotated"
-        return 1
-
-
 def _to_rgb(img: Image.Image) -> Image.Image:
-    # Pillow's convert("RGB") clips 16-bit grey (keeps values > 255 as 255) and truncates
-    # floats: scale 0..65535 onto 0..255 and round instead.
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        wide = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
-        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8)).convert("RGB")
-    if img.mode == "F":
-        return Image.fromarray(np.clip(np.rint(np.asarray(img)), 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))  # transparent -> white
-        background.alpha_composite(img.convert("RGBA"))
-        return background.convert("RGB")
+    if img.mode.startswith("I") or img.mode == "F":
+        # convert("RGB") clips 16-bit grey (> 255 becomes 255) and truncates floats:
+        # scale 0..65535 onto 0..255 (floats stay 0..255) and round instead.
+        scale = 1.0 if img.mode == "F" else 255 / 65535
+        grey = np.clip(np.rint(np.asarray(img, np.float64) * scale), 0, 255)
+        img = Image.fromarray(grey.astype(np.uint8))
+    if img.mode[-1] in "Aa" or "transparency" in img.info:  # transparent -> white
+        white = Image.new("RGBA", img.size, "white")
+        return Image.alpha_composite(white, img.convert("RGBA")).convert("RGB")
     return img.convert("RGB")
 
 
@@ -150,26 +145,25 @@ def read_image(path, size=None) -> np.ndarray:
                                  "pass e.g. size=224 or size=(224, 224)"))
     path = Path(path)
     try:
-        with open(path, "rb", opener=regular_opener) as file:
-            if os.fstat(file.fileno()).st_size == 0:
-                raise BadImageError(path, "empty file (0 bytes)")
-            with Image.open(file) as img:
-                limit = Image.MAX_IMAGE_PIXELS  # Pillow only warns below twice the limit
-                if limit is not None and img.width * img.height > limit:
-                    raise BadImageError(path, f"too many pixels ({img.width}x{img.height} > "
-                                              f"PIL.Image.MAX_IMAGE_PIXELS={limit})")
-                if size is not None and img.format == "JPEG":
-                    rotated = _orientation(img) in _ROTATED
-                    img.draft(None, (pair[0], pair[1]) if rotated else (pair[1], pair[0]))
-                img.load()  # the first frame only, for animations
-                ImageOps.exif_transpose(img, in_place=True)
-                rgb = _to_rgb(img)
+        with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
+            limit = Image.MAX_IMAGE_PIXELS  # Pillow only warns below twice the limit
+            if limit is not None and img.width * img.height > limit:
+                raise BadImageError(path, f"too many pixels ({img.width}x{img.height} > "
+                                          f"PIL.Image.MAX_IMAGE_PIXELS={limit})")
+            if size is not None:  # JPEGs decode at a reduced DCT scale; other formats ignore it
+                rotated = img.getexif().get(0x0112) in _ROTATED
+                img.draft(None, tuple(pair) if rotated else (pair[1], pair[0]))
+            img.load()  # the first frame only, for animations
+            ImageOps.exif_transpose(img, in_place=True)
+            rgb = _to_rgb(img)
         if size is not None and rgb.size != (pair[1], pair[0]):
             rgb = rgb.resize((int(pair[1]), int(pair[0])), Image.BILINEAR, reducing_gap=3.0)
         return np.array(rgb)
     except (BadImageError, MemoryError):
         raise
     except Exception as err:  # Pillow raises many types for broken files
+        if isinstance(err, Image.UnidentifiedImageError) and os.path.getsize(path) == 0:
+            raise BadImageError(path, "empty file (0 bytes)") from err
         raise BadImageError(path, _reason(err)) from err
 
 
@@ -253,10 +247,9 @@ class DataSummary:
     warnings: list[str]
 
     def __str__(self) -> str:
-        width = max([len("total")] + [len(name) for name in self.counts])
-        rows = [f"{'class':<{width}}  images"]
-        rows += [f"{name:<{width}}  {n:>6}" for name, n in self.counts.items()]
-        rows.append(f"{'total':<{width}}  {sum(self.counts.values()):>6}")
+        table = pd.DataFrame({"class": [*self.counts, "total"],
+                              "images": [*self.counts.values(), sum(self.counts.values())]})
+        rows = [table.to_string(index=False)]
         if self.smallest:
             rows.append("image size (WxH): {}x{} to {}x{}".format(*self.smallest, *self.largest))
         rows += [f"warning: {w}" for w in self.warnings] or ["warnings: none"]
@@ -294,13 +287,6 @@ class ImageCollection:
         self.paths = [Path(p) for p in self.paths]
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         self.class_names = [str(c) for c in self.class_names]
-        if len(self.labels) != len(self.paths):
-            raise ValueError(problem("labels", f"one label per path ({len(self.paths)})",
-                                     f"{len(self.labels)} labels", "pass equally long lists"))
-        if len(self) and not 0 <= self.labels.min() <= self.labels.max() < len(self.class_names):
-            raise ValueError(problem("labels", f"integers in 0..{len(self.class_names) - 1}",
-                                     f"values {self.labels.min()}..{self.labels.max()}",
-                                     "pass one class name per label value"))
 
     @classmethod
     def from_paths(cls, paths, labels, class_names, root=None) -> ImageCollection:
@@ -317,21 +303,24 @@ class ImageCollection:
             An :class:`ImageCollection`.
 
         Raises:
-            ValueError: labels that are not in ``class_names``, or not one per path.
+            ValueError: labels that are not in ``class_names`` (or an index into it),
+            or not one per path.
 
         Example:
             >>> c = ImageCollection.from_paths(["/d/a/1.jpg", "/d/b/2.jpg"], ["a", "b"], ["a", "b"])
             >>> c.relative_paths(), c.labels.tolist()
             (['a/1.jpg', 'b/2.jpg'], [0, 1])
         """
-        paths = [Path(p).absolute() for p in paths]
-        class_names, labels = list(class_names), list(labels)
-        if labels and isinstance(labels[0], str):
-            unknown = sorted(set(labels) - set(class_names))
-            if unknown:
-                raise ValueError(problem("labels", f"names from {class_names}", unknown,
-                                         "add them to class_names"))
-            labels = [class_names.index(name) for name in labels]
+        paths, class_names = [Path(p).absolute() for p in paths], list(class_names)
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = [index.get(label, label) for label in labels]  # names to their indices
+        unknown = sorted({str(label) for label in labels if not isinstance(label, (int, np.integer))
+                          or isinstance(label, bool) or not 0 <= label < len(class_names)})
+        if unknown or len(labels) != len(paths):
+            raise ValueError(problem(
+                "labels", f"one label per path ({len(paths)}), each a name from {class_names} "
+                f"or an integer in 0..{len(class_names) - 1}", f"{len(labels)} labels, unknown: "
+                f"{unknown[:9]}", "pass one label per path; add missing names to class_names"))
         if root is None:
             root = os.path.commonpath([p.parent.parent for p in paths]) if paths else Path.cwd()
         return cls(Path(root).absolute(), paths, labels, class_names)
@@ -404,36 +393,31 @@ class ImageCollection:
         bar = tqdm(self.paths, desc="Reading image sizes", unit="img",
                    disable=not check_verbose(verbose))
         sizes = sorted(filter(None, map(_header_size, bar)), key=lambda wh: (wh[0] * wh[1], wh))
-        counts = self.counts()
-        notes = [f"class '{k}' has no images" for k, n in counts.items() if n == 0]
+        counts = pd.Series(self.counts(), dtype=np.int64)
+        notes = [f"class '{k}' has no images" for k in counts.index[counts == 0]]
         notes += [f"class '{k}' has only {n} images; aim for 50+ per class"
-                  for k, n in counts.items() if 0 < n < 10]
-        present = {k: n for k, n in counts.items() if n}
-        big = max(present, key=present.get, default="")
-        small = min(present, key=present.get, default="")
-        if present and present[big] > 3 * present[small]:
+                  for k, n in counts[counts.between(1, 9)].items()]
+        present = counts[counts > 0]
+        if len(present) and present.max() > 3 * present.min():
+            big, small = present.idxmax(), present.idxmin()
             notes.append(f"heavy class imbalance: '{big}' has {present[big]} images, '{small}' "
                          f"{present[small]} ({present[big] / present[small]:.1f}:1); accuracy "
                          "will mislead, read per-class recall or use class weights")
-        if len(sizes) < len(self.paths):
-            notes.append(f"{len(self.paths) - len(sizes)} image headers could not be read")
+        if len(sizes) < len(self):
+            notes.append(f"{len(self) - len(sizes)} image headers could not be read")
         if self.report.skipped:
             notes.append(f"{len(self.report.skipped)} bad files were skipped (see the report)")
-        return DataSummary(counts, sizes[0] if sizes else None, sizes[-1] if sizes else None, notes)
+        return DataSummary(self.counts(), sizes[0] if sizes else None, sizes[-1] if sizes else None,
+                           notes)
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
     """(width, height) as displayed, from the header only; None if unreadable."""
     try:
         with open(path, "rb", opener=regular_opener) as file, Image.open(file) as img:
-            width, height = img.size
-            return (height, width) if _orientation(img) in _ROTATED else (width, height)
+            return img.size[::-1] if img.getexif().get(0x0112) in _ROTATED else img.size
     except Exception:  # noqa: BLE001 - the summary counts unreadable headers instead
         return None
-
-
-def _is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def _is_junk(name: str) -> bool:
@@ -446,43 +430,39 @@ def _folder_problem(sub: Path, parent: Path, follow: bool, visited: set) -> str 
     if sub.is_symlink() and not follow:
         return "symlinked folder not followed (follow_symlinks=False)"
     try:
-        info = sub.stat()
+        key = (sub.stat().st_dev, sub.stat().st_ino)
     except OSError as err:
         return f"cannot open folder: {err.strerror}"
-    if (info.st_dev, info.st_ino) in visited:
+    if key in visited:
         real = os.path.realpath(sub)
         if os.path.commonpath([real, os.path.realpath(parent)]) == real:
             return f"symlink loop: points back to {real}"
         return f"folder already included via another path ({real})"
-    visited.add((info.st_dev, info.st_ino))
+    visited.add(key)
     return None
 
 
 def _scan(folder: Path, follow: bool, visited: set, report: LoadReport) -> list[Path]:
     """All image-named files below ``folder``, skipping hidden names and loops."""
+    try:
+        entries = sorted(entry for entry in folder.iterdir() if not _is_junk(entry.name))
+    except OSError as err:
+        report.skipped.append(SkippedFile(folder, f"cannot list folder: {err.strerror}"))
+        return []
     found = []
-
-    def unlistable(err: OSError):
-        report.skipped.append(SkippedFile(Path(err.filename), f"cannot list folder: {err.strerror}"))
-
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow, onerror=unlistable):
-        here = Path(dirpath)
-        keep = []
-        for name in sorted(d for d in dirnames if not _is_junk(d)):
-            why = _folder_problem(here / name, here, follow, visited)
-            if why:
-                report.skipped.append(SkippedFile(here / name, why))
-            else:
-                keep.append(name)
-        dirnames[:] = keep
-        for path in (here / f for f in sorted(filenames) if not _is_junk(f)):
-            if not _is_image_name(path.name):
-                report.ignored.append(path)
-            elif is_regular_file(path) or not os.path.exists(path):
-                found.append(path)  # missing, broken links, loops: decoding names the reason
-            else:  # a FIFO or a link to /dev/zero would block or never end when read
-                report.skipped.append(SkippedFile(path, f"not a regular file ({file_kind(path)}); "
-                                                        "not read"))
+    for entry in entries:
+        why = _folder_problem(entry, folder, follow, visited) if entry.is_dir() else None
+        if why:
+            report.skipped.append(SkippedFile(entry, why))
+        elif entry.is_dir():
+            found += _scan(entry, follow, visited, report)
+        elif not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+            report.ignored.append(entry)
+        elif file_kind(entry) == "a regular file" or not os.path.exists(entry):
+            found.append(entry)  # missing, broken links, loops: decoding names the reason
+        else:  # a FIFO or a link to /dev/zero would block or never end when read
+            report.skipped.append(SkippedFile(entry, f"not a regular file ({file_kind(entry)}); "
+                                                     "not read"))
     return found
 
 
@@ -565,60 +545,48 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int
             "pass the folder that holds the class folders"
         raise ValueError(problem("image folder", layout, f"the file {root}", fix) if root.exists()
                          else problem("image folder", layout, str(root), "check the path"))
-    report, class_dirs = LoadReport(), []
-    for entry in (e for e in sorted(root.iterdir()) if not _is_junk(e.name)):
-        if entry.is_dir() and (follow_symlinks or not entry.is_symlink()):
-            class_dirs.append(entry)
-        elif entry.is_dir():
-            report.skipped.append(SkippedFile(entry, "symlinked folder not followed"))
-        elif _is_image_name(entry.name):
-            report.skipped.append(SkippedFile(entry, "image directly in the root folder, "
-                                                     "not in a class folder"))
-        else:
-            report.ignored.append(entry)
+    report = LoadReport()
+    found = _scan(root, follow_symlinks, {(root.stat().st_dev, root.stat().st_ino)}, report)
+    report.skipped += [SkippedFile(p, "image directly in the root folder, not in a class folder")
+                       for p in found if p.parent == root]
+    left_out = {item.path for item in report.skipped}
+    names = sorted(e.name for e in root.iterdir()
+                   if e.is_dir() and not _is_junk(e.name) and e not in left_out)
     # Control characters (newline, tab...) or bytes that are not UTF-8 (surrogates).
-    bad_names = [d.name for d in class_dirs
-                 if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in d.name)]
+    bad_names = [n for n in names if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in n)]
     if bad_names:
         raise ValueError(problem("class folder name", "a name without control characters "
                                  "(newline, tab...) and in UTF-8, as it becomes a label",
                                  bad_names[0], f"rename that folder in {root}"))
-    if len(class_dirs) < 2:
-        received = f"only one: '{class_dirs[0].name}'" if class_dirs else (
+    if len(names) < 2:
+        received = f"only one: '{names[0]}'" if names else (
             f"no sub-folders in {root} ({len(report.skipped)} images, "
             f"{len(report.ignored)} other files)")
         fix = f"put images in {root / 'cracked'} and {root / 'intact'}"
-        if class_dirs:
-            only = class_dirs[0]
-            fix = (f"if '{only.name}' holds the class folders, pass {only}"
-                   if any(p.is_dir() for p in only.iterdir()) else
+        if names:
+            fix = (f"if '{names[0]}' holds the class folders, pass {root / names[0]}"
+                   if any(p.is_dir() for p in (root / names[0]).iterdir()) else
                    "a classifier needs two or more classes: add a folder per class")
         raise ValueError(problem("image folder", "at least two class sub-folders", received, fix))
-
-    visited = {(d.stat().st_dev, d.stat().st_ino) for d in class_dirs}
-    files = {d.name: _scan(d, follow_symlinks, visited, report) for d in class_dirs}
-    bad = {}
+    files = {name: [p for p in found if p.relative_to(root).parts[0] == name] for name in names}
+    bad = set()
     if validate:
         every = [p for paths in files.values() for p in paths]
         _, skipped = check_images(tqdm(every, desc="Checking images", unit="img",
                                        disable=not verbose))
         report.skipped += skipped
-        bad_paths = {s.path for s in skipped}
-        bad = {k: sum(p in bad_paths for p in v) for k, v in files.items()}
-        files = {k: [p for p in v if p not in bad_paths] for k, v in files.items()}
+        bad = {s.path for s in skipped}
     for item in report.skipped:
         warnings.warn(f"vitl: skipped {item.path}: {item.reason}", stacklevel=2)
-    empty = [f"'{k}'" + (f" (all {bad[k]} files bad)" if bad.get(k) else "")
-             for k, v in files.items() if not v]
+    empty = [f"'{k}'" + (f" (all {len(v)} files bad)" if v else "")
+             for k, v in files.items() if set(v) <= bad]
     if empty:
         raise ValueError(problem("class folders", f"images ({'/'.join(IMAGE_EXTENSIONS)}) in "
                                  "every class folder", f"no usable image in {', '.join(empty)}",
                                  "add images there or remove the folder"))
-    names = sorted(files)
-    paths = [p for name in names
-             for p in sorted(files[name], key=lambda p: Path(os.path.relpath(p, root)).as_posix())]
-    labels = [label for label, name in enumerate(names) for _ in files[name]]
-    return ImageCollection(root, paths, labels, names, report)
+    kept = sorted((names.index(name), Path(os.path.relpath(p, root)).as_posix(), p)
+                  for name, paths in files.items() for p in paths if p not in bad)
+    return ImageCollection(root, [p for *_, p in kept], [k[0] for k in kept], names, report)
 
 
 def paths_or_arrays(images) -> tuple[list[Path] | None, list[np.ndarray] | None]:
@@ -681,14 +649,10 @@ class Split(NamedTuple):
             >>> split(c, 1.0, 0.0, 0.0).summary().splitlines()[1].split()
             ['a', '1', '0', '0', '1']
         """
-        names = self.train.class_names
-        width = max([len("total")] + [len(n) for n in names])
-        parts = [part.counts() for part in self]
-        rows = [f"{'class':<{width}}  {'train':>6}  {'validation':>10}  {'test':>6}  {'total':>6}"]
-        for name in names + ["total"]:
-            n = [sum(c.values()) if name == "total" else c[name] for c in parts]
-            rows.append(f"{name:<{width}}  {n[0]:>6}  {n[1]:>10}  {n[2]:>6}  {sum(n):>6}")
-        return "\n".join(rows)
+        table = pd.DataFrame({name: part.counts() for name, part in zip(self._fields, self)})
+        table["total"] = table.sum(axis=1)
+        table.loc["total"] = table.sum()
+        return table.astype(np.int64).rename_axis("class").reset_index().to_string(index=False)
 
     __str__ = summary
 

@@ -11,24 +11,6 @@ Both return a plain image folder (one sub-folder per class) that
   tiles with and without thin branching cracks, for offline demos, tests and teaching.
 """
 
-from .sdnet import (
-    MIRROR_ENV,
-    SDNET2018_ATTRIBUTION,
-    SDNET2018_CLASSES,
-    SDNET2018_SHA256,
-    SDNET2018_SIZE,
-    SDNET2018_URL,
-    SDNET2018_ZIP_NAMES,
-    DatasetChecksumError,
-    DatasetUnavailableError,
-    data_mirror_dir,
-    find_sdnet_zip,
-    sdnet2018_decks,
-    tutorial_data,
-)
-from .synthetic import SYNTHETIC_MASK_DIR, make_synthetic_cracks, synthetic_mask_path
-
-__all__ = ["MIRROR_ENV", "SDNET2018_ATTRIBUTION", "SDNET2018_CLASSES", "SDNET2018_SHA256",
-           "SDNET2018_SIZE", "SDNET2018_URL", "SDNET2018_ZIP_NAMES", "SYNTHETIC_MASK_DIR",
-           "DatasetChecksumError", "DatasetUnavailableError", "data_mirror_dir", "find_sdnet_zip",
-           "make_synthetic_cracks", "sdnet2018_decks", "synthetic_mask_path", "tutorial_data"]
+# Each module's __all__ is the one list of what it exports.
+from .sdnet import *
+from .synthetic import *

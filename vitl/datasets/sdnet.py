@@ -9,6 +9,8 @@ synthetic tiles when the sample cannot be had.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import socket
@@ -206,16 +208,11 @@ def _fetch(mirror, root: Path, force, timeout, verbose) -> tuple[Path, str]:
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(root / SDNET2018_ZIP_NAMES[0])  # downloads of crashed runs
     tried: list[str] = []
-    for label, path in _candidates(mirror, root, tried):
-        try:
-            _verify_zip(path, label)
-            break
-        except DatasetChecksumError:
-            if not label.startswith("from earlier download"):
-                raise
-            path.unlink()  # our own download went bad: fetch it again
+    label, path = next(_candidates(mirror, root, tried), (None, None))
+    if path:
+        _verify_zip(path, label)
     else:
-        path, label = _download(root / SDNET2018_ZIP_NAMES[0], timeout, verbose, tried)
+        label, path = _download(root / SDNET2018_ZIP_NAMES[0], timeout, verbose, tried)
     _unpack(path, target)
     return target, f"{label} (sha256 ok) -> {target}"
 
@@ -225,9 +222,8 @@ def _candidates(mirror, root: Path, tried: list[str]):
     if not mirror and not os.environ.get(MIRROR_ENV):
         tried.append(f"no mirror (mirror=None and ${MIRROR_ENV} unset)")
     bundle = data_mirror_dir()
-    places = (("mirror", mirror), (MIRROR_ENV, os.environ.get(MIRROR_ENV)),
-              ("imported bundle", bundle if bundle.is_dir() else None))
-    for label, place in places:
+    for label, place in (("mirror", mirror), (MIRROR_ENV, os.environ.get(MIRROR_ENV)),
+                         ("imported bundle", bundle if bundle.is_dir() else None)):
         place = Path(place).expanduser() if place else None
         found = [place] if place and place.is_file() else \
             [place / name for name in SDNET2018_ZIP_NAMES if place and (place / name).is_file()]
@@ -242,11 +238,8 @@ def _candidates(mirror, root: Path, tried: list[str]):
 
 
 def _is_complete(folder: Path) -> bool:
-    try:
-        recorded = (folder / _MARKER).read_text().split()
-    except OSError:
-        return False
-    return recorded[:1] == [SDNET2018_SHA256] and all(
+    marker = folder / _MARKER
+    return marker.is_file() and marker.read_text().split()[:1] == [SDNET2018_SHA256] and all(
         (folder / name).is_dir() for name in SDNET2018_CLASSES)
 
 
@@ -261,26 +254,19 @@ def _verify_zip(path: Path, origin: str) -> None:
             "(the file is corrupt or a different one); nothing was unpacked"))
 
 
-def _download(dest: Path, timeout: float, verbose: int, tried: list[str]) -> tuple[Path, str]:
+def _download(dest: Path, timeout: float, verbose: int, tried: list[str]) -> tuple[str, Path]:
     """Download the zip to ``dest`` with ``keras.utils.get_file`` (through a temp file)."""
-    from keras import config, utils  # imported here: Keras loads TensorFlow
+    from keras import utils  # imported here: Keras loads TensorFlow
 
-    quiet = not verbose and config.is_interactive_logging_enabled()
-    if quiet:
-        config.disable_interactive_logging()
     default_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # get_file has no timeout; urlopen uses this default
-    # get_file writes straight to its target: a temp name keeps a killed download from
-    # looking like a finished one.
-    try:
-        with atomic_path(dest) as part:
+    quiet = contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext()
+    try:  # get_file writes straight to its target: a temp name keeps a killed download
+        with atomic_path(dest) as part, quiet:  # from looking like a finished one
             try:
                 resolve_host(SDNET2018_URL)
-                utils.get_file(part.name, SDNET2018_URL, file_hash=SDNET2018_SHA256,
-                               cache_dir=str(part.parent), cache_subdir="")
-            except ValueError:  # get_file's hash check; _verify_zip says what was received
-                _verify_zip(part, f"downloaded from {SDNET2018_URL}")
-                raise
+                utils.get_file(part.name, SDNET2018_URL, cache_dir=str(part.parent),
+                               cache_subdir="")
             except Exception as err:  # get_file reports network failures as plain Exception
                 tried.append(f"download {SDNET2018_URL}: {err}")
                 raise DatasetUnavailableError(problem(
@@ -289,11 +275,10 @@ def _download(dest: Path, timeout: float, verbose: int, tried: list[str]) -> tup
                     "; ".join(tried), f"set {MIRROR_ENV}=/folder/with/the/zip, or pass "
                     f"mirror='/folder/with/the/zip', or download {SDNET2018_URL} by hand into "
                     "such a folder")) from err
+            _verify_zip(part, f"downloaded from {SDNET2018_URL}")
     finally:
         socket.setdefaulttimeout(default_timeout)
-        if quiet:
-            config.enable_interactive_logging()
-    return dest, f"downloaded from {SDNET2018_URL}"
+    return f"downloaded from {SDNET2018_URL}", dest
 
 
 def _unpack(zip_path: Path, target: Path) -> None:
@@ -313,3 +298,9 @@ def _unpack(zip_path: Path, target: Path) -> None:
     except OSError:
         if not _is_complete(target):  # else another process unpacked it at the same time
             raise
+
+
+__all__ = ["MIRROR_ENV", "SDNET2018_ATTRIBUTION", "SDNET2018_CLASSES", "SDNET2018_SHA256",
+           "SDNET2018_SIZE", "SDNET2018_URL", "SDNET2018_ZIP_NAMES", "DatasetChecksumError",
+           "DatasetUnavailableError", "data_mirror_dir", "find_sdnet_zip", "sdnet2018_decks",
+           "tutorial_data"]

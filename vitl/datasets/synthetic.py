@@ -3,23 +3,22 @@
 :func:`make_synthetic_cracks` writes a two-class image folder that
 ``vitl.data.load_image_folder`` reads; :func:`synthetic_mask_path` finds a
 tile's crack mask. A tile is grey-beige noise at several scales (grain, mottling,
-pores, uneven light); a crack is a dark random walk with momentum and a few
-branches; distractors are straight things that are not cracks (saw cuts,
-scratches, shadows).
+pores, uneven light); a crack is a dark meandering walk with a few branches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
-from scipy.ndimage import gaussian_filter
+from PIL import Image
+from scipy.ndimage import distance_transform_edt, gaussian_filter, gaussian_filter1d
 from tqdm import tqdm
 
-from .._errors import check_fraction, check_int, check_verbose, problem
+from .._errors import check_int, check_verbose, problem
 from .._files import atomic_folder
 
 #: Hidden folder (beside the class folders) holding the crack masks; image-folder
@@ -27,31 +26,28 @@ from .._files import atomic_folder
 SYNTHETIC_MASK_DIR = ".masks"
 _MARKER = ".synthetic-cracks.json"
 #: Bump when the drawing changes, so earlier folders are regenerated.
-_VERSION = 2
-_SUPERSAMPLE = 3  # lines are drawn at 3x and shrunk, for soft antialiased edges
+_VERSION = 3
 _README = """# Synthetic concrete-crack tiles (not real data)
 
 Made by `vitl.datasets.make_synthetic_cracks` with {settings}. `tiles.csv` lists per tile its
-class, crack share and distractors; `.masks/` (if there) holds crack masks, 255 = crack.
+class and crack share; `.masks/` (if there) holds crack masks, 255 = crack.
 """
 
 
 def make_synthetic_cracks(out_dir, n_per_class: int = 50, *, size: int = 224, seed: int = 0,
                           masks: bool = False, class_names=("cracked", "uncracked"),
-                          distractor_fraction: float = 0.5, overwrite: bool = False,
-                          verbose: int = 1) -> Path:
+                          overwrite: bool = False, verbose: int = 1) -> Path:
     """Draw a two-class image folder of synthetic concrete tiles with and without cracks.
 
-    Tiles of the first class get thin dark branching cracks (about 1-3% of the
-    pixels); a share ``distractor_fraction`` of the second class get crack-like
-    distractors (saw cuts, scratches, shadows), so "any dark line" is not the
-    answer. Every tile keeps the mean brightness of its texture, so brightness
-    statistics say next to nothing about the class.
+    Tiles of the first class get a thin dark branching crack (0.6-8% of the
+    pixels, about 1-4% on average). Every tile keeps the mean brightness of its
+    texture and the textures' contrast varies, so a tile's brightness mean and
+    standard deviation say little about the class.
 
     Layout: ``out_dir/<class>/<class>_<i:04d>.png``; with ``masks=True`` also
     ``out_dir/.masks/<class>_<i:04d>.png`` (255 = crack) for the cracked class
     (see :func:`synthetic_mask_path`). ``README.md`` says how the folder was made
-    and ``tiles.csv`` lists per tile its class, crack share and distractors. Tile
+    and ``tiles.csv`` lists per tile its class and crack share. Tile
     ``i`` depends only on ``seed``, its class and ``i`` (not on ``n_per_class``).
     The same arguments again return at once; other arguments or ``overwrite=True``
     regenerate the folder as a whole (crash-safe). A non-empty ``out_dir`` this
@@ -64,7 +60,6 @@ def make_synthetic_cracks(out_dir, n_per_class: int = 50, *, size: int = 224, se
         seed: the random seed (integer >= 0).
         masks: also write binary crack masks.
         class_names: (cracked, uncracked) folder names.
-        distractor_fraction: share of uncracked tiles that get distractors.
         overwrite: regenerate even when ``out_dir`` already matches.
         verbose: 0 silent, 1 (or 2) a progress bar.
 
@@ -95,15 +90,12 @@ def make_synthetic_cracks(out_dir, n_per_class: int = 50, *, size: int = 224, se
               "n_per_class": check_int("n_per_class", n_per_class, minimum=1),
               "size": check_int("size", size, minimum=32, fix="pass size=224 (or at least 32)"),
               "seed": check_int("seed", seed, minimum=0, fix="pass a seed such as 0"),
-              "masks": bool(masks), "class_names": list(names),
-              "distractor_fraction": check_fraction("distractor_fraction", distractor_fraction)}
+              "masks": bool(masks), "class_names": list(names)}
     verbose = check_verbose(verbose)
     marker = out_dir / _MARKER
-    try:
+    with contextlib.suppress(OSError, ValueError):  # no marker, or not JSON: (re)generate
         if not overwrite and json.loads(marker.read_text()) == params:
             return out_dir
-    except (OSError, ValueError):
-        pass
     if out_dir.exists() and not marker.is_file() and (
             not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(problem(
@@ -138,160 +130,75 @@ def _write_tiles(folder: Path, params: dict, verbose: int) -> None:
     names, n = params["class_names"], params["n_per_class"]
     for name in names + ([SYNTHETIC_MASK_DIR] if params["masks"] else []):
         (folder / name).mkdir()
-    rows = ["file,class,crack_share,distractors"]
+    rows = ["file,class,crack_share"]
     for class_index, i in tqdm(itertools.product((0, 1), range(n)), total=2 * n,
                                desc="synthetic cracks", disable=not verbose):
         # Tile i's seed depends on (seed, class, i) only, not on n_per_class.
         rng = np.random.default_rng(np.random.SeedSequence(params["seed"],
                                                            spawn_key=(class_index, i)))
-        image, mask, distractors = _draw_tile(rng, params["size"], crack=class_index == 0,
-                                              distractor_fraction=params["distractor_fraction"])
+        image, mask = _draw_tile(rng, params["size"], crack=class_index == 0)
         name = names[class_index]
         stem = f"{name}_{i:04d}.png"
         Image.fromarray(image).save(folder / name / stem, compress_level=1)  # 5x faster, lossless
-        if mask is not None and params["masks"]:
+        if class_index == 0 and params["masks"]:
             Image.fromarray(mask.astype(np.uint8) * 255).save(folder / SYNTHETIC_MASK_DIR / stem)
-        share = 0.0 if mask is None else mask.mean()
-        rows.append(f"{name}/{stem},{name},{share:.4f},{'+'.join(distractors)}")
+        rows.append(f"{name}/{stem},{name},{mask.mean():.4f}")
     (folder / "tiles.csv").write_text("\n".join(rows) + "\n")
     settings = ", ".join(f"{k}={v}" for k, v in params.items())
     (folder / "README.md").write_text(_README.format(settings=settings))
     (folder / _MARKER).write_text(json.dumps(params) + "\n")  # last: it marks "complete"
 
 
-def _draw_tile(rng: np.random.Generator, size: int, *, crack: bool,
-               distractor_fraction: float = 0.5):
-    """Draw one tile; return (uint8 RGB image, bool crack mask or None, distractor names)."""
+def _draw_tile(rng: np.random.Generator, size: int, *, crack: bool):
+    """Draw one tile; return (uint8 RGB image, bool crack mask, all False without a crack)."""
     s = size / 224  # lengths below are in pixels of a 224-px tile
-    light = _texture(rng, size, s)
+    light = np.ones((size, size))
+    rough = rng.uniform(0.7, 1.4)  # texture contrast varies, so a tile's std is no giveaway
+    for sigma, amp in ((40, 0.06), (12, 0.05), (4, 0.04), (1.2, 0.05), (0, 0.05)):
+        noise = gaussian_filter(rng.standard_normal((size, size)), sigma * s)
+        light += amp * rough * noise / noise.std()
+    pores = gaussian_filter((rng.random((size, size)) < 0.001).astype(float), 0.8 * s)
+    light -= 0.4 * pores / max(pores.max(), 1e-9)
     mean = light.mean()
-    mask, distractors = None, []
-    if crack:
-        coverage = _crack_coverage(rng, size, s)
-        halo = np.clip(gaussian_filter(coverage, 2.5 * s) * 2.5, 0, 1)
-        light = light * (1 - rng.uniform(0.06, 0.15) * halo) \
-            * (1 - rng.uniform(0.45, 0.75) * coverage)
-        mask = coverage >= 0.35
-    elif rng.random() < distractor_fraction:
-        distractors = sorted(rng.choice(["saw_cut", "scratches", "shadow"],
-                                        size=1 if rng.random() < 0.7 else 2, replace=False))
-        for kind in distractors:
-            light = light * _DISTRACTORS[kind](rng, size, s)
+    coverage = _crack_coverage(rng, size, s) if crack else np.zeros((size, size))
+    halo = np.clip(gaussian_filter(coverage, 2.5 * s) * 2.5, 0, 1)
+    light *= (1 - rng.uniform(0.06, 0.15) * halo) * (1 - rng.uniform(0.45, 0.75) * coverage)
     light *= mean / light.mean()  # like a camera's auto-exposure: the class is not in the mean
     tint = rng.uniform(0.52, 0.78) * (np.array([1.0, 0.975, 0.935]) + rng.normal(0, 0.008, 3))
-    return np.clip(light[..., None] * tint * 255 + 0.5, 0, 255).astype(np.uint8), mask, distractors
-
-
-def _noise(rng, grid: int, size: int) -> np.ndarray:
-    """Unit-variance noise on a ``grid`` x ``grid`` lattice, bicubic-upsampled to ``size``."""
-    small = rng.standard_normal((grid + 2, grid + 2)).astype(np.float32)  # margins hide edges
-    return np.asarray(Image.fromarray(small, "F").resize((size, size), Image.BICUBIC,
-                                                         box=(1, 1, grid + 1, grid + 1)))
-
-
-def _texture(rng, size: int, s: float) -> np.ndarray:
-    """Relative brightness around 1: mottling, grain, aggregate, pores, uneven light."""
-    rough = rng.uniform(0.7, 1.4)
-    light = np.ones((size, size), np.float32)
-    for cells, amp in ((3, 0.05), (6, 0.04), (12, 0.03), (28, 0.03), (56, 0.03), (112, 0.035)):
-        grid = min(size - 2, cells if cells <= 12 else max(2, round(cells * s)))
-        light += amp * rough * rng.uniform(0.6, 1.4) * _noise(rng, grid, size)
-    light += 0.05 * rough * rng.standard_normal((size, size)).astype(np.float32)
-    for count, sigma, amp in ((700, 0.8, 0.12), (80, 1.8, 0.07), (45, 0.7, -0.45)):
-        dots = np.zeros((size, size), np.float32)  # soft blobs: blurred impulses
-        n = rng.poisson(count * s * s)
-        dots[tuple(rng.integers(0, size, (2, n)))] = rng.uniform(0.4, 1.0, n) * (
-            rng.choice([-1, 1], n) if amp > 0 else 1)
-        peak = 2 * np.pi * 3.5 * (sigma * s) ** 2  # a blurred impulse peaks near 1 / peak
-        light += amp * np.clip(gaussian_filter(dots, sigma * s) * peak, -1, 1)
-    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
-    angle = rng.uniform(0, 2 * np.pi)
-    return light * (1 + rng.uniform(0, 0.12) * (x * np.cos(angle) + y * np.sin(angle))
-                    - rng.uniform(0, 0.06) * (x * x + y * y))
-
-
-def _soft_lines(size: int, segments) -> np.ndarray:
-    """Soft [0, 1] coverage of line segments ``[((x0, y0), (x1, y1), width), ...]``.
-
-    Drawn at 3x with round joints and box-shrunk, for antialiased edges.
-    """
-    k = _SUPERSAMPLE
-    canvas = Image.new("L", (size * k, size * k), 0)
-    draw = ImageDraw.Draw(canvas)
-    for start, end, width in segments:
-        (x0, y0), (x1, y1), w = np.multiply(start, k), np.multiply(end, k), width * k
-        draw.line([(x0, y0), (x1, y1)], fill=255, width=max(1, round(w)))
-        draw.ellipse([x1 - w / 2, y1 - w / 2, x1 + w / 2, y1 + w / 2], fill=255)
-    return np.asarray(canvas.resize((size, size), Image.BOX), np.float32) / 255
+    return np.clip(light[..., None] * tint * 255 + 0.5, 0, 255).astype(np.uint8), coverage >= 0.5
 
 
 def _crack_coverage(rng, size: int, s: float) -> np.ndarray:
-    """Soft coverage of one or two branching cracks, redrawn until 0.6-8% of the tile."""
-    for _attempt in range(20):
-        walks = []
-        for _ in range(1 if rng.random() < 0.75 else 2):
-            side = rng.uniform(0.1, 0.9) * size
-            start, heading = [((side, 0), np.pi / 2), ((side, size), -np.pi / 2),
-                              ((0, side), 0.0), ((size, side), np.pi)][rng.integers(4)]
-            walks += _walk(rng, np.array(start, float), heading + rng.normal(0, 0.5),
-                           rng.uniform(1.3, 3.4) * s, rng.uniform(0.7, 1.4) * size, s, depth=0)
-        coverage = _soft_lines(size, walks)
-        if 0.006 <= (coverage >= 0.35).mean() <= 0.08:
+    """Soft [0, 1] coverage of a branching crack, redrawn until it covers 0.6-8% of the tile."""
+    for _attempt in range(20):  # from the left edge rightwards; turned at the end
+        start = (0, rng.uniform(0.1, 0.9) * (size - 1))
+        points, widths = _walk(rng, start, 0.0, rng.uniform(0.7, 1.7) * s, size * 1.2)
+        for b in rng.choice(len(points), rng.integers(0, 4)):  # branches off the main crack
+            turn = rng.choice([-1, 1]) * rng.uniform(0.35, 1.1)
+            branch = _walk(rng, points[b], turn, widths[b] * 0.6,
+                           size * rng.uniform(0.15, 0.45))
+            points, widths = np.vstack([points, branch[0]]), np.concatenate([widths, branch[1]])
+        inside = np.all((points >= 0) & (points <= size - 1), 1)
+        (col, row), half = np.round(points[inside]).astype(int).T, widths[inside]
+        centre, half_width = np.ones((size, size), bool), np.zeros((size, size))
+        centre[row, col] = False
+        np.maximum.at(half_width, (row, col), half)
+        # Each pixel is covered by the nearest centre-line pixel's width: soft edges, 1 px wide.
+        distance, (near_row, near_col) = distance_transform_edt(centre, return_indices=True)
+        coverage = np.clip(half_width[near_row, near_col] + 0.5 - distance, 0, 1)
+        if 0.006 <= (coverage >= 0.5).mean() <= 0.08:
             break
-    return coverage
+    return np.rot90(coverage, rng.integers(4))
 
 
-def _walk(rng, point, heading, width, length, s, depth) -> list:
-    """Segments (start, end, width) of a random walk with momentum, and of its branches."""
-    n = max(2, int(length / (2.5 * s)))
-    momentum = np.zeros(n)  # the deviation from the drifting course reverts: no loops
-    kicks = rng.normal(0, 0.1, n)
-    for k in range(1, n):
-        momentum[k] = 0.9 * momentum[k - 1] + kicks[k]
-    angles = heading + np.cumsum(rng.normal(0, 0.025, n)) + momentum + rng.normal(0, 0.35, n)
-    steps = 2.5 * s * np.stack([np.cos(angles), np.sin(angles)], 1)
-    path = np.vstack([point, point + np.cumsum(steps, 0)])
-    k = np.arange(n)
-    widths = np.maximum(max(1.0, s), width * np.minimum(1, np.minimum((k + 1) / 6, (n - k) / 10))
-                        * rng.uniform(0.75, 1.0, n))
-    segments = [(path[i], path[i + 1], widths[i]) for i in range(n)]
-    branch_at = np.flatnonzero(rng.random(n) < (0.035 if depth == 0 else 0.015))
-    for b in branch_at if depth < 2 else []:
-        segments += _walk(rng, path[b + 1], angles[b] + rng.choice([-1, 1]) * rng.uniform(0.35, 1.1),
-                          max(1.0, s, width * rng.uniform(0.4, 0.75)),
-                          length * rng.uniform(0.15, 0.45), s, depth + 1)
-    return segments
+def _walk(rng, start, heading: float, half_width: float, length: float):
+    """Points (n, 2) one pixel apart and half-widths (n,) of a meandering walk, tapered ends."""
+    n = max(2, int(length))
+    meander = gaussian_filter1d(rng.normal(0, 2.0, n), 6) + np.cumsum(rng.normal(0, 0.01, n))
+    angles = heading + meander + rng.normal(0, 0.3, n)
+    points = start + np.cumsum(np.stack([np.cos(angles), np.sin(angles)], 1), 0)
+    taper = np.minimum(1, np.minimum(np.arange(1, n + 1) / 15, np.arange(n, 0, -1) / 25))
+    return points, np.maximum(0.5, half_width * taper * rng.uniform(0.75, 1.0, n))
 
-
-def _saw_cut(rng, size, s):
-    """A straight joint of uniform width right across the tile, mostly near-axis-aligned."""
-    angle = rng.choice([0, np.pi / 2]) + rng.normal(0, 0.04) if rng.random() < 0.7 \
-        else rng.uniform(0, np.pi)
-    cx, cy = rng.uniform(0.15, 0.85, 2) * size
-    dx, dy = np.cos(angle) * 2 * size, np.sin(angle) * 2 * size
-    line = _soft_lines(size, [((cx - dx, cy - dy), (cx + dx, cy + dy), rng.uniform(2, 4.5) * s)])
-    return 1 - rng.uniform(0.35, 0.6) * line
-
-
-def _scratches(rng, size, s):
-    """A few short thin straight marks, light or dark, roughly parallel (like broom texture)."""
-    lines = []
-    angle = rng.uniform(0, np.pi)
-    for _ in range(rng.integers(3, 10)):
-        a, half = angle + rng.normal(0, 0.12), rng.uniform(0.04, 0.15) * size
-        (cx, cy), dx, dy = rng.uniform(0, size, 2), half * np.cos(a), half * np.sin(a)
-        lines.append(((cx - dx, cy - dy), (cx + dx, cy + dy), rng.uniform(0.8, 1.6) * s))
-    return 1 + rng.choice([-1, 1]) * rng.uniform(0.2, 0.4) * _soft_lines(size, lines)
-
-
-def _shadow(rng, size, s):
-    """A soft shadow: part of the tile darker, with a blurred straight edge."""
-    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
-    angle, (cx, cy) = rng.uniform(0, 2 * np.pi), rng.uniform(-0.6, 0.6, 2)
-    distance = ((x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)) * size / 2
-    return 1 - rng.uniform(0.2, 0.4) / (1 + np.exp(-distance / (rng.uniform(3, 12) * s)))
-
-
-_DISTRACTORS = {"saw_cut": _saw_cut, "scratches": _scratches, "shadow": _shadow}
 
 __all__ = ["SYNTHETIC_MASK_DIR", "make_synthetic_cracks", "synthetic_mask_path"]
