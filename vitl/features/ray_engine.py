@@ -121,15 +121,10 @@ def _connect(ray, address, workers, cpus_per_worker) -> bool:
 
 def _one_line(err: BaseException) -> str:
     """vitl's own one-line message from inside Ray's wrappers, else a summary of the failure."""
-    seen, current = set(), err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        for line in reversed(str(current).splitlines()):
-            if "Fix:" in line:  # a vitl problem(...) line, e.g. "ValueError: worker weights: ..."
-                head, _, rest = line.strip().partition(": ")
-                return rest if head.endswith(("Error", "Exception")) else line.strip()
-        cause = getattr(current, "cause", None)
-        current = cause if isinstance(cause, BaseException) else current.__cause__
+    for line in reversed(str(err).splitlines()):
+        if "Fix:" in line:  # a vitl problem(...) line, e.g. "ValueError: worker weights: ..."
+            head, _, rest = line.strip().partition(": ")
+            return rest if head.endswith(("Error", "Exception")) else line.strip()
     first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     return problem("ray engine", "every shard computed", f"{type(err).__name__}: {first}",
                    "rerun the same command: finished shards are kept, only missing ones run "
