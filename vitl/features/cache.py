@@ -20,6 +20,7 @@ This module imports neither TensorFlow nor Keras, so ``vitl cache info`` is fast
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -92,7 +93,7 @@ class FeatureSpace:
     view: int = 0
     transform_id: str | None = None
 
-    @property
+    @functools.cached_property  # the sha256 is worth computing once per space object
     def id(self) -> str:
         """A stable 32-hex-digit id of all the fields (the sha256 of their JSON).
 
@@ -223,11 +224,7 @@ class FeatureCache(contextlib.AbstractContextManager):
 
     def __init__(self, directory):
         self.directory = Path(directory).expanduser()
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(problem(
-                "cache", "a folder for the feature cache", str(self.directory),
-                "pass a folder path (the database file inside it is created for you)"))
-        try:
+        try:  # also refuses a file ("File exists")
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ValueError(_unwritable(self.directory, err.strerror)) from None
