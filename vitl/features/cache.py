@@ -445,23 +445,24 @@ class FeatureCache(contextlib.AbstractContextManager):
             ("INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?)",
              [(key.space.id, key.content, *_encode(vector), now) for key, vector in items]))
 
-    def record_run(self, backbone: str, images: int, hits: int, computed: int, repaired: int,
-                   seconds: float) -> None:
-        """Remember a featurize run's numbers as ``backbone``'s last run (for :meth:`info`).
+    def record_run(self, stats) -> None:
+        """Remember a featurize run's numbers as its backbone's last run (for :meth:`info`).
 
         Args:
-            backbone: the backbone's name.
-            images, hits, computed, repaired, seconds: the run's :class:`FeatureStats` numbers.
+            stats: the run's :class:`~vitl.features.FeatureStats` (``backbone``, ``images``,
+                ``hits``, ``computed``, ``repaired``, ``seconds``).
 
         Example:
             >>> import tempfile
+            >>> from vitl.features import FeatureStats
             >>> cache = FeatureCache(tempfile.mkdtemp())
-            >>> cache.record_run("mobilenetv2", 10, 8, 2, 0, 1.5)
+            >>> cache.record_run(FeatureStats("mobilenetv2", 10, 8, 2, 0, 1.5))
             >>> cache.info().last_runs["mobilenetv2"]["hit_rate"]
             0.8
         """
-        self._write(("INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)",
-                     [(backbone, time.time(), images, hits, computed, repaired, seconds)]))
+        self._write(("INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)", [(
+            stats.backbone, time.time(), stats.images, stats.hits, stats.computed, stats.repaired,
+            stats.seconds)]))
 
     # -- maintenance -----------------------------------------------------
 

@@ -265,7 +265,11 @@ class Featurizer:
         self.cache = _open_cache(cache)
         self.verbose = check_verbose(verbose)
         self.last_stats: FeatureStats | None = None
-        self._space = None  # the fingerprint hashes random weights: compute it once
+        from ..backbones.registry import PREPROCESSING_VERSION
+
+        # Once: the fingerprint of random weights hashes them all.
+        self._space = FeatureSpace(extractor.name, extractor.fingerprint, int(extractor.input_size),
+                                   PREPROCESSING_VERSION, extractor.precision)
 
     def __repr__(self) -> str:
         return (f"Featurizer({self.extractor.name}@{self.extractor.input_size}, "
@@ -287,12 +291,6 @@ class Featurizer:
             >>> Featurizer(fx, cache=None).space(2, "flip").view
             2
         """
-        if self._space is None:
-            from ..backbones.registry import PREPROCESSING_VERSION
-
-            fx = self.extractor
-            self._space = FeatureSpace(fx.name, fx.fingerprint, int(fx.input_size),
-                                       PREPROCESSING_VERSION, fx.precision)
         return replace(self._space, view=view, transform_id=transform_id if view else None)
 
     def keys(self, paths, views=(0,), transform_id: str | None = None) -> list[FeatureKey]:
@@ -418,8 +416,7 @@ class Featurizer:
             self.extractor.name, len(out), hits, computed, len(lookup.damaged),
             time.perf_counter() - start, str(self.extractor.precision), bad)
         if self.cache is not None and n:
-            self.cache.record_run(stats.backbone, stats.images, stats.hits, stats.computed,
-                                  stats.repaired, stats.seconds)
+            self.cache.record_run(stats)
         if self.verbose:
             print(stats, file=sys.stderr)
         return out.reshape(len(view_ids), n, dim) if views is not None else out
