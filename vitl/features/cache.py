@@ -30,7 +30,6 @@ import threading
 import time
 import warnings
 import zlib
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
@@ -50,7 +49,8 @@ SCHEMA_VERSION = 1
 # each other far less than this; it only bounds a pathological lock holder.
 BUSY_TIMEOUT_S = 120.0
 
-_SCHEMA = """
+_SCHEMA = f"""
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS spaces (id TEXT PRIMARY KEY, backbone TEXT NOT NULL,
     fingerprint TEXT NOT NULL, input_size INTEGER NOT NULL, preprocessing INTEGER NOT NULL,
     precision TEXT NOT NULL, view INTEGER NOT NULL, transform_id TEXT);
@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS features (space TEXT NOT NULL, content TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS last_run (backbone TEXT PRIMARY KEY, finished REAL NOT NULL,
     images INTEGER NOT NULL, hits INTEGER NOT NULL, computed INTEGER NOT NULL,
     repaired INTEGER NOT NULL, seconds REAL NOT NULL);
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
 """
 
 
@@ -165,10 +167,8 @@ def _unwritable(directory, why) -> str:
 
 def _is_damage(err: sqlite3.Error) -> bool:
     """Whether sqlite says the file is corrupt or not a database (not: locked, busy, full)."""
-    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-    return "malformed" in str(err) or "not a database" in str(err)
+    return getattr(err, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT,
+                                                          sqlite3.SQLITE_NOTADB)
 
 
 def _human_bytes(n: float) -> str:
@@ -233,73 +233,63 @@ class FeatureCache(contextlib.AbstractContextManager):
                 self.path.exists() and not os.access(self.path, os.W_OK)):
             raise ValueError(_unwritable(self.directory, "read-only"))
         self._lock = threading.RLock()
-        self._db = self._connect()
+        self._db = None
+        self._run(lambda db: None)  # open now: a damaged or newer file is dealt with here
 
-    def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer
-        # takes the write lock up front and waits (timeout= is sqlite's busy timeout)
-        # instead of failing when it would have to upgrade a read transaction.
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                             check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            # In WAL mode NORMAL never corrupts; only a power cut may lose the last commits.
-            db.execute("PRAGMA synchronous = NORMAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ValueError(problem(
-                    "feature cache", f"schema version <= {SCHEMA_VERSION}", version,
-                    "upgrade vitl, or point cache= at another folder"))
-            if version < SCHEMA_VERSION:
-                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; "
-                                 f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        except sqlite3.DatabaseError as err:
-            db.close()
-            if any(word in str(err) for word in ("readonly", "read-only", "unable to open")):
-                raise ValueError(_unwritable(self.directory, str(err))) from None
-            if not _is_damage(err):
-                raise
-            self._set_aside(err)
-            return self._connect()
-        return db
+    def _run(self, call):
+        """Return ``call(db)`` under the lock, opening the database first when needed.
 
-    def _set_aside(self, err) -> None:
-        """Move a damaged database (and its WAL) to ``features.sqlite.damaged-<time>``; warn."""
-        aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
-        for suffix in ("", "-wal", "-shm"):
-            if Path(f"{self.path}{suffix}").exists():
-                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-        warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as {aside} "
-                      "and started a new one: its features are recomputed as needed "
-                      "(`vitl cache clear` deletes the damaged copy)", stacklevel=4)
-
-    def _guarded(self, call):
-        """Run ``call()`` under the lock; on a damaged database set it aside, start anew, retry."""
+        A damaged database (on opening or in ``call``) is moved aside with its WAL to
+        ``features.sqlite.damaged-<time>-<pid>`` with a warning; ``call`` then runs on a new one.
+        """
         with self._lock:
             try:
-                return call()
+                if self._db is None:
+                    # isolation_level=None: writers issue BEGIN IMMEDIATE, taking the write lock
+                    # up front and waiting (timeout= is sqlite's busy timeout) instead of failing
+                    # when they would have to upgrade a read transaction.
+                    self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
+                                               isolation_level=None, check_same_thread=False)
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                    # In WAL mode NORMAL never corrupts; only a power cut may lose the last commits.
+                    self._db.execute("PRAGMA synchronous = NORMAL")
+                    version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                    if version > SCHEMA_VERSION:
+                        raise ValueError(problem(
+                            "feature cache", f"schema version <= {SCHEMA_VERSION}", version,
+                            "upgrade vitl, or point cache= at another folder"))
+                    if version < SCHEMA_VERSION:
+                        self._db.executescript(_SCHEMA)
+                return call(self._db)
             except sqlite3.DatabaseError as err:
+                if any(word in str(err) for word in ("readonly", "read-only", "unable to open")):
+                    raise ValueError(_unwritable(self.directory, str(err))) from None
                 if not _is_damage(err):
                     raise
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.close()
-                self._set_aside(err)
-                self._db = self._connect()
-                return call()
+                self._db.close()
+                self._db = None
+                aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
+                for suffix in ("", "-wal", "-shm"):
+                    if Path(f"{self.path}{suffix}").exists():
+                        os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+                warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as "
+                              f"{aside} and started a new one: its features are recomputed as "
+                              "needed (`vitl cache clear` deletes the damaged copy)", stacklevel=4)
+                return self._run(call)
 
     def _query(self, sql: str, args=()) -> list:
-        """All rows of one SELECT (damage-guarded)."""
-        return self._guarded(lambda: self._db.execute(sql, args).fetchall())
+        """All rows of one SELECT."""
+        return self._run(lambda db: db.execute(sql, args).fetchall())
 
     def _write(self, *statements) -> None:
-        """Run ``(sql, rows)`` pairs with ``executemany`` in one transaction (damage-guarded)."""
-        def write():
-            self._db.execute("BEGIN IMMEDIATE")
-            with self._db:  # commits, or rolls back on any exception (also KeyboardInterrupt)
+        """Run ``(sql, rows)`` pairs with ``executemany`` in one transaction."""
+        def write(db):
+            db.execute("BEGIN IMMEDIATE")
+            with db:  # commits, or rolls back on any exception (also KeyboardInterrupt)
                 for sql, rows in statements:
-                    self._db.executemany(sql, rows)
+                    db.executemany(sql, rows)
 
-        self._guarded(write)
+        self._run(write)
 
     def damaged_copies(self) -> list[Path]:
         """Return the damaged databases set aside in this folder (``features.sqlite.damaged-*``).
@@ -356,21 +346,13 @@ class FeatureCache(contextlib.AbstractContextManager):
             >>> found.found[key].tolist(), found.damaged
             ([1.0, 1.0], [])
         """
-        by_space = defaultdict(dict)
-        for key in keys:
-            by_space[key.space][key.content] = key
-        result = Lookup({}, [])
-        for space, wanted in by_space.items():
-            rows = self._query(  # json_each: any number of keys in one statement
-                "SELECT content, dim, crc32, vector FROM features WHERE space = ? AND "
-                "content IN (SELECT value FROM json_each(?))", (space.id, json.dumps(list(wanted))))
-            for content, dim, crc, blob in rows:
-                vector = _decode(dim, crc, blob)
-                if vector is None:
-                    result.damaged.append(wanted[content])
-                else:
-                    result.found[wanted[content]] = vector
-        return result
+        wanted = {(key.space.id, key.content): key for key in keys}
+        rows = self._query(  # json_each: any number of keys in one statement
+            "SELECT space, content, dim, crc32, vector FROM features WHERE (space, content) IN "
+            "(SELECT value ->> 0, value ->> 1 FROM json_each(?))", (json.dumps(list(wanted)),))
+        vectors = {wanted[space, content]: _decode(*rest) for space, content, *rest in rows}
+        return Lookup({key: v for key, v in vectors.items() if v is not None},
+                      [key for key, v in vectors.items() if v is None])
 
     def spaces(self) -> list[FeatureSpace]:
         """Return the feature spaces that hold vectors, sorted by id (for export).
@@ -513,9 +495,7 @@ class FeatureCache(contextlib.AbstractContextManager):
         removed = self._query(f"SELECT COUNT(*) FROM features{of_spaces}", args)[0][0]
         self._write(*((f"DELETE FROM {table}{rows}", [args]) for table, rows in
                       (("features", of_spaces), ("spaces", where), ("last_run", where))))
-        with self._lock:
-            self._db.execute("VACUUM")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._run(lambda db: db.executescript("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);"))
         if backbone is None:
             for copy in self.damaged_copies():
                 copy.unlink(missing_ok=True)

@@ -19,10 +19,11 @@ run the same fixed-batch extractor call, so features are bit-identical.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 
-from .._errors import check_int, check_verbose, problem
+from .._errors import check_choice, check_fraction, check_int, check_verbose, problem
 from .pipeline import FeatureStats, Featurizer
 
 ENGINES = ("local", "ray")
@@ -137,16 +138,11 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
     from ..data import list_images
 
     check_verbose(verbose)
-    if engine not in ENGINES:
-        raise ValueError(problem("engine", f"one of {ENGINES}", engine,
-                                 "pass engine='local', or engine='ray' for a Ray cluster"))
+    check_choice("engine", engine, ENGINES)
+    check_fraction("gpus_per_worker", gpus_per_worker, 0.0, math.inf)
     for name, value in (("workers", workers or 1), ("cpus_per_worker", cpus_per_worker),
                         ("shard_size", shard_size)):
         check_int(name, value, minimum=1)
-    if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, (int, float)) or \
-            gpus_per_worker < 0:
-        raise ValueError(problem("gpus_per_worker", "a number >= 0", gpus_per_worker,
-                                 "pass gpus_per_worker=1 on GPU nodes, 0 on CPUs"))
     if cache is None or cache is False:
         raise ValueError(problem("cache", "a feature cache to fill", cache,
                                  "pass cache='default' or a folder"))

@@ -113,25 +113,24 @@ def _open_cache(cache) -> FeatureCache | None:
 
 def _view_ids(view, views, transform, transform_id, cache) -> tuple[list[int], str | None]:
     """The view ids to compute and the augmentation policy's id for cache keys (checked)."""
-    if views is None:
-        views = [check_int("view", view, minimum=0, fix="pass view=0 (the original image)")]
-    elif view != 0:
-        raise ValueError(problem("view / views", "one of them", f"view={view}, views={views}",
-                                 "pass views=[...] alone"))
-    elif isinstance(views, (str, bytes)) or not hasattr(views, "__iter__") or not (
-            views := list(views)):
-        raise ValueError(problem("views", "a sequence of view ids such as [0, 1, 2], not empty",
-                                 views, "pass views=[0, 1, 2]"))
-    ids = [check_int("views[i]", v, minimum=0, fix="use ids >= 0") for v in views]
-    if transform_id is None:
-        transform_id = getattr(transform, "transform_id", None)
-    if any(ids) and transform is None:
-        raise ValueError(problem("transform", "a function transform(image, view) for views > 0",
-                                 None, "pass transform=..., or use view=0"))
-    if any(ids) and cache is not None and not transform_id:
-        raise ValueError(problem(
-            "transform_id", "a string naming the augmentation policy (part of cache keys)",
-            transform_id, "pass transform_id='flip-v1' (or cache=None)"))
+    given = [view] if views is None else views
+    listed = not isinstance(given, (str, bytes)) and hasattr(given, "__iter__")
+    ids = [check_int("view", v, minimum=0, fix="pass view=0 (the original image)")
+           for v in (list(given) if listed else [])]
+    transform_id = transform_id or getattr(transform, "transform_id", None)
+    for failed, what, expected, received, fix in (
+            (views is not None and view != 0, "view / views", "one of them",
+             f"view={view}, views={views}", "pass views=[...] alone"),
+            (not ids, "views", "a sequence of view ids such as [0, 1, 2], not empty", views,
+             "pass views=[0, 1, 2]"),
+            (any(ids) and transform is None, "transform",
+             "a function transform(image, view) for views > 0", None,
+             "pass transform=..., or use view=0"),
+            (any(ids) and cache is not None and not transform_id, "transform_id",
+             "a string naming the augmentation policy (part of cache keys)", transform_id,
+             "pass transform_id='flip-v1' (or cache=None)")):
+        if failed:
+            raise ValueError(problem(what, expected, received, fix))
     return ids, transform_id
 
 
@@ -385,32 +384,55 @@ class Featurizer:
         paths = [Path(p) for p in getattr(images, "paths", images)]
         n, dim = len(paths), int(self.extractor.feature_dim)
         out = np.full((len(view_ids) * n, dim), np.nan, dtype=np.float32)
-        # Rows are one per (view, image): row = v * n + i. A job (image index, view id, key,
-        # rows) is one vector to compute; identical files share one.
+        # One row per (view, image): row = v * n + i. A job (key, rows) is one vector to
+        # compute; identical files share one.
         keys = self.keys(paths, view_ids, transform_id)
-        lookup = self.cache.lookup(set(keys)) if self.cache is not None else Lookup({}, [])
+        lookup = self.cache.lookup(keys) if self.cache is not None else Lookup({}, [])
         rows_of = {}
         for row, key in enumerate(keys):
-            vector = lookup.found.get(key)
-            if vector is not None and len(vector) == dim:  # else: recompute, replace
-                out[row] = vector
+            if key in lookup.found:
+                out[row] = lookup.found[key]
             else:
                 rows_of.setdefault(key, []).append(row)
-        jobs = [(rows[0] % n, view_ids[rows[0] // n], key, rows) for key, rows in rows_of.items()]
-        hits = len(keys) - sum(len(rows) for rows in rows_of.values())
+        jobs = list(rows_of.items())
+        hits = len(keys) - sum(len(rows) for _, rows in jobs)
+        import tensorflow as tf
+
+        from ..backbones.extractor import BACKBONE_BATCH
+
+        failures = {}
+        load = model_image_loader([paths[rows[0] % n] for _, rows in jobs],
+                                  int(self.extractor.input_size),
+                                  [key.space.view for key, _ in jobs], transform, failures,
+                                  [key.content for key, _ in jobs])
+        # Autotuning off: with it (TF 2.21), deleting the finished iterator often blocked
+        # for seconds, until the call had lasted a multiple of ~5.1 s. Decoding is a few
+        # percent of the backbone's time, so fixed parallelism is plenty.
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        dataset = (tf.data.Dataset.range(len(jobs))
+                   .map(lambda index: load(index, index), num_parallel_calls=_DECODE_THREADS)
+                   .batch(BACKBONE_BATCH)
+                   .prefetch(2)
+                   .with_options(options))
         computed, bad = 0, []
         with tqdm(total=len(out), initial=hits, unit="img", disable=not (self.verbose and jobs),
                   desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
-            for done, vectors, failed in self._compute(paths, jobs, transform):
-                for (_, _, _, rows), vector in zip(done, vectors):
+            for batch, indices in dataset:
+                vectors, indices = self.extractor(batch.numpy()), indices.numpy()
+                done = [(jobs[i], vector) for i, vector in zip(indices, vectors)
+                        if i not in failures]
+                for (_, rows), vector in done:
                     out[rows] = vector
                 if self.cache is not None:
-                    self.cache.put_many((key, vec) for (_, _, key, _), vec in zip(done, vectors))
+                    self.cache.put_many((key, vector) for (key, _), vector in done)
                 computed += len(done)
-                bar.update(sum(len(job[3]) for job in done + [job for job, _ in failed]))
+                bar.update(sum(len(jobs[i][1]) for i in indices))
+                failed = [(paths[jobs[i][1][0] % n], failures.pop(i)) for i in indices
+                          if i in failures]
                 if failed and errors == "raise":
                     raise failed[0][1]
-                bad += [(paths[job[0]], getattr(err, "reason", str(err))) for job, err in failed]
+                bad += [(path, getattr(err, "reason", str(err))) for path, err in failed]
 
         self.last_stats = stats = FeatureStats(
             self.extractor.name, len(out), hits, computed, len(lookup.damaged),
@@ -422,33 +444,6 @@ class Featurizer:
         return out.reshape(len(view_ids), n, dim) if views is not None else out
 
     __call__ = featurize
-
-    def _compute(self, paths, jobs, transform):
-        """Yield ``(jobs done, float32 vectors, [(failed job, error)])`` batch by batch."""
-        import tensorflow as tf
-
-        from ..backbones.extractor import BACKBONE_BATCH
-
-        errors = {}
-        load = model_image_loader([paths[job[0]] for job in jobs], int(self.extractor.input_size),
-                                  [job[1] for job in jobs], transform, errors,
-                                  [job[2].content for job in jobs])
-        # Autotuning off: with it (TF 2.21), deleting the finished iterator often blocked
-        # for seconds, until the call had lasted a multiple of ~5.1 s. Decoding is a few
-        # percent of the backbone's time, so fixed parallelism is plenty.
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        dataset = (tf.data.Dataset.range(len(jobs))
-                   .map(lambda index: load(index, index), num_parallel_calls=_DECODE_THREADS)
-                   .batch(BACKBONE_BATCH)
-                   .prefetch(2)
-                   .with_options(options))
-        for batch, indices in dataset:
-            vectors = self.extractor(batch.numpy())
-            indices = indices.numpy()
-            good = [k for k, i in enumerate(indices) if i not in errors]
-            failed = [(jobs[i], errors.pop(i)) for i in indices if i in errors]
-            yield [jobs[indices[k]] for k in good], vectors[good], failed
 
 
 def featurize(images, extractor, *, cache="default", view: int = 0, views=None, transform=None,

@@ -97,28 +97,6 @@ def _changed(content: str, path) -> str | None:
         return f"{type(err).__name__}: {err}"
 
 
-def _connect(ray, address, workers, cpus_per_worker) -> bool:
-    """Join or start Ray; return True when this call started it (and should stop it)."""
-    if ray.is_initialized():
-        return False
-    options = {"logging_level": logging.ERROR, "log_to_driver": False,
-               "include_dashboard": False}
-    if address is None and not os.environ.get("RAY_ADDRESS"):  # Ray's own variable wins
-        actors = workers or (os.cpu_count() or 1)
-        ray.init(num_cpus=max(os.cpu_count() or 1, actors * cpus_per_worker + 2), **options)
-        return True
-    try:
-        with warnings.catch_warnings():  # the one-line error below says it all
-            warnings.simplefilter("ignore")
-            ray.init(address=address, **options)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise ValueError(problem("--address", "a reachable Ray cluster ('auto' or "
-                                 "ray://HOST:PORT)", address,
-                                 f"start one (ray start --head) or check the address "
-                                 f"({str(err).splitlines()[0][:120]})")) from None
-    return True
-
-
 def _one_line(err: BaseException) -> str:
     """vitl's own one-line message from inside Ray's wrappers, else a summary of the failure."""
     for line in reversed(str(err).splitlines()):
@@ -126,8 +104,10 @@ def _one_line(err: BaseException) -> str:
             head, _, rest = line.strip().partition(": ")
             return rest if head.endswith(("Error", "Exception")) else line.strip()
     first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-    return problem("ray engine", "every shard computed", f"{type(err).__name__}: {first}",
-                   "rerun the same command: finished shards are kept, only missing ones run "
+    return problem("ray engine", "a reachable Ray cluster ('auto' or ray://HOST:PORT) computing "
+                   "every shard", f"{type(err).__name__}: {first}",
+                   "start one (ray start --head) or check --address; or rerun the same command: "
+                   "finished shards are kept, only missing ones run "
                    "(Ray's logs: /tmp/ray/session_latest/logs)")
 
 
@@ -168,19 +148,25 @@ def run(tasks, recipe, space, shard_dir, *, address=None, workers=None,
     # Start-up notices and Ray Data's stack dumps: failures are reported in one line below.
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)
-    started = _connect(ray, address, workers, cpus_per_worker)
-    try:
-        if workers is None:
-            resources = ray.cluster_resources()
-            workers = (int(resources.get("GPU", 0) // gpus_per_worker) if gpus_per_worker else
-                       int(resources.get("CPU", 1) // cpus_per_worker) - (2 if started else 0))
-        workers = max(1, min(int(workers), len(tasks)))
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the driver shows one bar in images
-        Path(shard_dir).mkdir(parents=True, exist_ok=True)
-        items = [{"name": t["name"], "items": json.dumps(t["items"])} for t in tasks]
-        with warnings.catch_warnings():  # max_restarts=0 (a dead actor fails the run in one
-            warnings.simplefilter("ignore")  # line; a rerun resumes) is a "deprecated" kwarg
+    options = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+    if address is None and not os.environ.get("RAY_ADDRESS"):  # Ray's own variable wins
+        # More logical CPUs than cores, so Ray Data's own tasks are not starved by the actors.
+        actors = workers or os.cpu_count() or 1
+        options["num_cpus"] = max(os.cpu_count() or 1, actors * cpus_per_worker + 2)
+    started = not ray.is_initialized()
+    try:  # one error path: connecting, a failed actor or shard (a rerun resumes)
+        with warnings.catch_warnings():  # the one-line error below says it all; max_restarts=0
+            warnings.simplefilter("ignore")  # (a dead actor fails the run) is "deprecated"
+            if started:
+                ray.init(address=address, **options)
+            if workers is None:
+                free = ray.cluster_resources()
+                workers = (int(free.get("GPU", 0) // gpus_per_worker) if gpus_per_worker else
+                           int(free.get("CPU", 1) // cpus_per_worker) - 2 * started)
+            workers = max(1, min(int(workers), len(tasks)))
+            ray.data.DataContext.get_current().enable_progress_bars = False  # the driver's bar
+            Path(shard_dir).mkdir(parents=True, exist_ok=True)
+            items = [{"name": t["name"], "items": json.dumps(t["items"])} for t in tasks]
             dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
                 ShardWorker, batch_size=1, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
@@ -188,11 +174,10 @@ def run(tasks, recipe, space, shard_dir, *, address=None, workers=None,
                 fn_constructor_kwargs={"recipe": recipe, "space": space,
                                        "shard_dir": str(Path(shard_dir).absolute()),
                                        "threads": int(cpus_per_worker)})
-        try:
-            for row in dataset.iter_rows():
-                yield {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        except ray.exceptions.RayError as err:
-            raise ValueError(_one_line(err)) from None
+        for row in dataset.iter_rows():
+            yield {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    except (ray.exceptions.RayError, ConnectionError, RuntimeError, ValueError) as err:
+        raise ValueError(_one_line(err)) from None
     finally:
         if started:
             ray.shutdown()
@@ -228,12 +213,10 @@ def featurize_on_ray(paths, featurizer: Featurizer, recipe, shard_dir, shard_siz
     cache, space = featurizer.cache, featurizer.space()
     shard_dir = Path(shard_dir) if shard_dir is not None else cache.directory / "shards"
     keys = featurizer.keys(paths)
-    first_path = {}
-    for key, path in zip(keys, paths):
-        first_path.setdefault(key.content, str(Path(path).absolute()))
+    path_of = {key.content: str(Path(path).absolute()) for key, path in zip(keys, paths)}
     cached = {key.content for key in cache.lookup(keys).found}
     known_bad = known_errors(shard_dir, space)  # failed in an earlier run: not retried
-    contents = sorted(first_path)
+    contents = sorted(path_of)
     tasks, earlier, skipped = [], [], 0
     for i in range(0, len(contents), shard_size):
         missing = [c for c in contents[i:i + shard_size] if c not in cached and c not in known_bad]
@@ -244,7 +227,7 @@ def featurize_on_ray(paths, featurizer: Featurizer, recipe, shard_dir, shard_siz
         elif (shard_dir / name).is_file():
             earlier.append(shard_dir / name)
         else:
-            tasks.append({"name": name, "items": [(c, first_path[c]) for c in missing]})
+            tasks.append({"name": name, "items": [(c, path_of[c]) for c in missing]})
 
     result = import_shards(earlier, cache, expect=space)
     imported_before, workers = result.added, Counter()

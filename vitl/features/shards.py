@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .._errors import problem
 from .._files import atomic_path
@@ -61,6 +62,8 @@ class Shard:
         contents: content hashes of the rows with vectors.
         vectors: float32 ``(len(contents), dim)``.
         errors: ``(content, path, reason)`` of the error rows.
+        meta: the validated ``vitl.shard`` metadata (``format``, ``space``, ``space_id``,
+            ``dim``, ``dtype``, ``writer``).
     """
 
     path: Path
@@ -68,6 +71,7 @@ class Shard:
     contents: list
     vectors: np.ndarray
     errors: list
+    meta: dict
 
 
 @dataclass
@@ -155,62 +159,16 @@ def write_shard(path, space: FeatureSpace, dim: int, contents, vectors, errors=(
     return Path(path)
 
 
-def read_meta(path) -> dict:
-    """Return a shard's validated ``vitl.shard`` metadata, reading only the footer.
-
-    Args:
-        path: a shard file.
-
-    Returns:
-        The metadata dict (``format``, ``space``, ``space_id``, ``dim``, ``dtype``, ``writer``).
-
-    Raises:
-        ValueError: not a Parquet file, or not a vitl shard of a known format.
-
-    Example:
-        >>> import tempfile
-        >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
-        >>> path = write_shard(Path(tempfile.mkdtemp()) / "s.parquet", space, 1280, [], [])
-        >>> read_meta(path)["dim"]
-        1280
-    """
-    pa, pq = _arrow()
-    from ..backbones.registry import BACKBONES  # here: only importing shards needs Keras
-
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowException) as err:
-        raise _bad(path, "a Parquet file", f"unreadable ({str(err).splitlines()[0]})") from None
-    missing = [c for c in _COLUMNS if c not in schema.names]
-    _require(path, [(not missing, f"columns {', '.join(_COLUMNS)}", f"missing {missing}")])
-    try:
-        meta = json.loads((schema.metadata or {})[META_KEY])
-        space, dim = FeatureSpace(**meta["space"]), int(meta["dim"])
-    except (KeyError, TypeError, ValueError):
-        raise _bad(path, "vitl.shard metadata (format, space, space_id, dim, dtype)",
-                   "none or incomplete") from None
-    spec, vector = BACKBONES.get(space.backbone), schema.field("vector").type
-    feature_dim = spec.feature_dim if spec else dim
-    _require(path, [
-        (meta.get("format") == SHARD_FORMAT, f"shard format {SHARD_FORMAT}", meta.get("format")),
-        (meta.get("space_id") == space.id, f"space_id {space.id} (the id of its space fields)",
-         meta.get("space_id")),
-        (meta.get("dtype") == "float32" and vector == pa.list_(pa.float32()), "float32 vectors",
-         f"{meta.get('dtype')} / {vector}"),
-        (spec, f"a registered backbone ({', '.join(BACKBONES)})", space.backbone),
-        (dim == feature_dim, f"{feature_dim} features ({space.backbone})", dim)])
-    return meta
-
-
-def read_shard(path, expect: FeatureSpace | None = None) -> Shard:
-    """Read and validate one shard file.
+def read_shard(path, expect: FeatureSpace | None = None, rows: bool = True) -> Shard:
+    """Read and validate one shard file (with ``rows=False`` only its footer).
 
     Args:
         path: a shard file.
         expect: when given, the shard must hold exactly this feature space.
+        rows: also read and check the rows; False checks the metadata alone (fast).
 
     Returns:
-        A :class:`Shard`.
+        A :class:`Shard` (no contents, vectors or errors with ``rows=False``).
 
     Raises:
         ValueError: the file is not a valid shard (or not of ``expect``), in one line.
@@ -222,15 +180,40 @@ def read_shard(path, expect: FeatureSpace | None = None) -> Shard:
         ...                    np.ones((1, 1280)))
         >>> read_shard(path, expect=space).contents == ["ab" * 32]
         True
+        >>> read_shard(path, rows=False).meta["dim"]
+        1280
     """
-    _, pq = _arrow()
-    meta = read_meta(path)
-    space, dim = FeatureSpace(**meta["space"]), int(meta["dim"])
-    frame = pq.read_table(path, columns=list(_COLUMNS)).to_pandas()
+    pa, pq = _arrow()
+    from ..backbones.registry import BACKBONES  # here: only importing shards needs Keras
+
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as err:
+        raise _bad(path, "a Parquet file", f"unreadable ({str(err).splitlines()[0]})") from None
+    try:
+        meta = json.loads((schema.metadata or {})[META_KEY])
+        space, dim = FeatureSpace(**meta["space"]), int(meta["dim"])
+    except (KeyError, TypeError, ValueError):
+        raise _bad(path, "vitl.shard metadata (format, space, space_id, dim, dtype)",
+                   "none or incomplete") from None
+    spec, missing = BACKBONES.get(space.backbone), sorted(set(_COLUMNS) - set(schema.names))
+    vector = None if missing else schema.field("vector").type
+    feature_dim = spec.feature_dim if spec else dim
+    _require(path, [
+        (not missing, f"columns {', '.join(_COLUMNS)}", f"missing {missing}"),
+        (meta.get("format") == SHARD_FORMAT, f"shard format {SHARD_FORMAT}", meta.get("format")),
+        (meta.get("space_id") == space.id, f"space_id {space.id} (the id of its space fields)",
+         meta.get("space_id")),
+        (meta.get("dtype") == "float32" and vector == pa.list_(pa.float32()), "float32 vectors",
+         f"{meta.get('dtype')} / {vector}"),
+        (spec, f"a registered backbone ({', '.join(BACKBONES)})", space.backbone),
+        (dim == feature_dim, f"{feature_dim} features ({space.backbone})", dim),
+        (expect is None or space == expect, f"features of {expect} (id {expect and expect.id})",
+         f"{space} (id {space.id})")])
+    frame = (pq.read_table(path, columns=list(_COLUMNS)).to_pandas() if rows else
+             pd.DataFrame({column: [] for column in _COLUMNS}))
     good, failed = frame[frame["error"].isna()], frame[frame["error"].notna()]
     _require(path, [
-        (expect is None or space == expect, f"features of {expect} (id {expect and expect.id})",
-         f"{space} (id {space.id})"),
         ((frame["space"] == space.id).all(), f"space {space.id} in every row", "rows of other spaces"),
         (frame["content"].map(lambda c: isinstance(c, str) and len(c) == 64).all(),
          "64-hex-digit sha256 contents", "other values"),
@@ -239,7 +222,7 @@ def read_shard(path, expect: FeatureSpace | None = None) -> Shard:
     vectors = np.stack(list(good["vector"])) if len(good) else np.empty((0, dim), np.float32)
     _require(path, [(np.isfinite(vectors).all(), "finite feature values", "NaN or infinity")])
     return Shard(Path(path), space, list(good["content"]), vectors.astype(np.float32),
-                 list(zip(failed["content"], failed["path"], failed["error"])))
+                 list(zip(failed["content"], failed["path"], failed["error"])), meta)
 
 
 def shard_files(folder) -> list[Path]:
@@ -330,7 +313,7 @@ def import_shards(source, cache: FeatureCache, expect: FeatureSpace | None = Non
     """
     files = source if isinstance(source, list) else shard_files(source)
     for path in files:
-        read_meta(path)
+        read_shard(path, expect, rows=False)
     stats = ImportStats() if stats is None else stats
     for path in files:
         shard = read_shard(path, expect)
