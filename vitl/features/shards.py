@@ -81,20 +81,18 @@ class ImportStats:
     Attributes:
         files: shard files read.
         rows: rows with vectors in them.
-        added: vectors newly stored in the cache.
-        present: vectors the cache already held (left as they were).
+        added: vectors newly stored in the cache (the others were already there: left alone).
         errors: ``(content, path, reason)`` of error rows (images that failed).
     """
 
     files: int = 0
     rows: int = 0
     added: int = 0
-    present: int = 0
     errors: list = field(default_factory=list)
 
     def __str__(self) -> str:
         text = (f"imported {self.files} shard files: {self.rows} vectors, {self.added} new, "
-                f"{self.present} already cached")
+                f"{self.rows - self.added} already cached")
         if self.errors:
             text += f"; {len(self.errors)} error rows (unreadable images) skipped"
         return text
@@ -324,7 +322,6 @@ def import_shards(source, cache: FeatureCache, expect: FeatureSpace | None = Non
         stats.files += 1
         stats.rows += len(keys)
         stats.added += len(new)
-        stats.present += len(keys) - len(new)
         stats.errors += shard.errors
     return stats
 
