@@ -68,9 +68,9 @@ def part_ray(tmp: Path, backbone: str, rounds: int, count: int) -> None:
             rows[engine].append(time.perf_counter() - start)
             assert stats.computed == count, stats
             if engine == "ray":
-                from vitl.features.shards import read_meta, shard_files
+                from vitl.features.shards import read_shard, shard_files
 
-                worker_seconds.append(sum(read_meta(p)["writer"]["seconds"]
+                worker_seconds.append(sum(read_shard(p, rows=False).meta["writer"]["seconds"]
                                           for p in shard_files(cache / "shards")))
             print(f"  round {r} {engine}: {rows[engine][-1]:.1f} s  {stats}", flush=True)
     local, ray = min(rows["local"]), min(rows["ray"])

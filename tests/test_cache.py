@@ -18,7 +18,7 @@ from feature_helpers import assert_features_close, build_extractor, direct_featu
 
 from vitl._hashing import sha256_file
 from vitl.cli import main as vitl_main
-from vitl.features import FeatureCache, FeatureKey, FeatureSpace, Featurizer
+from vitl.features import FeatureCache, FeatureKey, FeatureSpace, FeatureStats, Featurizer
 
 WORKER = Path(__file__).with_name("featurize_worker.py")
 REPO = Path(__file__).resolve().parent.parent
@@ -92,7 +92,8 @@ def test_info_and_clear_per_backbone(tmp_path):
     cache = FeatureCache(tmp_path)
     resnet = FeatureSpace("resnet101v2", "w", 224, 1, "float32")
     cache.put_many([(key(i), np.ones(4)) for i in range(3)] + [(key(9, resnet), np.ones(4))])
-    cache.record_run("mobilenetv2", images=4, hits=1, computed=3, repaired=0, seconds=2.0)
+    cache.record_run(FeatureStats("mobilenetv2", images=4, hits=1, computed=3, repaired=0,
+                                  seconds=2.0))
     info = cache.info()
     assert info.entries == 4 and info.entries_per_backbone == {"mobilenetv2": 3, "resnet101v2": 1}
     assert info.last_runs["mobilenetv2"]["hit_rate"] == 0.25 and info.size_bytes > 0
@@ -123,7 +124,8 @@ def test_cli_info_and_clear(tmp_path, capsys, monkeypatch):
 
     cache = FeatureCache(tmp_path / "c")
     cache.put_many([(key(i), np.ones(4)) for i in range(3)])
-    cache.record_run("mobilenetv2", images=3, hits=0, computed=3, repaired=0, seconds=1.0)
+    cache.record_run(FeatureStats("mobilenetv2", images=3, hits=0, computed=3, repaired=0,
+                                  seconds=1.0))
     assert vitl_main(["cache", "info", "--cache", str(tmp_path / "c")]) == 0
     out = capsys.readouterr().out
     assert "entries:       3" in out and "mobilenetv2" in out and "hit rate 0%" in out

@@ -93,7 +93,7 @@ def test_duplicates_stored_once_and_corrupt_file_reported(first_run, data):
 def test_both_workers_did_work(first_run):
     tmp, _, remote = first_run
     assert remote.shards["run"] == 5 and len(remote.workers) == 2
-    writers = {shards.read_meta(p)["writer"]["worker"]
+    writers = {shards.read_shard(p, rows=False).meta["writer"]["worker"]
                for p in shards.shard_files(tmp / "ray" / "shards")}
     assert writers == set(remote.workers)
 

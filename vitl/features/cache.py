@@ -23,13 +23,13 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import threading
 import time
 import warnings
 import zlib
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
@@ -49,7 +49,8 @@ SCHEMA_VERSION = 1
 # each other far less than this; it only bounds a pathological lock holder.
 BUSY_TIMEOUT_S = 120.0
 
-_SCHEMA = """
+_SCHEMA = f"""
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS spaces (id TEXT PRIMARY KEY, backbone TEXT NOT NULL,
     fingerprint TEXT NOT NULL, input_size INTEGER NOT NULL, preprocessing INTEGER NOT NULL,
     precision TEXT NOT NULL, view INTEGER NOT NULL, transform_id TEXT);
@@ -60,11 +61,9 @@ CREATE TABLE IF NOT EXISTS features (space TEXT NOT NULL, content TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS last_run (backbone TEXT PRIMARY KEY, finished REAL NOT NULL,
     images INTEGER NOT NULL, hits INTEGER NOT NULL, computed INTEGER NOT NULL,
     repaired INTEGER NOT NULL, seconds REAL NOT NULL);
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
 """
-_RUN_COLUMNS = ("finished", "images", "hits", "computed", "repaired", "seconds")
-_INSERT_SPACE = "INSERT OR IGNORE INTO spaces VALUES (?,?,?,?,?,?,?,?)"
-_INSERT_FEATURE = "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?)"
-_INSERT_RUN = "INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)"
 
 
 @dataclass(frozen=True)
@@ -96,9 +95,12 @@ class FeatureSpace:
     view: int = 0
     transform_id: str | None = None
 
-    @property
+    @functools.cached_property  # the sha256 is worth computing once per space object
     def id(self) -> str:
-        """A stable 32-hex-digit id of all the fields (the sha256 of their JSON)."""
+        """A stable 32-hex-digit id of all the fields (the sha256 of their JSON).
+
+        Shown in the class example: equal fields give equal ids, any other field another id.
+        """
         text = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -146,23 +148,15 @@ class CacheInfo:
     last_runs: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
-        lines = [
-            f"feature cache: {self.path}",
-            f"size on disk:  {_human_bytes(self.size_bytes)}",
-            f"entries:       {self.entries}",
-        ]
-        if self.entries_per_backbone or self.last_runs:
-            lines.append("")
-            lines.append(f"{'backbone':<18}{'entries':>9}  last run")
-            for name in sorted(set(self.entries_per_backbone) | set(self.last_runs)):
-                run = self.last_runs.get(name)
-                last = "-"
-                if run:
-                    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run["finished"]))
-                    last = (f"{when}: {run['images']} images, hit rate {run['hit_rate']:.0%}, "
+        lines = [f"feature cache: {self.path}", f"size on disk:  {_human_bytes(self.size_bytes)}",
+                 f"entries:       {self.entries}", "", f"{'backbone':<18}{'entries':>9}  last run"]
+        for name in sorted(set(self.entries_per_backbone) | set(self.last_runs)):
+            run = self.last_runs.get(name)
+            last = run and (f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(run['finished']))}: "
+                            f"{run['images']} images, hit rate {run['hit_rate']:.0%}, "
                             f"{run['computed']} computed in {run['seconds']:.1f} s")
-                lines.append(f"{name:<18}{self.entries_per_backbone.get(name, 0):>9}  {last}")
-        return "\n".join(lines)
+            lines.append(f"{name:<18}{self.entries_per_backbone.get(name, 0):>9}  {last or '-'}")
+        return "\n".join(lines if len(lines) > 5 else lines[:3])
 
 
 def _unwritable(directory, why) -> str:
@@ -171,43 +165,15 @@ def _unwritable(directory, why) -> str:
                    "(--no-cache / cache=None)")
 
 
-def _is_read_only(err: sqlite3.Error) -> bool:
-    text = str(err).lower()
-    return "readonly" in text or "read-only" in text or "unable to open" in text
-
-
 def _is_damage(err: sqlite3.Error) -> bool:
     """Whether sqlite says the file is corrupt or not a database (not: locked, busy, full)."""
-    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-    text = str(err).lower()
-    return "malformed" in text or "not a database" in text
-
-
-def _recovering(method):
-    """Run a FeatureCache method; on a damaged database set it aside, start anew, retry once."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as err:
-            if not _is_damage(err):
-                raise
-            self._recover(err)
-            return method(self, *args, **kwargs)
-
-    return wrapper
+    return getattr(err, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT,
+                                                          sqlite3.SQLITE_NOTADB)
 
 
 def _human_bytes(n: float) -> str:
-    if n < 1024:
-        return f"{n:.0f} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        n /= 1024
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}"
+    power = min(int(math.log(max(n, 1), 1024)), 3)
+    return f"{n / 1024 ** power:.{min(power, 1)}f} {('B', 'KiB', 'MiB', 'GiB')[power]}"
 
 
 def _encode(vector) -> tuple[int, int, bytes]:
@@ -258,11 +224,7 @@ class FeatureCache(contextlib.AbstractContextManager):
 
     def __init__(self, directory):
         self.directory = Path(directory).expanduser()
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(problem(
-                "cache", "a folder for the feature cache", str(self.directory),
-                "pass a folder path (the database file inside it is created for you)"))
-        try:
+        try:  # also refuses a file ("File exists")
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ValueError(_unwritable(self.directory, err.strerror)) from None
@@ -271,53 +233,63 @@ class FeatureCache(contextlib.AbstractContextManager):
                 self.path.exists() and not os.access(self.path, os.W_OK)):
             raise ValueError(_unwritable(self.directory, "read-only"))
         self._lock = threading.RLock()
-        self._db = self._connect()
+        self._db = None
+        self._run(lambda db: None)  # open now: a damaged or newer file is dealt with here
 
-    def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer
-        # takes the write lock up front and waits (timeout= is sqlite's busy timeout)
-        # instead of failing when it would have to upgrade a read transaction.
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                             check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            # In WAL mode NORMAL never corrupts; only a power cut may lose the last commits.
-            db.execute("PRAGMA synchronous = NORMAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ValueError(problem(
-                    "feature cache", f"schema version <= {SCHEMA_VERSION}", version,
-                    "upgrade vitl, or point cache= at another folder"))
-            if version < SCHEMA_VERSION:
-                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; "
-                                 f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        except sqlite3.DatabaseError as err:
-            db.close()
-            if _is_read_only(err):
-                raise ValueError(_unwritable(self.directory, str(err))) from None
-            if not _is_damage(err):
-                raise
-            self._set_aside(err)
-            return self._connect()
-        return db
+    def _run(self, call):
+        """Return ``call(db)`` under the lock, opening the database first when needed.
 
-    def _set_aside(self, err) -> None:
-        """Move a damaged database (and its WAL) to ``features.sqlite.damaged-<time>``; warn."""
-        aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
-        for suffix in ("", "-wal", "-shm"):
-            source = Path(f"{self.path}{suffix}")
-            if source.exists():
-                os.replace(source, Path(f"{aside}{suffix}"))
-        warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as {aside} "
-                      "and started a new one: its features are recomputed as needed "
-                      "(`vitl cache clear` deletes the damaged copy)", stacklevel=4)
-
-    def _recover(self, err) -> None:
+        A damaged database (on opening or in ``call``) is moved aside with its WAL to
+        ``features.sqlite.damaged-<time>-<pid>`` with a warning; ``call`` then runs on a new one.
+        """
         with self._lock:
-            with contextlib.suppress(sqlite3.Error):
+            try:
+                if self._db is None:
+                    # isolation_level=None: writers issue BEGIN IMMEDIATE, taking the write lock
+                    # up front and waiting (timeout= is sqlite's busy timeout) instead of failing
+                    # when they would have to upgrade a read transaction.
+                    self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
+                                               isolation_level=None, check_same_thread=False)
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                    # In WAL mode NORMAL never corrupts; only a power cut may lose the last commits.
+                    self._db.execute("PRAGMA synchronous = NORMAL")
+                    version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                    if version > SCHEMA_VERSION:
+                        raise ValueError(problem(
+                            "feature cache", f"schema version <= {SCHEMA_VERSION}", version,
+                            "upgrade vitl, or point cache= at another folder"))
+                    if version < SCHEMA_VERSION:
+                        self._db.executescript(_SCHEMA)
+                return call(self._db)
+            except sqlite3.DatabaseError as err:
+                if any(word in str(err) for word in ("readonly", "read-only", "unable to open")):
+                    raise ValueError(_unwritable(self.directory, str(err))) from None
+                if not _is_damage(err):
+                    raise
                 self._db.close()
-            self._set_aside(err)
-            self._db = self._connect()
+                self._db = None
+                aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
+                for suffix in ("", "-wal", "-shm"):
+                    if Path(f"{self.path}{suffix}").exists():
+                        os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+                warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as "
+                              f"{aside} and started a new one: its features are recomputed as "
+                              "needed (`vitl cache clear` deletes the damaged copy)", stacklevel=4)
+                return self._run(call)
+
+    def _query(self, sql: str, args=()) -> list:
+        """All rows of one SELECT."""
+        return self._run(lambda db: db.execute(sql, args).fetchall())
+
+    def _write(self, *statements) -> None:
+        """Run ``(sql, rows)`` pairs with ``executemany`` in one transaction."""
+        def write(db):
+            db.execute("BEGIN IMMEDIATE")
+            with db:  # commits, or rolls back on any exception (also KeyboardInterrupt)
+                for sql, rows in statements:
+                    db.executemany(sql, rows)
+
+        self._run(write)
 
     def damaged_copies(self) -> list[Path]:
         """Return the damaged databases set aside in this folder (``features.sqlite.damaged-*``).
@@ -335,10 +307,8 @@ class FeatureCache(contextlib.AbstractContextManager):
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.directory)!r}, entries={len(self)})"
 
-    @_recovering
     def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
+        return self._query("SELECT COUNT(*) FROM features")[0][0]
 
     def close(self) -> None:
         """Close the database connection (also done when the object is collected).
@@ -357,7 +327,6 @@ class FeatureCache(contextlib.AbstractContextManager):
 
     # -- reading ---------------------------------------------------------
 
-    @_recovering
     def lookup(self, keys: Iterable[FeatureKey]) -> Lookup:
         """Fetch stored vectors, verifying each one's length and CRC32.
 
@@ -377,23 +346,13 @@ class FeatureCache(contextlib.AbstractContextManager):
             >>> found.found[key].tolist(), found.damaged
             ([1.0, 1.0], [])
         """
-        by_space = defaultdict(dict)
-        for key in keys:
-            by_space[key.space][key.content] = key
-        found, damaged = {}, []
-        with self._lock:
-            for space, wanted in by_space.items():
-                rows = self._db.execute(  # json_each: any number of keys in one statement
-                    "SELECT content, dim, crc32, vector FROM features WHERE space = ? AND "
-                    "content IN (SELECT value FROM json_each(?))",
-                    (space.id, json.dumps(list(wanted))))
-                for content, dim, crc, blob in rows:
-                    vector = _decode(dim, crc, blob)
-                    if vector is None:
-                        damaged.append(wanted[content])
-                    else:
-                        found[wanted[content]] = vector
-        return Lookup(found, damaged)
+        wanted = {(key.space.id, key.content): key for key in keys}
+        rows = self._query(  # json_each: any number of keys in one statement
+            "SELECT space, content, dim, crc32, vector FROM features WHERE (space, content) IN "
+            "(SELECT value ->> 0, value ->> 1 FROM json_each(?))", (json.dumps(list(wanted)),))
+        vectors = {wanted[space, content]: _decode(*rest) for space, content, *rest in rows}
+        return Lookup({key: v for key, v in vectors.items() if v is not None},
+                      [key for key, v in vectors.items() if v is None])
 
     def spaces(self) -> list[FeatureSpace]:
         """Return the feature spaces that hold vectors, sorted by id (for export).
@@ -409,11 +368,9 @@ class FeatureCache(contextlib.AbstractContextManager):
             >>> cache.spaces() == [space]
             True
         """
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT backbone, fingerprint, input_size, preprocessing, precision, view, "
-                "transform_id FROM spaces WHERE id IN (SELECT DISTINCT space FROM features)"
-            ).fetchall()
+        rows = self._query("SELECT backbone, fingerprint, input_size, preprocessing, precision, "
+                           "view, transform_id FROM spaces WHERE id IN "
+                           "(SELECT DISTINCT space FROM features)")
         return sorted((FeatureSpace(*row) for row in rows), key=lambda s: s.id)
 
     def iter_vectors(self, space: FeatureSpace, chunk: int = 10_000):
@@ -437,22 +394,17 @@ class FeatureCache(contextlib.AbstractContextManager):
             [(2, (2, 2))]
         """
         last = ""
-        while True:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT content, dim, crc32, vector FROM features WHERE space = ? AND "
-                    "content > ? ORDER BY content LIMIT ?", (space.id, last, chunk)).fetchall()
-            if not rows:
-                return
+        while rows := self._query("SELECT content, dim, crc32, vector FROM features WHERE "
+                                  "space = ? AND content > ? ORDER BY content LIMIT ?",
+                                  (space.id, last, chunk)):
             last = rows[-1][0]
-            pairs = [(c, v) for c, v in ((c, _decode(d, k, b)) for c, d, k, b in rows)
-                     if v is not None]
-            if pairs:
-                yield [c for c, _ in pairs], np.stack([v for _, v in pairs])
+            intact = {content: _decode(*rest) for content, *rest in rows}
+            intact = {content: vector for content, vector in intact.items() if vector is not None}
+            if intact:
+                yield list(intact), np.stack(list(intact.values()))
 
     # -- writing ---------------------------------------------------------
 
-    @_recovering
     def put_many(self, items: Iterable[tuple[FeatureKey, np.ndarray]]) -> None:
         """Store ``(key, vector)`` pairs in one transaction, replacing existing entries.
 
@@ -468,46 +420,34 @@ class FeatureCache(contextlib.AbstractContextManager):
             1
         """
         items = list(items)
-        if not items:
-            return
-        spaces = {key.space for key, _ in items}
         now = time.time()
-        rows = [(key.space.id, key.content, *_encode(vector), now) for key, vector in items]
-        with self._lock:
-            self._write(
-                (_INSERT_SPACE, [(space.id, *astuple(space)) for space in spaces]),
-                (_INSERT_FEATURE, rows),
-            )
+        self._write(
+            ("INSERT OR IGNORE INTO spaces VALUES (?,?,?,?,?,?,?,?)",
+             [(space.id, *astuple(space)) for space in {key.space for key, _ in items}]),
+            ("INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?)",
+             [(key.space.id, key.content, *_encode(vector), now) for key, vector in items]))
 
-    @_recovering
-    def record_run(self, backbone: str, images: int, hits: int, computed: int, repaired: int,
-                   seconds: float) -> None:
-        """Remember a featurize run's numbers as ``backbone``'s last run (for :meth:`info`).
+    def record_run(self, stats) -> None:
+        """Remember a featurize run's numbers as its backbone's last run (for :meth:`info`).
 
         Args:
-            backbone: the backbone's name.
-            images, hits, computed, repaired, seconds: the run's :class:`FeatureStats` numbers.
+            stats: the run's :class:`~vitl.features.FeatureStats` (``backbone``, ``images``,
+                ``hits``, ``computed``, ``repaired``, ``seconds``).
 
         Example:
             >>> import tempfile
+            >>> from vitl.features import FeatureStats
             >>> cache = FeatureCache(tempfile.mkdtemp())
-            >>> cache.record_run("mobilenetv2", 10, 8, 2, 0, 1.5)
+            >>> cache.record_run(FeatureStats("mobilenetv2", 10, 8, 2, 0, 1.5))
             >>> cache.info().last_runs["mobilenetv2"]["hit_rate"]
             0.8
         """
-        with self._lock:
-            self._write(
-                (_INSERT_RUN, [(backbone, time.time(), images, hits, computed, repaired, seconds)]))
-
-    def _write(self, *statements) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        with self._db:  # commits, or rolls back on any exception (also KeyboardInterrupt)
-            for sql, rows in statements:
-                self._db.executemany(sql, rows)
+        self._write(("INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)", [(
+            stats.backbone, time.time(), stats.images, stats.hits, stats.computed, stats.repaired,
+            stats.seconds)]))
 
     # -- maintenance -----------------------------------------------------
 
-    @_recovering
     def info(self) -> CacheInfo:
         """Return path, size on disk, entries per backbone and each backbone's last run.
 
@@ -519,20 +459,17 @@ class FeatureCache(contextlib.AbstractContextManager):
             >>> FeatureCache(tempfile.mkdtemp()).info().entries
             0
         """
-        with self._lock:
-            per_backbone = dict(self._db.execute(
-                "SELECT s.backbone, COUNT(*) FROM features f JOIN spaces s ON s.id = f.space "
-                "GROUP BY s.backbone ORDER BY s.backbone").fetchall())
-            runs = {}
-            for name, *values in self._db.execute("SELECT * FROM last_run"):
-                run = dict(zip(_RUN_COLUMNS, values))
-                run["hit_rate"] = run["hits"] / run["images"] if run["images"] else 0.0
-                runs[name] = run
+        per_backbone = dict(self._query(
+            "SELECT s.backbone, COUNT(*) FROM features f JOIN spaces s ON s.id = f.space "
+            "GROUP BY s.backbone ORDER BY s.backbone"))
+        runs = self._query("SELECT backbone, finished, images, hits, computed, repaired, seconds, "
+                           "IIF(images > 0, CAST(hits AS REAL) / images, 0.0) FROM last_run")
+        names = ("finished", "images", "hits", "computed", "repaired", "seconds", "hit_rate")
         files = (Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm"))
-        size = sum(p.stat().st_size for p in files if p.is_file())
-        return CacheInfo(self.path, size, sum(per_backbone.values()), per_backbone, runs)
+        return CacheInfo(self.path, sum(p.stat().st_size for p in files if p.is_file()),
+                         sum(per_backbone.values()), per_backbone,
+                         {name: dict(zip(names, values)) for name, *values in runs})
 
-    @_recovering
     def clear(self, backbone: str | None = None) -> int:
         """Delete all vectors, or only ``backbone``'s, and return how many were deleted.
 
@@ -553,16 +490,12 @@ class FeatureCache(contextlib.AbstractContextManager):
             >>> cache.clear("resnet101v2"), cache.clear("mobilenetv2")
             (0, 1)
         """
-        with self._lock:
-            where, args = ("", []) if backbone is None else (" WHERE backbone = ?", [backbone])
-            of_spaces = where and f" WHERE space IN (SELECT id FROM spaces{where})"
-            removed = self._db.execute(f"SELECT COUNT(*) FROM features{of_spaces}",
-                                       args).fetchone()[0]
-            self._write((f"DELETE FROM features{of_spaces}", [args]),
-                        (f"DELETE FROM spaces{where}", [args]),
-                        (f"DELETE FROM last_run{where}", [args]))
-            self._db.execute("VACUUM")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        where, args = ("", ()) if backbone is None else (" WHERE backbone = ?", (backbone,))
+        of_spaces = where and f" WHERE space IN (SELECT id FROM spaces{where})"
+        removed = self._query(f"SELECT COUNT(*) FROM features{of_spaces}", args)[0][0]
+        self._write(*((f"DELETE FROM {table}{rows}", [args]) for table, rows in
+                      (("features", of_spaces), ("spaces", where), ("last_run", where))))
+        self._run(lambda db: db.executescript("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);"))
         if backbone is None:
             for copy in self.damaged_copies():
                 copy.unlink(missing_ok=True)

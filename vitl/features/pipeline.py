@@ -25,7 +25,7 @@ from .. import _paths
 from .._errors import check_int, check_verbose, problem
 from .._hashing import sha256_file
 from ..data import BadImageError, read_image
-from .cache import FeatureCache, FeatureKey, FeatureSpace
+from .cache import FeatureCache, FeatureKey, FeatureSpace, Lookup
 
 _HASH_THREADS = 8  # hashlib and file reads release the GIL
 _DECODE_THREADS = min(8, os.cpu_count() or 2)  # Pillow releases the GIL while decoding
@@ -35,7 +35,7 @@ CHANGED = "file changed while it was featurized (content hash differs): featuriz
 
 @dataclass
 class FeatureStats:
-    """Numbers of one featurize call.
+    """Numbers of one featurize call (or :func:`~vitl.features.featurize_folder` run).
 
     Attributes:
         backbone: the backbone's name.
@@ -47,12 +47,23 @@ class FeatureStats:
         precision: the backbone precision that ran (``""`` when unknown).
         bad: ``(path, reason)`` of files that could not be read, with ``errors="skip"``.
         engine: ``"local"`` or ``"ray"`` when made by :func:`~vitl.features.featurize_folder`.
+        imported: vectors added to the cache from shard files (ray engine).
+        shards: ``{"total", "skipped", "imported", "run"}`` shard counts (ray engine).
+        workers: shards computed per worker (``host:pid``) in this run (ray engine).
+
+    ``images_per_second`` is shown in the example.
 
     Example:
-        >>> print(FeatureStats("resnet101v2", 400, 380, 20, 0, 3.1, "bfloat16"))
+        >>> stats = FeatureStats("resnet101v2", 400, 380, 20, 0, 4.0, "bfloat16")
+        >>> print(stats)  # doctest: +NORMALIZE_WHITESPACE
+        featurized 400 images with resnet101v2: 380 cached, 20 computed in 4.0 s
+        (5.0 img/s); precision bfloat16
+        >>> stats.images_per_second
+        5.0
+        >>> print(FeatureStats("mobilenetv2", 4, 1, 3, 0, 2.0, "float32", engine="local"))
         ... # doctest: +NORMALIZE_WHITESPACE
-        featurized 400 images with resnet101v2: 380 cached, 20 computed in 3.1 s
-        (6.5 img/s); precision bfloat16
+        featurized 4 images with mobilenetv2 (float32, local engine): 1 cached, 3 computed
+        in 2.0 s (1.5 img/s)
     """
 
     backbone: str
@@ -64,6 +75,9 @@ class FeatureStats:
     precision: str = ""
     bad: list = field(default_factory=list)
     engine: str = ""
+    imported: int = 0
+    shards: dict = field(default_factory=dict)
+    workers: dict = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -72,17 +86,18 @@ class FeatureStats:
 
     def __str__(self) -> str:
         where = f" ({self.precision}, {self.engine} engine)" if self.engine else ""
-        text = (f"featurized {self.images} images with {self.backbone}{where}: {self.hits} "
-                f"cached, {self.computed} computed in {self.seconds:.1f} s")
-        if self.computed:
-            text += f" ({self.images_per_second:.1f} img/s)"
-        if self.repaired:
-            text += f"; {self.repaired} damaged cache entries recomputed"
-        if self.bad:
-            text += f"; {len(self.bad)} unreadable files skipped"
-        if self.precision and not self.engine:
-            text += f"; precision {self.precision}"
-        return text
+        speed = f" ({self.images_per_second:.1f} img/s)" if self.computed else ""
+        shards = self.shards
+        parts = [(f"featurized {self.images} images with {self.backbone}{where}: {self.hits} "
+                  f"cached, {self.computed} computed in {self.seconds:.1f} s{speed}")]
+        parts += [text for shown, text in (
+            (self.repaired, f"{self.repaired} damaged cache entries recomputed"),
+            (self.bad, f"{len(self.bad)} unreadable files skipped"),
+            (self.precision and not self.engine, f"precision {self.precision}"),
+            (shards, shards and f"shards: {shards['run']} run on {len(self.workers)} workers, "
+                                f"{shards['imported']} imported from earlier runs, "
+                                f"{shards['skipped']} already cached")) if shown]
+        return "; ".join(parts)
 
 
 def _open_cache(cache) -> FeatureCache | None:
@@ -96,32 +111,27 @@ def _open_cache(cache) -> FeatureCache | None:
                              cache, "pass cache='default' or cache=None to disable caching"))
 
 
-def _views(view, views) -> tuple[list[int], bool]:
-    """The list of view ids and whether the caller asked for a (V, N, D) result."""
-    if views is None:
-        return [check_int("view", view, minimum=0, fix="pass view=0 (the original image)")], False
-    if view != 0:
-        raise ValueError(problem("view / views", "one of them", f"view={view}, views={views}",
-                                 "pass views=[...] alone"))
-    ids = [] if isinstance(views, (str, bytes)) or not hasattr(views, "__iter__") else list(views)
-    if not ids:
-        raise ValueError(problem("views", "a sequence of view ids such as [0, 1, 2], not empty",
-                                 views, "pass views=[0, 1, 2]"))
-    return [check_int("views[i]", v, minimum=0, fix="use ids >= 0") for v in ids], True
-
-
-def _transform_id(view_ids, transform, transform_id, cache) -> str | None:
-    """The augmentation policy's id for cache keys; check views > 0 can be made and cached."""
-    transform_id = transform_id if transform_id is not None else getattr(
-        transform, "transform_id", None)
-    if any(view_ids) and transform is None:
-        raise ValueError(problem("transform", "a function transform(image, view) for views > 0",
-                                 None, "pass transform=..., or use view=0"))
-    if any(view_ids) and cache is not None and not transform_id:
-        raise ValueError(problem(
-            "transform_id", "a string naming the augmentation policy (part of cache keys)",
-            transform_id, "pass transform_id='flip-v1' (or cache=None)"))
-    return transform_id
+def _view_ids(view, views, transform, transform_id, cache) -> tuple[list[int], str | None]:
+    """The view ids to compute and the augmentation policy's id for cache keys (checked)."""
+    given = [view] if views is None else views
+    listed = not isinstance(given, (str, bytes)) and hasattr(given, "__iter__")
+    ids = [check_int("view", v, minimum=0, fix="pass view=0 (the original image)")
+           for v in (list(given) if listed else [])]
+    transform_id = transform_id or getattr(transform, "transform_id", None)
+    for failed, what, expected, received, fix in (
+            (views is not None and view != 0, "view / views", "one of them",
+             f"view={view}, views={views}", "pass views=[...] alone"),
+            (not ids, "views", "a sequence of view ids such as [0, 1, 2], not empty", views,
+             "pass views=[0, 1, 2]"),
+            (any(ids) and transform is None, "transform",
+             "a function transform(image, view) for views > 0", None,
+             "pass transform=..., or use view=0"),
+            (any(ids) and cache is not None and not transform_id, "transform_id",
+             "a string naming the augmentation policy (part of cache keys)", transform_id,
+             "pass transform_id='flip-v1' (or cache=None)")):
+        if failed:
+            raise ValueError(problem(what, expected, received, fix))
+    return ids, transform_id
 
 
 def to_model_image(image, size: int) -> np.ndarray:
@@ -254,7 +264,11 @@ class Featurizer:
         self.cache = _open_cache(cache)
         self.verbose = check_verbose(verbose)
         self.last_stats: FeatureStats | None = None
-        self._space = None  # the fingerprint hashes random weights: compute it once
+        from ..backbones.registry import PREPROCESSING_VERSION
+
+        # Once: the fingerprint of random weights hashes them all.
+        self._space = FeatureSpace(extractor.name, extractor.fingerprint, int(extractor.input_size),
+                                   PREPROCESSING_VERSION, extractor.precision)
 
     def __repr__(self) -> str:
         return (f"Featurizer({self.extractor.name}@{self.extractor.input_size}, "
@@ -276,12 +290,6 @@ class Featurizer:
             >>> Featurizer(fx, cache=None).space(2, "flip").view
             2
         """
-        if self._space is None:
-            from ..backbones.registry import PREPROCESSING_VERSION
-
-            fx = self.extractor
-            self._space = FeatureSpace(fx.name, fx.fingerprint, int(fx.input_size),
-                                       PREPROCESSING_VERSION, fx.precision)
         return replace(self._space, view=view, transform_id=transform_id if view else None)
 
     def keys(self, paths, views=(0,), transform_id: str | None = None) -> list[FeatureKey]:
@@ -372,72 +380,31 @@ class Featurizer:
         if errors not in ("raise", "skip"):
             raise ValueError(problem("errors", "'raise' or 'skip'", errors,
                                      "pass errors='skip' to go on past unreadable files"))
-        view_ids, stacked = _views(view, views)
-        transform_id = _transform_id(view_ids, transform, transform_id, self.cache)
+        view_ids, transform_id = _view_ids(view, views, transform, transform_id, self.cache)
         paths = [Path(p) for p in getattr(images, "paths", images)]
         n, dim = len(paths), int(self.extractor.feature_dim)
-        out = np.empty((len(view_ids) * n, dim), dtype=np.float32)
-        jobs, hits, repaired = self._from_cache(paths, view_ids, transform_id, out)
-        computed, bad = 0, []
-        with tqdm(total=len(out), initial=hits, unit="img", disable=not (self.verbose and jobs),
-                  desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
-            for done, vectors, failed in self._compute(paths, jobs, transform):
-                for (_, _, _, rows), vector in zip(done, vectors):
-                    out[rows] = vector
-                if self.cache is not None:
-                    self.cache.put_many((key, vec) for (_, _, key, _), vec in zip(done, vectors))
-                computed += len(done)
-                bar.update(sum(len(job[3]) for job in done + [job for job, _ in failed]))
-                if failed and errors == "raise":
-                    raise failed[0][1]
-                for (path_index, _, _, rows), err in failed:
-                    out[rows] = np.nan
-                    bad.append((paths[path_index], getattr(err, "reason", str(err))))
-
-        self.last_stats = FeatureStats(self.extractor.name, len(out), hits, computed, repaired,
-                                       time.perf_counter() - start,
-                                       str(self.extractor.precision), bad)
-        if self.cache is not None and n:
-            s = self.last_stats
-            self.cache.record_run(s.backbone, s.images, s.hits, s.computed, s.repaired, s.seconds)
-        if self.verbose:
-            print(self.last_stats, file=sys.stderr)
-        return out.reshape(len(view_ids), n, dim) if stacked else out
-
-    __call__ = featurize
-
-    def _from_cache(self, paths, view_ids, transform_id, out):
-        """Copy cached rows into ``out``; return (jobs, hits, damaged entries).
-
-        Rows are one per (view, image): row = v * n + i. A job ``(image index,
-        view id, cache key, rows)`` is one vector to compute; identical files share one.
-        """
-        n = len(paths)
-        if self.cache is None:
-            return [(row % n, view_ids[row // n], None, [row]) for row in range(len(out))], 0, 0
+        out = np.full((len(view_ids) * n, dim), np.nan, dtype=np.float32)
+        # One row per (view, image): row = v * n + i. A job (key, rows) is one vector to
+        # compute; identical files share one.
         keys = self.keys(paths, view_ids, transform_id)
-        lookup = self.cache.lookup(set(keys))
+        lookup = self.cache.lookup(keys) if self.cache is not None else Lookup({}, [])
         rows_of = {}
         for row, key in enumerate(keys):
-            vector = lookup.found.get(key)
-            if vector is not None and len(vector) == out.shape[1]:  # else: recompute, replace
-                out[row] = vector
+            if key in lookup.found:
+                out[row] = lookup.found[key]
             else:
                 rows_of.setdefault(key, []).append(row)
-        jobs = [(rows[0] % n, view_ids[rows[0] // n], key, rows) for key, rows in rows_of.items()]
-        misses = sum(len(rows) for rows in rows_of.values())
-        return jobs, len(keys) - misses, len(lookup.damaged)
-
-    def _compute(self, paths, jobs, transform):
-        """Yield ``(jobs done, float32 vectors, [(failed job, error)])`` batch by batch."""
+        jobs = list(rows_of.items())
+        hits = len(keys) - sum(len(rows) for _, rows in jobs)
         import tensorflow as tf
 
         from ..backbones.extractor import BACKBONE_BATCH
 
-        errors = {}
-        load = model_image_loader([paths[job[0]] for job in jobs], int(self.extractor.input_size),
-                                  [job[1] for job in jobs], transform, errors,
-                                  [job[2] and job[2].content for job in jobs])
+        failures = {}
+        load = model_image_loader([paths[rows[0] % n] for _, rows in jobs],
+                                  int(self.extractor.input_size),
+                                  [key.space.view for key, _ in jobs], transform, failures,
+                                  [key.content for key, _ in jobs])
         # Autotuning off: with it (TF 2.21), deleting the finished iterator often blocked
         # for seconds, until the call had lasted a multiple of ~5.1 s. Decoding is a few
         # percent of the backbone's time, so fixed parallelism is plenty.
@@ -448,12 +415,35 @@ class Featurizer:
                    .batch(BACKBONE_BATCH)
                    .prefetch(2)
                    .with_options(options))
-        for batch, indices in dataset:
-            vectors = self.extractor(batch.numpy())
-            indices = indices.numpy()
-            good = [k for k, i in enumerate(indices) if i not in errors]
-            failed = [(jobs[i], errors.pop(i)) for i in indices if i in errors]
-            yield [jobs[indices[k]] for k in good], vectors[good], failed
+        computed, bad = 0, []
+        with tqdm(total=len(out), initial=hits, unit="img", disable=not (self.verbose and jobs),
+                  desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
+            for batch, indices in dataset:
+                vectors, indices = self.extractor(batch.numpy()), indices.numpy()
+                done = [(jobs[i], vector) for i, vector in zip(indices, vectors)
+                        if i not in failures]
+                for (_, rows), vector in done:
+                    out[rows] = vector
+                if self.cache is not None:
+                    self.cache.put_many((key, vector) for (key, _), vector in done)
+                computed += len(done)
+                bar.update(sum(len(jobs[i][1]) for i in indices))
+                failed = [(paths[jobs[i][1][0] % n], failures.pop(i)) for i in indices
+                          if i in failures]
+                if failed and errors == "raise":
+                    raise failed[0][1]
+                bad += [(path, getattr(err, "reason", str(err))) for path, err in failed]
+
+        self.last_stats = stats = FeatureStats(
+            self.extractor.name, len(out), hits, computed, len(lookup.damaged),
+            time.perf_counter() - start, str(self.extractor.precision), bad)
+        if self.cache is not None and n:
+            self.cache.record_run(stats)
+        if self.verbose:
+            print(stats, file=sys.stderr)
+        return out.reshape(len(view_ids), n, dim) if views is not None else out
+
+    __call__ = featurize
 
 
 def featurize(images, extractor, *, cache="default", view: int = 0, views=None, transform=None,

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .._errors import problem
 from .._files import atomic_path
@@ -61,6 +62,8 @@ class Shard:
         contents: content hashes of the rows with vectors.
         vectors: float32 ``(len(contents), dim)``.
         errors: ``(content, path, reason)`` of the error rows.
+        meta: the validated ``vitl.shard`` metadata (``format``, ``space``, ``space_id``,
+            ``dim``, ``dtype``, ``writer``).
     """
 
     path: Path
@@ -68,6 +71,7 @@ class Shard:
     contents: list
     vectors: np.ndarray
     errors: list
+    meta: dict
 
 
 @dataclass
@@ -77,20 +81,18 @@ class ImportStats:
     Attributes:
         files: shard files read.
         rows: rows with vectors in them.
-        added: vectors newly stored in the cache.
-        present: vectors the cache already held (left as they were).
+        added: vectors newly stored in the cache (the others were already there: left alone).
         errors: ``(content, path, reason)`` of error rows (images that failed).
     """
 
     files: int = 0
     rows: int = 0
     added: int = 0
-    present: int = 0
     errors: list = field(default_factory=list)
 
     def __str__(self) -> str:
         text = (f"imported {self.files} shard files: {self.rows} vectors, {self.added} new, "
-                f"{self.present} already cached")
+                f"{self.rows - self.added} already cached")
         if self.errors:
             text += f"; {len(self.errors)} error rows (unreadable images) skipped"
         return text
@@ -100,6 +102,13 @@ def _bad(path, expected, received):
     return ValueError(problem(f"feature shard {path}", expected, received,
                               "re-create it with `vitl featurize` or `vitl cache export`, "
                               "or remove it from the folder"))
+
+
+def _require(path, checks) -> None:
+    """Raise the first failed ``(passed, expected, received)`` check as a one-line error."""
+    for passed, expected, received in checks:
+        if not passed:
+            raise _bad(path, expected, received)
 
 
 def write_shard(path, space: FeatureSpace, dim: int, contents, vectors, errors=(),
@@ -129,89 +138,35 @@ def write_shard(path, space: FeatureSpace, dim: int, contents, vectors, errors=(
         ((1, 1280), 'truncated file')
     """
     pa, pq = _arrow()
-    path = Path(path)
     vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
     errors = list(errors)
-    n = len(vectors)
-    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
-    # From flat buffers: converting row by row takes ~2 s per 50,000 x 2048 vectors.
-    vector_col = pa.concat_arrays([pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1))),
-                                   pa.nulls(len(errors), pa.list_(pa.float32()))])
-    table = pa.table({
-        "content": pa.array(list(contents) + [e[0] for e in errors], pa.string()),
-        "space": pa.array([space.id] * (n + len(errors)), pa.string()),
-        "vector": vector_col,
-        "error": pa.array([None] * n + [str(e[2]) for e in errors], pa.string()),
-        "path": pa.array([None] * n + [str(e[1]) for e in errors], pa.string()),
-    })
+    n, rows = len(vectors), len(vectors) + len(errors)
+    # From flat buffers (error rows: null): row by row takes ~2 s per 50,000 x 2048 vectors.
+    offsets = pa.array(np.minimum(np.arange(rows + 1), n) * dim, pa.int32())
+    vector = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)),
+                                      mask=pa.array(np.arange(rows) >= n))
+    strings = {"content": list(contents) + [e[0] for e in errors], "space": [space.id] * rows,
+               "error": [None] * n + [str(e[2]) for e in errors],
+               "path": [None] * n + [str(e[1]) for e in errors]}
+    table = pa.table({**{k: pa.array(v, pa.string()) for k, v in strings.items()},
+                      "vector": vector}).select(list(_COLUMNS))
     meta = {"format": SHARD_FORMAT, "space": asdict(space), "space_id": space.id, "dim": int(dim),
             "dtype": "float32", "writer": writer or {}}
-    table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return path
+        pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(meta)}), tmp)
+    return Path(path)
 
 
-def read_meta(path) -> dict:
-    """Return a shard's validated ``vitl.shard`` metadata, reading only the footer.
-
-    Args:
-        path: a shard file.
-
-    Returns:
-        The metadata dict (``format``, ``space``, ``space_id``, ``dim``, ``dtype``, ``writer``).
-
-    Raises:
-        ValueError: not a Parquet file, or not a vitl shard of a known format.
-
-    Example:
-        >>> import tempfile
-        >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
-        >>> path = write_shard(Path(tempfile.mkdtemp()) / "s.parquet", space, 1280, [], [])
-        >>> read_meta(path)["dim"]
-        1280
-    """
-    pa, pq = _arrow()
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowException) as err:
-        raise _bad(path, "a Parquet file", f"unreadable ({str(err).splitlines()[0]})") from None
-    missing = [c for c in _COLUMNS if c not in schema.names]
-    if missing:
-        raise _bad(path, f"columns {', '.join(_COLUMNS)}", f"missing {', '.join(missing)}")
-    try:
-        meta = json.loads((schema.metadata or {})[META_KEY])
-        space = FeatureSpace(**meta["space"])
-        dim = int(meta["dim"])
-    except (KeyError, TypeError, ValueError):
-        raise _bad(path, "vitl.shard metadata (format, space, space_id, dim, dtype)",
-                   "none or incomplete") from None
-    if meta.get("format") != SHARD_FORMAT:
-        raise _bad(path, f"shard format {SHARD_FORMAT}", meta.get("format"))
-    if meta.get("space_id") != space.id:
-        raise _bad(path, f"space_id {space.id} (the id of its space fields)",
-                   meta.get("space_id"))
-    if meta.get("dtype") != "float32" or schema.field("vector").type != pa.list_(pa.float32()):
-        raise _bad(path, "float32 vectors", f"{meta.get('dtype')} / {schema.field('vector').type}")
-    from ..backbones.registry import BACKBONES  # here: only importing shards needs Keras
-
-    spec = BACKBONES.get(space.backbone)
-    if spec is None:
-        raise _bad(path, f"a registered backbone ({', '.join(BACKBONES)})", space.backbone)
-    if dim != spec.feature_dim:
-        raise _bad(path, f"{spec.feature_dim} features ({space.backbone})", dim)
-    return meta
-
-
-def read_shard(path, expect: FeatureSpace | None = None) -> Shard:
-    """Read and validate one shard file.
+def read_shard(path, expect: FeatureSpace | None = None, rows: bool = True) -> Shard:
+    """Read and validate one shard file (with ``rows=False`` only its footer).
 
     Args:
         path: a shard file.
         expect: when given, the shard must hold exactly this feature space.
+        rows: also read and check the rows; False checks the metadata alone (fast).
 
     Returns:
-        A :class:`Shard`.
+        A :class:`Shard` (no contents, vectors or errors with ``rows=False``).
 
     Raises:
         ValueError: the file is not a valid shard (or not of ``expect``), in one line.
@@ -223,32 +178,49 @@ def read_shard(path, expect: FeatureSpace | None = None) -> Shard:
         ...                    np.ones((1, 1280)))
         >>> read_shard(path, expect=space).contents == ["ab" * 32]
         True
+        >>> read_shard(path, rows=False).meta["dim"]
+        1280
     """
     pa, pq = _arrow()
-    import pyarrow.compute as pc
+    from ..backbones.registry import BACKBONES  # here: only importing shards needs Keras
 
-    meta = read_meta(path)
-    space, dim = FeatureSpace(**meta["space"]), int(meta["dim"])
-    if expect is not None and space != expect:
-        raise _bad(path, f"features of {expect} (id {expect.id})", f"{space} (id {space.id})")
-    table = pq.read_table(path, columns=list(_COLUMNS))
-    if pc.any(pc.not_equal(table["space"], space.id)).as_py():
-        raise _bad(path, f"space {space.id} in every row", "rows of other spaces")
-    ok = pc.is_null(table["error"]).to_numpy(zero_copy_only=False)
-    contents = table["content"].to_pylist()
-    if any(not isinstance(c, str) or len(c) != 64 for c in contents):
-        raise _bad(path, "64-hex-digit sha256 contents", "other values")
-    good = table.filter(pa.array(ok))
-    lengths = pc.list_value_length(good["vector"]).to_numpy(zero_copy_only=False)
-    if len(lengths) and (np.any(np.isnan(lengths.astype(float))) or (lengths != dim).any()):
-        raise _bad(path, f"{dim} values in every vector", "other lengths")
-    flat = pc.list_flatten(good["vector"]).to_numpy(zero_copy_only=False)
-    vectors = np.ascontiguousarray(flat, dtype=np.float32).reshape(len(good), dim)
-    if not np.isfinite(vectors).all():
-        raise _bad(path, "finite feature values", "NaN or infinity")
-    errors = [(c, p, e) for c, p, e, k in zip(contents, table["path"].to_pylist(),
-                                              table["error"].to_pylist(), ok) if not k]
-    return Shard(Path(path), space, good["content"].to_pylist(), vectors, errors)
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as err:
+        raise _bad(path, "a Parquet file", f"unreadable ({str(err).splitlines()[0]})") from None
+    try:
+        meta = json.loads((schema.metadata or {})[META_KEY])
+        space, dim = FeatureSpace(**meta["space"]), int(meta["dim"])
+    except (KeyError, TypeError, ValueError):
+        raise _bad(path, "vitl.shard metadata (format, space, space_id, dim, dtype)",
+                   "none or incomplete") from None
+    spec, missing = BACKBONES.get(space.backbone), sorted(set(_COLUMNS) - set(schema.names))
+    vector = None if missing else schema.field("vector").type
+    feature_dim = spec.feature_dim if spec else dim
+    _require(path, [
+        (not missing, f"columns {', '.join(_COLUMNS)}", f"missing {missing}"),
+        (meta.get("format") == SHARD_FORMAT, f"shard format {SHARD_FORMAT}", meta.get("format")),
+        (meta.get("space_id") == space.id, f"space_id {space.id} (the id of its space fields)",
+         meta.get("space_id")),
+        (meta.get("dtype") == "float32" and vector == pa.list_(pa.float32()), "float32 vectors",
+         f"{meta.get('dtype')} / {vector}"),
+        (spec, f"a registered backbone ({', '.join(BACKBONES)})", space.backbone),
+        (dim == feature_dim, f"{feature_dim} features ({space.backbone})", dim),
+        (expect is None or space == expect, f"features of {expect} (id {expect and expect.id})",
+         f"{space} (id {space.id})")])
+    frame = (pq.read_table(path, columns=list(_COLUMNS)).to_pandas() if rows else
+             pd.DataFrame({column: [] for column in _COLUMNS}))
+    good, failed = frame[frame["error"].isna()], frame[frame["error"].notna()]
+    _require(path, [
+        ((frame["space"] == space.id).all(), f"space {space.id} in every row", "rows of other spaces"),
+        (frame["content"].map(lambda c: isinstance(c, str) and len(c) == 64).all(),
+         "64-hex-digit sha256 contents", "other values"),
+        (good["vector"].map(lambda v: v is not None and len(v) == dim).all(),
+         f"{dim} values in every vector", "other lengths")])
+    vectors = np.stack(list(good["vector"])) if len(good) else np.empty((0, dim), np.float32)
+    _require(path, [(np.isfinite(vectors).all(), "finite feature values", "NaN or infinity")])
+    return Shard(Path(path), space, list(good["content"]), vectors.astype(np.float32),
+                 list(zip(failed["content"], failed["path"], failed["error"])), meta)
 
 
 def shard_files(folder) -> list[Path]:
@@ -287,7 +259,7 @@ def known_errors(folder, space: FeatureSpace) -> dict:
 
     Args:
         folder: the shard folder (missing: no errors).
-        space: the :class:`FeatureSpace` of interest; other spaces' shards are not read.
+        space: the :class:`FeatureSpace` of interest; shards named for other spaces are not read.
 
     Returns:
         A dict from content hash to ``(path, reason)``.
@@ -301,51 +273,13 @@ def known_errors(folder, space: FeatureSpace) -> dict:
         >>> known_errors(folder, space)["cd" * 32]
         ('bad.jpg', 'truncated file')
     """
-    _, pq = _arrow()
-    folder = Path(folder)
-    if not folder.is_dir():
-        return {}
-    errors = {}
-    for path in shard_files(folder):
-        if not path.name.startswith(space.id[:12]) or read_meta(path)["space_id"] != space.id:
-            continue
-        table = pq.read_table(path, columns=["content", "error", "path"])
-        for content, error, source in zip(*(table[c].to_pylist() for c in table.column_names)):
-            if error is not None:
-                errors[content] = (source, error)
-    return errors
+    files = shard_files(folder) if Path(folder).is_dir() else []
+    return {content: (source, reason) for path in files if path.name.startswith(space.id[:12])
+            for content, source, reason in read_shard(path, expect=space).errors}
 
 
-def import_shard(shard: Shard, cache: FeatureCache, stats: ImportStats) -> None:
-    """Store a read shard's vectors the cache lacks (one transaction); update ``stats``.
-
-    Args:
-        shard: a :class:`Shard` from :func:`read_shard`.
-        cache: the :class:`FeatureCache` to fill.
-        stats: the :class:`ImportStats` to add to.
-
-    Example:
-        >>> import tempfile
-        >>> space = FeatureSpace("mobilenetv2", "abc", 224, 1, "float32")
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> path = write_shard(folder / "s.parquet", space, 1280, ["ab" * 32], np.ones((1, 1280)))
-        >>> stats = ImportStats()
-        >>> import_shard(read_shard(path), FeatureCache(folder / "cache"), stats)
-        >>> stats.added
-        1
-    """
-    keys = [FeatureKey(c, shard.space) for c in shard.contents]
-    found = cache.lookup(keys).found
-    new = [(k, v) for k, v in zip(keys, shard.vectors) if k not in found]
-    cache.put_many(new)
-    stats.files += 1
-    stats.rows += len(keys)
-    stats.added += len(new)
-    stats.present += len(keys) - len(new)
-    stats.errors += shard.errors
-
-
-def import_shards(source, cache: FeatureCache) -> ImportStats:
+def import_shards(source, cache: FeatureCache, expect: FeatureSpace | None = None,
+                  stats: ImportStats | None = None) -> ImportStats:
     """Merge shard files into a feature cache; vectors already cached are left alone.
 
     Every file's metadata is checked before anything is written; then each file
@@ -353,11 +287,13 @@ def import_shards(source, cache: FeatureCache) -> ImportStats:
     Importing the same shards again adds nothing.
 
     Args:
-        source: a folder of shard files, or one file.
+        source: a folder of shard files, one file, or a list of files.
         cache: the :class:`FeatureCache` to fill (the single writer).
+        expect: when given, every shard must hold this feature space.
+        stats: an :class:`ImportStats` to add to (default: a new one).
 
     Returns:
-        :class:`ImportStats`.
+        The :class:`ImportStats`.
 
     Raises:
         ValueError: a file is not a valid shard (named in the one-line message).
@@ -373,12 +309,20 @@ def import_shards(source, cache: FeatureCache) -> ImportStats:
         >>> import_shards(folder, cache).added
         0
     """
-    files = shard_files(source)
+    files = source if isinstance(source, list) else shard_files(source)
     for path in files:
-        read_meta(path)
-    stats = ImportStats()
+        read_shard(path, expect, rows=False)
+    stats = ImportStats() if stats is None else stats
     for path in files:
-        import_shard(read_shard(path), cache, stats)
+        shard = read_shard(path, expect)
+        keys = [FeatureKey(c, shard.space) for c in shard.contents]
+        found = cache.lookup(keys).found
+        new = [(k, v) for k, v in zip(keys, shard.vectors) if k not in found]
+        cache.put_many(new)
+        stats.files += 1
+        stats.rows += len(keys)
+        stats.added += len(new)
+        stats.errors += shard.errors
     return stats
 
 
