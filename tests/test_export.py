@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
     train = make_synthetic_cracks(root / "train", 10, size=SIZE, verbose=0)
     unseen = make_synthetic_cracks(root / "unseen", 10, size=SIZE, seed=7, verbose=0)
     clf = ImageClassifier("mobilenetv2-tv", input_size=SIZE,
-                          head=HeadConfig.mlnet(epochs=30, learning_rate=0.05), cache=None,
+                          head=HeadConfig(epochs=60), cache=None,
                           verbose=0).fit(train)
     paths = list_images(train) + list_images(unseen)
     images = np.stack([read_image(p, SIZE) for p in paths]).astype(np.float32)
