@@ -35,7 +35,6 @@ _NOT_IN_GRID = ("seed", "cache", "verbose", "callbacks", "on_epoch")
 _NESTED = {"head": HeadConfig, "fine_tune": FineTuneConfig, "augment": AugmentPolicy}
 #: The validation metrics runs are chosen by.
 METRICS = ("val_accuracy", "val_log_loss")
-_FOUR_DECIMALS = "{:.4f}".format
 
 
 @dataclass
@@ -274,18 +273,18 @@ class ExperimentResults:
         ax.set_title("Grid results (best in orange)")
         return fig
 
-    def _table(self) -> pd.DataFrame:
+    def _table(self, render: str) -> str:
+        """The runs' table through ``DataFrame.to_string`` or ``DataFrame.to_html``."""
         columns = ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
                    "epochs_run", "features_computed"]
-        return pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
+        frame = pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
+        return getattr(frame, render)(index=False, float_format="{:.4f}".format, na_rep="-")
 
     def __repr__(self) -> str:
-        table = self._table().to_string(index=False, float_format=_FOUR_DECIMALS, na_rep="-")
-        return self._headline() + ("\n" + table if self.rows else "")
+        return self._headline() + ("\n" + self._table("to_string") if self.rows else "")
 
     def _repr_html_(self) -> str:
-        return (f"<p>{html.escape(self._headline())}</p>"
-                + self._table().to_html(index=False, float_format=_FOUR_DECIMALS, na_rep="-"))
+        return f"<p>{html.escape(self._headline())}</p>" + self._table("to_html")
 
     # ------------------------------------------------------------------ helpers
     def _headline(self) -> str:
