@@ -256,19 +256,17 @@ class ExperimentResults:
         from matplotlib.figure import Figure
 
         table = self.summary(metric)
-        labels = [self._label(entry) for entry in table]
-        means = [entry[f"{metric}_mean"] for entry in table]
-        sds = [entry[f"{metric}_sd"] for entry in table]
+        means = np.array([entry[f"{metric}_mean"] for entry in table])
+        sds = np.array([entry[f"{metric}_sd"] for entry in table])
         fig = Figure(figsize=(7, 0.9 + 0.38 * len(table)), layout="constrained")
         ax = fig.add_subplot()
         y = np.arange(len(table))[::-1]
-        colors = ["tab:orange"] + ["tab:blue"] * (len(table) - 1)
-        ax.barh(y, means, xerr=sds, color=colors, capsize=3)
-        ax.set_yticks(y, labels, fontsize=8)
+        ax.barh(y, means, xerr=sds, color=["tab:orange"] + ["tab:blue"] * (len(table) - 1), capsize=3)
+        ax.set_yticks(y, [self._label(entry) for entry in table], fontsize=8)
         ax.set_xlabel(f"{metric} (mean ± sd over {len(self.seeds)} seed"
                       f"{'s' if len(self.seeds) != 1 else ''})")
         if metric.endswith("accuracy"):
-            low = min(m - s for m, s in zip(means, sds))
+            low = np.min(means - sds)
             ax.set_xlim(max(0.0, math.floor(low * 20) / 20 - 0.05), 1.0)
         ax.set_title("Grid results (best in orange)")
         return fig

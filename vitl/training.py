@@ -687,17 +687,15 @@ def train_head(x_train, y_train, x_val=None, y_val=None, *, n_classes: int,
     # without validation data ML.NET also falls back to the training metric
     monitor = config.monitor if x_val is not None else config.monitor.removeprefix("val_")
 
-    listed = [LearningRateLog()]
-    if x_val is not None:
-        listed.append(ValidationScores(x_val, y_val, n_classes))
+    validation = [] if x_val is None else [ValidationScores(x_val, y_val, n_classes)]
     val_steps = None if x_val is None else math.ceil(len(x_val) / config.batch_size)
-    listed += progress_callbacks(verbose, config.epochs, "Training head", val_steps)
-    listed += _user_callbacks(callbacks, on_epoch)
     early = keras.callbacks.EarlyStopping(
         monitor=monitor, mode="max" if monitor.endswith("accuracy") else "min",
         patience=config.patience, min_delta=config.min_delta,
         restore_best_weights=config.restore_best_weights) if config.early_stopping else None
-    listed += [early] if early else []
+    listed = [LearningRateLog(), *validation,
+              *progress_callbacks(verbose, config.epochs, "Training head", val_steps),
+              *_user_callbacks(callbacks, on_epoch), *([early] if early else [])]
 
     keras.utils.set_random_seed(config.seed)
     steps = math.ceil(len(x_train) / config.batch_size)
