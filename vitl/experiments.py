@@ -35,7 +35,6 @@ _NOT_IN_GRID = ("seed", "cache", "verbose", "callbacks", "on_epoch")
 _NESTED = {"head": HeadConfig, "fine_tune": FineTuneConfig, "augment": AugmentPolicy}
 #: The validation metrics runs are chosen by.
 METRICS = ("val_accuracy", "val_log_loss")
-_FOUR_DECIMALS = "{:.4f}".format
 
 
 @dataclass
@@ -257,35 +256,33 @@ class ExperimentResults:
         from matplotlib.figure import Figure
 
         table = self.summary(metric)
-        labels = [self._label(entry) for entry in table]
-        means = [entry[f"{metric}_mean"] for entry in table]
-        sds = [entry[f"{metric}_sd"] for entry in table]
+        means = np.array([entry[f"{metric}_mean"] for entry in table])
+        sds = np.array([entry[f"{metric}_sd"] for entry in table])
         fig = Figure(figsize=(7, 0.9 + 0.38 * len(table)), layout="constrained")
         ax = fig.add_subplot()
         y = np.arange(len(table))[::-1]
-        colors = ["tab:orange"] + ["tab:blue"] * (len(table) - 1)
-        ax.barh(y, means, xerr=sds, color=colors, capsize=3)
-        ax.set_yticks(y, labels, fontsize=8)
+        ax.barh(y, means, xerr=sds, color=["tab:orange"] + ["tab:blue"] * (len(table) - 1), capsize=3)
+        ax.set_yticks(y, [self._label(entry) for entry in table], fontsize=8)
         ax.set_xlabel(f"{metric} (mean ± sd over {len(self.seeds)} seed"
                       f"{'s' if len(self.seeds) != 1 else ''})")
         if metric.endswith("accuracy"):
-            low = min(m - s for m, s in zip(means, sds))
+            low = np.min(means - sds)
             ax.set_xlim(max(0.0, math.floor(low * 20) / 20 - 0.05), 1.0)
         ax.set_title("Grid results (best in orange)")
         return fig
 
-    def _table(self) -> pd.DataFrame:
+    def _table(self, render: str) -> str:
+        """The runs' table through ``DataFrame.to_string`` or ``DataFrame.to_html``."""
         columns = ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
                    "epochs_run", "features_computed"]
-        return pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
+        frame = pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
+        return getattr(frame, render)(index=False, float_format="{:.4f}".format, na_rep="-")
 
     def __repr__(self) -> str:
-        table = self._table().to_string(index=False, float_format=_FOUR_DECIMALS, na_rep="-")
-        return self._headline() + ("\n" + table if self.rows else "")
+        return self._headline() + ("\n" + self._table("to_string") if self.rows else "")
 
     def _repr_html_(self) -> str:
-        return (f"<p>{html.escape(self._headline())}</p>"
-                + self._table().to_html(index=False, float_format=_FOUR_DECIMALS, na_rep="-"))
+        return f"<p>{html.escape(self._headline())}</p>" + self._table("to_html")
 
     # ------------------------------------------------------------------ helpers
     def _headline(self) -> str:

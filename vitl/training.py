@@ -40,7 +40,6 @@ OPTIMIZERS = ("sgd", "adam")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 #: Columns of :class:`TrainingHistory`, in display order.
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
-_PREDICT_CHUNK = 4096
 
 
 def changed_fields_repr(config) -> str:
@@ -212,11 +211,10 @@ class HeadConfig:
             >>> HeadConfig.from_dict({"epochs": 5}).epochs
             5
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - set(asdict(cls())))
         if unknown:
-            raise ValueError(problem("HeadConfig keys", f"names among {sorted(known)}", unknown,
-                                     "remove or rename the unknown keys"))
+            raise ValueError(problem("HeadConfig keys", f"names among {list(asdict(cls()))}",
+                                     unknown, "remove or rename the unknown keys"))
         return cls(**values)
 
     def make_optimizer(self, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -356,21 +354,22 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         """Keras hook: print the epoch's lines (the class example calls it)."""
         logs = logs or {}
-        print(_log_line("Train", epoch, (self.params or {}).get("steps"), logs.get("accuracy"),
-                        logs.get("loss"), logs.get("learning_rate")), file=self.stream or sys.stdout)
+        datasets = [("Train", "", (self.params or {}).get("steps"))]
         if logs.get("val_accuracy") is not None:
-            print(_log_line("Validation", epoch, self.val_steps, logs["val_accuracy"],
-                            logs.get("val_loss")), file=self.stream or sys.stdout)
+            datasets.append(("Validation", "val_", self.val_steps))
+        for dataset, prefix, steps in datasets:
+            parts = [f"Phase: Training, Dataset used: {dataset:>10}"]
+            if steps is not None:
+                parts.append(f"Batch Processed Count: {int(steps):3d}")
+            parts.append(f"Epoch: {epoch:3d}")
+            parts += [label.format(float(logs[prefix + key])) for key, label in _LOGGED
+                      if logs.get(prefix + key) is not None]
+            print(", ".join(parts), file=self.stream or sys.stdout)
 
 
-def _log_line(dataset, epoch, steps, accuracy, loss, rate=None) -> str:
-    parts = [f"Phase: Training, Dataset used: {dataset:>10}",
-             steps is not None and f"Batch Processed Count: {int(steps):3d}",
-             f"Epoch: {epoch:3d}",
-             accuracy is not None and f"Accuracy: {float(accuracy):.4f}",
-             loss is not None and f"Cross-Entropy: {float(loss):.4f}",
-             rate is not None and f"Learning Rate: {float(rate):.6f}"]
-    return ", ".join(part for part in parts if part)
+#: EpochLog's metrics: (log key without ``val_``, its text in ML.NET's log line).
+_LOGGED = (("accuracy", "Accuracy: {:.4f}"), ("loss", "Cross-Entropy: {:.4f}"),
+           ("learning_rate", "Learning Rate: {:.6f}"))
 
 
 def progress_callbacks(verbose, epochs: int, desc: str, val_steps: int | None = None) -> list:
@@ -423,8 +422,7 @@ class LearningRateLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         """Keras hook: write the rate into ``logs`` (``model.fit`` in the class example)."""
-        if logs is not None:
-            logs["learning_rate"] = self._rate
+        logs["learning_rate"] = self._rate
 
 
 @dataclass
@@ -568,14 +566,12 @@ class TrainingHistory:
         rows = [{"epoch": int(epoch), **{c: float(v[i]) if i < len(v) else None
                                          for c, v in values.items()}}
                 for i, epoch in enumerate(history.epoch)]
-        scores = [row[monitor] for row in rows]
+        scores = pd.Series([row[monitor] for row in rows], [row["epoch"] for row in rows], float)
+        best_epoch = None
         if early is not None and early.best is not None:
             best_epoch = int(early.best_epoch)
-        elif scores and None not in scores:
-            pick = np.argmax if monitor.endswith("accuracy") else np.argmin
-            best_epoch = rows[int(pick(scores))]["epoch"]
-        else:
-            best_epoch = None
+        elif len(scores) and scores.notna().all():
+            best_epoch = int(scores.idxmax() if monitor.endswith("accuracy") else scores.idxmin())
         stopped = bool(history.model is not None and history.model.stop_training)
         return cls(rows=rows, monitor=monitor, best_epoch=best_epoch,
                    stopped_epoch=rows[-1]["epoch"] if stopped and rows else None,
@@ -608,7 +604,8 @@ class TrainingHistory:
         frame = self.to_pandas()
         if not self.has_validation:
             frame = frame.drop(columns=["val_loss", "val_accuracy"])
-        shown = pd.DataFrame({c: [_format_cell(c, v) for v in frame[c]] for c in frame.columns})
+        shown = pd.DataFrame({column: ["-" if pd.isna(v) else _CELLS.get(column, "{:.4f}").format(v)
+                                       for v in frame[column]] for column in frame.columns})
         shown[""] = np.where(frame["epoch"] == self.best_epoch, "<- best", "")
         if len(shown) > limit:
             gap = pd.DataFrame([["..."] * len(frame.columns) + [""]], columns=shown.columns)
@@ -626,12 +623,8 @@ class TrainingHistory:
         return f"<p>{html.escape(self._summary())}</p>" + self._shown().to_html(index=False)
 
 
-def _format_cell(column: str, value) -> str:
-    if pd.isna(value):
-        return "-"
-    if column == "epoch":
-        return str(int(value))
-    return f"{value:.6f}" if column == "learning_rate" else f"{value:.4f}"
+#: How TrainingHistory's table shows a column's values (others: 4 decimals; missing: "-").
+_CELLS = {"epoch": "{:.0f}", "learning_rate": "{:.6f}"}
 
 
 def train_head(x_train, y_train, x_val=None, y_val=None, *, n_classes: int,
@@ -694,17 +687,15 @@ def train_head(x_train, y_train, x_val=None, y_val=None, *, n_classes: int,
     # without validation data ML.NET also falls back to the training metric
     monitor = config.monitor if x_val is not None else config.monitor.removeprefix("val_")
 
-    listed = [LearningRateLog()]
-    if x_val is not None:
-        listed.append(ValidationScores(x_val, y_val, n_classes))
+    validation = [] if x_val is None else [ValidationScores(x_val, y_val, n_classes)]
     val_steps = None if x_val is None else math.ceil(len(x_val) / config.batch_size)
-    listed += progress_callbacks(verbose, config.epochs, "Training head", val_steps)
-    listed += _user_callbacks(callbacks, on_epoch)
     early = keras.callbacks.EarlyStopping(
         monitor=monitor, mode="max" if monitor.endswith("accuracy") else "min",
         patience=config.patience, min_delta=config.min_delta,
         restore_best_weights=config.restore_best_weights) if config.early_stopping else None
-    listed += [early] if early else []
+    listed = [LearningRateLog(), *validation,
+              *progress_callbacks(verbose, config.epochs, "Training head", val_steps),
+              *_user_callbacks(callbacks, on_epoch), *([early] if early else [])]
 
     keras.utils.set_random_seed(config.seed)
     steps = math.ceil(len(x_train) / config.batch_size)
@@ -827,14 +818,12 @@ class ValidationScores(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         """Keras hook: score the validation features into ``logs`` (the class example calls it)."""
-        if logs is None:
-            return
         proba = predict_proba(self.model, self.x_val)
         logs["val_loss"] = float(log_loss(self.y_val, proba, labels=self.labels))
         logs["val_accuracy"] = float(accuracy_score(self.y_val, proba.argmax(axis=1)))
 
 
-def predict_proba(model: keras.Model, features, batch_size: int = _PREDICT_CHUNK) -> np.ndarray:
+def predict_proba(model: keras.Model, features, batch_size: int = 4096) -> np.ndarray:
     """Return class probabilities for ``(N, D)`` features, in chunks.
 
     Calls the model directly (no ``model.predict`` set-up per call: this runs
@@ -852,13 +841,14 @@ def predict_proba(model: keras.Model, features, batch_size: int = _PREDICT_CHUNK
         >>> head = build_head(4, 2)
         >>> predict_proba(head, np.zeros((3, 4), "float32")).round(3).tolist()
         [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]
+        >>> predict_proba(head, np.zeros((0, 4), "float32")).shape
+        (0, 2)
     """
     if not tf.is_tensor(features):
         features = np.asarray(features, dtype=np.float32)
-    if len(features) == 0:
-        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+    # max(..., 1): an empty input still makes one (empty) chunk, so the shape is (0, n_classes)
     chunks = [np.asarray(model(tf.constant(features[i:i + batch_size]), training=False))
-              for i in range(0, len(features), batch_size)]
+              for i in range(0, max(len(features), 1), batch_size)]
     return np.concatenate(chunks).astype(np.float32)
 
 
