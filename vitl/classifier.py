@@ -684,10 +684,9 @@ def _of_type(name: str, value, kind):
     return value
 
 
-#: vitl.json keys ``load`` reads, with their JSON types ("fit_info.x": a key of fit_info).
-_REQUIRED = {"classes": list, "params": dict, "fit_info": dict, "history": dict,
-             "fit_info.backbone": str, "fit_info.input_size": int, "fit_info.precision": str,
-             "fit_info.weights": dict}
+#: vitl.json keys ``load`` reads, with their JSON types; then the keys of its fit_info.
+_REQUIRED = {"classes": list, "params": dict, "fit_info": dict, "history": dict}
+_REQUIRED_FIT_INFO = {"backbone": str, "input_size": int, "precision": str, "weights": dict}
 
 
 def _read_metadata(path) -> dict:
@@ -695,7 +694,7 @@ def _read_metadata(path) -> dict:
 
     Raises a one-line ValueError when the zip or a member is damaged, the JSON is
     not an object of this :data:`SAVE_FORMAT`, or a key ``load`` reads is missing
-    or of the wrong type (``_REQUIRED``; classes: two or more distinct names).
+    or of the wrong type (the tables above; classes: two or more distinct names).
     """
     try:
         with zipfile.ZipFile(path) as archive:
@@ -704,25 +703,22 @@ def _read_metadata(path) -> dict:
     except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError, zlib.error) as err:
         raise ValueError(problem("model file", "a .keras file saved by vitl (with vitl.json)",
                                  f"{path} ({err})", "retrain with this vitl version")) from None
-    if damaged:
-        raise ValueError(problem("model file", "an intact .keras zip",
-                                 f"{path} with a damaged member {damaged}",
+    if damaged or not isinstance(metadata, dict):
+        received = (f"a damaged member {damaged}" if damaged
+                    else f"a JSON {type(metadata).__name__} as vitl.json")
+        raise ValueError(problem("model file", "an intact .keras zip with a JSON object as "
+                                 "vitl.json", f"{path} with {received}",
                                  "restore the file from a backup, or retrain"))
-    if not isinstance(metadata, dict):
-        raise ValueError(problem("model file's vitl.json", "a JSON object",  # noqa: TRY004
-                                 f"a JSON {type(metadata).__name__} in {path}",
-                                 "retrain; the file was edited or damaged"))
     if metadata.get("format") != SAVE_FORMAT:
         raise ValueError(problem("model format", f"version {SAVE_FORMAT}",
                                  f"version {metadata.get('format')} "
                                  f"(vitl {metadata.get('vitl_version')})",
                                  "retrain the model with this vitl version, or install the "
                                  "vitl version that saved it"))
-    info = metadata.get("fit_info")
-    info = info if isinstance(info, dict) else {}
-    wrong = [key for key, kind in _REQUIRED.items() if not isinstance(
-        info.get(key[len("fit_info."):]) if key.startswith("fit_info.") else metadata.get(key),
-        kind)]
+    info = metadata.get("fit_info") if isinstance(metadata.get("fit_info"), dict) else {}
+    wrong = [key for key, kind in _REQUIRED.items() if not isinstance(metadata.get(key), kind)]
+    wrong += [f"fit_info.{key}" for key, kind in _REQUIRED_FIT_INFO.items()
+              if not isinstance(info.get(key), kind)]
     classes = metadata.get("classes")
     if isinstance(classes, list) and (len(classes) < 2 or len(set(map(str, classes))) != len(classes)
                                       or not all(isinstance(c, str) and c for c in classes)):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import keras
 import numpy as np
@@ -328,8 +328,7 @@ def copy_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
     copy = build_feature_extractor(extractor.spec, weights=None, input_size=extractor.input_size,
                                    precision=extractor.precision)
     copy.model.set_weights(extractor.model.get_weights())
-    return FeatureExtractor(extractor.spec, copy.model, extractor.input_size, extractor.weights,
-                            extractor.precision)
+    return replace(extractor, model=copy.model)
 
 
 def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, validation=None,
@@ -435,9 +434,8 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
     best = history.best
     if not val_paths:
         history.best_epoch = history.rows[-1]["epoch"]  # no validation: the last epoch is kept
-    # The start (head-only training) competes: ties in accuracy go to the lower loss.
     elif config.keep == "improved" and (best["val_accuracy"], -best["val_loss"]) <= (
-            initial["val_accuracy"], -initial["val_loss"]):
+            initial["val_accuracy"], -initial["val_loss"]):  # the start competes; ties: lower loss
         # The outcome prints even when silent: "improving" that did not improve must be visible.
         print(f"fine-tuning discarded: no epoch beat the head-only model on validation "
               f"(accuracy {initial['val_accuracy']:.4f}); the head-only model is kept",
@@ -446,9 +444,8 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
     else:
         print(f"fine-tuning kept: epoch {history.best_epoch}, validation accuracy "
               f"{initial['val_accuracy']:.4f} -> {best['val_accuracy']:.4f}", flush=True)
-    source = WeightsSource(kind="fine-tuned", path=extractor.weights.path,
-                           sha256=weights_digest(tuned))
-    tuned = FeatureExtractor(tuned.spec, tuned.model, tuned.input_size, source, tuned.precision)
+    tuned = replace(tuned, weights=WeightsSource("fine-tuned", extractor.weights.path,
+                                                 weights_digest(tuned)))
     return FineTuneResult(tuned, tuned_head, history, unfrozen, initial, improved=True)
 
 
