@@ -396,10 +396,9 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
 
     size, batch = tuned.input_size, config.batch_size
     train_ds = _image_dataset(train_paths, y_train, size, batch, config.seed, policy)
-    val_ds = _image_dataset(val_paths, np.asarray(y_val, np.int32), size, batch) \
-        if val_paths else None
-    initial = None
+    val_ds = initial = None
     if val_paths:
+        val_ds = _image_dataset(val_paths, np.asarray(y_val, np.int32), size, batch)
         loss, accuracy = model.evaluate(val_ds, verbose=0)
         initial = {"val_loss": float(loss), "val_accuracy": float(accuracy)}
     if verbose:
