@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from vitl._hashing import sha256_file
-from vitl.backbones import build_feature_extractor, get_backbone, resolve_weights
+from vitl.backbones import build_feature_extractor, resolve_weights, weights_file_name
 from vitl.backbones import weights as weights_module
 from vitl.backbones.bundle import import_bundle, make_bundle, read_manifest
 from vitl.datasets import SDNET2018_SHA256 as SDNET_ZIP_SHA256
 from vitl.datasets import SDNET2018_ZIP_NAMES as SDNET_ZIP_NAMES
 from vitl.datasets import data_mirror_dir
 
-MOBILENET = get_backbone("mobilenetv2").keras_weights
+MOBILENET = weights_file_name("mobilenetv2")
 SHARED_DATA = Path("/work/shared/data")
 
 
@@ -29,7 +29,7 @@ def machine(tmp_path, monkeypatch):
         monkeypatch.setenv("KERAS_HOME", str(tmp_path / name / "keras"))
         return tmp_path / name
 
-    def offline_download(file_name):
+    def offline_download(spec):
         raise OSError("no network in tests")
 
     monkeypatch.setattr(weights_module, "_download", offline_download)
@@ -115,7 +115,8 @@ def test_manifest_paths_cannot_escape(tmp_path, machine):
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("manifest.json", json.dumps({"format": "vitl-bundle/1", "files": [
             {"path": "weights/../../escape.h5", "sha256": "0" * 64, "size": 1}]}))
-    with pytest.raises(ValueError, match="bundle manifest entry"):
+    with pytest.raises(ValueError, match="bundle .*evil.zip: expected .*weights/<file> or "
+                                         "data-mirror/<file>.*escape.h5"):
         import_bundle(evil)
     not_a_bundle = tmp_path / "plain.zip"
     zipfile.ZipFile(not_a_bundle, "w").writestr("x.txt", "x")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from vitl.backbones import choose as choose_module
 from vitl.backbones import choose_backbone
+from vitl.backbones import weights as weights_module
 from vitl.backbones.weights import WeightsSource, WeightsUnavailableError
 
 
@@ -26,7 +26,7 @@ def test_default_falls_back_offline_and_says_why(monkeypatch):
     def unavailable(spec, weights):
         raise WeightsUnavailableError("no weights")
 
-    monkeypatch.setattr(choose_module, "resolve_weights", unavailable)
+    monkeypatch.setattr(weights_module, "resolve_weights", unavailable)
     choice = choose_backbone()
     assert choice.name == "mobilenetv2-tv"
     assert "resnet101v2's ImageNet weights are not available" in choice.reason
@@ -34,7 +34,7 @@ def test_default_falls_back_offline_and_says_why(monkeypatch):
 
 def test_default_is_resnet101v2_when_weights_resolve(monkeypatch):
     monkeypatch.delenv("VITL_BACKBONE", raising=False)
-    monkeypatch.setattr(choose_module, "resolve_weights",
+    monkeypatch.setattr(weights_module, "resolve_weights",
                         lambda spec, weights: WeightsSource("vitl-home", "/w.h5", "ab" * 32))
     assert choose_backbone() == ("resnet101v2",
                                  "backbone: resnet101v2 (the tutorial's; weights: vitl-home)")

@@ -247,7 +247,7 @@ def test_auto_backbone_falls_back_offline_and_says_why(monkeypatch):
         raise WeightsUnavailableError("no weights here")
 
     monkeypatch.delenv("VITL_BACKBONE", raising=False)
-    monkeypatch.setattr("vitl.backbones.choose.resolve_weights", unavailable)
+    monkeypatch.setattr("vitl.backbones.weights.resolve_weights", unavailable)
     name, reason = common.choose_backbone("auto")
     assert name == "mobilenetv2-tv"
     assert "resnet101v2's ImageNet weights are not available" in reason

@@ -18,7 +18,6 @@ from vitl.cli.train import (
     make_classifier,
     make_split,
     noise_lines,
-    split_layout,
 )
 from vitl.finetune import FineTuneConfig
 from vitl.training import HeadConfig
@@ -44,7 +43,7 @@ def counts(parts):
 
 def run_split(data, **given):
     args = options(**given)
-    return make_split(data, split_layout(data, args), args)
+    return make_split(data, args)
 
 
 def test_default_trains_on_everything_but_a_stratified_validation_hold_out(tmp_path):
@@ -105,9 +104,15 @@ def test_split_option_tutorial_and_percentages(tmp_path):
 
 
 @pytest.mark.parametrize("text", ["random", "70/30", "70/20/20", "0/50/50", "a/b/c", "default"])
-def test_bad_split_values_are_one_line_errors(text):
-    with pytest.raises(CLIError, match="--split: expected 'tutorial' or TRAIN/VALIDATION/TEST"):
+def test_bad_split_values_are_one_line_errors(text, capsys):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected 'tutorial' or TRAIN/VAL"):
         split_fractions(text)
+    for command in (["data", "d"], ["train", "d", "--out", "m"]):
+        assert main([*command, "--split", text]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Fix:" in err, err
+        assert f"vitl {command[0]}: error: --split: expected 'tutorial' or TRAIN/VALIDATION/" \
+            "TEST" in err
 
 
 def test_noise_line_for_small_parts(tmp_path):

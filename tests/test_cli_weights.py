@@ -3,11 +3,11 @@
 import pytest
 
 import vitl.cli
-from vitl.backbones import get_backbone
 from vitl.backbones import weights as weights_module
+from vitl.backbones import weights_file_name
 from vitl.cli import main
 
-MOBILENET = get_backbone("mobilenetv2").keras_weights
+MOBILENET = weights_file_name("mobilenetv2")
 
 
 @pytest.fixture
@@ -15,7 +15,8 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("VITL_HOME", str(tmp_path / "vitl"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
 
-    def fake_download(file_name):
+    def fake_download(spec):
+        file_name = weights_file_name(spec)
         if file_name != MOBILENET:
             raise OSError("simulated: no network")
         path = tmp_path / "keras" / "models" / file_name
@@ -25,7 +26,7 @@ def home(tmp_path, monkeypatch):
 
     monkeypatch.setattr(weights_module, "_download", fake_download)
     # Only this sub-command: the others are tested (and may be mid-edit) elsewhere.
-    monkeypatch.setattr(vitl.cli, "_COMMAND_MODULES", ["weights"])
+    monkeypatch.setattr(vitl.cli, "COMMANDS", ("weights",))
     return tmp_path
 
 

@@ -100,7 +100,7 @@ def test_threshold_degenerate_cases():
         with pytest.raises(ValueError, match="target_recall: expected a number in"):
             flat.threshold_for_recall(bad)
     multi = EvaluationReport.from_predictions([0, 1, 2], np.eye(3), ["a", "b", "c"])
-    with pytest.raises(ValueError, match="threshold_for_recall: expected a two-class report"):
+    with pytest.raises(ValueError, match="report: expected a two-class report, received .3 classes.*Fix: "):
         multi.threshold_for_recall()
 
 

@@ -38,8 +38,8 @@ def grid_results(cracks, tmp_path_factory):
 @pytest.mark.slow
 def test_one_row_per_combination_and_seed(grid_results):
     results, _ = grid_results
-    rows = results.to_rows()
-    assert len(results) == len(rows) == 8
+    rows = results.rows
+    assert len(results) == len(rows) == len(results.to_pandas()) == 8
     assert [(r["head__learning_rate"], r["augment"], r["seed"]) for r in rows] == [  # ParameterGrid
         (lr, aug, seed) for aug in (0, 1) for lr in (0.01, 0.1) for seed in (0, 1)]
     for row in rows:
@@ -51,7 +51,7 @@ def test_one_row_per_combination_and_seed(grid_results):
 @pytest.mark.slow
 def test_each_image_and_view_is_featurized_once(grid_results):
     results, parts = grid_results
-    computed = [r["features_computed"] for r in results.to_rows()]
+    computed = results.to_pandas()["features_computed"].tolist()
     n_train, n_val = len(parts.train), len(parts.validation)
     assert computed[0] == n_train + n_val  # the first run featurizes originals
     assert computed[4] == n_train  # the first augment=1 run adds one view per training image
@@ -101,7 +101,7 @@ def test_tables_csv_and_plot(grid_results, tmp_path):
     text = repr(results)
     assert text.startswith("ExperimentResults: 8 runs (4 configurations x 2 seeds)")
     assert "val_accuracy" in text and len(text.splitlines()) == 2 + 8
-    assert "<table>" in results._repr_html_() and results._repr_html_().count("<tr>") == 9
+    assert "<table" in results._repr_html_() and results._repr_html_().count("<tr") == 9
     path = results.to_csv(tmp_path / "grid.csv")
     with open(path, newline="") as handle:
         read = list(csv.DictReader(handle))
@@ -119,7 +119,7 @@ def test_fine_tuning_runs_leave_the_shared_extractor_alone(cracks, tmp_path):
     results = run_grid(parts.train, parts.validation,
                        grid={"fine_tune": [FineTuneConfig(blocks=1, epochs=1), None]},
                        base=ImageClassifier(**BASE), cache=tmp_path, verbose=0)
-    first, second = results.to_rows()
+    first, second = results.rows
     assert first["features_computed"] == len(parts.train) + len(parts.validation)
     assert second["features_computed"] == 0  # same frozen weights, same cache keys
     plain = results.classifiers[1]
@@ -129,7 +129,9 @@ def test_fine_tuning_runs_leave_the_shared_extractor_alone(cracks, tmp_path):
 @pytest.mark.parametrize("grid, word", [
     ({"seed": [0, 1]}, "seeds="), ({"learnin_rate": [0.1]}, "spelling"),
     ({"head__learnin_rate": [0.1]}, "spelling"), ({"epochs": [5]}, "spelling"),
-    ({"head__epochs": []}, "at least one value"), ({"head__epochs": 5}, "a list of values"),
+    ({"head__epochs": []}, r"grid: expected .* no list empty, received .*non-empty sequence"),
+    ({"head__epochs": 5}, r"grid: expected a dict .*needs to be a list .* Fix: pass e.g. grid="),
+    ([{"head__epochs": [5]}], r"grid: expected a dict .*received .Parameter grid is not a dict"),
 ])
 def test_bad_grids_are_refused_with_a_fix(cracks, grid, word):
     with pytest.raises(ValueError, match=word):

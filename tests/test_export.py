@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import keras
@@ -136,17 +137,25 @@ def tiny():
     ({"format": "onnx"}, "format: expected one of 'savedmodel', 'tflite', received 'onnx'"),
     ({"quantize": "int8"}, "quantize: expected None for format='savedmodel'"),
     ({"format": "tflite", "quantize": "int4"}, "quantize: expected one of None, 'float16'"),
-    ({"format": "tflite", "quantize": "int8"}, "representative: expected existing image files"),
+    ({"format": "tflite", "quantize": "int8"},
+     "representative: expected image files to calibrate int8 quantization with (a few hundred "
+     + "training images), received 'no images'"),
     ({"format": "tflite", "quantize": "int8", "representative": ["/nope/a.png"]},
-     "received 'missing files, e.g. /nope/a.png'"),
+     "received 'none readable, e.g. /nope/a.png: file not found"),
     ({"class_names": ["a"]}, "class_names: expected 2 distinct, non-empty names"),
     ({"class_names": ["a", "a"]}, "class_names: expected 2 distinct"),
 ])
 def test_bad_arguments_say_expected_received_fix(tiny, tmp_path, kwargs, message):
     kwargs = {"class_names": ["a", "b"], **kwargs}
-    with pytest.raises(ValueError, match="Fix: ") as err:
+    with pytest.raises(ValueError, match="Fix: ") as err, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         export_model(tiny, directory=tmp_path / "out", **kwargs)
     assert message in str(err.value)
+    # A calibration image that cannot be read is named in a warning (skipped, not trusted).
+    assert [str(w.message) for w in caught if "calibration" in str(w.message)] == (
+        ["int8 calibration: skipped /nope/a.png: file not found (or a broken symlink)"]
+        if kwargs.get("representative") else [])
     assert not (tmp_path / "out").exists()  # validated before anything is written
 
 

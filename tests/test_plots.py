@@ -194,7 +194,7 @@ def test_plot_image_grid_reads_files_into_a_grid(tmp_path):
     for ax, expected in zip(fig.axes, pixels):
         np.testing.assert_array_equal(ax.images[0].get_array(), expected)
     assert fig.get_supxlabel() == "caption text"
-    with pytest.raises(ValueError, match="labels: expected 7 labels"):
+    with pytest.raises(ValueError, match="titles: expected 7 titles, one per image, received 3. Fix: "):
         plot_image_grid(paths, labels[:3])
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from vitl.training import (
+    HISTORY_COLUMNS,
     EpochLog,
     HeadConfig,
     LearningRateLog,
@@ -318,13 +319,25 @@ def test_progress_bar_mode(capsys):
     assert capsys.readouterr() == ("", "")
 
 
+XY = "x_train, y_train: expected (N, D) finite features, one label per row, received '"
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    ({"y_train": np.array([0, 1, 2, 0])}, "y_train: expected class indices in [0, 1]"),
-    ({"y_train": np.array([0, 1, 0])}, "y_train: expected shape (4,)"),
-    ({"y_train": np.array(["a", "b", "a", "b"])}, "y_train: expected integer class indices"),
-    ({"x_train": np.full((4, 3), np.nan)}, "x_train: expected finite numbers"),
-    ({"x_train": np.zeros(4)}, "x_train: expected a 2-D array"),
-    ({"x_val": np.zeros((2, 3))}, "validation data: expected both x_val and y_val"),
+    ({"y_train": np.array([0, 1, 2, 0])},
+     "y_train: expected integer class indices in [0, 1], received 'values from 0 to 2'"),
+    ({"y_train": np.array([0.0, 1.5, 0.0, 1.0])},
+     "y_train: expected integer class indices in [0, 1], received 'values from 0.0 to 1.5'"),
+    ({"y_train": np.array([0, 1, 0])}, XY + "Found input variables with inconsistent numbers of samples"),
+    ({"y_train": np.array(["a", "b", "a", "b"])},
+     "y_train: expected integer class indices in [0, 1], received dtype('<U1')"),
+    ({"x_train": np.full((4, 3), np.nan)},
+     XY + "Input X contains NaN"),
+    ({"x_train": np.zeros(4)},
+     XY + "Expected 2D array, got 1D array"),
+    ({"x_train": np.zeros((0, 3)), "y_train": np.zeros(0, int)},
+     XY + "Found array with 0 sample(s)"),
+    ({"x_val": np.zeros((2, 3))}, XY.replace("train", "val") + "estimator requires y to be passed"),
+    ({"y_val": np.zeros(2)}, XY.replace("train", "val") + "Expected 2D array, got scalar array"),
     ({"x_val": np.zeros((2, 5)), "y_val": np.array([0, 1])}, "x_val: expected 3 features"),
     ({"n_classes": 1}, "n_classes: expected an integer >= 2"),
     ({"callbacks": [print]}, "callbacks: expected keras.callbacks.Callback"),
@@ -410,25 +423,21 @@ def test_history_repr_long_keeps_best_row_from_the_middle():
     assert [line.split()[0] for line in lines[2:]] == [
         "0", "1", "2", "3", "4", "...", "20", "...", "35", "36", "37", "38", "39"]
     assert lines[8].endswith("<- best")
-    assert make_history(40, best=20)._repr_html_().count("&hellip;") == 2 * 6
+    assert make_history(40, best=20)._repr_html_().count("<td>...</td>") == 2 * 6
 
 
 def test_history_html_dict_and_pandas():
     history = make_history(5)
     html = history._repr_html_()
     assert html.count("<tr") == 1 + 5
-    bold = [row for row in html.split("</tr>") if "font-weight:bold" in row]
-    assert len(bold) == 1 and "<td>3</td>" in bold[0]
+    marked = [row for row in html.split("</tr>") if "&lt;- best" in row]
+    assert len(marked) == 1 and "<td>3</td>" in marked[0]
     data = json.loads(json.dumps(history.to_dict()))
     assert TrainingHistory.from_dict(data).rows == history.rows
     assert data["best_epoch"] == 3 and len(data["rows"]) == 5
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pandas"):
-            history.to_pandas()
-    else:
-        assert list(history.to_pandas()["epoch"]) == [0, 1, 2, 3, 4]
+    frame = history.to_pandas()
+    assert list(frame["epoch"]) == [0, 1, 2, 3, 4] and list(frame.columns) == list(HISTORY_COLUMNS)
+    assert frame["val_accuracy"].tolist() == [row["val_accuracy"] for row in history.rows]
 
 
 def test_history_column_rejects_unknown_name():

@@ -1,15 +1,16 @@
 """Weight resolution: explicit file, VITL_HOME, Keras cache, download, and the failure message."""
 
+import dataclasses
 import socket
 
 import pytest
 
 from vitl._hashing import sha256_file
-from vitl.backbones import WeightsUnavailableError, get_backbone, resolve_weights
+from vitl.backbones import BACKBONES, WeightsUnavailableError, get_backbone, resolve_weights
 from vitl.backbones import weights as weights_module
-from vitl.backbones.weights import KERAS_WEIGHTS, WeightsSource, locate_weights
+from vitl.backbones.weights import WeightsSource, locate_weights, weights_file_name
 
-MOBILENET = get_backbone("mobilenetv2").keras_weights
+MOBILENET = weights_file_name("mobilenetv2")
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +24,8 @@ def homes(tmp_path, monkeypatch):
 def no_download(monkeypatch, message="simulated network failure"):
     calls = []
 
-    def fail(file_name):
-        calls.append(file_name)
+    def fail(spec):
+        calls.append(weights_file_name(spec))
         raise OSError(message)
 
     monkeypatch.setattr(weights_module, "_download", fail)
@@ -37,12 +38,14 @@ def put(path, content=b"weights"):
     return path
 
 
-def test_keras_table_covers_every_keras_backbone():
+def test_registry_names_keras_weights_of_every_keras_backbone():
     for name in ("resnet101v2", "resnet50v2", "mobilenetv2", "inceptionv3", "efficientnetb0"):
-        file_name = get_backbone(name).keras_weights
-        origin, md5 = KERAS_WEIGHTS[file_name]
-        assert origin.startswith("https://storage.googleapis.com/") and origin.endswith(file_name)
-        assert md5 is None or len(md5) == 32
+        spec = get_backbone(name)
+        assert spec.weights_url.startswith("https://storage.googleapis.com/")
+        assert weights_file_name(spec).endswith(".h5") and spec.weights_url.endswith(
+            "/" + weights_file_name(spec))
+        assert spec.weights_md5 is None or len(spec.weights_md5) == 32
+    assert get_backbone("resnet101v2").weights_md5 == "c0ed64b8031c3730f411d2eb4eea35b5"
 
 
 def test_random_and_explicit_file(tmp_path):
@@ -70,7 +73,7 @@ def test_vitl_home_before_keras_cache(homes, monkeypatch):
 
 def test_download_is_last_and_reported(homes, monkeypatch):
     downloaded = put(homes / "keras" / "models" / "elsewhere.h5", b"downloaded")
-    monkeypatch.setattr(weights_module, "_download", lambda name: downloaded)
+    monkeypatch.setattr(weights_module, "_download", lambda spec: downloaded)
     source = resolve_weights("resnet50v2")
     assert (source.kind, source.path) == ("download", str(downloaded))
     assert locate_weights("resnet50v2") is None  # nothing under the expected name
@@ -81,7 +84,7 @@ def test_unavailable_message_lists_attempts_and_fixes(homes, monkeypatch):
     with pytest.raises(WeightsUnavailableError) as info:
         resolve_weights("resnet101v2")
     message = str(info.value)
-    file_name = get_backbone("resnet101v2").keras_weights
+    file_name = weights_file_name("resnet101v2")
     assert calls == [file_name]
     assert str(homes / "vitl" / "weights" / file_name) in message
     assert str(homes / "keras" / "models" / file_name) in message
@@ -101,7 +104,7 @@ def test_download_false_never_downloads(monkeypatch):
 
 def test_file_with_wrong_known_hash_is_skipped(homes, monkeypatch):
     no_download(monkeypatch)
-    file_name = get_backbone("resnet50v2").keras_weights
+    file_name = weights_file_name("resnet50v2")
     put(homes / "vitl" / "weights" / file_name, b"not the real weights")
     with pytest.warns(UserWarning, match="published"), \
             pytest.raises(WeightsUnavailableError, match="md5 .* is not Keras' published"):
@@ -111,9 +114,9 @@ def test_file_with_wrong_known_hash_is_skipped(homes, monkeypatch):
 @pytest.fixture
 def unreachable_origin(monkeypatch):
     """Point the download at a host that can never resolve (RFC 2606 .invalid)."""
-    name = get_backbone("mobilenetv2").keras_weights
-    monkeypatch.setitem(KERAS_WEIGHTS, name, ("https://weights.vitl-test.invalid/" + name, None))
-    return name
+    spec = get_backbone("mobilenetv2")
+    url = "https://weights.vitl-test.invalid/" + weights_file_name(spec)
+    monkeypatch.setitem(BACKBONES, "mobilenetv2", dataclasses.replace(spec, weights_url=url))
 
 
 def test_real_download_attempt_fails_fast_with_a_clear_message(unreachable_origin, capsys):

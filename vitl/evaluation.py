@@ -15,24 +15,26 @@ threshold on the defect class that still catches a target share of defects.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 
-from ._errors import problem
+from ._errors import check_int, problem
 
 #: Rows of ``proba`` must sum to 1 within this tolerance.
 _SUM_TOLERANCE = 1e-3
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ThresholdChoice:
     """A decision threshold on the positive-class score and what it achieves.
 
@@ -80,16 +82,14 @@ class ThresholdChoice:
             >>> report.at_threshold(0.5).to_dict()["tp"]
             1
         """
-        return {k: _plain(v) for k, v in self.__dict__.items()}
+        return _plain(dataclasses.asdict(self))
 
     def __repr__(self) -> str:
         text = (f"ThresholdChoice(flag '{self.positive_class}' when score >= {self.threshold:.4f}: "
                 f"recall {self.recall:.3f} (target {self.target_recall:.3f}), precision "
                 f"{self.precision:.3f}, false-alarm rate {self.false_alarm_rate:.3f}; "
                 f"tp={self.tp} fp={self.fp} fn={self.fn} tn={self.tn}")
-        if self.flags_everything:
-            text += "; flags every image"
-        return text + ")"
+        return text + ("; flags every image)" if self.flags_everything else ")")
 
 
 class Mistake(NamedTuple):
@@ -152,13 +152,44 @@ class EvaluationReport:
 
     def __init__(self, y_true, proba, class_names, paths=None, positive_class=None):
         self.class_names = [str(c) for c in class_names]
-        self.y_true, self.proba = _check_inputs(y_true, proba, self.class_names)
+        self.y_true, self.proba = y, proba = _check_inputs(y_true, proba, self.class_names)
+        self.n, labels = len(y), list(range(len(self.class_names)))
         self.paths = None if paths is None else [str(p) for p in paths]
-        if self.paths is not None and len(self.paths) != len(self.y_true):
-            raise ValueError(problem("paths", f"{len(self.y_true)} paths, one per sample",
-                                     len(self.paths), "pass the image paths in the order of y_true"))
-        self.positive_class = _check_positive_class(positive_class, self.class_names)
-        self._compute()
+        _require(self.paths is None or len(self.paths) == self.n, "paths",
+                 f"{self.n} paths, one per sample", len(self.paths or ()),
+                 "pass the image paths in the order of y_true")
+        allowed = self.class_names if len(labels) == 2 else [None]  # two classes: the first
+        self.positive_class = allowed[0] if positive_class is None else str(positive_class)
+        _require(self.positive_class in allowed, "positive_class", f"one of {self.class_names}"
+                 if len(labels) == 2 else "None for more than two classes", positive_class,
+                 "pass the defect class name of a two-class report, e.g. 'CD', or leave it out")
+        self.y_pred = proba.argmax(axis=1)
+        self.accuracy = float(skm.accuracy_score(y, self.y_pred))
+        with warnings.catch_warnings():  # a class predicted but absent from y_true is fine here
+            warnings.simplefilter("ignore", UserWarning)
+            self.macro_accuracy = float(skm.balanced_accuracy_score(y, self.y_pred))
+        self.confusion_matrix = skm.confusion_matrix(y, self.y_pred, labels=labels)
+        self.log_loss = float(skm.log_loss(y, proba, labels=labels))
+        support = self.confusion_matrix.sum(axis=1)
+        # ML.NET's LogLossReduction is relative to always predicting the label distribution,
+        # whose log-loss is its entropy (undefined for one class: that prior is perfect).
+        shares = support[support > 0] / self.n
+        prior = -float(np.sum(shares * np.log(shares)))
+        self.log_loss_reduction = 1 - self.log_loss / prior if len(shares) > 1 else math.nan
+        table = dict(zip(("precision", "recall", "f1", "support"), skm.precision_recall_fscore_support(
+            y, self.y_pred, labels=labels, zero_division=0)))
+        table["log_loss"] = [skm.log_loss(y[y == i], proba[y == i], labels=labels)
+                             if support[i] else math.nan for i in labels]
+        self.per_class = pd.DataFrame(table, index=self.class_names).to_dict("index")
+        self.roc_auc = self.pr_auc = None
+        self.top_k_accuracy = {k: float(skm.top_k_accuracy_score(y, proba, k=k, labels=labels))
+                               for k in range(2, min(5, len(labels) - 1) + 1)}
+        if len(labels) == 2:
+            is_positive, score = self.binary_scores()
+            both = 0 < is_positive.sum() < self.n
+            self.roc_auc = float(skm.roc_auc_score(is_positive, score)) if both else math.nan
+            self.pr_auc = (float(skm.average_precision_score(is_positive, score))
+                           if is_positive.any() else math.nan)
 
     @classmethod
     def from_predictions(cls, y_true, proba, class_names: Sequence[str], paths=None,
@@ -195,44 +226,6 @@ class EvaluationReport:
         """
         return cls(y_true, proba, class_names, paths=paths, positive_class=positive_class)
 
-    # ------------------------------------------------------------------ metrics
-    def _compute(self) -> None:
-        y, proba, labels = self.y_true, self.proba, list(range(len(self.class_names)))
-        self.n = len(y)
-        self.y_pred = proba.argmax(axis=1)
-        self.accuracy = float(skm.accuracy_score(y, self.y_pred))
-        with warnings.catch_warnings():  # a class predicted but absent from y_true is fine here
-            warnings.simplefilter("ignore", UserWarning)
-            self.macro_accuracy = float(skm.balanced_accuracy_score(y, self.y_pred))
-        self.confusion_matrix = skm.confusion_matrix(y, self.y_pred, labels=labels)
-        self.log_loss = float(skm.log_loss(y, proba, labels=labels))
-        support = np.bincount(y, minlength=len(labels))
-        # ML.NET's LogLossReduction is relative to always predicting the label distribution,
-        # whose log-loss is its entropy (undefined for one class: that prior is perfect).
-        shares = support[support > 0] / self.n
-        prior = -float(np.sum(shares * np.log(shares)))
-        self.log_loss_reduction = 1 - self.log_loss / prior if len(shares) > 1 else math.nan
-        precision, recall, f1, _ = skm.precision_recall_fscore_support(
-            y, self.y_pred, labels=labels, zero_division=0)
-        self.per_class = {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]),
-                   "f1": float(f1[i]), "support": int(support[i]),
-                   "log_loss": float(skm.log_loss(y[y == i], proba[y == i], labels=labels))
-                   if support[i] else math.nan}
-            for i, name in enumerate(self.class_names)
-        }
-        self.roc_auc = self.pr_auc = None
-        self.top_k_accuracy: dict[int, float] = {}
-        if len(labels) == 2:
-            is_positive, score = self.binary_scores()
-            both = 0 < is_positive.sum() < self.n
-            self.roc_auc = float(skm.roc_auc_score(is_positive, score)) if both else math.nan
-            self.pr_auc = (float(skm.average_precision_score(is_positive, score))
-                           if is_positive.any() else math.nan)
-        else:
-            self.top_k_accuracy = {k: float(skm.top_k_accuracy_score(y, proba, k=k, labels=labels))
-                                   for k in range(2, min(5, len(labels) - 1) + 1)}
-
     def binary_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(is_positive, score)`` arrays (two classes only).
 
@@ -249,14 +242,11 @@ class EvaluationReport:
             >>> [array.tolist() for array in report.binary_scores()]
             [[True, False], [0.8, 0.3]]
         """
-        self._require_binary("binary_scores")
-        pos = self.class_names.index(self.positive_class)
-        return self.y_true == pos, self.proba[:, pos]
-
-    def _require_binary(self, what: str) -> None:
-        if len(self.class_names) != 2:
-            raise ValueError(problem(what, "a two-class report", f"{len(self.class_names)} classes",
-                                     "use it on a defect / no-defect evaluation"))
+        _require(self.positive_class is not None, "report", "a two-class report",
+                 f"{len(self.class_names)} classes", "evaluate a defect / no-defect set; "
+                 "for more classes use the confusion matrix")
+        positive = self.class_names.index(self.positive_class)
+        return self.y_true == positive, self.proba[:, positive]
 
     # ---------------------------------------------------------------- decisions
     def threshold_for_recall(self, target_recall: float = 0.95) -> ThresholdChoice:
@@ -286,21 +276,17 @@ class EvaluationReport:
             >>> choice.threshold, choice.recall, choice.precision, choice.fp
             (0.6, 0.75, 0.75, 1)
         """
-        self._require_binary("threshold_for_recall")
-        if isinstance(target_recall, bool) \
-                or not isinstance(target_recall, (int, float, np.integer, np.floating)) \
-                or not 0 < target_recall <= 1:
-            raise ValueError(problem("target_recall", "a number in (0, 1]", target_recall,
-                                     "pass e.g. target_recall=0.95"))
         is_positive, score = self.binary_scores()
-        if not is_positive.any():
-            raise ValueError(problem("y_true", f"at least one '{self.positive_class}' sample",
-                                     "none", "evaluate on a set that contains defects"))
+        _require(isinstance(target_recall, numbers.Real) and not isinstance(target_recall, bool)
+                 and 0 < target_recall <= 1, "target_recall", "a number in (0, 1]",
+                 target_recall, "pass e.g. target_recall=0.95")
+        _require(is_positive.any(), "y_true", f"at least one '{self.positive_class}' sample",
+                 "none", "evaluate on a set that contains defects")
         _, recall, thresholds = skm.precision_recall_curve(is_positive, score)
         # Thresholds rise as recall falls: the last one reaching the target is the highest
         # (the tolerance keeps e.g. recall 19 / 20 from missing 0.95 by a rounding error).
-        threshold = float(thresholds[recall[:-1] >= target_recall - 1e-9][-1])
-        return self._threshold_choice(threshold, target_recall)
+        threshold = thresholds[recall[:-1] >= target_recall - 1e-9][-1]
+        return dataclasses.replace(self.at_threshold(threshold), target_recall=float(target_recall))
 
     def at_threshold(self, threshold: float) -> ThresholdChoice:
         """Return the counts and rates for flagging positives when score >= ``threshold``.
@@ -311,28 +297,26 @@ class EvaluationReport:
         Returns:
             A :class:`ThresholdChoice` (its ``target_recall`` is NaN).
 
+        Raises:
+            ValueError: the report has more than two classes.
+
         Example:
             >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
             >>> choice = report.at_threshold(0.25)
             >>> choice.tp, choice.fp, choice.recall
             (1, 1, 1.0)
         """
-        self._require_binary("at_threshold")
-        return self._threshold_choice(float(threshold), math.nan)
-
-    def _threshold_choice(self, threshold, target_recall) -> ThresholdChoice:
         is_positive, score = self.binary_scores()
         flagged = score >= threshold
         tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(is_positive, flagged,
                                                                 labels=[False, True]).ravel())
         return ThresholdChoice(
-            threshold=threshold, target_recall=float(target_recall),
+            threshold=float(threshold), target_recall=math.nan,
             recall=tp / (tp + fn) if tp + fn else math.nan,
             precision=tp / (tp + fp) if tp + fp else math.nan,
             false_alarm_rate=fp / (fp + tn) if fp + tn else math.nan,
             positive_class=self.positive_class, tp=tp, fp=fp, fn=fn, tn=tn,
-            flags_everything=bool(flagged.all()),
-        )
+            flags_everything=bool(flagged.all()))
 
     def most_confidently_wrong(self, k: int = 8) -> list[Mistake]:
         """Return up to ``k`` misclassified samples, most confident first.
@@ -345,6 +329,9 @@ class EvaluationReport:
         Returns:
             A list of :class:`Mistake`.
 
+        Raises:
+            ValueError: ``k`` is not an integer >= 1.
+
         Example:
             >>> report = EvaluationReport.from_predictions(
             ...     [0, 0, 1], [[0.2, 0.8], [0.4, 0.6], [0.1, 0.9]], ["CD", "UD"],
@@ -353,18 +340,14 @@ class EvaluationReport:
             ...  for m in report.most_confidently_wrong(5)]
             [('a.jpg', 'UD', 0.8), ('b.jpg', 'UD', 0.6)]
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(problem("k", "an integer >= 1", k, "pass k=8"))
+        check_int("k", k, minimum=1, fix="pass k=8")
         wrong = np.flatnonzero(self.y_pred != self.y_true)
         confidence = self.proba[wrong, self.y_pred[wrong]]
-        order = wrong[np.argsort(-confidence, kind="stable")][:k]
-        return [
-            Mistake(index=int(i), path=None if self.paths is None else self.paths[i],
-                    true_label=self.class_names[self.y_true[i]],
-                    predicted_label=self.class_names[self.y_pred[i]],
-                    confidence=float(self.proba[i, self.y_pred[i]]))
-            for i in order
-        ]
+        return [Mistake(index=int(i), path=None if self.paths is None else self.paths[i],
+                        true_label=self.class_names[self.y_true[i]],
+                        predicted_label=self.class_names[self.y_pred[i]],
+                        confidence=float(self.proba[i, self.y_pred[i]]))
+                for i in wrong[np.argsort(-confidence, kind="stable")][:k]]
 
     # ------------------------------------------------------------------ output
     def to_dict(self, include_predictions: bool = False) -> dict:
@@ -382,25 +365,13 @@ class EvaluationReport:
             >>> report.to_dict()["confusion_matrix"]
             [[1, 0], [0, 1]]
         """
-        out = {
-            "n": self.n,
-            "labels": list(self.class_names),
-            "accuracy": self.accuracy,
-            "macro_accuracy": self.macro_accuracy,
-            "log_loss": self.log_loss,
-            "log_loss_reduction": self.log_loss_reduction,
-            "confusion_matrix": self.confusion_matrix.tolist(),
-            "per_class": {k: dict(v) for k, v in self.per_class.items()},
-        }
-        if len(self.class_names) == 2:
-            out.update(positive_class=self.positive_class, roc_auc=self.roc_auc,
-                       pr_auc=self.pr_auc)
-        else:
-            out["top_k_accuracy"] = {str(k): v for k, v in self.top_k_accuracy.items()}
-        if include_predictions:
-            out.update(y_true=self.y_true.tolist(), proba=self.proba.tolist(),
-                       paths=None if self.paths is None else list(self.paths))
-        return _plain(out)
+        names = ["accuracy", "macro_accuracy", "log_loss", "log_loss_reduction",
+                 "confusion_matrix", "per_class"]
+        names += ["positive_class", "roc_auc", "pr_auc"] if self.positive_class else \
+            ["top_k_accuracy"]
+        names += ["y_true", "proba", "paths"] if include_predictions else []
+        return _plain({"n": self.n, "labels": self.class_names,
+                       **{name: getattr(self, name) for name in names}})
 
     def to_json(self, path=None, include_predictions: bool = False, indent: int = 2) -> str:
         """Return :meth:`to_dict` as JSON text; also write it to ``path`` when given.
@@ -443,11 +414,9 @@ class EvaluationReport:
             >>> again.to_dict() == report.to_dict()
             True
         """
-        missing = [k for k in ("y_true", "proba", "labels") if k not in values]
-        if missing:
-            raise ValueError(problem("report dict", "keys y_true, proba and labels",
-                                     f"missing {missing}",
-                                     "save it with to_dict(include_predictions=True)"))
+        missing = sorted({"y_true", "proba", "labels"} - set(values))
+        _require(not missing, "report dict", "keys y_true, proba and labels", f"missing {missing}",
+                 "save it with to_dict(include_predictions=True)")
         return cls(values["y_true"], values["proba"], values["labels"],
                    paths=values.get("paths"), positive_class=values.get("positive_class"))
 
@@ -455,77 +424,60 @@ class EvaluationReport:
         head = f"EvaluationReport: {self.n} samples, {len(self.class_names)} classes"
         if self.positive_class is not None:
             head += f" (positive class: {self.positive_class})"
-        headline = [("accuracy", self.accuracy), ("macro accuracy", self.macro_accuracy),
-                    ("log-loss", self.log_loss), ("log-loss reduction", self.log_loss_reduction)]
+        headline = {"accuracy": self.accuracy, "macro accuracy": self.macro_accuracy,
+                    "log-loss": self.log_loss, "log-loss reduction": self.log_loss_reduction}
         if self.roc_auc is not None:
-            headline += [("ROC-AUC", self.roc_auc), ("PR-AUC (AP)", self.pr_auc)]
-        headline += [(f"top-{k} accuracy", v) for k, v in self.top_k_accuracy.items()]
-        lines = [head] + [f"  {name:<20}{value:.4f}" for name, value in headline] + [""]
-
-        lines.append(skm.classification_report(
-            self.y_true, self.y_pred, labels=list(range(len(self.class_names))),
-            target_names=self.class_names, digits=4, zero_division=0))
-        lines.append("Confusion matrix (rows: true, columns: predicted)")
-        cell = max(6, len(str(self.confusion_matrix.max())), *map(len, self.class_names)) + 1
-        lines.append(" " * cell + "".join(f"{c:>{cell}}" for c in self.class_names))
-        for name, counts in zip(self.class_names, self.confusion_matrix):
-            lines.append(f"{name:>{cell}}" + "".join(f"{int(v):>{cell}d}" for v in counts))
-        return "\n".join(lines)
+            headline.update({"ROC-AUC": self.roc_auc, "PR-AUC (AP)": self.pr_auc})
+        headline.update({f"top-{k} accuracy": v for k, v in self.top_k_accuracy.items()})
+        matrix = pd.DataFrame(self.confusion_matrix, self.class_names, self.class_names)
+        return "\n".join([head, *(f"  {name:<20}{value:.4f}" for name, value in headline.items()),
+                          "", skm.classification_report(
+                              self.y_true, self.y_pred, labels=range(len(self.class_names)),
+                              target_names=self.class_names, digits=4, zero_division=0),
+                          "Confusion matrix (rows: true, columns: predicted)",
+                          matrix.to_string()])
 
 
 def _check_inputs(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true as class indices, proba with rows summing to 1 exactly)``, or a ValueError."""
     n_classes = len(class_names)
-    if n_classes < 2 or len(set(class_names)) != n_classes:
-        raise ValueError(problem("class_names", "two or more distinct names", class_names,
-                                 "pass the class names in the column order of proba"))
+    _require(n_classes >= 2 and len(set(class_names)) == n_classes, "class_names",
+             "two or more distinct names", class_names,
+             "pass the class names in the column order of proba")
     proba = np.asarray(proba, dtype=np.float64)
-    if proba.ndim != 2 or proba.shape[1] != n_classes or proba.shape[0] == 0:
-        raise ValueError(problem("proba", f"a 2-D array (samples, {n_classes}) with a row "
-                                 "per sample", f"shape {proba.shape}",
-                                 "pass the model's predicted probabilities"))
+    _require(proba.ndim == 2 and proba.shape[1:] == (n_classes,) and len(proba) > 0, "proba",
+             f"a 2-D array (samples, {n_classes}) with a row per sample", f"shape {proba.shape}",
+             "pass the model's predicted probabilities")
     sums = proba.sum(axis=1, keepdims=True)
-    if not np.isfinite(proba).all() or (proba < 0).any() or np.abs(sums - 1).max() > _SUM_TOLERANCE:
-        raise ValueError(problem("proba", "finite, non-negative rows summing to 1",
-                                 "other values", "pass softmax probabilities, not logits"))
+    _require(np.isfinite(proba).all() and (proba >= 0).all()
+             and np.abs(sums - 1).max() <= _SUM_TOLERANCE, "proba",
+             "finite, non-negative rows summing to 1", "other values",
+             "pass softmax probabilities, not logits")
     raw = np.asarray(y_true)
-    if raw.shape != (proba.shape[0],):
-        raise ValueError(problem("y_true", f"shape ({proba.shape[0]},) matching proba",
-                                 f"shape {raw.shape}", "pass one label per row of proba"))
+    _require(raw.shape == (len(proba),), "y_true", f"shape ({len(proba)},) matching proba",
+             f"shape {raw.shape}", "pass one label per row of proba")
     if raw.dtype.kind in "USO":
         unknown = sorted({str(v) for v in raw} - set(class_names))
-        if unknown:
-            raise ValueError(problem("y_true", f"labels among {class_names}", unknown[:5],
-                                     "check class_names"))
+        _require(not unknown, "y_true", f"labels among {class_names}", unknown[:5],
+                 "check class_names")
         raw = np.array([class_names.index(str(v)) for v in raw])
     y = raw.astype(np.int64)
-    if (y != raw).any() or y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(problem("y_true", f"class indices in [0, {n_classes - 1}]",
-                                 f"values from {raw.min()} to {raw.max()}",
-                                 "pass integers 0..C-1 or class names"))
+    _require((y == raw).all() and 0 <= y.min() and y.max() < n_classes, "y_true",
+             f"class indices in [0, {n_classes - 1}]", f"values from {raw.min()} to {raw.max()}",
+             "pass integers 0..C-1 or class names")
     return y, proba / sums  # rows summing to 1 exactly, as sklearn's log_loss wants them
 
 
-def _check_positive_class(positive_class, class_names) -> str | None:
-    if len(class_names) != 2:
-        if positive_class is not None:
-            raise ValueError(problem("positive_class", "None for more than two classes",
-                                     positive_class, "leave positive_class out"))
-        return None
-    if positive_class is None:
-        return class_names[0]
-    if str(positive_class) not in class_names:
-        raise ValueError(problem("positive_class", f"one of {class_names}", positive_class,
-                                 "pass the defect class name, e.g. 'CD'"))
-    return str(positive_class)
+def _require(ok, what: str, expected: str, received, fix: str) -> None:
+    """Raise ``ValueError(problem(what, expected, received, fix))`` unless ``ok``."""
+    if not ok:
+        raise ValueError(problem(what, expected, received, fix))
 
 
 def _plain(value):
-    """Return a JSON-able copy of ``value``: NaN and infinities become None (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+    """Return a JSON-able copy of ``value``: numpy values as Python ones, NaN and inf as None."""
+    text = json.dumps(value, default=lambda item: item.tolist())  # numpy arrays and scalars
+    return json.loads(text, parse_constant=lambda constant: None)
 
 
 __all__ = ["EvaluationReport", "Mistake", "ThresholdChoice"]

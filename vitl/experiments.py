@@ -10,7 +10,6 @@ configuration by a *validation* metric, and evaluate it on the test set once.
 
 from __future__ import annotations
 
-import csv
 import html
 import math
 import time
@@ -18,10 +17,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
-from ._errors import check_verbose, problem
+from ._errors import check_choice, check_verbose, problem
 from .augment import AugmentPolicy
 from .classifier import ImageClassifier
 from .data import load_image_folder, split
@@ -35,6 +35,7 @@ _NOT_IN_GRID = ("seed", "cache", "verbose", "callbacks", "on_epoch")
 _NESTED = {"head": HeadConfig, "fine_tune": FineTuneConfig, "augment": AugmentPolicy}
 #: The validation metrics runs are chosen by.
 METRICS = ("val_accuracy", "val_log_loss")
+_FOUR_DECIMALS = "{:.4f}".format
 
 
 @dataclass
@@ -85,24 +86,24 @@ class ExperimentResults:
         return len(self.rows)
 
     # ------------------------------------------------------------------ tables
-    def to_rows(self) -> list[dict]:
-        """The results table as a list of dicts (copies), one per run.
+    def to_pandas(self) -> pd.DataFrame:
+        """The results table as a ``pandas.DataFrame``, one row per run.
 
         Returns:
-            One dict per run.
+            A DataFrame with the columns of :attr:`rows`.
 
         Example:
             >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
             ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
             ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
             >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
-            >>> [row["val_accuracy"] for row in results.to_rows()]
+            >>> results.to_pandas()["val_accuracy"].tolist()
             [0.8, 0.9]
         """
-        return [dict(row) for row in self.rows]
+        return pd.DataFrame(self.rows)
 
     def to_csv(self, path) -> Path:
-        """Write the results table as CSV; return the path.
+        """Write the results table as CSV (``DataFrame.to_csv``); return the path.
 
         Args:
             path: the CSV file to write (its folder is created).
@@ -122,11 +123,7 @@ class ExperimentResults:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        columns = list(self.rows[0]) if self.rows else []
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        self.to_pandas().to_csv(path, index=False)
         return path
 
     def summary(self, metric: str = "val_accuracy") -> list[dict]:
@@ -152,23 +149,19 @@ class ExperimentResults:
 
     def _configurations(self, metric: str) -> list[tuple[dict, list[int]]]:
         """(summary row, run indices) per configuration, best mean ``metric`` first."""
-        if metric not in METRICS:
-            raise ValueError(problem("metric", f"one of {METRICS}", metric,
-                                     "pass metric='val_accuracy'"))
-        groups: dict[str, list[int]] = {}
-        for index, row in enumerate(self.rows):
-            groups.setdefault(repr([row[name] for name in self.grid]), []).append(index)
-        table = []
-        for runs in groups.values():
-            entry = {name: self.rows[runs[0]][name] for name in self.grid} | {"runs": len(runs)}
-            for column in ("val_accuracy", "val_log_loss", "train_seconds"):
-                values = np.array([self.rows[i][column] for i in runs], dtype=float)
-                entry[f"{column}_mean"] = float(values.mean())
-                entry[f"{column}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-            table.append((entry, runs))
-        sign = 1 if metric == "val_log_loss" else -1  # lower log-loss, higher accuracy is better
-        table.sort(key=lambda e: (sign * e[0][f"{metric}_mean"], e[0]["val_log_loss_mean"]))
-        return table
+        check_choice("metric", metric, METRICS)
+        frame = self.to_pandas()
+        # grouped by the values' repr: grid values (configs, policies) need not be hashable
+        groups = frame.groupby([repr([row[name] for name in self.grid]) for row in self.rows],
+                               sort=False)
+        stats = groups[["val_accuracy", "val_log_loss", "train_seconds"]].agg(["mean", "std"])
+        stats.columns = [f"{column}_{'sd' if stat == 'std' else stat}" for column, stat in stats]
+        stats = stats.fillna(0.0).sort_values(  # sd of one seed: 0; ties: the lower log-loss
+            [f"{metric}_mean", "val_log_loss_mean"], ascending=[metric == "val_log_loss", True])
+        runs = groups.indices
+        return [({name: self.rows[runs[key][0]][name] for name in self.grid}
+                 | {"runs": len(runs[key])} | entry.to_dict(), runs[key].tolist())
+                for key, entry in stats.iterrows()]
 
     # ------------------------------------------------------------------ choosing
     def best(self, metric: str = "val_accuracy") -> BestRun:
@@ -233,15 +226,14 @@ class ExperimentResults:
         if self.test is None:
             raise ValueError(problem("test set", "run_grid(..., test=...)", None,
                                      "pass a test collection to run_grid"))
-        if self._tested is not None:
-            if self._tested != metric:
-                raise ValueError(problem(
-                    "metric", f"{self._tested!r}, the one the test set was already used for",
-                    metric, "report the existing test_report; choose by validation only"))
-            return self.test_report
-        best = self.best(metric)
-        self.test_report = best.classifier.evaluate(self.test, positive_class=positive_class)
-        self._tested = metric
+        if self._tested not in (None, metric):
+            raise ValueError(problem(
+                "metric", f"{self._tested!r}, the one the test set was already used for",
+                metric, "report the existing test_report; choose by validation only"))
+        if self._tested is None:
+            self.test_report = self.best(metric).classifier.evaluate(
+                self.test, positive_class=positive_class)
+            self._tested = metric
         return self.test_report
 
     # ------------------------------------------------------------------ display
@@ -282,35 +274,26 @@ class ExperimentResults:
         ax.set_title("Grid results (best in orange)")
         return fig
 
-    def _cells(self) -> tuple[list[str], list[list[str]]]:
+    def _table(self) -> pd.DataFrame:
         columns = ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
                    "epochs_run", "features_computed"]
-        return columns, [[_format(row.get(c)) for c in columns] for row in self.rows]
+        return pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
 
     def __repr__(self) -> str:
-        columns, cells = self._cells()
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-        lines = [self._headline()] + ["  ".join(v.rjust(w) for v, w in zip(r, widths))
-                                      for r in [columns, *cells]]
-        return "\n".join(lines)
+        table = self._table().to_string(index=False, float_format=_FOUR_DECIMALS, na_rep="-")
+        return self._headline() + ("\n" + table if self.rows else "")
 
     def _repr_html_(self) -> str:
-        columns, cells = self._cells()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
-                       for r in cells)
-        return (f"<p>{html.escape(self._headline())}</p><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{body}</tbody></table>")
+        return (f"<p>{html.escape(self._headline())}</p>"
+                + self._table().to_html(index=False, float_format=_FOUR_DECIMALS, na_rep="-"))
 
     # ------------------------------------------------------------------ helpers
     def _headline(self) -> str:
-        text = (f"ExperimentResults: {len(self.rows)} runs ({len(ParameterGrid(self.grid))} "
-                f"configurations x "
-                f"{len(self.seeds)} seeds)")
+        shape = f"{len(ParameterGrid(self.grid))} configurations x {len(self.seeds)} seeds"
+        text = f"ExperimentResults: {len(self.rows)} runs ({shape})"
         if self.rows:
-            best = self.best()
-            text += (f"; best by val_accuracy: {self._label(best.summary)} "
-                     f"({best.summary['val_accuracy_mean']:.4f})")
+            best = self.best().summary
+            text += f"; best by val_accuracy: {self._label(best)} ({best['val_accuracy_mean']:.4f})"
         if self.test_report is not None:
             text += f"; test accuracy {self.test_report.accuracy:.4f}"
         return text
@@ -367,7 +350,7 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=
         >>> results = run_grid(parts.train, parts.validation, parts.test, base=base,
         ...                    grid={"head__learning_rate": [0.01, 0.1]}, seeds=(0, 1),
         ...                    cache=tempfile.mkdtemp(), verbose=0)
-        >>> len(results), sorted(results.to_rows()[0])[:4]
+        >>> len(results), sorted(results.rows[0])[:4]
         (4, ['best_epoch', 'epochs_run', 'features_computed', 'head__learning_rate'])
         >>> results.best().params["head__learning_rate"] in (0.01, 0.1)
         True
@@ -375,7 +358,7 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=
     from tqdm import tqdm
 
     base = ImageClassifier() if base is None else base
-    grid = _check_grid(grid, base)
+    points = _check_grid(grid, base)
     seeds = list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ValueError(problem("seeds", "a non-empty list of integers >= 0", seeds,
@@ -389,7 +372,7 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=
         train, validation = parts.train, parts.validation
     extractors = {}  # runs with the same backbone share one frozen extractor
     rows, classifiers = [], []
-    jobs = [(point, seed) for point in ParameterGrid(grid) for seed in seeds]
+    jobs = [(point, seed) for point in points for seed in seeds]
     for point, seed in tqdm(jobs, desc="grid", unit="run", disable=not check_verbose(verbose)):
         clf = _grid_point(base, point).set_params(seed=seed, cache=cache, verbose=0)
         key = (repr(clf.backbone), repr(clf.weights), clf.input_size, clf.precision)
@@ -399,15 +382,12 @@ def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=
         clf.set_params(backbone=extractors[key]).fit(train, validation)
         seconds = time.perf_counter() - started
         report = clf.evaluate(validation)
-        features = clf.fit_info_["features"]
-        rows.append({
-            "run": len(rows), **point, "seed": seed,
-            "val_accuracy": float(report.accuracy), "val_log_loss": float(report.log_loss),
-            "train_seconds": seconds, "epochs_run": len(clf.history_),
-            "best_epoch": clf.history_.best_epoch,
-            "features_computed": sum(part["computed"] for part in features.values()
-                                     if isinstance(part, dict)),
-        })
+        features = clf.fit_info_["features"].values()
+        computed = sum(part["computed"] for part in features if isinstance(part, dict))
+        rows.append({"run": len(rows), **point, "seed": seed, "val_accuracy": float(report.accuracy),
+                     "val_log_loss": float(report.log_loss), "train_seconds": seconds,
+                     "epochs_run": len(clf.history_), "best_epoch": clf.history_.best_epoch,
+                     "features_computed": computed})
         classifiers.append(clf)
     return ExperimentResults(grid, seeds, rows, classifiers, test)
 
@@ -425,15 +405,17 @@ def _grid_point(base: ImageClassifier, point: dict) -> ImageClassifier:
     return clf
 
 
-def _check_grid(grid, base) -> dict:
-    if not isinstance(grid, dict):
-        message = problem("grid", "a dict {parameter: [values...]}", type(grid).__name__,
-                          "pass grid={'head__learning_rate': [0.01, 0.001]}")
-        raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+def _check_grid(grid, base) -> list[dict]:
+    """The grid's points (sklearn's ``ParameterGrid`` checks the shape), after checking the names."""
+    try:
+        points = list(ParameterGrid([grid]))  # [grid]: one dict, not sklearn's list of dicts
+    except (TypeError, ValueError) as err:
+        raise ValueError(problem("grid", "a dict {parameter: [values...]}, no list empty",
+                                 str(err).splitlines()[0],
+                                 "pass e.g. grid={'head__learning_rate': [0.01, 0.001]}")) from None
     names = [n for n in base.get_params(deep=False) if n not in _NOT_IN_GRID]
     names += [f"{owner}__{f.name}" for owner, kind in _NESTED.items() for f in fields(kind)]
-    checked = {}
-    for name, values in grid.items():
+    for name in grid:
         if name not in names:
             fix = {"seed": "pass seeds=(0, 1, 2) instead"}.get(
                 name, "set it in run_grid's arguments" if name in _NOT_IN_GRID
@@ -441,20 +423,7 @@ def _check_grid(grid, base) -> dict:
             raise ValueError(problem("grid parameter", f"an ImageClassifier parameter other than "
                                      f"{', '.join(_NOT_IN_GRID)}, or <param>__<field> "
                                      f"({', '.join(names)})", name, fix))
-        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-            raise ValueError(problem(f"grid[{name!r}]", "a list of values", values,
-                                     f"pass {name!r}: [{values!r}]"))
-        if not list(values):
-            raise ValueError(problem(f"grid[{name!r}]", "at least one value", values,
-                                     "drop the parameter or list a value"))
-        checked[name] = list(values)
-    return checked
-
-
-def _format(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
-    return "-" if value is None else str(value)
+    return points
 
 
 __all__ = ["BestRun", "ExperimentResults", "run_grid"]

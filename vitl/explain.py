@@ -1,8 +1,7 @@
 """Grad-CAM: where in the image did the classifier see its class?
 
 Grad-CAM (Selvaraju et al., 2017) weighs the channels ``A_k`` of the
-backbone's last convolutional block (the backbone's output, before pooling:
-``BackboneSpec.last_conv_layer`` for every registered backbone) by the spatial
+backbone's last convolutional block (the backbone's output, before pooling) by the spatial
 mean ``alpha_k`` of the gradient of the class score with respect to them:
 ``heatmap = ReLU(sum_k alpha_k A_k)``, upsampled bilinearly to the image size
 and scaled to [0, 1]. The class score is the head's pre-softmax logit (its
@@ -27,9 +26,10 @@ from PIL import Image
 from sklearn.utils.validation import check_is_fitted
 from tqdm import tqdm
 
-from ._errors import check_int, check_verbose, problem
+from ._errors import check_choice, check_fraction, check_int, check_verbose, problem
 from .data import paths_or_arrays, read_image
 from .features.pipeline import to_model_image
+from .plots import plot_images
 
 
 @dataclass(frozen=True)
@@ -116,16 +116,13 @@ def explain(classifier, images, class_name=None, *, batch_size: int = 16,
     check_int("batch_size", batch_size, minimum=1)
     verbose = check_verbose(verbose)
     classes = [str(c) for c in classifier.classes_]
-    if class_name is not None and str(class_name) not in classes:
-        raise ValueError(problem("class_name", f"one of {classes}", class_name,
-                                 "pass a class the model was trained on, or none to explain "
-                                 "each image's predicted class"))
-    target = None if class_name is None else classes.index(str(class_name))
+    check_choice("class_name", class_name, [None, *classes])
+    target = None if class_name is None else classes.index(class_name)
     pictures, names = _read_inputs(images)
     size = classifier.extractor_.input_size
-    starts = range(0, len(pictures), batch_size)
     explanations = []
-    for start in tqdm(starts, desc="grad-cam", unit="batch", disable=not verbose or len(starts) <= 1):
+    for start in tqdm(range(0, len(pictures), batch_size), desc="grad-cam", unit="batch",
+                      disable=not verbose or len(pictures) <= batch_size):
         chunk = pictures[start:start + batch_size]
         batch = np.stack([to_model_image(p, size) for p in chunk]).astype(np.float32)
         maps, proba = _gradcam_maps(classifier, batch, target)
@@ -188,6 +185,10 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray
     Returns:
         ``(H, W, 3)`` uint8 RGB.
 
+    Raises:
+        ValueError: an image or heatmap of the wrong shape, ``alpha`` outside [0, 1] or an
+            unknown ``cmap``.
+
     Example:
         >>> out = overlay(np.full((4, 6, 3), 100, "uint8"), np.ones((2, 3)), alpha=0.5)
         >>> out.shape, out.dtype, out[0, 0].tolist()  # jet(1.0) is dark red (127, 0, 0)
@@ -198,8 +199,7 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray
     if heat.ndim != 2:
         raise ValueError(problem("heatmap", "a 2-D array (H, W)", f"shape {heat.shape}",
                                  "pass one heatmap, e.g. grad_cam(...)[0]"))
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ValueError(problem("alpha", "a number in [0, 1]", alpha, "pass alpha=0.4"))
+    check_fraction("alpha", alpha)
     if cmap not in colormaps:
         raise ValueError(problem("cmap", "a matplotlib colormap name", cmap, "pass cmap='jet'"))
     heat = np.clip(np.nan_to_num(_upsample(heat, picture.shape[:2], normalise=False)), 0, 1)
@@ -219,27 +219,22 @@ def plot_explanation(explanation: Explanation, alpha: float = 0.4, cmap: str = "
     Returns:
         The figure: image, heatmap (with a colour bar) and overlay.
 
+    Raises:
+        ValueError: ``explanation`` is not an :class:`Explanation`.
+
     Example:
         >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.eye(8, dtype="float32"), "cracked",
         ...                 0.9, "cracked")
         >>> [ax.get_title() for ax in plot_explanation(e).axes[:3]]
         ['image', 'Grad-CAM: cracked', 'overlay']
     """
-    _check_explanation(explanation, "explanation")
-    fig = Figure(figsize=(9, 3.4), layout="constrained")
-    axes = fig.subplots(1, 3)
-    axes[0].imshow(explanation.image)
-    axes[0].set_title("image")
-    shown = axes[1].imshow(explanation.heatmap, cmap=cmap, vmin=0, vmax=1)
-    axes[1].set_title(f"Grad-CAM: {explanation.label}")
-    fig.colorbar(shown, ax=axes[1], fraction=0.046)
-    axes[2].imshow(explanation.overlay(alpha=alpha, cmap=cmap))
-    axes[2].set_title("overlay")
-    for ax in axes:
-        ax.axis("off")
-    name = Path(explanation.path).name if explanation.path else "image"
-    fig.suptitle(f"{name}: predicted {explanation.predicted}; "
-                 f"p({explanation.label}) = {explanation.score:.3f}", fontsize=10)
+    (e,) = _check_explanations([explanation])
+    fig = plot_images([e.image, e.heatmap, e.overlay(alpha=alpha, cmap=cmap)],
+                      ["image", f"Grad-CAM: {e.label}", "overlay"], ncols=3, cmap=cmap)
+    fig.axes[1].images[0].set_clim(0, 1)
+    fig.colorbar(fig.axes[1].images[0], ax=fig.axes[1], fraction=0.046)
+    name = Path(e.path).name if e.path else "image"
+    fig.suptitle(f"{name}: predicted {e.predicted}; p({e.label}) = {e.score:.3f}", fontsize=10)
     return fig
 
 
@@ -257,6 +252,9 @@ def plot_explanations(explanations, ncols: int = 4, caption: str | None = None,
     Returns:
         The figure, one overlay per axes.
 
+    Raises:
+        ValueError: no explanation, or an item that is not an :class:`Explanation`.
+
     Example:
         >>> e = Explanation(np.zeros((8, 8, 3), "uint8"), np.zeros((8, 8), "float32"), "ok",
         ...                 0.75, "ok", "a/b.png")
@@ -264,14 +262,7 @@ def plot_explanations(explanations, ncols: int = 4, caption: str | None = None,
         >>> len(fig.axes), fig.axes[0].get_title()
         (3, 'b.png\\nok 0.750')
     """
-    from .plots import plot_images
-
-    explanations = list(explanations)
-    if not explanations:
-        raise ValueError(problem("explanations", "at least one Explanation", "none",
-                                 "pass explain(classifier, images)"))
-    for i, e in enumerate(explanations):
-        _check_explanation(e, f"explanations[{i}]")
+    explanations = _check_explanations(explanations)
     titles = [(f"{Path(e.path).name}\n" if e.path else "") + f"{e.label} {e.score:.3f}"
               for e in explanations]
     overlays = [e.overlay(alpha=alpha, cmap=cmap) for e in explanations]
@@ -299,13 +290,11 @@ def _gradcam_maps(classifier, batch, target: int | None) -> tuple[np.ndarray, np
 
 def _read_inputs(images) -> tuple[list[np.ndarray], list[str | None]]:
     paths, arrays = paths_or_arrays(images)
+    if not (paths if arrays is None else arrays):
+        raise ValueError(problem("images", "at least one image", "none",
+                                 "pass image files, a folder holding images, or RGB arrays"))
     if arrays is None:
-        if not paths:
-            raise ValueError(problem("images", "at least one image", "none",
-                                     "pass image files or a folder holding images"))
         return [read_image(p) for p in paths], [str(p) for p in paths]
-    if not arrays:
-        raise ValueError(problem("images", "at least one image", "none", "pass RGB arrays"))
     return [_as_rgb(a, f"images[{i}]") for i, a in enumerate(arrays)], [None] * len(arrays)
 
 
@@ -317,8 +306,6 @@ def _as_rgb(image, name: str) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(problem(name, "an RGB image (H, W, 3) or grey (H, W)",
                                  f"shape {array.shape}", "pass image pixels"))
-    if array.dtype == np.uint8:
-        return array
     if array.dtype.kind == "f" and array.max(initial=0) <= 1.0:
         array = array * 255.0
     return np.clip(np.rint(array), 0, 255).astype(np.uint8)
@@ -336,11 +323,14 @@ def _upsample(cam: np.ndarray, shape, normalise: bool = True) -> np.ndarray:
     return cam / peak if peak > 0 else np.zeros_like(cam)
 
 
-def _check_explanation(explanation, name: str) -> None:
-    if not isinstance(explanation, Explanation):
-        message = problem(name, "an Explanation", type(explanation).__name__,
-                          "make them with vitl.explain.explain(classifier, images)")
-        raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+def _check_explanations(explanations) -> list[Explanation]:
+    explanations = list(explanations)
+    wrong = [type(e).__name__ for e in explanations if not isinstance(e, Explanation)]
+    if wrong or not explanations:
+        raise ValueError(problem("explanations", "at least one Explanation",
+                                 wrong[0] if wrong else "none",
+                                 "make them with vitl.explain.explain(classifier, images)"))
+    return explanations
 
 
 __all__ = ["Explanation", "explain", "grad_cam", "overlay", "plot_explanation",

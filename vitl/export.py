@@ -60,6 +60,7 @@ OUTPUT_NAME = "probabilities"
 SAVEDMODEL_DIR = "savedmodel"
 TFLITE_FILES = {None: "model.tflite", "float16": "model_float16.tflite",
                 "int8": "model_int8.tflite"}
+ARTIFACTS = (SAVEDMODEL_DIR, *TFLITE_FILES.values())
 LABELS_FILE = "labels.txt"
 METADATA_FILE = "export.json"
 #: int8 calibration uses at most this many representative images.
@@ -104,6 +105,10 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
         ValueError: a bad argument (the message says what was expected and how
             to fix it), checked before anything is written.
 
+    Warns:
+        UserWarning: for each calibration image left out, and for each artifact of
+            another model removed from ``directory``.
+
     Example:
         >>> import keras, tempfile
         >>> inputs = keras.Input((32, 32, 3), name="image")
@@ -123,30 +128,36 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
     class_names = _check_arguments(model, class_names, format, quantize)
     directory = check_export_dir(directory, format, quantize, overwrite)
     calibration = _calibration_paths(representative) if quantize == "int8" else None
-    directory.mkdir(parents=True, exist_ok=True)
-    size = int(model.input_shape[1])
-    fingerprint = model_fingerprint(model)
-    metadata = _start_metadata(directory, fingerprint, class_names, size)
+    size, fingerprint = int(model.input_shape[1]), model_fingerprint(model)
+    artifacts = _same_model_artifacts(directory, fingerprint, class_names)
     target = directory / artifact_name(format, quantize)
+    # Labels first: a crash before the artifact leaves no artifact of another model beside them.
+    write_bytes_atomic(directory / LABELS_FILE, "".join(f"{c}\n" for c in class_names).encode())
     if format == "savedmodel":
         with atomic_folder(target) as tmp:
-            shutil.rmtree(tmp)  # the SavedModel writer creates its folder itself
             _write_savedmodel(model, size, tmp)
     else:
         with tempfile.TemporaryDirectory(prefix=".tflite-", dir=directory) as tmp:
             source = directory / SAVEDMODEL_DIR
-            kept = metadata["artifacts"].get(SAVEDMODEL_DIR, {})
-            if kept.get("vitl_version") != __version__ or not source.is_dir():
-                source = Path(tmp) / SAVEDMODEL_DIR
+            if artifacts.get(SAVEDMODEL_DIR, {}).get("vitl_version") != __version__:
+                source = Path(tmp)
                 _write_savedmodel(model, size, source)
             write_bytes_atomic(target, _convert_tflite(source, quantize, calibration, size,
                                                        verbose))
-    metadata["artifacts"][target.name] = {
-        "format": format, "quantization": quantize, "bytes": _size_of(target),
+    artifacts[target.name] = {
+        "format": format, "quantization": quantize, "model_fingerprint": fingerprint,
         "calibration_images": len(calibration) if calibration else None,
-        "model_fingerprint": fingerprint, "vitl_version": __version__,
+        "bytes": sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        if target.is_dir() else target.stat().st_size, "vitl_version": __version__,
     }
-    write_bytes_atomic(directory / LABELS_FILE, "".join(f"{c}\n" for c in class_names).encode())
+    metadata = {
+        "input": {"name": INPUT_NAME, "shape": [None, size, size, 3], "dtype": "float32",
+                  "range": [0, 255], "color": "RGB",
+                  "resize": "to size x size, bilinear (Pillow, antialiased), no crop"},
+        "output": {"name": OUTPUT_NAME, "shape": [None, len(class_names)], "dtype": "float32",
+                   "meaning": "class probabilities (softmax), columns in labels order"},
+        "labels": class_names, "signature": SIGNATURE, "artifacts": artifacts,
+    }
     write_bytes_atomic(directory / METADATA_FILE, (json.dumps(metadata, indent=1) + "\n").encode())
     return target
 
@@ -196,20 +207,16 @@ def check_export_dir(directory, format: str, quantize=None, overwrite: bool = Fa
         ValueError: export folder: expected a new folder, or one vitl exported to, received '... holding labels.txt that vitl did not write'. Fix: pass another --out folder, or --overwrite (overwrite=True) to replace them
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(problem("export folder", "a folder (created when missing)",
-                                 f"the file {directory}", "pass a folder path, not a file"))
-    if overwrite or not directory.is_dir():
-        return directory
+    _require(directory.is_dir() or not directory.exists(), "export folder",
+             "a folder (created when missing)", f"the file {directory}",
+             "pass a folder path, not a file")
     old = _read_metadata(directory)
     names = [artifact_name(format, quantize)] + ([] if old else [LABELS_FILE, METADATA_FILE])
     listed = old["artifacts"] if old else {}
     foreign = [name for name in names if (directory / name).exists() and name not in listed]
-    if foreign:
-        raise ValueError(problem("export folder", "a new folder, or one vitl exported to",
-                                 f"{directory} holding {', '.join(foreign)} that vitl did not "
-                                 "write", "pass another --out folder, or --overwrite "
-                                 "(overwrite=True) to replace them"))
+    _require(overwrite or not foreign, "export folder", "a new folder, or one vitl exported to",
+             f"{directory} holding {', '.join(foreign)} that vitl did not write",
+             "pass another --out folder, or --overwrite (overwrite=True) to replace them")
     return directory
 
 
@@ -268,45 +275,38 @@ def read_labels(directory) -> list[str]:
 def _check_arguments(model, class_names, format, quantize) -> list[str]:
     check_choice("format", format, FORMATS)
     check_choice("quantize", quantize, QUANTIZATIONS)
-    if format == "savedmodel" and quantize is not None:
-        raise ValueError(problem(
-            "quantize", "None for format='savedmodel' (quantization is a TFLite option)",
-            quantize, f"pass format='tflite' with quantize={quantize!r}, or leave quantize out"))
+    _require(format == "tflite" or quantize is None, "quantize",
+             "None for format='savedmodel' (quantization is a TFLite option)", quantize,
+             f"pass format='tflite' with quantize={quantize!r}, or leave quantize out")
     shape = tuple(getattr(model, "input_shape", ()) or ())
-    if len(shape) != 4 or shape[3] != 3 or shape[1] is None or shape[1] != shape[2]:
-        raise ValueError(problem("model", "a Keras model taking (None, size, size, 3) images",
-                                 f"input shape {shape}", "pass ImageClassifier.model_"))
-    class_names = [str(c) for c in class_names]
-    n_out = model.output_shape[-1]
-    if len(class_names) != n_out or len(set(class_names)) != n_out or \
-            any(not c or "\n" in c for c in class_names):
-        raise ValueError(problem("class_names", f"{n_out} distinct, non-empty names, one per "
-                                 "output column", class_names, "pass ImageClassifier.classes_"))
-    return class_names
+    _require(len(shape) == 4 and shape[3] == 3 and shape[1] is not None and shape[1] == shape[2],
+             "model", "a Keras model taking (None, size, size, 3) images", f"input shape {shape}",
+             "pass ImageClassifier.model_")
+    names, n_out = [str(c) for c in class_names], model.output_shape[-1]
+    _require(len(set(names)) == len(names) == n_out and all(c and "\n" not in c for c in names),
+             "class_names", f"{n_out} distinct, non-empty names, one per output column", names,
+             "pass ImageClassifier.classes_")
+    return names
 
 
 def _calibration_paths(representative) -> list[Path]:
-    """At most MAX_CALIBRATION_IMAGES readable images, evenly spaced; unreadable ones warned."""
+    """At most MAX_CALIBRATION_IMAGES readable images, evenly spaced; the others named in warnings."""
     from .data import check_images, list_images
 
     if isinstance(representative, (str, Path)):
         representative = list_images(representative)
-    paths = [Path(p) for p in representative or []]
-    missing = [str(p) for p in paths if not p.exists()]
+    paths = list(representative or [])
     if len(paths) > MAX_CALIBRATION_IMAGES:
         paths = [paths[int(i)] for i in np.linspace(0, len(paths), MAX_CALIBRATION_IMAGES,
                                                     endpoint=False)]
-    if paths and not missing:
-        paths, skipped = check_images(paths)
-        for item in skipped:
-            warnings.warn(f"int8 calibration: skipped {item.path}: {item.reason}", stacklevel=3)
-    if not paths or missing:
-        received = f"missing files, e.g. {missing[0]}" if missing else "no readable images"
-        raise ValueError(problem(
-            "representative", "existing image files to calibrate int8 quantization with "
-            "(a few hundred training images)", received,
-            "pass representative=FOLDER or a list of paths (CLI: --representative DIR), "
-            "or export float16 instead"))
+    paths, skipped = check_images(paths)
+    for item in skipped:
+        warnings.warn(f"int8 calibration: skipped {item.path}: {item.reason}", stacklevel=3)
+    _require(paths, "representative", "image files to calibrate int8 quantization with (a few "
+             "hundred training images)", f"none readable, e.g. {skipped[0].path}: "
+             f"{skipped[0].reason}" if skipped else "no images",
+             "pass representative=FOLDER or a list of paths (CLI: --representative DIR), "
+             "or export float16 instead")
     return paths
 
 
@@ -372,43 +372,29 @@ def _read_metadata(directory: Path) -> dict | None:
         metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if isinstance(metadata, dict) and isinstance(metadata.get("artifacts"), dict):
-        return metadata
-    return None
+    ours = isinstance(metadata, dict) and isinstance(metadata.get("artifacts"), dict)
+    return metadata if ours else None
 
 
-def _start_metadata(directory: Path, fingerprint: str, class_names, size: int) -> dict:
-    """The folder's new export.json, dropping (and deleting) artifacts of another model."""
-    metadata = {
-        "input": {"name": INPUT_NAME, "shape": [None, size, size, 3], "dtype": "float32",
-                  "range": [0, 255], "color": "RGB",
-                  "resize": "to size x size, bilinear (Pillow, antialiased), no crop"},
-        "output": {"name": OUTPUT_NAME, "shape": [None, len(class_names)], "dtype": "float32",
-                   "meaning": "class probabilities (softmax), columns in labels order"},
-        "labels": list(class_names),
-        "signature": SIGNATURE,
-        "artifacts": {},
-    }
+def _same_model_artifacts(directory: Path, fingerprint: str, class_names) -> dict:
+    """The folder's artifacts of this model; those of another model are deleted (with a warning)."""
     old = _read_metadata(directory) or {"artifacts": {}}
+    kept = {}
     for name, info in old["artifacts"].items():
         path = directory / name
-        same = (isinstance(info, dict) and info.get("model_fingerprint") == fingerprint
-                and old.get("labels") == metadata["labels"])
-        if same and path.exists():
-            metadata["artifacts"][name] = info
-        elif path.exists() and name in (SAVEDMODEL_DIR, *TFLITE_FILES.values()):
+        if old.get("labels") == class_names and isinstance(info, dict) \
+                and info.get("model_fingerprint") == fingerprint and path.exists():
+            kept[name] = info
+        elif path.exists() and name in ARTIFACTS:
             warnings.warn(f"removing {path}: it holds another model's export", stacklevel=3)
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-    return metadata
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+    return kept
 
 
-def _size_of(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def _require(ok, what: str, expected: str, received, fix: str) -> None:
+    """Raise ``ValueError(problem(what, expected, received, fix))`` unless ``ok``."""
+    if not ok:
+        raise ValueError(problem(what, expected, received, fix))
 
 
 __all__ = ["FORMATS", "LABELS_FILE", "QUANTIZATIONS", "TOLERANCES", "export_model",

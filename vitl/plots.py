@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
 from ._errors import check_int, problem
 from .evaluation import EvaluationReport, ThresholdChoice
 
-TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "tab:blue", "tab:orange", "tab:green"
+BEST_COLOR = "tab:green"
 
 
 def plot_history(history, axes=None) -> Figure:
@@ -51,31 +53,23 @@ def plot_history(history, axes=None) -> Figure:
     if not isinstance(history, dict):
         history = {"rows": getattr(history, "rows", None),
                    "best_epoch": getattr(history, "best_epoch", None)}
-    rows, best = history.get("rows"), history.get("best_epoch")
-    if not rows:
+    if not history.get("rows"):
         raise ValueError(problem("history", "a TrainingHistory with at least one epoch", "none",
                                  "pass the history that fit or train_head returned"))
-
-    def column(name):
-        return np.array([np.nan if row.get(name) is None else row[name] for row in rows], float)
-
+    table = pd.DataFrame(history["rows"]).set_index("epoch")
     fig, axes = _figure_and_axes(axes, 3, figsize=(13, 3.6))
-    epochs = column("epoch")
-    panels = {"loss": ("Cross-entropy loss", TRAIN_COLOR, "train"),
-              "accuracy": ("Accuracy", TRAIN_COLOR, "train"),
-              "learning_rate": ("Learning rate", "tab:purple", "learning rate")}
-    for ax, (name, (title, color, label)) in zip(axes, panels.items()):
-        ax.plot(epochs, column(name), color=color, label=label)
-        if np.isfinite(column("val_" + name)).any():
-            ax.plot(epochs, column("val_" + name), color=VAL_COLOR, label="validation")
-        if best is not None:
-            ax.axvline(best, color=BEST_COLOR, linestyle="--", linewidth=1,
-                       label=f"best epoch {best}")
-        ax.set(title=title, xlabel="epoch", ylabel=name.replace("_", " "))
+    panels = {"loss": ("Cross-entropy loss", "train"), "accuracy": ("Accuracy", "train"),
+              "learning_rate": ("Learning rate", "learning rate")}
+    for ax, (name, (title, label)) in zip(axes, panels.items()):
+        lines = table.reindex(columns=[name, "val_" + name]).astype(float)
+        lines = lines.dropna(axis=1, how="all")
+        lines.columns = [label, "validation"][:len(lines.columns)]
+        lines.plot(ax=ax, title=title, xlabel="epoch", ylabel=name.replace("_", " "),
+                   logy=bool(name == "learning_rate" and lines.min().min() > 0))
+        if history.get("best_epoch") is not None:
+            ax.axvline(history["best_epoch"], color=BEST_COLOR, linestyle="--", linewidth=1,
+                       label=f"best epoch {history['best_epoch']}")
         ax.legend(loc="best", fontsize=8)
-    rates = column("learning_rate")
-    if np.all(rates[np.isfinite(rates)] > 0):
-        axes[2].set_yscale("log")
     return fig
 
 
@@ -102,7 +96,6 @@ def plot_confusion_matrix(report: EvaluationReport, normalize: bool = False, ax=
         >>> fig.axes[0].images[0].get_array().tolist()
         [[1, 0], [1, 1]]
     """
-    _check_report(report)
     fig, (ax,) = _figure_and_axes(None if ax is None else [ax], 1,
                                   figsize=(1.2 * len(report.class_names) + 2.5,) * 2)
     counts = report.confusion_matrix
@@ -136,6 +129,9 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
     Returns:
         The figure with the two panels.
 
+    Raises:
+        ValueError: the report has more than two classes, or one class only.
+
     Example:
         >>> report = EvaluationReport.from_predictions(
         ...     [0, 0, 1, 1], [[.9, .1], [.4, .6], [.2, .8], [.3, .7]], ["CD", "UD"])
@@ -143,26 +139,20 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
         >>> [ax.get_title() for ax in fig.axes]
         ['ROC, positive class CD (AUC = 1.000)', 'Precision-recall, positive class CD (AP = 1.000)']
     """
-    _check_report(report)
-    if len(report.class_names) != 2:
-        raise ValueError(problem("report", "a two-class report", f"{len(report.class_names)} "
-                                 "classes", "use plot_confusion_matrix for many classes"))
     is_positive, score = report.binary_scores()
     if is_positive.all() or not is_positive.any():
         raise ValueError(problem("report", "samples of both classes", "a single class",
                                  "evaluate on a set containing defects and non-defects"))
     fig, (roc_ax, pr_ax) = _figure_and_axes(axes, 2, figsize=(10, 4.4))
-    positive = report.positive_class
     curve = {"pos_label": True, "name": "model", "plot_chance_level": True}
     RocCurveDisplay.from_predictions(is_positive, score, ax=roc_ax, **curve)
-    roc_ax.set(title=f"ROC, positive class {positive} (AUC = {report.roc_auc:.3f})",
-               xlabel="False-alarm rate (FPR)", ylabel="Recall (TPR)")
     PrecisionRecallDisplay.from_predictions(is_positive, score, ax=pr_ax, **curve)
-    pr_ax.set(title=f"Precision-recall, positive class {positive} (AP = {report.pr_auc:.3f})",
-              xlabel="Recall", ylabel="Precision")
+    roc_ax.set(title=f"ROC, positive class {report.positive_class} (AUC = {report.roc_auc:.3f})",
+               xlabel="False-alarm rate (FPR)", ylabel="Recall (TPR)")
+    pr_ax.set(title=f"Precision-recall, positive class {report.positive_class} "
+              f"(AP = {report.pr_auc:.3f})", xlabel="Recall", ylabel="Precision")
     if threshold is not None:
-        value = threshold.threshold if isinstance(threshold, ThresholdChoice) else threshold
-        point = report.at_threshold(float(value))
+        point = report.at_threshold(getattr(threshold, "threshold", threshold))
         label = f"threshold {point.threshold:.3f}"
         roc_ax.plot([point.false_alarm_rate], [point.recall], "o", color=BEST_COLOR, label=label)
         pr_ax.plot([point.recall], [point.precision], "o", color=BEST_COLOR, label=label)
@@ -188,6 +178,9 @@ def plot_confidently_wrong(report: EvaluationReport, k: int = 8, caption: str | 
     Returns:
         The figure: one axes per image, or one axes saying there is no mistake.
 
+    Raises:
+        ValueError: the report was built without ``paths``.
+
     Example:
         >>> import tempfile
         >>> from PIL import Image
@@ -199,7 +192,6 @@ def plot_confidently_wrong(report: EvaluationReport, k: int = 8, caption: str | 
         >>> [ax.get_title() for ax in plot_confidently_wrong(report).axes]
         ['true CD, pred UD\\n70.0% sure']
     """
-    _check_report(report)
     if report.paths is None:
         raise ValueError(problem("report.paths", "image paths", None,
                                  "build the report with paths=... to show images"))
@@ -209,14 +201,11 @@ def plot_confidently_wrong(report: EvaluationReport, k: int = 8, caption: str | 
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "No misclassified images", ha="center", va="center")
         ax.axis("off")
-        _add_caption(fig, caption)
+        fig.supxlabel(caption or "", fontsize=7, wrap=True)
         return fig
-    from .data import read_image
-
-    images = [read_image(m.path) for m in mistakes]
     titles = [f"true {m.true_label}, pred {m.predicted_label}\n{m.confidence:.1%} sure"
               for m in mistakes]
-    fig = plot_images(images, titles, ncols=ncols, caption=caption)
+    fig = plot_images([m.path for m in mistakes], titles, ncols=ncols, caption=caption)
     fig.suptitle("Most confidently wrong")
     return fig
 
@@ -242,34 +231,35 @@ def plot_image_grid(paths: Sequence, labels: Sequence[str] | None = None, ncols:
         >>> [ax.get_title() for ax in plot_image_grid([path, path], ["one", "two"]).axes]
         ['one', 'two']
     """
-    paths = list(paths)
-    if labels is not None and len(labels) != len(paths):
-        raise ValueError(problem("labels", f"{len(paths)} labels, one per path", len(labels),
-                                 "pass one label per image or labels=None"))
-    from .data import read_image
-
-    return plot_images([read_image(p) for p in paths], labels, ncols=ncols, caption=caption)
+    return plot_images(paths, labels, ncols=ncols, caption=caption)
 
 
 def plot_images(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 6,
-                caption: str | None = None, cell_inches: float = 2.2) -> Figure:
-    """Show arrays as an image grid: one axes per image, axes hidden.
+                caption: str | None = None, cell_inches: float = 2.2, cmap: str = "gray") -> Figure:
+    """Show images as a grid: one axes per image, axes hidden.
 
     Args:
-        images: ``HxWx3`` (RGB, uint8 0..255 or float 0..1) or ``HxW`` (grey) arrays.
+        images: ``HxWx3`` (RGB, uint8 0..255 or float 0..1) or ``HxW`` (grey) arrays,
+            or image files (read with :func:`vitl.data.read_image`).
         titles: optional title per image.
         ncols: images per row (fewer when there are fewer images).
         caption: text under the grid.
         cell_inches: size of one cell.
+        cmap: matplotlib colour map of ``HxW`` arrays.
 
     Returns:
         The figure, one axes per image.
+
+    Raises:
+        ValueError: no image, a title count that differs, or an array that is not an image.
 
     Example:
         >>> fig = plot_images([np.zeros((8, 8, 3), "uint8"), np.ones((8, 8))], ["black", "grey"])
         >>> len(fig.axes), fig.axes[1].get_title()
         (2, 'grey')
     """
+    from .data import read_image
+
     images = list(images)
     if not images:
         raise ValueError(problem("images", "at least one image", "none", "pass a list of arrays"))
@@ -282,35 +272,22 @@ def plot_images(images: Sequence, titles: Sequence[str] | None = None, ncols: in
     fig = Figure(figsize=(ncols * cell_inches, nrows * (cell_inches + 0.35) + 0.3),
                  layout="constrained")
     for i, image in enumerate(images):
-        array = np.asarray(image)
+        array = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
         if array.ndim not in (2, 3):
             raise ValueError(problem(f"images[{i}]", "an HxW or HxWx3 array",
                                      f"shape {array.shape}", "pass image pixel arrays"))
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        ax.imshow(array, cmap="gray" if array.ndim == 2 else None)
-        if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=8)
+        ax.imshow(array, cmap=cmap if array.ndim == 2 else None)
+        ax.set_title("" if titles is None else str(titles[i]), fontsize=8)
         ax.axis("off")
-    _add_caption(fig, caption)
+    fig.supxlabel(caption or "", fontsize=7, wrap=True)
     return fig
-
-
-def _add_caption(fig: Figure, caption: str | None) -> None:
-    if caption:
-        fig.supxlabel(caption, fontsize=7, wrap=True)
-
-
-def _check_report(report) -> None:
-    if not isinstance(report, EvaluationReport):
-        message = problem("report", "an EvaluationReport", type(report).__name__,
-                          "build one with EvaluationReport.from_predictions(...)")
-        raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
 
 
 def _figure_and_axes(axes, count: int, figsize) -> tuple[Figure, list]:
     if axes is None:
         fig = Figure(figsize=figsize, layout="constrained")
-        return fig, list(fig.subplots(1, count)) if count > 1 else [fig.subplots()]
+        return fig, list(np.ravel(fig.subplots(1, count)))
     axes = list(np.ravel(axes))
     if len(axes) != count:
         raise ValueError(problem("axes", f"{count} matplotlib axes", len(axes),

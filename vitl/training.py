@@ -27,11 +27,13 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from sklearn.metrics import accuracy_score, log_loss
+from sklearn.utils import check_X_y
 from sklearn.utils.class_weight import compute_class_weight
 
-from ._errors import check_choice, check_fraction, check_int, check_verbose, problem
+from ._errors import check_choice, check_int, check_verbose, problem
 
 LR_SCHEDULES = ("exponential", "constant", "cosine")
 OPTIMIZERS = ("sgd", "adam")
@@ -112,7 +114,7 @@ class HeadConfig:
         >>> HeadConfig(batch_size=0).validate()
         Traceback (most recent call last):
         ...
-        ValueError: batch_size: expected an integer >= 1, received 0. Fix: pass batch_size=1 or more
+        ValueError: batch_size: expected an integer >= 1, received 0. Fix: pass batch_size=32 (the default)
     """
 
     epochs: int = 200
@@ -134,8 +136,7 @@ class HeadConfig:
     seed: int = 0
     jit_compile: bool = False
 
-    def __repr__(self) -> str:
-        return changed_fields_repr(self)
+    __repr__ = changed_fields_repr
 
     @classmethod
     def mlnet(cls, **overrides) -> HeadConfig:
@@ -176,36 +177,13 @@ class HeadConfig:
             ValueError: naming the field, what was expected, what was received
                 and how to fix it.
         """
-        check_int("epochs", self.epochs, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        _check_number("learning_rate", self.learning_rate, "a number > 0", lambda v: v > 0,
-                      "pass learning_rate=0.001")
-        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _check_number("lr_decay", self.lr_decay, "a number in (0, 1]", lambda v: 0 < v <= 1,
-                      "pass lr_decay=0.94 (1 means no decay)")
-        _check_number("decay_every_epochs", self.decay_every_epochs, "a number > 0",
-                      lambda v: v > 0, "pass decay_every_epochs=2")
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("monitor", self.monitor, MONITORS)
-        check_int("patience", self.patience, minimum=0)
-        _check_number("min_delta", self.min_delta, "a number >= 0", lambda v: v >= 0,
-                      "pass min_delta=0.0")
-        check_fraction("dropout", self.dropout, 0.0, 0.95)
-        if self.hidden_units is not None:
-            check_int("hidden_units", self.hidden_units, minimum=1,
-                      fix="pass hidden_units=None (no hidden layer) or a size such as 256")
-        if not (self.class_weight in (None, "balanced") or (
-                isinstance(self.class_weight, dict)
-                and all(_is_number(v) and v >= 0 for v in self.class_weight.values()))):
-            raise ValueError(problem("class_weight",
-                                     "None, 'balanced' or a dict {class_index: weight >= 0}",
-                                     self.class_weight, "pass class_weight='balanced'"))
-        _check_number("l2", self.l2, "a number >= 0", lambda v: v >= 0, "pass l2=0.0 or e.g. 1e-4")
-        check_int("seed", self.seed, minimum=0)
-        for name in ("early_stopping", "restore_best_weights", "jit_compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(problem(name, "True or False", getattr(self, name),  # noqa: TRY004
-                                         f"pass {name}=True"))
+        default = HeadConfig()
+        for names, expected, ok in _RULES:
+            for name in names:
+                value = getattr(self, name)
+                if not ok(value):
+                    raise ValueError(problem(name, expected, value,
+                                             f"pass {name}={getattr(default, name)!r} (the default)"))
         return self
 
     def to_dict(self) -> dict:
@@ -255,23 +233,48 @@ class HeadConfig:
             >>> type(opt).__name__, type(opt.learning_rate).__name__ != "float"
             ('SGD', True)
         """
-        check_int("steps_per_epoch", steps_per_epoch, minimum=1)
         if self.lr_schedule == "exponential":
+            decay_steps = max(1, round(self.decay_every_epochs * steps_per_epoch))
             rate = keras.optimizers.schedules.ExponentialDecay(
-                self.learning_rate,
-                decay_steps=max(1, round(self.decay_every_epochs * steps_per_epoch)),
-                decay_rate=self.lr_decay,
-                staircase=True,
-            )
+                self.learning_rate, decay_steps, self.lr_decay, staircase=True)
         elif self.lr_schedule == "cosine":
             rate = keras.optimizers.schedules.CosineDecay(
-                self.learning_rate, decay_steps=self.epochs * steps_per_epoch
-            )
+                self.learning_rate, decay_steps=self.epochs * steps_per_epoch)
         else:
             rate = float(self.learning_rate)
-        if self.optimizer == "adam":
-            return keras.optimizers.Adam(learning_rate=rate)
-        return keras.optimizers.SGD(learning_rate=rate)
+        optimizer = keras.optimizers.Adam if self.optimizer == "adam" else keras.optimizers.SGD
+        return optimizer(learning_rate=rate)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return (_is_int(value) or isinstance(value, (float, np.floating))) and math.isfinite(value)
+
+
+def _weights_ok(value) -> bool:
+    return value is None or value == "balanced" or isinstance(value, dict) and all(
+        _is_real(v) and v >= 0 for v in value.values())
+
+
+#: HeadConfig.validate's rules: (fields, what is expected, the test a value must pass).
+_RULES = (
+    (("epochs", "batch_size"), "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    (("patience", "seed"), "an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    (("hidden_units",), "None or an integer >= 1", lambda v: v is None or _is_int(v) and v >= 1),
+    (("learning_rate", "decay_every_epochs"), "a number > 0", lambda v: _is_real(v) and v > 0),
+    (("min_delta", "l2"), "a number >= 0", lambda v: _is_real(v) and v >= 0),
+    (("lr_decay",), "a number in (0, 1]", lambda v: _is_real(v) and 0 < v <= 1),
+    (("dropout",), "a number in [0, 0.95]", lambda v: _is_real(v) and 0 <= v <= 0.95),
+    (("lr_schedule",), f"one of {LR_SCHEDULES}", lambda v: v in LR_SCHEDULES),
+    (("optimizer",), f"one of {OPTIMIZERS}", lambda v: v in OPTIMIZERS),
+    (("monitor",), f"one of {MONITORS}", lambda v: v in MONITORS),
+    (("early_stopping", "restore_best_weights", "jit_compile"), "True or False",
+     lambda v: isinstance(v, bool)),
+    (("class_weight",), "None, 'balanced' or a dict {class_index: weight >= 0}", _weights_ok),
+)
 
 
 def build_head(feature_dim: int, n_classes: int, config: HeadConfig | None = None) -> keras.Model:
@@ -351,29 +354,23 @@ class EpochLog(keras.callbacks.Callback):
         self.val_steps = val_steps
 
     def on_epoch_end(self, epoch, logs=None):
+        """Keras hook: print the epoch's lines (the class example calls it)."""
         logs = logs or {}
-        stream = self.stream or sys.stdout
-        lr = logs.get("learning_rate")
-        steps = (self.params or {}).get("steps")
-        line = _log_line("Train", epoch, logs.get("accuracy"), logs.get("loss"), steps)
-        if lr is not None:
-            line += f", Learning Rate: {float(lr):.6f}"
-        print(line, file=stream)
+        print(_log_line("Train", epoch, (self.params or {}).get("steps"), logs.get("accuracy"),
+                        logs.get("loss"), logs.get("learning_rate")), file=self.stream or sys.stdout)
         if logs.get("val_accuracy") is not None:
-            print(_log_line("Validation", epoch, logs.get("val_accuracy"), logs.get("val_loss"),
-                            self.val_steps), file=stream)
+            print(_log_line("Validation", epoch, self.val_steps, logs["val_accuracy"],
+                            logs.get("val_loss")), file=self.stream or sys.stdout)
 
 
-def _log_line(dataset, epoch, accuracy, loss, steps) -> str:
-    parts = [f"Phase: Training, Dataset used: {dataset:>10}"]
-    if steps is not None:
-        parts.append(f"Batch Processed Count: {int(steps):3d}")
-    parts.append(f"Epoch: {epoch:3d}")
-    if accuracy is not None:
-        parts.append(f"Accuracy: {float(accuracy):.4f}")
-    if loss is not None:
-        parts.append(f"Cross-Entropy: {float(loss):.4f}")
-    return ", ".join(parts)
+def _log_line(dataset, epoch, steps, accuracy, loss, rate=None) -> str:
+    parts = [f"Phase: Training, Dataset used: {dataset:>10}",
+             steps is not None and f"Batch Processed Count: {int(steps):3d}",
+             f"Epoch: {epoch:3d}",
+             accuracy is not None and f"Accuracy: {float(accuracy):.4f}",
+             loss is not None and f"Cross-Entropy: {float(loss):.4f}",
+             rate is not None and f"Learning Rate: {float(rate):.6f}"]
+    return ", ".join(part for part in parts if part)
 
 
 def progress_callbacks(verbose, epochs: int, desc: str, val_steps: int | None = None) -> list:
@@ -403,33 +400,13 @@ def progress_callbacks(verbose, epochs: int, desc: str, val_steps: int | None = 
     return [EpochLog(val_steps=val_steps)] if verbose == 2 else []
 
 
-def current_learning_rate(model) -> float | None:
-    """Return the learning rate ``model.optimizer`` uses at its current iteration.
-
-    Args:
-        model: a compiled Keras model (or None).
-
-    Returns:
-        The schedule's value at ``optimizer.iterations``; None without an optimizer.
-
-    Example:
-        >>> model = build_head(4, 2)
-        >>> model.compile(optimizer=HeadConfig.mlnet().make_optimizer(steps_per_epoch=5))
-        >>> round(current_learning_rate(model), 6)
-        0.01
-    """
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return None
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-
-
 class LearningRateLog(keras.callbacks.Callback):
     """Put the learning rate each epoch started with into the epoch's logs (and so the History).
 
-    Keras' schedules change the rate per step; this records the rate in force
-    at the start of every epoch as ``logs["learning_rate"]``. Pass it first in
-    the callbacks list so that later callbacks see the value.
+    Keras' schedules change the rate per step and Keras 3 does not log it; this
+    records the rate in force at the start of every epoch as
+    ``logs["learning_rate"]``. Pass it first in the callbacks list so that later
+    callbacks see the value.
 
     Example:
         >>> model = build_head(4, 2)
@@ -441,9 +418,11 @@ class LearningRateLog(keras.callbacks.Callback):
     """
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._rate = current_learning_rate(self.model)
+        """Keras hook: read the optimizer's current rate (``model.fit`` in the class example)."""
+        self._rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
+        """Keras hook: write the rate into ``logs`` (``model.fit`` in the class example)."""
         if logs is not None:
             logs["learning_rate"] = self._rate
 
@@ -453,8 +432,9 @@ class TrainingHistory:
     """Per-epoch metrics of one training run: a view of Keras' ``History`` plus what early stopping decided.
 
     Adds to ``History.history`` the best and stopping epochs, JSON round trips
-    (saved inside the model file), a pandas ``DataFrame`` and a compact text /
-    HTML table for notebooks.
+    (saved inside the model file), a pandas ``DataFrame`` (:meth:`to_pandas`)
+    and its text / HTML table for notebooks (long runs show the first and last
+    epochs and the best one).
 
     Attributes:
         rows: one dict per epoch with :data:`HISTORY_COLUMNS` keys; ``loss`` and
@@ -477,6 +457,10 @@ class TrainingHistory:
         ...     "val_accuracy": None, "learning_rate": 0.01}], monitor="accuracy", best_epoch=0)
         >>> h.column("accuracy").tolist(), len(h), h.has_validation
         ([0.75], 1, False)
+        >>> print(h)
+        TrainingHistory: 1 epoch, best epoch 0 (accuracy=0.7500)
+        epoch   loss accuracy learning_rate
+            0 0.5000   0.7500      0.010000 <- best
     """
 
     rows: list[dict]
@@ -517,8 +501,7 @@ class TrainingHistory:
             [nan]
         """
         check_choice("column", name, HISTORY_COLUMNS)
-        return np.array([np.nan if r.get(name) is None else r[name] for r in self.rows],
-                        dtype=float)
+        return self.to_pandas()[name].to_numpy(dtype=float)
 
     @property
     def best(self) -> dict | None:
@@ -581,9 +564,9 @@ class TrainingHistory:
             >>> TrainingHistory.from_keras(h, monitor="loss").best_epoch
             1
         """
-        values = history.history
-        rows = [{"epoch": int(epoch), **{c: _float_or_none(values.get(c), i)
-                                         for c in HISTORY_COLUMNS[1:]}}
+        values = {c: history.history.get(c, ()) for c in HISTORY_COLUMNS[1:]}
+        rows = [{"epoch": int(epoch), **{c: float(v[i]) if i < len(v) else None
+                                         for c, v in values.items()}}
                 for i, epoch in enumerate(history.epoch)]
         scores = [row[monitor] for row in rows]
         if early is not None and early.best is not None:
@@ -600,91 +583,61 @@ class TrainingHistory:
                                       and early.best_weights is not None),
                    epochs_requested=epochs_requested, seconds=seconds)
 
-    def to_pandas(self):
-        """Return the rows as a ``pandas.DataFrame`` (needs pandas, not a vitl dependency).
+    def to_pandas(self) -> pd.DataFrame:
+        """Return the rows as a ``pandas.DataFrame``, one row per epoch (NaN where missing).
 
         Example:
-            >>> TrainingHistory([]).to_pandas().shape  # doctest: +SKIP
+            >>> TrainingHistory([]).to_pandas().shape
             (0, 6)
         """
-        try:
-            import pandas as pd
-        except ImportError as err:
-            raise ImportError(problem("pandas", "an installed pandas", "not installed",
-                                      "pip install pandas, or use history.rows")) from err
         return pd.DataFrame(self.rows, columns=list(HISTORY_COLUMNS))
 
     def _summary(self) -> str:
-        text = f"TrainingHistory: {len(self)} epoch{'s' if len(self) != 1 else ''}"
-        if self.epochs_requested:
-            text += f" of {self.epochs_requested}"
-        best = self.best
-        if best is not None and best.get(self.monitor) is not None:
-            text += f", best epoch {self.best_epoch} ({self.monitor}={best[self.monitor]:.4f})"
-        if self.stopped_epoch is not None:
-            text += f", stopped early at epoch {self.stopped_epoch}"
-        if self.restored_best:
-            text += ", best weights restored"
-        if self.seconds is not None:
-            text += f", {self.seconds:.1f} s"
-        return text
+        best = self.best or {}
+        parts = [f"TrainingHistory: {len(self)} epoch{'s' if len(self) != 1 else ''}"
+                 + (f" of {self.epochs_requested}" if self.epochs_requested else ""),
+                 best.get(self.monitor) is not None
+                 and f"best epoch {self.best_epoch} ({self.monitor}={best[self.monitor]:.4f})",
+                 self.stopped_epoch is not None and f"stopped early at epoch {self.stopped_epoch}",
+                 self.restored_best and "best weights restored",
+                 self.seconds is not None and f"{self.seconds:.1f} s"]
+        return ", ".join(part for part in parts if part)
 
-    def _table(self, limit: int = 12, edge: int = 5) -> tuple[list[str], list]:
-        """Columns and shown rows (cell strings): all rows, or head, tail and best with gaps (None)."""
-        columns = [c for c in HISTORY_COLUMNS if not c.startswith("val_") or self.has_validation]
-        rows = list(self.rows)
-        if len(rows) > limit:
-            best = [row for row in rows[edge:-edge] if row["epoch"] == self.best_epoch]
-            rows = rows[:edge] + [None] + (best + [None] if best else []) + rows[-edge:]
-        return columns, [None if row is None else [_format_cell(c, row.get(c)) for c in columns]
-                         for row in rows]
+    def _shown(self, limit: int = 12, edge: int = 5) -> pd.DataFrame:
+        """The table as text cells: every epoch, or the first, best and last with ``...`` gaps."""
+        frame = self.to_pandas()
+        if not self.has_validation:
+            frame = frame.drop(columns=["val_loss", "val_accuracy"])
+        shown = pd.DataFrame({c: [_format_cell(c, v) for v in frame[c]] for c in frame.columns})
+        shown[""] = np.where(frame["epoch"] == self.best_epoch, "<- best", "")
+        if len(shown) > limit:
+            gap = pd.DataFrame([["..."] * len(frame.columns) + [""]], columns=shown.columns)
+            middle = shown.iloc[edge:-edge]
+            best = middle[middle[""] != ""]
+            shown = pd.concat([shown.iloc[:edge], gap, *([best, gap] if len(best) else []),
+                               shown.iloc[-edge:]])
+        return shown
 
     def __repr__(self) -> str:
-        columns, rows = self._table()
-        widths = [max(len(c), 8 if c != "epoch" else 5) for c in columns]
-        lines = [self._summary(), "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-        for cells in rows:
-            cells = cells or ["..."] * len(columns)
-            mark = "  <- best" if cells[0] == str(self.best_epoch) else ""
-            lines.append("  ".join(v.rjust(w) for v, w in zip(cells, widths)) + mark)
-        return "\n".join(lines)
+        table = self._shown().to_string(index=False).splitlines() if self.rows else []
+        return "\n".join([self._summary(), *(line.rstrip() for line in table)])
 
     def _repr_html_(self) -> str:
-        columns, rows = self._table()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = ""
-        for cells in rows:
-            cells = cells or ["&hellip;"] * len(columns)
-            style = ' style="font-weight:bold"' if cells[0] == str(self.best_epoch) else ""
-            body += f"<tr{style}>" + "".join(f"<td>{v}</td>" for v in cells) + "</tr>"
-        return (f"<p>{html.escape(self._summary())}</p><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{body}</tbody></table>")
-
-
-def _float_or_none(values, index):
-    return None if values is None or index >= len(values) else float(values[index])
+        return f"<p>{html.escape(self._summary())}</p>" + self._shown().to_html(index=False)
 
 
 def _format_cell(column: str, value) -> str:
-    if value is None:
+    if pd.isna(value):
         return "-"
     if column == "epoch":
         return str(int(value))
     return f"{value:.6f}" if column == "learning_rate" else f"{value:.4f}"
 
 
-def train_head(
-    x_train,
-    y_train,
-    x_val=None,
-    y_val=None,
-    *,
-    n_classes: int,
-    config: HeadConfig | None = None,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    on_epoch: Callable[[int, dict], None] | None = None,
-    verbose: int = 1,
-) -> tuple[keras.Model, TrainingHistory]:
+def train_head(x_train, y_train, x_val=None, y_val=None, *, n_classes: int,
+               config: HeadConfig | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
+               on_epoch: Callable[[int, dict], None] | None = None, verbose: int = 1
+               ) -> tuple[keras.Model, TrainingHistory]:
     """Train a fresh head on cached features with ``model.fit``.
 
     The features go into a ``tf.data`` pipeline (shuffled every epoch, seeded,
@@ -735,20 +688,11 @@ def train_head(
     config = (config or HeadConfig()).validate()
     check_int("n_classes", n_classes, minimum=2,
               fix="a classifier needs at least two classes (e.g. cracked and intact)")
-    x_train, y_train = _check_xy(x_train, y_train, n_classes, "x_train", "y_train")
-    if (x_val is None) != (y_val is None):
-        raise ValueError(problem("validation data", "both x_val and y_val, or neither",
-                                 f"x_val={'given' if x_val is not None else None}, "
-                                 f"y_val={'given' if y_val is not None else None}",
-                                 "pass both arrays or leave both out"))
-    if x_val is not None:
-        x_val, y_val = _check_xy(x_val, y_val, n_classes, "x_val", "y_val")
-        if x_val.shape[1] != x_train.shape[1]:
-            raise ValueError(problem("x_val", f"{x_train.shape[1]} features per row like x_train",
-                                     x_val.shape[1], "featurize both sets with the same backbone"))
-    monitor = config.monitor
-    if x_val is None and monitor.startswith("val_"):
-        monitor = monitor[len("val_"):]  # ML.NET also falls back to the training metric
+    x_train, y_train = _check_xy(x_train, y_train, n_classes, "train")
+    if x_val is not None or y_val is not None:
+        x_val, y_val = _check_xy(x_val, y_val, n_classes, "val", n_features=x_train.shape[1])
+    # without validation data ML.NET also falls back to the training metric
+    monitor = config.monitor if x_val is not None else config.monitor.removeprefix("val_")
 
     listed = [LearningRateLog()]
     if x_val is not None:
@@ -756,45 +700,39 @@ def train_head(
     val_steps = None if x_val is None else math.ceil(len(x_val) / config.batch_size)
     listed += progress_callbacks(verbose, config.epochs, "Training head", val_steps)
     listed += _user_callbacks(callbacks, on_epoch)
-    early = None
-    if config.early_stopping:
-        early = keras.callbacks.EarlyStopping(
-            monitor=monitor, mode="max" if monitor.endswith("accuracy") else "min",
-            patience=config.patience, min_delta=config.min_delta,
-            restore_best_weights=config.restore_best_weights)
-        listed.append(early)
+    early = keras.callbacks.EarlyStopping(
+        monitor=monitor, mode="max" if monitor.endswith("accuracy") else "min",
+        patience=config.patience, min_delta=config.min_delta,
+        restore_best_weights=config.restore_best_weights) if config.early_stopping else None
+    listed += [early] if early else []
 
     keras.utils.set_random_seed(config.seed)
     steps = math.ceil(len(x_train) / config.batch_size)
     model = build_head(x_train.shape[1], n_classes, config)
     model.compile(optimizer=config.make_optimizer(steps), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=config.jit_compile,
-                  steps_per_execution=steps)
+                  metrics=["accuracy"], jit_compile=config.jit_compile, steps_per_execution=steps)
     started = time.perf_counter()
     # repeat() + steps_per_epoch: one input iterator for the whole run (each pass is
     # reshuffled); re-creating it every epoch cost more than the epoch's steps here.
     keras_history = model.fit(
         feature_dataset(x_train, y_train, config.batch_size, seed=config.seed).repeat(),
         steps_per_epoch=steps, epochs=config.epochs, callbacks=listed, shuffle=False, verbose=0,
-        class_weight=class_weights(y_train, n_classes, config.class_weight),
-    )
+        class_weight=class_weights(y_train, n_classes, config.class_weight))
     return model, TrainingHistory.from_keras(
         keras_history, monitor=monitor, early=early, epochs_requested=config.epochs,
         seconds=time.perf_counter() - started)
 
 
 def _user_callbacks(callbacks, on_epoch) -> list:
-    for callback in callbacks:
-        if not isinstance(callback, keras.callbacks.Callback):
-            message = problem("callbacks", "keras.callbacks.Callback instances",
-                              type(callback).__name__, "wrap plain functions with on_epoch=...")
-            raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+    wrong = [type(c).__name__ for c in callbacks if not isinstance(c, keras.callbacks.Callback)]
+    if wrong:
+        raise ValueError(problem("callbacks", "keras.callbacks.Callback instances", wrong[0],
+                                 "wrap plain functions with on_epoch=..."))
     if on_epoch is None:
         return list(callbacks)
     if not callable(on_epoch):
-        message = problem("on_epoch", "a function on_epoch(epoch, logs)", on_epoch,
-                          "pass a function or None")
-        raise ValueError(message)  # noqa: TRY004 - vitl reports bad arguments as ValueError
+        raise ValueError(problem("on_epoch", "a function on_epoch(epoch, logs)", on_epoch,  # noqa: TRY004
+                                 "pass a function or None"))
     return [*callbacks, keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs or {})))]
 
@@ -845,19 +783,14 @@ def class_weights(y, n_classes: int, spec) -> dict | None:
     """
     if spec is None:
         return None
-    weights = dict.fromkeys(range(n_classes), 1.0)
     if spec == "balanced":
         present = np.unique(y)
-        computed = compute_class_weight("balanced", classes=present, y=y)
-        weights.update({int(c): float(w) for c, w in zip(present, computed)})
-        return weights
-    for key, value in spec.items():
-        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) \
-                or not 0 <= key < n_classes:
-            raise ValueError(problem("class_weight keys", f"class indices 0..{n_classes - 1}",
-                                     key, "key the dict by class index, e.g. {0: 3.0}"))
-        weights[int(key)] = float(value)
-    return weights
+        spec = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=y)))
+    wrong = [key for key in spec if not _is_int(key) or not 0 <= key < n_classes]
+    if wrong:
+        raise ValueError(problem("class_weight keys", f"class indices 0..{n_classes - 1}",
+                                 wrong[0], "key the dict by class index, e.g. {0: 3.0}"))
+    return dict.fromkeys(range(n_classes), 1.0) | {int(k): float(v) for k, v in spec.items()}
 
 
 class ValidationScores(keras.callbacks.Callback):
@@ -893,6 +826,7 @@ class ValidationScores(keras.callbacks.Callback):
         self.labels = list(range(n_classes))
 
     def on_epoch_end(self, epoch, logs=None):
+        """Keras hook: score the validation features into ``logs`` (the class example calls it)."""
         if logs is None:
             return
         proba = predict_proba(self.model, self.x_val)
@@ -928,55 +862,27 @@ def predict_proba(model: keras.Model, features, batch_size: int = _PREDICT_CHUNK
     return np.concatenate(chunks).astype(np.float32)
 
 
-def _check_xy(x, y, n_classes, x_name, y_name):
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(problem(x_name, "a 2-D array (samples, features) with at least one row",
-                                 f"shape {x.shape}", "pass the cached features as an (N, D) array"))
-    if not np.issubdtype(x.dtype, np.number):
-        raise ValueError(problem(x_name, "numbers", x.dtype, "pass float features"))
-    x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
-        raise ValueError(problem(x_name, "finite numbers", "NaN or infinity",
-                                 "re-run featurization; check the images and the cache"))
-    y = np.asarray(y)
-    if y.shape != (x.shape[0],):
-        raise ValueError(problem(y_name, f"shape ({x.shape[0]},) matching {x_name}",
-                                 f"shape {y.shape}", "pass one class index per feature row"))
-    if not np.issubdtype(y.dtype, np.integer) and not (
-            np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0)):
-        raise ValueError(problem(y_name, "integer class indices", y.dtype,
-                                 "encode labels as 0..n_classes-1, e.g. with "
-                                 "sklearn.preprocessing.LabelEncoder"))
-    if y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(problem(y_name, f"class indices in [0, {n_classes - 1}]",
-                                 f"values from {y.min()} to {y.max()}",
-                                 "check n_classes or the label encoding"))
+def _check_xy(x, y, n_classes: int, part: str, n_features: int | None = None):
+    """sklearn's ``check_X_y`` (2-D, finite, one label per row), then the labels and the width."""
+    x_name, y_name = f"x_{part}", f"y_{part}"
+    try:
+        x, y = check_X_y(x, y, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(problem(f"{x_name}, {y_name}", "(N, D) finite features, one label per row",
+                                 str(err).splitlines()[0], "pass the cached features as an (N, D) "
+                                 "array and their class indices as an (N,) array")) from None
+    numeric = y.dtype.kind in "iuf"
+    if not numeric or np.any(y % 1) or y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(problem(
+            y_name, f"integer class indices in [0, {n_classes - 1}]",
+            f"values from {y.min()} to {y.max()}" if numeric else y.dtype,
+            "encode labels as 0..n_classes-1 (sklearn.preprocessing.LabelEncoder); check n_classes"))
+    if n_features not in (None, x.shape[1]):
+        raise ValueError(problem(x_name, f"{n_features} features per row like x_train",
+                                 x.shape[1], "featurize both sets with the same backbone"))
     return x, y.astype(np.int32)
 
 
-def _check_number(name, value, expected, ok, fix) -> None:
-    if not _is_number(value) or not math.isfinite(value) or not ok(value):
-        raise ValueError(problem(name, expected, value, fix))
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-__all__ = [
-    "HISTORY_COLUMNS",
-    "EpochLog",
-    "HeadConfig",
-    "LearningRateLog",
-    "TrainingHistory",
-    "ValidationScores",
-    "build_head",
-    "changed_fields_repr",
-    "class_weights",
-    "current_learning_rate",
-    "feature_dataset",
-    "predict_proba",
-    "progress_callbacks",
-    "train_head",
-]
+__all__ = ["HISTORY_COLUMNS", "EpochLog", "HeadConfig", "LearningRateLog", "TrainingHistory",
+           "ValidationScores", "build_head", "changed_fields_repr", "class_weights",
+           "feature_dataset", "predict_proba", "progress_callbacks", "train_head"]

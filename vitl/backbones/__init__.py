@@ -4,7 +4,6 @@ The offline ``mobilenetv2-tv`` port (torch-free unpickler, Keras network) lives 
 :mod:`vitl.backbones.offline`.
 """
 
-from .choose import BACKBONE_ENV, BackboneChoice, choose_backbone
 from .extractor import FeatureExtractor, build_feature_extractor
 from .registry import (
                        BACKBONES,
@@ -15,8 +14,11 @@ from .registry import (
                        list_backbones,
 )
 from .weights import (
+                       BACKBONE_ENV,
+                       BackboneChoice,
                        WeightsSource,
                        WeightsUnavailableError,
+                       choose_backbone,
                        locate_weights,
                        resolve_weights,
                        weights_file_name,

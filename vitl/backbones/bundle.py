@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import reprlib
-import shutil
 import zipfile
 import zlib
 from pathlib import Path
@@ -25,10 +24,10 @@ from tqdm import tqdm
 
 from .. import __version__
 from .._errors import problem
-from .._files import atomic_path, open_regular
+from .._files import atomic_path, open_regular, write_bytes_atomic
 from .._hashing import copy_hashing, sha256_file
 from .._paths import weights_dir
-from ..datasets import SDNET2018_SHA256, SDNET2018_ZIP_NAMES, data_mirror_dir, find_sdnet_zip
+from ..datasets import SDNET2018_ZIP_NAMES, data_mirror_dir, find_sdnet_zip
 from .registry import DEFAULT_BACKBONE, get_backbone
 from .weights import resolve_weights, weights_file_name
 
@@ -36,7 +35,6 @@ MANIFEST = "manifest.json"
 FORMAT = "vitl-bundle/1"
 WEIGHTS_SUBDIR = "weights"
 DATA_MIRROR_SUBDIR = "data-mirror"
-_RECREATE = "re-create the bundle with `vitl weights bundle`"
 
 
 def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
@@ -56,7 +54,6 @@ def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
     Raises:
         WeightsUnavailableError: a backbone's weights cannot be resolved here.
         FileNotFoundError: ``with_data`` but no data zip found.
-        ValueError: the data zip is not the published one.
 
     Example:
         >>> import tempfile
@@ -64,31 +61,47 @@ def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
         >>> [entry["path"] for entry in read_manifest(path)["files"]]
         ['weights/mobilenet_v2-b0353104.pth']
     """
-    entries: dict[str, tuple[Path, str, dict]] = {}  # arcname: (source, sha256, extra)
+    sources = {}  # arcname: (file, extra manifest fields)
     for name in backbones:
         spec = get_backbone(name)
-        source = resolve_weights(spec, "imagenet", download=download)
-        entries.setdefault(f"{WEIGHTS_SUBDIR}/{weights_file_name(spec)}",
-                           (Path(source.path), source.sha256, {"backbone": spec.name}))
+        found = resolve_weights(spec, "imagenet", download=download)
+        sources[f"{WEIGHTS_SUBDIR}/{weights_file_name(spec)}"] = (
+            Path(found.path), {"sha256": found.sha256, "backbone": spec.name})
     if with_data:
+        # Copied as found: sdnet2018_decks checks its sha256 where it is unpacked.
         zip_path = find_sdnet_zip()
-        digest = sha256_file(zip_path)
-        if digest != SDNET2018_SHA256:
-            raise ValueError(problem(f"sha256 of {zip_path}", SDNET2018_SHA256, digest,
-                                     "replace the zip with the published SDNET2018 sample"))
-        entries[f"{DATA_MIRROR_SUBDIR}/{SDNET2018_ZIP_NAMES[0]}"] = (
-            zip_path, digest, {"dataset": "sdnet2018-decks"})
-    manifest = {"format": FORMAT, "vitl_version": __version__, "files": [
-        {"path": arc, "sha256": sha, "size": src.stat().st_size, **extra}
-        for arc, (src, sha, extra) in entries.items()]}
+        sources[f"{DATA_MIRROR_SUBDIR}/{SDNET2018_ZIP_NAMES[0]}"] = (
+            zip_path, {"sha256": sha256_file(zip_path), "dataset": "sdnet2018-decks"})
+    files = [{"path": arcname, "size": source.stat().st_size, **extra}
+             for arcname, (source, extra) in sources.items()]
     out = Path(out)
     # Stored, not deflated: h5 weights and jpeg zips barely compress.
     with atomic_path(out, suffix=".zip") as tmp, \
             zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        zf.writestr(MANIFEST, json.dumps(manifest, indent=2))
-        for arcname, (source, _, _) in tqdm(entries.items(), desc="bundle", unit="file"):
+        zf.writestr(MANIFEST, json.dumps({"format": FORMAT, "vitl_version": __version__,
+                                          "files": files}, indent=2))
+        for arcname, (source, _) in tqdm(sources.items(), desc="bundle", unit="file"):
             zf.write(source, arcname)
     return out
+
+
+@contextlib.contextmanager
+def _opener(bundle: Path):
+    """Yield ``open(member)`` reading a member of a bundle zip or of an unpacked bundle folder."""
+    if bundle.is_dir():  # regular files only: a planted FIFO must not hang the import
+        yield lambda member: open_regular(bundle / member)
+    else:
+        with zipfile.ZipFile(bundle) as zf:
+            yield zf.open
+
+
+def _is_entry(entry) -> bool:
+    """Whether a manifest entry is ``{path: weights/<file> or data-mirror/<file>, sha256, size}``."""
+    path = entry.get("path") if isinstance(entry, dict) else None
+    parts = Path(path).parts if isinstance(path, str) else ()
+    return (len(parts) == 2 and parts[0] in (WEIGHTS_SUBDIR, DATA_MIRROR_SUBDIR)
+            and parts[1] not in ("..", ".") and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("size"), int) and entry["size"] >= 0)
 
 
 def read_manifest(bundle) -> dict:
@@ -101,7 +114,7 @@ def read_manifest(bundle) -> dict:
         The manifest: ``{"format", "vitl_version", "files": [{"path", "sha256", "size"}]}``.
 
     Raises:
-        ValueError: not a vitl bundle.
+        ValueError: not a vitl bundle, or a manifest of another shape.
 
     Example:
         >>> import tempfile
@@ -110,29 +123,18 @@ def read_manifest(bundle) -> dict:
         >>> read_manifest(folder)["files"]
         []
     """
-    bundle = Path(bundle)
     try:
-        if bundle.is_dir():
-            manifest = json.loads((bundle / MANIFEST).read_text())
-        else:
-            with zipfile.ZipFile(bundle) as zf:
-                manifest = json.loads(zf.read(MANIFEST))
+        with _opener(Path(bundle)) as open_member, open_member(MANIFEST) as handle:
+            manifest = json.load(handle)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(problem("bundle", f"a vitl bundle (zip or folder with {MANIFEST})",
-                                 str(bundle), f"create it with `vitl weights bundle` ({err})"))
+        manifest = f"{type(err).__name__}: {err}"
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, list) or manifest.get("format") != FORMAT:
-        raise ValueError(problem("bundle manifest", f"a JSON object with format {FORMAT!r} and "
-                                 "a list of files", reprlib.repr(manifest), _RECREATE))
-    for entry in files:
-        path = entry.get("path") if isinstance(entry, dict) else None
-        parts = Path(path).parts if isinstance(path, str) else ()
-        if not (len(parts) == 2 and parts[0] in (WEIGHTS_SUBDIR, DATA_MIRROR_SUBDIR)
-                and parts[1] not in ("..", ".") and isinstance(entry.get("sha256"), str)
-                and isinstance(entry.get("size"), int) and entry["size"] >= 0):
-            raise ValueError(problem("bundle manifest entry", "{path: weights/<file> or "
-                                     "data-mirror/<file>, sha256, size (bytes)}",
-                                     reprlib.repr(entry), _RECREATE))
+    if not (isinstance(files, list) and manifest.get("format") == FORMAT
+            and all(map(_is_entry, files))):
+        raise ValueError(problem(
+            f"bundle {bundle}", f"a zip or folder with a {MANIFEST}: a JSON object with format "
+            f"{FORMAT!r} and files [{{path: weights/<file> or data-mirror/<file>, sha256, size "
+            "(bytes)}]", reprlib.repr(manifest), "re-create it with `vitl weights bundle`"))
     return manifest
 
 
@@ -158,36 +160,31 @@ def import_bundle(bundle) -> list[Path]:
         >>> [path.name for path in import_bundle(bundle)]
         ['mobilenet_v2-b0353104.pth']
     """
-    bundle = Path(bundle)
     manifest = read_manifest(bundle)
     targets = {WEIGHTS_SUBDIR: weights_dir(), DATA_MIRROR_SUBDIR: data_mirror_dir()}
     installed = []
     # Every file is staged in a temp file; the stack replaces them all only if
     # no check failed, else removes them all.
     with contextlib.ExitStack() as stack:
-        zf = None if bundle.is_dir() else stack.enter_context(zipfile.ZipFile(bundle))
+        open_member = stack.enter_context(_opener(Path(bundle)))
         for entry in tqdm(manifest["files"], desc="import", unit="file"):
             sub, name = Path(entry["path"]).parts
-            final = targets[sub] / name
-            tmp = stack.enter_context(atomic_path(final))
-            where = f"bundle file {entry['path']}"
+            tmp = stack.enter_context(atomic_path(targets[sub] / name))
+            expected = f"sha256 {entry['sha256']} ({entry['size']} bytes)"
             try:
-                with (zf.open(entry["path"]) if zf else open_regular(bundle / entry["path"])) \
-                        as source, open(tmp, "wb") as sink:
+                with open_member(entry["path"]) as source, open(tmp, "wb") as sink:
                     # Stop one byte past the declared size: an entry that expands
                     # further (a zip bomb) is refused without being written out.
                     digest, size = copy_hashing(source, sink, limit=entry["size"])
+                received = (f"sha256 {digest} ({size} bytes)" if size <= entry["size"] else
+                            f"more than the declared {entry['size']} bytes (extraction stopped)")
             except (KeyError, FileNotFoundError, zipfile.BadZipFile, EOFError, zlib.error) as err:
-                raise ValueError(problem(where, "present and readable in the bundle",
-                                         f"{type(err).__name__}: {err}",
-                                         "re-create or re-copy the bundle")) from err
-            if digest != entry["sha256"] or size != entry["size"]:
-                raise ValueError(problem(
-                    where, f"sha256 {entry['sha256']} ({entry['size']} bytes)",
-                    f"sha256 {digest} ({size} bytes)" if size <= entry["size"]
-                    else f"more than the declared {entry['size']} bytes (extraction stopped)",
-                    "the bundle is corrupted or was modified; re-copy or re-create it"))
-            installed.append(final)
+                received = f"{type(err).__name__}: {err}"
+            if received != expected:
+                raise ValueError(problem(f"bundle file {entry['path']}", expected, received,
+                                         "the bundle is corrupted or was modified; re-copy or "
+                                         "re-create it"))
+            installed.append(targets[sub] / name)
     return installed
 
 
@@ -198,7 +195,7 @@ def copy_into_weights_dir(path) -> Path:
         path: the weights file.
 
     Returns:
-        ``weights_dir() / path.name`` (``path`` itself when it is already there).
+        ``weights_dir() / path.name``.
 
     Example:
         >>> import tempfile
@@ -207,9 +204,4 @@ def copy_into_weights_dir(path) -> Path:
         >>> copy_into_weights_dir(source) == weights_dir() / "x.weights.h5"
         True
     """
-    path = Path(path)
-    target = weights_dir() / path.name
-    if target.resolve() != path.resolve():
-        with atomic_path(target) as tmp:
-            shutil.copyfile(path, tmp)
-    return target
+    return write_bytes_atomic(weights_dir() / Path(path).name, Path(path).read_bytes())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from .._errors import problem
+from .._errors import check_int
 from .._tensorflow import filtered_native_stderr
 from .precision import resolve_precision
 from .registry import BackboneSpec, get_backbone
@@ -18,8 +18,6 @@ from .weights import WeightsSource, resolve_weights
 #: kernels by batch shape, so one fixed shape makes every vector's bits independent of its
 #: batch-mates; 16 was the fastest size measured (benchmarks/README.md, "Backbones").
 BACKBONE_BATCH = 16
-
-_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 @dataclass
@@ -35,10 +33,14 @@ class FeatureExtractor:
         weights: where the weights came from (kind, path, sha256).
         precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
 
+    The example below shows the properties ``name``, ``feature_dim`` and ``fingerprint``.
+
     Example:
         >>> fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
-        >>> fx.name, fx.feature_dim, fx.fingerprint[:7]
-        ('mobilenetv2', 1280, 'random-')
+        >>> fx.name, fx.feature_dim, fx.fingerprint[:7], len(fx.fingerprint)
+        ('mobilenetv2', 1280, 'random-', 23)
+        >>> build_feature_extractor("mobilenetv2-tv", input_size=32).fingerprint
+        'b03531047ffacf1e'
     """
 
     spec: BackboneSpec
@@ -49,23 +51,25 @@ class FeatureExtractor:
 
     @property
     def name(self) -> str:
-        """The backbone's registry name."""
+        """The backbone's registry name (example: the class docstring)."""
         return self.spec.name
 
     @property
     def feature_dim(self) -> int:
-        """The length of a feature vector."""
+        """The length of a feature vector (example: the class docstring)."""
         return self.spec.feature_dim
 
     @property
     def fingerprint(self) -> str:
-        """A short id of the exact weights, part of every feature-cache key."""
+        """A short id of the exact weights, part of every feature-cache key.
+
+        The sha256 of the weights file (16 hex digits), or ``"random-"`` and the
+        hash of the random weights themselves (example: the class docstring).
+        """
         if self.weights.sha256:
             return self.weights.sha256[:16]
-        digest = hashlib.sha256()
-        for w in self.model.get_layer("backbone").weights:
-            digest.update(np.asarray(w.numpy()).tobytes())
-        return "random-" + digest.hexdigest()[:16]
+        weights = b"".join(w.numpy().tobytes() for w in self.model.get_layer("backbone").weights)
+        return "random-" + hashlib.sha256(weights).hexdigest()[:16]
 
     def __call__(self, images) -> np.ndarray:
         """Featurize images already at ``input_size`` (RGB, 0..255), in fixed-size batches.
@@ -87,14 +91,12 @@ class FeatureExtractor:
             True
         """
         images = np.asarray(images, dtype=np.float32)
-        vectors = np.empty((len(images), self.feature_dim), dtype=np.float32)
-        for start in range(0, len(images), BACKBONE_BATCH):
-            batch = images[start:start + BACKBONE_BATCH]
-            padded = np.pad(batch, [(0, BACKBONE_BATCH - len(batch))] + [(0, 0)] * 3)
-            # predict_on_batch keeps its traced function on the model: later calls skip the trace.
-            features = self.model.predict_on_batch(padded)
-            vectors[start:start + len(batch)] = np.asarray(features)[:len(batch)]
-        return vectors
+        padded = np.pad(images, [(0, -len(images) % BACKBONE_BATCH)] + [(0, 0)] * 3)
+        # predict_on_batch keeps its traced function on the model: later calls skip the trace.
+        batches = [np.asarray(self.model.predict_on_batch(padded[start:start + BACKBONE_BATCH]))
+                   for start in range(0, len(padded), BACKBONE_BATCH)]
+        vectors = np.concatenate([np.empty((0, self.feature_dim)), *batches], dtype=np.float32)
+        return vectors[:len(images)]
 
 
 def build_feature_extractor(backbone: str | BackboneSpec = "resnet101v2",
@@ -130,13 +132,11 @@ def build_feature_extractor(backbone: str | BackboneSpec = "resnet101v2",
     """
     spec = get_backbone(backbone)
     precision = resolve_precision(precision, spec.name)  # validates; "auto": measured once
-    size = spec.input_size if input_size is None else input_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
-        raise ValueError(problem("input_size", "an integer >= 32 (pixels)", input_size,
-                                 f"omit it to use {spec.name}'s own {spec.input_size}"))
+    size = check_int("input_size", spec.input_size if input_size is None else input_size, 32,
+                     f"omit it to use {spec.name}'s own {spec.input_size}")
     source = resolve_weights(spec, weights)
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(_POLICIES[precision])
+    keras.config.set_dtype_policy(precision if precision == "float32" else f"mixed_{precision}")
     try:
         with filtered_native_stderr():  # the first ops: CPU-feature notices on some machines
             base = spec.constructor(include_top=False, weights=source.path,

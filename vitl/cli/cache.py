@@ -1,8 +1,19 @@
-"""``vitl cache info|clear|export|import``: inspect, empty or exchange the feature cache."""
+"""Show, clear, export or import the feature cache.
 
-from __future__ import annotations
+The cache keeps every feature vector computed,
+keyed by image content, backbone, weights, input size and precision, so reruns only compute
+new images. Default folder: $VITL_CACHE, else $VITL_HOME/cache.
 
-import argparse
+Example:
+    >>> from vitl.cli import build_parser, main
+    >>> args = build_parser().parse_args(["cache", "export", "shards", "--rows-per-file", "10"])
+    >>> args.action, args.shards, args.rows_per_file, args.cache
+    ('export', 'shards', 10, None)
+    >>> main(["cache", "info", "--cache", "/no/cache"])
+    no feature cache at /no/cache yet (it is created by the first featurize run)
+    0
+"""
+
 import sys
 from pathlib import Path
 
@@ -10,46 +21,30 @@ from .._errors import problem
 from .._paths import default_cache_dir
 from ..features.cache import DB_NAME, FeatureCache
 from . import CLIError
-from .common import integer
+from .common import add_actions, bounded
 
 
-def register(subparsers) -> None:
-    """Add the ``cache`` sub-command with ``info``, ``clear``, ``export`` and ``import``.
+def register(parser) -> None:
+    """Add ``vitl cache``'s actions ``info``, ``clear``, ``export`` and ``import``.
 
     Args:
-        subparsers: the ``vitl`` parser's sub-parsers.
+        parser: the ``cache`` sub-command's parser.
 
     Returns:
-        None.
-
-    Example:
-        >>> parser = argparse.ArgumentParser()
-        >>> register(parser.add_subparsers())
-        >>> args = parser.parse_args(["cache", "export", "shards", "--rows-per-file", "10"])
-        >>> args.action, args.shards, args.rows_per_file, args.cache
-        ('export', 'shards', 10, None)
+        None (see the module's example).
     """
-    parser = subparsers.add_parser(
-        "cache", help="show, clear, export or import the feature cache",
-        description="The feature cache keeps every feature vector computed, keyed by image "
-                    "content, backbone, weights, input size and precision, so reruns only "
-                    "compute new images. Default folder: $VITL_CACHE, else $VITL_HOME/cache.")
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    info = actions.add_parser("info", help="size on disk, entries per backbone, last hit rates")
-    clear = actions.add_parser("clear", help="delete cached features (all, or one backbone's)")
-    export = actions.add_parser("export", help="write the cached features as Parquet shards")
-    load = actions.add_parser("import", help="merge Parquet feature shards into the cache")
-    for sub, run in ((info, run_info), (clear, run_clear), (export, run_export),
-                     (load, run_import)):
-        if sub in (export, load):
-            sub.add_argument("shards", metavar="SHARDS", help="folder of .parquet shard files")
-        sub.add_argument("--cache", metavar="DIR", type=Path, help="cache folder (default: "
-                         "$VITL_CACHE, else $VITL_HOME/cache)")
-        sub.set_defaults(run=run)
-    clear.add_argument("--backbone", metavar="NAME", help="only delete this backbone's features")
-    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    export.add_argument("--rows-per-file", type=integer(1), default=50_000, metavar="N",
-                        help="vectors per shard file (default 50000)")
+    actions = add_actions(parser, {"info": run_info, "clear": run_clear, "export": run_export,
+                                   "import": run_import})
+    for name, action in actions.items():
+        if name in ("export", "import"):
+            action.add_argument("shards", metavar="SHARDS", help="folder of .parquet shard files")
+        action.add_argument("--cache", metavar="DIR", type=Path, help="cache folder (default: "
+                            "$VITL_CACHE, else $VITL_HOME/cache)")
+    actions["clear"].add_argument("--backbone", metavar="NAME",
+                                  help="only delete this backbone's features")
+    actions["clear"].add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    actions["export"].add_argument("--rows-per-file", type=bounded(int, 1), default=50_000,
+                                   metavar="N", help="vectors per shard file (default 50000)")
 
 
 def cache_folder(args) -> Path:
@@ -62,7 +57,8 @@ def cache_folder(args) -> Path:
         The folder (it may not exist).
 
     Example:
-        >>> cache_folder(argparse.Namespace(cache=Path("/tmp/c")))
+        >>> from argparse import Namespace
+        >>> cache_folder(Namespace(cache=Path("/tmp/c")))
         PosixPath('/tmp/c')
     """
     folder = (args.cache or default_cache_dir()).expanduser()
@@ -79,11 +75,7 @@ def existing_cache(args) -> FeatureCache | None:
         args: the parsed ``vitl cache`` arguments.
 
     Returns:
-        An open :class:`~vitl.features.cache.FeatureCache`, or None.
-
-    Example:
-        >>> existing_cache(argparse.Namespace(cache=Path("/no/cache")))
-        no feature cache at /no/cache yet (it is created by the first featurize run)
+        An open :class:`~vitl.features.cache.FeatureCache`, or None (see the module's example).
     """
     folder = cache_folder(args)
     if not (folder / DB_NAME).is_file():
@@ -92,19 +84,14 @@ def existing_cache(args) -> FeatureCache | None:
     return FeatureCache(folder)
 
 
-def run_info(args: argparse.Namespace) -> int:
-    """Print the cache's path, size, entries per backbone and last-run hit rates.
+def run_info(args) -> int:
+    """Show size on disk, entries per backbone and last-run hit rates.
 
     Args:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_info(argparse.Namespace(cache=Path("/no/cache")))
-        no feature cache at /no/cache yet (it is created by the first featurize run)
-        0
+        The exit code, 0 (see the module's example).
     """
     cache = existing_cache(args)
     if cache is not None:
@@ -113,8 +100,8 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_clear(args: argparse.Namespace) -> int:
-    """Delete cached features after confirmation (or ``--yes``); print how many.
+def run_clear(args) -> int:
+    """Delete cached features (all, or one backbone's) after confirmation or ``--yes``.
 
     Args:
         args: the parsed arguments.
@@ -125,8 +112,7 @@ def run_clear(args: argparse.Namespace) -> int:
     Example:
         Tested in ``tests/test_cache.py``:
 
-        >>> run_clear(argparse.Namespace(cache=Path("c"), backbone=None,
-        ...                              yes=True))  # doctest: +SKIP
+        >>> main(["cache", "clear", "--yes", "--cache", "c"])  # doctest: +SKIP
         deleted 3 cached feature vectors
         0
     """
@@ -135,14 +121,13 @@ def run_clear(args: argparse.Namespace) -> int:
         return 0
     with cache:
         info = cache.info()
+        counts = {None: info.entries, **info.entries_per_backbone}
         of = f" of {args.backbone}" if args.backbone else ""
-        if args.backbone is not None and args.backbone not in info.entries_per_backbone:
-            known = ", ".join(sorted(info.entries_per_backbone)) or "none"
+        if args.backbone not in counts:
             print(f"no cached features for backbone {args.backbone!r} in {cache.directory} "
-                  f"(cached backbones: {known})")
+                  f"(cached backbones: {', '.join(sorted(info.entries_per_backbone)) or 'none'})")
             return 0
-        count = info.entries_per_backbone.get(args.backbone, 0) if args.backbone else info.entries
-        what = f"{count} cached feature vectors{of} in {cache.path}"
+        what = f"{counts[args.backbone]} cached feature vectors{of} in {cache.path}"
         if not args.yes:
             if not sys.stdin.isatty():
                 raise CLIError(problem("confirmation", f"--yes to delete {what}",
@@ -154,8 +139,8 @@ def run_clear(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_export(args: argparse.Namespace) -> int:
-    """Write every intact cached vector as Parquet shard files into SHARDS (docs/SCALE.md).
+def run_export(args) -> int:
+    """Write the intact cached features as Parquet shard files into SHARDS (docs/SCALE.md).
 
     Args:
         args: the parsed arguments.
@@ -184,8 +169,8 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_import(args: argparse.Namespace) -> int:
-    """Validate and merge the shard files of SHARDS into the cache (re-import adds nothing).
+def run_import(args) -> int:
+    """Validate and merge the Parquet shard files of SHARDS into the cache.
 
     Args:
         args: the parsed arguments.

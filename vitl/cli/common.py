@@ -1,7 +1,22 @@
-"""What several ``vitl`` commands share: option types, the cache and split options, paths,
-and the one model-folder loader."""
+"""What several ``vitl`` commands share: option types, the cache, split, seed and backbone
+options, input and output paths, and the one model loader.
 
-from __future__ import annotations
+Example:
+    The option types turn text into values, or raise argparse's error in vitl's form:
+
+    >>> bounded(int, 1, 10)("3"), bounded(float, 0, 0.5, low_open=True)("0.1")
+    (3, 0.1)
+    >>> split_fractions("70/15/15")
+    (0.7, 0.15, 0.15)
+    >>> bounded(int, 1, 10)("0")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected an integer from 1 to 10, received '0'. Fix: ...
+    >>> bounded(float, 0, 10, low_open=True)("nan")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a number > 0 and <= 10, received 'nan'. Fix: ...
+"""
 
 import argparse
 import importlib
@@ -14,8 +29,6 @@ from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
-
-MODEL_FILE = "model.keras"
 
 
 class Choices(Sequence):
@@ -52,9 +65,32 @@ class Choices(Sequence):
         return len(self._values())
 
 
+def add_actions(parser, actions: dict) -> dict:
+    """Add ACTION sub-commands (``vitl cache info``); each one's help is its run's first line.
+
+    Args:
+        parser: the command's parser.
+        actions: ``{name: run function}``.
+
+    Returns:
+        ``{name: the action's parser}``, to add its arguments to.
+
+    Example:
+        >>> def run_list(args):
+        ...     "List what there is."
+        >>> parsers = add_actions(argparse.ArgumentParser(), {"list": run_list})
+        >>> parsers["list"].description, parsers["list"].parse_args([]).run is run_list
+        ('List what there is', True)
+    """
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, run in actions.items():
+        summary = run.__doc__.split("\n")[0].rstrip(".")
+        sub.add_parser(name, help=summary, description=summary).set_defaults(run=run)
+    return sub.choices
+
+
 def bad_value(expected: str, received: str, fix: str) -> argparse.ArgumentTypeError:
-    """The error an argparse ``type`` raises: argparse puts ``argument --name:`` before it,
-    which :class:`vitl.cli.Parser` turns into ``--name:``.
+    """The error an argparse ``type`` raises; :class:`vitl.cli.Parser` puts ``--name:`` before it.
 
     Args:
         expected: what would have been right.
@@ -72,64 +108,31 @@ def bad_value(expected: str, received: str, fix: str) -> argparse.ArgumentTypeEr
                                       .removeprefix("value: "))
 
 
-def integer(low: int, high: int | None = None):
-    """An argparse ``type`` for an integer from ``low`` to ``high`` (inclusive).
+def bounded(kind: type, low: float, high: float | None = None, *, low_open: bool = False):
+    """An argparse ``type`` for an ``int`` or finite ``float`` from ``low`` to ``high``.
 
     Args:
-        low: the smallest value accepted.
-        high: the largest, or None for no upper bound.
-
-    Returns:
-        A function turning the option's text into an int, raising
-        ``argparse.ArgumentTypeError`` (one line: expected, received, fix) otherwise.
-
-    Example:
-        >>> integer(1, 10)("3")
-        3
-        >>> integer(1, 10)("0")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        argparse.ArgumentTypeError: expected an integer from 1 to 10, received '0'. Fix: ...
-    """
-    expected = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-
-    def parse(text: str) -> int:
-        value = int(text) if text.strip().lstrip("+-").isdigit() else None
-        if value is None or value < low or (high is not None and value > high):
-            raise bad_value(expected, text, "pass a value in that range")
-        return value
-    return parse
-
-
-def number(low: float, high: float, *, low_open: bool = True):
-    """An argparse ``type`` for a finite number in ``(low, high]`` (``[low, high]`` when not
-    ``low_open``).
-
-    Args:
-        low: the lower bound.
-        high: the upper bound (included).
+        kind: ``int`` or ``float``.
+        low: the smallest value accepted (refused itself when ``low_open``).
+        high: the largest value accepted, or None for no upper bound.
         low_open: whether ``low`` itself is refused.
 
     Returns:
-        A function turning the option's text into a float, raising
-        ``argparse.ArgumentTypeError`` otherwise.
-
-    Example:
-        >>> number(0, 0.5)("0.1")
-        0.1
-        >>> number(0, 10)("nan")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        argparse.ArgumentTypeError: expected a number > 0 and <= 10, received 'nan'. Fix: ...
+        A function turning the option's text into a value (see the module's example).
     """
-    expected = f"a number {'>' if low_open else '>='} {low:g} and <= {high:g}"
+    if kind is int:
+        expected = f"an integer from {low} to {high}" if high is not None else \
+            f"an integer >= {low}"
+    else:
+        expected = f"a number {'>' if low_open else '>='} {low:g} and <= {high:g}"
 
-    def parse(text: str) -> float:
+    def parse(text: str):
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            value = float("nan")
-        if not (low < value <= high if low_open else low <= value <= high):
+            value = None
+        above = value is not None and (value > low if low_open else value >= low)
+        if not above or (high is not None and not value <= high):  # NaN fails both
             raise bad_value(expected, text, "pass a value in that range")
         return value
     return parse
@@ -198,34 +201,30 @@ def check_cache_option(cache) -> None:
 
 
 def split_fractions(text: str) -> tuple[float, float, float]:
-    """The ``--split`` type: 'tutorial' -> ML.NET's (0.70, 0.27, 0.03); '70/15/15' -> fractions.
+    """Read ``--split``: 'tutorial' -> ML.NET's (0.70, 0.27, 0.03); '70/15/15' -> fractions.
 
     Args:
         text: the option's value.
 
     Returns:
-        (train, validation, test) fractions.
+        (train, validation, test) fractions (see the module's example).
 
     Raises:
-        CLIError: neither 'tutorial' nor three numbers summing to 100 with train > 0.
-
-    Example:
-        >>> split_fractions("70/15/15")
-        (0.7, 0.15, 0.15)
+        argparse.ArgumentTypeError: neither 'tutorial' nor three numbers summing to 100
+            with train > 0.
     """
     from ..data import TUTORIAL_FRACTIONS
 
     if text == "tutorial":
         return TUTORIAL_FRACTIONS
     try:
-        numbers = [float(p) for p in text.split("/")]
+        numbers = [float(p) / 100 for p in text.split("/")]
     except ValueError:
         numbers = []
-    if len(numbers) != 3 or min(numbers) < 0 or numbers[0] <= 0 or abs(sum(numbers) - 100) > 1e-6:
-        raise CLIError(problem("--split", "'tutorial' or TRAIN/VALIDATION/TEST percentages "
-                               "summing to 100, e.g. 70/15/15", text,
-                               "pass --split tutorial or --split 70/15/15"))
-    return tuple(n / 100 for n in numbers)
+    if len(numbers) != 3 or min(numbers) < 0 or numbers[0] <= 0 or abs(sum(numbers) - 1) > 1e-8:
+        raise bad_value("'tutorial' or TRAIN/VALIDATION/TEST percentages summing to 100, "
+                        "e.g. 70/15/15", text, "pass --split tutorial or --split 70/15/15")
+    return tuple(numbers)
 
 
 def split_value(text: str) -> str:
@@ -241,19 +240,16 @@ def split_value(text: str) -> str:
         >>> split_value("tutorial")
         'tutorial'
     """
-    try:
-        split_fractions(text)
-    except CLIError as err:
-        raise argparse.ArgumentTypeError(str(err).removeprefix("--split: ")) from None
+    split_fractions(text)
     return text
 
 
 def add_split_option(parser, default: str | None) -> None:
-    """Add ``--split {tutorial,TRAIN/VAL/TEST}``, the same on ``vitl train`` and ``vitl data``.
+    """Add ``--split {tutorial,TRAIN/VAL/TEST}``, the same on ``train`` and ``data``.
 
     Args:
         parser: the sub-command's parser.
-        default: the default (None: train's stratified validation hold-out).
+        default: the ``--split`` default (None: train's stratified validation hold-out).
 
     Returns:
         None.
@@ -261,8 +257,10 @@ def add_split_option(parser, default: str | None) -> None:
     Example:
         >>> parser = argparse.ArgumentParser()
         >>> add_split_option(parser, default=None)
-        >>> parser.parse_args(["--split", "60/20/20"]).split
-        '60/20/20'
+        >>> add_seed_option(parser)
+        >>> args = parser.parse_args(["--split", "60/20/20"])
+        >>> args.split, args.seed
+        ('60/20/20', 0)
     """
     parser.add_argument("--split", type=split_value, default=default,
                         metavar="{tutorial,TRAIN/VAL/TEST}",
@@ -278,15 +276,9 @@ def add_seed_option(parser) -> None:
         parser: the sub-command's parser.
 
     Returns:
-        None.
-
-    Example:
-        >>> parser = argparse.ArgumentParser()
-        >>> add_seed_option(parser)
-        >>> parser.parse_args([]).seed
-        0
+        None (see :func:`add_split_option`'s example).
     """
-    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0, metavar="N",
+    parser.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=0, metavar="N",
                         help="seeds the split, the head's initialisation and shuffling "
                              "(default 0, as in Python); 0..2**32-1")
 
@@ -312,7 +304,7 @@ def add_backbone_options(parser) -> None:
                         choices=Choices("vitl.backbones", "BACKBONES", extra=("auto",)),
                         help="`vitl weights list`, or 'auto' (default): $VITL_BACKBONE, else "
                              "resnet101v2 when its weights can be had, else mobilenetv2-tv")
-    parser.add_argument("--input-size", type=integer(32, 1024), metavar="PIXELS",
+    parser.add_argument("--input-size", type=bounded(int, 32, 1024), metavar="PIXELS",
                         help="square input side (default: the backbone's own)")
     parser.add_argument("--precision", default="float32", metavar="NAME", choices=Choices(
         "vitl.backbones.precision", "PRECISIONS", extra=("auto",)),
@@ -400,27 +392,41 @@ def load_images(folder, name: str = "DATA_DIR"):
     return images
 
 
-def cannot_write(folder: Path) -> str | None:
-    """Why a file cannot be created in ``folder`` (tried for real: permissions, read-only
-    mounts and full disks all show), or None.
+def readable_images(paths) -> list[Path]:
+    """The readable images among image files and folders (searched recursively), in order.
+
+    Each file left out (unreadable, FIFOs, devices, unlistable folders) is named on stderr,
+    one line each.
 
     Args:
-        folder: an existing folder.
+        paths: image files and folders.
 
     Returns:
-        The reason (the OS error's text), or None when a file could be created.
+        The readable image paths.
+
+    Raises:
+        ValueError: a path that does not exist.
+        CLIError: no readable image.
 
     Example:
-        >>> cannot_write(Path(tempfile.gettempdir())) is None
-        True
+        >>> readable_images(["/no/such.png"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: image folder: expected an existing folder or image file, received ...
     """
-    try:
-        fd, name = tempfile.mkstemp(prefix=".vitl-write-check-", dir=folder)
-    except OSError as err:
-        return err.strerror or type(err).__name__
-    os.close(fd)
-    os.unlink(name)
-    return None
+    from ..data import LoadReport, check_images, list_images
+
+    found, report = [], LoadReport()
+    for path in paths:
+        found += list_images(path, report=report)
+    good, skipped = check_images(found)
+    for item in [*report.skipped, *skipped]:
+        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+    if not good:
+        raise CLIError(problem("PATH", "at least one readable image", f"{len(found)} files, "
+                               "none readable (see the lines above)",
+                               "pass image files (.jpg, .png...)"))
+    return good
 
 
 def check_writable(path, name: str, kind: str = "folder") -> Path:
@@ -439,20 +445,21 @@ def check_writable(path, name: str, kind: str = "folder") -> Path:
         'new-folder'
     """
     path = Path(path).expanduser()
-    if kind == "folder" and path.exists() and not path.is_dir():
-        raise CLIError(problem(name, "a folder (created when missing)", f"the file {path}",
-                               "pass a folder path, not a file"))
-    if kind == "file" and path.is_dir():
-        raise CLIError(problem(name, "a file path", f"the folder {path}",
-                               f"pass a file name, e.g. {path / 'predictions.csv'}"))
+    if path.exists() and path.is_dir() != (kind == "folder"):
+        found = "folder" if path.is_dir() else "file"
+        raise CLIError(problem(name, f"a {kind} path", f"the {found} {path}",
+                               f"pass a {kind} path, not a {found}"))
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
-    if not parent.is_dir():
-        raise CLIError(problem(name, "a path below a folder", f"{path} ({parent} is a file)",
-                               "check the path"))
     target = path if path.is_dir() else parent
-    why = cannot_write(target)
+    try:  # tried for real: permissions, read-only mounts and full disks all show
+        fd, name = tempfile.mkstemp(prefix=".vitl-write-check-", dir=target)
+        os.close(fd)
+        os.unlink(name)
+        why = None
+    except OSError as err:
+        why = err.strerror or type(err).__name__
     if why:
         raise CLIError(problem(name, "a place you can write to",
                                f"{path} (cannot write in {target}: {why})",
@@ -463,8 +470,9 @@ def check_writable(path, name: str, kind: str = "folder") -> Path:
 def load_model_dir(model, cache="default"):
     """Load a classifier from a model folder (``MODEL_DIR/model.keras``) or a ``.keras`` file.
 
-    The one loader and error path of ``evaluate``, ``predict``, ``explain`` and ``export``;
-    the cache is opened first (:func:`check_cache_option`).
+    The one loader of ``evaluate``, ``predict``, ``explain`` and ``export``: the cache is
+    opened first (:func:`check_cache_option`), then :meth:`ImageClassifier.load
+    <vitl.classifier.ImageClassifier.load>` reads the model (a missing one is one line).
 
     Args:
         model: the folder ``vitl train --out`` wrote, or a ``.keras`` file.
@@ -473,29 +481,15 @@ def load_model_dir(model, cache="default"):
     Returns:
         The fitted :class:`~vitl.classifier.ImageClassifier`.
 
-    Raises:
-        CLIError: not a model folder (one line naming what is missing).
-
     Example:
-        >>> load_model_dir("/no/such/folder")  # doctest: +ELLIPSIS
+        >>> load_model_dir("/no/such/folder", cache=None)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        vitl.cli.CLIError: MODEL_DIR: expected a folder written by `vitl train`, received ...
+        FileNotFoundError: model file: expected a .keras file saved by vitl, received ...
     """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        path = path / MODEL_FILE
-        if not path.is_file():
-            raise CLIError(problem("MODEL_DIR", f"a folder holding {MODEL_FILE}",
-                                   f"{path.parent} without {MODEL_FILE}",
-                                   "pass the folder given to `vitl train --out`, or train one "
-                                   "there"))
-    elif not path.is_file():
-        raise CLIError(problem("MODEL_DIR", "a folder written by `vitl train`", str(path),
-                               f"check the path, or train one: vitl train DATA_DIR --out {path}"))
     check_cache_option(cache)
     from ..classifier import ImageClassifier  # imports TensorFlow: after the cheap checks
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ImageClassifier.load(path, cache=cache, verbose=1)
+        return ImageClassifier.load(Path(model).expanduser(), cache=cache, verbose=1)

