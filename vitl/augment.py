@@ -24,16 +24,20 @@ import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass, fields
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from ._errors import check_int, problem
+from ._errors import check_choice, check_fraction, check_int, problem
 
 #: Bump when the meaning of a policy's parameters changes, so cached views miss.
 AUGMENT_VERSION = 1
 FLIPS = ("horizontal_and_vertical", "horizontal", "vertical", None)
 _FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+_LIMITS = {"rotation": 0.5, "zoom": 0.9, "translation": 0.9, "contrast": 0.99, "brightness": 1.0}
+_SEED_PAIRS = 8  # >= the number of layers a policy can have (7)
+_TRACE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -91,19 +95,10 @@ class AugmentPolicy:
 
     def __post_init__(self):
         check_int("views", self.views, minimum=0, fix="pass views=4 (0 = no augmentation)")
-        if self.flip not in FLIPS:
-            raise ValueError(problem("flip", f"one of {FLIPS}", self.flip,
-                                     "pass flip='horizontal_and_vertical' or flip=None"))
-        for name, high in (("rotation", 0.5), ("zoom", 0.9), ("translation", 0.9),
-                           ("contrast", 0.99), ("brightness", 1.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 <= value <= high:
-                raise ValueError(problem(name, f"a number in [0, {high}] (0 = off)", value,
-                                         f"pass e.g. {name}=0.1"))
-        if self.fill_mode not in _FILL_MODES:
-            raise ValueError(problem("fill_mode", f"one of {_FILL_MODES}", self.fill_mode,
-                                     "pass fill_mode='reflect'"))
+        check_choice("flip", self.flip, FLIPS)
+        check_choice("fill_mode", self.fill_mode, _FILL_MODES)
+        for name, high in _LIMITS.items():  # 0 switches the transform off
+            check_fraction(name, getattr(self, name), 0.0, high)
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:
@@ -120,27 +115,19 @@ class AugmentPolicy:
 
     @classmethod
     def from_dict(cls, values: dict) -> AugmentPolicy:
-        """Build a policy from :meth:`to_dict` output, rejecting unknown keys.
+        """Build a policy from :meth:`to_dict` output (keys that are not fields are ignored).
 
         Args:
             values: ``{field: value}``; missing fields keep their defaults.
 
         Returns:
-            An :class:`AugmentPolicy`.
-
-        Raises:
-            ValueError: a key that is not a field.
+            An :class:`AugmentPolicy` (its values checked as by the constructor).
 
         Example:
-            >>> AugmentPolicy.from_dict({"rotation": 0.0}).rotation
+            >>> AugmentPolicy.from_dict({"rotation": 0.0, "old_key": 1}).rotation
             0.0
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(problem("augment policy keys", f"names among {sorted(known)}",
-                                     unknown, "remove or rename the unknown keys"))
-        return cls(**values)
+        return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
 
     @property
     def transform_id(self) -> str:
@@ -172,8 +159,7 @@ class AugmentPolicy:
             ...     translation=0, contrast=0, brightness=0).is_identity
             (False, True)
         """
-        return self.flip is None and not any(
-            (self.rotation, self.zoom, self.translation, self.contrast, self.brightness))
+        return self.flip is None and not any(getattr(self, name) for name in _LIMITS)
 
     # ------------------------------------------------------------------ applying
     def __call__(self, image, view: int) -> np.ndarray:
@@ -195,8 +181,13 @@ class AugmentPolicy:
                                      "pass vitl.data.read_image(path, size)"))
         if view == 0 or self.is_identity:
             return image.copy()
-        out = self._runner().run(image.astype(np.float32)[None], self.view_seeds(image, view))
-        return np.clip(np.rint(out[0]), 0, 255).astype(np.uint8)
+        import tensorflow as tf
+
+        with _TRACE_LOCK:  # one compiled function even when loader threads call at once
+            compiled = self._compiled
+        out = compiled(tf.constant(image[None].astype(np.float32)),
+                       tf.constant(self.view_seeds(image, view)))
+        return np.clip(np.rint(out[0].numpy()), 0, 255).astype(np.uint8)
 
     def view_seeds(self, image: np.ndarray, view: int) -> np.ndarray:
         """The ``(8, 2)`` int64 seeds of (image, view): from a sha512 of the pixels and ``view``.
@@ -242,24 +233,48 @@ class AugmentPolicy:
         import tensorflow as tf
 
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), _SEED_PAIRS)
-        return self._runner().apply(images, seeds)
+        return self._apply(images, seeds)
 
-    def _runner(self) -> _Runner:
-        runner = self.__dict__.get("_runner_instance")
-        if runner is None:
-            runner = _Runner(self)
-            object.__setattr__(self, "_runner_instance", runner)
-        return runner
+    @cached_property
+    def _layers(self) -> list:
+        """The Keras preprocessing layers of the switched-on transforms, in order."""
+        import keras
 
-    def __getstate__(self):
+        layers, fill = keras.layers, self.fill_mode
+        # "horizontal_and_vertical": two independent flips, so all four mirror images occur
+        chosen = [layers.RandomFlip(m) for m in ("horizontal", "vertical") if m in (self.flip or "")]
+        optional = (
+            (self.rotation, lambda: layers.RandomRotation(self.rotation, fill_mode=fill)),
+            (self.zoom, lambda: layers.RandomZoom(self.zoom, fill_mode=fill)),
+            (self.translation, lambda: layers.RandomTranslation(
+                self.translation, self.translation, fill_mode=fill)),
+            (self.contrast, lambda: layers.RandomContrast(self.contrast, value_range=(0, 255))),
+            (self.brightness, lambda: layers.RandomBrightness(self.brightness,
+                                                              value_range=(0, 255))),
+        )
+        return chosen + [make() for value, make in optional if value]
+
+    def _apply(self, images, seeds):
+        """Apply layer i with seed ``seeds[i]`` to a float batch (works in graphs)."""
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(images, tf.float32)
+        for layer, seed in zip(self._layers, tf.unstack(tf.cast(seeds, tf.int64))):
+            transformation = layer.get_random_transformation(x, training=True,
+                                                             seed=_fixed_seed(seed))
+            x = layer.transform_images(x, transformation, training=True)
+        return tf.clip_by_value(x, 0.0, 255.0)
+
+    @cached_property
+    def _compiled(self):
+        import tensorflow as tf
+
+        return tf.function(self._apply, input_signature=[
+            tf.TensorSpec((None, None, None, 3), tf.float32),
+            tf.TensorSpec((_SEED_PAIRS, 2), tf.int64)])
+
+    def __getstate__(self):  # pickle the fields, not the cached layers and compiled function
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def __setstate__(self, state):
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-
-
-_SEED_PAIRS = 8  # >= the number of layers a policy can have (7)
 
 
 def _fixed_seed(seed):
@@ -285,55 +300,6 @@ def _fixed_seed(seed):
             return self.value + tf.constant([0, self.calls - 1], self.value.dtype)
 
     return FixedSeed(seed)
-
-
-class _Runner:
-    """The Keras layers of a policy and a compiled function applying them with given seeds."""
-
-    def __init__(self, policy: AugmentPolicy):
-        import keras
-
-        layers = keras.layers
-        chosen = []
-        if policy.flip in ("horizontal", "horizontal_and_vertical"):
-            chosen.append(layers.RandomFlip("horizontal"))
-        if policy.flip in ("vertical", "horizontal_and_vertical"):
-            chosen.append(layers.RandomFlip("vertical"))
-        if policy.rotation:
-            chosen.append(layers.RandomRotation(policy.rotation, fill_mode=policy.fill_mode))
-        if policy.zoom:
-            chosen.append(layers.RandomZoom(policy.zoom, fill_mode=policy.fill_mode))
-        if policy.translation:
-            chosen.append(layers.RandomTranslation(policy.translation, policy.translation,
-                                                   fill_mode=policy.fill_mode))
-        if policy.contrast:
-            chosen.append(layers.RandomContrast(policy.contrast, value_range=(0, 255)))
-        if policy.brightness:
-            chosen.append(layers.RandomBrightness(policy.brightness, value_range=(0, 255)))
-        self.layers = chosen
-        self._compiled = None
-        self._lock = threading.Lock()
-
-    def apply(self, images, seeds):
-        """Apply layer i with seed ``seeds[i]`` to a float batch (works in graphs)."""
-        import tensorflow as tf
-
-        x = tf.convert_to_tensor(images, tf.float32)
-        for layer, seed in zip(self.layers, tf.unstack(tf.cast(seeds, tf.int64))):
-            transformation = layer.get_random_transformation(x, training=True,
-                                                             seed=_fixed_seed(seed))
-            x = layer.transform_images(x, transformation, training=True)
-        return tf.clip_by_value(x, 0.0, 255.0)
-
-    def run(self, images: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
-        with self._lock:  # trace once even when loader threads call at the same time
-            if self._compiled is None:
-                self._compiled = tf.function(self.apply, input_signature=[
-                    tf.TensorSpec((None, None, None, 3), tf.float32),
-                    tf.TensorSpec((_SEED_PAIRS, 2), tf.int64)])
-        return self._compiled(tf.constant(images), tf.constant(seeds)).numpy()
 
 
 def plot_views(image_or_path, policy: AugmentPolicy | None = None, k: int = 8, size: int = 224,

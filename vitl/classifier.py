@@ -19,15 +19,15 @@ prediction, saving and export.
 
 from __future__ import annotations
 
-import csv
 import json
 import zipfile
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -145,19 +145,10 @@ class ImageClassifier(BaseEstimator):
                  precision="float32", head=None, augment=0, fine_tune=None,
                  validation_fraction=0.1, seed=0, cache="default", verbose=1, callbacks=(),
                  on_epoch=None):
-        self.backbone = backbone
-        self.weights = weights
-        self.input_size = input_size
-        self.precision = precision
-        self.head = head
-        self.augment = augment
-        self.fine_tune = fine_tune
-        self.validation_fraction = validation_fraction
-        self.seed = seed
-        self.cache = cache
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.on_epoch = on_epoch
+        # scikit-learn's contract: store every argument as given, nothing more
+        for name, value in locals().items():
+            if name != "self":
+                setattr(self, name, value)
 
     @classmethod
     def mlnet(cls, backbone="auto", **params) -> ImageClassifier:
@@ -248,7 +239,7 @@ class ImageClassifier(BaseEstimator):
             ValueError: augment: expected an integer >= 0, received -1. Fix: pass augment=0 (off), a number of views such as 4, or an AugmentPolicy
         """
         config, policy, tune = self._settings()
-        validation_given = validation is not None
+        fraction = None if validation is not None else self.validation_fraction
         train, validation = self._train_and_validation(train, validation)
         classes = list(train.class_names)
         empty = [name for name, n in train.counts().items() if n == 0]
@@ -262,31 +253,23 @@ class ImageClassifier(BaseEstimator):
             top_block_layers(extractor, tune.blocks)  # a bad block count fails before any work
         head, history, features = self._train_head(extractor, train, train.labels, validation,
                                                    y_val, classes, config, policy)
-        fine_tune_history = tune_info = None
+        self.fine_tune_history_ = tune_info = None
         if tune is not None:
             result = fine_tune(extractor, head, train, train.labels, validation, y_val,
                                config=tune, policy=policy, class_weight=config.class_weight,
                                verbose=self.verbose)
-            extractor, head, fine_tune_history = result.extractor, result.head, result.history
+            extractor, head, self.fine_tune_history_ = result.extractor, result.head, result.history
             tune_info = {**tune.to_dict(), **result.summary()}
         self.classes_ = np.array(classes)
-        self.history_ = history
-        self.fine_tune_history_ = fine_tune_history
         self.extractor_ = extractor
-        self.head_ = head
-        self.model_ = _join(extractor, head)
         self.fit_info_ = {
             "backbone": extractor.name,
-            "input_size": extractor.input_size,
-            "precision": extractor.precision,
-            "weights": {"kind": extractor.weights.kind, "path": extractor.weights.path,
-                        "sha256": extractor.weights.sha256},
-            "fingerprint": extractor.fingerprint,
+            **{key: getattr(extractor, key) for key in ("input_size", "precision", "fingerprint")},
+            "weights": asdict(extractor.weights),
             "base_fingerprint": base.fingerprint,
             "train_root": str(train.root) if train.root else None,
-            "counts": {"train": train.counts(), "validation": validation.counts()},
-            "validation_fraction": (None if validation_given
-                                    else float(self.validation_fraction)),
+            "counts": _counts(train, validation),
+            "validation_fraction": None if fraction is None else float(fraction),
             "head": config.to_dict(),
             "features": features,
             "augment": {"views": policy.views if policy else 0,
@@ -294,9 +277,8 @@ class ImageClassifier(BaseEstimator):
                         "transform_id": policy.transform_id if policy else None},
             "fine_tune": tune_info,
             "continued": [],
-            "calibration_paths": _calibration_sample(train),
         }
-        return self
+        return self._set_head(head, history, train)
 
     def continue_training(self, train, validation=None, epochs=None) -> ImageClassifier:
         """Train the head further, starting from its current weights (e.g. when new images arrive).
@@ -343,20 +325,23 @@ class ImageClassifier(BaseEstimator):
                 "classes", f"the model's classes {classes}", list(train.class_names),
                 "continue training with images of exactly these classes (one folder each); "
                 "to add or drop a class train a new model with fit"))
-        y_train = _labels_in(train, classes, "train")
-        y_val = _labels_in(validation, classes, "validation")
-        head, history, features = self._train_head(self.extractor_, train, y_train, validation,
-                                                   y_val, classes, config, policy,
-                                                   start_from=self.head_.get_weights())
+        head, history, features = self._train_head(
+            self.extractor_, train, _labels_in(train, classes, "train"), validation,
+            _labels_in(validation, classes, "validation"), classes, config, policy,
+            start_from=self.head_.get_weights())
+        run = {"counts": _counts(train, validation), "epochs": config.epochs,
+               "epochs_run": len(history), "features": features}
+        self.fit_info_ = {**self.fit_info_, "continued": [*self.fit_info_.get("continued", []), run]}
+        return self._set_head(head, history, train)
+
+    def _set_head(self, head, history, train) -> ImageClassifier:
+        """Keep a newly trained head: ``head_``, ``history_``, ``model_``; return ``self``."""
         self.head_ = head
         self.history_ = history
         self.model_ = _join(self.extractor_, head)
-        info = dict(self.fit_info_)
-        info["continued"] = list(info.get("continued", [])) + [{
-            "counts": {"train": train.counts(), "validation": validation.counts()},
-            "epochs": config.epochs, "epochs_run": len(history), "features": features}]
-        info["calibration_paths"] = _calibration_sample(train)
-        self.fit_info_ = info
+        # about 100 training paths, evenly spread: the default int8 export calibration set
+        self.fit_info_["calibration_paths"] = [str(p) for p in
+                                               train.paths[:: max(1, len(train) // 100)]]
         return self
 
     def _train_and_validation(self, train, validation):
@@ -371,24 +356,24 @@ class ImageClassifier(BaseEstimator):
     def _train_head(self, extractor, train, y_train, validation, y_val, classes, config, policy,
                     start_from=None):
         """Featurize (train: originals + augmented views; validation: originals), train the head."""
-        featurizer = self._featurizer(extractor)
+        featurizer = Featurizer(extractor, cache=self.cache, verbose=self.verbose)
         views = list(range(policy.views + 1)) if policy is not None else [0]
         x_train = featurizer.featurize(train, views=views, transform=policy)
         stats = {"train": _stats(featurizer.last_stats)}
         x_train = x_train.reshape(-1, x_train.shape[-1])
-        y_train = np.tile(np.asarray(y_train), len(views))
         x_val = None
         if len(validation):
             x_val = featurizer.featurize(validation)  # view 0 only: never augmented
             stats["validation"] = _stats(featurizer.last_stats)
         callbacks = list(self.callbacks)
-        if start_from is not None:
-            callbacks.insert(0, _StartFrom(start_from))
+        if start_from is not None:  # warm start: the fresh head begins with the current weights
+            start = keras.callbacks.LambdaCallback(
+                on_train_begin=lambda logs: start.model.set_weights(start_from))
+            callbacks.insert(0, start)
         head, history = train_head(
-            x_train, y_train, x_val, y_val if x_val is not None else None,
-            n_classes=len(classes), config=config, callbacks=callbacks,
-            on_epoch=self.on_epoch, verbose=self.verbose,
-        )
+            x_train, np.tile(np.asarray(y_train), len(views)), x_val,
+            y_val if x_val is not None else None, n_classes=len(classes), config=config,
+            callbacks=callbacks, on_epoch=self.on_epoch, verbose=self.verbose)
         stats["train_rows"] = len(x_train)
         return head, history, stats
 
@@ -417,7 +402,7 @@ class ImageClassifier(BaseEstimator):
             size = self.extractor_.input_size
             batch = np.stack([to_model_image(a, size) for a in arrays]).astype(np.float32)
             return self.extractor_(batch)
-        return self._featurizer(self.extractor_).featurize(paths)
+        return Featurizer(self.extractor_, cache=self.cache, verbose=self.verbose).featurize(paths)
 
     def predict_proba(self, images) -> np.ndarray:
         """Return ``(N, n_classes)`` class probabilities, columns in ``classes_`` order.
@@ -554,15 +539,20 @@ class ImageClassifier(BaseEstimator):
         if path.suffix != ".keras":
             raise ValueError(problem("path", "a file name ending in .keras", str(path),
                                      f"use {path.with_suffix('.keras').name}"))
+        params = {k: v.to_dict() if hasattr(v, "to_dict") else v
+                  for k, v in self.get_params(deep=False).items()
+                  if k not in ("callbacks", "on_epoch")}
+        if isinstance(self.backbone, FeatureExtractor):
+            params["backbone"] = self.backbone.name
+        tuned = self.fine_tune_history_
         metadata = {
             "format": SAVE_FORMAT, "vitl_version": __version__,
             "preprocessing_version": PREPROCESSING_VERSION,
             "classes": [str(c) for c in self.classes_],
-            "params": self._saved_params(),
+            "params": params,
             "fit_info": self.fit_info_,
             "history": self.history_.to_dict(),
-            "fine_tune_history": (self.fine_tune_history_.to_dict()
-                                  if getattr(self, "fine_tune_history_", None) else None),
+            "fine_tune_history": tuned.to_dict() if tuned is not None else None,
         }
         with atomic_path(path, suffix=".keras") as tmp:  # Keras wants the .keras suffix
             self.model_.save(tmp)
@@ -602,8 +592,7 @@ class ImageClassifier(BaseEstimator):
             raise FileNotFoundError(problem("model file", "a .keras file saved by vitl",
                                             str(path), "train one with `vitl train` or "
                                             "ImageClassifier.fit(...).save(path)"))
-        metadata = read_metadata(path)
-        _check_archive(path)
+        metadata = _read_metadata(path)
         try:
             model = keras.saving.load_model(path, compile=False)
         except (zipfile.BadZipFile, KeyError, EOFError, OSError) as err:
@@ -679,39 +668,13 @@ class ImageClassifier(BaseEstimator):
                             quantize=quantize, representative=representative,
                             verbose=self.verbose, overwrite=overwrite)
 
-    # ------------------------------------------------------------------ helpers
-    def _saved_params(self) -> dict:
-        params = {k: v for k, v in self.get_params(deep=False).items()
-                  if k not in ("callbacks", "on_epoch")}
-        for name, value in params.items():
-            if hasattr(value, "to_dict"):
-                params[name] = value.to_dict()
-        if isinstance(self.backbone, FeatureExtractor):
-            params["backbone"] = self.backbone.name
-        return params
-
-    def _featurizer(self, extractor) -> Featurizer:
-        return Featurizer(extractor, cache=self.cache, verbose=self.verbose)
-
-
-class _StartFrom(keras.callbacks.Callback):
-    """Set the freshly built head to given weights before its first epoch (warm start)."""
-
-    def __init__(self, weights):
-        super().__init__()
-        self.weights = weights
-
-    def on_train_begin(self, logs=None):
-        self.model.set_weights(self.weights)
-
 
 def _stats(stats) -> dict:
     return {"rows": stats.images, "hits": stats.hits, "computed": stats.computed}
 
 
-def _calibration_sample(train) -> list[str]:
-    """About 100 training paths, evenly spread: the default int8 export calibration set."""
-    return [str(p) for p in train.paths[:: max(1, len(train) // 100)]]
+def _counts(train, validation) -> dict:
+    return {"train": train.counts(), "validation": validation.counts()}
 
 
 def _of_type(name: str, value, kind):
@@ -721,59 +684,41 @@ def _of_type(name: str, value, kind):
     return value
 
 
-def read_metadata(path) -> dict:
-    """Return the ``vitl.json`` metadata of a saved ``.keras`` model.
+#: vitl.json keys ``load`` reads, with their JSON types; then the keys of its fit_info.
+_REQUIRED = {"classes": list, "params": dict, "fit_info": dict, "history": dict}
+_REQUIRED_FIT_INFO = {"backbone": str, "input_size": int, "precision": str, "weights": dict}
 
-    Args:
-        path: the ``.keras`` file.
 
-    Returns:
-        The metadata dict (classes, params, fit_info, histories).
+def _read_metadata(path) -> dict:
+    """The ``vitl.json`` of a saved model, once every zip member passed its CRC check.
 
-    Example:
-        >>> import tempfile, zipfile
-        >>> path = tempfile.mkdtemp() + "/not-a-model.keras"
-        >>> zipfile.ZipFile(path, "w").close()
-        >>> read_metadata(path)
-        Traceback (most recent call last):
-        ...
-        ValueError: model file: expected a .keras file saved by vitl (with vitl.json), ...
-
-    Raises:
-        ValueError: not a vitl model, or saved by an incompatible format version.
+    Raises a one-line ValueError when the zip or a member is damaged, the JSON is
+    not an object of this :data:`SAVE_FORMAT`, or a key ``load`` reads is missing
+    or of the wrong type (the tables above; classes: two or more distinct names).
     """
     try:
         with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
             metadata = json.loads(archive.read(_METADATA))
-    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, zlib.error) as err:
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError, zlib.error) as err:
         raise ValueError(problem("model file", "a .keras file saved by vitl (with vitl.json)",
                                  f"{path} ({err})", "retrain with this vitl version")) from None
-    if not isinstance(metadata, dict):
-        raise ValueError(problem("model file's vitl.json", "a JSON object",  # noqa: TRY004
-                                 f"a JSON {type(metadata).__name__} in {path}",
-                                 "retrain; the file was edited or damaged"))
+    if damaged or not isinstance(metadata, dict):
+        received = (f"a damaged member {damaged}" if damaged
+                    else f"a JSON {type(metadata).__name__} as vitl.json")
+        raise ValueError(problem("model file", "an intact .keras zip with a JSON object as "
+                                 "vitl.json", f"{path} with {received}",
+                                 "restore the file from a backup, or retrain"))
     if metadata.get("format") != SAVE_FORMAT:
         raise ValueError(problem("model format", f"version {SAVE_FORMAT}",
                                  f"version {metadata.get('format')} "
                                  f"(vitl {metadata.get('vitl_version')})",
                                  "retrain the model with this vitl version, or install the "
                                  "vitl version that saved it"))
-    _check_metadata(metadata, path)
-    return metadata
-
-
-#: vitl.json keys ``load`` needs, with their JSON types.
-_REQUIRED = {"classes": list, "params": dict, "fit_info": dict, "history": dict}
-_REQUIRED_FIT_INFO = {"backbone": str, "input_size": int, "precision": str, "weights": dict}
-
-
-def _check_metadata(metadata: dict, path) -> None:
-    """Raise a one-line ValueError unless ``metadata`` has what :meth:`ImageClassifier.load` reads."""
-    wrong = [k for k, kind in _REQUIRED.items() if not isinstance(metadata.get(k), kind)]
-    info = metadata.get("fit_info")
-    if isinstance(info, dict):
-        wrong += [f"fit_info.{k}" for k, kind in _REQUIRED_FIT_INFO.items()
-                  if not isinstance(info.get(k), kind)]
+    info = metadata.get("fit_info") if isinstance(metadata.get("fit_info"), dict) else {}
+    wrong = [key for key, kind in _REQUIRED.items() if not isinstance(metadata.get(key), kind)]
+    wrong += [f"fit_info.{key}" for key, kind in _REQUIRED_FIT_INFO.items()
+              if not isinstance(info.get(key), kind)]
     classes = metadata.get("classes")
     if isinstance(classes, list) and (len(classes) < 2 or len(set(map(str, classes))) != len(classes)
                                       or not all(isinstance(c, str) and c for c in classes)):
@@ -782,19 +727,7 @@ def _check_metadata(metadata: dict, path) -> None:
         raise ValueError(problem("model file's vitl.json", "the keys a vitl model is saved with",
                                  f"missing or wrong: {', '.join(wrong)} in {path}",
                                  "retrain; the file was edited or damaged"))
-
-
-def _check_archive(path) -> None:
-    """Raise a one-line ValueError when a member of the ``.keras`` zip fails its CRC."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
-        bad = f"({type(err).__name__}: {err})"
-    if bad:
-        raise ValueError(problem("model file", "an intact .keras zip",
-                                 f"{path} with a damaged member {bad}",
-                                 "restore the file from a backup, or retrain"))
+    return metadata
 
 
 def write_predictions_csv(predictions, csv_path, classes) -> Path:
@@ -815,15 +748,13 @@ def write_predictions_csv(predictions, csv_path, classes) -> Path:
         >>> path.read_text().splitlines()[1]
         'a.jpg,cracked,0.900000,0.900000,0.100000'
     """
+    columns = ["path", "label", "score"] + [f"score_{c}" for c in classes]
+    rows = [[p.path, p.label, p.score] + [p.scores[c] for c in classes] for p in predictions]
     csv_path = Path(csv_path)
     # surrogateescape: a file name that is not UTF-8 is written as its own bytes.
-    with atomic_path(csv_path, suffix=".csv") as tmp, \
-            open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "score"] + [f"score_{c}" for c in classes])
-        for p in predictions:
-            writer.writerow([p.path, p.label, f"{p.score:.6f}"]
-                            + [f"{p.scores[c]:.6f}" for c in classes])
+    with atomic_path(csv_path, suffix=".csv") as tmp:
+        pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False, float_format="%.6f",
+                                                   encoding="utf-8", errors="surrogateescape")
     return csv_path
 
 
@@ -835,15 +766,15 @@ def _join(extractor: FeatureExtractor, head: keras.Model) -> keras.Model:
 
 
 def _as_collection(images, name: str) -> ImageCollection:
-    if isinstance(images, ImageCollection):
-        if len(images) == 0:
-            raise ValueError(problem(name, "at least one image", "an empty collection",
-                                     "check the split fractions or the folder"))
-        return images
     if isinstance(images, (str, Path)):
         return load_image_folder(images, verbose=0)
-    raise ValueError(problem(name, "an ImageCollection or a folder with one sub-folder per class",
-                             type(images).__name__, "use vitl.load_image_folder(path)"))
+    if isinstance(images, ImageCollection) and len(images):
+        return images
+    empty = isinstance(images, ImageCollection)
+    raise ValueError(problem(name, "an ImageCollection with images, or a folder with one "
+                             "sub-folder per class", "an empty collection" if empty
+                             else type(images).__name__,
+                             "use vitl.load_image_folder(path); check the split fractions"))
 
 
 def _labels_in(collection: ImageCollection, classes: list[str], name: str) -> np.ndarray:
@@ -856,4 +787,4 @@ def _labels_in(collection: ImageCollection, classes: list[str], name: str) -> np
     return index[collection.labels]
 
 
-__all__ = ["ImageClassifier", "Prediction", "read_metadata", "write_predictions_csv"]
+__all__ = ["ImageClassifier", "Prediction", "write_predictions_csv"]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import keras
 import numpy as np
@@ -50,6 +50,11 @@ from .training import (
 FINE_TUNE_OPTIMIZERS = ("adam", "sgd")
 FINE_TUNE_KEEP = ("improved", "best")
 FINE_TUNE_SCHEDULES = ("constant", "warmup_cosine")
+_INTEGERS = {"blocks": 1, "epochs": 1, "batch_size": 1, "patience": 0, "seed": 0}  # and minimum
+_CHOICES = {"optimizer": FINE_TUNE_OPTIMIZERS, "keep": FINE_TUNE_KEEP,
+            "schedule": FINE_TUNE_SCHEDULES}
+_RATES = {"learning_rate": ("a number in (0, 1)", lambda value: 0 < value < 1),
+          "momentum": ("a number in [0, 1)", lambda value: 0 <= value < 1)}
 
 
 @dataclass
@@ -80,7 +85,7 @@ class FineTuneConfig:
         >>> FineTuneConfig(blocks=0).validate()
         Traceback (most recent call last):
         ...
-        ValueError: blocks: expected an integer >= 1, received 0. Fix: pass blocks=2 (the top 2)
+        ValueError: blocks: expected an integer >= 1, received 0. Fix: pass blocks=1 or more
     """
 
     blocks: int = 2
@@ -110,22 +115,15 @@ class FineTuneConfig:
             >>> FineTuneConfig(blocks=8).validate().blocks
             8
         """
-        check_int("blocks", self.blocks, minimum=1, fix="pass blocks=2 (the top 2)")
-        check_int("epochs", self.epochs, minimum=1)
-        rate = self.learning_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
-            raise ValueError(problem("learning_rate", "a number in (0, 1)", self.learning_rate,
-                                     "pass learning_rate=1e-4"))
-        check_choice("optimizer", self.optimizer, FINE_TUNE_OPTIMIZERS)
-        if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) \
-                or not 0 <= self.momentum < 1:
-            raise ValueError(problem("momentum", "a number in [0, 1)", self.momentum,
-                                     "pass momentum=0.9"))
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_int("patience", self.patience, minimum=0)
-        check_int("seed", self.seed, minimum=0)
-        check_choice("keep", self.keep, FINE_TUNE_KEEP)
-        check_choice("schedule", self.schedule, FINE_TUNE_SCHEDULES)
+        for name, minimum in _INTEGERS.items():
+            check_int(name, getattr(self, name), minimum)
+        for name, choices in _CHOICES.items():
+            check_choice(name, getattr(self, name), choices)
+        for name, (expected, ok) in _RATES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise ValueError(problem(name, expected, value,
+                                         f"pass {name}={getattr(FineTuneConfig, name)} (the default)"))
         return self
 
     def to_dict(self) -> dict:
@@ -249,7 +247,7 @@ def top_block_layers(extractor: FeatureExtractor, blocks: int) -> list[keras.lay
         The Keras layers of those blocks, in model order.
 
     Raises:
-        ValueError: ``blocks`` out of range, or a block prefix matches no layer.
+        ValueError: ``blocks`` out of range.
 
     Example:
         >>> from vitl.backbones import build_feature_extractor
@@ -258,19 +256,15 @@ def top_block_layers(extractor: FeatureExtractor, blocks: int) -> list[keras.lay
         ['Conv']
     """
     prefixes = extractor.spec.block_prefixes
-    check_int("blocks", blocks, minimum=1, fix="pass blocks=2")
+    check_int("blocks", blocks, minimum=1)
     if blocks > len(prefixes):
         raise ValueError(problem("blocks", f"at most {len(prefixes)} ({extractor.name} has "
                                  f"{len(prefixes)} blocks)", blocks,
                                  f"pass blocks between 1 and {len(prefixes)}"))
-    backbone = extractor.model.get_layer("backbone")
+    # tests/test_backbones.py checks that every registry prefix names layers
     chosen = prefixes[-blocks:]
-    layers = [layer for layer in backbone.layers if layer.name.startswith(chosen)]
-    missing = [p for p in chosen if not any(layer.name.startswith(p) for layer in layers)]
-    if missing:
-        raise ValueError(problem("block prefixes", f"layer-name prefixes of {extractor.name}",
-                                 missing, "fix BackboneSpec.block_prefixes in the registry"))
-    return layers
+    return [layer for layer in extractor.model.get_layer("backbone").layers
+            if layer.name.startswith(chosen)]
 
 
 def set_trainable_blocks(extractor: FeatureExtractor, blocks: int) -> list[str]:
@@ -289,18 +283,11 @@ def set_trainable_blocks(extractor: FeatureExtractor, blocks: int) -> list[str]:
         (True, [])
     """
     backbone = extractor.model.get_layer("backbone")
-    if blocks == 0:
-        backbone.trainable = False
-        return []
-    top = {id(layer) for layer in top_block_layers(extractor, blocks)}
-    backbone.trainable = True  # sets every sub-layer; then re-freeze all but the top blocks
-    names = []
+    top = {id(layer) for layer in top_block_layers(extractor, blocks)} if blocks else set()
+    backbone.trainable = bool(blocks)  # sets every sub-layer; then re-freeze all but the top blocks
     for layer in backbone.layers:
-        keep = id(layer) in top and not isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = keep
-        if keep and layer.weights:
-            names.append(layer.name)
-    return names
+        layer.trainable = id(layer) in top and not isinstance(layer, keras.layers.BatchNormalization)
+    return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
 
 
 def weights_digest(extractor: FeatureExtractor) -> str:
@@ -341,8 +328,7 @@ def copy_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
     copy = build_feature_extractor(extractor.spec, weights=None, input_size=extractor.input_size,
                                    precision=extractor.precision)
     copy.model.set_weights(extractor.model.get_weights())
-    return FeatureExtractor(extractor.spec, copy.model, extractor.input_size, extractor.weights,
-                            extractor.precision)
+    return replace(extractor, model=copy.model)
 
 
 def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, validation=None,
@@ -386,15 +372,13 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
     """
     config = config.validate()
     verbose = check_verbose(verbose)
-    train_paths = [str(p) for p in getattr(train, "paths", train)]
+    train_paths, val_paths = _paths(train), _paths(validation)
     y_train = np.asarray(y_train, dtype=np.int32)
     if len(train_paths) == 0 or y_train.shape != (len(train_paths),):
         raise ValueError(problem("train / y_train", "one label per image, at least one image",
                                  f"{len(train_paths)} images, labels of shape {y_train.shape}",
                                  "pass the training collection and its labels"))
-    has_val = validation is not None and len(getattr(validation, "paths", validation)) > 0
-    val_paths = [str(p) for p in getattr(validation, "paths", validation)] if has_val else []
-    if has_val and (y_val is None or np.shape(y_val) != (len(val_paths),)):
+    if val_paths and (y_val is None or np.shape(y_val) != (len(val_paths),)):
         raise ValueError(problem("y_val", f"one label per validation image ({len(val_paths)})",
                                  None if y_val is None else f"shape {np.shape(y_val)}",
                                  "pass the validation labels, or no validation images"))
@@ -413,24 +397,21 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
     size, batch = tuned.input_size, config.batch_size
     train_ds = _image_dataset(train_paths, y_train, size, batch, config.seed, policy,
                               config.epochs)
-    val_ds = _image_dataset(val_paths, np.asarray(y_val, np.int32), size, batch) \
-        if has_val else None
-    initial = None
-    if has_val:
+    val_ds = initial = None
+    if val_paths:
+        val_ds = _image_dataset(val_paths, np.asarray(y_val, np.int32), size, batch)
         loss, accuracy = model.evaluate(val_ds, verbose=0)
         initial = {"val_loss": float(loss), "val_accuracy": float(accuracy)}
     if verbose:
-        start = (f", validation accuracy before: {initial['val_accuracy']:.4f}" if initial
-                 else "")
+        start = f", validation accuracy before: {initial['val_accuracy']:.4f}" if initial else ""
         print(f"fine-tuning phase: top {config.blocks} block(s) of {extractor.name} "
               f"({len(unfrozen)} layers) + head on {len(train_paths)} images, up to "
               f"{config.epochs} epochs, {config.optimizer} {config.learning_rate:g}{start}",
               flush=True)
-    listed = [LearningRateLog()]
-    listed += progress_callbacks(verbose, config.epochs, "Fine-tuning",
-                                 math.ceil(len(val_paths) / batch) if has_val else None)
+    listed = [LearningRateLog(), *progress_callbacks(
+        verbose, config.epochs, "Fine-tuning", math.ceil(len(val_paths) / batch) or None)]
     early = None
-    if has_val:
+    if val_paths:
         # Validation accuracy moves in steps of one photo, so ties are common; they go to the
         # lower loss (as in the keep decision below). Measured with the top 8 blocks, 3 seeds:
         # test accuracy 0.844 with the first tied epoch, 0.861 with this (benchmarks/README.md).
@@ -448,27 +429,29 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
     finally:
         set_trainable_blocks(tuned, 0)
     history = TrainingHistory.from_keras(
-        keras_history, monitor="val_accuracy" if has_val else "accuracy", early=early,
+        keras_history, monitor="val_accuracy" if val_paths else "accuracy", early=early,
         epochs_requested=config.epochs, seconds=time.perf_counter() - started)
-    if not has_val:
-        history.best_epoch = history.rows[-1]["epoch"]  # no validation: the last epoch is kept
     best = history.best
-    # The start (head-only training) competes: ties in accuracy go to the lower loss.
-    if has_val and config.keep == "improved" and (best["val_accuracy"], -best["val_loss"]) <= (
-            initial["val_accuracy"], -initial["val_loss"]):
+    if not val_paths:
+        history.best_epoch = history.rows[-1]["epoch"]  # no validation: the last epoch is kept
+    elif config.keep == "improved" and (best["val_accuracy"], -best["val_loss"]) <= (
+            initial["val_accuracy"], -initial["val_loss"]):  # the start competes; ties: lower loss
         # The outcome prints even when silent: "improving" that did not improve must be visible.
         print(f"fine-tuning discarded: no epoch beat the head-only model on validation "
               f"(accuracy {initial['val_accuracy']:.4f}); the head-only model is kept",
               flush=True)
         return FineTuneResult(extractor, head, history, unfrozen, initial, improved=False)
-    if has_val:
+    else:
         print(f"fine-tuning kept: epoch {history.best_epoch}, validation accuracy "
               f"{initial['val_accuracy']:.4f} -> {best['val_accuracy']:.4f}", flush=True)
-    source = WeightsSource(kind="fine-tuned", path=extractor.weights.path,
-                           sha256=weights_digest(tuned))
-    result_extractor = FeatureExtractor(tuned.spec, tuned.model, tuned.input_size, source,
-                                        tuned.precision)
-    return FineTuneResult(result_extractor, tuned_head, history, unfrozen, initial, improved=True)
+    tuned = replace(tuned, weights=WeightsSource("fine-tuned", extractor.weights.path,
+                                                 weights_digest(tuned)))
+    return FineTuneResult(tuned, tuned_head, history, unfrozen, initial, improved=True)
+
+
+def _paths(images) -> list[str]:
+    """Image paths as strings, from an ImageCollection, a list of paths or None."""
+    return [str(p) for p in getattr(images, "paths", images or ())]
 
 
 # ---------------------------------------------------------------------- data
