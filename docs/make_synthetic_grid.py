@@ -1,7 +1,7 @@
 """Render docs/images/synthetic_grid.png: synthetic cracked tiles (top), uncracked ones (bottom).
 
-The bottom row shows one tile per kind of distractor (saw-cut joint, scratches,
-soft shadow, hard edge) and two plain ones. Run: python docs/make_synthetic_grid.py
+Each title gives the tile's file and, for cracked tiles, the share of crack pixels.
+Run: python docs/make_synthetic_grid.py
 """
 
 from __future__ import annotations
@@ -28,21 +28,18 @@ def main() -> Path:
         folder = make_synthetic_cracks(Path(tmp) / "syn", 30, seed=0, verbose=0)
         with open(folder / "tiles.csv", newline="") as handle:
             tiles = list(csv.DictReader(handle))
-        cracked = [t for t in tiles if t["class"] == "cracked"][:COLUMNS]
-        negatives = [t for t in tiles if t["class"] == "uncracked"]
-        tricky = []  # the first tile showing each kind of distractor
-        for kind in ("saw_cut", "scratches", "shadow", "edge"):
-            tricky += [t for t in negatives if kind in t["distractors"] and t not in tricky][:1]
-        plain = [t for t in negatives if not t["distractors"]][: COLUMNS - len(tricky)]
+        rows = [[t for t in tiles if t["class"] == name][:COLUMNS]
+                for name in ("cracked", "uncracked")]
         fig, axes = plt.subplots(2, COLUMNS, figsize=(2.2 * COLUMNS, 5.6))
-        for row, chosen in enumerate((cracked, tricky + plain)):
+        for row, chosen in enumerate(rows):
             for ax, tile in zip(axes[row], chosen, strict=True):
                 ax.imshow(Image.open(folder / tile["file"]))
-                note = tile["distractors"] or ("crack" if tile["class"] == "cracked" else "plain")
+                share = float(tile["crack_share"])
+                note = f"crack {share:.1%}" if tile["class"] == "cracked" else "no crack"
                 ax.set_title(f"{Path(tile['file']).stem}\n{note}", fontsize=8)
                 ax.axis("off")
         fig.suptitle("vitl.datasets.make_synthetic_cracks(seed=0): cracked (top), "
-                     "uncracked with and without distractors (bottom)", fontsize=10)
+                     "uncracked (bottom)", fontsize=10)
         fig.tight_layout()
         OUT.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
