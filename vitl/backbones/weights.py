@@ -112,10 +112,10 @@ def weights_file_name(spec: BackboneSpec | str) -> str:
 
 def _places(spec: BackboneSpec) -> list[tuple[str, Path | None]]:
     """Return ``(kind, path)`` of every place a backbone's ImageNet weights may be, in order."""
-    here = ("vitl-home", weights_dir() / weights_file_name(spec))
-    if spec.weights_url:
-        return [here, ("keras-cache", keras_cache_dir() / weights_file_name(spec))]
-    return [here, ("offline-package", package_weights_path())]
+    name = weights_file_name(spec)
+    fallback = (("keras-cache", keras_cache_dir() / name) if spec.weights_url
+                else ("offline-package", package_weights_path()))
+    return [("vitl-home", weights_dir() / name), fallback]
 
 
 def _download(spec: BackboneSpec) -> Path:

@@ -38,6 +38,10 @@ _MAPPING_FIX = "use torchvision's MobileNetV2 1.0 ImageNet weights"
 #: torchvision's inverted-residual table: (expansion t, output channels c, repeats n, stride s).
 INVERTED_RESIDUAL_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+#: One row per inverted residual block: (expansion, channels, stride); a group's first block strides.
+_BLOCKS = [(expansion, channels, stride if repeat == 0 else 1)
+           for expansion, channels, repeats, stride in INVERTED_RESIDUAL_SETTING
+           for repeat in range(repeats)]
 
 
 def package_weights_path() -> Path | None:
@@ -106,16 +110,6 @@ def _bn(x, name: str, relu: str | None = None):
     return layers.ReLU(6.0, name=relu)(x) if relu else x
 
 
-def _block_names():
-    """Yield ``(Keras name prefix, expansion, channels, stride)`` per inverted residual block."""
-    block = 0
-    for expansion, channels, repeats, stride in INVERTED_RESIDUAL_SETTING:
-        for repeat in range(repeats):
-            prefix = f"block_{block}_" if block else "expanded_conv_"
-            yield prefix, expansion, channels, stride if repeat == 0 else 1
-            block += 1
-
-
 def build_mobilenetv2_tv(include_top: bool = False, weights=None,
                          input_shape=(224, 224, 3)) -> keras.Model:
     """Build torchvision's MobileNetV2 as a Keras model (``keras.applications`` signature).
@@ -143,7 +137,8 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
     x = layers.ZeroPadding2D(1, name="Conv1_pad")(inputs)
     x = layers.Conv2D(32, 3, strides=2, use_bias=False, name="Conv1")(x)
     x = _bn(x, "bn_Conv1", "Conv1_relu")
-    for prefix, expansion, channels, stride in _block_names():
+    for block, (expansion, channels, stride) in enumerate(_BLOCKS):
+        prefix = f"block_{block}_" if block else "expanded_conv_"
         shortcut = x
         if expansion != 1:
             x = layers.Conv2D(expansion * x.shape[-1], 1, use_bias=False, name=prefix + "expand")(x)
