@@ -79,7 +79,8 @@ def test_auto_probes_once_per_machine_and_backbone(tmp_path, monkeypatch):
     assert len(calls) == 3  # another machine: measured again
     assert prec.resolve_precision("auto", "mobilenetv2", gpus=True) == "float16"
     assert prec.resolve_precision("float32", "mobilenetv2") == "float32"
-    with pytest.raises(ValueError, match="precision: expected 'auto' or one of"):
+    with pytest.raises(ValueError,
+                       match="precision: expected one of 'auto', 'float32'.*received 'int8'.*Fix: "):
         prec.resolve_precision("int8", "mobilenetv2")
 
 

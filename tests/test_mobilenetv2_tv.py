@@ -161,11 +161,13 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
 def test_mapping_refuses_missing_and_extra_tensors(state):
     model = build_mobilenetv2_tv(include_top=False, input_shape=(32, 32, 3))
     missing = {k: v for k, v in state.items() if k != "features.5.conv.1.0.weight"}
-    with pytest.raises(ValueError, match=r"torch module features\.5\.conv\.1\.0: expected 1 "
-                                         "tensors for Keras layer block_4_depthwise, received 0"):
+    with pytest.raises(ValueError, match=r"torch module features\.5\.conv\.1\.1: expected 1 "
+                                         "tensors for Keras layer block_4_depthwise, received 4"):
         set_torchvision_weights(model, missing)
     extra = dict(state, **{"features.19.0.weight": np.zeros((1, 1, 1, 1), np.float32)})
-    with pytest.raises(ValueError, match=r"unused modules \['features\.19\.0'\]"):
+    with pytest.raises(ValueError, match=r"torch modules \(unused: \['features\.19\.0'\]\): "
+                                         "expected 104, one per Keras layer with weights, "
+                                         "received 105. Fix: "):
         set_torchvision_weights(model, extra)
     set_torchvision_weights(model, state)  # the real dict maps one to one
     np.testing.assert_array_equal(model.get_layer("Conv1").kernel.numpy(),

@@ -19,16 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import re
 import subprocess
 import sys
 import time
 import timeit
-from functools import partial
 from pathlib import Path
 
 from .. import _paths
-from .._errors import problem
+from .._errors import check_choice
 from .._files import write_bytes_atomic
 
 AUTO = "auto"
@@ -51,14 +49,13 @@ def cpu_description() -> tuple[str, set[str]]:
         True
     """
     try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        first_cpu = Path("/proc/cpuinfo").read_text(errors="replace").split("\n\n")[0]
     except OSError:
-        text = ""
-    # The first CPU's values.
-    name = re.search(r"^model name\s*:(.*)$", text, re.MULTILINE)
-    flags = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)
-    return ((name[1].strip() if name else platform.processor() or platform.machine()),
-            set(flags[1].split()) if flags else set())
+        first_cpu = ""
+    fields = {key.strip(): value.strip() for key, _, value in
+              (line.partition(":") for line in first_cpu.splitlines())}
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    return name, set(fields.get("flags", "").split())
 
 
 def machine_id() -> str:
@@ -102,11 +99,8 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
         >>> resolve_precision("auto", "resnet101v2", gpus=True)
         'float16'
     """
-    if precision in PRECISIONS:
+    if check_choice("precision", precision, (AUTO, *PRECISIONS)) != AUTO:
         return precision
-    if precision != AUTO:
-        raise ValueError(problem("precision", f"'auto' or one of {PRECISIONS}", precision,
-                                 "use 'auto' (measured once per machine) or 'float32'"))
     if gpus if gpus is not None else _has_gpu():
         return "float16"
     path = _paths.vitl_home() / PROBE_FILE
@@ -115,11 +109,11 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
     except (OSError, ValueError):
         probes = {}
     probes = probes if isinstance(probes, dict) else {}
-    stored = probes.get(machine_id(), {}).get(backbone)
-    if stored and stored.get("precision") in PRECISIONS:
+    stored = probes.setdefault(machine_id(), {}).get(backbone, {})
+    if stored.get("precision") in PRECISIONS:
         return stored["precision"]
     result = probe(backbone)
-    probes.setdefault(machine_id(), {})[backbone] = result
+    probes[machine_id()][backbone] = result
     write_bytes_atomic(path, (json.dumps(probes, indent=1) + "\n").encode())
     return result["precision"]
 
@@ -171,7 +165,7 @@ def _measure(backbone: str, rounds: int = 3) -> dict:
     seconds = {p: [] for p in extractors}
     for _ in range(rounds + 1):  # round 0 warms up (tracing, oneDNN kernel selection): slowest
         for p, fx in extractors.items():
-            seconds[p] += timeit.repeat(partial(fx, images), number=1, repeat=1)
+            seconds[p].append(timeit.timeit(lambda: fx(images), number=1))  # noqa: B023 - run now
     return {p: len(images) / min(times) for p, times in seconds.items()}
 
 

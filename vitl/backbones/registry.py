@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import keras
 
-from .._errors import problem
+from .._errors import check_choice
 from .offline.mobilenetv2_tv import build_mobilenetv2_tv
 
 #: Per-channel ImageNet statistics used by torchvision (RGB, 0..1 scale).
@@ -138,16 +138,12 @@ def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
         Traceback (most recent call last):
         ...
         ValueError: backbone: expected one of 'resnet101v2', 'resnet50v2', 'mobilenetv2',
-        'inceptionv3', 'efficientnetb0', 'mobilenetv2-tv', received 'vgg16'. Fix: pass one of
-        those names, or register a BackboneSpec in vitl.backbones.BACKBONES
+        'inceptionv3', 'efficientnetb0', 'mobilenetv2-tv', received 'vgg16'. Fix: pick one of
+        those
     """
     if isinstance(name, BackboneSpec):
         return name
-    if name not in BACKBONES:
-        known = ", ".join(repr(n) for n in BACKBONES)
-        raise ValueError(problem("backbone", f"one of {known}", name, "pass one of those names, "
-                                 "or register a BackboneSpec in vitl.backbones.BACKBONES"))
-    return BACKBONES[name]
+    return BACKBONES[check_choice("backbone", name, BACKBONES)]
 
 
 def list_backbones() -> list[str]:

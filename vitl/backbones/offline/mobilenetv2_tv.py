@@ -38,6 +38,10 @@ _MAPPING_FIX = "use torchvision's MobileNetV2 1.0 ImageNet weights"
 #: torchvision's inverted-residual table: (expansion t, output channels c, repeats n, stride s).
 INVERTED_RESIDUAL_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+#: One row per inverted residual block: (expansion, channels, stride); a group's first block strides.
+_BLOCKS = [(expansion, channels, stride if repeat == 0 else 1)
+           for expansion, channels, repeats, stride in INVERTED_RESIDUAL_SETTING
+           for repeat in range(repeats)]
 
 
 def package_weights_path() -> Path | None:
@@ -106,16 +110,6 @@ def _bn(x, name: str, relu: str | None = None):
     return layers.ReLU(6.0, name=relu)(x) if relu else x
 
 
-def _block_names():
-    """Yield ``(Keras name prefix, torch module index, expansion, channels, stride)`` per block."""
-    block = 0
-    for expansion, channels, repeats, stride in INVERTED_RESIDUAL_SETTING:
-        for repeat in range(repeats):
-            prefix = f"block_{block}_" if block else "expanded_conv_"
-            yield prefix, block + 1, expansion, channels, stride if repeat == 0 else 1
-            block += 1
-
-
 def build_mobilenetv2_tv(include_top: bool = False, weights=None,
                          input_shape=(224, 224, 3)) -> keras.Model:
     """Build torchvision's MobileNetV2 as a Keras model (``keras.applications`` signature).
@@ -143,7 +137,8 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
     x = layers.ZeroPadding2D(1, name="Conv1_pad")(inputs)
     x = layers.Conv2D(32, 3, strides=2, use_bias=False, name="Conv1")(x)
     x = _bn(x, "bn_Conv1", "Conv1_relu")
-    for prefix, _, expansion, channels, stride in _block_names():
+    for block, (expansion, channels, stride) in enumerate(_BLOCKS):
+        prefix = f"block_{block}_" if block else "expanded_conv_"
         shortcut = x
         if expansion != 1:
             x = layers.Conv2D(expansion * x.shape[-1], 1, use_bias=False, name=prefix + "expand")(x)
@@ -183,23 +178,12 @@ def build_mobilenetv2_tv(include_top: bool = False, weights=None,
 #: in Keras' weight order (BatchNorm: gamma, beta, moving mean, moving variance).
 _AXES = {"Conv2D": (2, 3, 1, 0), "DepthwiseConv2D": (2, 3, 0, 1), "Dense": (1, 0)}
 
-#: torch sub-modules of an inverted residual's weighted layers, without / with the expansion.
-_BLOCK_PARTS = {False: ("0.0", "0.1", "1", "2"), True: ("0.0", "0.1", "1.0", "1.1", "2", "3")}
-
-
-def _torch_modules():
-    """Yield the torch module name of every weighted layer, in the Keras model's layer order."""
-    yield from ("features.0.0", "features.0.1")
-    for _, index, expansion, _, _ in _block_names():
-        yield from (f"features.{index}.conv.{part}" for part in _BLOCK_PARTS[expansion != 1])
-    yield from ("features.18.0", "features.18.1", "classifier.1")
-
-
 def set_torchvision_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None:
     """Copy torchvision's MobileNetV2 parameters into a :func:`build_mobilenetv2_tv` model.
 
-    Every torch tensor (except BatchNorm's ``num_batches_tracked`` counters and,
-    for a model without top, the classifier) must be used.
+    torchvision's modules are taken in file order, which is the order of the Keras layers
+    holding weights; every torch tensor (except BatchNorm's ``num_batches_tracked`` counters
+    and, for a model without top, the classifier) must be used, each module's count matching.
 
     Args:
         model: a model from :func:`build_mobilenetv2_tv`, with or without top.
@@ -220,16 +204,18 @@ def set_torchvision_weights(model: keras.Model, state: dict[str, np.ndarray]) ->
         if kind != "num_batches_tracked":
             tensors.setdefault(module, []).append(value)
     weighted = [layer for layer in model.layers if layer.weights]
-    for layer, module in zip(weighted, _torch_modules()):
-        values = tensors.pop(module, [])
+    if not isinstance(weighted[-1], layers.Dense):  # no top: the classifier is not used
+        tensors.pop("classifier.1", None)
+    # torchvision's modules come in the order of the Keras layers that hold their weights.
+    modules = list(tensors.items())
+    for layer, (module, values) in zip(weighted, modules):
         if len(values) != len(layer.weights):
             raise ValueError(problem(f"torch module {module}", f"{len(layer.weights)} tensors "
                                      f"for Keras layer {layer.name}", len(values), _MAPPING_FIX))
         axes = _AXES.get(type(layer).__name__)
         values[0] = values[0].transpose(axes) if axes else values[0]
         layer.set_weights([np.ascontiguousarray(value) for value in values])
-    if not isinstance(weighted[-1], layers.Dense):  # no top: the classifier is not used
-        tensors.pop("classifier.1", None)
-    if tensors:
-        raise ValueError(problem("weight mapping", "every torch tensor used",
-                                 f"unused modules {sorted(tensors)[:5]}", _MAPPING_FIX))
+    if len(modules) != len(weighted):
+        unused = [module for module, _ in modules[len(weighted):]]
+        raise ValueError(problem(f"torch modules (unused: {unused[:5]})", f"{len(weighted)}, one "
+                                 "per Keras layer with weights", len(modules), _MAPPING_FIX))

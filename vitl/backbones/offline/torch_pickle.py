@@ -131,10 +131,7 @@ def load_legacy_state_dict(data: bytes) -> dict[str, np.ndarray]:
         dtype = unpickler.storages[key]
         (count,) = struct.unpack("<q", stream.read(8))
         arrays[key] = np.frombuffer(stream.read(count * dtype.itemsize), dtype)
-    tensors = {}
-    for name, (key, offset, size, stride) in state.items():
-        flat = arrays[key]
-        # np.ndarray refuses an offset, shape or strides that reach outside the storage's buffer.
-        tensors[name] = np.ndarray(size, flat.dtype, flat, offset * flat.itemsize,
-                                   [step * flat.itemsize for step in stride])
-    return tensors
+    # np.ndarray refuses an offset, shape or strides that reach outside the storage's buffer.
+    return {name: np.ndarray(size, arrays[key].dtype, arrays[key], offset * arrays[key].itemsize,
+                             [step * arrays[key].itemsize for step in stride])
+            for name, (key, offset, size, stride) in state.items()}
