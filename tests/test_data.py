@@ -19,9 +19,11 @@ from vitl.data import (
     BadImageError,
     ImageCollection,
     load_image_folder,
+    load_split_folders,
     part_sizes,
     read_image,
     split,
+    split_folders,
     tutorial_split,
 )
 
@@ -587,3 +589,33 @@ def test_cli_data_bad_folder_exits_2(tmp_path, capsys):
 def test_verbose_is_0_1_or_2(tmp_path, verbose):
     with pytest.raises(ValueError, match="verbose: expected 0"):
         load_image_folder(tmp_path, verbose=verbose)
+
+
+# ---------------------------------------------------------------- folders already split
+
+
+@pytest.mark.parametrize("val_name", ["validation", "val"])
+def test_split_folders_are_loaded_as_given(tmp_path, val_name):
+    for part, n in (("train", 3), (val_name, 2)):
+        for label in ("cracked", "intact"):
+            for i in range(n):
+                save(tmp_path / part / label / f"{i}.png")
+    (tmp_path / "__MACOSX").mkdir()
+    (tmp_path / val_name / "cracked" / "bad.png").write_bytes(b"not an image")
+    assert split_folders(tmp_path) == {"train": tmp_path / "train",
+                                       "validation": tmp_path / val_name, "test": None}
+    with pytest.warns(UserWarning, match="bad.png"):
+        parts = load_split_folders(tmp_path, verbose=0)
+    assert [part.counts() for part in parts] == [{"cracked": 3, "intact": 3},
+                                                 {"cracked": 2, "intact": 2},
+                                                 {"cracked": 0, "intact": 0}]
+    assert [s.path.name for s in parts.validation.report.skipped] == ["bad.png"]
+    assert parts.test.class_names == ["cracked", "intact"]
+
+
+def test_a_class_folder_is_not_a_split_folder(tmp_path):
+    for label in ("train", "cracked"):
+        save(tmp_path / label / "0.png")
+    assert split_folders(tmp_path) is None
+    with pytest.raises(ValueError, match=r"split folder: expected train/ .*Fix: pass such"):
+        load_split_folders(tmp_path)

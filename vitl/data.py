@@ -767,3 +767,75 @@ def tutorial_split(collection: ImageCollection, seed=None) -> Split:
         [280, 108, 12]
     """
     return split(collection, *TUTORIAL_FRACTIONS, seed=seed)
+
+
+#: Sub-folder names of a folder already split into parts (``val/`` also names validation).
+SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
+
+
+def split_folders(root) -> dict[str, Path | None] | None:
+    """Find the parts of a folder already split into ``train/``, ``validation/`` (or ``val/``)
+    and ``test/`` folders, each with one sub-folder per class.
+
+    Args:
+        root: the folder.
+
+    Returns:
+        ``{part: folder or None}`` (``train`` always found), or None when ``root`` has no
+        ``train/`` folder or other sub-folders (a folder with one sub-folder per class).
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name in ("train", "val"):
+        ...     (root / name).mkdir()
+        >>> {part: folder and folder.name for part, folder in split_folders(root).items()}
+        {'train': 'train', 'validation': 'val', 'test': None}
+        >>> (root / "cracked").mkdir()
+        >>> split_folders(root) is None
+        True
+    """
+    names = {p.name: p for p in Path(root).expanduser().iterdir()
+             if p.is_dir() and not _is_junk(p.name)}
+    known = {alias for aliases in SPLIT_FOLDERS.values() for alias in aliases}
+    if "train" not in names or not set(names) <= known:
+        return None
+    return {part: next((names[a] for a in aliases if a in names), None)
+            for part, aliases in SPLIT_FOLDERS.items()}
+
+
+def load_split_folders(root, **options) -> Split:
+    """Load a folder already split into ``train/``, ``validation/`` (or ``val/``) and ``test/``.
+
+    Each part is :func:`load_image_folder` of its folder; a missing validation or test
+    folder gives an empty part (with train's classes).
+
+    Args:
+        root: the folder (see :func:`split_folders`).
+        **options: passed to :func:`load_image_folder` (``validate``, ``verbose``...).
+
+    Returns:
+        The :class:`Split`.
+
+    Raises:
+        ValueError: ``root`` is not laid out so, or a part's folder cannot be loaded.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for part, n in (("train", 3), ("test", 1)):
+        ...     for label in ("cracked", "intact"):
+        ...         (root / part / label).mkdir(parents=True)
+        ...         for i in range(n):
+        ...             Image.new("RGB", (8, 8)).save(root / part / label / f"{i}.png")
+        >>> [len(part) for part in load_split_folders(root, verbose=0)]
+        [6, 0, 2]
+    """
+    folders = split_folders(root)
+    if folders is None:
+        raise ValueError(problem("split folder", "train/ (and validation/ or val/, test/) "
+                                 "folders, each with one sub-folder per class", str(root),
+                                 "pass such a folder, or split a class folder with split()"))
+    train = load_image_folder(folders["train"], **options)
+    return Split(train, *(load_image_folder(folders[part], **options) if folders[part]
+                          else train.subset([]) for part in ("validation", "test")))

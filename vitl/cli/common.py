@@ -364,15 +364,17 @@ def existing_folder(path, name: str) -> Path:
     return folder
 
 
-def load_images(folder, name: str = "DATA_DIR"):
-    """Load a folder with one sub-folder per class; name the count of skipped files on stderr.
+def load_images(folder, name: str = "DATA_DIR", *, parts: bool = False):
+    """Load a folder with one sub-folder per class (or, with ``parts``, one already split into
+    train/ validation/ test/ folders); name the count of skipped files on stderr.
 
     Args:
         folder: the folder.
         name: the argument's name for errors.
+        parts: load it with :func:`vitl.data.load_split_folders`.
 
     Returns:
-        The :class:`~vitl.data.ImageCollection`.
+        The :class:`~vitl.data.ImageCollection` (a :class:`~vitl.data.Split` with ``parts``).
 
     Example:
         >>> load_images("/no/such/folder")  # doctest: +ELLIPSIS
@@ -380,16 +382,18 @@ def load_images(folder, name: str = "DATA_DIR"):
         ...
         vitl.cli.CLIError: DATA_DIR: expected a folder with one sub-folder per class, ...
     """
-    from ..data import load_image_folder
+    from ..data import load_image_folder, load_split_folders
 
     folder = existing_folder(folder, name)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # one line for all of them, below
-        images = load_image_folder(folder)
-    if len(images.report):
-        print(f"skipped {len(images.report)} unreadable files in {folder} "
-              f"(`vitl data {folder}` lists them)", file=sys.stderr)
-    return images
+        warnings.simplefilter("ignore")  # one line per folder for all of them, below
+        loaded = (load_split_folders if parts else load_image_folder)(folder)
+    # An empty part shares train's report: one line per report.
+    for images in {id(c.report): c for c in (loaded if parts else [loaded])}.values():
+        if len(images.report):
+            print(f"skipped {len(images.report)} unreadable files in {images.root} "
+                  f"(`vitl data {images.root}` lists them)", file=sys.stderr)
+    return loaded
 
 
 def readable_images(paths) -> list[Path]:

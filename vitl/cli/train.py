@@ -40,8 +40,7 @@ METRICS_FILE = "metrics.json"
 #: (``export/`` is ``vitl export``'s default). A folder holding anything else is
 #: not replaced by a model: it is someone's folder, not a model folder.
 MODEL_DIR_NAMES = frozenset({MODEL_FILE, LABELS_FILE, METRICS_FILE, "export"})
-#: Sub-folder names of a DATA_DIR that is already split, and who names a part's folder.
-PART_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
+#: Who names a part's folder (:data:`vitl.data.SPLIT_FOLDERS` names those of a split DATA_DIR).
 PART_OPTIONS = {"train": "DATA_DIR", "validation": "--validation", "test": "--test"}
 #: A part with fewer images than this gets a line on what one image is worth.
 SMALL_PART = 30
@@ -158,15 +157,14 @@ def run(args) -> int:
 
 
 def split_layout(data_dir: Path, args) -> dict | None:
-    """Return ``{part: folder or None}`` when DATA_DIR holds train/ (validation/ or val/,
-    test/) folders.
+    """Return :func:`vitl.data.split_folders` of DATA_DIR when no option contradicts it.
 
     Args:
         data_dir: the training folder.
         args: the parsed options (``split``, ``validation``, ``test``).
 
     Returns:
-        The layout, or None for a folder with one sub-folder per class.
+        ``{part: folder or None}``, or None for a folder with one sub-folder per class.
 
     Raises:
         CLIError: a split option that contradicts another or the folders.
@@ -177,19 +175,16 @@ def split_layout(data_dir: Path, args) -> dict | None:
         >>> split_layout(Path(tempfile.mkdtemp()), args) is None
         True
     """
+    from ..data import split_folders
+
     options = [f"--{name}" for name in ("split", "validation", "test")
                if getattr(args, name) is not None]
     if args.split is not None and len(options) > 1:
         raise CLIError(problem("--split", "either --split or your own --validation/--test "
                                "folders, not both", " and ".join(options),
                                "drop --split to use your own folders"))
-    names = {p.name: p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    known = {alias for aliases in PART_FOLDERS.values() for alias in aliases}
-    if "train" not in names or not set(names) <= known:
-        return None
-    layout = {part: next((names[a] for a in aliases if a in names), None)
-              for part, aliases in PART_FOLDERS.items()}
-    clash = [opt for opt in options if opt == "--split" or layout[opt[2:]] is not None]
+    layout = split_folders(data_dir)
+    clash = [opt for opt in options if layout and (opt == "--split" or layout[opt[2:]])]
     if clash:
         raise CLIError(problem(clash[0], "no split option for a DATA_DIR already split into "
                                "train/ validation/ test/ folders", args.split or clash[0],
@@ -220,25 +215,25 @@ def make_split(data_dir: Path, args):
     from ..data import Split, split
 
     layout = split_layout(data_dir, args)
+    folders = layout or {"train": data_dir, "validation": args.validation, "test": args.test}
+    sources = {part: str(folder) if folder else None for part, folder in folders.items()}
     if args.split is not None:
-        train, validation, test = split(load_images(data_dir),
-                                        *common.split_fractions(args.split), seed=args.seed)
-        kind, sources = args.split, dict.fromkeys(PART_FOLDERS, str(data_dir))
+        parts = split(load_images(data_dir), *common.split_fractions(args.split), seed=args.seed)
+        kind, sources = args.split, dict.fromkeys(folders, str(data_dir))
+    elif layout:
+        parts, kind = load_images(data_dir, parts=True), "folders"
     else:
-        folders = layout or {"train": data_dir, "validation": args.validation, "test": args.test}
         train, validation, test = (load_images(folders[part], PART_OPTIONS[part])
-                                   if folders[part] else None for part in PART_FOLDERS)
-        test = train.subset([]) if test is None else test
-        kind = ("folders" if layout else "given folders" if validation is not None
-                else "all for training")
-        sources = {part: str(folder) if folder else None for part, folder in folders.items()}
+                                   if folders[part] else None for part in folders)
+        parts = Split(train, validation or train.subset([]), test or train.subset([]))
+        kind = "given folders" if validation is not None else "all for training"
     fraction = None
-    if validation is None:
+    if args.split is None and folders["validation"] is None:
         fraction = args.validation_fraction
-        train, validation, _ = split(train, 1 - fraction, fraction, 0.0, seed=args.seed)
+        train, validation, _ = split(parts.train, 1 - fraction, fraction, 0.0, seed=args.seed)
+        parts = parts._replace(train=train, validation=validation)
         sources["validation"] = f"{fraction:g} of train, held out (stratified)"
         kind += f", validation {fraction:g} held out"
-    parts = Split(train, validation, test)
     record = {"kind": kind, "seed": args.seed, "validation_fraction": fraction, "sources": sources,
               "counts": {name: part.counts() for name, part in parts._asdict().items()}}
     return parts, record
