@@ -471,6 +471,30 @@ def check_writable(path, name: str, kind: str = "folder") -> Path:
     return path
 
 
+def add_model_options(parser, cache: bool = True, cache_help: str = "") -> None:
+    """Add ``MODEL_DIR`` (``evaluate``, ``predict``, ``explain``, ``export``) and the cache options.
+
+    Args:
+        parser: the sub-command's parser.
+        cache: also add :func:`add_cache_options` (the cache of the loaded classifier).
+        cache_help: a sentence added to ``--cache``'s help.
+
+    Returns:
+        None; ``args.model_dir`` and ``args.cache`` are then what :func:`load_model_dir` takes.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_model_options(parser)
+        >>> args = parser.parse_args(["model", "--no-cache"])
+        >>> args.model_dir, args.cache
+        ('model', None)
+    """
+    parser.add_argument("model_dir", metavar="MODEL_DIR",
+                        help="folder written by `vitl train`, or a .keras file")
+    if cache:
+        add_cache_options(parser, cache_help)
+
+
 def load_model_dir(model, cache="default"):
     """Load a classifier from a model folder (``MODEL_DIR/model.keras``) or a ``.keras`` file.
 

@@ -16,7 +16,7 @@ Example:
 
 import json
 
-from .common import add_cache_options, load_images, load_model_dir
+from .common import add_model_options, load_images, load_model_dir
 
 
 def register(parser) -> None:
@@ -28,12 +28,11 @@ def register(parser) -> None:
     Returns:
         None (see the module's example).
     """
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `vitl train`")
+    add_model_options(parser)
     parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--positive-class", metavar="NAME",
                         help="the defect class for ROC/PR and the threshold (default the first)")
-    add_cache_options(parser)
 
 
 def run(args) -> int:

@@ -18,7 +18,7 @@ Example:
 """
 
 
-from .common import add_cache_options, bounded, check_writable, load_model_dir, readable_images
+from .common import add_model_options, bounded, check_writable, load_model_dir, readable_images
 
 
 def register(parser) -> None:
@@ -30,8 +30,7 @@ def register(parser) -> None:
     Returns:
         None (see the module's example).
     """
-    parser.add_argument("model", metavar="MODEL",
-                        help="a model folder (holding model.keras) or a .keras file")
+    add_model_options(parser, cache_help="; Grad-CAM itself always runs the backbone")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files or folders (every image below them)")
     parser.add_argument("--out", required=True, metavar="DIR",
@@ -41,7 +40,6 @@ def register(parser) -> None:
                              "default: each image's predicted class")
     parser.add_argument("--alpha", type=bounded(float, 0, 1), default=0.4,
                         help="heatmap opacity in the overlay, 0..1 (default 0.4)")
-    add_cache_options(parser, help_extra="; Grad-CAM itself always runs the backbone")
 
 
 def run(args) -> int:
@@ -54,7 +52,7 @@ def run(args) -> int:
         The exit code, 0 (see the module's example).
 
     Raises:
-        CLIError: a bad ``--out``, MODEL or IMAGE (reported in one line).
+        CLIError: a bad ``--out``, MODEL_DIR or IMAGE (reported in one line).
     """
     from PIL import Image
 
@@ -62,7 +60,7 @@ def run(args) -> int:
 
     out = check_writable(args.out, "--out")
     paths = readable_images(args.images)
-    clf = load_model_dir(args.model, cache=args.cache)
+    clf = load_model_dir(args.model_dir, cache=args.cache)
     explanations = explain(clf, paths, class_name=args.class_name)
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()

@@ -20,7 +20,7 @@ Example:
 from pathlib import Path
 
 from ..export import LABELS_FILE
-from .common import Choices, check_writable, load_model_dir
+from .common import Choices, add_model_options, check_writable, load_model_dir
 
 
 def register(parser) -> None:
@@ -32,7 +32,7 @@ def register(parser) -> None:
     Returns:
         None (see the module's example).
     """
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `vitl train`")
+    add_model_options(parser, cache=False)
     parser.add_argument("--format", required=True, choices=Choices("vitl.export", "FORMATS"),
                         help="'savedmodel' (TF Serving, TensorFlow) or 'tflite'")
     parser.add_argument("--quantize", choices=Choices("vitl.export", "QUANTIZATIONS"),

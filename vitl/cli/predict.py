@@ -21,7 +21,7 @@ Example:
 import csv
 import sys
 
-from .common import add_cache_options, check_writable, load_model_dir, readable_images
+from .common import add_model_options, check_writable, load_model_dir, readable_images
 
 
 def register(parser) -> None:
@@ -33,11 +33,10 @@ def register(parser) -> None:
     Returns:
         None (see the module's example).
     """
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `vitl train`")
+    add_model_options(parser)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--csv", default=None, metavar="FILE",
                         help="also write path, label, score and score_<class> per class")
-    add_cache_options(parser)
 
 
 def run(args) -> int:
