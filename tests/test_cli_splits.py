@@ -71,12 +71,17 @@ def test_own_validation_and_test_folders(tmp_path):
 
 
 @pytest.mark.parametrize("val_name", ["validation", "val"])
-def test_presplit_folder_is_used_as_given(tmp_path, val_name):
+def test_presplit_folder_is_used_as_given(tmp_path, val_name, capsys):
     root = tmp_path / "d"
     folder(root / "train", {"cracked": 12, "intact": 10})
     folder(root / val_name, {"cracked": 3, "intact": 3})
     folder(root / "test", {"cracked": 4, "intact": 1})
+    (root / "test" / "intact" / "bad.png").write_bytes(b"not an image")
     parts, record = run_split(root)
+    err = capsys.readouterr().err
+    test_dir = (root / "test").absolute()
+    assert err.count("skipped") == 1, err
+    assert f"skipped 1 unreadable files in {test_dir} (`vitl data {test_dir}` lists them)\n" in err
     assert counts(parts) == [{"cracked": 12, "intact": 10}, {"cracked": 3, "intact": 3},
                              {"cracked": 4, "intact": 1}]
     assert record["kind"] == "folders"

@@ -1,4 +1,5 @@
-"""``vitl weights list | fetch | bundle | import`` end to end, offline."""
+"""``vitl weights list | fetch | bundle | import`` end to end, offline; ``vitl cache export``'s
+SHARDS check."""
 
 import pytest
 
@@ -64,3 +65,11 @@ def test_bundle_then_import(home, capsys, monkeypatch):
     assert (home / "offline" / "weights" / MOBILENET).read_bytes() == b"pretend weights"
     assert main(["weights", "import", str(home / "missing.zip")]) == 2
     assert "vitl weights bundle" in capsys.readouterr().err
+
+
+def test_cache_export_refuses_a_file_as_shards(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["cache", "export", str(tmp_path / "f"), "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Fix:" in err, err
+    assert f"SHARDS: expected a folder path, received the file {tmp_path / 'f'}" in err

@@ -21,7 +21,7 @@ from .._errors import problem
 from .._paths import default_cache_dir
 from ..features.cache import DB_NAME, FeatureCache
 from . import CLIError
-from .common import add_actions, bounded
+from .common import add_actions, bounded, check_writable
 
 
 def register(parser) -> None:
@@ -157,10 +157,7 @@ def run_export(args) -> int:
     """
     from ..features.shards import export_shards
 
-    target = Path(args.shards).expanduser()
-    if target.exists() and not target.is_dir():
-        raise CLIError(problem("SHARDS", "a folder", f"the file {target}",
-                               "pass a folder path (created when missing)"))
+    target = check_writable(args.shards, "SHARDS")
     cache = existing_cache(args)
     if cache is not None:
         with cache:
