@@ -72,4 +72,4 @@ def test_cache_export_refuses_a_file_as_shards(tmp_path, capsys):
     assert main(["cache", "export", str(tmp_path / "f"), "--cache", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Fix:" in err, err
-    assert f"SHARDS: expected a folder path, received the file {tmp_path / 'f'}" in err
+    assert f"SHARDS: expected a folder path, received 'the file {tmp_path / 'f'}'" in err
