@@ -31,7 +31,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Iterable
-from dataclasses import asdict, astuple, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,9 @@ SCHEMA_VERSION = 1
 # Two writers each committing a batch every few milliseconds to seconds wait for
 # each other far less than this; it only bounds a pathological lock holder.
 BUSY_TIMEOUT_S = 120.0
+
+#: The numbers of a featurize run kept per backbone (FeatureStats fields, last_run columns).
+_RUN_COLUMNS = ("images", "hits", "computed", "repaired", "seconds")
 
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
@@ -375,8 +378,8 @@ class FeatureCache(contextlib.AbstractContextManager):
             >>> cache.spaces() == [space]
             True
         """
-        rows = self._query("SELECT backbone, fingerprint, input_size, preprocessing, precision, "
-                           "view, transform_id FROM spaces WHERE id IN "
+        columns = ", ".join(column.name for column in fields(FeatureSpace))
+        rows = self._query(f"SELECT {columns} FROM spaces WHERE id IN "
                            "(SELECT DISTINCT space FROM features)")
         return sorted((FeatureSpace(*row) for row in rows), key=lambda s: s.id)
 
@@ -448,9 +451,9 @@ class FeatureCache(contextlib.AbstractContextManager):
             >>> cache.info().last_runs["mobilenetv2"]["hit_rate"]
             0.8
         """
-        self._write(("INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)", [(
-            stats.backbone, time.time(), stats.images, stats.hits, stats.computed, stats.repaired,
-            stats.seconds)]))
+        numbers = tuple(getattr(stats, column) for column in _RUN_COLUMNS)
+        self._write(("INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)",
+                     [(stats.backbone, time.time(), *numbers)]))
 
     # -- maintenance -----------------------------------------------------
 
@@ -468,9 +471,9 @@ class FeatureCache(contextlib.AbstractContextManager):
         per_backbone = dict(self._query(
             "SELECT s.backbone, COUNT(*) FROM features f JOIN spaces s ON s.id = f.space "
             "GROUP BY s.backbone ORDER BY s.backbone"))
-        runs = self._query("SELECT backbone, finished, images, hits, computed, repaired, seconds, "
+        runs = self._query(f"SELECT backbone, finished, {', '.join(_RUN_COLUMNS)}, "
                            "IIF(images > 0, CAST(hits AS REAL) / images, 0.0) FROM last_run")
-        names = ("finished", "images", "hits", "computed", "repaired", "seconds", "hit_rate")
+        names = ("finished", *_RUN_COLUMNS, "hit_rate")
         return CacheInfo(self.path, sum(file.stat().st_size for file, _ in self._files()),
                          sum(per_backbone.values()), per_backbone,
                          {name: dict(zip(names, values)) for name, *values in runs})
