@@ -186,13 +186,10 @@ def _encode(vector) -> tuple[int, int, bytes]:
 
 def _decode(rows) -> tuple[dict, list]:
     """Split ``(id, dim, crc32, blob)`` rows into ``{id: float32 vector}`` and damaged ids."""
-    intact, damaged = {}, []
-    for row_id, dim, crc, blob in rows:
-        if len(blob) == 4 * dim and zlib.crc32(blob) == crc:
-            intact[row_id] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
-        else:
-            damaged.append(row_id)
-    return intact, damaged
+    rows = list(rows)
+    intact = {row_id: np.frombuffer(blob, dtype="<f4").astype(np.float32)
+              for row_id, dim, crc, blob in rows if len(blob) == 4 * dim and zlib.crc32(blob) == crc}
+    return intact, [row[0] for row in rows if row[0] not in intact]
 
 
 class FeatureCache(contextlib.AbstractContextManager):
