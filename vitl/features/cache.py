@@ -31,7 +31,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Iterable
-from dataclasses import asdict, astuple, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,9 @@ SCHEMA_VERSION = 1
 # Two writers each committing a batch every few milliseconds to seconds wait for
 # each other far less than this; it only bounds a pathological lock holder.
 BUSY_TIMEOUT_S = 120.0
+
+#: The numbers of a featurize run kept per backbone (FeatureStats fields, last_run columns).
+_RUN_COLUMNS = ("images", "hits", "computed", "repaired", "seconds")
 
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
@@ -181,10 +184,12 @@ def _encode(vector) -> tuple[int, int, bytes]:
     return len(blob) // 4, zlib.crc32(blob), blob
 
 
-def _decode(dim: int, crc: int, blob: bytes) -> np.ndarray | None:
-    if len(blob) != 4 * dim or zlib.crc32(blob) != crc:
-        return None
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+def _decode(rows) -> tuple[dict, list]:
+    """Split ``(id, dim, crc32, blob)`` rows into ``{id: float32 vector}`` and damaged ids."""
+    rows = list(rows)
+    intact = {row_id: np.frombuffer(blob, dtype="<f4").astype(np.float32)
+              for row_id, dim, crc, blob in rows if len(blob) == 4 * dim and zlib.crc32(blob) == crc}
+    return intact, [row[0] for row in rows if row[0] not in intact]
 
 
 class FeatureCache(contextlib.AbstractContextManager):
@@ -269,13 +274,17 @@ class FeatureCache(contextlib.AbstractContextManager):
                 self._db.close()
                 self._db = None
                 aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
-                for suffix in ("", "-wal", "-shm"):
-                    if Path(f"{self.path}{suffix}").exists():
-                        os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+                for file, suffix in self._files():
+                    os.replace(file, f"{aside}{suffix}")
                 warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as "
                               f"{aside} and started a new one: its features are recomputed as "
                               "needed (`vitl cache clear` deletes the damaged copy)", stacklevel=4)
                 return self._run(call)
+
+    def _files(self) -> list[tuple[Path, str]]:
+        """``(file, suffix)`` of the database's files that exist: itself, its WAL, its shared memory."""
+        files = ((Path(f"{self.path}{suffix}"), suffix) for suffix in ("", "-wal", "-shm"))
+        return [(file, suffix) for file, suffix in files if file.is_file()]
 
     def _query(self, sql: str, args=()) -> list:
         """All rows of one SELECT."""
@@ -350,9 +359,7 @@ class FeatureCache(contextlib.AbstractContextManager):
         rows = self._query(  # json_each: any number of keys in one statement
             "SELECT space, content, dim, crc32, vector FROM features WHERE (space, content) IN "
             "(SELECT value ->> 0, value ->> 1 FROM json_each(?))", (json.dumps(list(wanted)),))
-        vectors = {wanted[space, content]: _decode(*rest) for space, content, *rest in rows}
-        return Lookup({key: v for key, v in vectors.items() if v is not None},
-                      [key for key, v in vectors.items() if v is None])
+        return Lookup(*_decode((wanted[space, content], *rest) for space, content, *rest in rows))
 
     def spaces(self) -> list[FeatureSpace]:
         """Return the feature spaces that hold vectors, sorted by id (for export).
@@ -368,8 +375,8 @@ class FeatureCache(contextlib.AbstractContextManager):
             >>> cache.spaces() == [space]
             True
         """
-        rows = self._query("SELECT backbone, fingerprint, input_size, preprocessing, precision, "
-                           "view, transform_id FROM spaces WHERE id IN "
+        columns = ", ".join(column.name for column in fields(FeatureSpace))
+        rows = self._query(f"SELECT {columns} FROM spaces WHERE id IN "
                            "(SELECT DISTINCT space FROM features)")
         return sorted((FeatureSpace(*row) for row in rows), key=lambda s: s.id)
 
@@ -398,8 +405,7 @@ class FeatureCache(contextlib.AbstractContextManager):
                                   "space = ? AND content > ? ORDER BY content LIMIT ?",
                                   (space.id, last, chunk)):
             last = rows[-1][0]
-            intact = {content: _decode(*rest) for content, *rest in rows}
-            intact = {content: vector for content, vector in intact.items() if vector is not None}
+            intact, _ = _decode(rows)
             if intact:
                 yield list(intact), np.stack(list(intact.values()))
 
@@ -442,9 +448,9 @@ class FeatureCache(contextlib.AbstractContextManager):
             >>> cache.info().last_runs["mobilenetv2"]["hit_rate"]
             0.8
         """
-        self._write(("INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)", [(
-            stats.backbone, time.time(), stats.images, stats.hits, stats.computed, stats.repaired,
-            stats.seconds)]))
+        numbers = tuple(getattr(stats, column) for column in _RUN_COLUMNS)
+        self._write(("INSERT OR REPLACE INTO last_run VALUES (?,?,?,?,?,?,?)",
+                     [(stats.backbone, time.time(), *numbers)]))
 
     # -- maintenance -----------------------------------------------------
 
@@ -462,11 +468,10 @@ class FeatureCache(contextlib.AbstractContextManager):
         per_backbone = dict(self._query(
             "SELECT s.backbone, COUNT(*) FROM features f JOIN spaces s ON s.id = f.space "
             "GROUP BY s.backbone ORDER BY s.backbone"))
-        runs = self._query("SELECT backbone, finished, images, hits, computed, repaired, seconds, "
+        runs = self._query(f"SELECT backbone, finished, {', '.join(_RUN_COLUMNS)}, "
                            "IIF(images > 0, CAST(hits AS REAL) / images, 0.0) FROM last_run")
-        names = ("finished", "images", "hits", "computed", "repaired", "seconds", "hit_rate")
-        files = (Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm"))
-        return CacheInfo(self.path, sum(p.stat().st_size for p in files if p.is_file()),
+        names = ("finished", *_RUN_COLUMNS, "hit_rate")
+        return CacheInfo(self.path, sum(file.stat().st_size for file, _ in self._files()),
                          sum(per_backbone.values()), per_backbone,
                          {name: dict(zip(names, values)) for name, *values in runs})
 

@@ -446,9 +446,8 @@ class Featurizer:
     __call__ = featurize
 
 
-def featurize(images, extractor, *, cache="default", view: int = 0, views=None, transform=None,
-              transform_id: str | None = None, verbose: int = 1, return_stats: bool = False,
-              errors: str = "raise"):
+def featurize(images, extractor, *, cache="default", verbose: int = 1, return_stats: bool = False,
+              **options):
     """Featurize images with a frozen backbone, through the shared feature cache.
 
     The function form of :class:`Featurizer`. Only images whose (content,
@@ -460,9 +459,10 @@ def featurize(images, extractor, *, cache="default", view: int = 0, views=None, 
         images: an :class:`vitl.data.ImageCollection` or a sequence of paths.
         extractor: a :class:`vitl.backbones.FeatureExtractor`.
         cache: ``"default"``, a folder, a :class:`FeatureCache`, or None/False.
-        view, views, transform, transform_id, errors: see :meth:`Featurizer.featurize`.
         verbose: 0 silent; 1 a tqdm bar and a one-line summary on stderr.
         return_stats: also return the call's :class:`FeatureStats`.
+        **options: ``view``, ``views``, ``transform``, ``transform_id``, ``errors``: see
+            :meth:`Featurizer.featurize`.
 
     Returns:
         float32 ``(N, D)`` features aligned with ``images`` (``(V, N, D)``
@@ -483,6 +483,5 @@ def featurize(images, extractor, *, cache="default", view: int = 0, views=None, 
         ((1, 1280), 1)
     """
     featurizer = Featurizer(extractor, cache=cache, verbose=verbose)
-    features = featurizer.featurize(images, view=view, views=views, transform=transform,
-                                    transform_id=transform_id, errors=errors)
+    features = featurizer.featurize(images, **options)
     return (features, featurizer.last_stats) if return_stats else features
