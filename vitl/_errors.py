@@ -156,9 +156,8 @@ def check_int(name: str, value: object, minimum: int = 0, fix: str | None = None
         ...
         ValueError: epochs: expected an integer >= 1, received 0. Fix: pass epochs=1 or more
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        fix = fix or f"pass {name}={minimum} or more"
-        raise ValueError(problem(name, f"an integer >= {minimum}", value, fix))
+    require(is_int(value) and value >= minimum, name, f"an integer >= {minimum}", value,
+            fix or f"pass {name}={minimum} or more")
     return value
 
 
@@ -182,9 +181,8 @@ def check_fraction(name: str, value: object, low: float = 0.0, high: float = 1.0
         ...
         ValueError: dropout: expected a number in [0.0, 1.0], received 1.5. Fix: pass a value such as 0.2
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(problem(name, f"a number in [{low}, {high}]", value,
-                                 "pass a value such as 0.2"))
+    require(is_real(value) and low <= value <= high, name, f"a number in [{low}, {high}]", value,
+            "pass a value such as 0.2")
     return float(value)
 
 
@@ -208,9 +206,8 @@ def check_choice(name: str, value: object, choices) -> object:
         ...
         ValueError: format: expected one of 'savedmodel', 'tflite', received 'onnx'. Fix: pick one of those
     """
-    if value not in choices:
-        listed = ", ".join(repr(c) for c in choices)
-        raise ValueError(problem(name, f"one of {listed}", value, "pick one of those"))
+    listed = ", ".join(repr(c) for c in choices)
+    require(value in choices, name, f"one of {listed}", value, "pick one of those")
     return value
 
 
@@ -234,10 +231,9 @@ def check_verbose(verbose) -> int:
         ...
         ValueError: verbose: expected 0 (silent), 1 (progress bars) or 2 (also a line per epoch), received 'bar'. Fix: pass verbose=1
     """
-    if verbose in (0, 1, 2):
-        return int(verbose)
-    raise ValueError(problem("verbose", "0 (silent), 1 (progress bars) or 2 (also a line per epoch)",
-                             verbose, "pass verbose=1"))
+    require(verbose in (0, 1, 2), "verbose",
+            "0 (silent), 1 (progress bars) or 2 (also a line per epoch)", verbose, "pass verbose=1")
+    return int(verbose)
 
 
 __all__ = ["check_choice", "check_fields", "check_fraction", "check_int", "check_verbose",
