@@ -175,8 +175,11 @@ def test_augment_parameters_are_checked_and_saved(cracks, tmp_path):
         ImageClassifier(augment=-1).fit(cracks)
     with pytest.raises(ValueError, match="views: expected an integer >= 0"):
         AugmentPolicy(views=-1)
-    assert AugmentPolicy.from_dict({"rotation": 0.0, "views": 1, "old": 2}) == AugmentPolicy(
+    assert AugmentPolicy.from_dict({"rotation": 0.0, "views": 1}) == AugmentPolicy(
         rotation=0.0, views=1)
+    with pytest.raises(ValueError, match=r"AugmentPolicy keys: expected names among .* "
+                                         r"received \['old'\]\. Fix: remove or rename"):
+        AugmentPolicy.from_dict({"rotation": 0.0, "views": 1, "old": 2})
     assert AugmentPolicy(views=2).transform_id == AugmentPolicy(views=8).transform_id
 
     policy = AugmentPolicy(rotation=0.05, views=1)

@@ -157,6 +157,13 @@ def test_bad_fine_tune_settings_say_how_to_fix(kwargs, word):
         FineTuneConfig(**kwargs).validate()
 
 
+def test_fine_tune_config_dict_round_trip_rejects_unknown_keys():
+    config = FineTuneConfig(blocks=3, optimizer="sgd")
+    assert FineTuneConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"FineTuneConfig keys: expected .*\['class_weight'\].* Fix:"):
+        FineTuneConfig.from_dict({"class_weight": None})
+
+
 @pytest.fixture(scope="module")
 def tuned(cracks, tmp_path_factory):
     """A classifier whose fine-tuned backbone was kept (keep="best": random-weight features

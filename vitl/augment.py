@@ -29,13 +29,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import check_choice, check_fraction, check_int, problem
+from ._errors import check_fields, check_int, config_from_dict, is_int, is_real, require
 
 #: Bump when the meaning of a policy's parameters changes, so cached views miss.
 AUGMENT_VERSION = 1
 FLIPS = ("horizontal_and_vertical", "horizontal", "vertical", None)
 _FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 _LIMITS = {"rotation": 0.5, "zoom": 0.9, "translation": 0.9, "contrast": 0.99, "brightness": 1.0}
+#: AugmentPolicy's rules: (fields, what is expected, the test a value must pass[, fix]).
+_RULES = (
+    (("views",), "an integer >= 0", lambda v: is_int(v) and v >= 0,
+     "pass views=4 (0 = no augmentation)"),
+    (("flip",), f"one of {FLIPS}", lambda v: v in FLIPS),
+    (("fill_mode",), f"one of {_FILL_MODES}", lambda v: v in _FILL_MODES),
+    # 0 switches a transform off
+    *(((name,), f"a number in [0, {high}]", lambda v, high=high: is_real(v) and 0 <= v <= high)
+      for name, high in _LIMITS.items()),
+)
 _SEED_PAIRS = 8  # >= the number of layers a policy can have (7)
 _TRACE_LOCK = threading.Lock()
 
@@ -94,11 +104,7 @@ class AugmentPolicy:
     views: int = 4
 
     def __post_init__(self):
-        check_int("views", self.views, minimum=0, fix="pass views=4 (0 = no augmentation)")
-        check_choice("flip", self.flip, FLIPS)
-        check_choice("fill_mode", self.fill_mode, _FILL_MODES)
-        for name, high in _LIMITS.items():  # 0 switches the transform off
-            check_fraction(name, getattr(self, name), 0.0, high)
+        check_fields(self, _RULES)
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:
@@ -115,7 +121,7 @@ class AugmentPolicy:
 
     @classmethod
     def from_dict(cls, values: dict) -> AugmentPolicy:
-        """Build a policy from :meth:`to_dict` output (keys that are not fields are ignored).
+        """Build a policy from :meth:`to_dict` output, rejecting unknown keys.
 
         Args:
             values: ``{field: value}``; missing fields keep their defaults.
@@ -123,11 +129,14 @@ class AugmentPolicy:
         Returns:
             An :class:`AugmentPolicy` (its values checked as by the constructor).
 
+        Raises:
+            ValueError: a key that is not a field, or a value the constructor refuses.
+
         Example:
-            >>> AugmentPolicy.from_dict({"rotation": 0.0, "old_key": 1}).rotation
+            >>> AugmentPolicy.from_dict({"rotation": 0.0}).rotation
             0.0
         """
-        return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
+        return config_from_dict(cls, values)
 
     @property
     def transform_id(self) -> str:
@@ -175,10 +184,9 @@ class AugmentPolicy:
         """
         view = check_int("view", view, minimum=0, fix="pass view=0 (original) or 1, 2, ...")
         image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(problem("image", "a uint8 RGB array (H, W, 3)",
-                                     f"{image.dtype} array of shape {image.shape}",
-                                     "pass vitl.data.read_image(path, size)"))
+        require(image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8, "image",
+                "a uint8 RGB array (H, W, 3)", f"{image.dtype} array of shape {image.shape}",
+                "pass vitl.data.read_image(path, size)")
         if view == 0 or self.is_identity:
             return image.copy()
         import tensorflow as tf

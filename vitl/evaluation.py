@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from ._errors import check_int, problem
+from ._errors import check_int, is_real, require
 
 #: Rows of ``proba`` must sum to 1 within this tolerance.
 _SUM_TOLERANCE = 1e-3
@@ -155,14 +154,14 @@ class EvaluationReport:
         self.y_true, self.proba = y, proba = _check_inputs(y_true, proba, self.class_names)
         self.n, labels = len(y), list(range(len(self.class_names)))
         self.paths = None if paths is None else [str(p) for p in paths]
-        _require(self.paths is None or len(self.paths) == self.n, "paths",
-                 f"{self.n} paths, one per sample", len(self.paths or ()),
-                 "pass the image paths in the order of y_true")
+        require(self.paths is None or len(self.paths) == self.n, "paths",
+                f"{self.n} paths, one per sample", len(self.paths or ()),
+                "pass the image paths in the order of y_true")
         allowed = self.class_names if len(labels) == 2 else [None]  # two classes: the first
         self.positive_class = allowed[0] if positive_class is None else str(positive_class)
-        _require(self.positive_class in allowed, "positive_class", f"one of {self.class_names}"
-                 if len(labels) == 2 else "None for more than two classes", positive_class,
-                 "pass the defect class name of a two-class report, e.g. 'CD', or leave it out")
+        require(self.positive_class in allowed, "positive_class", f"one of {self.class_names}"
+                if len(labels) == 2 else "None for more than two classes", positive_class,
+                "pass the defect class name of a two-class report, e.g. 'CD', or leave it out")
         self.y_pred = proba.argmax(axis=1)
         self.accuracy = float(skm.accuracy_score(y, self.y_pred))
         with warnings.catch_warnings():  # a class predicted but absent from y_true is fine here
@@ -242,9 +241,9 @@ class EvaluationReport:
             >>> [array.tolist() for array in report.binary_scores()]
             [[True, False], [0.8, 0.3]]
         """
-        _require(self.positive_class is not None, "report", "a two-class report",
-                 f"{len(self.class_names)} classes", "evaluate a defect / no-defect set; "
-                 "for more classes use the confusion matrix")
+        require(self.positive_class is not None, "report", "a two-class report",
+                f"{len(self.class_names)} classes", "evaluate a defect / no-defect set; "
+                "for more classes use the confusion matrix")
         positive = self.class_names.index(self.positive_class)
         return self.y_true == positive, self.proba[:, positive]
 
@@ -277,11 +276,10 @@ class EvaluationReport:
             (0.6, 0.75, 0.75, 1)
         """
         is_positive, score = self.binary_scores()
-        _require(isinstance(target_recall, numbers.Real) and not isinstance(target_recall, bool)
-                 and 0 < target_recall <= 1, "target_recall", "a number in (0, 1]",
-                 target_recall, "pass e.g. target_recall=0.95")
-        _require(is_positive.any(), "y_true", f"at least one '{self.positive_class}' sample",
-                 "none", "evaluate on a set that contains defects")
+        require(is_real(target_recall) and 0 < target_recall <= 1, "target_recall",
+                "a number in (0, 1]", target_recall, "pass e.g. target_recall=0.95")
+        require(is_positive.any(), "y_true", f"at least one '{self.positive_class}' sample",
+                "none", "evaluate on a set that contains defects")
         _, recall, thresholds = skm.precision_recall_curve(is_positive, score)
         # Thresholds rise as recall falls: the last one reaching the target is the highest
         # (the tolerance keeps e.g. recall 19 / 20 from missing 0.95 by a rounding error).
@@ -415,8 +413,8 @@ class EvaluationReport:
             True
         """
         missing = sorted({"y_true", "proba", "labels"} - set(values))
-        _require(not missing, "report dict", "keys y_true, proba and labels", f"missing {missing}",
-                 "save it with to_dict(include_predictions=True)")
+        require(not missing, "report dict", "keys y_true, proba and labels", f"missing {missing}",
+                "save it with to_dict(include_predictions=True)")
         return cls(values["y_true"], values["proba"], values["labels"],
                    paths=values.get("paths"), positive_class=values.get("positive_class"))
 
@@ -441,37 +439,31 @@ class EvaluationReport:
 def _check_inputs(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true as class indices, proba with rows summing to 1 exactly)``, or a ValueError."""
     n_classes = len(class_names)
-    _require(n_classes >= 2 and len(set(class_names)) == n_classes, "class_names",
-             "two or more distinct names", class_names,
-             "pass the class names in the column order of proba")
+    require(n_classes >= 2 and len(set(class_names)) == n_classes, "class_names",
+            "two or more distinct names", class_names,
+            "pass the class names in the column order of proba")
     proba = np.asarray(proba, dtype=np.float64)
-    _require(proba.ndim == 2 and proba.shape[1:] == (n_classes,) and len(proba) > 0, "proba",
-             f"a 2-D array (samples, {n_classes}) with a row per sample", f"shape {proba.shape}",
-             "pass the model's predicted probabilities")
+    require(proba.ndim == 2 and proba.shape[1:] == (n_classes,) and len(proba) > 0, "proba",
+            f"a 2-D array (samples, {n_classes}) with a row per sample", f"shape {proba.shape}",
+            "pass the model's predicted probabilities")
     sums = proba.sum(axis=1, keepdims=True)
-    _require(np.isfinite(proba).all() and (proba >= 0).all()
-             and np.abs(sums - 1).max() <= _SUM_TOLERANCE, "proba",
-             "finite, non-negative rows summing to 1", "other values",
-             "pass softmax probabilities, not logits")
+    require(np.isfinite(proba).all() and (proba >= 0).all()
+            and np.abs(sums - 1).max() <= _SUM_TOLERANCE, "proba",
+            "finite, non-negative rows summing to 1", "other values",
+            "pass softmax probabilities, not logits")
     raw = np.asarray(y_true)
-    _require(raw.shape == (len(proba),), "y_true", f"shape ({len(proba)},) matching proba",
-             f"shape {raw.shape}", "pass one label per row of proba")
+    require(raw.shape == (len(proba),), "y_true", f"shape ({len(proba)},) matching proba",
+            f"shape {raw.shape}", "pass one label per row of proba")
     if raw.dtype.kind in "USO":
         unknown = sorted({str(v) for v in raw} - set(class_names))
-        _require(not unknown, "y_true", f"labels among {class_names}", unknown[:5],
-                 "check class_names")
+        require(not unknown, "y_true", f"labels among {class_names}", unknown[:5],
+                "check class_names")
         raw = np.array([class_names.index(str(v)) for v in raw])
     y = raw.astype(np.int64)
-    _require((y == raw).all() and 0 <= y.min() and y.max() < n_classes, "y_true",
-             f"class indices in [0, {n_classes - 1}]", f"values from {raw.min()} to {raw.max()}",
-             "pass integers 0..C-1 or class names")
+    require((y == raw).all() and 0 <= y.min() and y.max() < n_classes, "y_true",
+            f"class indices in [0, {n_classes - 1}]", f"values from {raw.min()} to {raw.max()}",
+            "pass integers 0..C-1 or class names")
     return y, proba / sums  # rows summing to 1 exactly, as sklearn's log_loss wants them
-
-
-def _require(ok, what: str, expected: str, received, fix: str) -> None:
-    """Raise ``ValueError(problem(what, expected, received, fix))`` unless ``ok``."""
-    if not ok:
-        raise ValueError(problem(what, expected, received, fix))
 
 
 def _plain(value):

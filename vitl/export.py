@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._errors import check_choice, check_verbose, problem
+from ._errors import check_choice, check_verbose, problem, require
 from ._files import atomic_folder, write_bytes_atomic
 from ._tensorflow import STARTUP_NOISE, filtered_native_stderr
 
@@ -207,16 +207,16 @@ def check_export_dir(directory, format: str, quantize=None, overwrite: bool = Fa
         ValueError: export folder: expected a new folder, or one vitl exported to, received '... holding labels.txt that vitl did not write'. Fix: pass another --out folder, or --overwrite (overwrite=True) to replace them
     """
     directory = Path(directory)
-    _require(directory.is_dir() or not directory.exists(), "export folder",
-             "a folder (created when missing)", f"the file {directory}",
-             "pass a folder path, not a file")
+    require(directory.is_dir() or not directory.exists(), "export folder",
+            "a folder (created when missing)", f"the file {directory}",
+            "pass a folder path, not a file")
     old = _read_metadata(directory)
     names = [artifact_name(format, quantize)] + ([] if old else [LABELS_FILE, METADATA_FILE])
     listed = old["artifacts"] if old else {}
     foreign = [name for name in names if (directory / name).exists() and name not in listed]
-    _require(overwrite or not foreign, "export folder", "a new folder, or one vitl exported to",
-             f"{directory} holding {', '.join(foreign)} that vitl did not write",
-             "pass another --out folder, or --overwrite (overwrite=True) to replace them")
+    require(overwrite or not foreign, "export folder", "a new folder, or one vitl exported to",
+            f"{directory} holding {', '.join(foreign)} that vitl did not write",
+            "pass another --out folder, or --overwrite (overwrite=True) to replace them")
     return directory
 
 
@@ -275,17 +275,17 @@ def read_labels(directory) -> list[str]:
 def _check_arguments(model, class_names, format, quantize) -> list[str]:
     check_choice("format", format, FORMATS)
     check_choice("quantize", quantize, QUANTIZATIONS)
-    _require(format == "tflite" or quantize is None, "quantize",
-             "None for format='savedmodel' (quantization is a TFLite option)", quantize,
-             f"pass format='tflite' with quantize={quantize!r}, or leave quantize out")
+    require(format == "tflite" or quantize is None, "quantize",
+            "None for format='savedmodel' (quantization is a TFLite option)", quantize,
+            f"pass format='tflite' with quantize={quantize!r}, or leave quantize out")
     shape = tuple(getattr(model, "input_shape", ()) or ())
-    _require(len(shape) == 4 and shape[3] == 3 and shape[1] is not None and shape[1] == shape[2],
-             "model", "a Keras model taking (None, size, size, 3) images", f"input shape {shape}",
-             "pass ImageClassifier.model_")
+    require(len(shape) == 4 and shape[3] == 3 and shape[1] is not None and shape[1] == shape[2],
+            "model", "a Keras model taking (None, size, size, 3) images", f"input shape {shape}",
+            "pass ImageClassifier.model_")
     names, n_out = [str(c) for c in class_names], model.output_shape[-1]
-    _require(len(set(names)) == len(names) == n_out and all(c and "\n" not in c for c in names),
-             "class_names", f"{n_out} distinct, non-empty names, one per output column", names,
-             "pass ImageClassifier.classes_")
+    require(len(set(names)) == len(names) == n_out and all(c and "\n" not in c for c in names),
+            "class_names", f"{n_out} distinct, non-empty names, one per output column", names,
+            "pass ImageClassifier.classes_")
     return names
 
 
@@ -302,11 +302,11 @@ def _calibration_paths(representative) -> list[Path]:
     paths, skipped = check_images(paths)
     for item in skipped:
         warnings.warn(f"int8 calibration: skipped {item.path}: {item.reason}", stacklevel=3)
-    _require(paths, "representative", "image files to calibrate int8 quantization with (a few "
-             "hundred training images)", f"none readable, e.g. {skipped[0].path}: "
-             f"{skipped[0].reason}" if skipped else "no images",
-             "pass representative=FOLDER or a list of paths (CLI: --representative DIR), "
-             "or export float16 instead")
+    require(paths, "representative", "image files to calibrate int8 quantization with (a few "
+            "hundred training images)", f"none readable, e.g. {skipped[0].path}: "
+            f"{skipped[0].reason}" if skipped else "no images",
+            "pass representative=FOLDER or a list of paths (CLI: --representative DIR), "
+            "or export float16 instead")
     return paths
 
 
@@ -389,12 +389,6 @@ def _same_model_artifacts(directory: Path, fingerprint: str, class_names) -> dic
             warnings.warn(f"removing {path}: it holds another model's export", stacklevel=3)
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
     return kept
-
-
-def _require(ok, what: str, expected: str, received, fix: str) -> None:
-    """Raise ``ValueError(problem(what, expected, received, fix))`` unless ``ok``."""
-    if not ok:
-        raise ValueError(problem(what, expected, received, fix))
 
 
 __all__ = ["FORMATS", "LABELS_FILE", "QUANTIZATIONS", "TOLERANCES", "export_model",

@@ -31,12 +31,20 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import keras
 import numpy as np
 
-from ._errors import check_choice, check_int, check_verbose, problem
+from ._errors import (
+    check_fields,
+    check_int,
+    check_verbose,
+    config_from_dict,
+    is_int,
+    is_real,
+    require,
+)
 from .backbones import FeatureExtractor, WeightsSource, build_feature_extractor
 from .features.pipeline import model_image_loader
 from .training import (
@@ -50,11 +58,16 @@ from .training import (
 FINE_TUNE_OPTIMIZERS = ("adam", "sgd")
 FINE_TUNE_KEEP = ("improved", "best")
 FINE_TUNE_SCHEDULES = ("constant", "warmup_cosine")
-_INTEGERS = {"blocks": 1, "epochs": 1, "batch_size": 1, "patience": 0, "seed": 0}  # and minimum
-_CHOICES = {"optimizer": FINE_TUNE_OPTIMIZERS, "keep": FINE_TUNE_KEEP,
-            "schedule": FINE_TUNE_SCHEDULES}
-_RATES = {"learning_rate": ("a number in (0, 1)", lambda value: 0 < value < 1),
-          "momentum": ("a number in [0, 1)", lambda value: 0 <= value < 1)}
+#: FineTuneConfig.validate's rules: (fields, what is expected, the test a value must pass).
+_RULES = (
+    (("blocks", "epochs", "batch_size"), "an integer >= 1", lambda v: is_int(v) and v >= 1),
+    (("patience", "seed"), "an integer >= 0", lambda v: is_int(v) and v >= 0),
+    (("optimizer",), f"one of {FINE_TUNE_OPTIMIZERS}", lambda v: v in FINE_TUNE_OPTIMIZERS),
+    (("keep",), f"one of {FINE_TUNE_KEEP}", lambda v: v in FINE_TUNE_KEEP),
+    (("schedule",), f"one of {FINE_TUNE_SCHEDULES}", lambda v: v in FINE_TUNE_SCHEDULES),
+    (("learning_rate",), "a number in (0, 1)", lambda v: is_real(v) and 0 < v < 1),
+    (("momentum",), "a number in [0, 1)", lambda v: is_real(v) and 0 <= v < 1),
+)
 
 
 @dataclass
@@ -85,7 +98,7 @@ class FineTuneConfig:
         >>> FineTuneConfig(blocks=0).validate()
         Traceback (most recent call last):
         ...
-        ValueError: blocks: expected an integer >= 1, received 0. Fix: pass blocks=1 or more
+        ValueError: blocks: expected an integer >= 1, received 0. Fix: pass blocks=2 (the default)
     """
 
     blocks: int = 2
@@ -99,8 +112,7 @@ class FineTuneConfig:
     keep: str = "improved"
     schedule: str = "warmup_cosine"
 
-    def __repr__(self) -> str:
-        return changed_fields_repr(self)
+    __repr__ = changed_fields_repr
 
     def validate(self) -> FineTuneConfig:
         """Check every field; return ``self``.
@@ -115,16 +127,7 @@ class FineTuneConfig:
             >>> FineTuneConfig(blocks=8).validate().blocks
             8
         """
-        for name, minimum in _INTEGERS.items():
-            check_int(name, getattr(self, name), minimum)
-        for name, choices in _CHOICES.items():
-            check_choice(name, getattr(self, name), choices)
-        for name, (expected, ok) in _RATES.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-                raise ValueError(problem(name, expected, value,
-                                         f"pass {name}={getattr(FineTuneConfig, name)} (the default)"))
-        return self
+        return check_fields(self, _RULES)
 
     def to_dict(self) -> dict:
         """Return the fields as a plain dict.
@@ -137,19 +140,22 @@ class FineTuneConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> FineTuneConfig:
-        """Build a config from :meth:`to_dict` output (unknown keys are ignored).
+        """Build a config from :meth:`to_dict` output, rejecting unknown keys.
 
         Args:
-            values: ``{field: value}``; keys of older versions (``class_weight``) are ignored.
+            values: ``{field: value}``; missing fields keep their defaults.
 
         Returns:
             A :class:`FineTuneConfig`.
 
+        Raises:
+            ValueError: a key that is not a field.
+
         Example:
-            >>> FineTuneConfig.from_dict({"blocks": 1, "old_key": 0}).blocks
+            >>> FineTuneConfig.from_dict({"blocks": 1}).blocks
             1
         """
-        return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
+        return config_from_dict(cls, values)
 
     def learning_rate_schedule(self, steps_per_epoch: int):
         """The learning rate: a float, or a Keras schedule of the step for ``"warmup_cosine"``.
@@ -257,10 +263,9 @@ def top_block_layers(extractor: FeatureExtractor, blocks: int) -> list[keras.lay
     """
     prefixes = extractor.spec.block_prefixes
     check_int("blocks", blocks, minimum=1)
-    if blocks > len(prefixes):
-        raise ValueError(problem("blocks", f"at most {len(prefixes)} ({extractor.name} has "
-                                 f"{len(prefixes)} blocks)", blocks,
-                                 f"pass blocks between 1 and {len(prefixes)}"))
+    require(blocks <= len(prefixes), "blocks",
+            f"at most {len(prefixes)} ({extractor.name} has {len(prefixes)} blocks)", blocks,
+            f"pass blocks between 1 and {len(prefixes)}")
     # tests/test_backbones.py checks that every registry prefix names layers
     chosen = prefixes[-blocks:]
     return [layer for layer in extractor.model.get_layer("backbone").layers
@@ -374,14 +379,14 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
     verbose = check_verbose(verbose)
     train_paths, val_paths = _paths(train), _paths(validation)
     y_train = np.asarray(y_train, dtype=np.int32)
-    if len(train_paths) == 0 or y_train.shape != (len(train_paths),):
-        raise ValueError(problem("train / y_train", "one label per image, at least one image",
-                                 f"{len(train_paths)} images, labels of shape {y_train.shape}",
-                                 "pass the training collection and its labels"))
-    if val_paths and (y_val is None or np.shape(y_val) != (len(val_paths),)):
-        raise ValueError(problem("y_val", f"one label per validation image ({len(val_paths)})",
-                                 None if y_val is None else f"shape {np.shape(y_val)}",
-                                 "pass the validation labels, or no validation images"))
+    require(len(train_paths) > 0 and y_train.shape == (len(train_paths),), "train / y_train",
+            "one label per image, at least one image",
+            f"{len(train_paths)} images, labels of shape {y_train.shape}",
+            "pass the training collection and its labels")
+    require(not val_paths or y_val is not None and np.shape(y_val) == (len(val_paths),), "y_val",
+            f"one label per validation image ({len(val_paths)})",
+            None if y_val is None else f"shape {np.shape(y_val)}",
+            "pass the validation labels, or no validation images")
 
     keras.utils.set_random_seed(config.seed)
     tuned = copy_extractor(extractor)

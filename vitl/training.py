@@ -33,7 +33,17 @@ from sklearn.metrics import accuracy_score, log_loss
 from sklearn.utils import check_X_y
 from sklearn.utils.class_weight import compute_class_weight
 
-from ._errors import check_choice, check_int, check_verbose, problem
+from ._errors import (
+    check_choice,
+    check_fields,
+    check_int,
+    check_verbose,
+    config_from_dict,
+    is_int,
+    is_real,
+    problem,
+    require,
+)
 
 LR_SCHEDULES = ("exponential", "constant", "cosine")
 OPTIMIZERS = ("sgd", "adam")
@@ -176,14 +186,7 @@ class HeadConfig:
             ValueError: naming the field, what was expected, what was received
                 and how to fix it.
         """
-        default = HeadConfig()
-        for names, expected, ok in _RULES:
-            for name in names:
-                value = getattr(self, name)
-                if not ok(value):
-                    raise ValueError(problem(name, expected, value,
-                                             f"pass {name}={getattr(default, name)!r} (the default)"))
-        return self
+        return check_fields(self, _RULES)
 
     def to_dict(self) -> dict:
         """Return the fields as a plain dict (JSON-able when ``class_weight`` is).
@@ -211,11 +214,7 @@ class HeadConfig:
             >>> HeadConfig.from_dict({"epochs": 5}).epochs
             5
         """
-        unknown = sorted(set(values) - set(asdict(cls())))
-        if unknown:
-            raise ValueError(problem("HeadConfig keys", f"names among {list(asdict(cls()))}",
-                                     unknown, "remove or rename the unknown keys"))
-        return cls(**values)
+        return config_from_dict(cls, values)
 
     def make_optimizer(self, steps_per_epoch: int) -> keras.optimizers.Optimizer:
         """Create the optimizer with its learning-rate schedule.
@@ -244,28 +243,20 @@ class HeadConfig:
         return optimizer(learning_rate=rate)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return (_is_int(value) or isinstance(value, (float, np.floating))) and math.isfinite(value)
-
-
 def _weights_ok(value) -> bool:
     return value is None or value == "balanced" or isinstance(value, dict) and all(
-        _is_real(v) and v >= 0 for v in value.values())
+        is_real(v) and v >= 0 for v in value.values())
 
 
 #: HeadConfig.validate's rules: (fields, what is expected, the test a value must pass).
 _RULES = (
-    (("epochs", "batch_size"), "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    (("patience", "seed"), "an integer >= 0", lambda v: _is_int(v) and v >= 0),
-    (("hidden_units",), "None or an integer >= 1", lambda v: v is None or _is_int(v) and v >= 1),
-    (("learning_rate", "decay_every_epochs"), "a number > 0", lambda v: _is_real(v) and v > 0),
-    (("min_delta", "l2"), "a number >= 0", lambda v: _is_real(v) and v >= 0),
-    (("lr_decay",), "a number in (0, 1]", lambda v: _is_real(v) and 0 < v <= 1),
-    (("dropout",), "a number in [0, 0.95]", lambda v: _is_real(v) and 0 <= v <= 0.95),
+    (("epochs", "batch_size"), "an integer >= 1", lambda v: is_int(v) and v >= 1),
+    (("patience", "seed"), "an integer >= 0", lambda v: is_int(v) and v >= 0),
+    (("hidden_units",), "None or an integer >= 1", lambda v: v is None or is_int(v) and v >= 1),
+    (("learning_rate", "decay_every_epochs"), "a number > 0", lambda v: is_real(v) and v > 0),
+    (("min_delta", "l2"), "a number >= 0", lambda v: is_real(v) and v >= 0),
+    (("lr_decay",), "a number in (0, 1]", lambda v: is_real(v) and 0 < v <= 1),
+    (("dropout",), "a number in [0, 0.95]", lambda v: is_real(v) and 0 <= v <= 0.95),
     (("lr_schedule",), f"one of {LR_SCHEDULES}", lambda v: v in LR_SCHEDULES),
     (("optimizer",), f"one of {OPTIMIZERS}", lambda v: v in OPTIMIZERS),
     (("monitor",), f"one of {MONITORS}", lambda v: v in MONITORS),
@@ -721,9 +712,8 @@ def _user_callbacks(callbacks, on_epoch) -> list:
                                  "wrap plain functions with on_epoch=..."))
     if on_epoch is None:
         return list(callbacks)
-    if not callable(on_epoch):
-        raise ValueError(problem("on_epoch", "a function on_epoch(epoch, logs)", on_epoch,  # noqa: TRY004
-                                 "pass a function or None"))
+    require(callable(on_epoch), "on_epoch", "a function on_epoch(epoch, logs)", on_epoch,
+            "pass a function or None")
     return [*callbacks, keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs or {})))]
 
@@ -777,7 +767,7 @@ def class_weights(y, n_classes: int, spec) -> dict | None:
     if spec == "balanced":
         present = np.unique(y)
         spec = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=y)))
-    wrong = [key for key in spec if not _is_int(key) or not 0 <= key < n_classes]
+    wrong = [key for key in spec if not is_int(key) or not 0 <= key < n_classes]
     if wrong:
         raise ValueError(problem("class_weight keys", f"class indices 0..{n_classes - 1}",
                                  wrong[0], "key the dict by class index, e.g. {0: 3.0}"))
@@ -867,9 +857,8 @@ def _check_xy(x, y, n_classes: int, part: str, n_features: int | None = None):
             y_name, f"integer class indices in [0, {n_classes - 1}]",
             f"values from {y.min()} to {y.max()}" if numeric else y.dtype,
             "encode labels as 0..n_classes-1 (sklearn.preprocessing.LabelEncoder); check n_classes"))
-    if n_features not in (None, x.shape[1]):
-        raise ValueError(problem(x_name, f"{n_features} features per row like x_train",
-                                 x.shape[1], "featurize both sets with the same backbone"))
+    require(n_features in (None, x.shape[1]), x_name, f"{n_features} features per row like x_train",
+            x.shape[1], "featurize both sets with the same backbone")
     return x, y.astype(np.int32)
 
 
