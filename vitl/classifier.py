@@ -19,6 +19,7 @@ prediction, saving and export.
 
 from __future__ import annotations
 
+import csv
 import json
 import zipfile
 import zlib
@@ -27,7 +28,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -748,13 +748,16 @@ def write_predictions_csv(predictions, csv_path, classes) -> Path:
         >>> path.read_text().splitlines()[1]
         'a.jpg,cracked,0.900000,0.900000,0.100000'
     """
-    columns = ["path", "label", "score"] + [f"score_{c}" for c in classes]
-    rows = [[p.path, p.label, p.score] + [p.scores[c] for c in classes] for p in predictions]
     csv_path = Path(csv_path)
-    # surrogateescape: a file name that is not UTF-8 is written as its own bytes.
-    with atomic_path(csv_path, suffix=".csv") as tmp:
-        pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False, float_format="%.6f",
-                                                   encoding="utf-8", errors="surrogateescape")
+    # The csv module, not pandas: pandas 3 stores text as Arrow strings, which refuse file
+    # names that are not UTF-8; surrogateescape writes such a name as its own bytes.
+    with atomic_path(csv_path, suffix=".csv") as tmp, \
+            open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "label", "score"] + [f"score_{c}" for c in classes])
+        for p in predictions:
+            writer.writerow([p.path, p.label, f"{p.score:.6f}"]
+                            + [f"{p.scores[c]:.6f}" for c in classes])
     return csv_path
 
 
