@@ -25,10 +25,10 @@ def vitl_home() -> Path:
 
     Example:
         >>> import os
-        >>> os.environ["VITL_HOME"] = "/tmp/vitl-doc-home"
-        >>> str(vitl_home())
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"VITL_HOME": "/tmp/vitl-doc-home"}):
+        ...     str(vitl_home())
         '/tmp/vitl-doc-home'
-        >>> del os.environ["VITL_HOME"]
     """
     return _from_env("VITL_HOME", Path.home() / ".vitl")
 

@@ -421,7 +421,8 @@ class ImageClassifier(BaseEstimator):
         Example:
             See the class docstring, whose example calls it.
         """
-        return predict_proba(self.head_, self.featurize(images))
+        features = self.featurize(images)  # checks first that the classifier is fitted
+        return predict_proba(self.head_, features)
 
     def predict(self, images) -> np.ndarray:
         """Return the predicted class name of each image.
@@ -435,7 +436,8 @@ class ImageClassifier(BaseEstimator):
         Example:
             See the class docstring, whose example calls it.
         """
-        return self.classes_[self.predict_proba(images).argmax(axis=1)]
+        proba = self.predict_proba(images)  # checks first that the classifier is fitted
+        return self.classes_[proba.argmax(axis=1)]
 
     def classify(self, images, csv_path=None) -> list[Prediction]:
         """Predict and return one :class:`Prediction` per image; optionally write a CSV.
