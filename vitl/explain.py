@@ -62,8 +62,7 @@ class Explanation:
         """The heatmap blended over the image, see :func:`overlay`.
 
         Args:
-            alpha: weight of the heatmap colour, 0..1.
-            cmap: a matplotlib colormap name.
+            alpha, cmap: as for :func:`overlay`.
 
         Returns:
             ``(H, W, 3)`` uint8 RGB.
