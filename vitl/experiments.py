@@ -22,6 +22,7 @@ from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
 from ._errors import check_choice, check_verbose, problem
+from ._files import atomic_path
 from .augment import AugmentPolicy
 from .classifier import ImageClassifier
 from .data import load_image_folder, split
@@ -125,7 +126,7 @@ class ExperimentResults:
         """Write the results table as CSV (``DataFrame.to_csv``); return the path.
 
         Args:
-            path: the CSV file to write (its folder is created).
+            path: the CSV file to write, atomically (its folder is created).
 
         Returns:
             ``path`` as a Path.
@@ -134,8 +135,8 @@ class ExperimentResults:
             See the class docstring, whose example calls it.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.to_pandas().to_csv(path, index=False)
+        with atomic_path(path, suffix=".csv") as tmp:  # old or new table, never half
+            self.to_pandas().to_csv(tmp, index=False)
         return path
 
     def summary(self, metric: str = "val_accuracy") -> list[dict]:
