@@ -106,6 +106,7 @@ def test_tables_csv_and_plot(grid_results, tmp_path):
     with open(path, newline="") as handle:
         read = list(csv.DictReader(handle))
     assert len(read) == 8 and float(read[3]["val_accuracy"]) == results.rows[3]["val_accuracy"]
+    assert not list(tmp_path.glob(".grid.csv.*"))  # written atomically: no temp file left
     fig = results.plot()
     bars = fig.axes[0].patches
     assert len(bars) == 4

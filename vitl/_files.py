@@ -60,8 +60,7 @@ def atomic_path(target, suffix: str = "", *, folder: bool = False):
         else:
             os.replace(tmp, target)
     finally:
-        if os.path.lexists(tmp):
-            shutil.rmtree(tmp) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink()
+        _remove(tmp)  # gone already when it replaced target
 
 
 def write_bytes_atomic(target, data: bytes) -> Path:
@@ -121,7 +120,7 @@ def _swap_in(new: Path, target: Path) -> None:
         old = _temp_sibling(target, "old")
         with contextlib.suppress(FileNotFoundError):  # another writer moved it aside first
             os.rename(target, old)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+            _remove(old)
     raise OSError(errno.EBUSY, "too many concurrent writers", str(target))
 
 
@@ -146,7 +145,15 @@ def remove_stale_temps(target) -> None:
     for path in target.parent.glob(f".{target.name}.*-*-*"):
         pid = path.name[len(target.name) + 2:].split("-")[1]
         if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            _remove(path)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, link or folder tree; one already gone (another writer's cleanup) is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

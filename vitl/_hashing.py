@@ -29,6 +29,8 @@ def file_digests(path, algorithms=("sha256",)) -> dict[str, str]:
         ...     _ = f.write(b"abc")
         >>> file_digests(f.name, ("md5",))
         {'md5': '900150983cd24fb0d6963f7d28e17f72'}
+        >>> sha256_file(f.name)[:16]
+        'ba7816bf8f01cfea'
         >>> os.remove(f.name)
     """
     digests = {name: hashlib.new(name) for name in algorithms}
@@ -49,12 +51,7 @@ def sha256_file(path) -> str:
         64 hex digits.
 
     Example:
-        >>> import tempfile, os
-        >>> with tempfile.NamedTemporaryFile(delete=False) as f:
-        ...     _ = f.write(b"abc")
-        >>> sha256_file(f.name)[:16]
-        'ba7816bf8f01cfea'
-        >>> os.remove(f.name)
+        See :func:`file_digests`, whose example calls it.
     """
     return file_digests(path)["sha256"]
 

@@ -25,10 +25,10 @@ def vitl_home() -> Path:
 
     Example:
         >>> import os
-        >>> os.environ["VITL_HOME"] = "/tmp/vitl-doc-home"
-        >>> str(vitl_home())
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"VITL_HOME": "/tmp/vitl-doc-home"}):
+        ...     str(vitl_home())
         '/tmp/vitl-doc-home'
-        >>> del os.environ["VITL_HOME"]
     """
     return _from_env("VITL_HOME", Path.home() / ".vitl")
 
@@ -67,10 +67,7 @@ def default_cache_dir() -> Path:
         The folder (it may not exist yet).
 
     Example:
-        >>> import os
-        >>> os.environ["VITL_CACHE"] = "/tmp/vitl-doc-cache"
-        >>> str(default_cache_dir())
-        '/tmp/vitl-doc-cache'
-        >>> del os.environ["VITL_CACHE"]
+        >>> default_cache_dir().name
+        'cache'
     """
     return _from_env("VITL_CACHE", vitl_home() / "cache")

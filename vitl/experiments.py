@@ -22,6 +22,7 @@ from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
 from ._errors import check_choice, check_verbose, problem
+from ._files import atomic_path
 from .augment import AugmentPolicy
 from .classifier import ImageClassifier
 from .data import load_image_folder, split
@@ -70,6 +71,31 @@ class ExperimentResults:
         classifiers: the fitted classifiers, aligned with ``rows``.
         test_report: the :class:`~vitl.evaluation.EvaluationReport` of
             :meth:`evaluate_best_on_test`, once it ran.
+
+    Example:
+        Two one-seed runs, as :func:`run_grid` records them (its example trains real ones):
+
+        >>> import tempfile
+        >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+        ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+        ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+        >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+        >>> results.to_pandas()["val_accuracy"].tolist()
+        [0.8, 0.9]
+        >>> [(e["learning_rate"], e["val_accuracy_mean"]) for e in results.summary()]
+        [(0.01, 0.9), (0.1, 0.8)]
+        >>> best = results.best()
+        >>> best.params, best.classifier
+        ({'learning_rate': 0.01}, 'b')
+        >>> [float(bar.get_width()) for bar in results.plot().axes[0].patches]
+        [0.9, 0.8]
+        >>> path = results.to_csv(tempfile.mkdtemp() + "/grid.csv")
+        >>> path.read_text().splitlines()[0]
+        'run,learning_rate,seed,val_accuracy,val_log_loss,train_seconds'
+        >>> results.evaluate_best_on_test()
+        Traceback (most recent call last):
+        ...
+        ValueError: test set: expected run_grid(..., test=...), received None. Fix: pass a test collection to run_grid
     """
 
     def __init__(self, grid, seeds, rows, classifiers, test=None):
@@ -92,12 +118,7 @@ class ExperimentResults:
             A DataFrame with the columns of :attr:`rows`.
 
         Example:
-            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
-            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
-            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
-            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
-            >>> results.to_pandas()["val_accuracy"].tolist()
-            [0.8, 0.9]
+            See the class docstring, whose example calls it.
         """
         return pd.DataFrame(self.rows)
 
@@ -105,24 +126,17 @@ class ExperimentResults:
         """Write the results table as CSV (``DataFrame.to_csv``); return the path.
 
         Args:
-            path: the CSV file to write (its folder is created).
+            path: the CSV file to write, atomically (its folder is created).
 
         Returns:
             ``path`` as a Path.
 
         Example:
-            >>> import tempfile
-            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
-            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
-            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
-            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
-            >>> path = results.to_csv(tempfile.mkdtemp() + "/grid.csv")
-            >>> path.read_text().splitlines()[0]
-            'run,learning_rate,seed,val_accuracy,val_log_loss,train_seconds'
+            See the class docstring, whose example calls it.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.to_pandas().to_csv(path, index=False)
+        with atomic_path(path, suffix=".csv") as tmp:  # old or new table, never half
+            self.to_pandas().to_csv(tmp, index=False)
         return path
 
     def summary(self, metric: str = "val_accuracy") -> list[dict]:
@@ -137,12 +151,7 @@ class ExperimentResults:
             ``train_seconds_mean``, ``train_seconds_sd`` (sd 0 for a single seed).
 
         Example:
-            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
-            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
-            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
-            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
-            >>> [(e["learning_rate"], e["val_accuracy_mean"]) for e in results.summary()]
-            [(0.01, 0.9), (0.1, 0.8)]
+            See the class docstring, whose example calls it.
         """
         return [entry for entry, _ in self._configurations(metric)]
 
@@ -177,13 +186,7 @@ class ExperimentResults:
             A :class:`BestRun`.
 
         Example:
-            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
-            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
-            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
-            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
-            >>> best = results.best()
-            >>> best.params, best.classifier
-            ({'learning_rate': 0.01}, 'b')
+            See the class docstring, whose example calls it.
         """
         if not self.rows:
             raise ValueError(problem("results", "at least one run", "none", "run a grid first"))
@@ -213,14 +216,7 @@ class ExperimentResults:
             ValueError: ``run_grid`` got no test set, or another metric was asked.
 
         Example:
-            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
-            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
-            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
-            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
-            >>> results.evaluate_best_on_test()
-            Traceback (most recent call last):
-            ...
-            ValueError: test set: expected run_grid(..., test=...), received None. Fix: pass a test collection to run_grid
+            See the class docstring, whose example calls it.
         """
         if self.test is None:
             raise ValueError(problem("test set", "run_grid(..., test=...)", None,
@@ -246,12 +242,7 @@ class ExperimentResults:
             A ``matplotlib.figure.Figure``; the best configuration is highlighted.
 
         Example:
-            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
-            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
-            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
-            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
-            >>> [float(bar.get_width()) for bar in results.plot().axes[0].patches]
-            [0.9, 0.8]
+            See the class docstring, whose example calls it.
         """
         from matplotlib.figure import Figure
 

@@ -224,12 +224,7 @@ def plot_image_grid(paths: Sequence, labels: Sequence[str] | None = None, ncols:
         The figure, one axes per image.
 
     Example:
-        >>> import tempfile
-        >>> from PIL import Image
-        >>> path = tempfile.mkdtemp() + "/a.png"
-        >>> Image.new("RGB", (8, 8)).save(path)
-        >>> [ax.get_title() for ax in plot_image_grid([path, path], ["one", "two"]).axes]
-        ['one', 'two']
+        See :func:`plot_images`, whose example calls it.
     """
     return plot_images(paths, labels, ncols=ncols, caption=caption)
 
@@ -257,6 +252,12 @@ def plot_images(images: Sequence, titles: Sequence[str] | None = None, ncols: in
         >>> fig = plot_images([np.zeros((8, 8, 3), "uint8"), np.ones((8, 8))], ["black", "grey"])
         >>> len(fig.axes), fig.axes[1].get_title()
         (2, 'grey')
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> path = tempfile.mkdtemp() + "/a.png"
+        >>> Image.new("RGB", (8, 8)).save(path)
+        >>> [ax.get_title() for ax in plot_image_grid([path, path], ["one", "two"]).axes]
+        ['one', 'two']
     """
     from .data import read_image
 
