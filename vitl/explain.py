@@ -110,9 +110,6 @@ def explain(classifier, images, class_name=None, *, batch_size: int = 16,
         >>> [e] = explain(clf, folder / "cracked" / "cracked_0000.png", class_name="cracked")
         >>> e.label, e.heatmap.shape, e.image.shape
         ('cracked', (64, 64), (64, 64, 3))
-        >>> maps = grad_cam(clf, np.zeros((3, 40, 50, 3), "uint8"), class_name="cracked")
-        >>> maps.shape, maps.dtype, bool(maps.min() >= 0 and maps.max() <= 1)
-        ((3, 40, 50), dtype('float32'), True)
     """
     check_is_fitted(classifier, "classes_")
     check_int("batch_size", batch_size, minimum=1)
@@ -154,7 +151,16 @@ def grad_cam(classifier, images, class_name=None, *, batch_size: int = 16,
         ValueError: as for :func:`explain`, or images of different sizes.
 
     Example:
-        See :func:`explain`, whose example calls it.
+        >>> import tempfile
+        >>> from vitl.classifier import ImageClassifier
+        >>> from vitl.datasets import make_synthetic_cracks
+        >>> from vitl.training import HeadConfig
+        >>> folder = make_synthetic_cracks(tempfile.mkdtemp() + "/s", 2, size=32, verbose=0)
+        >>> clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None,
+        ...                       head=HeadConfig(epochs=1), verbose=0).fit(folder, folder)
+        >>> maps = grad_cam(clf, np.zeros((3, 40, 50, 3), "uint8"), class_name="cracked")
+        >>> maps.shape, maps.dtype, bool(maps.min() >= 0 and maps.max() <= 1)
+        ((3, 40, 50), dtype('float32'), True)
     """
     explanations = explain(classifier, images, class_name, batch_size=batch_size,
                            verbose=verbose)
