@@ -29,8 +29,6 @@ def file_digests(path, algorithms=("sha256",)) -> dict[str, str]:
         ...     _ = f.write(b"abc")
         >>> file_digests(f.name, ("md5",))
         {'md5': '900150983cd24fb0d6963f7d28e17f72'}
-        >>> sha256_file(f.name)[:16]
-        'ba7816bf8f01cfea'
         >>> os.remove(f.name)
     """
     digests = {name: hashlib.new(name) for name in algorithms}
@@ -51,7 +49,12 @@ def sha256_file(path) -> str:
         64 hex digits.
 
     Example:
-        See :func:`file_digests`, whose example calls it.
+        >>> import tempfile, os
+        >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+        ...     _ = f.write(b"abc")
+        >>> sha256_file(f.name)[:16]
+        'ba7816bf8f01cfea'
+        >>> os.remove(f.name)
     """
     return file_digests(path)["sha256"]
 

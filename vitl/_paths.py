@@ -67,7 +67,10 @@ def default_cache_dir() -> Path:
         The folder (it may not exist yet).
 
     Example:
-        >>> default_cache_dir().name
-        'cache'
+        >>> import os
+        >>> os.environ["VITL_CACHE"] = "/tmp/vitl-doc-cache"
+        >>> str(default_cache_dir())
+        '/tmp/vitl-doc-cache'
+        >>> del os.environ["VITL_CACHE"]
     """
     return _from_env("VITL_CACHE", vitl_home() / "cache")

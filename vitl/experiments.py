@@ -71,31 +71,6 @@ class ExperimentResults:
         classifiers: the fitted classifiers, aligned with ``rows``.
         test_report: the :class:`~vitl.evaluation.EvaluationReport` of
             :meth:`evaluate_best_on_test`, once it ran.
-
-    Example:
-        Two one-seed runs, as :func:`run_grid` records them (its example trains real ones):
-
-        >>> import tempfile
-        >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
-        ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
-        ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
-        >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
-        >>> results.to_pandas()["val_accuracy"].tolist()
-        [0.8, 0.9]
-        >>> [(e["learning_rate"], e["val_accuracy_mean"]) for e in results.summary()]
-        [(0.01, 0.9), (0.1, 0.8)]
-        >>> best = results.best()
-        >>> best.params, best.classifier
-        ({'learning_rate': 0.01}, 'b')
-        >>> [float(bar.get_width()) for bar in results.plot().axes[0].patches]
-        [0.9, 0.8]
-        >>> path = results.to_csv(tempfile.mkdtemp() + "/grid.csv")
-        >>> path.read_text().splitlines()[0]
-        'run,learning_rate,seed,val_accuracy,val_log_loss,train_seconds'
-        >>> results.evaluate_best_on_test()
-        Traceback (most recent call last):
-        ...
-        ValueError: test set: expected run_grid(..., test=...), received None. Fix: pass a test collection to run_grid
     """
 
     def __init__(self, grid, seeds, rows, classifiers, test=None):
@@ -118,7 +93,12 @@ class ExperimentResults:
             A DataFrame with the columns of :attr:`rows`.
 
         Example:
-            See the class docstring, whose example calls it.
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> results.to_pandas()["val_accuracy"].tolist()
+            [0.8, 0.9]
         """
         return pd.DataFrame(self.rows)
 
@@ -132,7 +112,14 @@ class ExperimentResults:
             ``path`` as a Path.
 
         Example:
-            See the class docstring, whose example calls it.
+            >>> import tempfile
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> path = results.to_csv(tempfile.mkdtemp() + "/grid.csv")
+            >>> path.read_text().splitlines()[0]
+            'run,learning_rate,seed,val_accuracy,val_log_loss,train_seconds'
         """
         path = Path(path)
         with atomic_path(path, suffix=".csv") as tmp:  # old or new table, never half
@@ -151,7 +138,12 @@ class ExperimentResults:
             ``train_seconds_mean``, ``train_seconds_sd`` (sd 0 for a single seed).
 
         Example:
-            See the class docstring, whose example calls it.
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> [(e["learning_rate"], e["val_accuracy_mean"]) for e in results.summary()]
+            [(0.01, 0.9), (0.1, 0.8)]
         """
         return [entry for entry, _ in self._configurations(metric)]
 
@@ -186,7 +178,13 @@ class ExperimentResults:
             A :class:`BestRun`.
 
         Example:
-            See the class docstring, whose example calls it.
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> best = results.best()
+            >>> best.params, best.classifier
+            ({'learning_rate': 0.01}, 'b')
         """
         if not self.rows:
             raise ValueError(problem("results", "at least one run", "none", "run a grid first"))
@@ -216,7 +214,14 @@ class ExperimentResults:
             ValueError: ``run_grid`` got no test set, or another metric was asked.
 
         Example:
-            See the class docstring, whose example calls it.
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> results.evaluate_best_on_test()
+            Traceback (most recent call last):
+            ...
+            ValueError: test set: expected run_grid(..., test=...), received None. Fix: pass a test collection to run_grid
         """
         if self.test is None:
             raise ValueError(problem("test set", "run_grid(..., test=...)", None,
@@ -242,7 +247,12 @@ class ExperimentResults:
             A ``matplotlib.figure.Figure``; the best configuration is highlighted.
 
         Example:
-            See the class docstring, whose example calls it.
+            >>> rows = [{"run": i, "learning_rate": lr, "seed": 0, "val_accuracy": acc,
+            ...          "val_log_loss": 1 - acc, "train_seconds": 1.0}
+            ...         for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+            >>> results = ExperimentResults({"learning_rate": [0.1, 0.01]}, (0,), rows, ["a", "b"])
+            >>> [float(bar.get_width()) for bar in results.plot().axes[0].patches]
+            [0.9, 0.8]
         """
         from matplotlib.figure import Figure
 
