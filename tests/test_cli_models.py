@@ -231,7 +231,9 @@ def test_demo_runs_end_to_end_and_says_what_it_used(work, tmp_path, capsys, monk
     assert "backbone: mobilenetv2-tv (chosen with --backbone)" in printed
     assert "Phase: Training, Dataset used:      Train" in printed
     assert "== validation (" in printed and "== test (" in printed
-    assert "threshold for 95% recall of 'cracked', chosen on validation" in printed
+    assert "threshold for 95% recall of 'cracked', chosen on validation: score >= " in printed
+    assert re.search(r"  on test: recall [\d.]+, precision [\d.]+, tp=\d+ fp=\d+", printed)
+    assert "nan" not in printed and "ThresholdChoice(" not in printed
     assert f"saved the model to {out}" in printed
     assert len(re.findall(r"predicted (cracked|uncracked) \(0\.\d{3}\), true", printed)) == 2
     assert "with backbone mobilenetv2-tv on synthetic data" in printed

@@ -68,9 +68,13 @@ def run(args) -> int:
         choice = validation.threshold_for_recall(TARGET_RECALL)
         metrics["threshold"] = choice.to_dict()
         print(f"\nthreshold for {TARGET_RECALL:.0%} recall of '{choice.positive_class}', chosen "
-              f"on validation: {choice}")
+              f"on validation: score >= {choice.threshold:.4f} (validation: recall "
+              f"{choice.recall:.3f}, precision {choice.precision:.3f}, false alarms "
+              f"{choice.fp} of {choice.fp + choice.tn})")
         if test is not None:
-            print(f"  on test: {test.at_threshold(choice.threshold)}")
+            on_test = test.at_threshold(choice.threshold)
+            print(f"  on test: recall {on_test.recall:.3f}, precision {on_test.precision:.3f}, "
+                  f"tp={on_test.tp} fp={on_test.fp} fn={on_test.fn} tn={on_test.tn}")
     metrics["data_source_line"] = source
     train.save_model_dir(clf, out, metrics)
     print(f"\nsaved the model to {out} (model.keras, labels.txt, metrics.json)")
