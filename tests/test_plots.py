@@ -212,3 +212,13 @@ def test_plot_images_grey_and_errors():
         plot_images([grey, grey], ["one"])
     with pytest.raises(ValueError, match=r"images\[0\]: expected an HxW or HxWx3 array"):
         plot_images([np.zeros(5)])
+
+
+@pytest.mark.parametrize("plot", [plot_confusion_matrix, plot_roc_pr, plot_confidently_wrong])
+def test_report_plots_reject_what_is_not_a_report_in_one_line(plot):
+    with pytest.raises(ValueError) as err:
+        plot({"accuracy": 0.9})
+    message = str(err.value)
+    assert message.count("\n") == 0
+    assert "report: expected an EvaluationReport, received 'dict'" in message
+    assert "Fix: pass clf.evaluate(images)" in message

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-from ._errors import check_int, problem
+from ._errors import check_int, problem, require
 from .evaluation import EvaluationReport, ThresholdChoice
 
 BEST_COLOR = "tab:green"
@@ -96,6 +96,7 @@ def plot_confusion_matrix(report: EvaluationReport, normalize: bool = False, ax=
         >>> fig.axes[0].images[0].get_array().tolist()
         [[1, 0], [1, 1]]
     """
+    _check_report(report)
     fig, (ax,) = _figure_and_axes(None if ax is None else [ax], 1,
                                   figsize=(1.2 * len(report.class_names) + 2.5,) * 2)
     counts = report.confusion_matrix
@@ -139,6 +140,7 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
         >>> [ax.get_title() for ax in fig.axes]
         ['ROC, positive class CD (AUC = 1.000)', 'Precision-recall, positive class CD (AP = 1.000)']
     """
+    _check_report(report)
     is_positive, score = report.binary_scores()
     if is_positive.all() or not is_positive.any():
         raise ValueError(problem("report", "samples of both classes", "a single class",
@@ -192,6 +194,7 @@ def plot_confidently_wrong(report: EvaluationReport, k: int = 8, caption: str | 
         >>> [ax.get_title() for ax in plot_confidently_wrong(report).axes]
         ['true CD, pred UD\\n70.0% sure']
     """
+    _check_report(report)
     if report.paths is None:
         raise ValueError(problem("report.paths", "image paths", None,
                                  "build the report with paths=... to show images"))
@@ -283,6 +286,12 @@ def plot_images(images: Sequence, titles: Sequence[str] | None = None, ncols: in
         ax.axis("off")
     fig.supxlabel(caption or "", fontsize=7, wrap=True)
     return fig
+
+
+def _check_report(report) -> None:
+    require(isinstance(report, EvaluationReport), "report", "an EvaluationReport",
+            type(report).__name__, "pass clf.evaluate(images), or build one with "
+            "EvaluationReport.from_predictions(...)")
 
 
 def _figure_and_axes(axes, count: int, figsize) -> tuple[Figure, list]:
