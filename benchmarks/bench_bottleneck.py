@@ -45,8 +45,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DEFAULT_ZIP = Path(os.environ.get(
-    "VITL_SDNET_ZIP", REPO.parent / "shared" / "data" / "sdnet2018-decks-sample.zip"))
+# $VITL_SDNET_ZIP, else the data mirror ($VITL_DATA_MIRROR, default ../shared/data)
+DEFAULT_ZIP = Path(os.environ.get("VITL_SDNET_ZIP") or Path(os.environ.get(
+    "VITL_DATA_MIRROR", REPO.parent / "shared" / "data")) / "sdnet2018-decks-sample.zip")
 BACKBONE, SIZE = "resnet101v2", 224
 
 

@@ -117,7 +117,8 @@ def main() -> None:
     parser.add_argument("--no-mlnet", action="store_true", help="skip the ML.NET preset row")
     parser.add_argument("--cache", default="default")
     parser.add_argument("--concrete-zip", type=Path,
-                        default=REPO.parent / "shared" / "data" / "concrete-cracks-sample.zip")
+                        default=Path(os.environ.get("VITL_DATA_MIRROR", REPO.parent / "shared"
+                                                    / "data")) / "concrete-cracks-sample.zip")
     args = parser.parse_args()
 
     heads = {"vitl default": HeadConfig()}

@@ -121,7 +121,8 @@ def main(argv=None) -> None:
                         choices=[*CONFIGS, "grid"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "vitl-bench-cache"))
-    parser.add_argument("--mirror", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--mirror", default=os.environ.get(
+        "VITL_DATA_MIRROR", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--backbone", default="mobilenetv2-tv")
     parser.add_argument("--fine-tune-epochs", type=int, default=10)
     parser.add_argument("--quick", action="store_true",
