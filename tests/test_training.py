@@ -107,6 +107,12 @@ def test_make_optimizer_schedules(schedule):
     assert float(rate) == pytest.approx(0.01)
 
 
+@pytest.mark.parametrize("steps", [0, -1, "5", 2.0])
+def test_make_optimizer_refuses_bad_steps_in_one_line(steps):
+    with pytest.raises(ValueError, match="steps_per_epoch: expected an integer >= 1.*Fix: "):
+        HeadConfig(lr_schedule="cosine").make_optimizer(steps)
+
+
 # ------------------------------------------------------------------ build_head
 @pytest.mark.parametrize("n_classes", [2, 5])
 def test_build_head_shapes_names_and_mlnet_init(n_classes):

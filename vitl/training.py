@@ -230,6 +230,7 @@ class HeadConfig:
             >>> type(opt).__name__, type(opt.learning_rate).__name__ != "float"
             ('SGD', True)
         """
+        check_int("steps_per_epoch", steps_per_epoch, minimum=1)
         if self.lr_schedule == "exponential":
             decay_steps = max(1, round(self.decay_every_epochs * steps_per_epoch))
             rate = keras.optimizers.schedules.ExponentialDecay(
