@@ -432,6 +432,12 @@ def test_history_repr_long_keeps_best_row_from_the_middle():
     assert make_history(40, best=20)._repr_html_().count("<td>...</td>") == 2 * 6
 
 
+def test_history_repr_shows_a_diverged_loss_as_nan_and_a_missing_value_as_dash():
+    rows = [{"epoch": 0, "loss": float("nan"), "accuracy": 0.5, "learning_rate": None}]
+    lines = repr(TrainingHistory(rows, monitor="accuracy", best_epoch=0)).splitlines()
+    assert lines[2].split() == ["0", "nan", "0.5000", "-", "<-", "best"]
+
+
 def test_history_html_dict_and_pandas():
     history = make_history(5)
     html = history._repr_html_()
