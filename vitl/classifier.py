@@ -559,7 +559,9 @@ class ImageClassifier(BaseEstimator):
         with atomic_path(path, suffix=".keras") as tmp:  # Keras wants the .keras suffix
             self.model_.save(tmp)
             with zipfile.ZipFile(tmp, "a") as archive:
-                archive.writestr(_METADATA, json.dumps(metadata, indent=1, default=str))
+                # numpy numbers (configs accept them) stay numbers, or load reads back text
+                archive.writestr(_METADATA, json.dumps(metadata, indent=1, default=lambda v: (
+                    v.item() if isinstance(v, np.generic) else str(v))))
         return path
 
     @classmethod
