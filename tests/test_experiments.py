@@ -96,6 +96,9 @@ def test_summary_keeps_a_missing_mean_and_csv_keeps_integers(tmp_path):
         read = list(csv.DictReader(handle))
     assert [row["input_size"] for row in read] == ["", "32"]
     assert ExperimentResults({"input_size": [32]}, (0,), [], []).summary() == []
+    shown = repr(results).splitlines()[2:]  # a None is "-" in the table, as a NaN is
+    assert [line.split()[:2] for line in shown] == [["0", "-"], ["1", "32"]]
+    assert shown[0].split()[4] == "-" and "None" not in results._repr_html_()
 
 
 @pytest.mark.slow

@@ -281,6 +281,7 @@ class ExperimentResults:
         columns = ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
                    "epochs_run", "features_computed"]
         frame = pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
+        frame = frame.where(frame.notna(), np.nan)  # None (e.g. fine_tune=None) shows as "-" too
         return getattr(frame, render)(index=False, float_format="{:.4f}".format, na_rep="-")
 
     def __repr__(self) -> str:
