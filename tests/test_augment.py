@@ -72,6 +72,8 @@ def test_transform_id_names_the_parameters():
     assert a.transform_id != b.transform_id
     assert a.transform_id.startswith("aug-v1-")
     assert AugmentPolicy.from_dict(b.to_dict()) == b
+    numpy = AugmentPolicy(rotation=np.float32(0.2), views=np.int64(2))  # accepted: so it works
+    assert numpy.transform_id.startswith("aug-v1-") and numpy.transform_id != a.transform_id
 
 
 def test_switched_off_transforms_and_an_identity_policy():

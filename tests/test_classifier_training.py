@@ -96,3 +96,15 @@ def test_fit_holds_out_a_stratified_validation_fraction(tmp_path):
     clf.set_params(validation_fraction=0.0).fit(folder)
     assert clf.fit_info_["counts"]["validation"] == {"cracked": 0, "uncracked": 0}
     assert not clf.history_.has_validation and clf.history_.monitor == "loss"
+
+
+def test_numpy_numbers_in_the_settings_are_saved_as_numbers(tmp_path):
+    import numpy as np
+
+    folder = make_synthetic_cracks(tmp_path / "s", 3, size=32, verbose=0)
+    head = HeadConfig(epochs=np.int64(1), learning_rate=np.float32(0.01))  # e.g. from np.arange
+    clf = ImageClassifier("mobilenetv2", head=head, **{**TINY, "input_size": 32}).fit(folder)
+    loaded = ImageClassifier.load(clf.save(tmp_path / "m.keras"), cache=None, verbose=0)
+    assert loaded.head.epochs == 1 and loaded.head.learning_rate == pytest.approx(0.01)
+    assert loaded.head.validate() == loaded.head  # not the text "1" and "0.01"
+    assert len(loaded.continue_training(folder).fit_info_["continued"]) == 1

@@ -104,6 +104,12 @@ def test_threshold_degenerate_cases():
         multi.threshold_for_recall()
 
 
+def test_at_threshold_takes_a_number_as_text_and_refuses_none_in_one_line(report):
+    assert report.at_threshold("0.5") == report.at_threshold(0.5)
+    with pytest.raises(ValueError, match="threshold: expected a number .*received None.*Fix: "):
+        report.at_threshold(None)
+
+
 def test_single_class_set_gives_nan_auc_and_reduction():
     rep = EvaluationReport.from_predictions([0, 0], [[0.9, 0.1], [0.3, 0.7]], NAMES)
     assert math.isnan(rep.roc_auc) and math.isnan(rep.log_loss_reduction)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -79,6 +80,25 @@ def test_best_is_chosen_by_mean_validation_metric():
     assert summary[0]["val_accuracy_sd"] == pytest.approx(np.std([0.85, 0.8], ddof=1))
     with pytest.raises(ValueError, match="metric"):
         results.best("accuracy")
+
+
+def test_summary_keeps_a_missing_mean_and_csv_keeps_integers(tmp_path):
+    rows = [{"run": i, "input_size": size, "seed": 0, "val_accuracy": 0.5,
+             "val_log_loss": math.nan if size is None else 0.7, "train_seconds": 1.0,
+             "epochs_run": 3, "best_epoch": 1, "features_computed": 0}
+            for i, size in enumerate([None, 32])]
+    results = ExperimentResults({"input_size": [None, 32]}, (0,), rows, ["a", "b"])
+    summary = {entry["input_size"]: entry for entry in results.summary()}
+    assert math.isnan(summary[None]["val_log_loss_mean"])  # not 0.0, the best log-loss
+    assert summary[None]["val_log_loss_sd"] == 0.0 and summary[32]["val_log_loss_mean"] == 0.7
+    assert results.best("val_log_loss").params == {"input_size": 32}
+    with open(results.to_csv(tmp_path / "grid.csv"), newline="") as handle:
+        read = list(csv.DictReader(handle))
+    assert [row["input_size"] for row in read] == ["", "32"]
+    assert ExperimentResults({"input_size": [32]}, (0,), [], []).summary() == []
+    shown = repr(results).splitlines()[2:]  # a None is "-" in the table, as a NaN is
+    assert [line.split()[:2] for line in shown] == [["0", "-"], ["1", "32"]]
+    assert shown[0].split()[4] == "-" and "None" not in results._repr_html_()
 
 
 @pytest.mark.slow

@@ -228,3 +228,30 @@ def _read(path):
     from vitl.data import read_image
 
     return read_image(path, 64)
+
+
+def test_fine_tune_takes_a_numpy_array_of_paths(cracks):
+    fx, paths = _extractor(), np.array([str(p) for p in cracks.paths])
+    # the labels' check runs (a one-line error), not numpy's "truth value is ambiguous"
+    with pytest.raises(ValueError, match="train / y_train: expected one label per image"):
+        fine_tune(fx, build_head(1280, 2), paths, cracks.labels[:3],
+                  config=FineTuneConfig(blocks=1), verbose=False)
+    with pytest.raises(ValueError, match="y_val: expected one label per validation image"):
+        fine_tune(fx, build_head(1280, 2), paths, cracks.labels, paths, None,
+                  config=FineTuneConfig(blocks=1), verbose=False)
+
+
+def test_fit_interrupted_while_fine_tuning_leaves_the_classifier_unfitted(cracks, monkeypatch):
+    from sklearn.exceptions import NotFittedError
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C during the (long) fine-tuning phase
+
+    monkeypatch.setattr("vitl.classifier.fine_tune", interrupted)
+    clf = ImageClassifier("mobilenetv2", weights=None, input_size=32, cache=None, verbose=0,
+                          head=HeadConfig(epochs=1), fine_tune=FineTuneConfig(blocks=1))
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(cracks)
+    assert not [name for name in vars(clf) if name.endswith("_")]
+    with pytest.raises(NotFittedError, match="is not fitted yet. Call 'fit'"):
+        clf.predict(cracks)

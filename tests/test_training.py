@@ -107,6 +107,12 @@ def test_make_optimizer_schedules(schedule):
     assert float(rate) == pytest.approx(0.01)
 
 
+@pytest.mark.parametrize("steps", [0, -1, "5", 2.0])
+def test_make_optimizer_refuses_bad_steps_in_one_line(steps):
+    with pytest.raises(ValueError, match="steps_per_epoch: expected an integer >= 1.*Fix: "):
+        HeadConfig(lr_schedule="cosine").make_optimizer(steps)
+
+
 # ------------------------------------------------------------------ build_head
 @pytest.mark.parametrize("n_classes", [2, 5])
 def test_build_head_shapes_names_and_mlnet_init(n_classes):
@@ -424,6 +430,12 @@ def test_history_repr_long_keeps_best_row_from_the_middle():
         "0", "1", "2", "3", "4", "...", "20", "...", "35", "36", "37", "38", "39"]
     assert lines[8].endswith("<- best")
     assert make_history(40, best=20)._repr_html_().count("<td>...</td>") == 2 * 6
+
+
+def test_history_repr_shows_a_diverged_loss_as_nan_and_a_missing_value_as_dash():
+    rows = [{"epoch": 0, "loss": float("nan"), "accuracy": 0.5, "learning_rate": None}]
+    lines = repr(TrainingHistory(rows, monitor="accuracy", best_epoch=0)).splitlines()
+    assert lines[2].split() == ["0", "nan", "0.5000", "-", "<-", "best"]
 
 
 def test_history_html_dict_and_pandas():

@@ -153,7 +153,7 @@ class AugmentPolicy:
             True
         """
         transform = {k: v for k, v in self.to_dict().items() if k != "views"}
-        text = json.dumps(transform, sort_keys=True)
+        text = json.dumps(transform, sort_keys=True, default=lambda v: v.item())  # numpy numbers
         return f"aug-v{AUGMENT_VERSION}-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
     @property

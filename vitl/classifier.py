@@ -253,13 +253,15 @@ class ImageClassifier(BaseEstimator):
             top_block_layers(extractor, tune.blocks)  # a bad block count fails before any work
         head, history, features = self._train_head(extractor, train, train.labels, validation,
                                                    y_val, classes, config, policy)
-        self.fine_tune_history_ = tune_info = None
+        tuned = tune_info = None
         if tune is not None:
             result = fine_tune(extractor, head, train, train.labels, validation, y_val,
                                config=tune, policy=policy, class_weight=config.class_weight,
                                verbose=self.verbose)
-            extractor, head, self.fine_tune_history_ = result.extractor, result.head, result.history
+            extractor, head, tuned = result.extractor, result.head, result.history
             tune_info = {**tune.to_dict(), **result.summary()}
+        # fitted attributes only now: a fit interrupted earlier leaves no half-fitted estimator
+        self.fine_tune_history_ = tuned
         self.classes_ = np.array(classes)
         self.extractor_ = extractor
         self.fit_info_ = {
@@ -557,7 +559,9 @@ class ImageClassifier(BaseEstimator):
         with atomic_path(path, suffix=".keras") as tmp:  # Keras wants the .keras suffix
             self.model_.save(tmp)
             with zipfile.ZipFile(tmp, "a") as archive:
-                archive.writestr(_METADATA, json.dumps(metadata, indent=1, default=str))
+                # numpy numbers (configs accept them) stay numbers, or load reads back text
+                archive.writestr(_METADATA, json.dumps(metadata, indent=1, default=lambda v: (
+                    v.item() if isinstance(v, np.generic) else str(v))))
         return path
 
     @classmethod

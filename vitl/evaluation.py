@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from ._errors import check_int, is_real, require
+from ._errors import check_int, is_real, problem, require
 
 #: Rows of ``proba`` must sum to 1 within this tolerance.
 _SUM_TOLERANCE = 1e-3
@@ -296,7 +296,7 @@ class EvaluationReport:
             A :class:`ThresholdChoice` (its ``target_recall`` is NaN).
 
         Raises:
-            ValueError: the report has more than two classes.
+            ValueError: the report has more than two classes, or ``threshold`` is not a number.
 
         Example:
             >>> report = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], ["a", "b"])
@@ -305,6 +305,11 @@ class EvaluationReport:
             (1, 1, 1.0)
         """
         is_positive, score = self.binary_scores()
+        try:  # float() as before: "0.5" is accepted, None is a one-line error
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            raise ValueError(problem("threshold", "a number (a score, e.g. 0.5)", threshold,
+                                     "pass e.g. at_threshold(0.5)")) from None
         flagged = score >= threshold
         tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(is_positive, flagged,
                                                                 labels=[False, True]).ravel())

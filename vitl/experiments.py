@@ -123,7 +123,8 @@ class ExperimentResults:
         """
         path = Path(path)
         with atomic_path(path, suffix=".csv") as tmp:  # old or new table, never half
-            self.to_pandas().to_csv(tmp, index=False)
+            # dtype=object: a column with a None (e.g. input_size) keeps its ints as "32", not "32.0"
+            pd.DataFrame(self.rows, dtype=object).to_csv(tmp, index=False)
         return path
 
     def summary(self, metric: str = "val_accuracy") -> list[dict]:
@@ -150,13 +151,16 @@ class ExperimentResults:
     def _configurations(self, metric: str) -> list[tuple[dict, list[int]]]:
         """(summary row, run indices) per configuration, best mean ``metric`` first."""
         check_choice("metric", metric, METRICS)
+        if not self.rows:
+            return []
         frame = self.to_pandas()
         # grouped by the values' repr: grid values (configs, policies) need not be hashable
         groups = frame.groupby([repr([row[name] for name in self.grid]) for row in self.rows],
                                sort=False)
         stats = groups[["val_accuracy", "val_log_loss", "train_seconds"]].agg(["mean", "std"])
         stats.columns = [f"{column}_{'sd' if stat == 'std' else stat}" for column, stat in stats]
-        stats = stats.fillna(0.0).sort_values(  # sd of one seed: 0; ties: the lower log-loss
+        stats = stats.fillna({c: 0.0 for c in stats if c.endswith("_sd")}).sort_values(
+            # sd of one seed: 0 (a NaN mean stays NaN); ties: the lower log-loss
             [f"{metric}_mean", "val_log_loss_mean"], ascending=[metric == "val_log_loss", True])
         runs = groups.indices
         return [({name: self.rows[runs[key][0]][name] for name in self.grid}
@@ -277,6 +281,7 @@ class ExperimentResults:
         columns = ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
                    "epochs_run", "features_computed"]
         frame = pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
+        frame = frame.where(frame.notna(), np.nan)  # None (e.g. fine_tune=None) shows as "-" too
         return getattr(frame, render)(index=False, float_format="{:.4f}".format, na_rep="-")
 
     def __repr__(self) -> str:

@@ -456,7 +456,8 @@ def fine_tune(extractor: FeatureExtractor, head: keras.Model, train, y_train, va
 
 def _paths(images) -> list[str]:
     """Image paths as strings, from an ImageCollection, a list of paths or None."""
-    return [str(p) for p in getattr(images, "paths", images or ())]
+    # not ``images or ()``: the truth of a numpy array of paths is ambiguous
+    return [str(p) for p in getattr(images, "paths", () if images is None else images)]
 
 
 # ---------------------------------------------------------------------- data

@@ -230,6 +230,7 @@ class HeadConfig:
             >>> type(opt).__name__, type(opt.learning_rate).__name__ != "float"
             ('SGD', True)
         """
+        check_int("steps_per_epoch", steps_per_epoch, minimum=1)
         if self.lr_schedule == "exponential":
             decay_steps = max(1, round(self.decay_every_epochs * steps_per_epoch))
             rate = keras.optimizers.schedules.ExponentialDecay(
@@ -595,8 +596,11 @@ class TrainingHistory:
         frame = self.to_pandas()
         if not self.has_validation:
             frame = frame.drop(columns=["val_loss", "val_accuracy"])
-        shown = pd.DataFrame({column: ["-" if pd.isna(v) else _CELLS.get(column, "{:.4f}").format(v)
-                                       for v in frame[column]] for column in frame.columns})
+        # cells from the rows, not the frame: a missing value is "-", a NaN (training that
+        # diverged) stays visible as "nan"
+        shown = pd.DataFrame({column: ["-" if row.get(column) is None
+                                       else _CELLS.get(column, "{:.4f}").format(row[column])
+                                       for row in self.rows] for column in frame.columns})
         shown[""] = np.where(frame["epoch"] == self.best_epoch, "<- best", "")
         if len(shown) > limit:
             gap = pd.DataFrame([["..."] * len(frame.columns) + [""]], columns=shown.columns)
