@@ -108,3 +108,19 @@ def test_numpy_numbers_in_the_settings_are_saved_as_numbers(tmp_path):
     assert loaded.head.epochs == 1 and loaded.head.learning_rate == pytest.approx(0.01)
     assert loaded.head.validate() == loaded.head  # not the text "1" and "0.01"
     assert len(loaded.continue_training(folder).fit_info_["continued"]) == 1
+
+
+def test_classify_skips_and_names_unreadable_files(tmp_path):
+    folder = make_synthetic_cracks(tmp_path / "s", 4, size=48, verbose=0)
+    clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=1), **TINY).fit(folder)
+    new = tmp_path / "new"
+    new.mkdir()
+    good = sorted(folder.rglob("*.png"))[:2]
+    for i, path in enumerate(good):
+        (new / f"{i}.png").write_bytes(path.read_bytes())
+    (new / "bad.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match=r"skipped .*bad\.png: not an image"):
+        predictions = clf.classify(new, csv_path=tmp_path / "p.csv")
+    assert [p.path for p in predictions] == [str(new / "0.png"), str(new / "1.png")]
+    assert [p.label for p in predictions] == list(clf.predict([new / "0.png", new / "1.png"]))
+    assert "bad.png" not in (tmp_path / "p.csv").read_text()

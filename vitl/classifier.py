@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, replace
@@ -453,13 +454,16 @@ class ImageClassifier(BaseEstimator):
     def classify(self, images, csv_path=None) -> list[Prediction]:
         """Predict and return one :class:`Prediction` per image; optionally write a CSV.
 
+        Unlike :meth:`predict`, whose rows must match its input, files that cannot be read
+        as images are skipped, each named in a warning; the others are still classified.
+
         Args:
             images: as for :meth:`predict_proba`.
             csv_path: optional CSV file: ``path, label, score`` and one
                 ``score_<class>`` column per class.
 
         Returns:
-            A list of :class:`Prediction`.
+            A list of :class:`Prediction`, one per readable image.
 
         Example:
             >>> import tempfile
@@ -472,8 +476,17 @@ class ImageClassifier(BaseEstimator):
         """
         check_is_fitted(self)
         paths, arrays = paths_or_arrays(images)
-        proba = self.predict_proba(images if arrays is not None else paths)
-        names = [str(p) for p in paths] if arrays is None else [None] * len(proba)
+        if arrays is not None:
+            proba = self.predict_proba(arrays)
+            names = [None] * len(proba)
+        else:
+            featurizer = Featurizer(self.extractor_, cache=self.cache, verbose=self.verbose)
+            features = featurizer.featurize(paths, errors="skip")
+            for path, reason in featurizer.last_stats.bad:
+                warnings.warn(f"vitl: skipped {path}: {reason}", stacklevel=2)
+            readable = ~np.isnan(features).any(axis=1)
+            proba = predict_proba(self.head_, features[readable])
+            names = [str(p) for p, ok in zip(paths, readable) if ok]
         predictions = [
             Prediction(name, str(self.classes_[row.argmax()]), float(row.max()),
                        {str(c): float(s) for c, s in zip(self.classes_, row)})
