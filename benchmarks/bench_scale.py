@@ -58,7 +58,7 @@ def part_ray(tmp: Path, backbone: str, rounds: int, count: int, shard_size: int 
     import shutil
 
     if importlib.util.find_spec("ray") is None:
-        print("ray part skipped: Ray is not installed in this venv (pip install 'ray[data]')")
+        print("ray part skipped: Ray is not installed in this venv (pip install 'vitl[ray]')")
         return
     from vitl.features.folder import featurize_folder
 
