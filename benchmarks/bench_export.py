@@ -10,10 +10,16 @@ images. The table goes into benchmarks/README.md ("Export").
     VITL_DATA_MIRROR=../shared/data .venv/bin/python benchmarks/bench_export.py [--preset=mlnet]
 
 ``--preset=mlnet`` trains the head with ML.NET's settings instead of vitl's defaults.
+
+    .venv/bin/python benchmarks/bench_export.py --quick    # plumbing check (~1-2 min)
+
+``--quick``: 100 of the images (50 a class, then the tutorial split), 96 px, the head capped
+at 5 epochs; the same five artifacts, each read back in a fresh process.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -30,6 +36,7 @@ import numpy as np
 ARTIFACTS = [("SavedModel", "savedmodel", None), ("TFLite float32", "tflite", None),
              ("TFLite float16", "tflite", "float16"), ("TFLite int8", "tflite", "int8"),
              ("TFLite int8, all training images", "tflite", "int8")]
+QUICK_PER_CLASS, QUICK_SIZE, QUICK_EPOCHS = 50, 96, 5
 
 
 def size_of(path: Path) -> int:
@@ -39,15 +46,32 @@ def size_of(path: Path) -> int:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=["mlnet"], default=None,
+                        help="train the head with ML.NET's settings")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"plumbing check: {2 * QUICK_PER_CLASS} images, {QUICK_SIZE} px, "
+                             f"at most {QUICK_EPOCHS} epochs")
+    args = parser.parse_args()
+
     import vitl
     from vitl.data import read_image, tutorial_split
     from vitl.datasets import sdnet2018_decks
+    from vitl.training import HeadConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-export-"))
     images = vitl.load_image_folder(sdnet2018_decks(data_dir=tmp / "data", verbose=0), verbose=0)
+    quick = {}
+    if args.quick:
+        images = images.subset(np.concatenate([np.flatnonzero(images.labels == label)[
+            :QUICK_PER_CLASS] for label in range(len(images.class_names))]))
+        head = HeadConfig.mlnet if args.preset == "mlnet" else HeadConfig
+        quick = {"input_size": QUICK_SIZE, "head": head(epochs=QUICK_EPOCHS)}
+        print(f"--quick (plumbing check, not the real numbers): {len(images)} images, "
+              f"{QUICK_SIZE} px, at most {QUICK_EPOCHS} epochs")
     parts = tutorial_split(images)
-    make = vitl.ImageClassifier.mlnet if "--preset=mlnet" in sys.argv else vitl.ImageClassifier
-    clf = make("mobilenetv2-tv", cache=tmp / "cache", verbose=0)
+    make = vitl.ImageClassifier.mlnet if args.preset == "mlnet" else vitl.ImageClassifier
+    clf = make("mobilenetv2-tv", cache=tmp / "cache", verbose=0, **quick)
     clf.fit(parts.train, parts.validation)
     held = list(parts.validation.paths) + list(parts.test.paths)
     truth = np.array([clf.classes_.tolist().index(parts.validation.class_names[label])

@@ -25,11 +25,17 @@ px; synthetic cracks (``vitl.make_synthetic_cracks``, 150 a class, 224 px).
         --candidate '{"optimizer": "adam", "learning_rate": 0.001}'
 
 ``--candidate JSON`` adds a row for ``HeadConfig(**JSON)`` (used to choose the defaults).
+
+    .venv/bin/python benchmarks/bench_head_defaults.py --quick   # plumbing check (~1 min)
+
+``--quick``: one set per source (sdnet-224, concrete-227 if its zip is there,
+synthetic-224 with 30 a class), all at 96 px, the first seed, heads capped at 5 epochs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -60,13 +66,16 @@ SETS = {  # name -> (source, input size)
     "synthetic-224": ("synthetic", 224),
 }
 WORK = Path(tempfile.gettempdir()) / "vitl-bench-head"
+QUICK_SETS, QUICK_SIZE, QUICK_EPOCHS = ["sdnet-224", "concrete-227", "synthetic-224"], 96, 5
 
 
-def folder(source: str, concrete_zip: Path) -> Path:
+def folder(source: str, concrete_zip: Path, synthetic_per_class: int = 150) -> Path:
     if source == "sdnet":
         return sdnet2018_decks(verbose=0)
     if source == "synthetic":
-        return make_synthetic_cracks(WORK / "synthetic", 150, size=224, seed=0, verbose=0)
+        out = WORK / ("synthetic" if synthetic_per_class == 150 else
+                      f"synthetic-{synthetic_per_class}")
+        return make_synthetic_cracks(out, synthetic_per_class, size=224, seed=0, verbose=0)
     out = WORK / "concrete"
     if not (out / "concrete-cracks-sample").is_dir():
         with zipfile.ZipFile(concrete_zip) as archive:
@@ -74,10 +83,10 @@ def folder(source: str, concrete_zip: Path) -> Path:
     return out / "concrete-cracks-sample"
 
 
-def features(name: str, concrete_zip: Path, cache):
+def features(name: str, concrete_zip: Path, cache, quick=False):
     source, size = SETS[name]
-    images = load_image_folder(folder(source, concrete_zip), verbose=0)
-    extractor = build_feature_extractor(BACKBONE, input_size=size)
+    images = load_image_folder(folder(source, concrete_zip, 30 if quick else 150), verbose=0)
+    extractor = build_feature_extractor(BACKBONE, input_size=QUICK_SIZE if quick else size)
     x = Featurizer(extractor, cache=cache, verbose=1).featurize(images)
     return images, x
 
@@ -108,7 +117,8 @@ def mean_sd(values) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=None,
+                        help=f"default all; --quick: {' '.join(QUICK_SETS)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--train-fraction", type=float, default=0.7)
     parser.add_argument("--validation-fraction", type=float, default=0.1)
@@ -119,25 +129,38 @@ def main() -> None:
     parser.add_argument("--concrete-zip", type=Path,
                         default=Path(os.environ.get("VITL_DATA_MIRROR", REPO.parent / "shared"
                                                     / "data")) / "concrete-cracks-sample.zip")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"plumbing check: one set per source at {QUICK_SIZE} px, the first "
+                             f"seed, at most {QUICK_EPOCHS} epochs")
     args = parser.parse_args()
+    sets = args.sets or (QUICK_SETS if args.quick else list(SETS))
+    seeds = args.seeds[:1] if args.quick else args.seeds
 
     heads = {"vitl default": HeadConfig()}
     if not args.no_mlnet:
         heads["ML.NET preset"] = HeadConfig.mlnet()
     for text in args.candidate:
         heads[f"candidate {text}"] = HeadConfig(**json.loads(text))
+    if args.quick:
+        heads = {head: dataclasses.replace(config, epochs=QUICK_EPOCHS)
+                 for head, config in heads.items()}
+        print(f"--quick (plumbing check, not the real numbers): every set at {QUICK_SIZE} px, "
+              f"at most {QUICK_EPOCHS} epochs")
     print(f"backbone {BACKBONE}; split {args.train_fraction:.0%} train (of which "
           f"{args.validation_fraction:.0%} validation for vitl's heads) / "
-          f"{1 - args.train_fraction:.0%} test; seeds {args.seeds}\n")
+          f"{1 - args.train_fraction:.0%} test; seeds {seeds}\n")
     header = "| set (train / test images) | head | test accuracy | epochs | seconds |"
     print(header + "\n|---|---|---|---:|---:|", flush=True)
-    for name in args.sets:
+    for name in sets:
+        if args.quick and SETS[name][0] == "concrete" and not args.concrete_zip.is_file():
+            print(f"| {name} | skipped: no {args.concrete_zip} | | | |", flush=True)
+            continue
         images, x = features(name, args.concrete_zip, None if args.cache == "none"
-                             else args.cache)
+                             else args.cache, args.quick)
         y = images.labels
         index = {p: i for i, p in enumerate(images.paths)}
         results = {head: [] for head in [*heads, "LogisticRegression"]}
-        for seed in args.seeds:
+        for seed in seeds:
             outer = split(images, args.train_fraction, 0.0, 1 - args.train_fraction, seed=seed)
             inner = split(outer.train, 1 - args.validation_fraction, args.validation_fraction,
                           0.0, seed=seed)

@@ -32,6 +32,7 @@ hits all alike); the table shows the median seconds, compilation included.
 
     .venv/bin/python benchmarks/bench_training.py
     .venv/bin/python benchmarks/bench_training.py --sizes tutorial --repeats 5
+    .venv/bin/python benchmarks/bench_training.py --quick     # plumbing check (~1 min)
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ import argparse
 import math
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import keras
 import numpy as np
@@ -53,6 +57,7 @@ from vitl.training import HeadConfig, build_head, train_head
 APPROACHES = ("fit-xla", "fit", "fit-spe1", "fused-xla", "fused")
 SIZES = {"tutorial": (252, 28, 1280, 100), "tutorial-2048": (252, 28, 2048, 100),
          "large": (10_000, 0, 2048, 20)}  # name -> (train, validation, dim, epochs)
+QUICK_ROWS, QUICK_EPOCHS = 256, 3  # --quick: at most this many training rows, epochs per size
 
 
 def make_features(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -148,20 +153,27 @@ def main() -> None:
     parser.add_argument("--approaches", nargs="+", choices=APPROACHES, default=list(APPROACHES))
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"plumbing check: 1 repeat, {QUICK_EPOCHS} epochs, at most "
+                             f"{QUICK_ROWS} training rows per size")
     args = parser.parse_args()
-    print(f"head defaults {HeadConfig()}; {os.cpu_count()} CPUs, load average "
+    repeats = 1 if args.quick else args.repeats
+    print(f"{'--quick (plumbing check, not the real numbers); ' if args.quick else ''}"
+          f"head defaults {HeadConfig()}; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f} at start\n")
     reference = "fit" if "fit" in args.approaches else args.approaches[0]
     print(f"| size | approach | seconds (median) | ms / epoch | train acc | speed vs {reference} |")
     print("|---|---|---:|---:|---:|---:|")
     for size in args.sizes:
         n, n_val, dim, epochs = SIZES[size]
+        if args.quick:
+            n, epochs = min(n, QUICK_ROWS), QUICK_EPOCHS
         x, y = make_features(n + n_val, dim)
         xv, yv = (x[n:], y[n:]) if n_val else (None, None)
         x, y = x[:n], y[:n]
         times = {a: [] for a in args.approaches}
         last = {}
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for approach in args.approaches:
                 last[approach] = run(approach, x, y, xv, yv, epochs)
                 times[approach].append(last[approach]["seconds"])
