@@ -46,6 +46,11 @@ def size_of(path: Path) -> int:
 
 
 def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as folder:  # ~100 MB of artifacts
+        return run(Path(folder))
+
+
+def run(tmp: Path) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=["mlnet"], default=None,
                         help="train the head with ML.NET's settings")
@@ -59,7 +64,6 @@ def main() -> int:
     from vitl.datasets import sdnet2018_decks
     from vitl.training import HeadConfig
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-export-"))
     images = vitl.load_image_folder(sdnet2018_decks(data_dir=tmp / "data", verbose=0), verbose=0)
     quick = {}
     if args.quick:

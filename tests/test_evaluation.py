@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,6 +173,35 @@ def test_json_round_trip(report, tmp_path):
     assert again.most_confidently_wrong() == report.most_confidently_wrong()
     with pytest.raises(ValueError, match="include_predictions=True"):
         EvaluationReport.from_dict(data)
+
+
+def test_to_json_file_is_old_or_new_never_half(report, tmp_path, monkeypatch):
+    path = tmp_path / "report.json"
+    report.to_json(path)
+    before = path.read_bytes()
+    real_open = Path.open
+
+    class DiskFull:  # writes half of what it is given, then the disk is full
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            self.handle.flush()
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: DiskFull(real_open(self, *a, **k)))
+    with pytest.raises(OSError, match="No space left"):
+        report.to_json(path, include_predictions=True)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left
 
 
 def test_repr_is_readable(report):

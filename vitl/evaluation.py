@@ -20,7 +20,6 @@ import json
 import math
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -28,6 +27,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from ._errors import check_int, is_real, problem, require
+from ._files import write_bytes_atomic
 
 #: Rows of ``proba`` must sum to 1 within this tolerance.
 _SUM_TOLERANCE = 1e-3
@@ -380,7 +380,7 @@ class EvaluationReport:
         """Return :meth:`to_dict` as JSON text; also write it to ``path`` when given.
 
         Args:
-            path: optional file to write.
+            path: optional file to write (atomically: a crash leaves the old file).
             include_predictions: as for :meth:`to_dict`.
             indent: JSON indentation.
 
@@ -394,7 +394,7 @@ class EvaluationReport:
         """
         text = json.dumps(self.to_dict(include_predictions), indent=indent)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            write_bytes_atomic(path, (text + "\n").encode("utf-8"))  # old or new, never half
         return text
 
     @classmethod
