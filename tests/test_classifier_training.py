@@ -49,6 +49,9 @@ def test_set_params_changes_training(tmp_path):
     assert len(clf.fit(folder).history_) == 3 and clf.fit_info_["head"]["epochs"] == 3
     with pytest.raises(ValueError, match="Invalid parameter 'epochs'"):
         clf.set_params(epochs=3)
+    with pytest.raises(ValueError, match=r"head__epochs: expected ImageClassifier's own "
+                                          r"parameter names.*Fix: pass head=\.\.\. whole"):
+        clf.set_params(head__epochs=3)
 
 
 def test_mlnet_preset_through_the_classifier():

@@ -201,6 +201,36 @@ class ImageClassifier(BaseEstimator):
         return build_feature_extractor(backbone, weights=self.weights,
                                        input_size=self.input_size, precision=self.precision)
 
+    def set_params(self, **params) -> ImageClassifier:
+        """Set parameters, as scikit-learn's ``set_params``; a setting is replaced whole.
+
+        Args:
+            **params: parameter names and values, e.g. ``head=HeadConfig(epochs=5)``.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: an unknown name, or a nested one such as ``head__epochs``: the
+                settings are plain configs, not estimators.
+
+        Example:
+            >>> ImageClassifier().set_params(head=HeadConfig(epochs=5)).head.epochs
+            5
+            >>> ImageClassifier().set_params(head__epochs=5)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: head__epochs: expected ImageClassifier's own parameter names ...
+        """
+        nested = [name for name in params if "__" in name]
+        if nested:
+            name, _, field = nested[0].partition("__")
+            raise ValueError(problem(nested[0], "ImageClassifier's own parameter names (a "
+                                     "setting such as head is replaced whole)", nested[0],
+                                     f"pass {name}=... whole, e.g. head=dataclasses.replace("
+                                     f"clf.head or HeadConfig(), {field}=...)"))
+        return super().set_params(**params)
+
     def _settings(self) -> tuple[HeadConfig, AugmentPolicy | None, FineTuneConfig | None]:
         """The validated head, augmentation and fine-tuning settings, seeded by ``seed``."""
         check_int("seed", self.seed, minimum=0, fix="pass seed=0")
