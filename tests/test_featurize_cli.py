@@ -101,3 +101,18 @@ def test_probe_without_bfloat16_instructions_picks_float32_without_measuring(mon
     monkeypatch.setattr(prec.platform, "machine", lambda: "x86_64")
     result = prec.probe("resnet101v2")
     assert result["precision"] == "float32" and "no bfloat16" in result["reason"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"workers": 0}, "workers: expected an integer >= 1, received 0"),
+    ({"workers": False}, "workers: expected an integer >= 1, received False"),
+    ({"cpus_per_worker": 0}, "cpus_per_worker: expected an integer >= 1"),
+    ({"gpus_per_worker": -1}, "gpus_per_worker: expected a number"),
+    ({"shard_size": 0}, "shard_size: expected an integer >= 1"),
+])
+def test_featurize_folder_refuses_bad_ray_options_before_any_work(kwargs, message, tmp_path):
+    write_images(tmp_path / "data" / "a", 1)
+    with pytest.raises(ValueError, match=message) as info:
+        featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
+                         cache=tmp_path / "c", verbose=0, **kwargs)
+    assert "Fix:" in str(info.value) and not (tmp_path / "c").exists()
