@@ -85,6 +85,19 @@ def test_plot_history_without_validation_and_from_dict_into_given_axes():
 
 
 # ---------------------------------------------------------- confusion matrix
+def test_plot_history_of_a_diverged_run_or_without_learning_rate_still_plots():
+    diverged = history(n=2, validation=False, best=None)
+    for row in diverged.rows:
+        row["loss"] = float("nan")  # diverged from the first epoch: what the plot must show
+    no_rate = {"rows": [{k: v for k, v in row.items() if k != "learning_rate"}
+                        for row in history(n=3).rows], "best_epoch": None}
+    for h in (diverged, no_rate):
+        fig = plot_history(h)
+        assert len(fig.axes) == 3 and renders(fig)
+        assert [ax.get_lines()[0].get_label() for ax in fig.axes] == ["train", "train",
+                                                                      "learning rate"]
+
+
 def test_plot_confusion_matrix_counts_and_labels():
     report = EvaluationReport.from_predictions(Y, PROBA, NAMES)
     fig = plot_confusion_matrix(report)

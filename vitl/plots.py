@@ -62,7 +62,8 @@ def plot_history(history, axes=None) -> Figure:
               "learning_rate": ("Learning rate", "learning rate")}
     for ax, (name, (title, label)) in zip(axes, panels.items()):
         lines = table.reindex(columns=[name, "val_" + name]).astype(float)
-        lines = lines.dropna(axis=1, how="all")
+        if lines["val_" + name].isna().all():  # no validation; the train line always shows
+            lines = lines[[name]]
         lines.columns = [label, "validation"][:len(lines.columns)]
         lines.plot(ax=ax, title=title, xlabel="epoch", ylabel=name.replace("_", " "),
                    logy=bool(name == "learning_rate" and lines.min().min() > 0))
