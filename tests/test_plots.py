@@ -148,6 +148,13 @@ def test_plot_roc_pr_curves_and_threshold_marker():
     assert renders(fig)
 
 
+def test_plot_roc_pr_threshold_given_as_text_or_numpy_number():
+    report = EvaluationReport.from_predictions(Y, PROBA, NAMES)
+    for threshold in ("0.6", np.float32(0.6)):  # e.g. read from a config file
+        fig = plot_roc_pr(report, threshold=threshold)
+        assert "threshold 0.600" in lines_by_label(fig.axes[0])
+
+
 def test_plot_roc_pr_rejects_multiclass_and_single_class():
     multi = EvaluationReport.from_predictions([0, 1, 2], np.eye(3), list("abc"))
     with pytest.raises(ValueError, match="report: expected a two-class report"):
