@@ -139,7 +139,8 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
     else:
         with tempfile.TemporaryDirectory(prefix=".tflite-", dir=directory) as tmp:
             source = directory / SAVEDMODEL_DIR
-            if artifacts.get(SAVEDMODEL_DIR, {}).get("vitl_version") != __version__:
+            if artifacts.get(SAVEDMODEL_DIR, {}).get("vitl_version") != __version__ or \
+                    not source.is_dir():
                 source = Path(tmp)
                 _write_savedmodel(model, size, source)
             write_bytes_atomic(target, _convert_tflite(source, quantize, calibration, size,
