@@ -117,6 +117,22 @@ def test_unreadable_database_is_set_aside_and_rebuilt(tmp_path):
         FeatureCache(tmp_path / "features.sqlite")
 
 
+def test_damaged_database_is_set_aside_with_a_planted_shared_memory_fifo(tmp_path):
+    (tmp_path / "features.sqlite").write_bytes(b"this is not sqlite" * 100)
+    os.mkfifo(tmp_path / "features.sqlite-shm")  # not a file: sqlite cannot use it
+    with pytest.warns(UserWarning, match="is damaged"):
+        cache = FeatureCache(tmp_path)
+    cache.put_many([(key(1), np.ones(3))])
+    assert len(cache) == 1 and (tmp_path / "features.sqlite").is_file()
+    assert cache.damaged_copies() and cache.clear() == 1 and not cache.damaged_copies()
+
+
+def test_database_that_is_not_a_file_is_refused_in_one_line(tmp_path):
+    os.mkfifo(tmp_path / "features.sqlite")
+    with pytest.raises(ValueError, match="a FIFO .*Fix: choose another cache folder"):
+        FeatureCache(tmp_path)
+
+
 def test_cli_info_and_clear(tmp_path, capsys, monkeypatch):
     assert vitl_main(["cache", "info", "--cache", str(tmp_path / "none")]) == 0
     assert "no feature cache at" in capsys.readouterr().out

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import problem
-from .._files import stamp
+from .._files import file_kind, stamp
 
 #: File name of the sqlite database inside a cache folder.
 DB_NAME = "features.sqlite"
@@ -234,6 +234,8 @@ class FeatureCache(contextlib.AbstractContextManager):
         except OSError as err:
             raise ValueError(_unwritable(self.directory, err.strerror)) from None
         self.path = self.directory / DB_NAME
+        if os.path.lexists(self.path) and file_kind(self.path) != "a regular file":
+            raise ValueError(_unwritable(self.directory, f"{DB_NAME} is {file_kind(self.path)}"))
         if not os.access(self.directory, os.W_OK | os.X_OK) or (
                 self.path.exists() and not os.access(self.path, os.W_OK)):
             raise ValueError(_unwritable(self.directory, "read-only"))
@@ -274,8 +276,9 @@ class FeatureCache(contextlib.AbstractContextManager):
                 self._db.close()
                 self._db = None
                 aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
-                for file, suffix in self._files():
-                    os.replace(file, f"{aside}{suffix}")
+                for suffix in ("", "-wal", "-shm"):  # also what is not a file: sqlite failed on it
+                    if os.path.lexists(f"{self.path}{suffix}"):
+                        os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
                 warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as "
                               f"{aside} and started a new one: its features are recomputed as "
                               "needed (`vitl cache clear` deletes the damaged copy)", stacklevel=4)
