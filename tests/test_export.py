@@ -197,3 +197,20 @@ def test_tflite_beside_a_savedmodel_that_is_no_folder_writes_its_own(tiny, tmp_p
     (tmp_path / "savedmodel").write_text("replaced")  # listed in export.json, but not a SavedModel
     path = export_model(tiny, ["a", "b"], tmp_path, format="tflite")
     assert path.name == "model.tflite" and path.stat().st_size > 0
+
+
+def test_export_interrupted_in_a_new_folder_can_be_rerun(tiny, tmp_path, monkeypatch):
+    import vitl.export
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the SavedModel is written
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vitl.export, "_write_savedmodel", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            export_model(tiny, ["a", "b"], tmp_path / "out")
+    assert not (tmp_path / "out" / "savedmodel").exists()
+    path = export_model(tiny, ["a", "b"], tmp_path / "out")  # not refused as a foreign folder
+    assert path.is_dir() and read_labels(tmp_path / "out") == ["a", "b"]
+    assert json.loads((tmp_path / "out" / "export.json").read_text())["artifacts"].keys() == {
+        "savedmodel"}
