@@ -236,3 +236,24 @@ def test_two_concurrent_writers_leave_a_sound_cache(extractor, tmp_path):
     np.testing.assert_array_equal(cached, Featurizer(extractor, cache=None, verbose=0)
                                   .featurize(paths))
     assert_features_close(cached, direct_features(extractor, paths))
+
+
+def test_queries_run_on_the_oldest_supported_sqlite(tmp_path, monkeypatch):
+    # Python 3.10 on Ubuntu 22.04 links SQLite 3.37: no ->> (3.38) and, below 3.32, no IIF.
+    newer = {"->", "->>", "iif", "unixepoch", "octet_length", "concat", "concat_ws"}
+    connect = sqlite3.connect
+
+    def old_sqlite(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        db.set_authorizer(lambda action, _a, name, *_: sqlite3.SQLITE_DENY if
+                          action == sqlite3.SQLITE_FUNCTION and name.lower() in newer
+                          else sqlite3.SQLITE_OK)
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", old_sqlite)
+    cache = FeatureCache(tmp_path)
+    cache.put_many([(key(1), np.ones(3)), (key(2), np.zeros(3))])
+    cache.record_run(FeatureStats("mobilenetv2", 2, 1, 1, 0, 1.0))
+    assert set(cache.lookup([key(1), key(2), key(3)]).found) == {key(1), key(2)}
+    assert cache.info().last_runs["mobilenetv2"]["hit_rate"] == 0.5
+    assert [len(c) for c, _ in cache.iter_vectors(SPACE)] == [2] and cache.clear() == 2

@@ -361,7 +361,8 @@ class FeatureCache(contextlib.AbstractContextManager):
         wanted = {(key.space.id, key.content): key for key in keys}
         rows = self._query(  # json_each: any number of keys in one statement
             "SELECT space, content, dim, crc32, vector FROM features WHERE (space, content) IN "
-            "(SELECT value ->> 0, value ->> 1 FROM json_each(?))", (json.dumps(list(wanted)),))
+            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+            (json.dumps(list(wanted)),))
         return Lookup(*_decode((wanted[space, content], *rest) for space, content, *rest in rows))
 
     def spaces(self) -> list[FeatureSpace]:
@@ -472,7 +473,8 @@ class FeatureCache(contextlib.AbstractContextManager):
             "SELECT s.backbone, COUNT(*) FROM features f JOIN spaces s ON s.id = f.space "
             "GROUP BY s.backbone ORDER BY s.backbone"))
         runs = self._query(f"SELECT backbone, finished, {', '.join(_RUN_COLUMNS)}, "
-                           "IIF(images > 0, CAST(hits AS REAL) / images, 0.0) FROM last_run")
+                           "CASE WHEN images > 0 THEN CAST(hits AS REAL) / images ELSE 0.0 END "
+                           "FROM last_run")  # not IIF / ->>: SQLite 3.31+ (Python 3.10 distros)
         names = ("finished", *_RUN_COLUMNS, "hit_rate")
         return CacheInfo(self.path, sum(file.stat().st_size for file, _ in self._files()),
                          sum(per_backbone.values()), per_backbone,
