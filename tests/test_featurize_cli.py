@@ -116,3 +116,14 @@ def test_featurize_folder_refuses_bad_ray_options_before_any_work(kwargs, messag
         featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
                          cache=tmp_path / "c", verbose=0, **kwargs)
     assert "Fix:" in str(info.value) and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("entry", [5, {"mobilenetv2": "bfloat16"}, {"mobilenetv2": [1]}])
+def test_auto_with_a_damaged_probe_file_measures_again(entry, tmp_path, monkeypatch):
+    monkeypatch.setenv("VITL_HOME", str(tmp_path))
+    monkeypatch.setattr(prec, "_has_gpu", lambda: False)
+    monkeypatch.setattr(prec, "probe", lambda backbone: {"precision": "float32"})
+    (tmp_path / prec.PROBE_FILE).write_text(json.dumps({prec.machine_id(): entry}))
+    assert prec.resolve_precision("auto", "mobilenetv2") == "float32"
+    stored = json.loads((tmp_path / prec.PROBE_FILE).read_text())
+    assert stored[prec.machine_id()]["mobilenetv2"] == {"precision": "float32"}
