@@ -333,7 +333,7 @@ class Featurizer:
                     return f"unreadable {path}"  # in no cache; decoding names the file
                 if isinstance(err, FileNotFoundError):
                     raise FileNotFoundError(problem("image file", "an existing file", str(path),
-                                                "check the path or reload the folder")) from None
+                                                    "check the path or reload the folder")) from None
                 raise
 
         with ThreadPoolExecutor(_HASH_THREADS) as pool:
