@@ -113,7 +113,8 @@ def test_unreadable_database_is_set_aside_and_rebuilt(tmp_path):
     assert len(cache) == 0
     [aside] = cache.damaged_copies()
     assert aside.read_bytes() == b"this is not sqlite" * 100
-    with pytest.raises(ValueError, match="expected a folder"):
+    with pytest.raises(ValueError, match=r"expected a folder .*features.sqlite \(a file, not a "
+                                         r"folder\)"):
         FeatureCache(tmp_path / "features.sqlite")
 
 

@@ -232,7 +232,8 @@ class FeatureCache(contextlib.AbstractContextManager):
         try:  # also refuses a file ("File exists")
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise ValueError(_unwritable(self.directory, err.strerror)) from None
+            why = "a file, not a folder" if self.directory.is_file() else err.strerror
+            raise ValueError(_unwritable(self.directory, why)) from None
         self.path = self.directory / DB_NAME
         if os.path.lexists(self.path) and file_kind(self.path) != "a regular file":
             raise ValueError(_unwritable(self.directory, f"{DB_NAME} is {file_kind(self.path)}"))
