@@ -127,3 +127,18 @@ def test_auto_with_a_damaged_probe_file_measures_again(entry, tmp_path, monkeypa
     assert prec.resolve_precision("auto", "mobilenetv2") == "float32"
     stored = json.loads((tmp_path / prec.PROBE_FILE).read_text())
     assert stored[prec.machine_id()]["mobilenetv2"] == {"precision": "float32"}
+
+
+def test_ray_engine_reads_duplicates_from_their_first_path(tmp_path, monkeypatch):
+    from vitl.features import ray_engine
+
+    [first] = write_images(tmp_path / "data" / "a", 1)
+    (tmp_path / "data" / "b").mkdir()
+    (tmp_path / "data" / "b" / first.name).write_bytes(first.read_bytes())  # same bytes
+    planned = []
+    monkeypatch.setattr(ray_engine, "run", lambda tasks, *args, **kwargs: planned.extend(tasks)
+                        or iter(()))
+    featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
+                     cache=tmp_path / "c", engine="ray", verbose=0)
+    [(_, path)] = [item for task in planned for item in task["items"]]
+    assert path == str(first.absolute())
