@@ -93,3 +93,10 @@ def test_mixed_precision_loads_weights_like_float32(tmp_path):
 def test_bad_arguments_say_what_to_do(kwargs, match):
     with pytest.raises(ValueError, match=f"{match}: expected .* Fix: "):
         build_feature_extractor("mobilenetv2", weights=None, **kwargs)
+
+
+def test_no_images_give_no_features():
+    fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+    for empty in ([], np.zeros((0, 32, 32, 3))):
+        features = fx(empty)
+        assert features.shape == (0, 1280) and features.dtype == np.float32

@@ -148,3 +148,27 @@ def test_with_data_carries_the_dataset_zip(bundle, machine, monkeypatch, tmp_pat
     installed = import_bundle(path)
     data_zip = data_mirror_dir() / SDNET_ZIP_NAMES[0]
     assert data_zip in installed and sha256_file(data_zip) == SDNET_ZIP_SHA256
+
+
+def test_a_corrupt_data_zip_is_refused_before_the_bundle_is_written(machine, monkeypatch,
+                                                                    tmp_path):
+    machine("connected")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / SDNET_ZIP_NAMES[0]).write_bytes(b"PK not the published zip")
+    monkeypatch.setenv("VITL_DATA_MIRROR", str(mirror))
+    with pytest.raises(ValueError, match=f"sha256 of .*{SDNET_ZIP_NAMES[0]}: expected "
+                                         f"{SDNET_ZIP_SHA256}.*Fix: replace the zip"):
+        make_bundle(tmp_path / "b.zip", ["mobilenetv2-tv"], with_data=True)
+    assert not (tmp_path / "b.zip").exists()
+
+
+def test_unreadable_bundle_says_why_in_full(tmp_path, machine):
+    machine("offline")
+    with pytest.raises(ValueError) as missing:
+        read_manifest(tmp_path / "nope.zip")
+    (tmp_path / "truncated.zip").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ValueError) as truncated:
+        read_manifest(tmp_path / "truncated.zip")
+    assert "No such file or directory" in str(missing.value)
+    assert "File is not a zip file" in str(truncated.value)

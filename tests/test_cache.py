@@ -113,8 +113,25 @@ def test_unreadable_database_is_set_aside_and_rebuilt(tmp_path):
     assert len(cache) == 0
     [aside] = cache.damaged_copies()
     assert aside.read_bytes() == b"this is not sqlite" * 100
-    with pytest.raises(ValueError, match="expected a folder"):
+    with pytest.raises(ValueError, match=r"expected a folder .*features.sqlite \(a file, not a "
+                                         r"folder\)"):
         FeatureCache(tmp_path / "features.sqlite")
+
+
+def test_damaged_database_is_set_aside_with_a_planted_shared_memory_fifo(tmp_path):
+    (tmp_path / "features.sqlite").write_bytes(b"this is not sqlite" * 100)
+    os.mkfifo(tmp_path / "features.sqlite-shm")  # not a file: sqlite cannot use it
+    with pytest.warns(UserWarning, match="is damaged"):
+        cache = FeatureCache(tmp_path)
+    cache.put_many([(key(1), np.ones(3))])
+    assert len(cache) == 1 and (tmp_path / "features.sqlite").is_file()
+    assert cache.damaged_copies() and cache.clear() == 1 and not cache.damaged_copies()
+
+
+def test_database_that_is_not_a_file_is_refused_in_one_line(tmp_path):
+    os.mkfifo(tmp_path / "features.sqlite")
+    with pytest.raises(ValueError, match="a FIFO .*Fix: choose another cache folder"):
+        FeatureCache(tmp_path)
 
 
 def test_cli_info_and_clear(tmp_path, capsys, monkeypatch):
@@ -220,3 +237,24 @@ def test_two_concurrent_writers_leave_a_sound_cache(extractor, tmp_path):
     np.testing.assert_array_equal(cached, Featurizer(extractor, cache=None, verbose=0)
                                   .featurize(paths))
     assert_features_close(cached, direct_features(extractor, paths))
+
+
+def test_queries_run_on_the_oldest_supported_sqlite(tmp_path, monkeypatch):
+    # Python 3.10 on Ubuntu 22.04 links SQLite 3.37: no ->> (3.38) and, below 3.32, no IIF.
+    newer = {"->", "->>", "iif", "unixepoch", "octet_length", "concat", "concat_ws"}
+    connect = sqlite3.connect
+
+    def old_sqlite(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        db.set_authorizer(lambda action, _a, name, *_: sqlite3.SQLITE_DENY if
+                          action == sqlite3.SQLITE_FUNCTION and name.lower() in newer
+                          else sqlite3.SQLITE_OK)
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", old_sqlite)
+    cache = FeatureCache(tmp_path)
+    cache.put_many([(key(1), np.ones(3)), (key(2), np.zeros(3))])
+    cache.record_run(FeatureStats("mobilenetv2", 2, 1, 1, 0, 1.0))
+    assert set(cache.lookup([key(1), key(2), key(3)]).found) == {key(1), key(2)}
+    assert cache.info().last_runs["mobilenetv2"]["hit_rate"] == 0.5
+    assert [len(c) for c, _ in cache.iter_vectors(SPACE)] == [2] and cache.clear() == 2

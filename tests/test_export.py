@@ -10,6 +10,7 @@ also predict the Keras model's class on at least 80% of the images.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import warnings
@@ -188,3 +189,28 @@ def test_tflite_reuses_the_folders_savedmodel_and_converts(tiny, tmp_path):
     x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(runner(image=x)["probabilities"], tiny.predict(x, verbose=0),
                                atol=1e-5)
+
+
+def test_tflite_beside_a_savedmodel_that_is_no_folder_writes_its_own(tiny, tmp_path):
+    export_model(tiny, ["a", "b"], tmp_path, format="savedmodel")
+    shutil.rmtree(tmp_path / "savedmodel")
+    (tmp_path / "savedmodel").write_text("replaced")  # listed in export.json, but not a SavedModel
+    path = export_model(tiny, ["a", "b"], tmp_path, format="tflite")
+    assert path.name == "model.tflite" and path.stat().st_size > 0
+
+
+def test_export_interrupted_in_a_new_folder_can_be_rerun(tiny, tmp_path, monkeypatch):
+    import vitl.export
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the SavedModel is written
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vitl.export, "_write_savedmodel", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            export_model(tiny, ["a", "b"], tmp_path / "out")
+    assert not (tmp_path / "out" / "savedmodel").exists()
+    path = export_model(tiny, ["a", "b"], tmp_path / "out")  # not refused as a foreign folder
+    assert path.is_dir() and read_labels(tmp_path / "out") == ["a", "b"]
+    assert json.loads((tmp_path / "out" / "export.json").read_text())["artifacts"].keys() == {
+        "savedmodel"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -276,3 +277,25 @@ def test_bad_arguments_say_expected_received_fix(kwargs, match, extractor, image
 def test_not_an_extractor_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="build_feature_extractor"):
         Featurizer(object(), cache=None)
+
+
+@pytest.mark.parametrize("length", [1, 7])
+def test_cached_vector_of_another_length_is_recomputed_not_trusted(length, extractor, images,
+                                                                    tmp_path):
+    expected, _ = run(images[:1], extractor, None)
+    cache = FeatureCache(tmp_path / "cache")
+    key = Featurizer(extractor, cache=None).keys(images[:1])[0]
+    cache.put_many([(key, np.full(length, 3.0))])  # planted: a sound entry of the wrong length
+    features, stats = run(images[:1], extractor, cache)
+    assert stats.computed == 1 and np.array_equal(features, expected)
+
+
+@pytest.mark.parametrize("cache", [None, "cache"])
+def test_fifo_among_images_is_skipped_and_named(cache, extractor, images, tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    cache = cache and tmp_path / cache
+    features, stats = run(images[:2] + [fifo], extractor, cache, errors="skip")
+    assert [path.name for path, _ in stats.bad] == ["pipe.jpg"]
+    assert "FIFO" in stats.bad[0][1] and np.isnan(features[2]).all()
+    assert not np.isnan(features[:2]).any()

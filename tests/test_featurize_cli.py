@@ -101,3 +101,44 @@ def test_probe_without_bfloat16_instructions_picks_float32_without_measuring(mon
     monkeypatch.setattr(prec.platform, "machine", lambda: "x86_64")
     result = prec.probe("resnet101v2")
     assert result["precision"] == "float32" and "no bfloat16" in result["reason"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"workers": 0}, "workers: expected an integer >= 1, received 0"),
+    ({"workers": False}, "workers: expected an integer >= 1, received False"),
+    ({"cpus_per_worker": 0}, "cpus_per_worker: expected an integer >= 1"),
+    ({"gpus_per_worker": -1}, "gpus_per_worker: expected a number"),
+    ({"shard_size": 0}, "shard_size: expected an integer >= 1"),
+])
+def test_featurize_folder_refuses_bad_ray_options_before_any_work(kwargs, message, tmp_path):
+    write_images(tmp_path / "data" / "a", 1)
+    with pytest.raises(ValueError, match=message) as info:
+        featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
+                         cache=tmp_path / "c", verbose=0, **kwargs)
+    assert "Fix:" in str(info.value) and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("entry", [5, {"mobilenetv2": "bfloat16"}, {"mobilenetv2": [1]}])
+def test_auto_with_a_damaged_probe_file_measures_again(entry, tmp_path, monkeypatch):
+    monkeypatch.setenv("VITL_HOME", str(tmp_path))
+    monkeypatch.setattr(prec, "_has_gpu", lambda: False)
+    monkeypatch.setattr(prec, "probe", lambda backbone: {"precision": "float32"})
+    (tmp_path / prec.PROBE_FILE).write_text(json.dumps({prec.machine_id(): entry}))
+    assert prec.resolve_precision("auto", "mobilenetv2") == "float32"
+    stored = json.loads((tmp_path / prec.PROBE_FILE).read_text())
+    assert stored[prec.machine_id()]["mobilenetv2"] == {"precision": "float32"}
+
+
+def test_ray_engine_reads_duplicates_from_their_first_path(tmp_path, monkeypatch):
+    from vitl.features import ray_engine
+
+    [first] = write_images(tmp_path / "data" / "a", 1)
+    (tmp_path / "data" / "b").mkdir()
+    (tmp_path / "data" / "b" / first.name).write_bytes(first.read_bytes())  # same bytes
+    planned = []
+    monkeypatch.setattr(ray_engine, "run", lambda tasks, *args, **kwargs: planned.extend(tasks)
+                        or iter(()))
+    featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
+                     cache=tmp_path / "c", engine="ray", verbose=0)
+    [(_, path)] = [item for task in planned for item in task["items"]]
+    assert path == str(first.absolute())

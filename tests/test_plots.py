@@ -85,6 +85,19 @@ def test_plot_history_without_validation_and_from_dict_into_given_axes():
 
 
 # ---------------------------------------------------------- confusion matrix
+def test_plot_history_of_a_diverged_run_or_without_learning_rate_still_plots():
+    diverged = history(n=2, validation=False, best=None)
+    for row in diverged.rows:
+        row["loss"] = float("nan")  # diverged from the first epoch: what the plot must show
+    no_rate = {"rows": [{k: v for k, v in row.items() if k != "learning_rate"}
+                        for row in history(n=3).rows], "best_epoch": None}
+    for h in (diverged, no_rate):
+        fig = plot_history(h)
+        assert len(fig.axes) == 3 and renders(fig)
+        assert [ax.get_lines()[0].get_label() for ax in fig.axes] == ["train", "train",
+                                                                      "learning rate"]
+
+
 def test_plot_confusion_matrix_counts_and_labels():
     report = EvaluationReport.from_predictions(Y, PROBA, NAMES)
     fig = plot_confusion_matrix(report)
@@ -133,6 +146,13 @@ def test_plot_roc_pr_curves_and_threshold_marker():
     pr_marker = lines_by_label(pr_ax)["threshold 0.600"]
     assert (pr_marker.get_xdata()[0], pr_marker.get_ydata()[0]) == pytest.approx((2 / 3, 2 / 3))
     assert renders(fig)
+
+
+def test_plot_roc_pr_threshold_given_as_text_or_numpy_number():
+    report = EvaluationReport.from_predictions(Y, PROBA, NAMES)
+    for threshold in ("0.6", np.float32(0.6)):  # e.g. read from a config file
+        fig = plot_roc_pr(report, threshold=threshold)
+        assert "threshold 0.600" in lines_by_label(fig.axes[0])
 
 
 def test_plot_roc_pr_rejects_multiclass_and_single_class():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -110,3 +112,19 @@ def test_error_rows_are_reported_not_imported(tmp_path, capsys):
 def test_shard_written_atomically_leaves_no_temporary_file(tmp_path):
     shards.write_shard(tmp_path / "x.parquet", SPACE, DIM, ["a" * 64], np.ones((1, DIM)))
     assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]
+
+
+def test_planted_fifo_shard_is_refused_in_one_line_not_read(tmp_path, capsys):
+    shards.write_shard(tmp_path / "s" / "a.parquet", SPACE, DIM, ["a" * 64], np.ones((1, DIM)))
+    os.mkfifo(tmp_path / "s" / "b.parquet")  # reading it would wait for a writer forever
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(vitl_main(
+        ["cache", "import", str(tmp_path / "s"), "--cache", str(tmp_path / "c")])), daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():  # release the reader, then fail
+        os.close(os.open(tmp_path / "s" / "b.parquet", os.O_WRONLY | os.O_NONBLOCK))
+    assert codes == [2]
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "b.parquet" in err and "FIFO" in err, err
+    assert len(FeatureCache(tmp_path / "c")) == 0

@@ -131,15 +131,26 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
     size, fingerprint = int(model.input_shape[1]), model_fingerprint(model)
     artifacts = _same_model_artifacts(directory, fingerprint, class_names)
     target = directory / artifact_name(format, quantize)
-    # Labels first: a crash before the artifact leaves no artifact of another model beside them.
+    metadata = {
+        "input": {"name": INPUT_NAME, "shape": [None, size, size, 3], "dtype": "float32",
+                  "range": [0, 255], "color": "RGB",
+                  "resize": "to size x size, bilinear (Pillow, antialiased), no crop"},
+        "output": {"name": OUTPUT_NAME, "shape": [None, len(class_names)], "dtype": "float32",
+                   "meaning": "class probabilities (softmax), columns in labels order"},
+        "labels": class_names, "signature": SIGNATURE, "artifacts": artifacts,
+    }
+    # Labels and export.json first: a crash before the artifact leaves no artifact of another
+    # model beside them, and a folder vitl still knows as its own (a rerun is not refused).
     write_bytes_atomic(directory / LABELS_FILE, "".join(f"{c}\n" for c in class_names).encode())
+    write_bytes_atomic(directory / METADATA_FILE, (json.dumps(metadata, indent=1) + "\n").encode())
     if format == "savedmodel":
         with atomic_folder(target) as tmp:
             _write_savedmodel(model, size, tmp)
     else:
         with tempfile.TemporaryDirectory(prefix=".tflite-", dir=directory) as tmp:
             source = directory / SAVEDMODEL_DIR
-            if artifacts.get(SAVEDMODEL_DIR, {}).get("vitl_version") != __version__:
+            if artifacts.get(SAVEDMODEL_DIR, {}).get("vitl_version") != __version__ or \
+                    not source.is_dir():
                 source = Path(tmp)
                 _write_savedmodel(model, size, source)
             write_bytes_atomic(target, _convert_tflite(source, quantize, calibration, size,
@@ -149,14 +160,6 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
         "calibration_images": len(calibration) if calibration else None,
         "bytes": sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         if target.is_dir() else target.stat().st_size, "vitl_version": __version__,
-    }
-    metadata = {
-        "input": {"name": INPUT_NAME, "shape": [None, size, size, 3], "dtype": "float32",
-                  "range": [0, 255], "color": "RGB",
-                  "resize": "to size x size, bilinear (Pillow, antialiased), no crop"},
-        "output": {"name": OUTPUT_NAME, "shape": [None, len(class_names)], "dtype": "float32",
-                   "meaning": "class probabilities (softmax), columns in labels order"},
-        "labels": class_names, "signature": SIGNATURE, "artifacts": artifacts,
     }
     write_bytes_atomic(directory / METADATA_FILE, (json.dumps(metadata, indent=1) + "\n").encode())
     return target

@@ -62,7 +62,8 @@ def plot_history(history, axes=None) -> Figure:
               "learning_rate": ("Learning rate", "learning rate")}
     for ax, (name, (title, label)) in zip(axes, panels.items()):
         lines = table.reindex(columns=[name, "val_" + name]).astype(float)
-        lines = lines.dropna(axis=1, how="all")
+        if lines["val_" + name].isna().all():  # no validation; the train line always shows
+            lines = lines[[name]]
         lines.columns = [label, "validation"][:len(lines.columns)]
         lines.plot(ax=ax, title=title, xlabel="epoch", ylabel=name.replace("_", " "),
                    logy=bool(name == "learning_rate" and lines.min().min() > 0))
@@ -154,7 +155,7 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
     pr_ax.set(title=f"Precision-recall, positive class {report.positive_class} "
               f"(AP = {report.pr_auc:.3f})", xlabel="Recall", ylabel="Precision")
     if threshold is not None:
-        point = report.at_threshold(getattr(threshold, "threshold", threshold))
+        point = report.at_threshold(float(getattr(threshold, "threshold", threshold)))
         label = f"threshold {point.threshold:.3f}"
         roc_ax.plot([point.false_alarm_rate], [point.recall], "o", color=BEST_COLOR, label=label)
         pr_ax.plot([point.recall], [point.precision], "o", color=BEST_COLOR, label=label)

@@ -27,7 +27,7 @@ from .._errors import problem
 from .._files import atomic_path, open_regular, write_bytes_atomic
 from .._hashing import copy_hashing, sha256_file
 from .._paths import weights_dir
-from ..datasets import SDNET2018_ZIP_NAMES, data_mirror_dir, find_sdnet_zip
+from ..datasets import SDNET2018_SHA256, SDNET2018_ZIP_NAMES, data_mirror_dir, find_sdnet_zip
 from .registry import DEFAULT_BACKBONE, get_backbone
 from .weights import resolve_weights, weights_file_name
 
@@ -54,6 +54,7 @@ def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
     Raises:
         WeightsUnavailableError: a backbone's weights cannot be resolved here.
         FileNotFoundError: ``with_data`` but no data zip found.
+        ValueError: the data zip is not the published one.
 
     Example:
         >>> import tempfile
@@ -68,10 +69,13 @@ def make_bundle(out, backbones=(DEFAULT_BACKBONE,), with_data: bool = False,
         sources[f"{WEIGHTS_SUBDIR}/{weights_file_name(spec)}"] = (
             Path(found.path), {"sha256": found.sha256, "backbone": spec.name})
     if with_data:
-        # Copied as found: sdnet2018_decks checks its sha256 where it is unpacked.
         zip_path = find_sdnet_zip()
+        digest = sha256_file(zip_path)  # checked here, where a good copy can still be fetched
+        if digest != SDNET2018_SHA256:
+            raise ValueError(problem(f"sha256 of {zip_path}", SDNET2018_SHA256, digest,
+                                     "replace the zip with the published SDNET2018 sample"))
         sources[f"{DATA_MIRROR_SUBDIR}/{SDNET2018_ZIP_NAMES[0]}"] = (
-            zip_path, {"sha256": sha256_file(zip_path), "dataset": "sdnet2018-decks"})
+            zip_path, {"sha256": digest, "dataset": "sdnet2018-decks"})
     files = [{"path": arcname, "size": source.stat().st_size, **extra}
              for arcname, (source, extra) in sources.items()]
     out = Path(out)
@@ -134,7 +138,8 @@ def read_manifest(bundle) -> dict:
         raise ValueError(problem(
             f"bundle {bundle}", f"a zip or folder with a {MANIFEST}: a JSON object with format "
             f"{FORMAT!r} and files [{{path: weights/<file> or data-mirror/<file>, sha256, size "
-            "(bytes)}]", reprlib.repr(manifest), "re-create it with `vitl weights bundle`"))
+            "(bytes)}]", manifest[:300] if isinstance(manifest, str) else reprlib.repr(manifest),
+            "re-create it with `vitl weights bundle`"))
     return manifest
 
 

@@ -91,7 +91,7 @@ class FeatureExtractor:
             True
         """
         images = np.asarray(images, dtype=np.float32)
-        padded = np.pad(images, [(0, -len(images) % BACKBONE_BATCH)] + [(0, 0)] * 3)
+        padded = np.pad(images, [(0, -len(images) % BACKBONE_BATCH)] + [(0, 0)] * (images.ndim - 1))
         # predict_on_batch keeps its traced function on the model: later calls skip the trace.
         batches = [np.asarray(self.model.predict_on_batch(padded[start:start + BACKBONE_BATCH]))
                    for start in range(0, len(padded), BACKBONE_BATCH)]

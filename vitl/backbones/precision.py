@@ -109,8 +109,10 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
     except (OSError, ValueError):
         probes = {}
     probes = probes if isinstance(probes, dict) else {}
-    stored = probes.setdefault(machine_id(), {}).get(backbone, {})
-    if stored.get("precision") in PRECISIONS:
+    if not isinstance(probes.get(machine_id()), dict):  # a damaged entry is measured again
+        probes[machine_id()] = {}
+    stored = probes[machine_id()].get(backbone)
+    if isinstance(stored, dict) and stored.get("precision") in PRECISIONS:
         return stored["precision"]
     result = probe(backbone)
     probes[machine_id()][backbone] = result

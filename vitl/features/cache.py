@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import problem
-from .._files import stamp
+from .._files import file_kind, stamp
 
 #: File name of the sqlite database inside a cache folder.
 DB_NAME = "features.sqlite"
@@ -232,8 +232,11 @@ class FeatureCache(contextlib.AbstractContextManager):
         try:  # also refuses a file ("File exists")
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise ValueError(_unwritable(self.directory, err.strerror)) from None
+            why = "a file, not a folder" if self.directory.is_file() else err.strerror
+            raise ValueError(_unwritable(self.directory, why)) from None
         self.path = self.directory / DB_NAME
+        if os.path.lexists(self.path) and file_kind(self.path) != "a regular file":
+            raise ValueError(_unwritable(self.directory, f"{DB_NAME} is {file_kind(self.path)}"))
         if not os.access(self.directory, os.W_OK | os.X_OK) or (
                 self.path.exists() and not os.access(self.path, os.W_OK)):
             raise ValueError(_unwritable(self.directory, "read-only"))
@@ -274,8 +277,9 @@ class FeatureCache(contextlib.AbstractContextManager):
                 self._db.close()
                 self._db = None
                 aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
-                for file, suffix in self._files():
-                    os.replace(file, f"{aside}{suffix}")
+                for suffix in ("", "-wal", "-shm"):  # also what is not a file: sqlite failed on it
+                    if os.path.lexists(f"{self.path}{suffix}"):
+                        os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
                 warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as "
                               f"{aside} and started a new one: its features are recomputed as "
                               "needed (`vitl cache clear` deletes the damaged copy)", stacklevel=4)
@@ -358,7 +362,8 @@ class FeatureCache(contextlib.AbstractContextManager):
         wanted = {(key.space.id, key.content): key for key in keys}
         rows = self._query(  # json_each: any number of keys in one statement
             "SELECT space, content, dim, crc32, vector FROM features WHERE (space, content) IN "
-            "(SELECT value ->> 0, value ->> 1 FROM json_each(?))", (json.dumps(list(wanted)),))
+            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+            (json.dumps(list(wanted)),))
         return Lookup(*_decode((wanted[space, content], *rest) for space, content, *rest in rows))
 
     def spaces(self) -> list[FeatureSpace]:
@@ -469,7 +474,8 @@ class FeatureCache(contextlib.AbstractContextManager):
             "SELECT s.backbone, COUNT(*) FROM features f JOIN spaces s ON s.id = f.space "
             "GROUP BY s.backbone ORDER BY s.backbone"))
         runs = self._query(f"SELECT backbone, finished, {', '.join(_RUN_COLUMNS)}, "
-                           "IIF(images > 0, CAST(hits AS REAL) / images, 0.0) FROM last_run")
+                           "CASE WHEN images > 0 THEN CAST(hits AS REAL) / images ELSE 0.0 END "
+                           "FROM last_run")  # not IIF / ->>: SQLite 3.31+ (Python 3.10 distros)
         names = ("finished", *_RUN_COLUMNS, "hit_rate")
         return CacheInfo(self.path, sum(file.stat().st_size for file, _ in self._files()),
                          sum(per_backbone.values()), per_backbone,

@@ -140,7 +140,8 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
     check_verbose(verbose)
     check_choice("engine", engine, ENGINES)
     check_fraction("gpus_per_worker", gpus_per_worker, 0.0, math.inf)
-    for name, value in (("workers", workers or 1), ("cpus_per_worker", cpus_per_worker),
+    for name, value in (("workers", 1 if workers is None else workers),
+                        ("cpus_per_worker", cpus_per_worker),
                         ("shard_size", shard_size)):
         check_int(name, value, minimum=1)
     if cache is None or cache is False:

@@ -292,7 +292,8 @@ class Featurizer:
         """
         return replace(self._space, view=view, transform_id=transform_id if view else None)
 
-    def keys(self, paths, views=(0,), transform_id: str | None = None) -> list[FeatureKey]:
+    def keys(self, paths, views=(0,), transform_id: str | None = None,
+             unreadable_ok: bool = False) -> list[FeatureKey]:
         """Return the cache key of every (view, file): the one place a path becomes a key.
 
         Each file is hashed once (its bytes' sha256), whatever the number of
@@ -303,6 +304,9 @@ class Featurizer:
             paths: image files.
             views: view ids (0: the image itself).
             transform_id: the augmentation policy's id, for views > 0.
+            unreadable_ok: a file that cannot be hashed (missing, a FIFO, ...) gets a key of
+                no content, matching no cache entry, instead of an error: decoding it then
+                names it as a bad file.
 
         Returns:
             One :class:`FeatureKey` per view and path, view by view (``views[v], paths[i]``
@@ -324,9 +328,13 @@ class Featurizer:
         def one(path):
             try:
                 return sha256_file(path)
-            except FileNotFoundError:
-                raise FileNotFoundError(problem("image file", "an existing file", str(path),
-                                                "check the path or reload the folder")) from None
+            except OSError as err:
+                if unreadable_ok:
+                    return f"unreadable {path}"  # in no cache; decoding names the file
+                if isinstance(err, FileNotFoundError):
+                    raise FileNotFoundError(problem("image file", "an existing file", str(path),
+                                                    "check the path or reload the folder")) from None
+                raise
 
         with ThreadPoolExecutor(_HASH_THREADS) as pool:
             hashes = list(pool.map(one, paths))
@@ -386,11 +394,11 @@ class Featurizer:
         out = np.full((len(view_ids) * n, dim), np.nan, dtype=np.float32)
         # One row per (view, image): row = v * n + i. A job (key, rows) is one vector to
         # compute; identical files share one.
-        keys = self.keys(paths, view_ids, transform_id)
+        keys = self.keys(paths, view_ids, transform_id, unreadable_ok=errors == "skip")
         lookup = self.cache.lookup(keys) if self.cache is not None else Lookup({}, [])
         rows_of = {}
         for row, key in enumerate(keys):
-            if key in lookup.found:
+            if len(lookup.found.get(key, ())) == dim:  # else (planted?): recompute, replace
                 out[row] = lookup.found[key]
             else:
                 rows_of.setdefault(key, []).append(row)

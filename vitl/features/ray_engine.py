@@ -213,7 +213,9 @@ def featurize_on_ray(paths, featurizer: Featurizer, recipe, shard_dir, shard_siz
     cache, space = featurizer.cache, featurizer.space()
     shard_dir = Path(shard_dir) if shard_dir is not None else cache.directory / "shards"
     keys = featurizer.keys(paths)
-    path_of = {key.content: str(Path(path).absolute()) for key, path in zip(keys, paths)}
+    path_of = {}  # each content's first path: duplicates are read, and named, from it
+    for key, path in zip(keys, paths):
+        path_of.setdefault(key.content, str(Path(path).absolute()))
     cached = {key.content for key in cache.lookup(keys).found}
     known_bad = known_errors(shard_dir, space)  # failed in an earlier run: not retried
     contents = sorted(path_of)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import problem
-from .._files import atomic_path
+from .._files import atomic_path, file_kind
 from .cache import FeatureCache, FeatureKey, FeatureSpace
 
 SHARD_FORMAT = 1
@@ -184,6 +184,8 @@ def read_shard(path, expect: FeatureSpace | None = None, rows: bool = True) -> S
     pa, pq = _arrow()
     from ..backbones.registry import BACKBONES  # here: only importing shards needs Keras
 
+    kind = file_kind(path)  # a planted FIFO would block the read forever
+    _require(path, [(kind == "a regular file", "a Parquet file", kind)])
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowException) as err:
