@@ -214,3 +214,23 @@ def test_export_interrupted_in_a_new_folder_can_be_rerun(tiny, tmp_path, monkeyp
     assert path.is_dir() and read_labels(tmp_path / "out") == ["a", "b"]
     assert json.loads((tmp_path / "out" / "export.json").read_text())["artifacts"].keys() == {
         "savedmodel"}
+
+
+def test_a_planted_or_stale_export_json_cannot_make_vitl_replace_or_delete_files(tiny, tmp_path):
+    (tmp_path / "savedmodel").mkdir()
+    (tmp_path / "savedmodel" / "mine.txt").write_text("keep")
+    (tmp_path / "model_int8.tflite").write_bytes(b"mine")
+    listed = {"model_fingerprint": "0" * 16, "sha256": "0" * 64}
+    (tmp_path / "export.json").write_text(json.dumps(
+        {"labels": ["x", "y"], "artifacts": {"savedmodel": listed, "model_int8.tflite": listed}}))
+    with pytest.raises(ValueError, match="holding savedmodel that vitl did not write"):
+        export_model(tiny, ["a", "b"], tmp_path, format="savedmodel")
+    export_model(tiny, ["a", "b"], tmp_path, format="tflite")  # another artifact: written
+    assert (tmp_path / "savedmodel" / "mine.txt").read_text() == "keep"  # neither deleted
+    assert (tmp_path / "model_int8.tflite").read_bytes() == b"mine"  # nor replaced
+    meta = json.loads((tmp_path / "export.json").read_text())
+    assert set(meta["artifacts"]) == {"model.tflite"}
+    # An artifact vitl wrote and someone changed since is no longer vitl's to replace.
+    (tmp_path / "model.tflite").write_bytes(b"edited")
+    with pytest.raises(ValueError, match="holding model.tflite that vitl did not write"):
+        export_model(tiny, ["a", "b"], tmp_path, format="tflite")

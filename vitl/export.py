@@ -50,6 +50,7 @@ import numpy as np
 from . import __version__
 from ._errors import check_choice, check_verbose, problem, require
 from ._files import atomic_folder, write_bytes_atomic
+from ._hashing import sha256_file
 from ._tensorflow import STARTUP_NOISE, filtered_native_stderr
 
 FORMATS = ("savedmodel", "tflite")
@@ -157,6 +158,7 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
                                                        verbose))
     artifacts[target.name] = {
         "format": format, "quantization": quantize, "model_fingerprint": fingerprint,
+        "sha256": _digest(target),
         "calibration_images": len(calibration) if calibration else None,
         "bytes": sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         if target.is_dir() else target.stat().st_size, "vitl_version": __version__,
@@ -187,7 +189,8 @@ def check_export_dir(directory, format: str, quantize=None, overwrite: bool = Fa
 
     Refused: ``directory`` is a file; or it holds the artifact to write (or
     ``labels.txt`` / ``export.json``) that vitl did not write, i.e. that its
-    ``export.json`` does not list, unless ``overwrite``.
+    ``export.json`` does not list with the sha256 of what is there now, unless
+    ``overwrite``. A planted or edited ``export.json`` cannot vouch for files.
 
     Args:
         directory: the export folder (it need not exist).
@@ -215,7 +218,7 @@ def check_export_dir(directory, format: str, quantize=None, overwrite: bool = Fa
             "pass a folder path, not a file")
     old = _read_metadata(directory)
     names = [artifact_name(format, quantize)] + ([] if old else [LABELS_FILE, METADATA_FILE])
-    listed = old["artifacts"] if old else {}
+    listed = _written_by_vitl(directory, old)
     foreign = [name for name in names if (directory / name).exists() and name not in listed]
     require(overwrite or not foreign, "export folder", "a new folder, or one vitl exported to",
             f"{directory} holding {', '.join(foreign)} that vitl did not write",
@@ -379,16 +382,33 @@ def _read_metadata(directory: Path) -> dict | None:
     return metadata if ours else None
 
 
+def _digest(path: Path) -> str | None:
+    """sha256 over a file, or over a folder's file names and bytes; None when unreadable."""
+    try:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        text = "".join(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}\n" for p in files)
+    except OSError:  # also a planted FIFO: sha256_file does not read it
+        return None
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _written_by_vitl(directory: Path, metadata: dict | None) -> dict:
+    """The artifacts ``export.json`` lists that are still, byte for byte, what vitl wrote."""
+    listed = metadata["artifacts"] if metadata else {}
+    return {name: info for name, info in listed.items()
+            if name in ARTIFACTS and isinstance(info, dict) and (directory / name).exists()
+            and info.get("sha256") is not None and info["sha256"] == _digest(directory / name)}
+
+
 def _same_model_artifacts(directory: Path, fingerprint: str, class_names) -> dict:
     """The folder's artifacts of this model; those of another model are deleted (with a warning)."""
-    old = _read_metadata(directory) or {"artifacts": {}}
+    old = _read_metadata(directory)
     kept = {}
-    for name, info in old["artifacts"].items():
+    for name, info in _written_by_vitl(directory, old).items():  # others are left alone
         path = directory / name
-        if old.get("labels") == class_names and isinstance(info, dict) \
-                and info.get("model_fingerprint") == fingerprint and path.exists():
+        if old.get("labels") == class_names and info.get("model_fingerprint") == fingerprint:
             kept[name] = info
-        elif path.exists() and name in ARTIFACTS:
+        else:
             warnings.warn(f"removing {path}: it holds another model's export", stacklevel=3)
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
     return kept
