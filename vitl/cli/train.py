@@ -227,6 +227,14 @@ def make_split(data_dir: Path, args):
                                    if folders[part] else None for part in folders)
         parts = Split(train, validation or train.subset([]), test or train.subset([]))
         kind = "given folders" if validation is not None else "all for training"
+    for part in ("validation", "test"):  # the parts are compared class by class from here on
+        names = getattr(parts, part).class_names
+        if names != parts.train.class_names:
+            raise CLIError(problem(PART_OPTIONS[part] if not layout else f"{part} folder",
+                                   f"the class folders of {folders['train']} ("
+                                   f"{', '.join(parts.train.class_names)})",
+                                   f"{folders[part]} with {', '.join(names)}",
+                                   f"name its class folders like those of {folders['train']}"))
     fraction = None
     if args.split is None and folders["validation"] is None:
         fraction = args.validation_fraction
