@@ -120,6 +120,23 @@ def read_only_folder(path: Path, with_file: str | None = None) -> Path:
 
 
 # ---------------------------------------------------------------- model folders
+@pytest.mark.parametrize("model", ["missing", "truncated"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "explain"])
+def test_a_bad_model_is_one_line_before_any_image_is_decoded(tmp_path, capsys, monkeypatch,
+                                                             command, model):
+    data, path = make_images(tmp_path / "data"), tmp_path / "model"
+    if model == "truncated":
+        path.mkdir()
+        (path / "model.keras").write_bytes(b"PK\x03\x04" + bytes(100))
+    decoded = []  # decoding a real folder takes minutes: a typo in MODEL_DIR must not wait
+    monkeypatch.setattr("vitl.data.check_images", lambda paths: decoded.append(paths))
+    extra = ["--out", tmp_path / "overlays"] if command == "explain" else []
+    code, _, lines = run_main(capsys, command, path, data, *extra)
+    assert_one_error(code, lines, command, "MODEL_DIR: expected a folder written by `vitl "
+                     "train`" if model == "missing" else "model file: expected a .keras file")
+    assert decoded == []
+
+
 def _train_args(data, out, *extra):
     return ["train", data, "--out", out, "--backbone", "mobilenetv2-tv", "--input-size", "32",
             "--epochs", "2", "--no-cache", *extra]

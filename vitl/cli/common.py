@@ -495,12 +495,40 @@ def add_model_options(parser, cache: bool = True, cache_help: str = "") -> None:
         add_cache_options(parser, cache_help)
 
 
+def check_model_path(model) -> Path:
+    """Check MODEL_DIR before any slow work (decoding images can take minutes).
+
+    Args:
+        model: the folder ``vitl train --out`` wrote, or a ``.keras`` file.
+
+    Returns:
+        The ``.keras`` file.
+
+    Raises:
+        CLIError: neither a folder holding ``model.keras`` nor a file (one line).
+
+    Example:
+        >>> check_model_path("/no/such/folder")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vitl.cli.CLIError: MODEL_DIR: expected a folder written by `vitl train` (holding ...
+    """
+    path = Path(model).expanduser()
+    path = path / "model.keras" if path.is_dir() else path
+    if not path.is_file():  # also refuses a planted FIFO or device
+        raise CLIError(problem("MODEL_DIR", "a folder written by `vitl train` (holding "
+                               "model.keras), or a .keras file", str(path),
+                               f"check the path, or train one: vitl train DATA_DIR --out {model}"))
+    return path
+
+
 def load_model_dir(model, cache="default"):
     """Load a classifier from a model folder (``MODEL_DIR/model.keras``) or a ``.keras`` file.
 
-    The one loader of ``evaluate``, ``predict``, ``explain`` and ``export``: the cache is
-    opened first (:func:`check_cache_option`), then :meth:`ImageClassifier.load
-    <vitl.classifier.ImageClassifier.load>` reads the model (a missing one is one line).
+    The one loader of ``evaluate``, ``predict``, ``explain`` and ``export``, called before
+    their images are decoded: the path (:func:`check_model_path`) and the cache
+    (:func:`check_cache_option`) are checked first, then :meth:`ImageClassifier.load
+    <vitl.classifier.ImageClassifier.load>` reads the model.
 
     Args:
         model: the folder ``vitl train --out`` wrote, or a ``.keras`` file.
@@ -513,11 +541,12 @@ def load_model_dir(model, cache="default"):
         >>> load_model_dir("/no/such/folder", cache=None)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        FileNotFoundError: model file: expected a .keras file saved by vitl, received ...
+        vitl.cli.CLIError: MODEL_DIR: expected a folder written by `vitl train` (holding ...
     """
+    path = check_model_path(model)
     check_cache_option(cache)
     from ..classifier import ImageClassifier  # imports TensorFlow: after the cheap checks
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ImageClassifier.load(Path(model).expanduser(), cache=cache, verbose=1)
+        return ImageClassifier.load(path, cache=cache, verbose=1)
