@@ -335,6 +335,17 @@ def test_predict_rows_for_readable_images_and_names_the_bad_ones(work, tmp_path,
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 6
 
 
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_a_folder_without_images_says_so(work, tmp_path, capsys, command):
+    _, _, model = work
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    extra = ["--out", tmp_path / "overlays"] if command == "explain" else []
+    code, _, lines = run_main(capsys, command, model, tmp_path / "empty", *extra)
+    assert_one_error(code, lines, command, "PATH: expected at least one readable image, received "
+                     f"'no image files in {tmp_path / 'empty'}'")
+
+
 def test_explain_overlays_readable_images_and_names_the_bad_ones(work, tmp_path, capsys):
     _, data, model = work
     folder = tmp_path / "mixed"

@@ -427,9 +427,10 @@ def readable_images(paths) -> list[Path]:
     for item in [*report.skipped, *skipped]:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     if not good:
-        raise CLIError(problem("PATH", "at least one readable image", f"{len(found)} files, "
-                               "none readable (see the lines above)",
-                               "pass image files (.jpg, .png...)"))
+        received = f"{len(found)} files, none readable (see the lines above)" if found else \
+            f"no image files in {', '.join(map(str, paths))}"
+        raise CLIError(problem("PATH", "at least one readable image", received,
+                               "pass image files (.jpg, .png...) or folders holding them"))
     return good
 
 
