@@ -67,6 +67,17 @@ def test_bundle_then_import(home, capsys, monkeypatch):
     assert "vitl weights bundle" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where, received", [("folder", "the folder"),
+                                             ("file/b.zip", "cannot write in")])
+def test_bundle_into_an_unusable_place_is_one_line_up_front(home, capsys, where, received):
+    (home / "folder").mkdir()
+    (home / "file").write_text("x")
+    assert main(["weights", "bundle", str(home / where), "--backbone", "mobilenetv2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Fix:" in err, err
+    assert err.startswith("vitl weights: error: OUT.zip: expected a ") and received in err, err
+
+
 def test_cache_export_refuses_a_file_as_shards(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert main(["cache", "export", str(tmp_path / "f"), "--cache", str(tmp_path / "c")]) == 2

@@ -16,7 +16,7 @@ Example:
     0
 """
 
-from .common import add_actions
+from .common import add_actions, check_writable
 
 
 def register(parser) -> None:
@@ -95,6 +95,7 @@ def run_bundle(args) -> int:
     from vitl.backbones import DEFAULT_BACKBONE
     from vitl.backbones.bundle import make_bundle, read_manifest
 
+    check_writable(args.out, "OUT.zip", kind="file")  # before the weights are gathered
     out = make_bundle(args.out, args.backbone or [DEFAULT_BACKBONE], with_data=args.with_data)
     for entry in read_manifest(out)["files"]:
         print(f"  {entry['path']}  {entry['size']:,} bytes  sha256 {entry['sha256'][:12]}...")
