@@ -108,7 +108,8 @@ def test_split_option_tutorial_and_percentages(tmp_path):
     assert record["kind"] == "60/20/20" and record["seed"] == 3
 
 
-@pytest.mark.parametrize("text", ["random", "70/30", "70/20/20", "0/50/50", "a/b/c", "default"])
+@pytest.mark.parametrize("text", ["random", "70/30", "70/20/20", "0/50/50", "a/b/c", "default",
+                                  "nan/50/50", "50/50/nan"])
 def test_bad_split_values_are_one_line_errors(text, capsys):
     with pytest.raises(argparse.ArgumentTypeError, match="expected 'tutorial' or TRAIN/VAL"):
         split_fractions(text)

@@ -221,7 +221,8 @@ def split_fractions(text: str) -> tuple[float, float, float]:
         numbers = [float(p) / 100 for p in text.split("/")]
     except ValueError:
         numbers = []
-    if len(numbers) != 3 or min(numbers) < 0 or numbers[0] <= 0 or abs(sum(numbers) - 1) > 1e-8:
+    if len(numbers) != 3 or min(numbers) < 0 or numbers[0] <= 0 or \
+            not abs(sum(numbers) - 1) <= 1e-8:  # NaN fails too
         raise bad_value("'tutorial' or TRAIN/VALIDATION/TEST percentages summing to 100, "
                         "e.g. 70/15/15", text, "pass --split tutorial or --split 70/15/15")
     return tuple(numbers)
