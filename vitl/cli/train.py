@@ -44,6 +44,8 @@ MODEL_DIR_NAMES = frozenset({MODEL_FILE, LABELS_FILE, METRICS_FILE, "export"})
 PART_OPTIONS = {"train": "DATA_DIR", "validation": "--validation", "test": "--test"}
 #: A part with fewer images than this gets a line on what one image is worth.
 SMALL_PART = 30
+#: What a ``--split`` name means, printed above the split table (``vitl demo`` teaches it).
+SPLIT_TITLES = {"tutorial": "ML.NET tutorial: 70% train, the rest 90/10 into validation/test"}
 #: HeadConfig's fields as options (``--batch-size`` for ``batch_size``): their type or
 #: choices. Listed here rather than read from the dataclass because vitl.training imports
 #: TensorFlow and building the parser must not. The upper bounds keep a typo from
@@ -419,7 +421,7 @@ def train_and_evaluate(data_dir: Path, backbone: str, args):
         ...     Path("photos"), "mobilenetv2-tv", args)  # doctest: +SKIP
     """
     parts, record = make_split(data_dir, args)
-    print(f"split ({record['kind']}):\n{parts}\n")
+    print(f"split ({SPLIT_TITLES.get(record['kind'], record['kind'])}):\n{parts}\n")
     for line in noise_lines(parts):
         print(line)
     if not len(parts.validation):
