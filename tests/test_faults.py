@@ -285,6 +285,17 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(work, tmp_pa
     assert (tmp_path / "afile").read_text() == "x"
 
 
+def test_a_write_check_that_fails_names_the_option(tmp_path, monkeypatch):
+    from vitl.cli.common import check_writable
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr("vitl.cli.common.os.unlink", refuse)
+    with pytest.raises(vitl.cli.CLIError, match=r"^--out: expected a place you can write to, received "
+                       rf"'{tmp_path / 'm'} \(cannot write in {tmp_path}: Permission denied\)'"):
+        check_writable(tmp_path / "m", "--out")
+
+
 def test_read_only_places_are_one_line_before_any_work(work, tmp_path):
     _, data, model = work
     ro = read_only_folder(tmp_path / "ro")

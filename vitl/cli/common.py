@@ -460,9 +460,9 @@ def check_writable(path, name: str, kind: str = "folder") -> Path:
         parent = parent.parent
     target = path if path.is_dir() else parent
     try:  # tried for real: permissions, read-only mounts and full disks all show
-        fd, name = tempfile.mkstemp(prefix=".vitl-write-check-", dir=target)
+        fd, probe = tempfile.mkstemp(prefix=".vitl-write-check-", dir=target)
         os.close(fd)
-        os.unlink(name)
+        os.unlink(probe)
         why = None
     except OSError as err:
         why = err.strerror or type(err).__name__
