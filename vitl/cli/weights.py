@@ -16,6 +16,11 @@ Example:
     0
 """
 
+from pathlib import Path
+
+from .._errors import problem
+from .._files import file_kind
+from . import CLIError
 from .common import add_actions, check_writable
 
 
@@ -114,7 +119,12 @@ def run_import(args) -> int:
     """
     from vitl.backbones.bundle import DATA_MIRROR_SUBDIR, data_mirror_dir, import_bundle
 
-    installed = import_bundle(args.bundle)
+    bundle = Path(args.bundle).expanduser()
+    if bundle.exists() and not (bundle.is_file() or bundle.is_dir()):  # a FIFO would block
+        raise CLIError(problem("BUNDLE", "a bundle zip or unpacked bundle folder",
+                               f"{bundle} ({file_kind(bundle)})",
+                               "pass the zip `vitl weights bundle` wrote"))
+    installed = import_bundle(bundle)
     for path in installed:
         print(f"installed {path}")
     if any(path.parent.name == DATA_MIRROR_SUBDIR for path in installed):
