@@ -427,6 +427,16 @@ def test_direct_construction_checks_labels_too(labels, received):
         ImageCollection("/d", ["/d/a/1.png", "/d/b/2.png"], labels, ["a", "b"])
 
 
+def test_split_table_keeps_a_class_named_total():
+    c = ImageCollection.from_paths([f"/d/x/{i}.png" for i in range(6)] +
+                                   [f"/d/total/{i}.png" for i in range(4)],
+                                   ["x"] * 6 + ["total"] * 4, ["total", "x"])
+    rows = [line.split() for line in str(split(c, 0.5, 0.5, 0.0, seed=0)).splitlines()]
+    assert rows == [["class", "train", "validation", "test", "total"],
+                    ["total", "2", "2", "0", "4"], ["x", "3", "3", "0", "6"],
+                    ["total", "5", "5", "0", "10"]]
+
+
 def test_subset_by_indices_and_mask():
     c = fake({"a": 3, "b": 2})
     picked = c.subset([4, 0])

@@ -658,7 +658,7 @@ class Split(NamedTuple):
         """
         table = pd.DataFrame({name: part.counts() for name, part in zip(self._fields, self)})
         table["total"] = table.sum(axis=1)
-        table.loc["total"] = table.sum()
+        table = pd.concat([table, table.sum().to_frame("total").T])  # a class may be 'total'
         return table.astype(np.int64).rename_axis("class").reset_index().to_string(index=False)
 
     __str__ = summary
