@@ -229,11 +229,14 @@ def test_kill_9_while_saving_keeps_the_old_model_folder_whole(work, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
-def test_model_keras_as_a_folder_is_refused_up_front(work, tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["a folder", "a FIFO (named pipe)"])
+def test_model_keras_as_a_folder_is_refused_up_front(work, tmp_path, capsys, kind):
     _, data, _ = work
-    (tmp_path / "out" / "model.keras").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    planted = tmp_path / "out" / "model.keras"
+    planted.mkdir() if kind == "a folder" else os.mkfifo(planted)
     code, out, err = run_main(capsys, *_train_args(data, tmp_path / "out"))
-    assert_one_error(code, err, "train", "model.keras to be a file")
+    assert_one_error(code, err, "train", f"model.keras to be a file, received '{planted} is {kind}'")
     assert "bottleneck" not in out and "split" not in out
     assert not list(tmp_path.glob("out/.*")) and not list(tmp_path.glob(".*"))
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .. import __version__
 from .._errors import problem
-from .._files import atomic_folder
+from .._files import atomic_folder, file_kind
 from ..export import LABELS_FILE
 from . import CLIError, common
 from .common import Choices, bounded, load_images
@@ -390,8 +390,8 @@ def check_model_out(out) -> Path:
     common.check_writable(out.absolute().parent, "--out")
     model = out / MODEL_FILE
     if model.exists() and not model.is_file():
-        raise CLIError(problem("--out", f"{MODEL_FILE} to be a file", f"{model} is a folder",
-                               "remove or rename that folder, or pass another --out"))
+        raise CLIError(problem("--out", f"{MODEL_FILE} to be a file", f"{model} is "
+                               f"{file_kind(model)}", "remove or rename it, or pass another --out"))
     others = sorted(p.name for p in out.iterdir()
                     if p.name not in MODEL_DIR_NAMES and not p.name.startswith("."))
     if others:
