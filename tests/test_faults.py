@@ -288,6 +288,16 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(work, tmp_pa
     assert (tmp_path / "afile").read_text() == "x"
 
 
+def test_unknown_positive_class_is_one_line_before_any_image_is_decoded(work, capsys,
+                                                                        monkeypatch):
+    _, data, model = work
+    decoded = []
+    monkeypatch.setattr("vitl.data.check_images", lambda paths: decoded.append(paths))
+    code, _, lines = run_main(capsys, "evaluate", model, data, "--positive-class", "zzz")
+    assert_one_error(code, lines, "evaluate", "--positive-class: expected one of cracked, intact "
+                     "(the model's classes), received 'zzz'")
+    assert decoded == []
+
 def test_a_write_check_that_fails_names_the_option(tmp_path, monkeypatch):
     from vitl.cli.common import check_writable
 

@@ -16,6 +16,8 @@ Example:
 
 import json
 
+from .._errors import problem
+from . import CLIError
 from .common import add_model_options, existing_folder, load_images, load_model_dir
 
 
@@ -46,6 +48,11 @@ def run(args) -> int:
     """
     data_dir = existing_folder(args.data_dir, "DATA_DIR")
     clf = load_model_dir(args.model_dir, cache=args.cache)  # before minutes of decoding
+    classes = [str(name) for name in clf.classes_]
+    if args.positive_class is not None and args.positive_class not in classes:
+        raise CLIError(problem("--positive-class", f"one of {', '.join(classes)} (the model's "
+                               "classes)", args.positive_class, "pass the defect class name, "
+                               "or leave it out"))
     images = load_images(data_dir)
     report = clf.evaluate(images, positive_class=args.positive_class)
     threshold = None
