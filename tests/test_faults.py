@@ -298,6 +298,15 @@ def test_unknown_positive_class_is_one_line_before_any_image_is_decoded(work, ca
                      "(the model's classes), received 'zzz'")
     assert decoded == []
 
+def test_missing_representative_folder_is_named_before_the_model_is_loaded(work, tmp_path, capsys,
+                                                                           monkeypatch):
+    _, _, model = work
+    monkeypatch.setattr("vitl.cli.export.load_model_dir", lambda *a, **k: pytest.fail("loaded"))
+    code, _, lines = run_main(capsys, "export", model, "--format", "tflite", "--quantize", "int8",
+                              "--representative", tmp_path / "nope", "--out", tmp_path / "e")
+    assert_one_error(code, lines, "export", "--representative: expected an existing folder of "
+                     f"images (or an image file), received '{tmp_path / 'nope'}'")
+
 def test_a_write_check_that_fails_names_the_option(tmp_path, monkeypatch):
     from vitl.cli.common import check_writable
 
