@@ -229,6 +229,7 @@ def test_demo_runs_end_to_end_and_says_what_it_used(work, tmp_path, capsys, monk
     printed = capsys.readouterr().out
     assert printed.startswith(f"data: synthetic cracks (test stand-in) in {data}")
     assert "backbone: mobilenetv2-tv (chosen with --backbone)" in printed
+    assert "\nsplit (ML.NET tutorial: 70% train, the rest 90/10 into validation/test):\n" in printed
     assert "Phase: Training, Dataset used:      Train" in printed
     assert "== validation (" in printed and "== test (" in printed
     assert "threshold for 95% recall of 'cracked', chosen on validation: score >= " in printed

@@ -108,7 +108,8 @@ def test_split_option_tutorial_and_percentages(tmp_path):
     assert record["kind"] == "60/20/20" and record["seed"] == 3
 
 
-@pytest.mark.parametrize("text", ["random", "70/30", "70/20/20", "0/50/50", "a/b/c", "default"])
+@pytest.mark.parametrize("text", ["random", "70/30", "70/20/20", "0/50/50", "a/b/c", "default",
+                                  "nan/50/50", "50/50/nan"])
 def test_bad_split_values_are_one_line_errors(text, capsys):
     with pytest.raises(argparse.ArgumentTypeError, match="expected 'tutorial' or TRAIN/VAL"):
         split_fractions(text)
@@ -204,3 +205,20 @@ def test_building_the_parser_imports_no_tensorflow():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=120)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("given", ["validation", "test", "layout"])
+def test_a_part_with_other_classes_is_one_line_before_any_work(tmp_path, given):
+    data = folder(tmp_path / "d", {"cracked": 10, "intact": 10})
+    other = folder(tmp_path / "o", {"cracked": 3, "broken": 3})
+    if given == "layout":
+        root = tmp_path / "split"
+        folder(root / "train", {"cracked": 10, "intact": 10})
+        folder(root / "val", {"cracked": 3, "broken": 3})
+        with pytest.raises(CLIError, match=r"^validation folder: expected the class folders of "
+                           r".*train \(cracked, intact\), received '.*val with broken, cracked'"):
+            run_split(root)
+        return
+    with pytest.raises(CLIError, match=rf"^--{given}: expected the class folders of .*d "
+                       r"\(cracked, intact\), received '.*o with broken, cracked'. Fix: name"):
+        run_split(data, **{given: str(other)})

@@ -1,6 +1,9 @@
 """``vitl weights list | fetch | bundle | import`` end to end, offline; ``vitl cache export``'s
 SHARDS check."""
 
+import os
+import threading
+
 import pytest
 
 import vitl.cli
@@ -65,6 +68,33 @@ def test_bundle_then_import(home, capsys, monkeypatch):
     assert (home / "offline" / "weights" / MOBILENET).read_bytes() == b"pretend weights"
     assert main(["weights", "import", str(home / "missing.zip")]) == 2
     assert "vitl weights bundle" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where, received", [("folder", "the folder"),
+                                             ("file/b.zip", "cannot write in")])
+def test_bundle_into_an_unusable_place_is_one_line_up_front(home, capsys, where, received):
+    (home / "folder").mkdir()
+    (home / "file").write_text("x")
+    assert main(["weights", "bundle", str(home / where), "--backbone", "mobilenetv2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Fix:" in err, err
+    assert err.startswith("vitl weights: error: OUT.zip: expected a ") and received in err, err
+
+
+def test_import_refuses_a_fifo_without_blocking(home, capsys):
+    fifo = home / "planted.zip"
+    os.mkfifo(fifo)
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(main(["weights", "import", str(fifo)])),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # blocked reading the FIFO: open its other end to let it go
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=30)
+    err = capsys.readouterr().err
+    assert codes == [2] and err.count("\n") == 1, err
+    assert f"BUNDLE: expected a bundle zip or unpacked bundle folder, received '{fifo} (a FIFO" in err
 
 
 def test_cache_export_refuses_a_file_as_shards(tmp_path, capsys):

@@ -418,6 +418,25 @@ def test_from_paths_errors(labels, match):
         ImageCollection.from_paths(["/d/a/1.png", "/d/b/2.png"], labels, ["a", "b"])
 
 
+@pytest.mark.parametrize("labels, received", [([0], "1 labels, values 0..0"),
+                                              ([0, 2], "2 labels, values 0..2"),
+                                              ([-1, 0], "2 labels, values -1..0")])
+def test_direct_construction_checks_labels_too(labels, received):
+    with pytest.raises(ValueError, match=rf"^labels: expected one integer in 0..1 per path \(2\), "
+                       rf"received '{received}'. Fix: pass one label per path"):
+        ImageCollection("/d", ["/d/a/1.png", "/d/b/2.png"], labels, ["a", "b"])
+
+
+def test_split_table_keeps_a_class_named_total():
+    c = ImageCollection.from_paths([f"/d/x/{i}.png" for i in range(6)] +
+                                   [f"/d/total/{i}.png" for i in range(4)],
+                                   ["x"] * 6 + ["total"] * 4, ["total", "x"])
+    rows = [line.split() for line in str(split(c, 0.5, 0.5, 0.0, seed=0)).splitlines()]
+    assert rows == [["class", "train", "validation", "test", "total"],
+                    ["total", "2", "2", "0", "4"], ["x", "3", "3", "0", "6"],
+                    ["total", "5", "5", "0", "10"]]
+
+
 def test_subset_by_indices_and_mask():
     c = fake({"a": 3, "b": 2})
     picked = c.subset([4, 0])

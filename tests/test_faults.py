@@ -120,6 +120,23 @@ def read_only_folder(path: Path, with_file: str | None = None) -> Path:
 
 
 # ---------------------------------------------------------------- model folders
+@pytest.mark.parametrize("model", ["missing", "truncated"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "explain"])
+def test_a_bad_model_is_one_line_before_any_image_is_decoded(tmp_path, capsys, monkeypatch,
+                                                             command, model):
+    data, path = make_images(tmp_path / "data"), tmp_path / "model"
+    if model == "truncated":
+        path.mkdir()
+        (path / "model.keras").write_bytes(b"PK\x03\x04" + bytes(100))
+    decoded = []  # decoding a real folder takes minutes: a typo in MODEL_DIR must not wait
+    monkeypatch.setattr("vitl.data.check_images", lambda paths: decoded.append(paths))
+    extra = ["--out", tmp_path / "overlays"] if command == "explain" else []
+    code, _, lines = run_main(capsys, command, path, data, *extra)
+    assert_one_error(code, lines, command, "MODEL_DIR: expected a folder written by `vitl "
+                     "train`" if model == "missing" else "model file: expected a .keras file")
+    assert decoded == []
+
+
 def _train_args(data, out, *extra):
     return ["train", data, "--out", out, "--backbone", "mobilenetv2-tv", "--input-size", "32",
             "--epochs", "2", "--no-cache", *extra]
@@ -212,11 +229,14 @@ def test_kill_9_while_saving_keeps_the_old_model_folder_whole(work, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
-def test_model_keras_as_a_folder_is_refused_up_front(work, tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["a folder", "a FIFO (named pipe)"])
+def test_model_keras_as_a_folder_is_refused_up_front(work, tmp_path, capsys, kind):
     _, data, _ = work
-    (tmp_path / "out" / "model.keras").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    planted = tmp_path / "out" / "model.keras"
+    planted.mkdir() if kind == "a folder" else os.mkfifo(planted)
     code, out, err = run_main(capsys, *_train_args(data, tmp_path / "out"))
-    assert_one_error(code, err, "train", "model.keras to be a file")
+    assert_one_error(code, err, "train", f"model.keras to be a file, received '{planted} is {kind}'")
     assert "bottleneck" not in out and "split" not in out
     assert not list(tmp_path.glob("out/.*")) and not list(tmp_path.glob(".*"))
 
@@ -268,6 +288,36 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(work, tmp_pa
     assert (tmp_path / "afile").read_text() == "x"
 
 
+def test_unknown_positive_class_is_one_line_before_any_image_is_decoded(work, capsys,
+                                                                        monkeypatch):
+    _, data, model = work
+    decoded = []
+    monkeypatch.setattr("vitl.data.check_images", lambda paths: decoded.append(paths))
+    code, _, lines = run_main(capsys, "evaluate", model, data, "--positive-class", "zzz")
+    assert_one_error(code, lines, "evaluate", "--positive-class: expected one of cracked, intact "
+                     "(the model's classes), received 'zzz'")
+    assert decoded == []
+
+def test_missing_representative_folder_is_named_before_the_model_is_loaded(work, tmp_path, capsys,
+                                                                           monkeypatch):
+    _, _, model = work
+    monkeypatch.setattr("vitl.cli.export.load_model_dir", lambda *a, **k: pytest.fail("loaded"))
+    code, _, lines = run_main(capsys, "export", model, "--format", "tflite", "--quantize", "int8",
+                              "--representative", tmp_path / "nope", "--out", tmp_path / "e")
+    assert_one_error(code, lines, "export", "--representative: expected an existing folder of "
+                     f"images (or an image file), received '{tmp_path / 'nope'}'")
+
+def test_a_write_check_that_fails_names_the_option(tmp_path, monkeypatch):
+    from vitl.cli.common import check_writable
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr("vitl.cli.common.os.unlink", refuse)
+    with pytest.raises(vitl.cli.CLIError, match=r"^--out: expected a place you can write to, received "
+                       rf"'{tmp_path / 'm'} \(cannot write in {tmp_path}: Permission denied\)'"):
+        check_writable(tmp_path / "m", "--out")
+
+
 def test_read_only_places_are_one_line_before_any_work(work, tmp_path):
     _, data, model = work
     ro = read_only_folder(tmp_path / "ro")
@@ -316,6 +366,17 @@ def test_predict_rows_for_readable_images_and_names_the_bad_ones(work, tmp_path,
     for name, path in bad.items():
         assert any(line.startswith(f"skipped {path}: ") for line in err), (name, err)
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 6
+
+
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_a_folder_without_images_says_so(work, tmp_path, capsys, command):
+    _, _, model = work
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    extra = ["--out", tmp_path / "overlays"] if command == "explain" else []
+    code, _, lines = run_main(capsys, command, model, tmp_path / "empty", *extra)
+    assert_one_error(code, lines, command, "PATH: expected at least one readable image, received "
+                     f"'no image files in {tmp_path / 'empty'}'")
 
 
 def test_explain_overlays_readable_images_and_names_the_bad_ones(work, tmp_path, capsys):

@@ -287,6 +287,13 @@ class ImageCollection:
         self.paths = [Path(p) for p in self.paths]
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         self.class_names = [str(c) for c in self.class_names]
+        span = f", values {self.labels.min()}..{self.labels.max()}" if len(self.labels) else ""
+        if len(self.labels) != len(self.paths) or span and not (
+                0 <= self.labels.min() <= self.labels.max() < len(self.class_names)):
+            raise ValueError(problem("labels", f"one integer in 0..{len(self.class_names) - 1} "
+                                     f"per path ({len(self.paths)})", f"{len(self.labels)} "
+                                     f"labels{span}", "pass one label per path, each an index "
+                                     "into class_names (or names: ImageCollection.from_paths)"))
 
     @classmethod
     def from_paths(cls, paths, labels, class_names, root=None) -> ImageCollection:
@@ -651,7 +658,7 @@ class Split(NamedTuple):
         """
         table = pd.DataFrame({name: part.counts() for name, part in zip(self._fields, self)})
         table["total"] = table.sum(axis=1)
-        table.loc["total"] = table.sum()
+        table = pd.concat([table, table.sum().to_frame("total").T])  # a class may be 'total'
         return table.astype(np.int64).rename_axis("class").reset_index().to_string(index=False)
 
     __str__ = summary

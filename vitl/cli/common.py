@@ -221,7 +221,8 @@ def split_fractions(text: str) -> tuple[float, float, float]:
         numbers = [float(p) / 100 for p in text.split("/")]
     except ValueError:
         numbers = []
-    if len(numbers) != 3 or min(numbers) < 0 or numbers[0] <= 0 or abs(sum(numbers) - 1) > 1e-8:
+    if len(numbers) != 3 or min(numbers) < 0 or numbers[0] <= 0 or \
+            not abs(sum(numbers) - 1) <= 1e-8:  # NaN fails too
         raise bad_value("'tutorial' or TRAIN/VALIDATION/TEST percentages summing to 100, "
                         "e.g. 70/15/15", text, "pass --split tutorial or --split 70/15/15")
     return tuple(numbers)
@@ -427,9 +428,10 @@ def readable_images(paths) -> list[Path]:
     for item in [*report.skipped, *skipped]:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     if not good:
-        raise CLIError(problem("PATH", "at least one readable image", f"{len(found)} files, "
-                               "none readable (see the lines above)",
-                               "pass image files (.jpg, .png...)"))
+        received = f"{len(found)} files, none readable (see the lines above)" if found else \
+            f"no image files in {', '.join(map(str, paths))}"
+        raise CLIError(problem("PATH", "at least one readable image", received,
+                               "pass image files (.jpg, .png...) or folders holding them"))
     return good
 
 
@@ -458,9 +460,9 @@ def check_writable(path, name: str, kind: str = "folder") -> Path:
         parent = parent.parent
     target = path if path.is_dir() else parent
     try:  # tried for real: permissions, read-only mounts and full disks all show
-        fd, name = tempfile.mkstemp(prefix=".vitl-write-check-", dir=target)
+        fd, probe = tempfile.mkstemp(prefix=".vitl-write-check-", dir=target)
         os.close(fd)
-        os.unlink(name)
+        os.unlink(probe)
         why = None
     except OSError as err:
         why = err.strerror or type(err).__name__
@@ -495,12 +497,40 @@ def add_model_options(parser, cache: bool = True, cache_help: str = "") -> None:
         add_cache_options(parser, cache_help)
 
 
+def check_model_path(model) -> Path:
+    """Check MODEL_DIR before any slow work (decoding images can take minutes).
+
+    Args:
+        model: the folder ``vitl train --out`` wrote, or a ``.keras`` file.
+
+    Returns:
+        The ``.keras`` file.
+
+    Raises:
+        CLIError: neither a folder holding ``model.keras`` nor a file (one line).
+
+    Example:
+        >>> check_model_path("/no/such/folder")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vitl.cli.CLIError: MODEL_DIR: expected a folder written by `vitl train` (holding ...
+    """
+    path = Path(model).expanduser()
+    path = path / "model.keras" if path.is_dir() else path
+    if not path.is_file():  # also refuses a planted FIFO or device
+        raise CLIError(problem("MODEL_DIR", "a folder written by `vitl train` (holding "
+                               "model.keras), or a .keras file", str(path),
+                               f"check the path, or train one: vitl train DATA_DIR --out {model}"))
+    return path
+
+
 def load_model_dir(model, cache="default"):
     """Load a classifier from a model folder (``MODEL_DIR/model.keras``) or a ``.keras`` file.
 
-    The one loader of ``evaluate``, ``predict``, ``explain`` and ``export``: the cache is
-    opened first (:func:`check_cache_option`), then :meth:`ImageClassifier.load
-    <vitl.classifier.ImageClassifier.load>` reads the model (a missing one is one line).
+    The one loader of ``evaluate``, ``predict``, ``explain`` and ``export``, called before
+    their images are decoded: the path (:func:`check_model_path`) and the cache
+    (:func:`check_cache_option`) are checked first, then :meth:`ImageClassifier.load
+    <vitl.classifier.ImageClassifier.load>` reads the model.
 
     Args:
         model: the folder ``vitl train --out`` wrote, or a ``.keras`` file.
@@ -513,11 +543,12 @@ def load_model_dir(model, cache="default"):
         >>> load_model_dir("/no/such/folder", cache=None)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        FileNotFoundError: model file: expected a .keras file saved by vitl, received ...
+        vitl.cli.CLIError: MODEL_DIR: expected a folder written by `vitl train` (holding ...
     """
+    path = check_model_path(model)
     check_cache_option(cache)
     from ..classifier import ImageClassifier  # imports TensorFlow: after the cheap checks
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ImageClassifier.load(Path(model).expanduser(), cache=cache, verbose=1)
+        return ImageClassifier.load(path, cache=cache, verbose=1)

@@ -16,7 +16,9 @@ Example:
 
 import json
 
-from .common import add_model_options, load_images, load_model_dir
+from .._errors import problem
+from . import CLIError
+from .common import add_model_options, existing_folder, load_images, load_model_dir
 
 
 def register(parser) -> None:
@@ -44,8 +46,14 @@ def run(args) -> int:
     Returns:
         The exit code, 0 (see the module's example).
     """
-    images = load_images(args.data_dir)
-    clf = load_model_dir(args.model_dir, cache=args.cache)
+    data_dir = existing_folder(args.data_dir, "DATA_DIR")
+    clf = load_model_dir(args.model_dir, cache=args.cache)  # before minutes of decoding
+    classes = [str(name) for name in clf.classes_]
+    if args.positive_class is not None and args.positive_class not in classes:
+        raise CLIError(problem("--positive-class", f"one of {', '.join(classes)} (the model's "
+                               "classes)", args.positive_class, "pass the defect class name, "
+                               "or leave it out"))
+    images = load_images(data_dir)
     report = clf.evaluate(images, positive_class=args.positive_class)
     threshold = None
     if len(report.class_names) == 2 and report.per_class[report.positive_class]["support"]:

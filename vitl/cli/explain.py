@@ -59,8 +59,8 @@ def run(args) -> int:
     from ..explain import explain
 
     out = check_writable(args.out, "--out")
+    clf = load_model_dir(args.model_dir, cache=args.cache)  # before minutes of decoding
     paths = readable_images(args.images)
-    clf = load_model_dir(args.model_dir, cache=args.cache)
     explanations = explain(clf, paths, class_name=args.class_name)
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()

@@ -19,7 +19,9 @@ Example:
 
 from pathlib import Path
 
+from .._errors import problem
 from ..export import LABELS_FILE
+from . import CLIError
 from .common import Choices, add_model_options, check_writable, load_model_dir
 
 
@@ -62,6 +64,10 @@ def run(args) -> int:
     # The output is checked before the model is loaded; clf.export checks the rest.
     out = check_writable(args.out or Path(args.model_dir) / "export", "--out")
     check_export_dir(out, args.format, args.quantize, args.overwrite)
+    if args.representative and not Path(args.representative).expanduser().exists():
+        raise CLIError(problem("--representative", "an existing folder of images (or an image "
+                               "file)", args.representative, "check the path, or leave it out to "
+                               "calibrate on the training images"))
     clf = load_model_dir(args.model_dir)
     path = clf.export(out, format=args.format, quantize=args.quantize,
                       representative=args.representative, overwrite=args.overwrite)

@@ -50,9 +50,8 @@ def run(args) -> int:
     """
     if args.csv:
         check_writable(args.csv, "--csv", kind="file")
-    paths = readable_images(args.paths)
-    predictions = load_model_dir(args.model_dir, cache=args.cache).classify(paths,
-                                                                            csv_path=args.csv)
+    clf = load_model_dir(args.model_dir, cache=args.cache)  # before minutes of decoding
+    predictions = clf.classify(readable_images(args.paths), csv_path=args.csv)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["path", "label", "score"])
     writer.writerows([p.path, p.label, f"{p.score:.6f}"] for p in predictions)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .. import __version__
 from .._errors import problem
-from .._files import atomic_folder
+from .._files import atomic_folder, file_kind
 from ..export import LABELS_FILE
 from . import CLIError, common
 from .common import Choices, bounded, load_images
@@ -44,6 +44,8 @@ MODEL_DIR_NAMES = frozenset({MODEL_FILE, LABELS_FILE, METRICS_FILE, "export"})
 PART_OPTIONS = {"train": "DATA_DIR", "validation": "--validation", "test": "--test"}
 #: A part with fewer images than this gets a line on what one image is worth.
 SMALL_PART = 30
+#: What a ``--split`` name means, printed above the split table (``vitl demo`` teaches it).
+SPLIT_TITLES = {"tutorial": "ML.NET tutorial: 70% train, the rest 90/10 into validation/test"}
 #: HeadConfig's fields as options (``--batch-size`` for ``batch_size``): their type or
 #: choices. Listed here rather than read from the dataclass because vitl.training imports
 #: TensorFlow and building the parser must not. The upper bounds keep a typo from
@@ -227,6 +229,14 @@ def make_split(data_dir: Path, args):
                                    if folders[part] else None for part in folders)
         parts = Split(train, validation or train.subset([]), test or train.subset([]))
         kind = "given folders" if validation is not None else "all for training"
+    for part in ("validation", "test"):  # the parts are compared class by class from here on
+        names = getattr(parts, part).class_names
+        if names != parts.train.class_names:
+            raise CLIError(problem(PART_OPTIONS[part] if not layout else f"{part} folder",
+                                   f"the class folders of {folders['train']} ("
+                                   f"{', '.join(parts.train.class_names)})",
+                                   f"{folders[part]} with {', '.join(names)}",
+                                   f"name its class folders like those of {folders['train']}"))
     fraction = None
     if args.split is None and folders["validation"] is None:
         fraction = args.validation_fraction
@@ -380,8 +390,8 @@ def check_model_out(out) -> Path:
     common.check_writable(out.absolute().parent, "--out")
     model = out / MODEL_FILE
     if model.exists() and not model.is_file():
-        raise CLIError(problem("--out", f"{MODEL_FILE} to be a file", f"{model} is a folder",
-                               "remove or rename that folder, or pass another --out"))
+        raise CLIError(problem("--out", f"{MODEL_FILE} to be a file", f"{model} is "
+                               f"{file_kind(model)}", "remove or rename it, or pass another --out"))
     others = sorted(p.name for p in out.iterdir()
                     if p.name not in MODEL_DIR_NAMES and not p.name.startswith("."))
     if others:
@@ -411,7 +421,7 @@ def train_and_evaluate(data_dir: Path, backbone: str, args):
         ...     Path("photos"), "mobilenetv2-tv", args)  # doctest: +SKIP
     """
     parts, record = make_split(data_dir, args)
-    print(f"split ({record['kind']}):\n{parts}\n")
+    print(f"split ({SPLIT_TITLES.get(record['kind'], record['kind'])}):\n{parts}\n")
     for line in noise_lines(parts):
         print(line)
     if not len(parts.validation):

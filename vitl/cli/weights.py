@@ -16,7 +16,12 @@ Example:
     0
 """
 
-from .common import add_actions
+from pathlib import Path
+
+from .._errors import problem
+from .._files import file_kind
+from . import CLIError
+from .common import add_actions, check_writable
 
 
 def register(parser) -> None:
@@ -95,6 +100,7 @@ def run_bundle(args) -> int:
     from vitl.backbones import DEFAULT_BACKBONE
     from vitl.backbones.bundle import make_bundle, read_manifest
 
+    check_writable(args.out, "OUT.zip", kind="file")  # before the weights are gathered
     out = make_bundle(args.out, args.backbone or [DEFAULT_BACKBONE], with_data=args.with_data)
     for entry in read_manifest(out)["files"]:
         print(f"  {entry['path']}  {entry['size']:,} bytes  sha256 {entry['sha256'][:12]}...")
@@ -113,7 +119,12 @@ def run_import(args) -> int:
     """
     from vitl.backbones.bundle import DATA_MIRROR_SUBDIR, data_mirror_dir, import_bundle
 
-    installed = import_bundle(args.bundle)
+    bundle = Path(args.bundle).expanduser()
+    if bundle.exists() and not (bundle.is_file() or bundle.is_dir()):  # a FIFO would block
+        raise CLIError(problem("BUNDLE", "a bundle zip or unpacked bundle folder",
+                               f"{bundle} ({file_kind(bundle)})",
+                               "pass the zip `vitl weights bundle` wrote"))
+    installed = import_bundle(bundle)
     for path in installed:
         print(f"installed {path}")
     if any(path.parent.name == DATA_MIRROR_SUBDIR for path in installed):
