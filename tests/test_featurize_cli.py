@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 
 import pytest
 from feature_helpers import write_images
@@ -36,15 +37,19 @@ def test_missing_data_folder_is_one_line(tmp_path, capsys):
     assert vitl_main(["featurize", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "expected an existing folder" in err and str(tmp_path / "nope") in err
+    assert vitl_main(["featurize", str(tmp_path)]) == 2  # a folder without images
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"received '{tmp_path}: no image files'" in err, err
 
 
 def test_local_featurize_fills_what_the_training_featurizer_reads(tmp_path):
     paths = write_images(tmp_path / "data" / "a", 5)
     (tmp_path / "data" / "a" / "bad.jpg").write_bytes(b"x")
+    os.mkfifo(tmp_path / "data" / "a" / "pipe.jpg")  # never read, but named
     stats = featurize_folder(tmp_path / "data", "mobilenetv2", weights=None, input_size=32,
                              cache=tmp_path / "c", verbose=0)
     assert (stats.images, stats.computed, stats.precision) == (6, 5, "float32")
-    assert [p.name for p, _ in stats.bad] == ["bad.jpg"]
+    assert sorted(p.name for p, _ in stats.bad) == ["bad.jpg", "pipe.jpg"]
     featurizer = Featurizer(ExtractorRecipe("mobilenetv2", None, 32).build(),
                             cache=tmp_path / "c", verbose=0)
     featurizer.featurize(paths)

@@ -116,7 +116,7 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
         :class:`FolderStats`.
 
     Raises:
-        ValueError: bad arguments (before any work), or Ray unavailable.
+        ValueError: bad arguments or no image files (before any work), or Ray unavailable.
 
     Example:
         >>> import tempfile
@@ -135,7 +135,7 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
         3
     """
     from ..backbones.precision import resolve_precision
-    from ..data import list_images
+    from ..data import IMAGE_EXTENSIONS, LoadReport, list_images
 
     check_verbose(verbose)
     check_choice("engine", engine, ENGINES)
@@ -148,7 +148,12 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
         raise ValueError(problem("cache", "a feature cache to fill", cache,
                                  "pass cache='default' or a folder"))
     start = time.perf_counter()
-    paths = list_images(data)
+    left_out = LoadReport()  # FIFOs, devices, unlistable folders: named with the bad images
+    paths = list_images(data, report=left_out)
+    if not paths:
+        raise ValueError(problem("data", "a folder (searched recursively) or file with images "
+                                 f"({'/'.join(IMAGE_EXTENSIONS)})", f"{data}: no image files",
+                                 "check the path"))
     concrete = resolve_precision(precision, backbone,
                                  gpus=True if engine == "ray" and gpus_per_worker else None)
     recipe = ExtractorRecipe(backbone, weights, input_size, concrete, seed)
@@ -162,4 +167,5 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
         stats = featurize_on_ray(paths, featurizer, recipe, shard_dir, shard_size,
                                  address=address, workers=workers,
                                  cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
-    return replace(stats, seconds=time.perf_counter() - start)
+    skipped = [(item.path, item.reason) for item in left_out.skipped]
+    return replace(stats, bad=[*skipped, *stats.bad], seconds=time.perf_counter() - start)
