@@ -127,3 +127,15 @@ def test_classify_skips_and_names_unreadable_files(tmp_path):
     assert [p.path for p in predictions] == [str(new / "0.png"), str(new / "1.png")]
     assert [p.label for p in predictions] == list(clf.predict([new / "0.png", new / "1.png"]))
     assert "bad.png" not in (tmp_path / "p.csv").read_text()
+
+
+def test_evaluate_on_other_classes_names_them_plainly(tmp_path):
+    folder = make_synthetic_cracks(tmp_path / "s", 4, size=48, verbose=0)
+    clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=1), **TINY).fit(folder)
+    other = make_synthetic_cracks(tmp_path / "o", 2, size=48, class_names=("rust", "uncracked"),
+                                  verbose=0)
+    with pytest.raises(ValueError) as caught:
+        clf.evaluate(other)
+    message = str(caught.value)
+    assert message.startswith("test classes: expected names among ['cracked', 'uncracked']")
+    assert "received ['rust']" in message and "np.str_" not in message

@@ -550,7 +550,7 @@ class ImageClassifier(BaseEstimator):
         """
         check_is_fitted(self)
         test = _as_collection(test, "test")
-        y_true = _labels_in(test, list(self.classes_), "test")
+        y_true = _labels_in(test, [str(c) for c in self.classes_], "test")
         proba = self.predict_proba(test)
         return EvaluationReport.from_predictions(y_true, proba, list(self.classes_),
                                                  paths=[str(p) for p in test.paths],
