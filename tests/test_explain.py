@@ -225,7 +225,8 @@ def test_batches_do_not_change_the_maps():
 def test_bad_arguments_say_what_to_do(tmp_path):
     clf = untrained_classifier()
     with pytest.raises(ValueError,
-                       match=r"class_name: expected one of None, 'a', 'b', received 'c'. Fix: "):
+                       match=r"class_name: expected None or one of \['a', 'b'\], received 'c'. "
+                             r"Fix: pass a class the model was trained on, or None to explain"):
         grad_cam(clf, noise(1, 64, 64), class_name="c")
     with pytest.raises(ValueError, match="images of one size.*explain"):
         grad_cam(clf, [noise(1, 64, 64)[0], noise(1, 32, 64)[0]])

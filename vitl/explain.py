@@ -26,7 +26,7 @@ from PIL import Image
 from sklearn.utils.validation import check_is_fitted
 from tqdm import tqdm
 
-from ._errors import check_choice, check_fraction, check_int, check_verbose, problem
+from ._errors import check_fraction, check_int, check_verbose, problem, require
 from .data import paths_or_arrays, read_image
 from .features.pipeline import to_model_image
 from .plots import plot_images
@@ -115,8 +115,10 @@ def explain(classifier, images, class_name=None, *, batch_size: int = 16,
     check_int("batch_size", batch_size, minimum=1)
     verbose = check_verbose(verbose)
     classes = [str(c) for c in classifier.classes_]
-    check_choice("class_name", class_name, [None, *classes])
-    target = None if class_name is None else classes.index(class_name)
+    require(class_name is None or str(class_name) in classes, "class_name",
+            f"None or one of {classes}", class_name, "pass a class the model was trained on, "
+            "or None to explain each image's predicted class")
+    target = None if class_name is None else classes.index(str(class_name))
     pictures, names = _read_inputs(images)
     size = classifier.extractor_.input_size
     explanations = []
