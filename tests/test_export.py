@@ -10,6 +10,7 @@ also predict the Keras model's class on at least 80% of the images.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -234,3 +235,10 @@ def test_a_planted_or_stale_export_json_cannot_make_vitl_replace_or_delete_files
     (tmp_path / "model.tflite").write_bytes(b"edited")
     with pytest.raises(ValueError, match="holding model.tflite that vitl did not write"):
         export_model(tiny, ["a", "b"], tmp_path, format="tflite")
+
+
+def test_a_folder_name_that_is_not_utf8_is_one_line_before_any_work(tiny, tmp_path):
+    folder = tmp_path / os.fsdecode(b"caf\xe9")
+    with pytest.raises(ValueError, match=r"export folder: expected a path in UTF-8 .* Fix: "):
+        export_model(tiny, ["a", "b"], folder / "export")
+    assert not folder.exists()

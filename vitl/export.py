@@ -216,6 +216,10 @@ def check_export_dir(directory, format: str, quantize=None, overwrite: bool = Fa
     require(directory.is_dir() or not directory.exists(), "export folder",
             "a folder (created when missing)", f"the file {directory}",
             "pass a folder path, not a file")
+    absolute = str(directory.absolute())  # bytes that are not UTF-8 arrive as surrogates
+    require(not any("\udc80" <= ch <= "\udcff" for ch in absolute), "export folder",
+            "a path in UTF-8 (TensorFlow writes SavedModels to no other)", absolute,
+            "pass a folder whose path is UTF-8, e.g. rename the folder")
     old = _read_metadata(directory)
     names = [artifact_name(format, quantize)] + ([] if old else [LABELS_FILE, METADATA_FILE])
     listed = _written_by_vitl(directory, old)
