@@ -33,7 +33,7 @@ def folder(root, counts):
 
 def options(**given):
     values = {"split": None, "validation": None, "test": None, "validation_fraction": 0.1,
-              "seed": 0, "preset": "default", **dict.fromkeys(HEAD_OPTIONS)}
+              "seed": 0, "preset": "default", "verbose": 1, **dict.fromkeys(HEAD_OPTIONS)}
     return argparse.Namespace(**{**values, **given})
 
 
@@ -44,6 +44,15 @@ def counts(parts):
 def run_split(data, **given):
     args = options(**given)
     return make_split(data, args)
+
+
+def test_verbose_0_shows_no_progress_bar_while_checking_images(tmp_path, capsys):
+    data = folder(tmp_path / "d", {"cracked": 5, "intact": 5})
+    for split in (None, "tutorial"):
+        run_split(data, split=split, verbose=0)
+        assert "Checking images" not in capsys.readouterr().err
+        run_split(data, split=split, verbose=1)
+        assert "Checking images" in capsys.readouterr().err
 
 
 def test_default_trains_on_everything_but_a_stratified_validation_hold_out(tmp_path):

@@ -372,7 +372,7 @@ class ImageClassifier(BaseEstimator):
         self.head_ = head
         self.history_ = history
         self.model_ = _join(self.extractor_, head)
-        # about 100 training paths, evenly spread: the default int8 export calibration set
+        # 100 to 199 training paths, evenly spread: the default int8 export calibration set
         self.fit_info_["calibration_paths"] = [str(p) for p in
                                                train.paths[:: max(1, len(train) // 100)]]
         return self

@@ -101,7 +101,7 @@ def run_info(args) -> int:
 
 
 def run_clear(args) -> int:
-    """Delete cached features (all, or one backbone's) after confirmation or ``--yes``.
+    """Delete cached features (all, or one backbone's) after confirmation or --yes.
 
     Args:
         args: the parsed arguments.

@@ -365,7 +365,7 @@ def existing_folder(path, name: str) -> Path:
     return folder
 
 
-def load_images(folder, name: str = "DATA_DIR", *, parts: bool = False):
+def load_images(folder, name: str = "DATA_DIR", *, parts: bool = False, verbose: int = 1):
     """Load a folder with one sub-folder per class (or, with ``parts``, one already split into
     train/ validation/ test/ folders); name the count of skipped files on stderr.
 
@@ -373,6 +373,7 @@ def load_images(folder, name: str = "DATA_DIR", *, parts: bool = False):
         folder: the folder.
         name: the argument's name for errors.
         parts: load it with :func:`vitl.data.load_split_folders`.
+        verbose: 0 hides the "Checking images" progress bar.
 
     Returns:
         The :class:`~vitl.data.ImageCollection` (a :class:`~vitl.data.Split` with ``parts``).
@@ -388,7 +389,7 @@ def load_images(folder, name: str = "DATA_DIR", *, parts: bool = False):
     folder = existing_folder(folder, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one line per folder for all of them, below
-        loaded = (load_split_folders if parts else load_image_folder)(folder)
+        loaded = (load_split_folders if parts else load_image_folder)(folder, verbose=verbose)
     # An empty part shares train's report: one line per report.
     for images in {id(c.report): c for c in (loaded if parts else [loaded])}.values():
         if len(images.report):

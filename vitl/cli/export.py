@@ -38,9 +38,9 @@ def register(parser) -> None:
     parser.add_argument("--format", required=True, choices=Choices("vitl.export", "FORMATS"),
                         help="'savedmodel' (TF Serving, TensorFlow) or 'tflite'")
     parser.add_argument("--quantize", choices=Choices("vitl.export", "QUANTIZATIONS"),
-                        help="tflite only: 'float16' (half the size, same predictions within "
-                             "~1e-2) or 'int8' (a quarter, full-integer, calibrated on training "
-                             "images; it can cost accuracy: evaluate it before use)")
+                        help="tflite only: 'float16' (half the size, probabilities within ~0.03 "
+                             "of the Keras model's) or 'int8' (a quarter, full-integer, calibrated "
+                             "on training images; it can cost accuracy: evaluate it before use)")
     parser.add_argument("--out", metavar="DIR", help="export folder (default MODEL_DIR/export)")
     parser.add_argument("--representative", metavar="DIR",
                         help="int8: images to calibrate with (default: the training images "

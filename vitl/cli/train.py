@@ -220,12 +220,14 @@ def make_split(data_dir: Path, args):
     folders = layout or {"train": data_dir, "validation": args.validation, "test": args.test}
     sources = {part: str(folder) if folder else None for part, folder in folders.items()}
     if args.split is not None:
-        parts = split(load_images(data_dir), *common.split_fractions(args.split), seed=args.seed)
+        parts = split(load_images(data_dir, verbose=args.verbose),
+                      *common.split_fractions(args.split), seed=args.seed)
         kind, sources = args.split, dict.fromkeys(folders, str(data_dir))
     elif layout:
-        parts, kind = load_images(data_dir, parts=True), "folders"
+        parts, kind = load_images(data_dir, parts=True, verbose=args.verbose), "folders"
     else:
-        train, validation, test = (load_images(folders[part], PART_OPTIONS[part])
+        train, validation, test = (load_images(folders[part], PART_OPTIONS[part],
+                                               verbose=args.verbose)
                                    if folders[part] else None for part in folders)
         parts = Split(train, validation or train.subset([]), test or train.subset([]))
         kind = "given folders" if validation is not None else "all for training"

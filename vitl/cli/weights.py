@@ -128,6 +128,6 @@ def run_import(args) -> int:
     for path in installed:
         print(f"installed {path}")
     if any(path.parent.name == DATA_MIRROR_SUBDIR for path in installed):
-        print(f"data zips are in {data_mirror_dir()}; vitl's data loader reads them when "
-              f"VITL_DATA_MIRROR={data_mirror_dir()} is set")
+        print(f"data zips are in {data_mirror_dir()}, where vitl's data loader looks for them "
+              "(`vitl demo`, vitl.tutorial_data)")
     return 0
