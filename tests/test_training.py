@@ -498,3 +498,19 @@ def test_image_classifier_mlnet_carries_every_mlnet_head_setting():
     assert params["backbone"] == "mobilenetv2" and ImageClassifier().head is None
     tuned = ImageClassifier.mlnet("mobilenetv2", head=HeadConfig.mlnet(learning_rate=0.05))
     assert tuned.head.learning_rate == 0.05 and tuned.head.optimizer == "sgd"
+
+
+def test_a_stop_on_the_last_requested_epoch_is_not_an_early_stop():
+    # early stopping's patience can run out on the very epoch that was the last anyway
+    # (best epoch 19, patience 20, 40 epochs): all epochs ran, so no "stopped early"
+    x, y = blobs(20, dim=4)
+
+    class StopAtLast(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                self.model.stop_training = True
+
+    _, history = train_head(x, y, x, y, n_classes=2, verbose=False, callbacks=[StopAtLast()],
+                            config=HeadConfig(epochs=3, early_stopping=False))
+    assert len(history) == 3 and history.stopped_epoch is None
+    assert "stopped early" not in str(history)

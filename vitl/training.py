@@ -564,7 +564,9 @@ class TrainingHistory:
             best_epoch = int(early.best_epoch)
         elif len(scores) and scores.notna().all():
             best_epoch = int(scores.idxmax() if monitor.endswith("accuracy") else scores.idxmin())
-        stopped = bool(history.model is not None and history.model.stop_training)
+        # a stop signalled on the last requested epoch ended nothing early
+        stopped = bool(history.model is not None and history.model.stop_training and rows
+                       and (epochs_requested is None or rows[-1]["epoch"] + 1 < epochs_requested))
         return cls(rows=rows, monitor=monitor, best_epoch=best_epoch,
                    stopped_epoch=rows[-1]["epoch"] if stopped and rows else None,
                    restored_best=bool(early is not None and early.restore_best_weights
