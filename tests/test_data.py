@@ -462,6 +462,14 @@ def test_summary_sizes_and_table(tmp_path):
     assert "only 1 images" in text and "imbalance" not in text
 
 
+def test_summary_warns_about_classes_that_differ_only_in_case():
+    # a photo dropped into "cd/" next to "CD/" on Linux makes a third class of one image
+    summary = fake({"CD": 60, "UD": 60, "cd": 60}).summary()
+    case = [w for w in summary.warnings if "letter case" in w]
+    assert len(case) == 1 and "'CD'" in case[0] and "'cd'" in case[0]
+    assert not any("letter case" in w for w in fake({"CD": 60, "UD": 60}).summary().warnings)
+
+
 def test_summary_warns_about_imbalance():
     summary = fake({"ok": 40, "defect": 10}).summary()
     imbalance = [w for w in summary.warnings if "imbalance" in w]

@@ -404,6 +404,9 @@ class ImageCollection:
         notes = [f"class '{k}' has no images" for k in counts.index[counts == 0]]
         notes += [f"class '{k}' has only {n} images; aim for 50+ per class"
                   for k, n in counts[counts.between(1, 9)].items()]
+        by_case = pd.Series(counts.index, counts.index).groupby(lambda k: k.casefold()).agg(list)
+        notes += [f"classes {' and '.join(map(repr, names))} differ only in letter case: one "
+                  "class split in two? Merge their folders" for names in by_case if len(names) > 1]
         present = counts[counts > 0]
         if len(present) and present.max() > 3 * present.min():
             big, small = present.idxmax(), present.idxmin()
