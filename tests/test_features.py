@@ -174,6 +174,8 @@ def test_identical_files_are_computed_once(extractor, images, tmp_path):
     features, stats = run([images[3], copy, images[4]], extractor, tmp_path / "cache")
     assert (stats.images, stats.hits, stats.computed) == (3, 0, 2)
     assert np.array_equal(features[0], features[1])
+    # the printed line adds up: 0 cached + 2 computed + 1 copy = 3 images
+    assert "0 cached, 2 computed" in str(stats) and "1 copy of another image" in str(stats)
 
 
 def _flip(image, view):
