@@ -379,6 +379,17 @@ def test_a_folder_without_images_says_so(work, tmp_path, capsys, command):
                      f"'no image files in {tmp_path / 'empty'}'")
 
 
+def test_predict_names_the_files_of_a_folder_it_does_not_try(tmp_path, capsys):
+    # a phone's .HEIC next to JPEGs must not vanish without a word
+    from vitl.cli.common import readable_images
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    (tmp_path / "IMG_0002.HEIC").write_bytes(b"ftypheic")
+    assert readable_images([tmp_path]) == [tmp_path / "a.jpg"]
+    err = capsys.readouterr().err
+    assert "1 non-image files ignored" in err and "IMG_0002.HEIC" in err
+
+
 def test_explain_overlays_readable_images_and_names_the_bad_ones(work, tmp_path, capsys):
     _, data, model = work
     folder = tmp_path / "mixed"

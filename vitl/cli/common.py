@@ -402,7 +402,7 @@ def readable_images(paths) -> list[Path]:
     """The readable images among image files and folders (searched recursively), in order.
 
     Each file left out (unreadable, FIFOs, devices, unlistable folders) is named on stderr,
-    one line each.
+    one line each; files of a folder without an image extension get one line together.
 
     Args:
         paths: image files and folders.
@@ -433,6 +433,8 @@ def readable_images(paths) -> list[Path]:
             f"no image files in {', '.join(map(str, paths))}"
         raise CLIError(problem("PATH", "at least one readable image", received,
                                "pass image files (.jpg, .png...) or folders holding them"))
+    if report.ignored:  # the "N non-image files ignored (...)" line of `vitl data`
+        print(str(LoadReport(ignored=report.ignored)).splitlines()[-1], file=sys.stderr)
     return good
 
 
