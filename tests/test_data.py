@@ -646,3 +646,10 @@ def test_a_class_folder_is_not_a_split_folder(tmp_path):
     assert split_folders(tmp_path) is None
     with pytest.raises(ValueError, match=r"split folder: expected train/ .*Fix: pass such"):
         load_split_folders(tmp_path)
+
+
+def test_a_pil_image_given_to_a_model_gets_a_fix_not_a_type_error():
+    # clf.classify([Image.open("photo.jpg")]) is a natural first try
+    with pytest.raises(ValueError, match=r"images: expected .*received 'a JpegImageFile.*Fix: .*"
+                                         r"np\.asarray"):
+        data.paths_or_arrays([Image.open(io.BytesIO(noise_jpeg_bytes()))])

@@ -610,7 +610,8 @@ def paths_or_arrays(images) -> tuple[list[Path] | None, list[np.ndarray] | None]
         ``(paths, None)`` for file inputs or ``(None, arrays)`` for pixel arrays.
 
     Raises:
-        ValueError: an array that is neither one image nor a batch.
+        ValueError: an array that is neither one image nor a batch; a list item that
+            is neither a path nor an array (a PIL image, say).
 
     Example:
         >>> paths_or_arrays(np.zeros((2, 8, 8, 3)))[1][0].shape
@@ -630,6 +631,12 @@ def paths_or_arrays(images) -> tuple[list[Path] | None, list[np.ndarray] | None]
     images = list(images)
     if images and all(isinstance(i, np.ndarray) for i in images):
         return None, images
+    odd = next((i for i in images if not isinstance(i, (str, os.PathLike))), None)
+    if odd is not None:  # a PIL image, say: Path() would raise a bare TypeError
+        raise ValueError(problem("images", "image paths, a folder, an ImageCollection or RGB "
+                                 "arrays", f"a {type(odd).__name__} in the list",
+                                 "pass the file's path, or np.asarray(image.convert('RGB')) "
+                                 "for a PIL image"))
     return [Path(p) for p in images], None
 
 
