@@ -653,3 +653,17 @@ def test_a_pil_image_given_to_a_model_gets_a_fix_not_a_type_error():
     with pytest.raises(ValueError, match=r"images: expected .*received 'a JpegImageFile.*Fix: .*"
                                          r"np\.asarray"):
         data.paths_or_arrays([Image.open(io.BytesIO(noise_jpeg_bytes()))])
+
+
+def test_summary_warns_when_the_class_folders_are_one_level_down(tmp_path):
+    # `vitl data data/` instead of `vitl data data/sdnet2018-decks`: the data sets become classes
+    for dataset, classes in {"decks": ("CD", "UD"), "walls": ("cracked", "intact")}.items():
+        for name in classes:
+            for i in range(2):
+                save(tmp_path / dataset / name / f"{i}.png", Image.new("RGB", (8, 8)))
+    summary = load_image_folder(tmp_path, verbose=0).summary()
+    nested = [w for w in summary.warnings if "sub-folders" in w]
+    assert len(nested) == 1 and "'decks' (CD, UD)" in nested[0] and str(tmp_path / "decks") in \
+        nested[0]
+    flat = fake({"CD": 60, "UD": 60}).summary()
+    assert not any("sub-folders" in w for w in flat.warnings)

@@ -383,6 +383,15 @@ class ImageCollection:
         per_class = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(n) for name, n in zip(self.class_names, per_class)}
 
+    def _nested_classes(self) -> dict[str, list[str]]:
+        """Classes with no image of their own and 2+ sub-folders holding them, with those."""
+        subs = {}
+        for path, label in zip(self.paths, self.labels):
+            parts = Path(path).parts[len(self.root.parts):]  # (class, [sub, ...], file)
+            subs.setdefault(self.class_names[label], set()).add(
+                parts[1] if len(parts) > 2 else None)
+        return {k: sorted(v) for k, v in subs.items() if None not in v and len(v) > 1}
+
     def summary(self, verbose: int = 0) -> DataSummary:
         """Count images per class, read image sizes from the file headers, flag problems.
 
@@ -407,6 +416,12 @@ class ImageCollection:
         by_case = pd.Series(counts.index, counts.index).groupby(lambda k: k.casefold()).agg(list)
         notes += [f"classes {' and '.join(map(repr, names))} differ only in letter case: one "
                   "class split in two? Merge their folders" for names in by_case if len(names) > 1]
+        nested = self._nested_classes()
+        if nested and len(nested) == len(counts):  # pointed one folder too high?
+            shown = "; ".join(f"'{k}' ({', '.join(v)})" for k, v in nested.items())
+            notes.append(f"every class folder keeps its images in sub-folders: {shown}. The top "
+                         "folders are the classes; if the sub-folders are, point at "
+                         f"{self.root / next(iter(nested))} (or another of them) instead")
         present = counts[counts > 0]
         if len(present) and present.max() > 3 * present.min():
             big, small = present.idxmax(), present.idxmin()
