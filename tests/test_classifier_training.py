@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -139,3 +140,12 @@ def test_evaluate_on_other_classes_names_them_plainly(tmp_path):
     message = str(caught.value)
     assert message.startswith("test classes: expected names among ['cracked', 'uncracked']")
     assert "received ['rust']" in message and "np.str_" not in message
+
+
+def test_sklearn_style_arrays_in_fit_say_to_save_them_as_class_folders():
+    pixels, labels = np.zeros((4, 48, 48, 3), np.uint8), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError) as raised:
+        ImageClassifier("mobilenetv2", **TINY).fit(pixels, labels)
+    message = str(raised.value)
+    assert "received 'a numpy array of shape (4, 48, 48, 3)'" in message
+    assert "one sub-folder per class" in message and "split fractions" not in message

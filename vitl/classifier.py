@@ -820,11 +820,14 @@ def _as_collection(images, name: str) -> ImageCollection:
         return load_image_folder(images, verbose=0)
     if isinstance(images, ImageCollection) and len(images):
         return images
-    empty = isinstance(images, ImageCollection)
-    raise ValueError(problem(name, "an ImageCollection with images, or a folder with one "
-                             "sub-folder per class", "an empty collection" if empty
-                             else type(images).__name__,
-                             "use vitl.load_image_folder(path); check the split fractions"))
+    expected = "an ImageCollection with images, or a folder with one sub-folder per class"
+    if isinstance(images, ImageCollection):
+        raise ValueError(problem(name, expected, "an empty collection",
+                                 "use vitl.load_image_folder(path); check the split fractions"))
+    shape = getattr(images, "shape", None)  # sklearn-style pixel arrays: labels come from folders
+    raise ValueError(problem(name, expected, f"a numpy array of shape {shape}" if shape else
+                             type(images).__name__, "save the images in one sub-folder per class "
+                             "and pass that folder (features are cached per image file)"))
 
 
 def _labels_in(collection: ImageCollection, classes: list[str], name: str) -> np.ndarray:
