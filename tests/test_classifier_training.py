@@ -149,3 +149,17 @@ def test_sklearn_style_arrays_in_fit_say_to_save_them_as_class_folders():
     message = str(raised.value)
     assert "received 'a numpy array of shape (4, 48, 48, 3)'" in message
     assert "one sub-folder per class" in message and "split fractions" not in message
+
+
+@pytest.mark.parametrize("pixels, received, fix", [
+    (np.zeros((2, 48, 48, 1), np.uint8), "an array of shape (48, 48, 1)", "np.repeat"),
+    (np.full((2, 48, 48, 3), 0.5), "floats in 0..1", "multiply by 255"),
+])
+def test_predict_names_pixel_arrays_it_cannot_use(tmp_path, pixels, received, fix):
+    folder = make_synthetic_cracks(tmp_path / "s", 3, size=48, verbose=0)
+    clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=1), **TINY).fit(folder)
+    with pytest.raises(ValueError) as raised:
+        clf.predict(pixels)
+    message = str(raised.value)
+    assert message.startswith("images: expected RGB pixels 0..255") and received in message, message
+    assert fix in message and "transform" not in message, message
