@@ -163,3 +163,12 @@ def test_predict_names_pixel_arrays_it_cannot_use(tmp_path, pixels, received, fi
     message = str(raised.value)
     assert message.startswith("images: expected RGB pixels 0..255") and received in message, message
     assert fix in message and "transform" not in message, message
+
+
+def test_loading_a_file_that_is_no_model_says_which_file_to_pass(tmp_path):
+    (tmp_path / "predictions.keras").write_text("path,label\n")
+    with pytest.raises(ValueError) as raised:
+        ImageClassifier.load(tmp_path / "predictions.keras")
+    message = str(raised.value)
+    assert "File is not a zip file" in message and "ImageClassifier.save" in message, message
+    assert "retrain with this vitl version" not in message, message

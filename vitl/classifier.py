@@ -750,7 +750,8 @@ def _read_metadata(path) -> dict:
             metadata = json.loads(archive.read(_METADATA))
     except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError, zlib.error) as err:
         raise ValueError(problem("model file", "a .keras file saved by vitl (with vitl.json)",
-                                 f"{path} ({err})", "retrain with this vitl version")) from None
+                                 f"{path} ({err})", "pass the file ImageClassifier.save or "
+                                 "`vitl train` wrote (not an export or another file)")) from None
     if damaged or not isinstance(metadata, dict):
         received = (f"a damaged member {damaged}" if damaged
                     else f"a JSON {type(metadata).__name__} as vitl.json")
