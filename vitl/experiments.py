@@ -281,6 +281,9 @@ class ExperimentResults:
         columns = ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
                    "epochs_run", "features_computed"]
         frame = pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
+        for name in self.grid:  # grid values as given: a learning rate 1e-05 is not 0.0000
+            frame[name] = pd.Series([f"{v:g}" if isinstance(v, float) and v == v else v
+                                     for v in frame[name]], index=frame.index, dtype=object)
         frame = frame.where(frame.notna(), np.nan)  # None (e.g. fine_tune=None) shows as "-" too
         return getattr(frame, render)(index=False, float_format="{:.4f}".format, na_rep="-")
 
