@@ -295,8 +295,9 @@ class ExperimentResults:
 
     # ------------------------------------------------------------------ helpers
     def _headline(self) -> str:
-        shape = f"{len(ParameterGrid(self.grid))} configurations x {len(self.seeds)} seeds"
-        text = f"ExperimentResults: {len(self.rows)} runs ({shape})"
+        shape = f"{_count(len(ParameterGrid(self.grid)), 'configuration')} x " \
+                f"{_count(len(self.seeds), 'seed')}"
+        text = f"ExperimentResults: {_count(len(self.rows), 'run')} ({shape})"
         if self.rows:
             best = self.best().summary
             text += f"; best by val_accuracy: {self._label(best)} ({best['val_accuracy_mean']:.4f})"
@@ -306,6 +307,10 @@ class ExperimentResults:
 
     def _label(self, entry) -> str:
         return ", ".join(f"{name}={entry[name]}" for name in self.grid) or "(base)"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=None,
