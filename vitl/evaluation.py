@@ -84,9 +84,13 @@ class ThresholdChoice:
         return _plain(dataclasses.asdict(self))
 
     def __repr__(self) -> str:
+        def rate(value):  # NaN: no case to count (e.g. nothing flagged) or no target asked
+            return "-" if math.isnan(value) else f"{value:.3f}"
+
+        target = "" if math.isnan(self.target_recall) else f" (target {rate(self.target_recall)})"
         text = (f"ThresholdChoice(flag '{self.positive_class}' when score >= {self.threshold:.4f}: "
-                f"recall {self.recall:.3f} (target {self.target_recall:.3f}), precision "
-                f"{self.precision:.3f}, false-alarm rate {self.false_alarm_rate:.3f}; "
+                f"recall {rate(self.recall)}{target}, precision {rate(self.precision)}, "
+                f"false-alarm rate {rate(self.false_alarm_rate)}; "
                 f"tp={self.tp} fp={self.fp} fn={self.fn} tn={self.tn}")
         return text + ("; flags every image)" if self.flags_everything else ")")
 
