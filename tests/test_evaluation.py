@@ -241,3 +241,9 @@ def test_threshold_repr_shows_no_nan_for_what_was_not_asked_or_has_no_cases():
     text = repr(report.at_threshold(0.9))  # no target; no negatives; nothing flagged
     assert "nan" not in text and "target" not in text, text
     assert "precision -, false-alarm rate -" in text, text
+
+
+def test_report_of_one_true_class_shows_undefined_metrics_as_a_dash_not_nan():
+    text = repr(EvaluationReport.from_predictions([0, 0], [[.8, .2], [.3, .7]], ["a", "b"]))
+    assert "nan" not in text, text
+    assert "  ROC-AUC             - (one true class only)" in text, text

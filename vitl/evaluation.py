@@ -437,7 +437,9 @@ class EvaluationReport:
             headline.update({"ROC-AUC": self.roc_auc, "PR-AUC (AP)": self.pr_auc})
         headline.update({f"top-{k} accuracy": v for k, v in self.top_k_accuracy.items()})
         matrix = pd.DataFrame(self.confusion_matrix, self.class_names, self.class_names)
-        return "\n".join([head, *(f"  {name:<20}{value:.4f}" for name, value in headline.items()),
+        shown = {name: "- (one true class only)" if math.isnan(value) else f"{value:.4f}"
+                 for name, value in headline.items()}  # NaN: undefined for one true class
+        return "\n".join([head, *(f"  {name:<20}{value}" for name, value in shown.items()),
                           "", skm.classification_report(
                               self.y_true, self.y_pred, labels=range(len(self.class_names)),
                               target_names=self.class_names, digits=4, zero_division=0),
