@@ -638,3 +638,15 @@ def test_a_class_folder_is_not_a_split_folder(tmp_path):
     assert split_folders(tmp_path) is None
     with pytest.raises(ValueError, match=r"split folder: expected train/ .*Fix: pass such"):
         load_split_folders(tmp_path)
+
+
+@pytest.mark.parametrize("given, received", [
+    (("/data/sdnet2018-decks", "SDNET2018 deck sample, from ..."), "tuple"),
+    ("/data/sdnet2018-decks", "str"),
+])
+def test_splitting_something_else_than_a_collection_says_how_to_load_one(given, received):
+    with pytest.raises(ValueError) as raised:
+        tutorial_split(given)
+    message = str(raised.value)
+    assert message.startswith("collection: expected an ImageCollection") and received in message
+    assert "load_image_folder" in message, message
