@@ -824,7 +824,7 @@ def _as_collection(images, name: str) -> ImageCollection:
         return images
     expected = "an ImageCollection with images, or a folder with one sub-folder per class"
     if isinstance(images, ImageCollection):
-        raise ValueError(problem(name, expected, "an empty collection",
+        raise ValueError(problem(name, expected, "an empty collection",  # noqa: TRY004
                                  "use vitl.load_image_folder(path); check the split fractions"))
     shape = getattr(images, "shape", None)  # sklearn-style pixel arrays: labels come from folders
     raise ValueError(problem(name, expected, f"a numpy array of shape {shape}" if shape else

@@ -696,7 +696,7 @@ def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *,
         ([160, 20, 20], {'a': 10, 'b': 10})
     """
     if not isinstance(collection, ImageCollection):  # e.g. tutorial_data()'s (folder, source)
-        raise ValueError(problem("collection", "an ImageCollection", type(collection).__name__,
+        raise ValueError(problem("collection", "an ImageCollection", type(collection).__name__,  # noqa: TRY004
                                  "pass vitl.load_image_folder(folder); tutorial_data() returns "
                                  "(folder, source)"))
     fractions = [check_fraction(n, v) for n, v in

@@ -282,7 +282,7 @@ class ExperimentResults:
                    "epochs_run", "features_computed"]
         frame = pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
         for name in self.grid:  # grid values as given: a learning rate 1e-05 is not 0.0000
-            frame[name] = pd.Series([f"{v:g}" if isinstance(v, float) and v == v else v
+            frame[name] = pd.Series([f"{v:g}" if isinstance(v, float) and not math.isnan(v) else v
                                      for v in frame[name]], index=frame.index, dtype=object)
         frame = frame.where(frame.notna(), np.nan)  # None (e.g. fine_tune=None) shows as "-" too
         return getattr(frame, render)(index=False, float_format="{:.4f}".format, na_rep="-")
