@@ -200,3 +200,11 @@ def test_plot_views_shows_the_original_and_k_views(cracks):
     assert shown[0].get_title() == "original"
     assert not np.array_equal(shown[0].images[0].get_array(), shown[1].images[0].get_array())
     assert fig.texts[-1].get_text() == "CC BY 4.0"
+
+
+def test_repr_shows_only_changed_fields_like_the_other_configs():
+    from vitl import ImageClassifier
+
+    assert repr(AugmentPolicy(views=2)) == "AugmentPolicy(views=2)"
+    assert repr(ImageClassifier(augment=AugmentPolicy(views=2, flip="horizontal"))) == \
+        "ImageClassifier(augment=AugmentPolicy(flip='horizontal', views=2))"

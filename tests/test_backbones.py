@@ -100,3 +100,14 @@ def test_no_images_give_no_features():
     for empty in ([], np.zeros((0, 32, 32, 3))):
         features = fx(empty)
         assert features.shape == (0, 1280) and features.dtype == np.float32
+
+
+def test_repr_is_one_line_without_keras_or_function_objects():
+    from sklearn.base import clone
+
+    from vitl import ImageClassifier
+
+    fx = build_feature_extractor("mobilenetv2", weights=None, input_size=32)
+    text = repr(clone(ImageClassifier(fx)))  # run_grid's classifiers share an extractor
+    assert "<" not in text and "0x" not in text and "\n" not in text, text
+    assert "FeatureExtractor('mobilenetv2', input_size=32, weights='random'" in text, text

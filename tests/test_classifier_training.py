@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -139,3 +140,35 @@ def test_evaluate_on_other_classes_names_them_plainly(tmp_path):
     message = str(caught.value)
     assert message.startswith("test classes: expected names among ['cracked', 'uncracked']")
     assert "received ['rust']" in message and "np.str_" not in message
+
+
+def test_sklearn_style_arrays_in_fit_say_to_save_them_as_class_folders():
+    pixels, labels = np.zeros((4, 48, 48, 3), np.uint8), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError) as raised:
+        ImageClassifier("mobilenetv2", **TINY).fit(pixels, labels)
+    message = str(raised.value)
+    assert "received 'a numpy array of shape (4, 48, 48, 3)'" in message
+    assert "one sub-folder per class" in message and "split fractions" not in message
+
+
+@pytest.mark.parametrize("pixels, received, fix", [
+    (np.zeros((2, 48, 48, 1), np.uint8), "an array of shape (48, 48, 1)", "np.repeat"),
+    (np.full((2, 48, 48, 3), 0.5), "floats in 0..1", "multiply by 255"),
+])
+def test_predict_names_pixel_arrays_it_cannot_use(tmp_path, pixels, received, fix):
+    folder = make_synthetic_cracks(tmp_path / "s", 3, size=48, verbose=0)
+    clf = ImageClassifier("mobilenetv2", head=HeadConfig(epochs=1), **TINY).fit(folder)
+    with pytest.raises(ValueError) as raised:
+        clf.predict(pixels)
+    message = str(raised.value)
+    assert message.startswith("images: expected RGB pixels 0..255") and received in message, message
+    assert fix in message and "transform" not in message, message
+
+
+def test_loading_a_file_that_is_no_model_says_which_file_to_pass(tmp_path):
+    (tmp_path / "predictions.keras").write_text("path,label\n")
+    with pytest.raises(ValueError) as raised:
+        ImageClassifier.load(tmp_path / "predictions.keras")
+    message = str(raised.value)
+    assert "File is not a zip file" in message and "ImageClassifier.save" in message, message
+    assert "retrain with this vitl version" not in message, message

@@ -667,3 +667,15 @@ def test_summary_warns_when_the_class_folders_are_one_level_down(tmp_path):
         nested[0]
     flat = fake({"CD": 60, "UD": 60}).summary()
     assert not any("sub-folders" in w for w in flat.warnings)
+
+
+@pytest.mark.parametrize("given, received", [
+    (("/data/sdnet2018-decks", "SDNET2018 deck sample, from ..."), "tuple"),
+    ("/data/sdnet2018-decks", "str"),
+])
+def test_splitting_something_else_than_a_collection_says_how_to_load_one(given, received):
+    with pytest.raises(ValueError) as raised:
+        tutorial_split(given)
+    message = str(raised.value)
+    assert message.startswith("collection: expected an ImageCollection") and received in message
+    assert "load_image_folder" in message, message

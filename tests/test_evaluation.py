@@ -234,3 +234,16 @@ def test_class_name_errors():
         EvaluationReport.from_predictions([0, 1], [[1, 0], [0, 1]], ["a", "a"])
     with pytest.raises(ValueError, match="positive_class: expected None for more than two"):
         EvaluationReport.from_predictions([0, 1, 2], np.eye(3), list("abc"), positive_class="a")
+
+
+def test_threshold_repr_shows_no_nan_for_what_was_not_asked_or_has_no_cases():
+    report = EvaluationReport.from_predictions([0, 0], [[.8, .2], [.3, .7]], ["a", "b"])
+    text = repr(report.at_threshold(0.9))  # no target; no negatives; nothing flagged
+    assert "nan" not in text and "target" not in text, text
+    assert "precision -, false-alarm rate -" in text, text
+
+
+def test_report_of_one_true_class_shows_undefined_metrics_as_a_dash_not_nan():
+    text = repr(EvaluationReport.from_predictions([0, 0], [[.8, .2], [.3, .7]], ["a", "b"]))
+    assert "nan" not in text, text
+    assert "  ROC-AUC             - (one true class only)" in text, text

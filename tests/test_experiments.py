@@ -238,3 +238,20 @@ def test_continue_training_refuses_other_classes(first_model, tmp_path):
         clf.continue_training(other)
     with pytest.raises(NotFittedError):
         ImageClassifier(**BASE).continue_training(other)
+
+
+def test_table_shows_small_grid_values_as_given_not_rounded_to_zero():
+    rows = [{"run": i, "head__learning_rate": lr, "seed": 0, "val_accuracy": acc,
+             "val_log_loss": 1 - acc, "train_seconds": 1.0, "epochs_run": 2,
+             "features_computed": 0} for i, (lr, acc) in enumerate([(1e-5, 0.8), (1e-4, 0.9)])]
+    text = repr(ExperimentResults({"head__learning_rate": [1e-5, 1e-4]}, (0,), rows, ["a", "b"]))
+    lines = text.splitlines()
+    assert lines[2].split()[:2] == ["0", "1e-05"] and lines[3].split()[:2] == ["1", "0.0001"], text
+    assert lines[3].split()[3] == "0.9000", text  # metrics keep 4 decimals
+
+
+def test_headline_counts_in_plain_english():
+    rows = [{"run": 0, "head__dropout": 0.1, "seed": 0, "val_accuracy": 0.9,
+             "val_log_loss": 0.1, "train_seconds": 1.0, "epochs_run": 2, "features_computed": 0}]
+    text = repr(ExperimentResults({"head__dropout": [0.1]}, (0,), rows, ["a"]))
+    assert text.startswith("ExperimentResults: 1 run (1 configuration x 1 seed);"), text

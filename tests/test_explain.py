@@ -290,3 +290,11 @@ def test_plots_show_the_explanations():
         plot_explanations([heat])
     with pytest.raises(ValueError, match="at least one"):
         plot_explanations([])
+
+
+def test_repr_names_the_image_without_dumping_its_pixels():
+    e = Explanation(np.zeros((64, 64, 3), "uint8"), np.ones((64, 64), "float32"), "cracked",
+                    0.9, "cracked", "a/tile.png")
+    text = repr(e)
+    assert len(text.splitlines()) == 1 and "array(" not in text, text
+    assert "'cracked'" in text and "a/tile.png" in text and "(64, 64, 3)" in text

@@ -750,3 +750,13 @@ def test_every_os_error_is_one_line(work, tmp_path, capsys, monkeypatch):
     code, _out, err = run_main(capsys, "predict", model, data / "cracked", "--csv",
                               tmp_path / "p.csv", "--no-cache")
     assert_one_error(code, err, "predict", "No space left on device", "p.csv")
+
+
+def test_writing_a_table_onto_a_folder_names_the_folder_before_any_work(tmp_path):
+    from vitl.classifier import Prediction, write_predictions_csv
+
+    with pytest.raises(IsADirectoryError) as raised:
+        write_predictions_csv([Prediction("a.png", "a", 0.9, {"a": 0.9, "b": 0.1})], tmp_path,
+                              ["a", "b"])
+    assert str(raised.value) == f"[Errno 21] Is a directory: '{tmp_path}'"  # not a temp name
+    assert sorted(os.listdir(tmp_path)) == []

@@ -242,3 +242,12 @@ def test_report_plots_reject_what_is_not_a_report_in_one_line(plot):
     assert message.count("\n") == 0
     assert "report: expected an EvaluationReport, received 'dict'" in message
     assert "Fix: pass clf.evaluate(images)" in message
+
+
+@pytest.mark.parametrize("given, received", [
+    (None, "None"), (object(), "'object'"), ({"rows": []}, "'no epochs'")])
+def test_plot_history_of_something_else_names_what_it_got(given, received):
+    with pytest.raises(ValueError) as raised:
+        plot_history(given)
+    message = str(raised.value)
+    assert f"received {received}." in message and "clf.history_" in message, message

@@ -47,3 +47,20 @@ def test_threads_and_devices_can_still_be_configured_after_the_quiet_import():
                "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
                "tf.config.threading.set_inter_op_parallelism_threads(1)\n"
                "tf.config.set_visible_devices([], 'GPU')\n")
+
+
+_MANY_FITS = ("import numpy as np, keras\n"
+              "x, y = np.zeros((8, 4), 'float32'), np.zeros(8, 'int32')\n"
+              "for _ in range(8):  # what run_grid and fine-tuning do: one Keras model per run\n"
+              "    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])\n"
+              "    model.compile('sgd', 'sparse_categorical_crossentropy')\n"
+              "    model.fit(x, y, epochs=1, verbose=0)\n")
+
+
+def test_keras_retracing_warnings_of_many_fits_are_dropped_but_the_users_own_stay():
+    assert "triggered tf.function retracing" in _stderr_of(_MANY_FITS)  # the control
+    err = _stderr_of("import vitl\n" + _MANY_FITS + "import tensorflow as tf\n"
+                     "def f(x):\n    return x + 1\n"
+                     "for i in range(8):\n    tf.function(f)(tf.constant(i))\n")
+    assert "TensorFlowTrainer" not in err, err
+    assert "triggered tf.function retracing" in err, err  # the user's own function still warns

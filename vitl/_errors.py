@@ -103,6 +103,33 @@ def check_fields(config, rules):
     return config
 
 
+def changed_fields_repr(config) -> str:
+    """``Name(field=value, ...)`` with only the fields that differ from the class defaults.
+
+    scikit-learn's ``print_changed_only`` for config dataclasses, so a classifier's repr
+    stays one readable line instead of every field.
+
+    Args:
+        config: a dataclass instance whose class can be built without arguments.
+
+    Returns:
+        The repr string.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Config:
+        ...     epochs: int = 10
+        ...     seed: int = 0
+        >>> changed_fields_repr(Config(epochs=5)), changed_fields_repr(Config())
+        ('Config(epochs=5)', 'Config()')
+    """
+    default = type(config)()
+    changed = [f"{f.name}={getattr(config, f.name)!r}" for f in fields(config)
+               if f.repr and getattr(config, f.name) != getattr(default, f.name)]
+    return f"{type(config).__name__}({', '.join(changed)})"
+
+
 def config_from_dict(cls, values: dict):
     """Build the dataclass ``cls`` from ``{field: value}``, rejecting keys that are not fields.
 

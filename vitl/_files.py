@@ -48,6 +48,8 @@ def atomic_path(target, suffix: str = "", *, folder: bool = False):
         'done'
     """
     target = Path(target)
+    if not folder and target.is_dir():  # os.replace would fail after the work, naming the temp
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
     tmp = _temp_sibling(target, "tmp", suffix)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import re
 import sys
@@ -88,10 +89,23 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _not_keras_retracing(record: logging.LogRecord) -> bool:
+    """False for TF's retracing warning about Keras' own fit/evaluate/predict functions.
+
+    vitl fits a new Keras model per run (run_grid, fine-tuning, continue_training), so
+    TensorFlow warns "triggered tf.function retracing" and advises the reader to change
+    code they did not write; the warning about the user's own functions stays.
+    """
+    message = record.getMessage()
+    return not ("triggered tf.function retracing" in message and "TensorFlowTrainer" in message)
+
+
 def quiet_tensorflow_import() -> None:
     """Silence TensorFlow's native start-up lines for this process (idempotent, instant).
 
-    Does nothing once TensorFlow is imported, or under ``VITL_TF_STARTUP_LOG=1``.
+    Also drops TensorFlow's retracing warnings about Keras' training functions
+    (:func:`_not_keras_retracing`). The import hook is not installed once
+    TensorFlow is imported, or under ``VITL_TF_STARTUP_LOG=1``.
 
     Returns:
         None.
@@ -102,6 +116,9 @@ def quiet_tensorflow_import() -> None:
         True
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf_logger = logging.getLogger("tensorflow")
+    if _not_keras_retracing not in tf_logger.filters:
+        tf_logger.addFilter(_not_keras_retracing)
     if "tensorflow" in sys.modules or os.environ.get("VITL_TF_STARTUP_LOG") == "1":
         return
     if not any(isinstance(finder, _QuietFinder) for finder in sys.meta_path):

@@ -29,7 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import check_fields, check_int, config_from_dict, is_int, is_real, require
+from ._errors import (
+    changed_fields_repr,
+    check_fields,
+    check_int,
+    config_from_dict,
+    is_int,
+    is_real,
+    require,
+)
 
 #: Bump when the meaning of a policy's parameters changes, so cached views miss.
 AUGMENT_VERSION = 1
@@ -102,6 +110,8 @@ class AugmentPolicy:
     brightness: float = 0.2
     fill_mode: str = "reflect"
     views: int = 4
+
+    __repr__ = changed_fields_repr
 
     def __post_init__(self):
         check_fields(self, _RULES)

@@ -433,7 +433,8 @@ class ImageClassifier(BaseEstimator):
         paths, arrays = paths_or_arrays(images)
         if arrays is not None:
             size = self.extractor_.input_size
-            batch = np.stack([to_model_image(a, size) for a in arrays]).astype(np.float32)
+            batch = np.stack([to_model_image(_pixels(a), size) for a in arrays])
+            batch = batch.astype(np.float32)
             return self.extractor_(batch)
         return Featurizer(self.extractor_, cache=self.cache, verbose=self.verbose).featurize(paths)
 
@@ -749,7 +750,8 @@ def _read_metadata(path) -> dict:
             metadata = json.loads(archive.read(_METADATA))
     except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError, zlib.error) as err:
         raise ValueError(problem("model file", "a .keras file saved by vitl (with vitl.json)",
-                                 f"{path} ({err})", "retrain with this vitl version")) from None
+                                 f"{path} ({err})", "pass the file ImageClassifier.save or "
+                                 "`vitl train` wrote (not an export or another file)")) from None
     if damaged or not isinstance(metadata, dict):
         received = (f"a damaged member {damaged}" if damaged
                     else f"a JSON {type(metadata).__name__} as vitl.json")
@@ -820,11 +822,28 @@ def _as_collection(images, name: str) -> ImageCollection:
         return load_image_folder(images, verbose=0)
     if isinstance(images, ImageCollection) and len(images):
         return images
-    empty = isinstance(images, ImageCollection)
-    raise ValueError(problem(name, "an ImageCollection with images, or a folder with one "
-                             "sub-folder per class", "an empty collection" if empty
-                             else type(images).__name__,
-                             "use vitl.load_image_folder(path); check the split fractions"))
+    expected = "an ImageCollection with images, or a folder with one sub-folder per class"
+    if isinstance(images, ImageCollection):
+        raise ValueError(problem(name, expected, "an empty collection",  # noqa: TRY004
+                                 "use vitl.load_image_folder(path); check the split fractions"))
+    shape = getattr(images, "shape", None)  # sklearn-style pixel arrays: labels come from folders
+    raise ValueError(problem(name, expected, f"a numpy array of shape {shape}" if shape else
+                             type(images).__name__, "save the images in one sub-folder per class "
+                             "and pass that folder (features are cached per image file)"))
+
+
+def _pixels(image) -> np.ndarray:
+    """``image`` if it is RGB in 0..255; a one-line error for the usual slips."""
+    image = np.asarray(image)
+    expected = "RGB pixels 0..255, (H, W, 3) per image"
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(problem("images", expected, f"an array of shape {image.shape}",
+                                 "grey: np.repeat(image[..., None], 3, axis=-1); RGBA: "
+                                 "image[..., :3]"))
+    if image.dtype.kind == "f" and 0 < image.max() <= 1:  # would read as an almost black photo
+        raise ValueError(problem("images", expected, "floats in 0..1",
+                                 "multiply by 255 (the backbone's preprocessing is built in)"))
+    return image
 
 
 def _labels_in(collection: ImageCollection, classes: list[str], name: str) -> np.ndarray:

@@ -711,7 +711,7 @@ def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *,
         A :class:`Split` of three collections.
 
     Raises:
-        ValueError: fractions out of range or not summing to 1; a bad seed.
+        ValueError: not a collection; fractions out of range or not summing to 1; a bad seed.
 
     Example:
         >>> paths = [f"/d/{c}/{i}.jpg" for c in "ab" for i in range(100)]
@@ -720,6 +720,10 @@ def split(collection: ImageCollection, train=0.7, validation=0.15, test=0.15, *,
         >>> [len(p) for p in parts], parts.validation.counts()
         ([160, 20, 20], {'a': 10, 'b': 10})
     """
+    if not isinstance(collection, ImageCollection):  # e.g. tutorial_data()'s (folder, source)
+        raise ValueError(problem("collection", "an ImageCollection", type(collection).__name__,  # noqa: TRY004
+                                 "pass vitl.load_image_folder(folder); tutorial_data() returns "
+                                 "(folder, source)"))
     fractions = [check_fraction(n, v) for n, v in
                  (("train", train), ("validation", validation), ("test", test))]
     if fractions[0] == 0 or abs(sum(fractions) - 1) > 1e-6:

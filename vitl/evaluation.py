@@ -84,9 +84,13 @@ class ThresholdChoice:
         return _plain(dataclasses.asdict(self))
 
     def __repr__(self) -> str:
+        def rate(value):  # NaN: no case to count (e.g. nothing flagged) or no target asked
+            return "-" if math.isnan(value) else f"{value:.3f}"
+
+        target = "" if math.isnan(self.target_recall) else f" (target {rate(self.target_recall)})"
         text = (f"ThresholdChoice(flag '{self.positive_class}' when score >= {self.threshold:.4f}: "
-                f"recall {self.recall:.3f} (target {self.target_recall:.3f}), precision "
-                f"{self.precision:.3f}, false-alarm rate {self.false_alarm_rate:.3f}; "
+                f"recall {rate(self.recall)}{target}, precision {rate(self.precision)}, "
+                f"false-alarm rate {rate(self.false_alarm_rate)}; "
                 f"tp={self.tp} fp={self.fp} fn={self.fn} tn={self.tn}")
         return text + ("; flags every image)" if self.flags_everything else ")")
 
@@ -433,7 +437,9 @@ class EvaluationReport:
             headline.update({"ROC-AUC": self.roc_auc, "PR-AUC (AP)": self.pr_auc})
         headline.update({f"top-{k} accuracy": v for k, v in self.top_k_accuracy.items()})
         matrix = pd.DataFrame(self.confusion_matrix, self.class_names, self.class_names)
-        return "\n".join([head, *(f"  {name:<20}{value:.4f}" for name, value in headline.items()),
+        shown = {name: "- (one true class only)" if math.isnan(value) else f"{value:.4f}"
+                 for name, value in headline.items()}  # NaN: undefined for one true class
+        return "\n".join([head, *(f"  {name:<20}{value}" for name, value in shown.items()),
                           "", skm.classification_report(
                               self.y_true, self.y_pred, labels=range(len(self.class_names)),
                               target_names=self.class_names, digits=4, zero_division=0),

@@ -281,6 +281,9 @@ class ExperimentResults:
         columns = ["run", *self.grid, "seed", "val_accuracy", "val_log_loss", "train_seconds",
                    "epochs_run", "features_computed"]
         frame = pd.DataFrame(self.rows, dtype=object).reindex(columns=columns)  # ints stay ints
+        for name in self.grid:  # grid values as given: a learning rate 1e-05 is not 0.0000
+            frame[name] = pd.Series([f"{v:g}" if isinstance(v, float) and not math.isnan(v) else v
+                                     for v in frame[name]], index=frame.index, dtype=object)
         frame = frame.where(frame.notna(), np.nan)  # None (e.g. fine_tune=None) shows as "-" too
         return getattr(frame, render)(index=False, float_format="{:.4f}".format, na_rep="-")
 
@@ -292,8 +295,9 @@ class ExperimentResults:
 
     # ------------------------------------------------------------------ helpers
     def _headline(self) -> str:
-        shape = f"{len(ParameterGrid(self.grid))} configurations x {len(self.seeds)} seeds"
-        text = f"ExperimentResults: {len(self.rows)} runs ({shape})"
+        shape = f"{_count(len(ParameterGrid(self.grid)), 'configuration')} x " \
+                f"{_count(len(self.seeds), 'seed')}"
+        text = f"ExperimentResults: {_count(len(self.rows), 'run')} ({shape})"
         if self.rows:
             best = self.best().summary
             text += f"; best by val_accuracy: {self._label(best)} ({best['val_accuracy_mean']:.4f})"
@@ -303,6 +307,10 @@ class ExperimentResults:
 
     def _label(self, entry) -> str:
         return ", ".join(f"{name}={entry[name]}" for name in self.grid) or "(base)"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=None,

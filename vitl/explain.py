@@ -78,6 +78,10 @@ class Explanation:
     def __str__(self) -> str:
         return f"{self.path or '<array>'}: {self.label} ({self.score:.3f})"
 
+    def __repr__(self) -> str:  # a notebook cell shows the explanation, not its pixels
+        return (f"Explanation(path={self.path!r}, label={self.label!r}, score={self.score:.3f}, "
+                f"predicted={self.predicted!r}, image shape {self.image.shape})")
+
 
 def explain(classifier, images, class_name=None, *, batch_size: int = 16,
             verbose: int = 1) -> list[Explanation]:

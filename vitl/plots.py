@@ -50,12 +50,16 @@ def plot_history(history, axes=None) -> Figure:
         >>> [ax.get_title() for ax in fig.axes]
         ['Cross-entropy loss', 'Accuracy', 'Learning rate']
     """
+    given = history
     if not isinstance(history, dict):
         history = {"rows": getattr(history, "rows", None),
                    "best_epoch": getattr(history, "best_epoch", None)}
     if not history.get("rows"):
-        raise ValueError(problem("history", "a TrainingHistory with at least one epoch", "none",
-                                 "pass the history that fit or train_head returned"))
+        received = ("no epochs" if isinstance(given, dict) or hasattr(given, "rows")
+                    else None if given is None else type(given).__name__)
+        raise ValueError(problem("history", "a TrainingHistory with at least one epoch", received,
+                                 "pass clf.history_ (fine-tuning: clf.fine_tune_history_, None "
+                                 "when it did not run)"))
     table = pd.DataFrame(history["rows"]).set_index("epoch")
     fig, axes = _figure_and_axes(axes, 3, figsize=(13, 3.6))
     panels = {"loss": ("Cross-entropy loss", "train"), "accuracy": ("Accuracy", "train"),

@@ -34,6 +34,7 @@ from sklearn.utils import check_X_y
 from sklearn.utils.class_weight import compute_class_weight
 
 from ._errors import (
+    changed_fields_repr,
     check_choice,
     check_fields,
     check_int,
@@ -50,28 +51,6 @@ OPTIMIZERS = ("sgd", "adam")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 #: Columns of :class:`TrainingHistory`, in display order.
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
-
-
-def changed_fields_repr(config) -> str:
-    """``Name(field=value, ...)`` with only the fields that differ from the class defaults.
-
-    scikit-learn's ``print_changed_only`` for config dataclasses, so a classifier's repr
-    stays one readable line instead of every field.
-
-    Args:
-        config: a dataclass instance whose class can be built without arguments.
-
-    Returns:
-        The repr string.
-
-    Example:
-        >>> HeadConfig(epochs=5), HeadConfig()
-        (HeadConfig(epochs=5), HeadConfig())
-    """
-    default = type(config)()
-    changed = [f"{f.name}={getattr(config, f.name)!r}" for f in fields(config)
-               if f.repr and getattr(config, f.name) != getattr(default, f.name)]
-    return f"{type(config).__name__}({', '.join(changed)})"
 
 
 @dataclass

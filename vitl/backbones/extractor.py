@@ -71,6 +71,10 @@ class FeatureExtractor:
         weights = b"".join(w.numpy().tobytes() for w in self.model.get_layer("backbone").weights)
         return "random-" + hashlib.sha256(weights).hexdigest()[:16]
 
+    def __repr__(self) -> str:  # the name, not the Keras model and registry entry inside
+        return (f"FeatureExtractor({self.name!r}, input_size={self.input_size}, "
+                f"weights={self.weights.kind!r}, precision={self.precision!r})")
+
     def __call__(self, images) -> np.ndarray:
         """Featurize images already at ``input_size`` (RGB, 0..255), in fixed-size batches.
 
