@@ -128,6 +128,9 @@ def test_classify_skips_and_names_unreadable_files(tmp_path):
     assert [p.path for p in predictions] == [str(new / "0.png"), str(new / "1.png")]
     assert [p.label for p in predictions] == list(clf.predict([new / "0.png", new / "1.png"]))
     assert "bad.png" not in (tmp_path / "p.csv").read_text()
+    with pytest.raises(FileNotFoundError, match=r"image file: expected an existing file, "
+                                                r"received '.*typo\.png'. Fix: check the path"):
+        clf.classify([new / "0.png", new / "typo.png"])  # a typo is not skipped
 
 
 def test_evaluate_on_other_classes_names_them_plainly(tmp_path):

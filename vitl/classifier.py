@@ -487,6 +487,7 @@ class ImageClassifier(BaseEstimator):
 
         Unlike :meth:`predict`, whose rows must match its input, files that cannot be read
         as images are skipped, each named in a warning; the others are still classified.
+        A path that does not exist is an error, as in :meth:`predict`.
 
         Args:
             images: as for :meth:`predict_proba`.
@@ -511,6 +512,10 @@ class ImageClassifier(BaseEstimator):
             proba = self.predict_proba(arrays)
             names = [None] * len(proba)
         else:
+            missing = [path for path in paths if not (path.exists() or path.is_symlink())]
+            if missing:  # a typo to fix, not a bad photo to skip (as predict says too)
+                raise FileNotFoundError(problem("image file", "an existing file", str(missing[0]),
+                                                "check the path or reload the folder"))
             featurizer = Featurizer(self.extractor_, cache=self.cache, verbose=self.verbose)
             features = featurizer.featurize(paths, errors="skip")
             for path, reason in featurizer.last_stats.bad:
