@@ -299,3 +299,13 @@ def test_fifo_among_images_is_skipped_and_named(cache, extractor, images, tmp_pa
     assert [path.name for path, _ in stats.bad] == ["pipe.jpg"]
     assert "FIFO" in stats.bad[0][1] and np.isnan(features[2]).all()
     assert not np.isnan(features[:2]).any()
+
+
+def test_ray_summary_counts_add_up_to_the_images():
+    """A rerun after a killed ray run: images = cached + from earlier shards + computed."""
+    from vitl.features.pipeline import FeatureStats
+
+    stats = FeatureStats("mobilenetv2-tv", 400, 225, 100, 0, 22.2, "float32", engine="ray",
+                         imported=175, shards={"total": 16, "skipped": 9, "imported": 3,
+                                               "run": 4}, workers={"a:1": 2, "b:2": 2})
+    assert "225 cached, 75 from earlier shards, 100 computed" in str(stats)

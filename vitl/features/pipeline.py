@@ -88,8 +88,10 @@ class FeatureStats:
         where = f" ({self.precision}, {self.engine} engine)" if self.engine else ""
         speed = f" ({self.images_per_second:.1f} img/s)" if self.computed else ""
         shards = self.shards
+        earlier = self.imported - self.computed  # ray: vectors read from a killed run's shards
+        earlier = f"{earlier} from earlier shards, " if earlier > 0 else ""
         parts = [(f"featurized {self.images} images with {self.backbone}{where}: {self.hits} "
-                  f"cached, {self.computed} computed in {self.seconds:.1f} s{speed}")]
+                  f"cached, {earlier}{self.computed} computed in {self.seconds:.1f} s{speed}")]
         parts += [text for shown, text in (
             (self.repaired, f"{self.repaired} damaged cache entries recomputed"),
             (self.bad, f"{len(self.bad)} unreadable files skipped"),
