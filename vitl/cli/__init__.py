@@ -128,8 +128,9 @@ def error_line(err: Exception) -> str | None:
         return ("out of memory. Fix: use smaller --batch-size or --input-size, or fewer images "
                 "at once")
     if isinstance(err, sqlite3.Error):
-        return (f"feature cache: {type(err).__name__}: {err}. Fix: retry, or pass --no-cache "
-                "(or another --cache DIR)")
+        return problem("feature cache", "an sqlite database on a disk with free space",
+                       f"{type(err).__name__}: {err}", "free disk space if it is full, then "
+                       "retry; or pass --no-cache (or another --cache DIR)")
     return None
 
 
