@@ -158,3 +158,14 @@ def test_a_full_disk_under_the_cache_is_one_line_that_says_so():
     line = error_line(sqlite3.OperationalError("database or disk is full"))
     assert line.startswith("feature cache: expected ") and "received 'OperationalError: " in line
     assert "free disk space" in line and "\n" not in line
+
+
+def test_a_cache_another_process_holds_is_one_line_that_says_so():
+    """sqlite's "database is locked" (after the busy timeout) names the other process, not the disk."""
+    import sqlite3
+
+    from vitl.cli import error_line
+
+    line = error_line(sqlite3.OperationalError("database is locked"))
+    assert line.startswith("feature cache: expected a cache no other process holds for over 120 s")
+    assert "wait for the other vitl run" in line and "disk" not in line
