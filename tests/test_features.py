@@ -172,7 +172,8 @@ def test_identical_files_are_computed_once(extractor, images, tmp_path):
     copy = tmp_path / "copy.jpg"
     shutil.copy(images[3], copy)
     features, stats = run([images[3], copy, images[4]], extractor, tmp_path / "cache")
-    assert (stats.images, stats.hits, stats.computed) == (3, 0, 2)
+    assert (stats.images, stats.hits, stats.computed, stats.identical) == (3, 0, 2, 1)
+    assert "1 identical files computed once" in str(stats)  # so the printed counts add up
     assert np.array_equal(features[0], features[1])
 
 

@@ -84,6 +84,8 @@ def test_duplicates_stored_once_and_corrupt_file_reported(first_run, data):
     assert len(FeatureCache(tmp / "ray")) == 18
     for stats in (local, remote):
         assert [Path(p).name for p, _ in stats.bad] == ["corrupt.jpg"]
+        assert stats.identical == 1  # the printed counts add up to the images
+        assert stats.images == stats.hits + stats.computed + stats.identical + len(stats.bad)
     rows = [shards.read_shard(p) for p in shards.shard_files(tmp / "ray" / "shards")]
     assert sum(len(s.contents) for s in rows) == 18  # the duplicate's content once
     assert [Path(e[1]).name for s in rows for e in s.errors] == ["corrupt.jpg"]

@@ -50,6 +50,8 @@ class FeatureStats:
         imported: vectors added to the cache from shard files (ray engine).
         shards: ``{"total", "skipped", "imported", "run"}`` shard counts (ray engine).
         workers: shards computed per worker (``host:pid``) in this run (ray engine).
+        identical: rows served by an identical file computed (or skipped) in the same call,
+            so ``images = hits + imported-from-earlier + computed + identical + len(bad)``.
 
     ``images_per_second`` is shown in the example.
 
@@ -78,6 +80,7 @@ class FeatureStats:
     imported: int = 0
     shards: dict = field(default_factory=dict)
     workers: dict = field(default_factory=dict)
+    identical: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -94,6 +97,7 @@ class FeatureStats:
                   f"cached, {earlier}{self.computed} computed in {self.seconds:.1f} s{speed}")]
         parts += [text for shown, text in (
             (self.repaired, f"{self.repaired} damaged cache entries recomputed"),
+            (self.identical, f"{self.identical} identical files computed once"),
             (self.bad, f"{len(self.bad)} unreadable files skipped"),
             (self.precision and not self.engine, f"precision {self.precision}"),
             (shards, shards and f"shards: {shards['run']} run on {len(self.workers)} workers, "
@@ -446,7 +450,8 @@ class Featurizer:
 
         self.last_stats = stats = FeatureStats(
             self.extractor.name, len(out), hits, computed, len(lookup.damaged),
-            time.perf_counter() - start, str(self.extractor.precision), bad)
+            time.perf_counter() - start, str(self.extractor.precision), bad,
+            identical=sum(len(rows) for _, rows in jobs) - len(jobs))
         if self.cache is not None and n:
             self.cache.record_run(stats)
         if self.verbose:
