@@ -172,10 +172,10 @@ def test_identical_files_are_computed_once(extractor, images, tmp_path):
     copy = tmp_path / "copy.jpg"
     shutil.copy(images[3], copy)
     features, stats = run([images[3], copy, images[4]], extractor, tmp_path / "cache")
-    assert (stats.images, stats.hits, stats.computed) == (3, 0, 2)
+    assert (stats.images, stats.hits, stats.computed, stats.identical) == (3, 0, 2, 1)
+    # the printed line adds up: 0 cached + 2 computed + 1 identical = 3 images
+    assert "0 cached, 2 computed" in str(stats) and "1 identical files computed once" in str(stats)
     assert np.array_equal(features[0], features[1])
-    # the printed line adds up: 0 cached + 2 computed + 1 copy = 3 images
-    assert "0 cached, 2 computed" in str(stats) and "1 copy of another image" in str(stats)
 
 
 def _flip(image, view):
@@ -301,3 +301,13 @@ def test_fifo_among_images_is_skipped_and_named(cache, extractor, images, tmp_pa
     assert [path.name for path, _ in stats.bad] == ["pipe.jpg"]
     assert "FIFO" in stats.bad[0][1] and np.isnan(features[2]).all()
     assert not np.isnan(features[:2]).any()
+
+
+def test_ray_summary_counts_add_up_to_the_images():
+    """A rerun after a killed ray run: images = cached + from earlier shards + computed."""
+    from vitl.features.pipeline import FeatureStats
+
+    stats = FeatureStats("mobilenetv2-tv", 400, 225, 100, 0, 22.2, "float32", engine="ray",
+                         imported=175, shards={"total": 16, "skipped": 9, "imported": 3,
+                                               "run": 4}, workers={"a:1": 2, "b:2": 2})
+    assert "225 cached, 75 from earlier shards, 100 computed" in str(stats)

@@ -147,3 +147,25 @@ def test_ray_engine_reads_duplicates_from_their_first_path(tmp_path, monkeypatch
                      cache=tmp_path / "c", engine="ray", verbose=0)
     [(_, path)] = [item for task in planned for item in task["items"]]
     assert path == str(first.absolute())
+
+
+def test_a_full_disk_under_the_cache_is_one_line_that_says_so():
+    """sqlite's "database or disk is full" says expected / received / fix, and the fix frees space."""
+    import sqlite3
+
+    from vitl.cli import error_line
+
+    line = error_line(sqlite3.OperationalError("database or disk is full"))
+    assert line.startswith("feature cache: expected ") and "received 'OperationalError: " in line
+    assert "free disk space" in line and "\n" not in line
+
+
+def test_a_cache_another_process_holds_is_one_line_that_says_so():
+    """sqlite's "database is locked" (after the busy timeout) names the other process, not the disk."""
+    import sqlite3
+
+    from vitl.cli import error_line
+
+    line = error_line(sqlite3.OperationalError("database is locked"))
+    assert line.startswith("feature cache: expected a cache no other process holds for over 120 s")
+    assert "wait for the other vitl run" in line and "disk" not in line

@@ -84,10 +84,14 @@ def test_duplicates_stored_once_and_corrupt_file_reported(first_run, data):
     assert len(FeatureCache(tmp / "ray")) == 18
     for stats in (local, remote):
         assert [Path(p).name for p, _ in stats.bad] == ["corrupt.jpg"]
+        assert stats.identical == 1  # the printed counts add up to the images
+        assert stats.images == stats.hits + stats.computed + stats.identical + len(stats.bad)
     rows = [shards.read_shard(p) for p in shards.shard_files(tmp / "ray" / "shards")]
     assert sum(len(s.contents) for s in rows) == 18  # the duplicate's content once
     assert [Path(e[1]).name for s in rows for e in s.errors] == ["corrupt.jpg"]
     assert "1 unreadable files skipped" in str(remote)
+    with FeatureCache(tmp / "ray") as cache:  # `vitl cache info` shows the ray run too
+        assert cache.info().last_runs[remote.backbone]["images"] == remote.images == 20
 
 
 def test_both_workers_did_work(first_run):

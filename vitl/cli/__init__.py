@@ -127,9 +127,17 @@ def error_line(err: Exception) -> str | None:
     if isinstance(err, MemoryError):
         return ("out of memory. Fix: use smaller --batch-size or --input-size, or fewer images "
                 "at once")
+    if isinstance(err, sqlite3.Error) and "locked" in str(err):
+        from ..features.cache import BUSY_TIMEOUT_S
+
+        return problem("feature cache", "a cache no other process holds for over "
+                       f"{BUSY_TIMEOUT_S:.0f} s", f"{type(err).__name__}: {err}",
+                       "wait for the other vitl run on this --cache to finish (or stop it), "
+                       "then retry; or pass another --cache DIR")
     if isinstance(err, sqlite3.Error):
-        return (f"feature cache: {type(err).__name__}: {err}. Fix: retry, or pass --no-cache "
-                "(or another --cache DIR)")
+        return problem("feature cache", "an sqlite database on a disk with free space",
+                       f"{type(err).__name__}: {err}", "free disk space if it is full, then "
+                       "retry; or pass --no-cache (or another --cache DIR)")
     return None
 
 

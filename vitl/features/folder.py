@@ -168,4 +168,7 @@ def featurize_folder(data, backbone: str = "resnet101v2", *, weights="imagenet",
                                  address=address, workers=workers,
                                  cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
     skipped = [(item.path, item.reason) for item in left_out.skipped]
-    return replace(stats, bad=[*skipped, *stats.bad], seconds=time.perf_counter() - start)
+    stats = replace(stats, bad=[*skipped, *stats.bad], seconds=time.perf_counter() - start)
+    if engine == "ray":  # `vitl cache info`'s last run (the local engine's Featurizer records it)
+        featurizer.cache.record_run(stats)
+    return stats

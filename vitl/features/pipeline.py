@@ -50,7 +50,8 @@ class FeatureStats:
         imported: vectors added to the cache from shard files (ray engine).
         shards: ``{"total", "skipped", "imported", "run"}`` shard counts (ray engine).
         workers: shards computed per worker (``host:pid``) in this run (ray engine).
-        copies: rows that got the vector of an identical file computed in the same call.
+        identical: rows served by an identical file computed (or skipped) in the same call,
+            so ``images = hits + imported-from-earlier + computed + identical + len(bad)``.
 
     ``images_per_second`` is shown in the example.
 
@@ -79,7 +80,7 @@ class FeatureStats:
     imported: int = 0
     shards: dict = field(default_factory=dict)
     workers: dict = field(default_factory=dict)
-    copies: int = 0
+    identical: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -90,11 +91,13 @@ class FeatureStats:
         where = f" ({self.precision}, {self.engine} engine)" if self.engine else ""
         speed = f" ({self.images_per_second:.1f} img/s)" if self.computed else ""
         shards = self.shards
+        earlier = self.imported - self.computed  # ray: vectors read from a killed run's shards
+        earlier = f"{earlier} from earlier shards, " if earlier > 0 else ""
         parts = [(f"featurized {self.images} images with {self.backbone}{where}: {self.hits} "
-                  f"cached, {self.computed} computed in {self.seconds:.1f} s{speed}")]
+                  f"cached, {earlier}{self.computed} computed in {self.seconds:.1f} s{speed}")]
         parts += [text for shown, text in (
-            (self.copies, f"{self.copies} cop{'ies' if self.copies > 1 else 'y'} of another image"),
             (self.repaired, f"{self.repaired} damaged cache entries recomputed"),
+            (self.identical, f"{self.identical} identical files computed once"),
             (self.bad, f"{len(self.bad)} unreadable files skipped"),
             (self.precision and not self.engine, f"precision {self.precision}"),
             (shards, shards and f"shards: {shards['run']} run on {len(self.workers)} workers, "
@@ -426,7 +429,7 @@ class Featurizer:
                    .batch(BACKBONE_BATCH)
                    .prefetch(2)
                    .with_options(options))
-        computed, copies, bad = 0, 0, []
+        computed, bad = 0, []
         with tqdm(total=len(out), initial=hits, unit="img", disable=not (self.verbose and jobs),
                   desc=f"featurizing ({self.extractor.name})", file=sys.stderr) as bar:
             for batch, indices in dataset:
@@ -438,7 +441,6 @@ class Featurizer:
                 if self.cache is not None:
                     self.cache.put_many((key, vector) for (key, _), vector in done)
                 computed += len(done)
-                copies += sum(len(rows) - 1 for (_, rows), _ in done)
                 bar.update(sum(len(jobs[i][1]) for i in indices))
                 failed = [(paths[jobs[i][1][0] % n], failures.pop(i)) for i in indices
                           if i in failures]
@@ -448,7 +450,8 @@ class Featurizer:
 
         self.last_stats = stats = FeatureStats(
             self.extractor.name, len(out), hits, computed, len(lookup.damaged),
-            time.perf_counter() - start, str(self.extractor.precision), bad, copies=copies)
+            time.perf_counter() - start, str(self.extractor.precision), bad,
+            identical=sum(len(rows) for _, rows in jobs) - len(jobs))
         if self.cache is not None and n:
             self.cache.record_run(stats)
         if self.verbose:

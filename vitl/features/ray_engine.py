@@ -247,4 +247,6 @@ def featurize_on_ray(paths, featurizer: Featurizer, recipe, shard_dir, shard_siz
                        recipe.precision, bad, engine="ray", imported=result.added,
                        shards={"total": skipped + len(earlier) + len(tasks), "skipped": skipped,
                                "imported": len(earlier), "run": len(tasks)},
-                       workers=dict(workers))
+                       workers=dict(workers),
+                       identical=sum(k.content not in cached for k in keys)
+                       - len({k.content for k in keys} - cached))
