@@ -159,7 +159,7 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
     pr_ax.set(title=f"Precision-recall, positive class {report.positive_class} "
               f"(AP = {report.pr_auc:.3f})", xlabel="Recall", ylabel="Precision")
     if threshold is not None:
-        point = report.at_threshold(float(getattr(threshold, "threshold", threshold)))
+        point = report.at_threshold(getattr(threshold, "threshold", threshold))
         label = f"threshold {point.threshold:.3f}"
         roc_ax.plot([point.false_alarm_rate], [point.recall], "o", color=BEST_COLOR, label=label)
         pr_ax.plot([point.recall], [point.precision], "o", color=BEST_COLOR, label=label)

@@ -547,7 +547,7 @@ class TrainingHistory:
         stopped = bool(history.model is not None and history.model.stop_training and rows
                        and (epochs_requested is None or rows[-1]["epoch"] + 1 < epochs_requested))
         return cls(rows=rows, monitor=monitor, best_epoch=best_epoch,
-                   stopped_epoch=rows[-1]["epoch"] if stopped and rows else None,
+                   stopped_epoch=rows[-1]["epoch"] if stopped else None,
                    restored_best=bool(early is not None and early.restore_best_weights
                                       and early.best_weights is not None),
                    epochs_requested=epochs_requested, seconds=seconds)
