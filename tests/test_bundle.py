@@ -1,6 +1,8 @@
 """Offline bundles: made on a 'connected' machine, verified and imported on an offline one."""
 
 import json
+import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -172,3 +174,25 @@ def test_unreadable_bundle_says_why_in_full(tmp_path, machine):
         read_manifest(tmp_path / "truncated.zip")
     assert "No such file or directory" in str(missing.value)
     assert "File is not a zip file" in str(truncated.value)
+
+
+def test_a_fifo_as_bundle_is_refused_not_read(tmp_path, machine):
+    machine("offline")
+    fifo = tmp_path / "planted.zip"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def call():
+        try:
+            import_bundle(fifo)
+        except ValueError as err:
+            outcome.append(str(err))
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # blocked reading the FIFO: open its other end to let it go
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=30)
+    assert len(outcome) == 1 and f"bundle {fifo}: expected a zip or folder" in outcome[0]
+    assert "not a regular file" in outcome[0] or "Invalid argument" in outcome[0], outcome[0]

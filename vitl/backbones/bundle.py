@@ -95,7 +95,7 @@ def _opener(bundle: Path):
     if bundle.is_dir():  # regular files only: a planted FIFO must not hang the import
         yield lambda member: open_regular(bundle / member)
     else:
-        with zipfile.ZipFile(bundle) as zf:
+        with open_regular(bundle) as handle, zipfile.ZipFile(handle) as zf:  # a FIFO neither
             yield zf.open
 
 
