@@ -134,13 +134,17 @@ def test_warmup_cosine_ramps_up_over_the_first_epoch_then_decays():
     assert float(constant.learning_rate) == pytest.approx(1e-4)
 
 
-def test_fine_tune_refuses_mismatched_labels(cracks):
+@pytest.mark.parametrize("as_array", [False, True])
+def test_fine_tune_refuses_mismatched_labels(cracks, as_array):
     fx = _extractor()
+    # a numpy array of paths too: the labels' check runs (a one-line error), not numpy's
+    # "truth value is ambiguous"
+    images = np.array([str(p) for p in cracks.paths]) if as_array else cracks
     with pytest.raises(ValueError, match="train / y_train: expected one label per image"):
-        fine_tune(fx, build_head(1280, 2), cracks, cracks.labels[:3],
+        fine_tune(fx, build_head(1280, 2), images, cracks.labels[:3],
                   config=FineTuneConfig(blocks=1), verbose=False)
     with pytest.raises(ValueError, match="y_val: expected one label per validation image"):
-        fine_tune(fx, build_head(1280, 2), cracks, cracks.labels, cracks, None,
+        fine_tune(fx, build_head(1280, 2), images, cracks.labels, images, None,
                   config=FineTuneConfig(blocks=1), verbose=False)
     with pytest.raises(ValueError, match="verbose"):
         fine_tune(fx, build_head(1280, 2), cracks, cracks.labels,
@@ -228,17 +232,6 @@ def _read(path):
     from vitl.data import read_image
 
     return read_image(path, 64)
-
-
-def test_fine_tune_takes_a_numpy_array_of_paths(cracks):
-    fx, paths = _extractor(), np.array([str(p) for p in cracks.paths])
-    # the labels' check runs (a one-line error), not numpy's "truth value is ambiguous"
-    with pytest.raises(ValueError, match="train / y_train: expected one label per image"):
-        fine_tune(fx, build_head(1280, 2), paths, cracks.labels[:3],
-                  config=FineTuneConfig(blocks=1), verbose=False)
-    with pytest.raises(ValueError, match="y_val: expected one label per validation image"):
-        fine_tune(fx, build_head(1280, 2), paths, cracks.labels, paths, None,
-                  config=FineTuneConfig(blocks=1), verbose=False)
 
 
 def test_fit_interrupted_while_fine_tuning_leaves_the_classifier_unfitted(cracks, monkeypatch):
