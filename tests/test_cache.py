@@ -207,6 +207,29 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(extractor, tmp_path
     assert_features_close(resumed, direct_features(extractor, paths))
 
 
+_OPEN_AT_ONCE = """
+import sys, time
+from vitl.features import FeatureCache
+while time.time() < float(sys.argv[2]):  # spin: sleeping would spread the starts too far apart
+    pass
+print(len(FeatureCache(sys.argv[1])))
+"""
+
+
+def test_processes_opening_a_new_cache_at_once_all_open_it(tmp_path):
+    # sqlite's busy timeout does not cover a new file's switch to WAL: without a retry,
+    # about half of these rounds had one process fail with "database is locked".
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for round_ in range(8):
+        cache, start = tmp_path / f"cache{round_}", str(time.time() + 1.5)  # after the imports
+        workers = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, str(cache), start],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env) for _ in range(4)]
+        for worker in workers:
+            out, err = worker.communicate(timeout=120)
+            assert (worker.returncode, out.strip()) == (0, "0"), err
+
+
 def test_two_concurrent_writers_leave_a_sound_cache(extractor, tmp_path):
     paths = write_images(tmp_path / "images", 60)
     cache = tmp_path / "cache"
