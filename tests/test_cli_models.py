@@ -75,6 +75,8 @@ def test_train_writes_model_labels_and_metrics(work):
     assert metrics["preset"] == "default" and metrics["head"]["optimizer"] == "adam"
     assert "note: the validation part has 2 images, so one image moves its accuracy by 50.0" \
         in printed
+    # The data summary's warnings that need no file read, about the part that trains:
+    assert "warning: class 'cracked' has only 9 images; aim for 50+ per class" in printed
     assert 1 <= metrics["epochs_run"] <= 12 and 0 <= metrics["best_epoch"] < metrics["epochs_run"]
     assert set(metrics["seconds"]) == {"fit", "bottleneck", "training"}
     # --verbose 2: the ML.NET-style log, one line per epoch, then the summary line.

@@ -409,6 +409,27 @@ class ImageCollection:
         bar = tqdm(self.paths, desc="Reading image sizes", unit="img",
                    disable=not check_verbose(verbose))
         sizes = sorted(filter(None, map(_header_size, bar)), key=lambda wh: (wh[0] * wh[1], wh))
+        notes = self.problems()
+        if len(sizes) < len(self):
+            notes.append(f"{len(self) - len(sizes)} image headers could not be read")
+        if self.report.skipped:
+            notes.append(f"{len(self.report.skipped)} bad files were skipped (see the report)")
+        return DataSummary(self.counts(), sizes[0] if sizes else None, sizes[-1] if sizes else None,
+                           notes)
+
+    def problems(self) -> list[str]:
+        """The warnings of :meth:`summary` that need no file read: classes empty, small,
+        split by letter case, kept in sub-folders, or heavily imbalanced.
+
+        Returns:
+            One sentence per problem, each saying what to do (empty when none).
+
+        Example:
+            >>> c = ImageCollection("/d", ["/d/a/1.jpg"] * 40 + ["/d/A/2.jpg"] * 10,
+            ...                     [0] * 40 + [1] * 10, ["a", "A"])
+            >>> len(c.problems()), c.problems()[0][:44]
+            (2, "classes 'a' and 'A' differ only in letter ca")
+        """
         counts = pd.Series(self.counts(), dtype=np.int64)
         notes = [f"class '{k}' has no images" for k in counts.index[counts == 0]]
         notes += [f"class '{k}' has only {n} images; aim for 50+ per class"
@@ -428,12 +449,7 @@ class ImageCollection:
             notes.append(f"heavy class imbalance: '{big}' has {present[big]} images, '{small}' "
                          f"{present[small]} ({present[big] / present[small]:.1f}:1); accuracy "
                          "will mislead, read per-class recall or use class weights")
-        if len(sizes) < len(self):
-            notes.append(f"{len(self) - len(sizes)} image headers could not be read")
-        if self.report.skipped:
-            notes.append(f"{len(self.report.skipped)} bad files were skipped (see the report)")
-        return DataSummary(self.counts(), sizes[0] if sizes else None, sizes[-1] if sizes else None,
-                           notes)
+        return notes
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:

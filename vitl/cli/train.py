@@ -424,7 +424,7 @@ def train_and_evaluate(data_dir: Path, backbone: str, args):
     """
     parts, record = make_split(data_dir, args)
     print(f"split ({SPLIT_TITLES.get(record['kind'], record['kind'])}):\n{parts}\n")
-    for line in noise_lines(parts):
+    for line in noise_lines(parts) + [f"warning: {note}" for note in parts.train.problems()]:
         print(line)
     if not len(parts.validation):
         raise CLIError(problem("validation part", "at least one image", "none",
