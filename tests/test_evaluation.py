@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from vitl.evaluation import EvaluationReport, ThresholdChoice
+from vitl.evaluation import EvaluationReport, ThresholdChoice, default_positive_class
 
 NAMES = ["CD", "UD"]  # cracked deck first, as in the ML.NET tutorial
 Y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
@@ -44,6 +44,28 @@ def test_per_class_scores(report):
     assert (ud["precision"], ud["recall"], ud["f1"], ud["support"]) == pytest.approx(
         (4 / 5, 4 / 5, 4 / 5, 5))
     assert cd["log_loss"] == pytest.approx(-np.log([0.9, 0.6, 0.3]).mean())
+
+
+@pytest.mark.parametrize(("names", "defect"), [
+    (["Negative", "Positive"], "Positive"),  # the concrete-cracks data set
+    (["ok", "scratch"], "scratch"),
+    (["No-Defect", "defect"], "defect"),
+    (["cracked", "uncracked"], "cracked"),
+    (["CD", "UD"], "CD"),  # no name says which: the first, as in the tutorial
+    (["good", "ok"], "good"),
+])
+def test_default_positive_class_is_the_one_not_named_normal(names, defect):
+    assert default_positive_class(names) == defect
+    proba = [[0.8, 0.2], [0.3, 0.7]]
+    report = EvaluationReport.from_predictions([0, 1], proba, names)
+    assert report.positive_class == defect
+    is_positive, score = report.binary_scores()
+    assert score.tolist() == [row[names.index(defect)] for row in proba]
+    assert is_positive.tolist() == [names[0] == defect, names[1] == defect]
+    other = next(name for name in names if name != defect)  # a given class still wins
+    assert EvaluationReport.from_predictions([0, 1], proba, names,
+                                             positive_class=other).positive_class == other
+    assert default_positive_class(["a", "b", "ok"]) is None
 
 
 def test_binary_aucs_use_positive_class(report):

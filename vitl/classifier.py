@@ -540,7 +540,9 @@ class ImageClassifier(BaseEstimator):
             test: an :class:`~vitl.data.ImageCollection` or a class-folder root;
                 its class names must be among ``classes_`` (a subset is fine).
             positive_class: the defect class for ROC/PR and thresholds (two
-                classes); default the first class (``CD`` in the tutorial).
+                classes); default the one not named like a normal class
+                (``Negative``, ``ok``, ``uncracked``, ...), else the first class
+                (``CD`` in the tutorial).
 
         Returns:
             The report.

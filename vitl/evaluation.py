@@ -32,6 +32,36 @@ from ._files import write_bytes_atomic
 #: Rows of ``proba`` must sum to 1 within this tolerance.
 _SUM_TOLERANCE = 1e-3
 
+#: Class names (in lower case, without spaces, ``-`` and ``_``) that mean "no defect".
+NORMAL_CLASS_NAMES = frozenset({
+    "negative", "normal", "ok", "good", "pass", "intact", "clean", "healthy", "undamaged",
+    "uncracked", "noncracked", "nocrack", "nocracks", "nodefect", "nondefect", "nodefects"})
+
+
+def default_positive_class(class_names) -> str | None:
+    """Return the defect class of two: the one not named like a normal class, else the first.
+
+    ``Negative`` / ``Positive`` gives ``Positive`` and ``ok`` / ``scratch`` gives ``scratch``
+    (names in :data:`NORMAL_CLASS_NAMES`); otherwise the first class, as in the tutorial's
+    ``CD`` / ``UD``.
+
+    Args:
+        class_names: the class names, in column order.
+
+    Returns:
+        A class name, or None for more (or fewer) than two classes.
+
+    Example:
+        >>> default_positive_class(["Negative", "Positive"]), default_positive_class(["CD", "UD"])
+        ('Positive', 'CD')
+    """
+    names = [str(name) for name in class_names]
+    if len(names) != 2:
+        return None
+    normal = [name.casefold().translate({ord(c): None for c in " -_"}) in NORMAL_CLASS_NAMES
+              for name in names]
+    return names[1] if normal == [True, False] else names[0]
+
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdChoice:
@@ -123,7 +153,8 @@ class EvaluationReport:
         y_pred: ``(N,)`` predicted class indices (argmax).
         paths: image paths or None.
         positive_class: for two classes, the class whose score ROC/PR and
-            thresholds use; None for more classes.
+            thresholds use (default :func:`default_positive_class`); None for more
+            classes.
         n: number of samples.
         accuracy: share of correct predictions (ML.NET MicroAccuracy).
         macro_accuracy: mean per-class recall over the classes present in
@@ -161,8 +192,9 @@ class EvaluationReport:
         require(self.paths is None or len(self.paths) == self.n, "paths",
                 f"{self.n} paths, one per sample", len(self.paths or ()),
                 "pass the image paths in the order of y_true")
-        allowed = self.class_names if len(labels) == 2 else [None]  # two classes: the first
-        self.positive_class = allowed[0] if positive_class is None else str(positive_class)
+        allowed = self.class_names if len(labels) == 2 else [None]
+        self.positive_class = (default_positive_class(self.class_names) if positive_class is None
+                               else str(positive_class))
         require(self.positive_class in allowed, "positive_class", f"one of {self.class_names}"
                 if len(labels) == 2 else "None for more than two classes", positive_class,
                 "pass the defect class name of a two-class report, e.g. 'CD', or leave it out")

@@ -34,7 +34,8 @@ def register(parser) -> None:
     parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--positive-class", metavar="NAME",
-                        help="the defect class for ROC/PR and the threshold (default the first)")
+                        help="the defect class for ROC/PR and the threshold (default the one not "
+                        "named like a normal class, e.g. Negative or ok; else the first)")
 
 
 def run(args) -> int:
