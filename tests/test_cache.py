@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from feature_helpers import assert_features_close, build_extractor, direct_featu
 from vitl._hashing import sha256_file
 from vitl.cli import main as vitl_main
 from vitl.features import FeatureCache, FeatureKey, FeatureSpace, FeatureStats, Featurizer
+from vitl.features import cache as cache_module
 
 WORKER = Path(__file__).with_name("featurize_worker.py")
 REPO = Path(__file__).resolve().parent.parent
@@ -52,7 +54,10 @@ def test_put_get_round_trip_is_exact_and_keyed_by_space(tmp_path):
 def test_database_is_wal_with_busy_timeout(tmp_path):
     cache = FeatureCache(tmp_path)
     assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert cache._db.execute("PRAGMA busy_timeout").fetchone()[0] >= 30_000
+    # sqlite waits this long in silence; vitl then warns and retries up to BUSY_TIMEOUT_S
+    # (test_a_locked_cache_warns_that_it_waits_then_writes).
+    assert cache._db.execute("PRAGMA busy_timeout").fetchone()[0] == 5_000
+    assert cache_module.BUSY_TIMEOUT_S >= 30
 
 
 def test_space_ids_differ_in_every_field():
@@ -205,6 +210,33 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(extractor, tmp_path
     uninterrupted = Featurizer(extractor, cache=None, verbose=0).featurize(paths)
     np.testing.assert_array_equal(resumed, uninterrupted)  # fixed backbone batches: same bits
     assert_features_close(resumed, direct_features(extractor, paths))
+
+
+def test_a_locked_cache_warns_that_it_waits_then_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_module, "WAIT_NOTE_AFTER_S", 0.2)
+    cache = FeatureCache(tmp_path)  # its connection's busy timeout is the patched one
+    holder = sqlite3.connect(tmp_path / "features.sqlite", isolation_level=None,
+                             check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    release = threading.Timer(1.0, holder.rollback)
+    release.start()
+    with pytest.warns(UserWarning, match=r"is locked by another process .*waiting up to 120 s"):
+        cache.put_many([(key(1), np.ones(3))])
+    release.join()
+    assert len(cache) == 1
+
+
+def test_a_cache_locked_for_too_long_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_module, "WAIT_NOTE_AFTER_S", 0.1)
+    monkeypatch.setattr(cache_module, "BUSY_TIMEOUT_S", 0.5)
+    cache = FeatureCache(tmp_path)
+    holder = sqlite3.connect(tmp_path / "features.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    start = time.monotonic()
+    with pytest.warns(UserWarning), pytest.raises(sqlite3.OperationalError, match="locked"):
+        cache.put_many([(key(1), np.ones(3))])
+    assert time.monotonic() - start < 5
+    holder.rollback()
 
 
 _OPEN_AT_ONCE = """

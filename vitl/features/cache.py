@@ -48,6 +48,8 @@ SCHEMA_VERSION = 1
 # Two writers each committing a batch every few milliseconds to seconds wait for
 # each other far less than this; it only bounds a pathological lock holder.
 BUSY_TIMEOUT_S = 120.0
+#: After this long waiting for a lock, vitl warns that it is waiting (then waits on).
+WAIT_NOTE_AFTER_S = 5.0
 
 #: The numbers of a featurize run kept per backbone (FeatureStats fields, last_run columns).
 _RUN_COLUMNS = ("images", "hits", "computed", "repaired", "seconds")
@@ -192,20 +194,29 @@ def _decode(rows) -> tuple[dict, list]:
     return intact, [row[0] for row in rows if row[0] not in intact]
 
 
-def _retry_while_locked(call, timeout: float = BUSY_TIMEOUT_S):
-    """Return ``call()``, retrying for up to ``timeout`` s while sqlite says "database is locked".
+def _retry_while_locked(call, path):
+    """Return ``call()``, retrying for up to :data:`BUSY_TIMEOUT_S` while sqlite says "database
+    is locked"; after :data:`WAIT_NOTE_AFTER_S` a warning says what vitl waits for.
 
-    sqlite's busy timeout does not cover a new file's switch to WAL: when several processes
-    open a new cache at once, the switch fails at once with "database is locked" (4 processes
-    opening a fresh cache together: 18 of 40 trials had one fail, 0 of 100 with this retry).
+    sqlite's own busy timeout (the connection's, :data:`WAIT_NOTE_AFTER_S`) waits in silence, and
+    does not cover a new file's switch to WAL: when several processes open a new cache at
+    once, the switch fails at once (4 processes opening a fresh cache together: 18 of 40
+    trials had one fail, 0 of 100 with this retry).
     """
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    noted = False
     while True:
         try:
             return call()
         except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() > deadline:
+            waited = time.monotonic() - start
+            if "locked" not in str(err) or waited > BUSY_TIMEOUT_S:
                 raise
+            if not noted and waited >= WAIT_NOTE_AFTER_S:
+                noted = True
+                warnings.warn(f"feature cache {path} is locked by another process (another vitl "
+                              f"run writing to it?); waiting up to {BUSY_TIMEOUT_S:.0f} s",
+                              stacklevel=5)
             time.sleep(0.05)
 
 
@@ -273,10 +284,10 @@ class FeatureCache(contextlib.AbstractContextManager):
                     # isolation_level=None: writers issue BEGIN IMMEDIATE, taking the write lock
                     # up front and waiting (timeout= is sqlite's busy timeout) instead of failing
                     # when they would have to upgrade a read transaction.
-                    self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
+                    self._db = sqlite3.connect(self.path, timeout=WAIT_NOTE_AFTER_S,
                                                isolation_level=None, check_same_thread=False)
-                    _retry_while_locked(lambda: self._set_up(self._db))
-                return call(self._db)
+                    _retry_while_locked(lambda: self._set_up(self._db), self.path)
+                return _retry_while_locked(lambda: call(self._db), self.path)
             except sqlite3.DatabaseError as err:
                 if any(word in str(err) for word in ("readonly", "read-only", "unable to open")):
                     raise ValueError(_unwritable(self.directory, str(err))) from None
