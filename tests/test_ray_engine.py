@@ -39,7 +39,12 @@ def cluster():
     os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR)
+    # Ray starts the pool's actors asynchronously: on a loaded machine the first one up could
+    # run every shard before the second is built. Waiting for both makes "both did work" sure.
+    context = ray.data.DataContext.get_current()
+    waited, context.wait_for_min_actors_s = context.wait_for_min_actors_s, 300
     yield
+    context.wait_for_min_actors_s = waited
     ray.shutdown()
 
 
