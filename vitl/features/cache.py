@@ -282,8 +282,8 @@ class FeatureCache(contextlib.AbstractContextManager):
             try:
                 if self._db is None:
                     # isolation_level=None: writers issue BEGIN IMMEDIATE, taking the write lock
-                    # up front and waiting (timeout= is sqlite's busy timeout) instead of failing
-                    # when they would have to upgrade a read transaction.
+                    # up front and waiting (sqlite's busy timeout, then _retry_while_locked)
+                    # instead of failing when they would have to upgrade a read transaction.
                     self._db = sqlite3.connect(self.path, timeout=WAIT_NOTE_AFTER_S,
                                                isolation_level=None, check_same_thread=False)
                     _retry_while_locked(lambda: self._set_up(self._db), self.path)
