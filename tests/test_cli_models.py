@@ -281,3 +281,16 @@ def test_negative_augment_is_refused(work, capsys):
     _, data, _, _ = work
     assert main(["train", str(data), "--augment", "-1", "--out", "x"]) == 2
     assert "--augment: expected an integer from 0 to 100" in capsys.readouterr().err
+
+
+def test_evaluate_on_the_training_folder_warns_that_scores_are_optimistic(work, capsys, tmp_path):
+    _, data, model, _ = work
+    assert main(["evaluate", str(model), str(data), "--json"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # stdout stays one JSON object
+    assert ("warning: DATA_DIR is the folder this model was trained on (18 of its 20 images "
+            "trained it)") in captured.err
+    copy = tmp_path / "elsewhere"  # only the training folder itself is recognised
+    shutil.copytree(data, copy)
+    assert main(["evaluate", str(model), str(copy)]) == 0
+    assert "trained on" not in capsys.readouterr().err

@@ -15,6 +15,8 @@ Example:
 """
 
 import json
+import sys
+from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
@@ -55,6 +57,7 @@ def run(args) -> int:
                                "classes)", args.positive_class, "pass the defect class name, "
                                "or leave it out"))
     images = load_images(data_dir)
+    _warn_if_training_folder(clf, data_dir, len(images))
     report = clf.evaluate(images, positive_class=args.positive_class)
     threshold = None
     if len(report.class_names) == 2 and report.per_class[report.positive_class]["support"]:
@@ -70,3 +73,14 @@ def run(args) -> int:
         print(f"\nthreshold for 95% recall of '{report.positive_class}' (chosen on this data): "
               f"{threshold}")
     return 0
+
+
+def _warn_if_training_folder(clf, data_dir: Path, n_images: int) -> None:
+    """Say on stderr when DATA_DIR is the folder the model trained on: its scores flatter it."""
+    root = clf.fit_info_.get("train_root")
+    if root and Path(root).resolve() == data_dir.resolve():
+        trained = sum(clf.fit_info_.get("counts", {}).get("train", {}).values())
+        print(f"warning: DATA_DIR is the folder this model was trained on ({trained} of its "
+              f"{n_images} images trained it): these scores are optimistic; evaluate on images "
+              "it has not seen (`vitl train --test DIR`, or --split 70/15/15 and its test part)",
+              file=sys.stderr)
