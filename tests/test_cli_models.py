@@ -83,6 +83,11 @@ def test_train_writes_model_labels_and_metrics(work):
     epochs = [int(m) for m in re.findall(r"Dataset used:      Train.*Epoch:\s+(\d+)", printed)]
     assert epochs == list(range(metrics["epochs_run"]))
     assert "Dataset used: Validation" in printed and "TrainingHistory:" in printed
+    # accuracy alone hides a class never found (e.g. 9 intact + 1 missed crack = 0.9): the
+    # last line also gives the macro accuracy, the mean of the per-class recalls
+    validation = metrics["validation"]
+    assert (f"validation accuracy {validation['accuracy']:.4f} (macro accuracy "
+            f"{validation['macro_accuracy']:.4f})") in printed
 
 
 def test_evaluate_json_is_one_object_on_stdout(work, capsys):

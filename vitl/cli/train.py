@@ -152,8 +152,10 @@ def run(args) -> int:
         print(reason)
     clf, metrics, _, _ = train_and_evaluate(data_dir, backbone, args)
     save_model_dir(clf, out, metrics)
-    print(f"\nvalidation accuracy {metrics['validation']['accuracy']:.4f}"
-          + (f", test accuracy {metrics['test']['accuracy']:.4f}" if metrics["test"] else ""))
+    # macro accuracy (mean per-class recall) beside accuracy: 9 intact + 1 missed crack is 0.9
+    print("\n" + ", ".join(f"{part} accuracy {metrics[part]['accuracy']:.4f} (macro accuracy "
+                           f"{metrics[part]['macro_accuracy']:.4f})"
+                           for part in ("validation", "test") if metrics[part]))
     print(f"saved {out / MODEL_FILE}, {out / LABELS_FILE}, {out / METRICS_FILE}")
     return 0
 
