@@ -299,3 +299,23 @@ def test_evaluate_on_the_training_folder_warns_that_scores_are_optimistic(work, 
     shutil.copytree(data, copy)
     assert main(["evaluate", str(model), str(copy)]) == 0
     assert "trained on" not in capsys.readouterr().err
+
+
+def test_positive_class_with_three_classes_is_refused_before_any_work(work, tmp_path, capsys):
+    root, data, _, _ = work
+    three = tmp_path / "three"
+    shutil.copytree(data, three)
+    shutil.copytree(data / "cracked", three / "spalled")
+    assert main(["train", str(three), "--backbone", "mobilenetv2-tv", "--input-size", "64",
+                 "--epochs", "2", "--verbose", "0", "--cache", str(root / "cache"),
+                 "--out", str(tmp_path / "model3")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "model3"), str(three), "--positive-class",
+                 "cracked"]) == 2
+    err = capsys.readouterr().err
+    assert message_lines(err) == [
+        "vitl evaluate: error: --positive-class: expected a model with two classes (defect / no "
+        "defect), not 3 (cracked, spalled, uncracked), received 'cracked'. "
+        "Fix: leave --positive-class out; with more classes read the per-class recall and the "
+        "confusion matrix"]
+    assert "featurized" not in err and "Checking images" not in err

@@ -52,6 +52,12 @@ def run(args) -> int:
     data_dir = existing_folder(args.data_dir, "DATA_DIR")
     clf = load_model_dir(args.model_dir, cache=args.cache)  # before minutes of decoding
     classes = [str(name) for name in clf.classes_]
+    if args.positive_class is not None and len(classes) != 2:
+        raise CLIError(problem("--positive-class", "a model with two classes (defect / no "
+                               f"defect), not {len(classes)} ({', '.join(classes)})",
+                               args.positive_class,
+                               "leave --positive-class out; with more classes read the "
+                               "per-class recall and the confusion matrix"))
     if args.positive_class is not None and args.positive_class not in classes:
         raise CLIError(problem("--positive-class", f"one of {', '.join(classes)} (the model's "
                                "classes)", args.positive_class, "pass the defect class name, "
