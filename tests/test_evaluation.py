@@ -254,8 +254,13 @@ def test_input_errors(y, proba, kwargs, message):
 def test_class_name_errors():
     with pytest.raises(ValueError, match="class_names: expected two or more distinct names"):
         EvaluationReport.from_predictions([0, 1], [[1, 0], [0, 1]], ["a", "a"])
-    with pytest.raises(ValueError, match="positive_class: expected None for more than two"):
+    with pytest.raises(ValueError, match="positive_class: expected None for more than two"
+                       ) as err:
         EvaluationReport.from_predictions([0, 1, 2], np.eye(3), list("abc"), positive_class="a")
+    # three classes: the fix is to leave it out, not to "pass the defect class name"
+    assert str(err.value).endswith("Fix: leave positive_class out (None): with 3 classes "
+                                   "there is no one defect score; read per_class and the "
+                                   "confusion matrix")
 
 
 def test_threshold_repr_shows_no_nan_for_what_was_not_asked_or_has_no_cases():

@@ -197,7 +197,9 @@ class EvaluationReport:
                                else str(positive_class))
         require(self.positive_class in allowed, "positive_class", f"one of {self.class_names}"
                 if len(labels) == 2 else "None for more than two classes", positive_class,
-                "pass the defect class name of a two-class report, e.g. 'CD', or leave it out")
+                "pass the defect class name, or leave it out" if len(labels) == 2 else
+                f"leave positive_class out (None): with {len(labels)} classes there is no one "
+                "defect score; read per_class and the confusion matrix")
         self.y_pred = proba.argmax(axis=1)
         self.accuracy = float(skm.accuracy_score(y, self.y_pred))
         with warnings.catch_warnings():  # a class predicted but absent from y_true is fine here
@@ -239,8 +241,9 @@ class EvaluationReport:
             paths: optional N image paths (for galleries of mistakes).
             positive_class: two classes only: the defect class whose score
                 ROC-AUC, PR-AUC and :meth:`threshold_for_recall` use. Default:
-                the first class name (in the ML.NET tutorial ``CD``, cracked
-                deck, sorts first).
+                :func:`default_positive_class` (the class not named like a normal
+                one, e.g. ``Positive`` beside ``Negative``; else the first, as the
+                tutorial's ``CD``, cracked deck).
 
         Returns:
             The :class:`EvaluationReport`.
