@@ -679,3 +679,18 @@ def test_splitting_something_else_than_a_collection_says_how_to_load_one(given, 
     message = str(raised.value)
     assert message.startswith("collection: expected an ImageCollection") and received in message
     assert "load_image_folder" in message, message
+
+
+def test_summary_warns_when_image_shapes_differ(tmp_path):
+    # every image is stretched to a square: a 300x900 photo is squashed 3x, a 400x300 one not
+    save(tmp_path / "ok" / "tall.png", Image.new("RGB", (300, 900)))
+    save(tmp_path / "ok" / "wide.png", Image.new("L", (400, 300)))
+    save(tmp_path / "defect" / "square.png", Image.new("RGB", (227, 227)))
+    warnings = load_image_folder(tmp_path, verbose=0).summary().warnings
+    assert ("image shapes differ: width/height from 0.33 (300x900) to 1.33 (400x300); every "
+            "image is stretched to a square (no crop), so objects are distorted unevenly: crop "
+            "the photos to one shape if you can") in warnings
+    square = tmp_path / "square"
+    save(square / "a" / "1.png", Image.new("RGB", (256, 256)))
+    save(square / "b" / "2.png", Image.new("RGB", (227, 227)))
+    assert not any("shapes" in w for w in load_image_folder(square, verbose=0).summary().warnings)

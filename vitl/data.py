@@ -410,6 +410,13 @@ class ImageCollection:
                    disable=not check_verbose(verbose))
         sizes = sorted(filter(None, map(_header_size, bar)), key=lambda wh: (wh[0] * wh[1], wh))
         notes = self.problems()
+        if sizes:
+            narrow, wide = min(sizes, key=_aspect), max(sizes, key=_aspect)
+            if _aspect(wide) > 1.25 * _aspect(narrow):  # 4:3 beside 16:9 or portrait photos
+                notes.append("image shapes differ: width/height from {:.2f} ({}x{}) to {:.2f} "
+                             "({}x{}); every image is stretched to a square (no crop), so "
+                             "objects are distorted unevenly: crop the photos to one shape if "
+                             "you can".format(_aspect(narrow), *narrow, _aspect(wide), *wide))
         if len(sizes) < len(self):
             notes.append(f"{len(self) - len(sizes)} image headers could not be read")
         if self.report.skipped:
@@ -450,6 +457,11 @@ class ImageCollection:
                          f"{present[small]} ({present[big] / present[small]:.1f}:1); accuracy "
                          "will mislead, read per-class recall or use class weights")
         return notes
+
+
+def _aspect(size: tuple[int, int]) -> float:
+    """Width / height."""
+    return size[0] / size[1]
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
