@@ -319,3 +319,14 @@ def test_positive_class_with_three_classes_is_refused_before_any_work(work, tmp_
         "Fix: leave --positive-class out; with more classes read the per-class recall and the "
         "confusion matrix"]
     assert "featurized" not in err and "Checking images" not in err
+
+
+def test_evaluate_a_folder_of_one_class(work, tmp_path, capsys):
+    # an inspector's question: of these cracked photos, how many does the model find?
+    _, data, model, _ = work
+    shutil.copytree(data / "cracked", tmp_path / "new" / "cracked")
+    assert main(["evaluate", str(model), str(tmp_path / "new"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 10 and report["labels"] == CLASSES
+    assert report["per_class"]["cracked"]["support"] == 10
+    assert report["threshold_for_95_recall"]["positive_class"] == "cracked"

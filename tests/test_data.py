@@ -694,3 +694,11 @@ def test_summary_warns_when_image_shapes_differ(tmp_path):
     save(square / "a" / "1.png", Image.new("RGB", (256, 256)))
     save(square / "b" / "2.png", Image.new("RGB", (227, 227)))
     assert not any("shapes" in w for w in load_image_folder(square, verbose=0).summary().warnings)
+
+
+def test_load_image_folder_min_classes_admits_one_class(tmp_path):
+    save(tmp_path / "cracked" / "1.png", Image.new("RGB", (8, 8)))
+    with pytest.raises(ValueError, match="a classifier needs two or more classes"):
+        load_image_folder(tmp_path, verbose=0)
+    one = load_image_folder(tmp_path, verbose=0, min_classes=1)
+    assert one.class_names == ["cracked"] and len(one) == 1

@@ -557,8 +557,8 @@ def list_images(folder, *, follow_symlinks=True, report: LoadReport | None = Non
                         LoadReport() if report is None else report))
 
 
-def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int = 1
-                      ) -> ImageCollection:
+def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int = 1,
+                      min_classes: int = 2) -> ImageCollection:
     """List the images of a folder with one sub-folder per class.
 
     Class names are the sub-folder names, sorted; images in nested folders
@@ -575,13 +575,15 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int
         follow_symlinks: descend into symlinked folders (loops are detected and
             reported). Symlinked files are always read.
         verbose: 0 silent, 1 (or 2) a progress bar while checking images.
+        min_classes: class folders required: 2 to train; 1 to score a trained
+            model on photos of one class (e.g. only cracked ones).
 
     Returns:
         An :class:`ImageCollection`, paths sorted by class then relative path.
 
     Raises:
         ValueError: ``root`` is missing or not a folder; there are fewer than
-            two class folders; a class folder holds no usable image; a class
+            ``min_classes`` class folders; a class folder holds no usable image; a class
             folder name holds a control character (newline...) or non-UTF-8 bytes.
 
     Example:
@@ -611,7 +613,7 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int
         raise ValueError(problem("class folder name", "a name without control characters "
                                  "(newline, tab...) and in UTF-8, as it becomes a label",
                                  bad_names[0], f"rename that folder in {root}"))
-    if len(names) < 2:
+    if len(names) < min_classes:
         received = f"only one: '{names[0]}'" if names else (
             f"no sub-folders in {root} ({len(report.skipped)} images, "
             f"{len(report.ignored)} other files)")
@@ -620,7 +622,8 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int
             fix = (f"if '{names[0]}' holds the class folders, pass {root / names[0]}"
                    if any(p.is_dir() for p in (root / names[0]).iterdir()) else
                    "a classifier needs two or more classes: add a folder per class")
-        raise ValueError(problem("image folder", "at least two class sub-folders", received, fix))
+        raise ValueError(problem("image folder", "at least two class sub-folders" if min_classes > 1
+                                 else "at least one class sub-folder", received, fix))
     files = {name: [p for p in found if p.relative_to(root).parts[0] == name] for name in names}
     bad = set()
     if validate:

@@ -62,7 +62,7 @@ def run(args) -> int:
         raise CLIError(problem("--positive-class", f"one of {', '.join(classes)} (the model's "
                                "classes)", args.positive_class, "pass the defect class name, "
                                "or leave it out"))
-    images = load_images(data_dir)
+    images = load_images(data_dir, min_classes=1)
     _warn_if_training_folder(clf, data_dir, len(images))
     report = clf.evaluate(images, positive_class=args.positive_class)
     threshold = None
