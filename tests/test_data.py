@@ -474,6 +474,10 @@ def test_summary_warns_about_imbalance():
     summary = fake({"ok": 40, "defect": 10}).summary()
     imbalance = [w for w in summary.warnings if "imbalance" in w]
     assert len(imbalance) == 1 and "'ok' has 40" in imbalance[0] and "4.0:1" in imbalance[0]
+    # says how to weight the classes, in Python and on the command line
+    assert imbalance[0].endswith("read per-class recall (macro accuracy) or weight the classes: "
+                                 "HeadConfig(class_weight='balanced'), vitl train "
+                                 "--class-weight balanced")
     assert any("50 image headers could not be read" in w for w in summary.warnings)
     assert not any("imbalance" in w for w in fake({"ok": 30, "defect": 10}).summary().warnings)
 

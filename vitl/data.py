@@ -455,7 +455,9 @@ class ImageCollection:
             big, small = present.idxmax(), present.idxmin()
             notes.append(f"heavy class imbalance: '{big}' has {present[big]} images, '{small}' "
                          f"{present[small]} ({present[big] / present[small]:.1f}:1); accuracy "
-                         "will mislead, read per-class recall or use class weights")
+                         "will mislead, read per-class recall (macro accuracy) or weight the "
+                         "classes: HeadConfig(class_weight='balanced'), vitl train "
+                         "--class-weight balanced")
         return notes
 
 
