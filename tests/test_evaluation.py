@@ -53,6 +53,10 @@ def test_per_class_scores(report):
     (["cracked", "uncracked"], "cracked"),
     (["CD", "UD"], "CD"),  # no name says which: the first, as in the tutorial
     (["good", "ok"], "good"),
+    # names users give a normal class that sort first and once made it the defect class
+    (["crack-free", "cracked"], "cracked"), (["non-defective", "scratch"], "scratch"),
+    (["defect free", "porosity"], "porosity"), (["no_damage", "rust"], "rust"),
+    (["not cracked", "spalled"], "spalled"), (["Crack", "No Crack"], "Crack"),
 ])
 def test_default_positive_class_is_the_one_not_named_normal(names, defect):
     assert default_positive_class(names) == defect

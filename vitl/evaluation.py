@@ -35,7 +35,8 @@ _SUM_TOLERANCE = 1e-3
 #: Class names (in lower case, without spaces, ``-`` and ``_``) that mean "no defect".
 NORMAL_CLASS_NAMES = frozenset({
     "negative", "normal", "ok", "good", "pass", "intact", "clean", "healthy", "undamaged",
-    "uncracked", "noncracked", "nocrack", "nocracks", "nodefect", "nondefect", "nodefects"})
+    "uncracked", "noncracked", "nocrack", "nocracks", "nodefect", "nondefect", "nodefects",
+    "notcracked", "crackfree", "defectfree", "nondefective", "nodamage", "damagefree"})
 
 
 def default_positive_class(class_names) -> str | None:
