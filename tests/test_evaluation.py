@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +279,13 @@ def test_report_of_one_true_class_shows_undefined_metrics_as_a_dash_not_nan():
     text = repr(EvaluationReport.from_predictions([0, 0], [[.8, .2], [.3, .7]], ["a", "b"]))
     assert "nan" not in text, text
     assert "  ROC-AUC             - (one true class only)" in text, text
+
+
+def test_repr_of_one_true_class_keeps_macro_avg_with_macro_accuracy():
+    # a folder of cracked photos only, all found: no 'macro avg 0.5000' beside 'macro accuracy 1'
+    report = EvaluationReport.from_predictions([1, 1, 1], [[.1, .9]] * 3, ["Negative", "Positive"])
+    text = repr(report)
+    assert "macro accuracy      1.0000" in text
+    assert re.search(r"macro avg\s+1\.0000\s+1\.0000\s+1\.0000\s+3", text)
+    assert not re.search(r"^\s+Negative\s+0\.0000", text, re.MULTILINE)
+    assert "Negative         0         0" in text  # the confusion matrix keeps every class

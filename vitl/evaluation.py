@@ -475,10 +475,13 @@ class EvaluationReport:
         matrix = pd.DataFrame(self.confusion_matrix, self.class_names, self.class_names)
         shown = {name: "- (one true class only)" if math.isnan(value) else f"{value:.4f}"
                  for name, value in headline.items()}  # NaN: undefined for one true class
+        # a class neither present nor predicted has no row: its 0s would pull 'macro avg' down
+        seen = np.flatnonzero(self.confusion_matrix.sum(axis=0) + self.confusion_matrix.sum(axis=1))
         return "\n".join([head, *(f"  {name:<20}{value}" for name, value in shown.items()),
                           "", skm.classification_report(
-                              self.y_true, self.y_pred, labels=range(len(self.class_names)),
-                              target_names=self.class_names, digits=4, zero_division=0),
+                              self.y_true, self.y_pred, labels=seen,
+                              target_names=[self.class_names[i] for i in seen], digits=4,
+                              zero_division=0),
                           "Confusion matrix (rows: true, columns: predicted)",
                           matrix.to_string()])
 
