@@ -102,13 +102,19 @@ def plot_confusion_matrix(report: EvaluationReport, normalize: bool = False, ax=
         [[1, 0], [1, 1]]
     """
     _check_report(report)
-    fig, (ax,) = _figure_and_axes(None if ax is None else [ax], 1,
-                                  figsize=(1.2 * len(report.class_names) + 2.5,) * 2)
+    side = 1.2 * len(report.class_names) + 2.5
+    # names longer than a cell is wide (~12 characters at 1.2 inch) would run into each
+    # other under the columns: stand them up; the figure grows by what the names take
+    longest = max(map(len, report.class_names))
+    rotate = longest > 12
+    side += 0.09 * longest if rotate else 0
+    fig, (ax,) = _figure_and_axes(None if ax is None else [ax], 1, figsize=(side, side))
     counts = report.confusion_matrix
     display = ConfusionMatrixDisplay.from_predictions(
         report.y_true, report.y_pred, labels=range(len(report.class_names)),
         display_labels=report.class_names, normalize="true" if normalize else None, ax=ax,
         cmap=cmap, colorbar=False, values_format=".0%" if normalize else "d",
+        xticks_rotation="vertical" if rotate else "horizontal",
         im_kw={"vmin": 0, "vmax": 1 if normalize else max(1, counts.max())})
     if normalize:
         for text, count in zip(display.text_.ravel(), counts.ravel()):
