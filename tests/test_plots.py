@@ -268,3 +268,26 @@ def test_plot_confusion_matrix_long_class_names_do_not_overlap():
     assert ax.get_window_extent(renderer).width / fig.dpi >= 1.5
     short = plot_confusion_matrix(EvaluationReport.from_predictions(Y, PROBA, NAMES))
     assert short.axes[0].get_xticklabels()[0].get_rotation() == 0  # CD / UD stay as they were
+
+
+def _overlap(boxes) -> bool:
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_long_class_names_do_not_overprint_titles(tmp_path):
+    paths, _ = write_images(tmp_path, 4)
+    names = ["no defect (intact surface)", "longitudinal crack with efflorescence"]
+    report = EvaluationReport.from_predictions([1, 1, 1, 1], [[.8, .2]] * 4, names, paths=paths,
+                                               positive_class=names[1])
+    fig = plot_confidently_wrong(report, ncols=4)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    assert not _overlap([ax.title.get_window_extent(renderer) for ax in fig.axes])
+    assert fig.axes[0].get_title().replace("\n", " ") == (
+        f"true {names[1]}, pred {names[0]} 80.0% sure")  # wrapped, not cut
+    both = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], names)
+    fig = plot_roc_pr(both)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    assert not _overlap(boxes) and all(b.x0 >= 0 and b.x1 <= fig.bbox.width for b in boxes)
