@@ -254,13 +254,15 @@ def make_split(data_dir: Path, args):
 
 
 def noise_lines(parts) -> list[str]:
-    """One line per small validation / test part: what one image is worth there.
+    """One line per small validation / test part: what one image is worth there; one per
+    class such a part lacks.
 
     Args:
         parts: a :class:`~vitl.data.Split`.
 
     Returns:
-        The lines (none for parts of :data:`SMALL_PART` images or more, or empty ones).
+        The lines (none for parts of :data:`SMALL_PART` images or more holding every class,
+        or empty ones).
 
     Example:
         >>> from collections import namedtuple
@@ -269,9 +271,14 @@ def noise_lines(parts) -> list[str]:
         'note: the test part has 4 images, so one'
     """
     sizes = {name: len(getattr(parts, name)) for name in ("validation", "test")}
-    return [f"note: the {name} part has {n} images, so one image moves its accuracy by "
-            f"{100 / n:.1f} points; read its accuracy as a rough guide"
-            for name, n in sizes.items() if 0 < n < SMALL_PART]
+    lines = [f"note: the {name} part has {n} images, so one image moves its accuracy by "
+             f"{100 / n:.1f} points; read its accuracy as a rough guide"
+             for name, n in sizes.items() if 0 < n < SMALL_PART]
+    for name, n in sizes.items():  # e.g. a class of 2 photos leaves the test part none
+        per_class = getattr(getattr(parts, name), "counts", dict)() if n else {}
+        lines += [f"note: the {name} part has no '{label}' image, so its scores cannot show "
+                  f"how well '{label}' is found" for label, count in per_class.items() if not count]
+    return lines
 
 
 def given(args, table: dict, prefix: str = "") -> dict:
