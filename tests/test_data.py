@@ -459,7 +459,7 @@ def test_summary_sizes_and_table(tmp_path):
     rows = [line.split() for line in text.splitlines()]
     assert ["a", "2"] in rows and ["b", "1"] in rows and ["total", "3"] in rows
     assert "image size (WxH): 10x5 to 20x40" in text
-    assert "only 1 images" in text and "imbalance" not in text
+    assert "class 'b' has only 1 image;" in text and "imbalance" not in text
 
 
 def test_summary_warns_about_classes_that_differ_only_in_case():

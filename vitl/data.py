@@ -404,7 +404,7 @@ class ImageCollection:
         Example:
             >>> c = ImageCollection("/d", ["/d/a/1.jpg", "/d/b/2.jpg"], [0, 1], ["a", "b"])
             >>> print(c.summary().warnings[0])
-            class 'a' has only 1 images; aim for 50+ per class
+            class 'a' has only 1 image; aim for 50+ per class
         """
         bar = tqdm(self.paths, desc="Reading image sizes", unit="img",
                    disable=not check_verbose(verbose))
@@ -439,7 +439,7 @@ class ImageCollection:
         """
         counts = pd.Series(self.counts(), dtype=np.int64)
         notes = [f"class '{k}' has no images" for k in counts.index[counts == 0]]
-        notes += [f"class '{k}' has only {n} images; aim for 50+ per class"
+        notes += [f"class '{k}' has only {n} image{'s' * (n > 1)}; aim for 50+ per class"
                   for k, n in counts[counts.between(1, 9)].items()]
         by_case = pd.Series(counts.index, counts.index).groupby(lambda k: k.casefold()).agg(list)
         notes += [f"classes {' and '.join(map(repr, names))} differ only in letter case: one "
