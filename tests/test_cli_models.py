@@ -313,11 +313,11 @@ def test_positive_class_with_three_classes_is_refused_before_any_work(work, tmp_
     assert main(["evaluate", str(tmp_path / "model3"), str(three), "--positive-class",
                  "cracked"]) == 2
     err = capsys.readouterr().err
-    assert message_lines(err) == [
+    assert message_lines(err) == [(
         "vitl evaluate: error: --positive-class: expected a model with two classes (defect / no "
         "defect), not 3 (cracked, spalled, uncracked), received 'cracked'. "
         "Fix: leave --positive-class out; with more classes read the per-class recall and the "
-        "confusion matrix"]
+        "confusion matrix")]
     assert "featurized" not in err and "Checking images" not in err
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import matplotlib
 
@@ -263,7 +264,7 @@ def test_plot_confusion_matrix_long_class_names_do_not_overlap():
     (ax,) = fig.axes
     boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels()),
                    key=lambda box: box.x0)
-    assert all(left.x1 <= right.x0 for left, right in zip(boxes, boxes[1:]))
+    assert all(left.x1 <= right.x0 for left, right in itertools.pairwise(boxes))
     # and the matrix keeps a readable size: cells at least 0.5 inch wide
     assert ax.get_window_extent(renderer).width / fig.dpi >= 1.5
     short = plot_confusion_matrix(EvaluationReport.from_predictions(Y, PROBA, NAMES))
