@@ -83,6 +83,11 @@ def test_train_writes_model_labels_and_metrics(work):
     epochs = [int(m) for m in re.findall(r"Dataset used:      Train.*Epoch:\s+(\d+)", printed)]
     assert epochs == list(range(metrics["epochs_run"]))
     assert "Dataset used: Validation" in printed and "TrainingHistory:" in printed
+    # accuracy alone hides a class never found (e.g. 9 intact + 1 missed crack = 0.9): the
+    # last line also gives the macro accuracy, the mean of the per-class recalls
+    validation = metrics["validation"]
+    assert (f"validation accuracy {validation['accuracy']:.4f} (macro accuracy "
+            f"{validation['macro_accuracy']:.4f})") in printed
 
 
 def test_evaluate_json_is_one_object_on_stdout(work, capsys):
@@ -281,3 +286,47 @@ def test_negative_augment_is_refused(work, capsys):
     _, data, _, _ = work
     assert main(["train", str(data), "--augment", "-1", "--out", "x"]) == 2
     assert "--augment: expected an integer from 0 to 100" in capsys.readouterr().err
+
+
+def test_evaluate_on_the_training_folder_warns_that_scores_are_optimistic(work, capsys, tmp_path):
+    _, data, model, _ = work
+    assert main(["evaluate", str(model), str(data), "--json"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # stdout stays one JSON object
+    assert ("warning: DATA_DIR is the folder this model was trained on (18 of its 20 images "
+            "trained it)") in captured.err
+    copy = tmp_path / "elsewhere"  # only the training folder itself is recognised
+    shutil.copytree(data, copy)
+    assert main(["evaluate", str(model), str(copy)]) == 0
+    assert "trained on" not in capsys.readouterr().err
+
+
+def test_positive_class_with_three_classes_is_refused_before_any_work(work, tmp_path, capsys):
+    root, data, _, _ = work
+    three = tmp_path / "three"
+    shutil.copytree(data, three)
+    shutil.copytree(data / "cracked", three / "spalled")
+    assert main(["train", str(three), "--backbone", "mobilenetv2-tv", "--input-size", "64",
+                 "--epochs", "2", "--verbose", "0", "--cache", str(root / "cache"),
+                 "--out", str(tmp_path / "model3")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "model3"), str(three), "--positive-class",
+                 "cracked"]) == 2
+    err = capsys.readouterr().err
+    assert message_lines(err) == [(
+        "vitl evaluate: error: --positive-class: expected a model with two classes (defect / no "
+        "defect), not 3 (cracked, spalled, uncracked), received 'cracked'. "
+        "Fix: leave --positive-class out; with more classes read the per-class recall and the "
+        "confusion matrix")]
+    assert "featurized" not in err and "Checking images" not in err
+
+
+def test_evaluate_a_folder_of_one_class(work, tmp_path, capsys):
+    # an inspector's question: of these cracked photos, how many does the model find?
+    _, data, model, _ = work
+    shutil.copytree(data / "cracked", tmp_path / "new" / "cracked")
+    assert main(["evaluate", str(model), str(tmp_path / "new"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 10 and report["labels"] == CLASSES
+    assert report["per_class"]["cracked"]["support"] == 10
+    assert report["threshold_for_95_recall"]["positive_class"] == "cracked"

@@ -231,3 +231,14 @@ def test_a_part_with_other_classes_is_one_line_before_any_work(tmp_path, given):
     with pytest.raises(CLIError, match=rf"^--{given}: expected the class folders of .*d "
                        r"\(cracked, intact\), received '.*o with broken, cracked'. Fix: name"):
         run_split(data, **{given: str(other)})
+
+
+def test_noise_line_for_a_class_missing_from_a_part(tmp_path):
+    # 2 cracked photos: the 70/15/15 test part gets none, and scored 1.0000 on intact ones only
+    data = folder(tmp_path / "d", {"Negative": 30, "Positive": 2})
+    parts, _ = run_split(data, split="70/15/15")
+    assert parts.test.counts() == {"Negative": 4, "Positive": 0}
+    assert ("note: the test part has no 'Positive' image, so its scores cannot show how well "
+            "'Positive' is found") in noise_lines(parts)
+    assert not any("has no" in line for line in noise_lines(
+        run_split(folder(tmp_path / "e", {"a": 40, "b": 40}), split="tutorial")[0]))

@@ -459,7 +459,7 @@ def test_summary_sizes_and_table(tmp_path):
     rows = [line.split() for line in text.splitlines()]
     assert ["a", "2"] in rows and ["b", "1"] in rows and ["total", "3"] in rows
     assert "image size (WxH): 10x5 to 20x40" in text
-    assert "only 1 images" in text and "imbalance" not in text
+    assert "class 'b' has only 1 image;" in text and "imbalance" not in text
 
 
 def test_summary_warns_about_classes_that_differ_only_in_case():
@@ -474,6 +474,10 @@ def test_summary_warns_about_imbalance():
     summary = fake({"ok": 40, "defect": 10}).summary()
     imbalance = [w for w in summary.warnings if "imbalance" in w]
     assert len(imbalance) == 1 and "'ok' has 40" in imbalance[0] and "4.0:1" in imbalance[0]
+    # says how to weight the classes, in Python and on the command line
+    assert imbalance[0].endswith("read per-class recall (macro accuracy) or weight the classes: "
+                                 "HeadConfig(class_weight='balanced'), vitl train "
+                                 "--class-weight balanced")
     assert any("50 image headers could not be read" in w for w in summary.warnings)
     assert not any("imbalance" in w for w in fake({"ok": 30, "defect": 10}).summary().warnings)
 
@@ -679,3 +683,26 @@ def test_splitting_something_else_than_a_collection_says_how_to_load_one(given, 
     message = str(raised.value)
     assert message.startswith("collection: expected an ImageCollection") and received in message
     assert "load_image_folder" in message, message
+
+
+def test_summary_warns_when_image_shapes_differ(tmp_path):
+    # every image is stretched to a square: a 300x900 photo is squashed 3x, a 400x300 one not
+    save(tmp_path / "ok" / "tall.png", Image.new("RGB", (300, 900)))
+    save(tmp_path / "ok" / "wide.png", Image.new("L", (400, 300)))
+    save(tmp_path / "defect" / "square.png", Image.new("RGB", (227, 227)))
+    warnings = load_image_folder(tmp_path, verbose=0).summary().warnings
+    assert ("image shapes differ: width/height from 0.33 (300x900) to 1.33 (400x300); every "
+            "image is stretched to a square (no crop), so objects are distorted unevenly: crop "
+            "the photos to one shape if you can") in warnings
+    square = tmp_path / "square"
+    save(square / "a" / "1.png", Image.new("RGB", (256, 256)))
+    save(square / "b" / "2.png", Image.new("RGB", (227, 227)))
+    assert not any("shapes" in w for w in load_image_folder(square, verbose=0).summary().warnings)
+
+
+def test_load_image_folder_min_classes_admits_one_class(tmp_path):
+    save(tmp_path / "cracked" / "1.png", Image.new("RGB", (8, 8)))
+    with pytest.raises(ValueError, match="a classifier needs two or more classes"):
+        load_image_folder(tmp_path, verbose=0)
+    one = load_image_folder(tmp_path, verbose=0, min_classes=1)
+    assert one.class_names == ["cracked"] and len(one) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,10 @@ def test_per_class_scores(report):
     (["cracked", "uncracked"], "cracked"),
     (["CD", "UD"], "CD"),  # no name says which: the first, as in the tutorial
     (["good", "ok"], "good"),
+    # names users give a normal class that sort first and once made it the defect class
+    (["crack-free", "cracked"], "cracked"), (["non-defective", "scratch"], "scratch"),
+    (["defect free", "porosity"], "porosity"), (["no_damage", "rust"], "rust"),
+    (["not cracked", "spalled"], "spalled"), (["Crack", "No Crack"], "Crack"),
 ])
 def test_default_positive_class_is_the_one_not_named_normal(names, defect):
     assert default_positive_class(names) == defect
@@ -254,8 +259,13 @@ def test_input_errors(y, proba, kwargs, message):
 def test_class_name_errors():
     with pytest.raises(ValueError, match="class_names: expected two or more distinct names"):
         EvaluationReport.from_predictions([0, 1], [[1, 0], [0, 1]], ["a", "a"])
-    with pytest.raises(ValueError, match="positive_class: expected None for more than two"):
+    with pytest.raises(ValueError, match="positive_class: expected None for more than two"
+                       ) as err:
         EvaluationReport.from_predictions([0, 1, 2], np.eye(3), list("abc"), positive_class="a")
+    # three classes: the fix is to leave it out, not to "pass the defect class name"
+    assert str(err.value).endswith("Fix: leave positive_class out (None): with 3 classes "
+                                   "there is no one defect score; read per_class and the "
+                                   "confusion matrix")
 
 
 def test_threshold_repr_shows_no_nan_for_what_was_not_asked_or_has_no_cases():
@@ -269,3 +279,13 @@ def test_report_of_one_true_class_shows_undefined_metrics_as_a_dash_not_nan():
     text = repr(EvaluationReport.from_predictions([0, 0], [[.8, .2], [.3, .7]], ["a", "b"]))
     assert "nan" not in text, text
     assert "  ROC-AUC             - (one true class only)" in text, text
+
+
+def test_repr_of_one_true_class_keeps_macro_avg_with_macro_accuracy():
+    # a folder of cracked photos only, all found: no 'macro avg 0.5000' beside 'macro accuracy 1'
+    report = EvaluationReport.from_predictions([1, 1, 1], [[.1, .9]] * 3, ["Negative", "Positive"])
+    text = repr(report)
+    assert "macro accuracy      1.0000" in text
+    assert re.search(r"macro avg\s+1\.0000\s+1\.0000\s+1\.0000\s+3", text)
+    assert not re.search(r"^\s+Negative\s+0\.0000", text, re.MULTILINE)
+    assert "Negative         0         0" in text  # the confusion matrix keeps every class

@@ -298,3 +298,16 @@ def test_repr_names_the_image_without_dumping_its_pixels():
     text = repr(e)
     assert len(text.splitlines()) == 1 and "array(" not in text, text
     assert "'cracked'" in text and "a/tile.png" in text and "(64, 64, 3)" in text
+
+
+def test_cli_unknown_class_names_the_option_and_the_classes(trained, capsys, tmp_path):
+    # 'positive' for the concrete set's 'Positive': the CLI's words, before any image is read
+    clf, paths, root = trained
+    model = root / "cli-class" / "model.keras"
+    clf.save(model)
+    assert main(["explain", str(model), str(paths[0]), "--out", str(tmp_path / "o"),
+                 "--class", "Cracked"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "vitl explain: error: --class: expected one of cracked, uncracked (the model's classes), "
+        "received 'Cracked'. Fix: pass a class name exactly as in labels.txt, or leave --class "
+        "out to explain each image's predicted class")

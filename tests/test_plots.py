@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import matplotlib
 
@@ -10,6 +11,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 from sklearn.metrics import precision_recall_curve, roc_curve
@@ -251,3 +253,42 @@ def test_plot_history_of_something_else_names_what_it_got(given, received):
         plot_history(given)
     message = str(raised.value)
     assert f"received {received}." in message and "clf.history_" in message, message
+
+
+def test_plot_confusion_matrix_long_class_names_do_not_overlap():
+    names = ["no defect (intact surface)", "longitudinal crack with efflorescence", "spalling"]
+    report = EvaluationReport.from_predictions([0, 1, 2], np.eye(3), names)
+    fig = plot_confusion_matrix(report)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    (ax,) = fig.axes
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels()),
+                   key=lambda box: box.x0)
+    assert all(left.x1 <= right.x0 for left, right in itertools.pairwise(boxes))
+    # and the matrix keeps a readable size: cells at least 0.5 inch wide
+    assert ax.get_window_extent(renderer).width / fig.dpi >= 1.5
+    short = plot_confusion_matrix(EvaluationReport.from_predictions(Y, PROBA, NAMES))
+    assert short.axes[0].get_xticklabels()[0].get_rotation() == 0  # CD / UD stay as they were
+
+
+def _overlap(boxes) -> bool:
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_long_class_names_do_not_overprint_titles(tmp_path):
+    paths, _ = write_images(tmp_path, 4)
+    names = ["no defect (intact surface)", "longitudinal crack with efflorescence"]
+    report = EvaluationReport.from_predictions([1, 1, 1, 1], [[.8, .2]] * 4, names, paths=paths,
+                                               positive_class=names[1])
+    fig = plot_confidently_wrong(report, ncols=4)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    assert not _overlap([ax.title.get_window_extent(renderer) for ax in fig.axes])
+    assert fig.axes[0].get_title().replace("\n", " ") == (
+        f"true {names[1]}, pred {names[0]} 80.0% sure")  # wrapped, not cut
+    both = EvaluationReport.from_predictions([0, 1], [[.8, .2], [.3, .7]], names)
+    fig = plot_roc_pr(both)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    assert not _overlap(boxes) and all(b.x0 >= 0 and b.x1 <= fig.bbox.width for b in boxes)

@@ -557,7 +557,7 @@ class ImageClassifier(BaseEstimator):
             6
         """
         check_is_fitted(self)
-        test = _as_collection(test, "test")
+        test = _as_collection(test, "test", min_classes=1)  # photos of one class can be scored
         y_true = _labels_in(test, [str(c) for c in self.classes_], "test")
         proba = self.predict_proba(test)
         return EvaluationReport.from_predictions(y_true, proba, list(self.classes_),
@@ -824,9 +824,9 @@ def _join(extractor: FeatureExtractor, head: keras.Model) -> keras.Model:
     return keras.Model(inputs, outputs, name="vitl_classifier")
 
 
-def _as_collection(images, name: str) -> ImageCollection:
+def _as_collection(images, name: str, min_classes: int = 2) -> ImageCollection:
     if isinstance(images, (str, Path)):
-        return load_image_folder(images, verbose=0)
+        return load_image_folder(images, verbose=0, min_classes=min_classes)
     if isinstance(images, ImageCollection) and len(images):
         return images
     expected = "an ImageCollection with images, or a folder with one sub-folder per class"

@@ -404,12 +404,19 @@ class ImageCollection:
         Example:
             >>> c = ImageCollection("/d", ["/d/a/1.jpg", "/d/b/2.jpg"], [0, 1], ["a", "b"])
             >>> print(c.summary().warnings[0])
-            class 'a' has only 1 images; aim for 50+ per class
+            class 'a' has only 1 image; aim for 50+ per class
         """
         bar = tqdm(self.paths, desc="Reading image sizes", unit="img",
                    disable=not check_verbose(verbose))
         sizes = sorted(filter(None, map(_header_size, bar)), key=lambda wh: (wh[0] * wh[1], wh))
         notes = self.problems()
+        if sizes:
+            narrow, wide = min(sizes, key=_aspect), max(sizes, key=_aspect)
+            if _aspect(wide) > 1.25 * _aspect(narrow):  # 4:3 beside 16:9 or portrait photos
+                notes.append("image shapes differ: width/height from {:.2f} ({}x{}) to {:.2f} "
+                             "({}x{}); every image is stretched to a square (no crop), so "
+                             "objects are distorted unevenly: crop the photos to one shape if "
+                             "you can".format(_aspect(narrow), *narrow, _aspect(wide), *wide))
         if len(sizes) < len(self):
             notes.append(f"{len(self) - len(sizes)} image headers could not be read")
         if self.report.skipped:
@@ -432,7 +439,7 @@ class ImageCollection:
         """
         counts = pd.Series(self.counts(), dtype=np.int64)
         notes = [f"class '{k}' has no images" for k in counts.index[counts == 0]]
-        notes += [f"class '{k}' has only {n} images; aim for 50+ per class"
+        notes += [f"class '{k}' has only {n} image{'s' * (n > 1)}; aim for 50+ per class"
                   for k, n in counts[counts.between(1, 9)].items()]
         by_case = pd.Series(counts.index, counts.index).groupby(lambda k: k.casefold()).agg(list)
         notes += [f"classes {' and '.join(map(repr, names))} differ only in letter case: one "
@@ -448,8 +455,15 @@ class ImageCollection:
             big, small = present.idxmax(), present.idxmin()
             notes.append(f"heavy class imbalance: '{big}' has {present[big]} images, '{small}' "
                          f"{present[small]} ({present[big] / present[small]:.1f}:1); accuracy "
-                         "will mislead, read per-class recall or use class weights")
+                         "will mislead, read per-class recall (macro accuracy) or weight the "
+                         "classes: HeadConfig(class_weight='balanced'), vitl train "
+                         "--class-weight balanced")
         return notes
+
+
+def _aspect(size: tuple[int, int]) -> float:
+    """Width / height."""
+    return size[0] / size[1]
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
@@ -545,8 +559,8 @@ def list_images(folder, *, follow_symlinks=True, report: LoadReport | None = Non
                         LoadReport() if report is None else report))
 
 
-def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int = 1
-                      ) -> ImageCollection:
+def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int = 1,
+                      min_classes: int = 2) -> ImageCollection:
     """List the images of a folder with one sub-folder per class.
 
     Class names are the sub-folder names, sorted; images in nested folders
@@ -563,13 +577,15 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int
         follow_symlinks: descend into symlinked folders (loops are detected and
             reported). Symlinked files are always read.
         verbose: 0 silent, 1 (or 2) a progress bar while checking images.
+        min_classes: class folders required: 2 to train; 1 to score a trained
+            model on photos of one class (e.g. only cracked ones).
 
     Returns:
         An :class:`ImageCollection`, paths sorted by class then relative path.
 
     Raises:
         ValueError: ``root`` is missing or not a folder; there are fewer than
-            two class folders; a class folder holds no usable image; a class
+            ``min_classes`` class folders; a class folder holds no usable image; a class
             folder name holds a control character (newline...) or non-UTF-8 bytes.
 
     Example:
@@ -599,7 +615,7 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int
         raise ValueError(problem("class folder name", "a name without control characters "
                                  "(newline, tab...) and in UTF-8, as it becomes a label",
                                  bad_names[0], f"rename that folder in {root}"))
-    if len(names) < 2:
+    if len(names) < min_classes:
         received = f"only one: '{names[0]}'" if names else (
             f"no sub-folders in {root} ({len(report.skipped)} images, "
             f"{len(report.ignored)} other files)")
@@ -608,7 +624,8 @@ def load_image_folder(root, *, validate=True, follow_symlinks=True, verbose: int
             fix = (f"if '{names[0]}' holds the class folders, pass {root / names[0]}"
                    if any(p.is_dir() for p in (root / names[0]).iterdir()) else
                    "a classifier needs two or more classes: add a folder per class")
-        raise ValueError(problem("image folder", "at least two class sub-folders", received, fix))
+        raise ValueError(problem("image folder", "at least two class sub-folders" if min_classes > 1
+                                 else "at least one class sub-folder", received, fix))
     files = {name: [p for p in found if p.relative_to(root).parts[0] == name] for name in names}
     bad = set()
     if validate:

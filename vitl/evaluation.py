@@ -35,7 +35,8 @@ _SUM_TOLERANCE = 1e-3
 #: Class names (in lower case, without spaces, ``-`` and ``_``) that mean "no defect".
 NORMAL_CLASS_NAMES = frozenset({
     "negative", "normal", "ok", "good", "pass", "intact", "clean", "healthy", "undamaged",
-    "uncracked", "noncracked", "nocrack", "nocracks", "nodefect", "nondefect", "nodefects"})
+    "uncracked", "noncracked", "nocrack", "nocracks", "nodefect", "nondefect", "nodefects",
+    "notcracked", "crackfree", "defectfree", "nondefective", "nodamage", "damagefree"})
 
 
 def default_positive_class(class_names) -> str | None:
@@ -197,7 +198,9 @@ class EvaluationReport:
                                else str(positive_class))
         require(self.positive_class in allowed, "positive_class", f"one of {self.class_names}"
                 if len(labels) == 2 else "None for more than two classes", positive_class,
-                "pass the defect class name of a two-class report, e.g. 'CD', or leave it out")
+                "pass the defect class name, or leave it out" if len(labels) == 2 else
+                f"leave positive_class out (None): with {len(labels)} classes there is no one "
+                "defect score; read per_class and the confusion matrix")
         self.y_pred = proba.argmax(axis=1)
         self.accuracy = float(skm.accuracy_score(y, self.y_pred))
         with warnings.catch_warnings():  # a class predicted but absent from y_true is fine here
@@ -239,8 +242,9 @@ class EvaluationReport:
             paths: optional N image paths (for galleries of mistakes).
             positive_class: two classes only: the defect class whose score
                 ROC-AUC, PR-AUC and :meth:`threshold_for_recall` use. Default:
-                the first class name (in the ML.NET tutorial ``CD``, cracked
-                deck, sorts first).
+                :func:`default_positive_class` (the class not named like a normal
+                one, e.g. ``Positive`` beside ``Negative``; else the first, as the
+                tutorial's ``CD``, cracked deck).
 
         Returns:
             The :class:`EvaluationReport`.
@@ -471,10 +475,13 @@ class EvaluationReport:
         matrix = pd.DataFrame(self.confusion_matrix, self.class_names, self.class_names)
         shown = {name: "- (one true class only)" if math.isnan(value) else f"{value:.4f}"
                  for name, value in headline.items()}  # NaN: undefined for one true class
+        # a class neither present nor predicted has no row: its 0s would pull 'macro avg' down
+        seen = np.flatnonzero(self.confusion_matrix.sum(axis=0) + self.confusion_matrix.sum(axis=1))
         return "\n".join([head, *(f"  {name:<20}{value}" for name, value in shown.items()),
                           "", skm.classification_report(
-                              self.y_true, self.y_pred, labels=range(len(self.class_names)),
-                              target_names=self.class_names, digits=4, zero_division=0),
+                              self.y_true, self.y_pred, labels=seen,
+                              target_names=[self.class_names[i] for i in seen], digits=4,
+                              zero_division=0),
                           "Confusion matrix (rows: true, columns: predicted)",
                           matrix.to_string()])
 

@@ -10,6 +10,7 @@ existing axes instead.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,13 +103,19 @@ def plot_confusion_matrix(report: EvaluationReport, normalize: bool = False, ax=
         [[1, 0], [1, 1]]
     """
     _check_report(report)
-    fig, (ax,) = _figure_and_axes(None if ax is None else [ax], 1,
-                                  figsize=(1.2 * len(report.class_names) + 2.5,) * 2)
+    side = 1.2 * len(report.class_names) + 2.5
+    # names longer than a cell is wide (~12 characters at 1.2 inch) would run into each
+    # other under the columns: stand them up; the figure grows by what the names take
+    longest = max(map(len, report.class_names))
+    rotate = longest > 12
+    side += 0.09 * longest if rotate else 0
+    fig, (ax,) = _figure_and_axes(None if ax is None else [ax], 1, figsize=(side, side))
     counts = report.confusion_matrix
     display = ConfusionMatrixDisplay.from_predictions(
         report.y_true, report.y_pred, labels=range(len(report.class_names)),
         display_labels=report.class_names, normalize="true" if normalize else None, ax=ax,
         cmap=cmap, colorbar=False, values_format=".0%" if normalize else "d",
+        xticks_rotation="vertical" if rotate else "horizontal",
         im_kw={"vmin": 0, "vmax": 1 if normalize else max(1, counts.max())})
     if normalize:
         for text, count in zip(display.text_.ravel(), counts.ravel()):
@@ -154,10 +161,11 @@ def plot_roc_pr(report: EvaluationReport, threshold: ThresholdChoice | float | N
     curve = {"pos_label": True, "name": "model", "plot_chance_level": True}
     RocCurveDisplay.from_predictions(is_positive, score, ax=roc_ax, **curve)
     PrecisionRecallDisplay.from_predictions(is_positive, score, ax=pr_ax, **curve)
-    roc_ax.set(title=f"ROC, positive class {report.positive_class} (AUC = {report.roc_auc:.3f})",
+    roc_ax.set(title=_wrap(f"ROC, positive class {report.positive_class} "
+                           f"(AUC = {report.roc_auc:.3f})", 58),
                xlabel="False-alarm rate (FPR)", ylabel="Recall (TPR)")
-    pr_ax.set(title=f"Precision-recall, positive class {report.positive_class} "
-              f"(AP = {report.pr_auc:.3f})", xlabel="Recall", ylabel="Precision")
+    pr_ax.set(title=_wrap(f"Precision-recall, positive class {report.positive_class} "
+                          f"(AP = {report.pr_auc:.3f})", 58), xlabel="Recall", ylabel="Precision")
     if threshold is not None:
         point = report.at_threshold(getattr(threshold, "threshold", threshold))
         label = f"threshold {point.threshold:.3f}"
@@ -287,10 +295,17 @@ def plot_images(images: Sequence, titles: Sequence[str] | None = None, ncols: in
                                      f"shape {array.shape}", "pass image pixel arrays"))
         ax = fig.add_subplot(nrows, ncols, i + 1)
         ax.imshow(array, cmap=cmap if array.ndim == 2 else None)
-        ax.set_title("" if titles is None else str(titles[i]), fontsize=8)
+        # ~15 characters of 8 pt text per inch: longer titles (class names) wrap, not overprint
+        ax.set_title("" if titles is None else _wrap(str(titles[i]), int(15 * cell_inches)),
+                     fontsize=8)
         ax.axis("off")
     fig.supxlabel(caption or "", fontsize=7, wrap=True)
     return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` with each of its lines wrapped at ``width`` characters."""
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
 def _check_report(report) -> None:

@@ -365,7 +365,8 @@ def existing_folder(path, name: str) -> Path:
     return folder
 
 
-def load_images(folder, name: str = "DATA_DIR", *, parts: bool = False, verbose: int = 1):
+def load_images(folder, name: str = "DATA_DIR", *, parts: bool = False, verbose: int = 1,
+                min_classes: int = 2):
     """Load a folder with one sub-folder per class (or, with ``parts``, one already split into
     train/ validation/ test/ folders); name the count of skipped files on stderr.
 
@@ -374,6 +375,7 @@ def load_images(folder, name: str = "DATA_DIR", *, parts: bool = False, verbose:
         name: the argument's name for errors.
         parts: load it with :func:`vitl.data.load_split_folders`.
         verbose: 0 hides the "Checking images" progress bar.
+        min_classes: class folders required (1 to score a model on one class's photos).
 
     Returns:
         The :class:`~vitl.data.ImageCollection` (a :class:`~vitl.data.Split` with ``parts``).
@@ -389,7 +391,8 @@ def load_images(folder, name: str = "DATA_DIR", *, parts: bool = False, verbose:
     folder = existing_folder(folder, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one line per folder for all of them, below
-        loaded = (load_split_folders if parts else load_image_folder)(folder, verbose=verbose)
+        loaded = (load_split_folders(folder, verbose=verbose) if parts else
+                  load_image_folder(folder, verbose=verbose, min_classes=min_classes))
     # An empty part shares train's report: one line per report.
     for images in {id(c.report): c for c in (loaded if parts else [loaded])}.values():
         if len(images.report):

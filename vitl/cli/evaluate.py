@@ -15,6 +15,8 @@ Example:
 """
 
 import json
+import sys
+from pathlib import Path
 
 from .._errors import problem
 from . import CLIError
@@ -50,11 +52,18 @@ def run(args) -> int:
     data_dir = existing_folder(args.data_dir, "DATA_DIR")
     clf = load_model_dir(args.model_dir, cache=args.cache)  # before minutes of decoding
     classes = [str(name) for name in clf.classes_]
+    if args.positive_class is not None and len(classes) != 2:
+        raise CLIError(problem("--positive-class", "a model with two classes (defect / no "
+                               f"defect), not {len(classes)} ({', '.join(classes)})",
+                               args.positive_class,
+                               "leave --positive-class out; with more classes read the "
+                               "per-class recall and the confusion matrix"))
     if args.positive_class is not None and args.positive_class not in classes:
         raise CLIError(problem("--positive-class", f"one of {', '.join(classes)} (the model's "
                                "classes)", args.positive_class, "pass the defect class name, "
                                "or leave it out"))
-    images = load_images(data_dir)
+    images = load_images(data_dir, min_classes=1)
+    _warn_if_training_folder(clf, data_dir, len(images))
     report = clf.evaluate(images, positive_class=args.positive_class)
     threshold = None
     if len(report.class_names) == 2 and report.per_class[report.positive_class]["support"]:
@@ -70,3 +79,14 @@ def run(args) -> int:
         print(f"\nthreshold for 95% recall of '{report.positive_class}' (chosen on this data): "
               f"{threshold}")
     return 0
+
+
+def _warn_if_training_folder(clf, data_dir: Path, n_images: int) -> None:
+    """Say on stderr when DATA_DIR is the folder the model trained on: its scores flatter it."""
+    root = clf.fit_info_.get("train_root")
+    if root and Path(root).resolve() == data_dir.resolve():
+        trained = sum(clf.fit_info_.get("counts", {}).get("train", {}).values())
+        print(f"warning: DATA_DIR is the folder this model was trained on ({trained} of its "
+              f"{n_images} images trained it): these scores are optimistic; evaluate on images "
+              "it has not seen (`vitl train --test DIR`, or --split 70/15/15 and its test part)",
+              file=sys.stderr)

@@ -18,6 +18,8 @@ Example:
 """
 
 
+from .._errors import problem
+from . import CLIError
 from .common import add_model_options, bounded, check_writable, load_model_dir, readable_images
 
 
@@ -60,6 +62,11 @@ def run(args) -> int:
 
     out = check_writable(args.out, "--out")
     clf = load_model_dir(args.model_dir, cache=args.cache)  # before minutes of decoding
+    classes = [str(name) for name in clf.classes_]
+    if args.class_name is not None and args.class_name not in classes:
+        raise CLIError(problem("--class", f"one of {', '.join(classes)} (the model's classes)",
+                               args.class_name, "pass a class name exactly as in labels.txt, or "
+                               "leave --class out to explain each image's predicted class"))
     paths = readable_images(args.images)
     explanations = explain(clf, paths, class_name=args.class_name)
     out.mkdir(parents=True, exist_ok=True)
