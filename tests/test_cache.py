@@ -262,6 +262,39 @@ def test_processes_opening_a_new_cache_at_once_all_open_it(tmp_path):
             assert (worker.returncode, out.strip()) == (0, "0"), err
 
 
+_WRITE_AT_ONCE = """
+import sys, time, warnings
+import numpy as np
+from vitl.features import FeatureCache, FeatureKey, FeatureSpace
+warnings.simplefilter("ignore")  # the damaged file's warning
+while time.time() < float(sys.argv[2]):
+    pass
+with FeatureCache(sys.argv[1]) as cache:
+    cache.put_many([(FeatureKey(sys.argv[3] * 64, FeatureSpace("m", "f", 32, 1, "float32")),
+                     np.ones(4))])
+print("ok")
+"""
+
+
+def test_processes_opening_a_damaged_cache_at_once_set_it_aside_once(tmp_path):
+    # Before: each process set "the" damaged file aside, one after the other: the later ones
+    # crashed (FileNotFoundError) or moved the earlier one's new, good cache aside with its entries.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for round_ in range(6):
+        cache, start = tmp_path / f"cache{round_}", str(time.time() + 1.5)  # after the imports
+        cache.mkdir()
+        (cache / "features.sqlite").write_bytes(b"not a database" * 1000)
+        workers = [subprocess.Popen([sys.executable, "-c", _WRITE_AT_ONCE, str(cache), start, tag],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env) for tag in "abcd"]
+        for worker in workers:
+            out, err = worker.communicate(timeout=120)
+            assert (worker.returncode, out.strip()) == (0, "ok"), err[-1000:]
+        with FeatureCache(cache) as opened:
+            assert len(opened) == 4, "entries were moved aside with a good cache"
+            assert len(opened.damaged_copies()) == 1
+
+
 def test_two_concurrent_writers_leave_a_sound_cache(extractor, tmp_path):
     paths = write_images(tmp_path / "images", 60)
     cache = tmp_path / "cache"

@@ -9,6 +9,9 @@ import io
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -517,3 +520,70 @@ def test_synthetic_mask_path_maps_class_folder_to_masks_folder():
     assert synthetic_mask_path(Path("/x/syn/cracked/cracked_0007.png")) == Path(
         "/x/syn/.masks/cracked_0007.png"
     )
+
+
+_UNPACK_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from vitl.datasets import sdnet2018_decks
+data_dir, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:
+    pass
+folder = sdnet2018_decks(data_dir=data_dir)
+until = time.time() + 1.0  # keep reading: a second unpacker must not swap the folder away
+while time.time() < until:
+    print(len(list(Path(folder).glob("*/*.jpg"))))
+"""
+
+
+def test_notebooks_starting_together_unpack_the_sample_once(tmp_path):
+    # Two notebooks on a fresh laptop: the second unpacker replaced the folder the first
+    # was already reading (a moment without it), and both unpacked.
+    if not any((_REAL_MIRROR / n).is_file() for n in datasets.SDNET2018_ZIP_NAMES):
+        pytest.skip(f"no SDNET2018 zip in {_REAL_MIRROR} (set VITL_DATA_MIRROR)")
+    env = {**os.environ, "VITL_DATA_MIRROR": str(_REAL_MIRROR),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for round_ in range(5):
+        data_dir, start = tmp_path / f"data{round_}", str(time.time() + 2)  # after the imports
+        workers = [subprocess.Popen([sys.executable, "-c", _UNPACK_AT_ONCE, str(data_dir), start],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env) for _ in range(3)]
+        outputs = []
+        for worker in workers:
+            out, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err
+            outputs.append(out.splitlines())
+        assert sum("sha256 ok" in lines[0] for lines in outputs) == 1, outputs
+        assert {count for lines in outputs for count in lines[1:]} == {"400"}
+        assert sorted(p.name for p in data_dir.iterdir()) == ["sdnet2018-decks"]
+
+
+_SYNTHETIC_AT_ONCE = """
+import os, sys, time
+from vitl.datasets import make_synthetic_cracks
+out_dir, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:
+    pass
+folder = make_synthetic_cracks(out_dir, 20, size=64, verbose=0)
+first = os.stat(folder).st_ino
+time.sleep(0.5)  # a second writer must not swap the folder away meanwhile
+print(first, os.stat(folder).st_ino, len(list(folder.glob("*/*.png"))))
+"""
+
+
+def test_notebooks_starting_together_make_the_synthetic_set_once(tmp_path):
+    # Before: each process wrote the tiles and swapped its folder in, under the others' readers.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for round_ in range(3):
+        out_dir, start = tmp_path / f"syn{round_}", str(time.time() + 2)  # after the imports
+        workers = [subprocess.Popen([sys.executable, "-c", _SYNTHETIC_AT_ONCE, str(out_dir),
+                                     start], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env) for _ in range(3)]
+        seen = set()
+        for worker in workers:
+            out, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err
+            first, last, count = out.split()
+            assert count == "40"
+            seen |= {first, last}
+        assert len(seen) == 1, "the folder was written more than once"

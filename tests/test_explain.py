@@ -132,6 +132,30 @@ def test_cli_writes_one_overlay_per_image(trained, capsys):
             assert png.size == (224, 224) and png.mode == "RGB"
 
 
+def test_cli_overlay_is_old_or_new_never_half(trained, capsys, monkeypatch):
+    # Written in place, a full disk (or a second run writing the same --out) left a half PNG.
+    clf, paths, root = trained
+    model_dir, out = root / "half-model", root / "half-overlays"
+    clf.save(model_dir / "model.keras")
+    assert main(["explain", str(model_dir), str(paths[0]), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_save = Image.Image.save
+
+    def full_disk(image, fp, *args, **kwargs):
+        buffer = io.BytesIO()
+        real_save(image, buffer, format="PNG")
+        with open(fp, "wb") as handle:
+            handle.write(buffer.getvalue()[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    capsys.readouterr()
+    assert main(["explain", str(model_dir), str(paths[0]), "--out", str(out),
+                 "--class", "uncracked"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_cli_rejects_bad_input_with_one_line(trained, capsys, tmp_path):
     clf, paths, root = trained
     model = root / "cli-bad" / "model.keras"

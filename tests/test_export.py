@@ -242,3 +242,40 @@ def test_a_folder_name_that_is_not_utf8_is_one_line_before_any_work(tiny, tmp_pa
     with pytest.raises(ValueError, match=r"export folder: expected a path in UTF-8 .* Fix: "):
         export_model(tiny, ["a", "b"], folder / "export")
     assert not folder.exists()
+
+
+_EXPORT_AT_ONCE = """
+import os, sys
+import keras
+from vitl.export import export_model
+out, format, go = sys.argv[1:4]
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                          keras.layers.Dense(2, activation="softmax")])
+print("ready", flush=True)
+while not os.path.exists(go):
+    pass
+export_model(model, ["a", "b"], out, format=format, verbose=0)
+"""
+
+
+def test_exports_into_one_folder_at_once_are_all_listed(tmp_path):
+    # A savedmodel and a tflite export started together: each rewrote export.json from what it
+    # read at its start, so the later one dropped the other's artifact (which the next export
+    # then refused to replace, as not written by vitl).
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out, go = tmp_path / "export", tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", _EXPORT_AT_ONCE, str(out), format,
+                                 str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env) for format in ("savedmodel", "tflite")]
+    for worker in workers:  # both imported and built: start together
+        assert worker.stdout.readline().strip() == "ready", worker.communicate()
+    go.touch()
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    listed = json.loads((out / "export.json").read_text())["artifacts"]
+    assert sorted(listed) == ["model.tflite", "savedmodel"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "labels.txt", "model.tflite",
+                                                     "savedmodel"]

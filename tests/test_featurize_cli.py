@@ -5,6 +5,9 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from feature_helpers import write_images
@@ -87,6 +90,47 @@ def test_auto_probes_once_per_machine_and_backbone(tmp_path, monkeypatch):
     with pytest.raises(ValueError,
                        match="precision: expected one of 'auto', 'float32'.*received 'int8'.*Fix: "):
         prec.resolve_precision("int8", "mobilenetv2")
+
+
+_PROBE_AT_ONCE = """
+import os, sys, time
+from vitl.backbones import precision as prec
+backbone, go = sys.argv[1], sys.argv[2]
+prec._has_gpu = lambda: False
+def fake_probe(backbone):
+    print("probed")
+    time.sleep(0.5)  # a measurement takes seconds
+    return {"precision": "float32"}
+prec.probe = fake_probe
+print("ready", flush=True)
+while not os.path.exists(go):
+    pass
+print(prec.resolve_precision("auto", backbone))
+"""
+
+
+def test_auto_probes_once_when_runs_start_together(tmp_path):
+    # Runs starting together with precision='auto': each one measured (slowing the others'
+    # measurements on a shared CPU), and the last write dropped the other backbones' results.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "VITL_HOME": str(tmp_path)}
+    go = tmp_path / "go"
+    backbones = ["mobilenetv2", "mobilenetv2", "resnet101v2", "resnet101v2"]
+    workers = [subprocess.Popen([sys.executable, "-c", _PROBE_AT_ONCE, backbone, str(go)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env) for backbone in backbones]
+    for worker in workers:  # all imported: start together
+        assert worker.stdout.readline().strip() == "ready", worker.communicate()
+    go.touch()
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        outputs.append(out.split())
+    assert [out[-1] for out in outputs] == ["float32"] * 4
+    assert sum(out.count("probed") for out in outputs) == 2, "one probe per backbone"
+    stored = json.loads((tmp_path / prec.PROBE_FILE).read_text())
+    assert set(stored[prec.machine_id()]) == {"mobilenetv2", "resnet101v2"}
 
 
 def test_auto_resolves_before_keys_are_made(tmp_path, monkeypatch):

@@ -1,7 +1,11 @@
 """Weight resolution: explicit file, VITL_HOME, Keras cache, download, and the failure message."""
 
 import dataclasses
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +141,47 @@ def test_describe():
     assert "random" in WeightsSource("random", None, None).describe()
     assert WeightsSource("vitl-home", "/w.h5", "ab" * 32).describe() == \
         "vitl-home: /w.h5 (sha256 abababababab...)"
+
+
+_DOWNLOAD_AT_ONCE = """
+import dataclasses, hashlib, os, sys, time
+import keras.src.utils.file_utils as keras_files
+from vitl.backbones import get_backbone
+from vitl.backbones import weights
+go, delay = sys.argv[1], float(sys.argv[2])
+data = bytes(range(256)) * 1000
+spec = dataclasses.replace(get_backbone("resnet101v2"), weights_md5=hashlib.md5(data).hexdigest(),
+                           weights_url="https://example.invalid/fake_notop.h5")
+weights.resolve_host = lambda url: None
+
+def slow_urlretrieve(url, target, hook=None):  # Keras writes the download in place
+    with open(target, "wb") as handle:
+        for i in range(0, len(data), 4096):
+            handle.write(data[i:i + 4096])
+            handle.flush()
+            time.sleep(0.005)
+
+keras_files.urlretrieve = slow_urlretrieve
+print("ready", flush=True)
+while not os.path.exists(go):
+    pass
+time.sleep(delay)  # the next notebook starts while the first is downloading
+print(hashlib.md5(weights._download(spec).read_bytes()).hexdigest() == spec.weights_md5)
+"""
+
+
+def test_notebooks_downloading_weights_at_once_both_get_them(tmp_path):
+    # Keras' get_file downloads in place: a second download truncated the file the first one
+    # was checking ("Incomplete or corrupted file detected") or already loading.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "KERAS_HOME": str(tmp_path / "keras"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    go = tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", _DOWNLOAD_AT_ONCE, str(go), str(delay)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env) for delay in (0, 0.15, 0.3)]
+    for worker in workers:  # all imported: start together
+        assert worker.stdout.readline().strip() == "ready", worker.communicate()
+    go.touch()
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert (worker.returncode, out.split()[-1:]) == (0, ["True"]), err[-1000:]

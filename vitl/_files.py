@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import socket
@@ -109,6 +110,36 @@ def atomic_folder(target):
         (['model'], '1')
     """
     return atomic_path(target, folder=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder):
+    """Hold an exclusive lock on ``folder`` (created when missing) until the block ends.
+
+    For make-once work shared between processes (unpacking a data set): the second
+    process waits, then finds the work done instead of redoing it and swapping the
+    folder away under the first one's readers. ``flock`` on the folder itself
+    leaves no lock file behind; the lock goes with the process.
+
+    Args:
+        folder: the folder to lock, e.g. the parent of the folder to make.
+
+    Returns:
+        A context manager.
+
+    Example:
+        >>> import tempfile
+        >>> with folder_lock(tempfile.mkdtemp()):
+        ...     pass
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # also releases the lock
 
 
 def _swap_in(new: Path, target: Path) -> None:

@@ -49,7 +49,7 @@ import numpy as np
 
 from . import __version__
 from ._errors import check_choice, check_verbose, problem, require
-from ._files import atomic_folder, write_bytes_atomic
+from ._files import atomic_folder, folder_lock, write_bytes_atomic
 from ._hashing import sha256_file
 from ._tensorflow import STARTUP_NOISE, filtered_native_stderr
 
@@ -127,7 +127,18 @@ def export_model(model, class_names, directory, format="savedmodel", quantize=No
     """
     verbose = check_verbose(verbose)
     class_names = _check_arguments(model, class_names, format, quantize)
-    directory = check_export_dir(directory, format, quantize, overwrite)
+    check_export_dir(directory, format, quantize, overwrite)  # before the lock creates folders
+    # Exports into one folder at once run one after the other: each finds export.json and the
+    # folder as the last one left them, so none drops another's artifact from export.json.
+    with folder_lock(Path(directory).absolute().parent):
+        return _export_locked(model, class_names, directory, format, quantize, representative,
+                              verbose, overwrite)
+
+
+def _export_locked(model, class_names, directory, format, quantize, representative, verbose,
+                   overwrite) -> Path:
+    """:func:`export_model`'s work, once its arguments are checked and the folder is locked."""
+    directory = check_export_dir(directory, format, quantize, overwrite)  # again, locked
     calibration = _calibration_paths(representative) if quantize == "int8" else None
     size, fingerprint = int(model.input_shape[1]), model_fingerprint(model)
     artifacts = _same_model_artifacts(directory, fingerprint, class_names)

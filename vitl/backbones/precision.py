@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .. import _paths
 from .._errors import check_choice
-from .._files import write_bytes_atomic
+from .._files import folder_lock, write_bytes_atomic
 
 AUTO = "auto"
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -104,19 +104,22 @@ def resolve_precision(precision: str, backbone: str, *, gpus: bool | None = None
     if gpus if gpus is not None else _has_gpu():
         return "float16"
     path = _paths.vitl_home() / PROBE_FILE
-    try:
-        probes = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        probes = {}
-    probes = probes if isinstance(probes, dict) else {}
-    if not isinstance(probes.get(machine_id()), dict):  # a damaged entry is measured again
-        probes[machine_id()] = {}
-    stored = probes[machine_id()].get(backbone)
-    if isinstance(stored, dict) and stored.get("precision") in PRECISIONS:
-        return stored["precision"]
-    result = probe(backbone)
-    probes[machine_id()][backbone] = result
-    write_bytes_atomic(path, (json.dumps(probes, indent=1) + "\n").encode())
+    # Runs starting together: one measures (alone on the CPU), the others wait and read its
+    # result; no run's write drops another backbone's.
+    with folder_lock(path.parent):
+        try:
+            probes = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            probes = {}
+        probes = probes if isinstance(probes, dict) else {}
+        if not isinstance(probes.get(machine_id()), dict):  # a damaged entry is measured again
+            probes[machine_id()] = {}
+        stored = probes[machine_id()].get(backbone)
+        if isinstance(stored, dict) and stored.get("precision") in PRECISIONS:
+            return stored["precision"]
+        result = probe(backbone)
+        probes[machine_id()][backbone] = result
+        write_bytes_atomic(path, (json.dumps(probes, indent=1) + "\n").encode())
     return result["precision"]
 
 

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import keras
 
 from .._errors import problem
-from .._files import resolve_host
+from .._files import folder_lock, resolve_host
 from .._hashing import file_digests, sha256_file
 from .._paths import weights_dir
 from .offline.mobilenetv2_tv import PACKAGE_PIN, PTH_NAME, check_pth_sha256, package_weights_path
@@ -124,9 +124,11 @@ def _download(spec: BackboneSpec) -> Path:
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
         resolve_host(spec.weights_url)
-        return Path(keras.utils.get_file(weights_file_name(spec), spec.weights_url,
-                                         file_hash=spec.weights_md5, cache_subdir="models",
-                                         cache_dir=str(keras_cache_dir().parent)))
+        # get_file downloads in place: one download at a time, the others wait and find the file
+        with folder_lock(keras_cache_dir()):
+            return Path(keras.utils.get_file(weights_file_name(spec), spec.weights_url,
+                                             file_hash=spec.weights_md5, cache_subdir="models",
+                                             cache_dir=str(keras_cache_dir().parent)))
     finally:
         socket.setdefaulttimeout(previous)
 

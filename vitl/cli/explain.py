@@ -19,6 +19,7 @@ Example:
 
 
 from .._errors import problem
+from .._files import atomic_path
 from . import CLIError
 from .common import add_model_options, bounded, check_writable, load_model_dir, readable_images
 
@@ -77,6 +78,7 @@ def run(args) -> int:
             n += 1
             name = f"{path.stem}_{n}_gradcam.png"
         used.add(name)
-        Image.fromarray(explanation.overlay(alpha=args.alpha)).save(out / name)
+        with atomic_path(out / name, suffix=".png") as tmp:  # old or new, never a half PNG
+            Image.fromarray(explanation.overlay(alpha=args.alpha)).save(tmp)
         print(f"{explanation.path}\t{explanation.label}\t{explanation.score:.4f}\t{out / name}")
     return 0

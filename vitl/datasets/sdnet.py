@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import _paths
 from .._errors import check_verbose, problem
-from .._files import atomic_folder, atomic_path, remove_stale_temps, resolve_host
+from .._files import atomic_folder, atomic_path, folder_lock, remove_stale_temps, resolve_host
 from .._hashing import sha256_file
 from .synthetic import make_synthetic_cracks
 
@@ -203,9 +203,14 @@ def _fetch(mirror, root: Path, force, timeout, verbose) -> tuple[Path, str]:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(problem("timeout", "a number of seconds > 0", timeout, "pass timeout=10"))
     target = root / SDNET2018_FOLDER
-    if not force and _is_complete(target):
-        return target, f"already unpacked at {target}"
-    root.mkdir(parents=True, exist_ok=True)
+    with folder_lock(root):  # notebooks starting together: one unpacks, the others wait
+        if not force and _is_complete(target):
+            return target, f"already unpacked at {target}"
+        return _unpack_from_first(mirror, root, target, timeout, verbose)
+
+
+def _unpack_from_first(mirror, root: Path, target: Path, timeout, verbose) -> tuple[Path, str]:
+    """Verify and unpack the first zip found (or downloaded); return (folder, its origin)."""
     remove_stale_temps(root / SDNET2018_ZIP_NAMES[0])  # downloads of crashed runs
     tried: list[str] = []
     label, path = next(_candidates(mirror, root, tried), (None, None))

@@ -19,7 +19,7 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter, gaussian_filt
 from tqdm import tqdm
 
 from .._errors import check_int, check_verbose, problem
-from .._files import atomic_folder
+from .._files import atomic_folder, folder_lock
 
 #: Hidden folder (beside the class folders) holding the crack masks; image-folder
 #: loaders skip dot-folders, so it is never taken for a class.
@@ -93,16 +93,17 @@ def make_synthetic_cracks(out_dir, n_per_class: int = 50, *, size: int = 224, se
               "masks": bool(masks), "class_names": list(names)}
     verbose = check_verbose(verbose)
     marker = out_dir / _MARKER
-    with contextlib.suppress(OSError, ValueError):  # no marker, or not JSON: (re)generate
-        if not overwrite and json.loads(marker.read_text()) == params:
-            return out_dir
-    if out_dir.exists() and not marker.is_file() and (
-            not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(problem(
-            "out_dir", "a new or empty folder, or one made by make_synthetic_cracks",
-            f"{out_dir} (not empty, no {_MARKER})", "pass another out_dir or empty that folder"))
-    with atomic_folder(out_dir) as tmp:
-        _write_tiles(tmp, params, verbose)
+    with folder_lock(out_dir.parent):  # notebooks starting together: one writes, the others wait
+        with contextlib.suppress(OSError, ValueError):  # no marker, or not JSON: (re)generate
+            if not overwrite and json.loads(marker.read_text()) == params:
+                return out_dir
+        if out_dir.exists() and not marker.is_file() and (
+                not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise FileExistsError(problem(
+                "out_dir", "a new or empty folder, or one made by make_synthetic_cracks",
+                f"{out_dir} (not empty, no {_MARKER})", "pass another out_dir or empty that folder"))
+        with atomic_folder(out_dir) as tmp:
+            _write_tiles(tmp, params, verbose)
     return out_dir
 
 

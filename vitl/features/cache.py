@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import problem
-from .._files import file_kind, stamp
+from .._files import file_kind, folder_lock, stamp
 
 #: File name of the sqlite database inside a cache folder.
 DB_NAME = "features.sqlite"
@@ -194,6 +194,14 @@ def _decode(rows) -> tuple[dict, list]:
     return intact, [row[0] for row in rows if row[0] not in intact]
 
 
+def _inode(path) -> int | None:
+    """The inode number of ``path``, None when there is no file."""
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
 def _retry_while_locked(call, path):
     """Return ``call()``, retrying for up to :data:`BUSY_TIMEOUT_S` while sqlite says "database
     is locked"; after :data:`WAIT_NOTE_AFTER_S` a warning says what vitl waits for.
@@ -263,8 +271,10 @@ class FeatureCache(contextlib.AbstractContextManager):
             why = "a file, not a folder" if self.directory.is_file() else err.strerror
             raise ValueError(_unwritable(self.directory, why)) from None
         self.path = self.directory / DB_NAME
-        if os.path.lexists(self.path) and file_kind(self.path) != "a regular file":
-            raise ValueError(_unwritable(self.directory, f"{DB_NAME} is {file_kind(self.path)}"))
+        with folder_lock(self.directory):  # not while another process sets a damaged file aside
+            if os.path.lexists(self.path) and file_kind(self.path) != "a regular file":
+                raise ValueError(_unwritable(self.directory,
+                                             f"{DB_NAME} is {file_kind(self.path)}"))
         if not os.access(self.directory, os.W_OK | os.X_OK) or (
                 self.path.exists() and not os.access(self.path, os.W_OK)):
             raise ValueError(_unwritable(self.directory, "read-only"))
@@ -284,7 +294,8 @@ class FeatureCache(contextlib.AbstractContextManager):
                     # isolation_level=None: writers issue BEGIN IMMEDIATE, taking the write lock
                     # up front and waiting (sqlite's busy timeout, then _retry_while_locked)
                     # instead of failing when they would have to upgrade a read transaction.
-                    self._db = sqlite3.connect(self.path, timeout=WAIT_NOTE_AFTER_S,
+                    self._inode = _inode(self.path)  # which file a damage is found in: the one
+                    self._db = sqlite3.connect(self.path, timeout=WAIT_NOTE_AFTER_S,  # opened
                                                isolation_level=None, check_same_thread=False)
                     _retry_while_locked(lambda: self._set_up(self._db), self.path)
                 return _retry_while_locked(lambda: call(self._db), self.path)
@@ -295,14 +306,22 @@ class FeatureCache(contextlib.AbstractContextManager):
                     raise
                 self._db.close()
                 self._db = None
-                aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
-                for suffix in ("", "-wal", "-shm"):  # also what is not a file: sqlite failed on it
-                    if os.path.lexists(f"{self.path}{suffix}"):
-                        os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-                warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as "
-                              f"{aside} and started a new one: its features are recomputed as "
-                              "needed (`vitl cache clear` deletes the damaged copy)", stacklevel=4)
+                # Processes that found it damaged at once: the first sets it aside, the others
+                # find a new file in its place and use that.
+                with folder_lock(self.directory):
+                    if _inode(self.path) == self._inode:  # else another process did
+                        self._set_aside(err)
                 return self._run(call)
+
+    def _set_aside(self, err) -> None:
+        """Move the damaged database and its WAL aside (with a warning); a new one replaces it."""
+        aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp()}-{os.getpid()}")
+        for suffix in ("", "-wal", "-shm"):  # also what is not a file: sqlite failed on it
+            if os.path.lexists(f"{self.path}{suffix}"):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        warnings.warn(f"feature cache {self.path} is damaged ({err}); set it aside as "
+                      f"{aside} and started a new one: its features are recomputed as "
+                      "needed (`vitl cache clear` deletes the damaged copy)", stacklevel=5)
 
     @staticmethod
     def _set_up(db) -> None:
