@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import http.client
 import io
@@ -587,3 +588,22 @@ def test_notebooks_starting_together_make_the_synthetic_set_once(tmp_path):
             assert count == "40"
             seen |= {first, last}
         assert len(seen) == 1, "the folder was written more than once"
+
+
+@pytest.mark.parametrize("without", ["fcntl", "flock"])
+def test_folder_lock_runs_the_block_unlocked_where_there_is_no_flock(tmp_path, monkeypatch,
+                                                                      without):
+    from vitl import _files
+
+    if without == "fcntl":  # Windows has no fcntl module
+        monkeypatch.setattr(_files, "fcntl", None)
+    else:  # some network file systems refuse flock
+        def refuse(fd, operation):
+            raise OSError(errno.ENOLCK, "No locks available")
+
+        monkeypatch.setattr(_files.fcntl, "flock", refuse)
+    opened = len(os.listdir("/proc/self/fd"))
+    with _files.folder_lock(tmp_path / "new"):
+        ran = True
+    assert ran and (tmp_path / "new").is_dir()
+    assert len(os.listdir("/proc/self/fd")) == opened  # no descriptor left open

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 import socket
@@ -18,6 +17,11 @@ import stat
 import time
 import urllib.parse
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so folder_lock does not serialise processes there
+    fcntl = None
 
 
 def _temp_sibling(target: Path, kind: str, suffix: str = "") -> Path:
@@ -119,7 +123,8 @@ def folder_lock(folder):
     For make-once work shared between processes (unpacking a data set): the second
     process waits, then finds the work done instead of redoing it and swapping the
     folder away under the first one's readers. ``flock`` on the folder itself
-    leaves no lock file behind; the lock goes with the process.
+    leaves no lock file behind; the lock goes with the process. Where there is no
+    ``flock`` (Windows, some network file systems) the block runs unlocked.
 
     Args:
         folder: the folder to lock, e.g. the parent of the folder to make.
@@ -134,12 +139,20 @@ def folder_lock(folder):
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY)
+    fd = None
+    if fcntl is not None:
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a network file system without flock: go on unlocked, as before
+            if fd is not None:
+                os.close(fd)
+            fd = None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # also releases the lock
+        if fd is not None:
+            os.close(fd)  # also releases the lock
 
 
 def _swap_in(new: Path, target: Path) -> None:
