@@ -64,16 +64,29 @@ def tidy_text(text: str) -> str:
 
 
 def tidy_outputs(outputs: list) -> list:
-    """Merge consecutive stream outputs of one name, then tidy their text; drop empty ones."""
-    merged = []
+    """Merge the stream outputs of one name between rich outputs (figures), then tidy their
+    text; drop empty ones.
+
+    A kernel flushes stdout and stderr separately, so which comes first is a race: one run
+    printed stderr, stdout, stderr for a cell whose two stderr lines came first. Merging by
+    name, at the first one's place, makes the committed outputs the same from run to run.
+
+    Example:
+        >>> outputs = [{"output_type": "stream", "name": n, "text": t}
+        ...            for n, t in [("stderr", "a\\n"), ("stdout", "b\\n"), ("stderr", "c\\n")]]
+        >>> [(o["name"], o["text"]) for o in tidy_outputs(outputs)]
+        [('stderr', ['a\\n', 'c\\n']), ('stdout', ['b\\n'])]
+    """
+    merged, streams = [], {}
     for output in outputs:
-        if (output.get("output_type") == "stream" and merged
-                and merged[-1].get("output_type") == "stream"
-                and merged[-1]["name"] == output["name"]):
-            merged[-1]["text"] = _text(merged[-1]) + _text(output)
+        if output.get("output_type") != "stream":
+            merged.append(output)
+            streams = {}  # streams after a figure stay after it
+        elif output["name"] in streams:
+            streams[output["name"]]["text"] += _text(output)
         else:
-            merged.append(dict(output, text=_text(output)) if output.get("output_type") == "stream"
-                          else output)
+            streams[output["name"]] = dict(output, text=_text(output))
+            merged.append(streams[output["name"]])
     tidy = []
     for output in merged:
         if output.get("output_type") == "stream":
