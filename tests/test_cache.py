@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import together
 from feature_helpers import assert_features_close, build_extractor, direct_features, write_images
 
 from vitl._hashing import sha256_file
@@ -251,15 +252,10 @@ print(len(FeatureCache(sys.argv[1])))
 def test_processes_opening_a_new_cache_at_once_all_open_it(tmp_path):
     # sqlite's busy timeout does not cover a new file's switch to WAL: without a retry,
     # about half of these rounds had one process fail with "database is locked".
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for round_ in range(8):
-        cache, start = tmp_path / f"cache{round_}", str(time.time() + 1.5)  # after the imports
-        workers = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, str(cache), start],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=env) for _ in range(4)]
-        for worker in workers:
-            out, err = worker.communicate(timeout=120)
-            assert (worker.returncode, out.strip()) == (0, "0"), err
+        cache, start = tmp_path / f"cache{round_}", time.time() + 1.5  # after the imports
+        workers = together.start(_OPEN_AT_ONCE, [(cache, start)] * 4)
+        assert [out.strip() for out in together.outputs(workers)] == ["0"] * 4
 
 
 _WRITE_AT_ONCE = """
@@ -279,17 +275,12 @@ print("ok")
 def test_processes_opening_a_damaged_cache_at_once_set_it_aside_once(tmp_path):
     # Before: each process set "the" damaged file aside, one after the other: the later ones
     # crashed (FileNotFoundError) or moved the earlier one's new, good cache aside with its entries.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for round_ in range(6):
-        cache, start = tmp_path / f"cache{round_}", str(time.time() + 1.5)  # after the imports
+        cache, start = tmp_path / f"cache{round_}", time.time() + 1.5  # after the imports
         cache.mkdir()
         (cache / "features.sqlite").write_bytes(b"not a database" * 1000)
-        workers = [subprocess.Popen([sys.executable, "-c", _WRITE_AT_ONCE, str(cache), start, tag],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=env) for tag in "abcd"]
-        for worker in workers:
-            out, err = worker.communicate(timeout=120)
-            assert (worker.returncode, out.strip()) == (0, "ok"), err[-1000:]
+        workers = together.start(_WRITE_AT_ONCE, [(cache, start, tag) for tag in "abcd"])
+        assert [out.strip() for out in together.outputs(workers)] == ["ok"] * 4
         with FeatureCache(cache) as opened:
             assert len(opened) == 4, "entries were moved aside with a good cache"
             assert len(opened.damaged_copies()) == 1
@@ -301,14 +292,9 @@ def test_two_concurrent_writers_leave_a_sound_cache(extractor, tmp_path):
     go = tmp_path / "go"
     workers = [_start_worker(paths[:40], cache, tmp_path, "a", delay=0.05, go_file=go),
                _start_worker(paths[20:], cache, tmp_path, "b", delay=0.05, go_file=go)]
-    for worker in workers:  # both models built: start featurizing together
-        assert worker.stdout.readline().strip() == "ready", worker.communicate()
-    go.touch()
-    results = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    together.release(workers, go)  # both models built: start featurizing together
+    results = [json.loads(out.strip().splitlines()[-1])
+               for out in together.outputs(workers, timeout=300)]
     # Both processes built the same random weights (same seed), so they share entries.
     assert results[0]["fingerprint"] == results[1]["fingerprint"] == extractor.fingerprint
     a, b = results

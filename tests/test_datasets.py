@@ -10,8 +10,6 @@ import io
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import together
 from PIL import Image
 
 from vitl import datasets
@@ -542,18 +541,11 @@ def test_notebooks_starting_together_unpack_the_sample_once(tmp_path):
     # was already reading (a moment without it), and both unpacked.
     if not any((_REAL_MIRROR / n).is_file() for n in datasets.SDNET2018_ZIP_NAMES):
         pytest.skip(f"no SDNET2018 zip in {_REAL_MIRROR} (set VITL_DATA_MIRROR)")
-    env = {**os.environ, "VITL_DATA_MIRROR": str(_REAL_MIRROR),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for round_ in range(5):
-        data_dir, start = tmp_path / f"data{round_}", str(time.time() + 2)  # after the imports
-        workers = [subprocess.Popen([sys.executable, "-c", _UNPACK_AT_ONCE, str(data_dir), start],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=env) for _ in range(3)]
-        outputs = []
-        for worker in workers:
-            out, err = worker.communicate(timeout=120)
-            assert worker.returncode == 0, err
-            outputs.append(out.splitlines())
+        data_dir, start = tmp_path / f"data{round_}", time.time() + 2  # after the imports
+        workers = together.start(_UNPACK_AT_ONCE, [(data_dir, start)] * 3,
+                                 VITL_DATA_MIRROR=str(_REAL_MIRROR))
+        outputs = [out.splitlines() for out in together.outputs(workers)]
         assert sum("sha256 ok" in lines[0] for lines in outputs) == 1, outputs
         assert {count for lines in outputs for count in lines[1:]} == {"400"}
         assert sorted(p.name for p in data_dir.iterdir()) == ["sdnet2018-decks"]
@@ -574,16 +566,11 @@ print(first, os.stat(folder).st_ino, len(list(folder.glob("*/*.png"))))
 
 def test_notebooks_starting_together_make_the_synthetic_set_once(tmp_path):
     # Before: each process wrote the tiles and swapped its folder in, under the others' readers.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for round_ in range(3):
-        out_dir, start = tmp_path / f"syn{round_}", str(time.time() + 2)  # after the imports
-        workers = [subprocess.Popen([sys.executable, "-c", _SYNTHETIC_AT_ONCE, str(out_dir),
-                                     start], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env=env) for _ in range(3)]
+        out_dir, start = tmp_path / f"syn{round_}", time.time() + 2  # after the imports
+        workers = together.start(_SYNTHETIC_AT_ONCE, [(out_dir, start)] * 3)
         seen = set()
-        for worker in workers:
-            out, err = worker.communicate(timeout=120)
-            assert worker.returncode == 0, err
+        for out in together.outputs(workers):
             first, last, count = out.split()
             assert count == "40"
             seen |= {first, last}

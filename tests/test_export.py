@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import together
 
 from vitl.classifier import ImageClassifier
 from vitl.data import list_images, read_image
@@ -263,18 +264,12 @@ def test_exports_into_one_folder_at_once_are_all_listed(tmp_path):
     # A savedmodel and a tflite export started together: each rewrote export.json from what it
     # read at its start, so the later one dropped the other's artifact (which the next export
     # then refused to replace, as not written by vitl).
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
     out, go = tmp_path / "export", tmp_path / "go"
-    workers = [subprocess.Popen([sys.executable, "-c", _EXPORT_AT_ONCE, str(out), format,
-                                 str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env) for format in ("savedmodel", "tflite")]
-    for worker in workers:  # both imported and built: start together
-        assert worker.stdout.readline().strip() == "ready", worker.communicate()
-    go.touch()
-    for worker in workers:
-        _, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err
+    workers = together.start(_EXPORT_AT_ONCE, [(out, format, go)
+                                               for format in ("savedmodel", "tflite")],
+                             TF_CPP_MIN_LOG_LEVEL="2")
+    together.release(workers, go)  # both imported and built: start together
+    together.outputs(workers, timeout=300)
     listed = json.loads((out / "export.json").read_text())["artifacts"]
     assert sorted(listed) == ["model.tflite", "savedmodel"]
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "labels.txt", "model.tflite",

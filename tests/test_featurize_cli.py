@@ -5,11 +5,9 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+import together
 from feature_helpers import write_images
 
 from vitl.backbones import precision as prec
@@ -112,21 +110,12 @@ print(prec.resolve_precision("auto", backbone))
 def test_auto_probes_once_when_runs_start_together(tmp_path):
     # Runs starting together with precision='auto': each one measured (slowing the others'
     # measurements on a shared CPU), and the last write dropped the other backbones' results.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-           "VITL_HOME": str(tmp_path)}
     go = tmp_path / "go"
     backbones = ["mobilenetv2", "mobilenetv2", "resnet101v2", "resnet101v2"]
-    workers = [subprocess.Popen([sys.executable, "-c", _PROBE_AT_ONCE, backbone, str(go)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env) for backbone in backbones]
-    for worker in workers:  # all imported: start together
-        assert worker.stdout.readline().strip() == "ready", worker.communicate()
-    go.touch()
-    outputs = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err
-        outputs.append(out.split())
+    workers = together.start(_PROBE_AT_ONCE, [(backbone, go) for backbone in backbones],
+                             VITL_HOME=str(tmp_path))
+    together.release(workers, go)  # all imported: start together
+    outputs = [out.split() for out in together.outputs(workers)]
     assert [out[-1] for out in outputs] == ["float32"] * 4
     assert sum(out.count("probed") for out in outputs) == 2, "one probe per backbone"
     stored = json.loads((tmp_path / prec.PROBE_FILE).read_text())

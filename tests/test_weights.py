@@ -1,13 +1,10 @@
 """Weight resolution: explicit file, VITL_HOME, Keras cache, download, and the failure message."""
 
 import dataclasses
-import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+import together
 
 from vitl._hashing import sha256_file
 from vitl.backbones import BACKBONES, WeightsUnavailableError, get_backbone, resolve_weights
@@ -173,15 +170,8 @@ print(hashlib.md5(weights._download(spec).read_bytes()).hexdigest() == spec.weig
 def test_notebooks_downloading_weights_at_once_both_get_them(tmp_path):
     # Keras' get_file downloads in place: a second download truncated the file the first one
     # was checking ("Incomplete or corrupted file detected") or already loading.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-           "KERAS_HOME": str(tmp_path / "keras"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     go = tmp_path / "go"
-    workers = [subprocess.Popen([sys.executable, "-c", _DOWNLOAD_AT_ONCE, str(go), str(delay)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env) for delay in (0, 0.15, 0.3)]
-    for worker in workers:  # all imported: start together
-        assert worker.stdout.readline().strip() == "ready", worker.communicate()
-    go.touch()
-    for worker in workers:
-        out, err = worker.communicate(timeout=120)
-        assert (worker.returncode, out.split()[-1:]) == (0, ["True"]), err[-1000:]
+    workers = together.start(_DOWNLOAD_AT_ONCE, [(go, delay) for delay in (0, 0.15, 0.3)],
+                             KERAS_HOME=str(tmp_path / "keras"), TF_CPP_MIN_LOG_LEVEL="2")
+    together.release(workers, go)  # all imported: start together
+    assert [out.split()[-1:] for out in together.outputs(workers)] == [["True"]] * 3
