@@ -26,6 +26,16 @@ def problem(what: str, expected: str, received: object, fix: str) -> str:
     return f"{what}: expected {expected}, received {received!r}. Fix: {fix}"
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1.
+
+    Example:
+        >>> counted(1, "seed"), counted(3, "run")
+        ('1 seed', '3 runs')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def require(ok, what: str, expected: str, received: object, fix: str) -> None:
     """Raise ``ValueError(problem(what, expected, received, fix))`` unless ``ok``.
 

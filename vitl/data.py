@@ -38,7 +38,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from ._errors import check_fraction, check_verbose, problem
+from ._errors import check_fraction, check_verbose, counted, problem
 from ._files import file_kind, regular_opener
 
 #: File name endings read as images (compared in lower case).
@@ -439,7 +439,7 @@ class ImageCollection:
         """
         counts = pd.Series(self.counts(), dtype=np.int64)
         notes = [f"class '{k}' has no images" for k in counts.index[counts == 0]]
-        notes += [f"class '{k}' has only {n} image{'s' * (n > 1)}; aim for 50+ per class"
+        notes += [f"class '{k}' has only {counted(n, 'image')}; aim for 50+ per class"
                   for k, n in counts[counts.between(1, 9)].items()]
         by_case = pd.Series(counts.index, counts.index).groupby(lambda k: k.casefold()).agg(list)
         notes += [f"classes {' and '.join(map(repr, names))} differ only in letter case: one "

@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
-from ._errors import check_choice, check_verbose, problem
+from ._errors import check_choice, check_verbose, counted, problem
 from ._files import atomic_path
 from .augment import AugmentPolicy
 from .classifier import ImageClassifier
@@ -268,8 +268,7 @@ class ExperimentResults:
         y = np.arange(len(table))[::-1]
         ax.barh(y, means, xerr=sds, color=["tab:orange"] + ["tab:blue"] * (len(table) - 1), capsize=3)
         ax.set_yticks(y, [self._label(entry) for entry in table], fontsize=8)
-        ax.set_xlabel(f"{metric} (mean ± sd over {len(self.seeds)} seed"
-                      f"{'s' if len(self.seeds) != 1 else ''})")
+        ax.set_xlabel(f"{metric} (mean ± sd over {counted(len(self.seeds), 'seed')})")
         if metric.endswith("accuracy"):
             low = np.min(means - sds)
             ax.set_xlim(max(0.0, math.floor(low * 20) / 20 - 0.05), 1.0)
@@ -295,9 +294,9 @@ class ExperimentResults:
 
     # ------------------------------------------------------------------ helpers
     def _headline(self) -> str:
-        shape = f"{_count(len(ParameterGrid(self.grid)), 'configuration')} x " \
-                f"{_count(len(self.seeds), 'seed')}"
-        text = f"ExperimentResults: {_count(len(self.rows), 'run')} ({shape})"
+        shape = f"{counted(len(ParameterGrid(self.grid)), 'configuration')} x " \
+                f"{counted(len(self.seeds), 'seed')}"
+        text = f"ExperimentResults: {counted(len(self.rows), 'run')} ({shape})"
         if self.rows:
             best = self.best().summary
             text += f"; best by val_accuracy: {self._label(best)} ({best['val_accuracy_mean']:.4f})"
@@ -307,10 +306,6 @@ class ExperimentResults:
 
     def _label(self, entry) -> str:
         return ", ".join(f"{name}={entry[name]}" for name in self.grid) or "(base)"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def run_grid(train, validation=None, test=None, *, grid: dict, seeds=(0,), base=None,

@@ -40,6 +40,7 @@ from ._errors import (
     check_int,
     check_verbose,
     config_from_dict,
+    counted,
     is_int,
     is_real,
     problem,
@@ -563,7 +564,7 @@ class TrainingHistory:
 
     def _summary(self) -> str:
         best = self.best or {}
-        parts = [f"TrainingHistory: {len(self)} epoch{'s' if len(self) != 1 else ''}"
+        parts = [f"TrainingHistory: {counted(len(self), 'epoch')}"
                  + (f" of {self.epochs_requested}" if self.epochs_requested else ""),
                  best.get(self.monitor) is not None
                  and f"best epoch {self.best_epoch} ({self.monitor}={best[self.monitor]:.4f})",
